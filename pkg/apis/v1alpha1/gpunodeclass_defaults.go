@@ -1,0 +1,145 @@
+package v1alpha1
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Enum values of GPUNodeClassSpec fields.
+const (
+	AMIFamilyAL2023       = "AL2023"
+	AMIFamilyBottlerocket = "Bottlerocket"
+	AMIFamilyCustom       = "Custom"
+
+	MIGStrategyNone   = "none"
+	MIGStrategySingle = "single"
+	MIGStrategyMixed  = "mixed"
+
+	HTTPTokensRequired = "required"
+	HTTPTokensOptional = "optional"
+
+	VolumeTypeGP3 = "gp3"
+)
+
+// Defaults. The CRD applies the same values through API-server defaulting;
+// the accessor methods below apply them again for objects that never went
+// through the API server (unit tests, objects built in code).
+const (
+	DefaultAMIFamily               = AMIFamilyAL2023
+	DefaultIdleAfter               = 10 * time.Minute
+	DefaultStartupTimeout          = 15 * time.Minute
+	DefaultGPUTaint                = true
+	DefaultTimeSlicingReplicas     = int32(1)
+	DefaultMIGStrategy             = MIGStrategyNone
+	DefaultProtectRunningGPUPods   = true
+	DefaultMinSavingsPercent       = int32(20)
+	DefaultHTTPTokens              = HTTPTokensRequired
+	DefaultHTTPPutResponseHopLimit = int64(1)
+	// DefaultRootVolumeType and DefaultRootVolumeSize describe the root volume
+	// used when blockDeviceMappings is empty: GPU images and CUDA/model
+	// containers need far more than the usual 20Gi.
+	DefaultRootVolumeType = VolumeTypeGP3
+)
+
+// DefaultRootVolumeSize is the root volume size used when
+// blockDeviceMappings is empty.
+var DefaultRootVolumeSize = resource.MustParse("200Gi")
+
+// AMIFamilyOrDefault returns spec.amiFamily, or AL2023 when empty.
+func (in *GPUNodeClass) AMIFamilyOrDefault() string {
+	if in.Spec.AMIFamily == "" {
+		return DefaultAMIFamily
+	}
+	return in.Spec.AMIFamily
+}
+
+// IdleAfter returns how long a GPU node may go without a pod requesting an
+// accelerator before it is removed. ok is false when idle removal is
+// disabled ("Never"). Unset means the 10m default.
+func (in *GPUNodeClass) IdleAfter() (d time.Duration, ok bool) {
+	ia := in.Spec.GPU.IdleAfter
+	if ia == nil {
+		return DefaultIdleAfter, true
+	}
+	if ia.Duration == nil {
+		return 0, false
+	}
+	return *ia.Duration, true
+}
+
+// StartupTimeout returns how long a registered node may take to advertise
+// its GPUs before it is replaced. Unset or non-positive means the 15m default.
+func (in *GPUNodeClass) StartupTimeout() time.Duration {
+	st := in.Spec.GPU.StartupTimeout
+	if st == nil || st.Duration <= 0 {
+		return DefaultStartupTimeout
+	}
+	return st.Duration
+}
+
+// GPUTaintEnabled reports whether GPU nodes get the accelerator NoSchedule
+// taint. Unset means true.
+func (in *GPUNodeClass) GPUTaintEnabled() bool {
+	if in.Spec.GPU.Taint == nil {
+		return DefaultGPUTaint
+	}
+	return *in.Spec.GPU.Taint
+}
+
+// TimeSlicingReplicas returns how many schedulable GPUs each physical GPU is
+// advertised as; 1 when time-slicing is not configured.
+func (in *GPUNodeClass) TimeSlicingReplicas() int32 {
+	ts := in.Spec.GPU.TimeSlicing
+	if ts == nil || ts.Replicas < 1 {
+		return DefaultTimeSlicingReplicas
+	}
+	return ts.Replicas
+}
+
+// MIGStrategy returns spec.gpu.migStrategy, or "none" when empty.
+func (in *GPUNodeClass) MIGStrategy() string {
+	if in.Spec.GPU.MIGStrategy == "" {
+		return DefaultMIGStrategy
+	}
+	return in.Spec.GPU.MIGStrategy
+}
+
+// ProtectRunningGPUPods reports whether cost consolidation must leave running
+// GPU pods alone unless it saves MinSavingsPercent. Unset means true.
+func (in *GPUNodeClass) ProtectRunningGPUPods() bool {
+	d := in.Spec.GPU.Disruption
+	if d == nil || d.ProtectRunningGPUPods == nil {
+		return DefaultProtectRunningGPUPods
+	}
+	return *d.ProtectRunningGPUPods
+}
+
+// MinSavingsPercent returns the saving (percent of the node's price) cost
+// consolidation must achieve to evict running GPU pods. Unset means 20.
+func (in *GPUNodeClass) MinSavingsPercent() int32 {
+	d := in.Spec.GPU.Disruption
+	if d == nil || d.MinSavingsPercent == nil {
+		return DefaultMinSavingsPercent
+	}
+	return *d.MinSavingsPercent
+}
+
+// HTTPTokens returns spec.metadataOptions.httpTokens, or "required" when unset.
+func (in *GPUNodeClass) HTTPTokens() string {
+	mo := in.Spec.MetadataOptions
+	if mo == nil || mo.HTTPTokens == nil || *mo.HTTPTokens == "" {
+		return DefaultHTTPTokens
+	}
+	return *mo.HTTPTokens
+}
+
+// HTTPPutResponseHopLimit returns spec.metadataOptions.httpPutResponseHopLimit,
+// or 1 when unset.
+func (in *GPUNodeClass) HTTPPutResponseHopLimit() int64 {
+	mo := in.Spec.MetadataOptions
+	if mo == nil || mo.HTTPPutResponseHopLimit == nil {
+		return DefaultHTTPPutResponseHopLimit
+	}
+	return *mo.HTTPPutResponseHopLimit
+}

@@ -1,0 +1,244 @@
+// Package fake is an in-memory cloud: instances with IDs, per-offering
+// capacity limits, injectable capacity and API errors, launch latency and
+// spot interruptions, deterministic under a seed. It is a product component:
+// the simulator and the end-to-end tests run on it. It must not import
+// Karpenter's pkg/test or pkg/cloudprovider/fake (they pull in test
+// frameworks and init() side effects).
+package fake
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/samber/lo"
+	"k8s.io/utils/clock"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// ProviderIDPrefix starts every provider ID of a fake instance.
+const ProviderIDPrefix = "fake://"
+
+// Offering identifies one instance type in one zone with one capacity type.
+type Offering struct{ InstanceType, Zone, CapacityType string }
+
+// Options configures a Fleet.
+type Options struct {
+	Region        string   // default "us-east-1" (the catalog's price column)
+	Zones         []string // default us-east-1a..c
+	CapacityTypes []string // default on-demand only; spot needs Prices
+	// Prices overrides catalog prices (e.g. spot). nil = on-demand from catalog.
+	Prices       catalog.PriceSource
+	Reservations []catalog.Reservation
+	// Capacity limits how many instances of an offering may run at once;
+	// offerings absent from the map are unlimited.
+	Capacity map[Offering]int
+	// LaunchLatency is how long an instance stays pending after launch.
+	LaunchLatency time.Duration
+	Clock         clock.Clock
+	Seed          int64
+}
+
+// Fleet is the in-memory backend. It is safe for concurrent use.
+type Fleet struct {
+	mu        sync.Mutex
+	opts      Options
+	clock     clock.Clock
+	rng       *rand.Rand
+	nextID    int
+	instances map[string]*cloudprovider.Instance
+	tokens    map[string]string // client token -> instance ID (idempotent launches)
+	refuse    map[Offering]int  // injected capacity errors: remaining refusals (-1 = always)
+	apiErrors map[string][]error
+	launches  int
+}
+
+var _ cloudprovider.Backend = (*Fleet)(nil)
+
+// NewFleet returns an empty fleet.
+func NewFleet(opts Options) *Fleet {
+	opts.Region = lo.Ternary(opts.Region == "", "us-east-1", opts.Region)
+	if len(opts.Zones) == 0 {
+		opts.Zones = []string{opts.Region + "a", opts.Region + "b", opts.Region + "c"}
+	}
+	if len(opts.CapacityTypes) == 0 {
+		opts.CapacityTypes = []string{karpv1.CapacityTypeOnDemand}
+	}
+	return &Fleet{
+		opts:      opts,
+		clock:     lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock),
+		rng:       rand.New(rand.NewSource(opts.Seed)),
+		instances: map[string]*cloudprovider.Instance{},
+		tokens:    map[string]string{},
+		refuse:    map[Offering]int{},
+		apiErrors: map[string][]error{},
+	}
+}
+
+// Name implements Backend.
+func (f *Fleet) Name() string { return "fake" }
+
+// Offerings implements Backend.
+func (f *Fleet) Offerings(ctx context.Context, _ *v1alpha1.GPUNodeClass) (*cloudprovider.OfferingInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.popAPIError("Offerings"); err != nil {
+		return nil, err
+	}
+	return &cloudprovider.OfferingInfo{
+		Region:        f.opts.Region,
+		Zones:         f.opts.Zones,
+		CapacityTypes: f.opts.CapacityTypes,
+		Prices:        f.opts.Prices,
+		Reservations:  f.opts.Reservations,
+	}, nil
+}
+
+// Launch implements Backend: it walks the options in order and launches the
+// first one with capacity, reporting every refused option before it.
+func (f *Fleet) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.popAPIError("Launch"); err != nil {
+		return nil, err
+	}
+	if id, ok := f.tokens[req.ClientToken]; ok && req.ClientToken != "" {
+		return &cloudprovider.LaunchResult{Instance: f.copyOf(f.instances[id])}, nil
+	}
+	res := &cloudprovider.LaunchResult{}
+	for _, o := range req.Options {
+		off := Offering{o.InstanceType, o.Zone, o.CapacityType}
+		if !f.hasCapacity(off, o.ReservationID) {
+			res.Refused = append(res.Refused, o)
+			continue
+		}
+		f.nextID++
+		f.launches++
+		inst := &cloudprovider.Instance{
+			ID:            fmt.Sprintf("i-%08x%08x", f.nextID, f.rng.Uint32()),
+			InstanceType:  o.InstanceType,
+			Zone:          o.Zone,
+			CapacityType:  o.CapacityType,
+			ReservationID: o.ReservationID,
+			ImageID:       "ami-fake-gpu",
+			State:         lo.Ternary(f.opts.LaunchLatency > 0, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
+			LaunchTime:    f.clock.Now(),
+			Tags:          lo.Assign(req.Tags),
+		}
+		f.instances[inst.ID] = inst
+		if req.ClientToken != "" {
+			f.tokens[req.ClientToken] = inst.ID
+		}
+		res.Instance = f.copyOf(inst)
+		return res, nil
+	}
+	return res, nil
+}
+
+// hasCapacity consumes an injected refusal or checks the capacity limit.
+func (f *Fleet) hasCapacity(off Offering, reservationID string) bool {
+	if n, ok := f.refuse[off]; ok && n != 0 {
+		if n > 0 {
+			f.refuse[off] = n - 1
+		}
+		return false
+	}
+	limit, limited := f.opts.Capacity[off]
+	if reservationID != "" {
+		r, ok := lo.Find(f.opts.Reservations, func(r catalog.Reservation) bool { return r.ID == reservationID })
+		limit, limited = lo.Ternary(ok, r.Count, 0), true
+	}
+	if !limited {
+		return true
+	}
+	running := lo.CountBy(lo.Values(f.instances), func(i *cloudprovider.Instance) bool {
+		return i.State != cloudprovider.InstanceStateTerminated && i.InstanceType == off.InstanceType && i.Zone == off.Zone &&
+			i.CapacityType == off.CapacityType && i.ReservationID == reservationID
+	})
+	return running < limit
+}
+
+// Get implements Backend.
+func (f *Fleet) Get(ctx context.Context, id string) (*cloudprovider.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.popAPIError("Get"); err != nil {
+		return nil, err
+	}
+	inst, ok := f.instances[id]
+	if !ok {
+		return nil, &cloudprovider.NotFoundError{ID: id}
+	}
+	f.advance(inst)
+	return f.copyOf(inst), nil
+}
+
+// List implements Backend, sorted by ID for determinism.
+func (f *Fleet) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.popAPIError("List"); err != nil {
+		return nil, err
+	}
+	out := make([]*cloudprovider.Instance, 0, len(f.instances))
+	for _, inst := range f.instances {
+		f.advance(inst)
+		out = append(out, f.copyOf(inst))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Terminate implements Backend. Terminated instances stay visible (as in
+// EC2) so a second Delete sees them gone rather than unknown.
+func (f *Fleet) Terminate(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.popAPIError("Terminate"); err != nil {
+		return err
+	}
+	inst, ok := f.instances[id]
+	if !ok || inst.State == cloudprovider.InstanceStateTerminated {
+		return &cloudprovider.NotFoundError{ID: id}
+	}
+	inst.State = cloudprovider.InstanceStateTerminated
+	return nil
+}
+
+// ProviderID implements Backend.
+func (f *Fleet) ProviderID(inst *cloudprovider.Instance) string {
+	return fmt.Sprintf("%s%s/%s", ProviderIDPrefix, inst.Zone, inst.ID)
+}
+
+// InstanceID implements Backend.
+func (f *Fleet) InstanceID(providerID string) (string, error) {
+	rest, ok := strings.CutPrefix(providerID, ProviderIDPrefix)
+	if !ok {
+		return "", fmt.Errorf("provider ID %q does not start with %q", providerID, ProviderIDPrefix)
+	}
+	_, id, ok := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return "", fmt.Errorf("provider ID %q has no instance ID", providerID)
+	}
+	return id, nil
+}
+
+func (f *Fleet) advance(inst *cloudprovider.Instance) {
+	if inst.State == cloudprovider.InstanceStatePending && !f.clock.Now().Before(inst.LaunchTime.Add(f.opts.LaunchLatency)) {
+		inst.State = cloudprovider.InstanceStateRunning
+	}
+}
+
+func (f *Fleet) copyOf(inst *cloudprovider.Instance) *cloudprovider.Instance {
+	c := *inst
+	c.Tags = lo.Assign(inst.Tags)
+	return &c
+}

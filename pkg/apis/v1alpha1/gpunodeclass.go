@@ -219,7 +219,7 @@ type BlockDeviceMapping struct {
 type BlockDevice struct {
 	// VolumeSize is the size of the volume in G/Gi/T/Ti (e.g. 200Gi).
 	// Default: the snapshot's size when snapshotID is set.
-	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:Pattern="^[1-9][0-9]*(Gi|G|Ti|T)$"
 	// +optional
 	VolumeSize *resource.Quantity `json:"volumeSize,omitempty"`

@@ -1,0 +1,91 @@
+// Package envtest runs karpenter-gpu against a real kube-apiserver and etcd
+// (built from source by tools/build-envtest.sh) with Karpenter core's
+// provisioner and NodeClaim lifecycle controllers and the fake fleet.
+package envtest_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
+	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+)
+
+var (
+	ctx            context.Context
+	env            *test.Environment
+	fleet          *fake.Fleet
+	cloudProvider  *gpucp.CloudProvider
+	cluster        *state.Cluster
+	prov           *provisioning.Provisioner
+	lifecycleCtrl  *lifecycle.Controller
+	nodeClassCtrl  *nodeclass.Controller
+)
+
+func TestEnvtest(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "karpenter-gpu envtest")
+}
+
+// requireControlPlane fails (never skips) when the envtest binaries are
+// missing, naming the command that builds them.
+func requireControlPlane() {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
+			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
+		}
+	}
+}
+
+var _ = BeforeSuite(func() {
+	requireControlPlane()
+	env = test.NewEnvironment(test.WithCRDs(apis.CRDs...), test.WithFieldIndexers(
+		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
+		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	ctx = options.ToContext(ctx, test.Options())
+	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
+	var err error
+	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
+	Expect(err).ToNot(HaveOccurred())
+	recorder := events.NewRecorder(&record.FakeRecorder{})
+	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
+	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
+	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
+	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
+})
+
+var _ = AfterSuite(func() {
+	Expect(env.Stop()).To(Succeed())
+})
+
+var _ = AfterEach(func() {
+	ExpectCleanedUp(ctx, env.Client)
+	// Let capacity refusals remembered by one spec expire before the next.
+	env.Clock.Step(gpucp.UnavailableOfferingsTTL + time.Second)
+	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
+	cluster.Reset()
+})

@@ -20,6 +20,7 @@ envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into b
 
 test: envtest-bin vet ## everything CI runs: unit, property and envtest suites
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./...
+	@cd tools/crdpatch && go test -count=1 ./... # CEL rules compiled and exercised offline
 
 unit: ## tests that need no API server
 	go test $(GO_TEST_FLAGS) ./pkg/catalog/... ./providers/...

@@ -32,8 +32,8 @@ const (
 
 // Paths, below a version's openAPIV3Schema, of the schemas that get rules.
 var (
-	nodePoolRequirementKey = []string{"properties", "spec", "properties", "template", "properties", "spec", "properties", "requirements", "items", "properties", "key"}
-	nodePoolTemplateLabels = []string{"properties", "spec", "properties", "template", "properties", "metadata", "properties", "labels"}
+	nodePoolRequirementKey  = []string{"properties", "spec", "properties", "template", "properties", "spec", "properties", "requirements", "items", "properties", "key"}
+	nodePoolTemplateLabels  = []string{"properties", "spec", "properties", "template", "properties", "metadata", "properties", "labels"}
 	nodeClaimRequirementKey = []string{"properties", "spec", "properties", "requirements", "items", "properties", "key"}
 )
 

@@ -36,14 +36,14 @@ const (
 	DefaultMinSavingsPercent       = int32(20)
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
-	// DefaultRootVolumeType and DefaultRootVolumeSize describe the root volume
-	// used when blockDeviceMappings is empty: GPU images and CUDA/model
-	// containers need far more than the usual 20Gi.
+	// DefaultRootVolumeType is the type of the root volume used when
+	// blockDeviceMappings is empty (see DefaultRootVolumeSize).
 	DefaultRootVolumeType = VolumeTypeGP3
 )
 
-// DefaultRootVolumeSize is the root volume size used when
-// blockDeviceMappings is empty.
+// DefaultRootVolumeSize is the size of the encrypted gp3 root volume used when
+// blockDeviceMappings is empty: GPU images, drivers and CUDA/model containers
+// need far more than the usual 20Gi.
 var DefaultRootVolumeSize = resource.MustParse("200Gi")
 
 // AMIFamilyOrDefault returns spec.amiFamily, or AL2023 when empty.

@@ -1,0 +1,79 @@
+package provisioning
+
+import (
+	"context"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/utils/pod"
+)
+
+// PodTrigger adds pending pods to the provisioning batch. It does what core's
+// provisioner.trigger.pod does, for this controller's batcher (core's
+// batcher is only drained by core's provisioner, which this project replaces).
+type PodTrigger struct {
+	provisioner *Controller
+	cluster     *state.Cluster
+}
+
+// NewPodTrigger returns the pod trigger.
+func NewPodTrigger(provisioner *Controller, cluster *state.Cluster) *PodTrigger {
+	return &PodTrigger{provisioner: provisioner, cluster: cluster}
+}
+
+// Name is the controller's name.
+func (c *PodTrigger) Name() string { return "karpenter-gpu.provisioner.trigger.pod" }
+
+// Reconcile triggers a batch for a provisionable pod and requeues until it
+// is no longer pending: a pod may need several loops while nodes come up.
+func (c *PodTrigger) Reconcile(_ context.Context, p *corev1.Pod) (reconcile.Result, error) {
+	if !pod.IsProvisionable(p) {
+		return reconcile.Result{}, nil
+	}
+	c.provisioner.Trigger(p.UID)
+	c.cluster.AckPods(p)
+	return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+}
+
+// Register wires the controller into a manager.
+func (c *PodTrigger) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).
+		Named(c.Name()).
+		For(&corev1.Pod{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 10}).
+		Complete(reconcile.AsReconciler(m.GetClient(), c))
+}
+
+// NodeTrigger re-provisions for pods of nodes being disrupted.
+type NodeTrigger struct{ provisioner *Controller }
+
+// NewNodeTrigger returns the node trigger.
+func NewNodeTrigger(provisioner *Controller) *NodeTrigger { return &NodeTrigger{provisioner: provisioner} }
+
+// Name is the controller's name.
+func (c *NodeTrigger) Name() string { return "karpenter-gpu.provisioner.trigger.node" }
+
+// Reconcile triggers a batch for a node carrying the disrupted taint.
+func (c *NodeTrigger) Reconcile(_ context.Context, n *corev1.Node) (reconcile.Result, error) {
+	if !lo.ContainsBy(n.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) }) {
+		return reconcile.Result{}, nil
+	}
+	c.provisioner.Trigger(n.UID)
+	return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+}
+
+// Register wires the controller into a manager.
+func (c *NodeTrigger) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).
+		Named(c.Name()).
+		For(&corev1.Node{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 10}).
+		Complete(reconcile.AsReconciler(m.GetClient(), c))
+}

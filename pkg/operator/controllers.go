@@ -1,0 +1,103 @@
+// Package operator wires karpenter-gpu into Karpenter core's operator: core's
+// controllers with this project's provisioning loop swapped in, plus the
+// provider's own controllers. The controller binary and the simulator both
+// build their controller set here, so they run the same decisions.
+package operator
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/awslabs/operatorpkg/controller"
+	"github.com/samber/lo"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	corecontrollers "sigs.k8s.io/karpenter/pkg/controllers"
+	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeoverlay"
+
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+)
+
+// Policy selects whose decisions run.
+type Policy string
+
+const (
+	// PolicyKarpenterGPU swaps in the GPU packing refinement (default).
+	PolicyKarpenterGPU Policy = "karpenter-gpu"
+	// PolicyStock runs Karpenter core's controllers untouched (for
+	// comparisons in the simulator).
+	PolicyStock Policy = "stock"
+)
+
+// Options are what NewControllers needs beyond core's.
+type Options struct {
+	Manager           manager.Manager
+	Clock             clock.Clock
+	KubeClient        client.Client
+	Recorder          events.Recorder
+	CloudProvider     karpcp.CloudProvider // decorated (metrics, overlay)
+	Undecorated       karpcp.CloudProvider // before overlay
+	Backend           gpucp.Backend
+	Cluster           *state.Cluster
+	InstanceTypeStore *nodeoverlay.InstanceTypeStore
+	Policy            Policy
+	Refiner           provisioning.Refiner
+}
+
+// Controllers is the full controller set and handles the simulator drives.
+type Controllers struct {
+	All         []controller.Controller
+	Provisioner *coreprov.Provisioner
+	// Provisioning is nil under PolicyStock (core's singleton runs).
+	Provisioning *provisioning.Controller
+}
+
+// NewControllers returns core's controllers, with core's provisioning
+// singleton and its triggers replaced by this project's under
+// PolicyKarpenterGPU, followed by the provider's controllers.
+func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
+	core := corecontrollers.NewControllers(ctx, o.Manager, o.Clock, o.KubeClient, o.Recorder, o.CloudProvider, o.Undecorated, o.Cluster, o.InstanceTypeStore, nil)
+	out := &Controllers{}
+	p, ok := findOne[*coreprov.Provisioner](core)
+	if !ok {
+		// A core upgrade changed how its provisioner is assembled; fail
+		// loudly rather than run two provisioners or none.
+		return nil, fmt.Errorf("karpenter core returned %d provisioners, expected exactly 1", len(lo.Filter(core, isType[*coreprov.Provisioner])))
+	}
+	out.Provisioner = p
+	if o.Policy != PolicyStock {
+		for _, check := range []func(controller.Controller, int) bool{isType[*coreprov.PodController], isType[*coreprov.NodeController]} {
+			if lo.CountBy(core, func(c controller.Controller) bool { return check(c, 0) }) != 1 {
+				return nil, fmt.Errorf("karpenter core's provisioning triggers changed; refusing to start")
+			}
+		}
+		core = lo.Reject(core, func(c controller.Controller, i int) bool {
+			return isType[*coreprov.Provisioner](c, i) || isType[*coreprov.PodController](c, i) || isType[*coreprov.NodeController](c, i)
+		})
+		out.Provisioning = provisioning.NewController(o.Clock, p, o.Cluster, o.Refiner)
+		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
+	}
+	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend))
+	return out, nil
+}
+
+func isType[T controller.Controller](c controller.Controller, _ int) bool {
+	_, ok := c.(T)
+	return ok
+}
+
+func findOne[T controller.Controller](cs []controller.Controller) (T, bool) {
+	matches := lo.Filter(cs, isType[T])
+	if len(matches) != 1 {
+		var zero T
+		return zero, false
+	}
+	return matches[0].(T), true
+}

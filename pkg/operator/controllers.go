@@ -101,3 +101,16 @@ func findOne[T controller.Controller](cs []controller.Controller) (T, bool) {
 	}
 	return matches[0].(T), true
 }
+
+// RefinerFor returns the provisioning refinement of a policy: the GPU packer
+// for karpenter-gpu, none for stock. Both the controller binary and the
+// simulator resolve policies here.
+func RefinerFor(p Policy) provisioning.Refiner {
+	if p == PolicyStock {
+		return nil
+	}
+	return defaultRefiner
+}
+
+// defaultRefiner is the GPU packer; nil until pkg/packing is wired in.
+var defaultRefiner provisioning.Refiner

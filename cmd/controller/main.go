@@ -1,0 +1,67 @@
+// Command controller runs Karpenter core's operator and controllers with the
+// karpenter-gpu cloud provider and controllers (see pkg/operator).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/samber/lo"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider/metrics"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider/overlay"
+	"sigs.k8s.io/karpenter/pkg/controllers/node/health"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	coreoperator "sigs.k8s.io/karpenter/pkg/operator"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+)
+
+func main() {
+	ctx, op := coreoperator.NewOperator()
+	opts := options.FromContext(ctx)
+	backend, err := newBackend(opts, op)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "creating backend")
+		os.Exit(1)
+	}
+	var entries []catalog.Entry
+	if opts.CatalogFile != "" {
+		if entries, _, err = catalog.LoadFile(opts.CatalogFile); err != nil {
+			log.FromContext(ctx).Error(err, "loading catalog")
+			os.Exit(1)
+		}
+	}
+	provider, err := gpucp.New(gpucp.Options{KubeClient: op.GetClient(), Backend: backend, Clock: op.Clock, Entries: entries, ClusterName: opts.ClusterName})
+	if err != nil {
+		log.FromContext(ctx).Error(err, "creating cloud provider")
+		os.Exit(1)
+	}
+	undecorated := metrics.Decorate(provider)
+	cloudProvider := overlay.Decorate(undecorated, op.GetClient(), op.InstanceTypeStore)
+	matcher := lo.Must(health.NewRepairPolicyMatcher(ctx, cloudProvider))
+	cluster := state.NewCluster(op.Clock, op.GetClient(), cloudProvider, state.WithRepairPolicyMatcher(matcher))
+	ctrls, err := operator.NewControllers(ctx, operator.Options{
+		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
+		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: backend, Cluster: cluster,
+		InstanceTypeStore: op.InstanceTypeStore, Policy: operator.Policy(opts.Policy), Refiner: operator.RefinerFor(operator.Policy(opts.Policy)),
+	})
+	if err != nil {
+		log.FromContext(ctx).Error(err, "assembling controllers")
+		os.Exit(1)
+	}
+	op.WithControllers(ctx, ctrls.All...).Start(ctx)
+}
+
+func newBackend(opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, error) {
+	switch opts.Backend {
+	case "fake":
+		return fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock}), nil
+	default:
+		return nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)
+	}
+}

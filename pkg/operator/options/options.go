@@ -1,0 +1,77 @@
+// Package options holds karpenter-gpu's own flags; every flag has an
+// environment-variable twin, like core's.
+package options
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/utils/env"
+)
+
+func init() {
+	coreoptions.Injectables = append(coreoptions.Injectables, &Options{})
+}
+
+type optionsKey struct{}
+
+// Options are the provider's flags.
+type Options struct {
+	// Backend is the cloud the controller launches on: "aws" or "fake".
+	Backend string
+	// ClusterName tags instances and joins nodes to the cluster.
+	ClusterName string
+	// ClusterEndpoint is the API server URL nodes join.
+	ClusterEndpoint string
+	// Region overrides the region from the environment (AWS_REGION).
+	Region string
+	// Policy is "karpenter-gpu" (cost-optimal GPU packing) or "stock".
+	Policy string
+	// CatalogFile overrides the embedded instance catalog (CSV).
+	CatalogFile string
+}
+
+// AddFlags registers the flags.
+func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
+	fs.StringVar(&o.Backend, "backend", env.WithDefaultString("BACKEND", "fake"), "Cloud backend: aws or fake (in-memory fleet for local and end-to-end runs)")
+	fs.StringVar(&o.ClusterName, "cluster-name", env.WithDefaultString("CLUSTER_NAME", ""), "Cluster name, used to tag instances and join nodes")
+	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env.WithDefaultString("CLUSTER_ENDPOINT", ""), "API server endpoint nodes join")
+	fs.StringVar(&o.Region, "region", env.WithDefaultString("AWS_REGION", "us-east-1"), "Cloud region")
+	fs.StringVar(&o.Policy, "policy", env.WithDefaultString("POLICY", "karpenter-gpu"), "Provisioning policy: karpenter-gpu (cost-optimal GPU packing) or stock (Karpenter core's decisions)")
+	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
+}
+
+// Parse parses and validates the flags.
+func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		return fmt.Errorf("parsing flags, %w", err)
+	}
+	if o.Backend != "aws" && o.Backend != "fake" {
+		return fmt.Errorf("--backend must be aws or fake, got %q", o.Backend)
+	}
+	if o.Policy != "karpenter-gpu" && o.Policy != "stock" {
+		return fmt.Errorf("--policy must be karpenter-gpu or stock, got %q", o.Policy)
+	}
+	if o.Backend == "aws" && o.ClusterName == "" {
+		return fmt.Errorf("--cluster-name is required with --backend=aws")
+	}
+	return nil
+}
+
+// ToContext stores the options in ctx.
+func (o *Options) ToContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, optionsKey{}, o)
+}
+
+// FromContext returns the options stored in ctx.
+func FromContext(ctx context.Context) *Options {
+	o, _ := ctx.Value(optionsKey{}).(*Options)
+	return o
+}

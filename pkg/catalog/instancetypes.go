@@ -55,7 +55,8 @@ func NewInstanceTypes(entries []Entry, opts Options) (types []*cloudprovider.Ins
 			excluded = append(excluded, Exclusion{Name: e.Name, Reason: reason})
 			continue
 		}
-		it, reason := b.instanceType(e)
+		it, reason, ignored := b.instanceType(e)
+		excluded = append(excluded, ignored...)
 		if it == nil {
 			excluded = append(excluded, Exclusion{Name: e.Name, Reason: reason})
 			continue
@@ -73,10 +74,12 @@ type builder struct {
 	reservations  map[string][]Reservation // by instance type
 }
 
-func (b *builder) instanceType(e *Entry) (*cloudprovider.InstanceType, string) {
-	offerings, reservationIDs, notes := b.offerings(e)
+// instanceType builds one type, or returns why it has no offering. ignored
+// reports reservations of the type that could not become offerings.
+func (b *builder) instanceType(e *Entry) (it *cloudprovider.InstanceType, reason string, ignored []Exclusion) {
+	offerings, reservationIDs, ignored := b.offerings(e)
 	if len(offerings) == 0 {
-		return nil, b.noOfferingReason(notes)
+		return nil, b.noOfferingReason(), ignored
 	}
 	var zones, capacityTypes []string
 	for _, o := range offerings {
@@ -91,27 +94,19 @@ func (b *builder) instanceType(e *Entry) (*cloudprovider.InstanceType, string) {
 		Offerings:    offerings,
 		Capacity:     capacity,
 		Overhead:     overhead(e, b.opts, p, capacity),
-	}, ""
+	}, "", ignored
 }
 
 // offerings creates one offering per zone × capacity type with a known price,
-// plus one per reservation. notes explain reservations that could not be priced.
-func (b *builder) offerings(e *Entry) (offerings cloudprovider.Offerings, reservationIDs, notes []string) {
+// plus one per reservation that can be priced.
+func (b *builder) offerings(e *Entry) (offerings cloudprovider.Offerings, reservationIDs []string, ignored []Exclusion) {
 	for _, zone := range b.zones {
 		for _, ct := range b.capacityTypes {
 			price, ok := b.prices.Price(e.Name, zone, ct)
 			if !ok || !validPrice(price) {
 				continue
 			}
-			reqs := scheduling.NewRequirements(
-				scheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, ct),
-				scheduling.NewRequirement(corev1.LabelTopologyZone, corev1.NodeSelectorOpIn, zone),
-			)
-			if cloudprovider.ReservationIDLabel != "" {
-				// Keeps on-demand/spot offerings from matching a node that
-				// is pinned to a reservation.
-				reqs.Add(scheduling.NewRequirement(cloudprovider.ReservationIDLabel, corev1.NodeSelectorOpDoesNotExist))
-			}
+			reqs := offeringRequirements(ct, zone, "")
 			offerings = append(offerings, &cloudprovider.Offering{
 				Requirements: reqs,
 				Price:        price,
@@ -124,16 +119,13 @@ func (b *builder) offerings(e *Entry) (offerings cloudprovider.Offerings, reserv
 		if !validPrice(price) {
 			od, ok := b.prices.Price(e.Name, r.Zone, karpv1.CapacityTypeOnDemand)
 			if !ok || !validPrice(od) {
-				notes = append(notes, fmt.Sprintf("reservation %s has no price and the type no on-demand price in %s", r.ID, r.Zone))
+				ignored = append(ignored, Exclusion{Name: e.Name, Reason: fmt.Sprintf(
+					"capacity reservation %q ignored: it has no price and the type no on-demand price in %s", r.ID, r.Zone)})
 				continue
 			}
 			price = od / ReservedPriceDivisor
 		}
-		reqs := scheduling.NewRequirements(
-			scheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeReserved),
-			scheduling.NewRequirement(corev1.LabelTopologyZone, corev1.NodeSelectorOpIn, r.Zone),
-			scheduling.NewRequirement(cloudprovider.ReservationIDLabel, corev1.NodeSelectorOpIn, r.ID),
-		)
+		reqs := offeringRequirements(karpv1.CapacityTypeReserved, r.Zone, r.ID)
 		offerings = append(offerings, &cloudprovider.Offering{
 			Requirements: reqs,
 			Price:        price,
@@ -144,32 +136,44 @@ func (b *builder) offerings(e *Entry) (offerings cloudprovider.Offerings, reserv
 		})
 		reservationIDs = append(reservationIDs, r.ID)
 	}
-	return offerings, reservationIDs, notes
+	return offerings, reservationIDs, ignored
+}
+
+// offeringRequirements pins an offering to its capacity type and zone, which
+// Karpenter requires of every offering. On-demand/spot offerings carry
+// reservation-id DoesNotExist so they never match a node pinned to a
+// reservation; reserved ones carry their ID.
+func offeringRequirements(capacityType, zone, reservationID string) scheduling.Requirements {
+	r := make(scheduling.Requirements, 3)
+	r[karpv1.CapacityTypeLabelKey] = scheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, capacityType)
+	r[corev1.LabelTopologyZone] = scheduling.NewRequirement(corev1.LabelTopologyZone, corev1.NodeSelectorOpIn, zone)
+	if key := cloudprovider.ReservationIDLabel; key != "" {
+		if reservationID != "" {
+			r[key] = scheduling.NewRequirement(key, corev1.NodeSelectorOpIn, reservationID)
+		} else {
+			r[key] = scheduling.NewRequirement(key, corev1.NodeSelectorOpDoesNotExist)
+		}
+	}
+	return r
 }
 
 func (b *builder) unavailable(instanceType, zone, capacityType string) bool {
 	return b.opts.Unavailable != nil && b.opts.Unavailable(instanceType, zone, capacityType)
 }
 
-func (b *builder) noOfferingReason(notes []string) string {
-	var reason string
+func (b *builder) noOfferingReason() string {
 	switch {
 	case len(b.zones) == 0:
-		reason = "no zones to offer in"
+		return "no zones to offer in"
 	case len(b.capacityTypes) == 0:
-		reason = "no on-demand or spot capacity type to offer"
-	default:
-		where := "region " + b.opts.Region
-		if b.opts.Region == "" {
-			where = "zones " + strings.Join(b.zones, ",")
-		}
-		reason = fmt.Sprintf("no known %s price in %s; not offered rather than priced at 0",
-			strings.Join(b.capacityTypes, "/"), where)
+		return "no on-demand or spot capacity type to offer"
 	}
-	if len(notes) > 0 {
-		reason += "; " + strings.Join(notes, "; ")
+	where := "region " + b.opts.Region
+	if b.opts.Region == "" {
+		where = "zones " + strings.Join(b.zones, ",")
 	}
-	return reason
+	return fmt.Sprintf("no known %s price in %s; not offered rather than priced at 0",
+		strings.Join(b.capacityTypes, "/"), where)
 }
 
 // groupReservations indexes usable reservations by instance type and reports

@@ -219,10 +219,12 @@ func TestGPUMemorySelector(t *testing.T) {
 func TestUnpricedTypesAreExcluded(t *testing.T) {
 	types, excluded := build(t, defaultOptions())
 	reasons := map[string]string{}
-	for _, x := range excluded {
+	_, parseExcluded, _ := catalog.Embedded()
+	for _, x := range append(parseExcluded, excluded...) {
 		if x.Reason == "" {
 			t.Errorf("%s excluded without reason", x.Name)
 		}
+		t.Logf("excluded %s: %s", x.Name, x.Reason)
 		reasons[x.Name] = x.Reason
 	}
 	for _, name := range []string{"p5e.48xlarge", "trn2.48xlarge"} {
@@ -280,7 +282,7 @@ func TestUnavailableOfferingsAreKept(t *testing.T) {
 func TestReservation(t *testing.T) {
 	// The lead registers the reservation label as well-known; do the same
 	// here so Karpenter's offering compatibility check accepts it.
-	karpv1.WellKnownLabels.Insert(cloudprovider.ReservationIDLabel)
+
 	if cloudprovider.ReservationIDLabel != catalog.LabelCapacityReservationID {
 		t.Fatalf("ReservationIDLabel = %q", cloudprovider.ReservationIDLabel)
 	}
@@ -290,6 +292,7 @@ func TestReservation(t *testing.T) {
 		{ID: "cb-2", InstanceType: "p5e.48xlarge", Zone: "us-east-1c", Count: 1, Price: 31.46},
 		{ID: "cr-3", InstanceType: "x9.large", Zone: "us-east-1a", Count: 1},
 		{ID: "cr-4", InstanceType: "p5.48xlarge", Zone: "eu-west-1a", Count: 1},
+		{ID: "cr-5", InstanceType: "trn2.48xlarge", Zone: "us-east-1a", Count: 1}, // no price anywhere
 	}
 	types, excluded := build(t, opts)
 
@@ -343,6 +346,9 @@ func TestReservation(t *testing.T) {
 	}
 	if !strings.Contains(reasons["p5.48xlarge"], `"cr-4" ignored: zone eu-west-1a is not offered`) {
 		t.Errorf("p5.48xlarge: %q", reasons["p5.48xlarge"])
+	}
+	if types["trn2.48xlarge"] != nil || !strings.Contains(reasons["trn2.48xlarge"], `"cr-5" ignored: it has no price`) {
+		t.Errorf("trn2.48xlarge: %q", reasons["trn2.48xlarge"])
 	}
 
 	// A full reservation is kept but is not launchable.

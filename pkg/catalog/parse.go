@@ -107,6 +107,17 @@ func csvError(source string, err error) error {
 	return fmt.Errorf("%s: %w", source, err)
 }
 
+// limit bounds integer cells far above any real machine, so arithmetic on
+// them (MiB to bytes, millicores, time-slicing multiples) cannot overflow.
+func limit(col string) int64 {
+	switch col {
+	case colMemory, colGPUMemory, colNVMe, colBandwidth:
+		return 1 << 40
+	default: // counts: vcpu, devices, EFA, pods
+		return 1 << 24
+	}
+}
+
 // columns maps column names to record indexes.
 type columns struct {
 	index  map[string]int
@@ -165,6 +176,8 @@ func (c *columns) entry(rec []string, at string) (Entry, error) {
 			firstErr = fmt.Errorf("%s: field %q: invalid integer %q", at, col, s)
 		case v < 0:
 			firstErr = fmt.Errorf("%s: field %q: negative value %d", at, col, v)
+		case v > limit(col):
+			firstErr = fmt.Errorf("%s: field %q: %d exceeds %d", at, col, v, limit(col))
 		}
 		return v
 	}
@@ -190,9 +203,6 @@ func (c *columns) entry(rec []string, at string) (Entry, error) {
 	}
 	if e.Name == "" {
 		return Entry{}, fmt.Errorf("%s: field %q: empty", at, colName)
-	}
-	if e.MaxPods > math.MaxInt32 {
-		return Entry{}, fmt.Errorf("%s: field %q: %d exceeds int32", at, colMaxPods, e.MaxPods)
 	}
 	if dot := strings.LastIndexByte(e.Name, '.'); dot >= 0 {
 		e.Size = e.Name[dot+1:]

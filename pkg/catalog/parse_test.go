@@ -84,6 +84,8 @@ func TestParseErrors(t *testing.T) {
 			`test.csv:3: field "vcpu": invalid integer "four"`},
 		{"negative number", header + "\n" + strings.Replace(goodRow, ",58,", ",-58,", 1),
 			`test.csv:2: field "max_pods": negative value -58`},
+		{"absurd number", header + "\n" + strings.Replace(goodRow, ",16384,", ",99999999999999,", 1),
+			`test.csv:2: field "memory_mib": 99999999999999 exceeds`},
 		{"bad price", header + "\n" + strings.Replace(goodRow, "0.804800", "cheap", 1),
 			`test.csv:2: field "price_ondemand_us_east_1": invalid price "cheap"`},
 		{"zero price", header + "\n" + strings.Replace(goodRow, "0.804800", "0", 1),

@@ -23,7 +23,7 @@ func requirements(e *Entry, region string, zones, capacityTypes, reservationIDs 
 		return scheduling.NewRequirement(key, corev1.NodeSelectorOpIn, values...)
 	}
 	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
-	r := scheduling.Requirements{}
+	r := make(scheduling.Requirements, len(karpv1.WellKnownLabels)+len(v1alpha1.WellKnownLabels)+2)
 	add := func(req *scheduling.Requirement) { r[req.Key] = req }
 
 	add(in(corev1.LabelInstanceTypeStable, e.Name))

@@ -152,10 +152,10 @@ func (c *CloudProvider) launchedNodeClaim(nodeClaim *karpv1.NodeClaim, nodeClass
 
 func (c *CloudProvider) instanceTags(nodeClaim *karpv1.NodeClaim, nodeClass *v1alpha1.GPUNodeClass) map[string]string {
 	tags := lo.Assign(nodeClass.Spec.Tags, map[string]string{
-		TagNodeClaim:  nodeClaim.Name,
-		TagNodeClass:  nodeClass.Name,
-		TagCluster:    c.clusterName,
-		"Name":        nodeClaim.Name,
+		TagNodeClaim: nodeClaim.Name,
+		TagNodeClass: nodeClass.Name,
+		TagCluster:   c.clusterName,
+		"Name":       nodeClaim.Name,
 	})
 	if np, ok := nodeClaim.Labels[karpv1.NodePoolLabelKey]; ok {
 		tags[TagNodePool] = np

@@ -62,3 +62,10 @@ func (u *UnavailableOfferings) Version() string {
 	// makes cached instance types refresh soon after a refusal expires.
 	return fmt.Sprintf("%d/%d", u.seq.Load(), u.clock.Now().UnixNano()/int64(u.ttl/6))
 }
+
+// Flush forgets every refusal (for example after capacity was added to a
+// reservation, or between independent test cases).
+func (u *UnavailableOfferings) Flush() {
+	u.cache.Flush()
+	u.seq.Add(1)
+}

@@ -14,14 +14,14 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
 	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
-	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
@@ -29,19 +29,21 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 var (
-	ctx            context.Context
-	env            *test.Environment
-	fleet          *fake.Fleet
-	cloudProvider  *gpucp.CloudProvider
-	cluster        *state.Cluster
-	prov           *provisioning.Provisioner
-	lifecycleCtrl  *lifecycle.Controller
-	nodeClassCtrl  *nodeclass.Controller
+	ctx           context.Context
+	env           *test.Environment
+	fleet         *fake.Fleet
+	cloudProvider *gpucp.CloudProvider
+	cluster       *state.Cluster
+	prov          *provisioning.Provisioner
+	lifecycleCtrl *lifecycle.Controller
+	nodeClassCtrl *nodeclass.Controller
+	idleCtrl      *idlegpu.Controller
 )
 
 func TestEnvtest(t *testing.T) {
@@ -76,6 +78,7 @@ var _ = BeforeSuite(func() {
 	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
+	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
 })
 
 var _ = AfterSuite(func() {
@@ -84,8 +87,11 @@ var _ = AfterSuite(func() {
 
 var _ = AfterEach(func() {
 	ExpectCleanedUp(ctx, env.Client)
-	// Let capacity refusals remembered by one spec expire before the next.
-	env.Clock.Step(gpucp.UnavailableOfferingsTTL + time.Second)
+	// Specs step the clock (idle timers) and record capacity refusals; start
+	// each one from the wall clock (the API server stamps creation times with
+	// it) and an empty refusal cache.
+	env.Clock.SetTime(time.Now())
+	cloudProvider.Unavailable().Flush()
 	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 	cluster.Reset()
 })

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 )
 
 // Group is the API group of karpenter-gpu's own resources and the domain of
@@ -26,6 +27,9 @@ const (
 	LabelAcceleratorName  = Group + "/accelerator-name"
 	LabelAcceleratorCount = Group + "/accelerator-count"
 	LabelEFACount         = Group + "/efa-count"
+	// LabelCapacityReservationID is set on reserved offerings (ODCR and
+	// capacity blocks); it is core's cloudprovider.ReservationIDLabel.
+	LabelCapacityReservationID = Group + "/capacity-reservation-id"
 )
 
 // GPU resource names the catalog exposes as extended resources.
@@ -46,7 +50,7 @@ var AcceleratorLabels = []string{LabelAcceleratorName, LabelAcceleratorCount}
 
 // WellKnownLabels lists every label this provider registers with Karpenter.
 var WellKnownLabels = append(append([]string{
-	LabelInstanceFamily, LabelInstanceSize, LabelInstanceCPU, LabelInstanceMemory, LabelEFACount,
+	LabelInstanceFamily, LabelInstanceSize, LabelInstanceCPU, LabelInstanceMemory, LabelEFACount, LabelCapacityReservationID,
 }, GPULabels...), AcceleratorLabels...)
 
 func init() {
@@ -54,6 +58,10 @@ func init() {
 	// package-level sets before any controller starts (see research notes §7).
 	karpv1.RestrictedLabelDomains = karpv1.RestrictedLabelDomains.Insert(Group)
 	karpv1.WellKnownLabels = karpv1.WellKnownLabels.Insert(WellKnownLabels...)
+	// Core tells reserved offerings apart by this label (one reservation
+	// must not be over-launched from two NodePools).
+	cloudprovider.ReservationIDLabel = LabelCapacityReservationID
+	cloudprovider.ReservedCapacityLabels.Insert(LabelCapacityReservationID)
 }
 
 // LabelNodeClass is the label Karpenter core puts on every NodeClaim and Node

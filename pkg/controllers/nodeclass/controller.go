@@ -75,4 +75,3 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		WithOptions(controller.Options{RateLimiter: reasonable.RateLimiter(), MaxConcurrentReconciles: 4}).
 		Complete(reconcile.AsReconciler(m.GetClient(), c))
 }
-

@@ -55,7 +55,9 @@ func (c *PodTrigger) Register(_ context.Context, m manager.Manager) error {
 type NodeTrigger struct{ provisioner *Controller }
 
 // NewNodeTrigger returns the node trigger.
-func NewNodeTrigger(provisioner *Controller) *NodeTrigger { return &NodeTrigger{provisioner: provisioner} }
+func NewNodeTrigger(provisioner *Controller) *NodeTrigger {
+	return &NodeTrigger{provisioner: provisioner}
+}
 
 // Name is the controller's name.
 func (c *NodeTrigger) Name() string { return "karpenter-gpu.provisioner.trigger.node" }

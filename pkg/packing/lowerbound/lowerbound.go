@@ -77,7 +77,7 @@ func Bound(shapes []Shape, types []Type, opts Options) Result {
 		return res
 	}
 	fb := m.fallback()
-	cost, inst, err := m.solve(opts.Tolerance)
+	cost, inst, err := m.solveRobust(opts.Tolerance)
 	switch {
 	case err != nil:
 		res.Cost, res.Method, res.SolverErr = fb, MethodFallback, err
@@ -115,7 +115,7 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 			continue
 		}
 		for name, q := range s.Requests {
-			if q.Sign() > 0 {
+			if q.Sign() > 0 && modelled(name) {
 				if _, ok := idx[name]; !ok {
 					idx[name] = len(m.res)
 					m.res = append(m.res, name)
@@ -275,6 +275,14 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 	return m
 }
 
+// modelled reports the resources the LP constrains: CPU, memory and
+// extended resources (GPUs, accelerators). Pod slots and ephemeral storage
+// are left out: dropping constraints relaxes the LP, so the bound stays
+// valid, and the LP stays small.
+func modelled(name corev1.ResourceName) bool {
+	return name != corev1.ResourcePods && name != corev1.ResourceEphemeralStorage && name != corev1.ResourceStorage
+}
+
 // fallback is max over resources r of Σ_s n_s·req_{s,r}·min_{t fits s}
 // price_t/alloc_{t,r}: every unit of r a pod uses sits on some type that
 // fits it, paying at least that type's price per unit of r.
@@ -299,6 +307,77 @@ func (m *model) fallback() float64 {
 		best = math.Max(best, sum)
 	}
 	return best
+}
+
+// solveRobust tries the simplex on a few orderings of the same LP: gonum's
+// dense simplex can stop on a (near-)singular basis or a failed Bland step
+// for one column order and succeed for another. The optimum does not depend
+// on the order.
+func (m *model) solveRobust(tol float64) (float64, map[string]float64, error) {
+	S, T := len(m.shapes), len(m.types)
+	identity := func(n int) []int {
+		o := make([]int, n)
+		for i := range o {
+			o[i] = i
+		}
+		return o
+	}
+	reverse := func(o []int) []int {
+		r := make([]int, len(o))
+		for i := range o {
+			r[i] = o[len(o)-1-i]
+		}
+		return r
+	}
+	byPrice := identity(T)
+	sort.SliceStable(byPrice, func(a, b int) bool { return m.price[byPrice[a]] < m.price[byPrice[b]] })
+	bySize := identity(S)
+	sort.SliceStable(bySize, func(a, b int) bool {
+		for r := range m.res {
+			if m.req[bySize[a]][r] != m.req[bySize[b]][r] {
+				return m.req[bySize[a]][r] > m.req[bySize[b]][r]
+			}
+		}
+		return false
+	})
+	orders := [][2][]int{
+		{identity(S), identity(T)},
+		{bySize, byPrice},
+		{reverse(bySize), reverse(byPrice)},
+		{bySize, reverse(byPrice)},
+		{reverse(identity(S)), reverse(identity(T))},
+	}
+	var errs []error
+	for _, o := range orders {
+		cost, inst, err := m.permute(o[0], o[1]).solve(tol)
+		if err == nil {
+			return cost, inst, nil
+		}
+		errs = append(errs, err)
+	}
+	return 0, nil, errors.Join(errs...)
+}
+
+// permute returns the model with shapes and types reordered.
+func (m *model) permute(shapes, types []int) *model {
+	p := &model{res: m.res, unschedulable: m.unschedulable}
+	for _, s := range shapes {
+		p.shapes = append(p.shapes, m.shapes[s])
+		p.count = append(p.count, m.count[s])
+		p.req = append(p.req, m.req[s])
+		row := make([]bool, len(types))
+		for j, t := range types {
+			row[j] = m.fits[s][t]
+		}
+		p.fits = append(p.fits, row)
+	}
+	for _, t := range types {
+		p.types = append(p.types, m.types[t])
+		p.names = append(p.names, m.names[t])
+		p.price = append(p.price, m.price[t])
+		p.alloc = append(p.alloc, m.alloc[t])
+	}
+	return p
 }
 
 // solve builds the standard form and runs the simplex.
@@ -380,7 +459,22 @@ func (m *model) solve(tol float64) (cost float64, inst map[string]float64, err e
 			return 0, nil, errors.New("type without capacity rows")
 		}
 	}
-	opt, x, err := lp.Simplex(c, A, b, tol, nil)
+	pairIdx := map[cell]int{}
+	for j, pr := range pairs {
+		pairIdx[pr] = j
+	}
+	basis := m.initialBasis(func(s, t int) int { return T + pairIdx[cell{s, t}] }, func(t, r int) int {
+		i, ok := rowOf[capRow{t, r}]
+		if !ok {
+			return -1
+		}
+		return T + len(pairs) + (i - S)
+	})
+	opt, x, err := lp.Simplex(c, A, b, tol, basis)
+	if err != nil && basis != nil {
+		// Start over with the solver's own phase I.
+		opt, x, err = lp.Simplex(c, A, b, tol, nil)
+	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -407,4 +501,63 @@ func (m *model) solve(tol float64) (cost float64, inst map[string]float64, err e
 		}
 	}
 	return opt, inst, nil
+}
+
+// initialBasis builds a feasible basis so the simplex skips its phase I
+// (whose basis search is the slow part): every shape entirely on the type
+// that holds it most cheaply, each used type sized by its binding
+// resource. Basic columns: those y_{s,t}, x_t of each used type in place of
+// the slack of its binding row, and every other slack. The basis matrix is
+// triangular up to a permutation with non-zero pivots (alloc > 0 on the
+// binding row), hence non-singular. It returns nil when it cannot build one.
+func (m *model) initialBasis(yCol func(s, t int) int, slackCol func(t, r int) int) []int {
+	S, T, R := len(m.shapes), len(m.types), len(m.res)
+	load := make([][]float64, T)
+	for t := range load {
+		load[t] = make([]float64, R)
+	}
+	var basis []int
+	for s := 0; s < S; s++ {
+		best, bestCost := -1, math.Inf(1)
+		for t := 0; t < T; t++ {
+			if !m.fits[s][t] {
+				continue
+			}
+			need := 0.0
+			for r := 0; r < R; r++ {
+				if m.req[s][r] > 0 {
+					need = math.Max(need, m.req[s][r]/m.alloc[t][r])
+				}
+			}
+			if cost := m.price[t] * need; cost < bestCost {
+				best, bestCost = t, cost
+			}
+		}
+		if best < 0 {
+			return nil
+		}
+		for r := 0; r < R; r++ {
+			load[best][r] += m.count[s] * m.req[s][r]
+		}
+		basis = append(basis, yCol(s, best))
+	}
+	for t := 0; t < T; t++ {
+		binding, ratio := -1, 0.0
+		for r := 0; r < R; r++ {
+			if load[t][r] > 0 && load[t][r]/m.alloc[t][r] > ratio {
+				binding, ratio = r, load[t][r]/m.alloc[t][r]
+			}
+		}
+		for r := 0; r < R; r++ {
+			col := slackCol(t, r)
+			if col < 0 {
+				continue
+			}
+			if r == binding {
+				col = t // x_t replaces the binding row's slack
+			}
+			basis = append(basis, col)
+		}
+	}
+	return basis
 }

@@ -1,0 +1,150 @@
+// Package idlegpu removes GPU nodes that run no GPU work. Karpenter core only
+// removes a node that is empty or whose pods fit elsewhere more cheaply, so a
+// GPU node kept alive by a few CPU pods or daemonsets keeps billing at GPU
+// prices. This controller deletes such a node's NodeClaim once no pod has
+// requested an accelerator on it for the GPUNodeClass's idleAfter; core's
+// termination then drains it gracefully (PodDisruptionBudgets, eviction,
+// terminationGracePeriod). Budgets and do-not-disrupt are checked here with
+// core's own helpers, because core applies neither to provider deletions.
+package idlegpu
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/awslabs/operatorpkg/reconciler"
+	"github.com/awslabs/operatorpkg/singleton"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/utils/pdb"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+)
+
+// PollInterval is how often GPU nodes are checked.
+const PollInterval = 30 * time.Second
+
+// BudgetReason is the NodePool disruption-budget reason idle-GPU removals
+// count against: an idle GPU node is underutilized at GPU prices.
+const BudgetReason = karpv1.DisruptionReasonUnderutilized
+
+// Controller is the idle-GPU singleton.
+type Controller struct {
+	clk        clock.Clock
+	kubeClient client.Client
+	recorder   events.Recorder
+	started    time.Time
+
+	mu sync.Mutex
+	// lastGPUWork is when each NodeClaim was last seen running a GPU pod. It
+	// is in memory on purpose: after a restart every node's timer restarts,
+	// which can only delay a removal, never hasten it.
+	lastGPUWork map[string]time.Time
+}
+
+// NewController returns the idle-GPU controller.
+func NewController(clk clock.Clock, kubeClient client.Client, recorder events.Recorder) *Controller {
+	return &Controller{clk: clk, kubeClient: kubeClient, recorder: recorder, started: clk.Now(), lastGPUWork: map[string]time.Time{}}
+}
+
+// Name is the controller's name.
+func (c *Controller) Name() string { return "karpenter-gpu.idlegpu" }
+
+// Register wires the singleton into a manager.
+func (c *Controller) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).Named(c.Name()).WatchesRawSource(singleton.Source()).Complete(singleton.AsReconciler(c))
+}
+
+// Reconcile removes idle GPU nodes, within budgets.
+func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
+	snap, err := c.snapshot(ctx)
+	if err != nil {
+		return reconciler.Result{}, err
+	}
+	limits, err := pdb.NewLimits(ctx, c.kubeClient)
+	if err != nil {
+		return reconciler.Result{}, fmt.Errorf("listing PodDisruptionBudgets, %w", err)
+	}
+	budgets := snap.budgets(c.clk)
+	for _, gn := range snap.gpuNodes {
+		idleFor, idle := c.idleFor(gn)
+		if !idle {
+			continue
+		}
+		if reason, blocked := c.blocked(gn, limits); blocked {
+			c.recorder.Publish(blockedEvent(gn.nodeClaim, reason))
+			continue
+		}
+		pool := gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]
+		if budgets[pool] <= 0 {
+			c.recorder.Publish(blockedEvent(gn.nodeClaim, fmt.Sprintf("NodePool %q disruption budget allows no more %s disruptions", pool, BudgetReason)))
+			continue
+		}
+		if err := c.kubeClient.Delete(ctx, gn.nodeClaim); client.IgnoreNotFound(err) != nil {
+			return reconciler.Result{}, fmt.Errorf("deleting idle GPU NodeClaim %s, %w", gn.nodeClaim.Name, err)
+		}
+		budgets[pool]--
+		gpuHours := float64(gn.gpus) * idleFor.Hours()
+		RemovalsTotal.WithLabelValues(pool, gn.nodeClaim.Labels[corev1.LabelInstanceTypeStable]).Inc()
+		IdleGPUHoursReclaimed.WithLabelValues(pool).Add(gpuHours)
+		c.recorder.Publish(removedEvent(gn.nodeClaim, gn.gpus, idleFor))
+		log.FromContext(ctx).Info("removing idle GPU node", "NodeClaim", gn.nodeClaim.Name, "gpus", gn.gpus, "idle", idleFor.String(), "idle-gpu-hours", gpuHours)
+	}
+	return reconciler.Result{RequeueAfter: PollInterval}, nil
+}
+
+// idleFor updates the node's last GPU work time and reports how long it has
+// had none, and whether that exceeds its node class's idleAfter.
+func (c *Controller) idleFor(gn gpuNode) (time.Duration, bool) {
+	now := c.clk.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gn.hasGPUWork {
+		c.lastGPUWork[gn.nodeClaim.Name] = now
+		return 0, false
+	}
+	last, ok := c.lastGPUWork[gn.nodeClaim.Name]
+	if !ok {
+		// Never seen with GPU work: count from initialization, but not from
+		// before this controller started (its memory was empty then).
+		last = lo.Latest(gn.initialized, c.started)
+		c.lastGPUWork[gn.nodeClaim.Name] = last
+	}
+	idleAfter, enabled := gn.nodeClass.IdleAfter()
+	return now.Sub(last), enabled && now.Sub(last) >= idleAfter
+}
+
+// blocked applies the same protections core applies to its own disruptions.
+func (c *Controller) blocked(gn gpuNode, limits pdb.Limits) (string, bool) {
+	for _, obj := range []client.Object{gn.nodeClaim, gn.node} {
+		if _, ok := obj.GetAnnotations()[karpv1.DoNotDisruptAnnotationKey]; ok {
+			return fmt.Sprintf("%s has the %s annotation", obj.GetName(), karpv1.DoNotDisruptAnnotationKey), true
+		}
+	}
+	for _, p := range gn.pods {
+		if !podutils.IsDisruptable(p, c.clk, c.recorder) {
+			return fmt.Sprintf("pod %s/%s may not be disrupted", p.Namespace, p.Name), true
+		}
+	}
+	evictable := lo.Filter(gn.pods, func(p *corev1.Pod, _ int) bool { return podutils.IsEvictable(p, c.clk, c.recorder) })
+	if keys, ok := limits.CanEvictPods(evictable, c.clk, c.recorder); !ok {
+		return fmt.Sprintf("PodDisruptionBudget %v blocks eviction", keys), true
+	}
+	return "", false
+}
+
+// sortedKeys returns map keys in order, for deterministic iteration.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := lo.Keys(m)
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,122 @@
+package idlegpu
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+)
+
+// AcceleratorResources are the extended resources that count as GPU work.
+var AcceleratorResources = []corev1.ResourceName{v1alpha1.ResourceNVIDIAGPU, v1alpha1.ResourceAMDGPU, v1alpha1.ResourceNeuron, v1alpha1.ResourceGaudi}
+
+// gpuNode is an initialized GPU node managed by a GPUNodeClass.
+type gpuNode struct {
+	nodeClaim   *karpv1.NodeClaim
+	node        *corev1.Node
+	nodeClass   *v1alpha1.GPUNodeClass
+	pods        []*corev1.Pod // active, non-daemonset-owned and daemonset pods alike
+	gpus        int64
+	hasGPUWork  bool
+	initialized time.Time
+}
+
+type snapshot struct {
+	gpuNodes  []gpuNode
+	nodePools map[string]*karpv1.NodePool
+	// poolNodes counts nodes per pool and those already being disrupted, to
+	// apply budgets as core does.
+	poolNodes, poolDisrupting map[string]int
+}
+
+// RequestsAccelerator reports whether a pod asks for any accelerator.
+func RequestsAccelerator(p *corev1.Pod) bool {
+	for _, cs := range append(append([]corev1.Container{}, p.Spec.Containers...), p.Spec.InitContainers...) {
+		for _, r := range AcceleratorResources {
+			if q, ok := cs.Resources.Requests[r]; ok && !q.IsZero() {
+				return true
+			}
+			if q, ok := cs.Resources.Limits[r]; ok && !q.IsZero() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func acceleratorCount(rl corev1.ResourceList) int64 {
+	return lo.SumBy(AcceleratorResources, func(r corev1.ResourceName) int64 { q := rl[r]; return q.Value() })
+}
+
+func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
+	var ncs karpv1.NodeClaimList
+	var nodes corev1.NodeList
+	var pods corev1.PodList
+	var pools karpv1.NodePoolList
+	var classes v1alpha1.GPUNodeClassList
+	for _, l := range []client.ObjectList{&ncs, &nodes, &pods, &pools, &classes} {
+		if err := c.kubeClient.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("listing %T, %w", l, err)
+		}
+	}
+	nodesByProviderID := lo.SliceToMap(nodes.Items, func(n corev1.Node) (string, *corev1.Node) { return n.Spec.ProviderID, &n })
+	podsByNode := lo.GroupBy(lo.Filter(lo.ToSlicePtr(pods.Items), func(p *corev1.Pod, _ int) bool {
+		return p.Spec.NodeName != "" && podutils.IsActive(p)
+	}), func(p *corev1.Pod) string { return p.Spec.NodeName })
+	classByName := lo.SliceToMap(classes.Items, func(nc v1alpha1.GPUNodeClass) (string, *v1alpha1.GPUNodeClass) { return nc.Name, &nc })
+	s := &snapshot{
+		nodePools:      lo.SliceToMap(pools.Items, func(np karpv1.NodePool) (string, *karpv1.NodePool) { return np.Name, &np }),
+		poolNodes:      map[string]int{},
+		poolDisrupting: map[string]int{},
+	}
+	for i := range ncs.Items {
+		nc := &ncs.Items[i]
+		pool := nc.Labels[karpv1.NodePoolLabelKey]
+		s.poolNodes[pool]++
+		node := nodesByProviderID[nc.Status.ProviderID]
+		if !nc.DeletionTimestamp.IsZero() || (node != nil && lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) })) {
+			s.poolDisrupting[pool]++
+			continue
+		}
+		if nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group || node == nil {
+			continue
+		}
+		class, ok := classByName[nc.Spec.NodeClassRef.Name]
+		initialized := nc.StatusConditions().Get(karpv1.ConditionTypeInitialized)
+		if !ok || initialized == nil || !initialized.IsTrue() {
+			continue
+		}
+		gpus := acceleratorCount(node.Status.Allocatable)
+		if gpus == 0 {
+			gpus = acceleratorCount(nc.Status.Allocatable)
+		}
+		if gpus == 0 {
+			continue
+		}
+		nodePods := podsByNode[node.Name]
+		s.gpuNodes = append(s.gpuNodes, gpuNode{
+			nodeClaim: nc, node: node, nodeClass: class, pods: nodePods, gpus: gpus,
+			hasGPUWork:  lo.ContainsBy(nodePods, RequestsAccelerator),
+			initialized: initialized.LastTransitionTime.Time,
+		})
+	}
+	return s, nil
+}
+
+// budgets returns how many more nodes each NodePool may lose now.
+func (s *snapshot) budgets(clk clock.Clock) map[string]int {
+	out := map[string]int{}
+	for _, name := range sortedKeys(s.nodePools) {
+		allowed := s.nodePools[name].MustGetAllowedDisruptions(clk, s.poolNodes[name], BudgetReason)
+		out[name] = allowed - s.poolDisrupting[name]
+	}
+	return out
+}

@@ -1,0 +1,359 @@
+package simulation
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
+)
+
+// Scenario is the native input format: the cluster's provisioning
+// configuration and either pod groups or a trace to replay. Example:
+//
+//	nodeClass:                 # optional GPUNodeClass; default: "default"
+//	  metadata: {name: default}
+//	  spec: {role: R, subnetSelectorTerms: [...], securityGroupSelectorTerms: [...]}
+//	nodePools:                 # optional list of karpenter.sh/v1 NodePools
+//	  - metadata: {name: gpu}  # nodeClassRef defaults to the nodeClass
+//	    spec: {template: {spec: {requirements: [...]}}, disruption: {...}}
+//	podGroups:                 # or: trace: pods.csv (relative to this file)
+//	  - name: train            # pods are named train-0, train-1, ...
+//	    count: 4
+//	    arrival: 10m           # first pod; default 0s
+//	    interval: 30s          # between pods of the group; default 0s
+//	    duration: 2h           # lifetime; omit for pods that never leave
+//	    requests: {cpu: "8", memory: 32Gi, nvidia.com/gpu: "1"}
+//	    gpuModels: [T4]        # trace GPU models, through the GPU map
+//	    nodeSelector: {karpenter-gpu.io/gpu-name: a10g}
+//	    requirements: [{key: karpenter-gpu.io/gpu-memory, operator: Gt, values: ["20000"]}]
+//	    tolerations: [{key: nvidia.com/gpu, operator: Exists}]
+//	    labels: {app: train}
+//	    annotations: {karpenter.sh/do-not-disrupt: "true"}
+//
+// Decoding is strict: an unknown field, a duplicate key, a negative
+// duration or a malformed quantity is an error naming the file, line and
+// field.
+type Scenario struct {
+	Source    string
+	Trace     string // resolved path, "" when the scenario has pod groups
+	NodeClass *v1alpha1.GPUNodeClass
+	NodePools []*karpv1.NodePool
+	PodGroups []PodGroup
+}
+
+// PodGroup is a set of identical pods arriving at a fixed interval.
+type PodGroup struct {
+	Name         string                           `json:"name"`
+	Count        int                              `json:"count"`
+	Arrival      metav1.Duration                  `json:"arrival"`
+	Interval     metav1.Duration                  `json:"interval"`
+	Duration     *metav1.Duration                 `json:"duration,omitempty"`
+	Requests     corev1.ResourceList              `json:"requests"`
+	GPUModels    []string                         `json:"gpuModels,omitempty"`
+	NodeSelector map[string]string                `json:"nodeSelector,omitempty"`
+	Requirements []corev1.NodeSelectorRequirement `json:"requirements,omitempty"`
+	Tolerations  []corev1.Toleration              `json:"tolerations,omitempty"`
+	Labels       map[string]string                `json:"labels,omitempty"`
+	Annotations  map[string]string                `json:"annotations,omitempty"`
+
+	line      int
+	modelLine int
+}
+
+// LoadScenario reads a scenario file.
+func LoadScenario(path string) (*Scenario, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseScenario(bytes.NewReader(b), path)
+}
+
+// ParseScenario reads a scenario; source names it in errors and anchors a
+// relative trace path.
+func ParseScenario(r io.Reader, source string) (*Scenario, error) {
+	f := yamlFile{source: source}
+	root, err := parseYAMLDocument(r, source)
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := f.mapping(root, "")
+	if err != nil {
+		return nil, err
+	}
+	s := &Scenario{Source: source}
+	var podGroupsNode, traceNode *yaml.Node
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		switch k.Value {
+		case "trace":
+			if v.Kind != yaml.ScalarNode || v.Value == "" {
+				return nil, f.errorf(v, "trace", "expected a file path")
+			}
+			traceNode = v
+			s.Trace = v.Value
+			if !filepath.IsAbs(s.Trace) {
+				s.Trace = filepath.Join(filepath.Dir(source), s.Trace)
+			}
+		case "nodeClass":
+			nc := &v1alpha1.GPUNodeClass{}
+			if err := f.decodeStrict(v, "nodeClass", nc); err != nil {
+				return nil, err
+			}
+			if err := checkTypeMeta(f, v, "nodeClass", nc.APIVersion, nc.Kind, v1alpha1.SchemeGroupVersion.String(), "GPUNodeClass"); err != nil {
+				return nil, err
+			}
+			nc.TypeMeta = metav1.TypeMeta{}
+			if nc.Name == "" {
+				nc.Name = DefaultNodeClassName
+			}
+			s.NodeClass = nc
+		case "nodePools":
+			items, err := f.sequence(v, "nodePools")
+			if err != nil {
+				return nil, err
+			}
+			names := map[string]bool{}
+			for i, item := range items {
+				field := fmt.Sprintf("nodePools[%d]", i)
+				np := &karpv1.NodePool{}
+				if err := f.decodeStrict(item, field, np); err != nil {
+					return nil, err
+				}
+				if err := checkTypeMeta(f, item, field, np.APIVersion, np.Kind, "karpenter.sh/v1", "NodePool"); err != nil {
+					return nil, err
+				}
+				np.TypeMeta = metav1.TypeMeta{}
+				if np.Name == "" {
+					return nil, f.errorf(item, field+".metadata.name", "required")
+				}
+				if names[np.Name] {
+					return nil, f.errorf(item, field+".metadata.name", "duplicate NodePool %q", np.Name)
+				}
+				names[np.Name] = true
+				if np.Spec.Template.Spec.TerminationGracePeriod != nil {
+					return nil, f.errorf(findPath(item, "spec.template.spec.terminationGracePeriod"), field+".spec.template.spec.terminationGracePeriod",
+						"not supported by the simulator (the in-memory API server stamps deletions with wall-clock time)")
+				}
+				s.NodePools = append(s.NodePools, np)
+			}
+		case "podGroups":
+			podGroupsNode = v
+		default:
+			return nil, f.errorf(k, k.Value, "unknown field (want trace, nodeClass, nodePools, podGroups)")
+		}
+	}
+	if podGroupsNode != nil && traceNode != nil {
+		return nil, f.errorf(podGroupsNode, "podGroups", "a scenario has either podGroups or trace, not both")
+	}
+	if podGroupsNode == nil && traceNode == nil {
+		return nil, fmt.Errorf("%s:%d: field %q: required (or trace)", source, root.Line, "podGroups")
+	}
+	if podGroupsNode != nil {
+		items, err := f.sequence(podGroupsNode, "podGroups")
+		if err != nil {
+			return nil, err
+		}
+		names := map[string]bool{}
+		for i, item := range items {
+			field := fmt.Sprintf("podGroups[%d]", i)
+			var g PodGroup
+			if err := f.decodeStrict(item, field, &g); err != nil {
+				return nil, err
+			}
+			g.line = item.Line
+			g.modelLine = findPath(item, "gpuModels").Line
+			if err := validatePodGroup(f, item, field, &g); err != nil {
+				return nil, err
+			}
+			if names[g.Name] {
+				return nil, f.errorf(findPath(item, "name"), field+".name", "duplicate pod group %q", g.Name)
+			}
+			names[g.Name] = true
+			s.PodGroups = append(s.PodGroups, g)
+		}
+		if len(s.PodGroups) == 0 {
+			return nil, f.errorf(podGroupsNode, "podGroups", "empty")
+		}
+	}
+	if s.NodeClass == nil {
+		s.NodeClass = DefaultNodeClass()
+	}
+	for _, np := range s.NodePools {
+		if np.Spec.Template.Spec.NodeClassRef == nil {
+			np.Spec.Template.Spec.NodeClassRef = &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: s.NodeClass.Name}
+		}
+		defaultNodePool(np)
+	}
+	return s, nil
+}
+
+func checkTypeMeta(f yamlFile, n *yaml.Node, field, apiVersion, kind, wantAPIVersion, wantKind string) error {
+	if apiVersion != "" && apiVersion != wantAPIVersion {
+		return f.errorf(findPath(n, "apiVersion"), field+".apiVersion", "want %s", wantAPIVersion)
+	}
+	if kind != "" && kind != wantKind {
+		return f.errorf(findPath(n, "kind"), field+".kind", "want %s", wantKind)
+	}
+	return nil
+}
+
+func validatePodGroup(f yamlFile, n *yaml.Node, field string, g *PodGroup) error {
+	at := func(sub string) *yaml.Node { return findPath(n, sub) }
+	if g.Name == "" {
+		return f.errorf(n, field+".name", "required")
+	}
+	if errs := validationErrors(g.Name + "-0"); errs != "" {
+		return f.errorf(at("name"), field+".name", "%q does not make valid pod names: %s", g.Name, errs)
+	}
+	if g.Count < 1 {
+		return f.errorf(at("count"), field+".count", "must be at least 1, got %d", g.Count)
+	}
+	for _, d := range []struct {
+		name string
+		v    *metav1.Duration
+	}{{"arrival", &g.Arrival}, {"interval", &g.Interval}, {"duration", g.Duration}} {
+		if d.v != nil && d.v.Duration < 0 {
+			return f.errorf(at(d.name), field+"."+d.name, "negative duration %s", d.v.Duration)
+		}
+	}
+	if len(g.Requests) == 0 {
+		return f.errorf(n, field+".requests", "required")
+	}
+	for _, name := range lo.Keys(g.Requests) {
+		if q := g.Requests[name]; q.Sign() < 0 {
+			return f.errorf(at("requests"), field+".requests."+string(name), "negative quantity %s", q.String())
+		}
+	}
+	if q, ok := g.Requests[v1alpha1.ResourceNVIDIAGPU]; ok && q.MilliValue()%1000 != 0 {
+		return f.errorf(at("requests"), field+".requests."+v1alpha1.ResourceNVIDIAGPU, "must be a whole number, got %s", q.String())
+	}
+	for i, r := range g.Requirements {
+		if r.Key == "" {
+			return f.errorf(at("requirements"), fmt.Sprintf("%s.requirements[%d].key", field, i), "required")
+		}
+		switch r.Operator {
+		case corev1.NodeSelectorOpIn, corev1.NodeSelectorOpNotIn, corev1.NodeSelectorOpExists, corev1.NodeSelectorOpDoesNotExist, corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
+		default:
+			return f.errorf(at("requirements"), fmt.Sprintf("%s.requirements[%d].operator", field, i), "unknown operator %q", r.Operator)
+		}
+	}
+	return nil
+}
+
+// validationErrors returns why name is not a valid DNS subdomain (pod
+// names), or "".
+func validationErrors(name string) string {
+	return strings.Join(validation.IsDNS1123Subdomain(name), "; ")
+}
+
+// Workload expands the scenario: pod groups into pods (GPU models through
+// gpuMap; nil ignores them), or the trace it names. The scenario's node
+// class and NodePools (default ones when absent) replace the defaults.
+func (s *Scenario) Workload(gpuMap GPUMap) (*Workload, error) {
+	var w *Workload
+	if s.Trace != "" {
+		pods, err := loadTrace(s.Trace)
+		if err != nil {
+			return nil, err
+		}
+		if w, err = FromTrace(pods, s.Trace, gpuMap); err != nil {
+			return nil, err
+		}
+		w.Source = fmt.Sprintf("%s (trace %s)", s.Source, s.Trace)
+	} else {
+		w = &Workload{Source: s.Source, GPUMap: gpuMap, IgnoredGPUModels: gpuMap == nil}
+		for _, g := range s.PodGroups {
+			var reqs []corev1.NodeSelectorRequirement
+			if len(g.GPUModels) > 0 && gpuMap != nil {
+				r, err := gpuMap.Requirements(g.GPUModels)
+				if err != nil {
+					return nil, fmt.Errorf("%s:%d: field %q: %w", s.Source, g.modelLine, g.Name+".gpuModels", err)
+				}
+				reqs = r
+			}
+			for i := 0; i < g.Count; i++ {
+				arrival := g.Arrival.Duration + time.Duration(i)*g.Interval.Duration
+				p := PodSpec{
+					Name:         fmt.Sprintf("%s-%d", g.Name, i),
+					Origin:       fmt.Sprintf("%s:%d", s.Source, g.line),
+					Arrival:      arrival,
+					Deletion:     Forever,
+					Requests:     g.Requests.DeepCopy(),
+					NodeSelector: g.NodeSelector,
+					Requirements: append(append([]corev1.NodeSelectorRequirement{}, g.Requirements...), reqs...),
+					Tolerations:  g.Tolerations,
+					Labels:       g.Labels,
+					Annotations:  g.Annotations,
+				}
+				if g.Duration != nil {
+					p.Deletion = arrival + g.Duration.Duration
+				}
+				w.Pods = append(w.Pods, p)
+			}
+		}
+		w.sortPods()
+	}
+	w.NodeClass = s.NodeClass
+	if len(s.NodePools) > 0 {
+		w.NodePools = s.NodePools
+	} else {
+		w.NodePools = []*karpv1.NodePool{DefaultNodePool()}
+		w.NodePools[0].Spec.Template.Spec.NodeClassRef.Name = s.NodeClass.Name
+	}
+	sort.Slice(w.NodePools, func(i, j int) bool { return w.NodePools[i].Name < w.NodePools[j].Name })
+	return w, nil
+}
+
+// loadTrace parses an Alibaba pod list file.
+func loadTrace(path string) ([]trace.Pod, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return trace.Parse(f, path)
+}
+
+// LoadInput reads --trace FILE: a scenario when it ends in .yaml or .yml,
+// else an Alibaba pod list CSV.
+func LoadInput(path string, gpuMap GPUMap) (*Workload, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+		s, err := LoadScenario(path)
+		if err != nil {
+			return nil, err
+		}
+		return s.Workload(gpuMap)
+	}
+	pods, err := loadTrace(path)
+	if err != nil {
+		return nil, err
+	}
+	return FromTrace(pods, path, gpuMap)
+}
+
+// DefaultInput is the bundled Alibaba v2023 default pod list (8,152 pods,
+// embedded by pkg/trace; provenance in pkg/trace/data/README.md).
+func DefaultInput(gpuMap GPUMap) (*Workload, error) {
+	pods, err := trace.Embedded(trace.DefaultPodList)
+	if err != nil {
+		return nil, err
+	}
+	return FromTrace(pods, trace.DefaultPodList, gpuMap)
+}

@@ -1,0 +1,206 @@
+package simulation
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
+)
+
+// Forever is the deletion time of a pod that never leaves.
+const Forever = trace.Forever
+
+// PodSpec is one pod of a workload: when it arrives and leaves, and what it
+// asks the scheduler for.
+type PodSpec struct {
+	Name string
+	// Origin names where the pod came from ("file:line") for reports.
+	Origin string
+	// Arrival and Deletion bound the pod's life as the workload states it,
+	// [Arrival, Deletion); Deletion is Forever for pods that never leave.
+	Arrival, Deletion time.Duration
+	Requests          corev1.ResourceList
+	NodeSelector      map[string]string
+	Requirements      []corev1.NodeSelectorRequirement
+	Tolerations       []corev1.Toleration
+	Labels            map[string]string
+	Annotations       map[string]string
+}
+
+// GPUs is the number of nvidia.com/gpu the pod requests.
+func (p *PodSpec) GPUs() int64 {
+	q, ok := p.Requests[v1alpha1.ResourceNVIDIAGPU]
+	if !ok {
+		return 0
+	}
+	return q.Value()
+}
+
+// Workload is what a simulation replays: the cluster's provisioning
+// configuration and the pods.
+type Workload struct {
+	// Source names the input ("embedded default trace", a file).
+	Source    string
+	NodeClass *v1alpha1.GPUNodeClass
+	NodePools []*karpv1.NodePool
+	// Pods sorted by arrival, then name.
+	Pods []PodSpec
+	// GPUMap is the trace-model mapping applied (nil when models were
+	// ignored or the input has none).
+	GPUMap GPUMap
+	// IgnoredGPUModels is true when --ignore-gpu-model dropped the trace's
+	// model constraints.
+	IgnoredGPUModels bool
+}
+
+// DefaultNodeClassName is the GPUNodeClass the default NodePool uses.
+const DefaultNodeClassName = "default"
+
+// DefaultNodeClass is the GPUNodeClass used when the input names none.
+func DefaultNodeClass() *v1alpha1.GPUNodeClass {
+	return &v1alpha1.GPUNodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultNodeClassName},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "simulator"}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "simulator"}}},
+			Role:                       "KarpenterNodeRole-simulator",
+		},
+	}
+}
+
+// DefaultNodePool is the NodePool used for trace replays without a
+// scenario: NVIDIA GPU instance types on amd64 (the trace's cluster ran only
+// GPU nodes, and its workloads are x86), on-demand, with Karpenter's
+// defaults for disruption (WhenEmptyOrUnderutilized, consolidateAfter 0s,
+// budget 10%) except expireAfter: Never (the trace spans 149 days; periodic
+// expiry would add churn that has nothing to do with packing).
+func DefaultNodePool() *karpv1.NodePool {
+	np := &karpv1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: karpv1.NodePoolSpec{
+			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: DefaultNodeClassName},
+				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
+					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.ArchitectureAmd64}},
+					{Key: v1alpha1.LabelGPUManufacturer, Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia"}},
+					{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
+				},
+				ExpireAfter: karpv1.MustParseNillableDuration("Never"),
+			}},
+		},
+	}
+	defaultNodePool(np)
+	return np
+}
+
+// defaultNodePool applies the defaults the NodePool CRD applies at
+// admission (the in-memory API server does no defaulting).
+func defaultNodePool(np *karpv1.NodePool) {
+	d := &np.Spec.Disruption
+	if d.ConsolidationPolicy == "" {
+		d.ConsolidationPolicy = karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized
+	}
+	if d.ConsolidateAfter.Duration == nil && d.ConsolidateAfter.Raw == nil {
+		d.ConsolidateAfter = karpv1.MustParseNillableDuration("0s")
+	}
+	if d.Budgets == nil {
+		d.Budgets = []karpv1.Budget{{Nodes: "10%"}}
+	}
+	t := &np.Spec.Template.Spec
+	if t.ExpireAfter.Duration == nil && t.ExpireAfter.Raw == nil {
+		t.ExpireAfter = karpv1.MustParseNillableDuration("720h")
+	}
+}
+
+// FromTrace builds a workload from trace pods: requests from cpu_milli,
+// memory_mib and num_gpu (a shared GPU, gpu_milli < 1000, still takes one
+// whole nvidia.com/gpu), GPU model constraints from gpu_spec through gpuMap
+// (nil = ignore models). An unknown model is an error naming the source,
+// line and field.
+func FromTrace(pods []trace.Pod, source string, gpuMap GPUMap) (*Workload, error) {
+	w := &Workload{Source: source, NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, GPUMap: gpuMap, IgnoredGPUModels: gpuMap == nil}
+	seen := map[string]int{}
+	for i := range pods {
+		p := &pods[i]
+		if prev, dup := seen[p.Name]; dup {
+			return nil, fmt.Errorf("%s:%d: field %q: pod %q already defined on line %d", source, p.Line, trace.ColName, p.Name, prev)
+		}
+		seen[p.Name] = p.Line
+		if errs := validationErrors(p.Name); errs != "" {
+			return nil, fmt.Errorf("%s:%d: field %q: %q is not a valid pod name: %s", source, p.Line, trace.ColName, p.Name, errs)
+		}
+		spec := PodSpec{
+			Name:     p.Name,
+			Origin:   fmt.Sprintf("%s:%d", source, p.Line),
+			Arrival:  p.Created,
+			Deletion: p.Deleted,
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    *resource.NewMilliQuantity(p.CPUMilli, resource.DecimalSI),
+				corev1.ResourceMemory: *resource.NewQuantity(p.MemoryMiB*1024*1024, resource.BinarySI),
+			},
+		}
+		if p.GPUs > 0 {
+			spec.Requests[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(p.GPUs, resource.DecimalSI)
+			if gpuMap != nil {
+				reqs, err := gpuMap.Requirements(p.GPUSpec)
+				if err != nil {
+					return nil, fmt.Errorf("%s:%d: field %q: %w", source, p.Line, trace.ColGPUSpec, err)
+				}
+				spec.Requirements = reqs
+			}
+		}
+		w.Pods = append(w.Pods, spec)
+	}
+	w.sortPods()
+	return w, nil
+}
+
+func (w *Workload) sortPods() {
+	sort.SliceStable(w.Pods, func(i, j int) bool {
+		if w.Pods[i].Arrival != w.Pods[j].Arrival {
+			return w.Pods[i].Arrival < w.Pods[j].Arrival
+		}
+		return w.Pods[i].Name < w.Pods[j].Name
+	})
+}
+
+// Snapshot keeps the pods alive at t (Arrival <= t < Deletion), arriving at
+// 0 and never leaving: one provisioning batch for static comparisons.
+func (w *Workload) Snapshot(t time.Duration) *Workload {
+	out := *w
+	out.Pods = nil
+	for _, p := range w.Pods {
+		if p.Arrival <= t && t < p.Deletion {
+			p.Arrival, p.Deletion = 0, Forever
+			out.Pods = append(out.Pods, p)
+		}
+	}
+	out.Source = fmt.Sprintf("%s at t=%s", w.Source, t)
+	out.sortPods()
+	return &out
+}
+
+// End is the last finite arrival or deletion.
+func (w *Workload) End() time.Duration {
+	var end time.Duration
+	for _, p := range w.Pods {
+		end = max(end, p.Arrival)
+		if p.Deletion != Forever {
+			end = max(end, p.Deletion)
+		}
+	}
+	return end
+}
+
+// HasForever reports whether some pod never leaves.
+func (w *Workload) HasForever() bool {
+	return lo.ContainsBy(w.Pods, func(p PodSpec) bool { return p.Deletion == Forever })
+}

@@ -21,6 +21,9 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 )
@@ -57,6 +60,8 @@ type Controllers struct {
 	Provisioner *coreprov.Provisioner
 	// Provisioning is nil under PolicyStock (core's singleton runs).
 	Provisioning *provisioning.Controller
+	// IdleGPU is nil under PolicyStock.
+	IdleGPU *idlegpu.Controller
 }
 
 // NewControllers returns core's controllers, with core's provisioning
@@ -84,7 +89,14 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		out.Provisioning = provisioning.NewController(o.Clock, p, o.Cluster, o.Refiner)
 		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
 	}
-	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend))
+	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(o.KubeClient, o.Recorder),
+		gpustartup.NewController(o.Clock, o.KubeClient, o.Recorder))
+	if o.Policy != PolicyStock {
+		// Idle-GPU removal is karpenter-gpu behaviour; the stock policy is
+		// Karpenter core alone, for comparison.
+		out.IdleGPU = idlegpu.NewController(o.Clock, o.KubeClient, o.Recorder)
+		out.All = append(out.All, out.IdleGPU)
+	}
 	return out, nil
 }
 

@@ -29,6 +29,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
@@ -44,6 +46,8 @@ var (
 	lifecycleCtrl *lifecycle.Controller
 	nodeClassCtrl *nodeclass.Controller
 	idleCtrl      *idlegpu.Controller
+	startupCtrl   *gpustartup.Controller
+	taintCtrl     *gputaint.Controller
 )
 
 func TestEnvtest(t *testing.T) {
@@ -79,6 +83,8 @@ var _ = BeforeSuite(func() {
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
 	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
+	startupCtrl = gpustartup.NewController(env.Clock, env.Client, recorder)
+	taintCtrl = gputaint.NewController(env.Client, recorder)
 })
 
 var _ = AfterSuite(func() {

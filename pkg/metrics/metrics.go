@@ -1,0 +1,123 @@
+// Package metrics defines karpenter-gpu's Prometheus metrics (prefix
+// karpenter_gpu_, registered on controller-runtime's registry so they are
+// served on the controller's /metrics endpoint) and the controller that keeps
+// the fleet gauges current. Every metric is documented in README.md next to
+// this file.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Namespace is the metric-name prefix of every karpenter-gpu metric.
+const Namespace = "karpenter_gpu"
+
+// Label names.
+const (
+	LabelNodePool     = "nodepool"
+	LabelGPUName      = "gpu_name"
+	LabelCapacityType = "capacity_type"
+	LabelNamespace    = "namespace"
+	LabelInstanceType = "instance_type"
+	LabelZone         = "zone"
+	LabelResult       = "result"
+)
+
+// Values of the packing decision result label.
+const (
+	// PackingResultRepacked: the packer's set of NodeClaims was strictly
+	// cheaper than core's and replaced it.
+	PackingResultRepacked = "repacked"
+	// PackingResultKept: core's NodeClaims were launched unchanged.
+	PackingResultKept = "kept"
+)
+
+// NoGPU is the gpu_name of nodes without a GPU label (CPU nodes of a
+// GPUNodeClass, or types whose GPU is unknown).
+const NoGPU = "none"
+
+var fleetLabels = []string{LabelNodePool, LabelGPUName, LabelCapacityType}
+
+var (
+	// FleetCostPerHour is the hourly price of the launched nodes.
+	FleetCostPerHour = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "fleet", Name: "cost_per_hour",
+		Help: "Hourly price (offering price of each node's instance type, zone and capacity type) of the nodes karpenter-gpu launched, by NodePool, GPU model and capacity type.",
+	}, fleetLabels)
+	// FleetNodes counts the launched nodes.
+	FleetNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "fleet", Name: "nodes",
+		Help: "Nodes karpenter-gpu launched (NodeClaims with a provider ID), by NodePool, GPU model and capacity type.",
+	}, fleetLabels)
+	// FleetUnpricedNodes counts launched nodes no offering price was found for.
+	FleetUnpricedNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "fleet", Name: "unpriced_nodes",
+		Help: "Launched nodes whose instance type, zone and capacity type match no offering of the cloud provider, so they count zero in karpenter_gpu_fleet_cost_per_hour.",
+	}, []string{LabelNodePool})
+	// GPUsPaid is the accelerators on launched nodes.
+	GPUsPaid = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "gpus_paid",
+		Help: "Allocatable accelerators (nvidia.com/gpu, amd.com/gpu, aws.amazon.com/neuron, habana.ai/gaudi) on the nodes karpenter-gpu launched, by NodePool, GPU model and capacity type.",
+	}, fleetLabels)
+	// GPUsRequested is the accelerators requested by pods bound to launched nodes.
+	GPUsRequested = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "gpus_requested",
+		Help: "Accelerators requested by active pods bound to the nodes karpenter-gpu launched, by the node's NodePool, GPU model and capacity type.",
+	}, fleetLabels)
+	// NamespaceGPUCostPerHour is each namespace's share of the GPU bill.
+	NamespaceGPUCostPerHour = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "namespace_gpu_cost_per_hour",
+		Help: "Hourly GPU cost attributed to a namespace: the sum over its active pods of requested accelerators × node price / node accelerators.",
+	}, []string{LabelNamespace})
+
+	// CapacityErrors counts offerings the cloud refused for capacity.
+	CapacityErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "cloudprovider", Name: "capacity_errors_total",
+		Help: "Launch attempts the cloud refused for insufficient capacity, by offering (instance type, zone, capacity type).",
+	}, []string{LabelInstanceType, LabelZone, LabelCapacityType})
+
+	// PackingDecisions counts GPU packing refinements by outcome.
+	PackingDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "packing", Name: "decisions_total",
+		Help: "Provisioning batches the GPU packer refined, by result: repacked (cheaper than core's NodeClaims, replaced them) or kept (core's NodeClaims launched).",
+	}, []string{LabelResult})
+	// PackingEstimatedSavingsPerHour sums, over repacked decisions, core's
+	// $/h minus the packer's $/h.
+	PackingEstimatedSavingsPerHour = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "packing", Name: "estimated_savings_per_hour",
+		Help: "Sum over packing decisions of the hourly price of core's proposed GPU NodeClaims minus that of the packer's (each priced at its cheapest launchable offering).",
+	})
+	// ProvisioningDecisionSeconds is the latency of packing decisions.
+	ProvisioningDecisionSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: "provisioning", Name: "decision_seconds",
+		Help:    "Time the GPU packer took to refine one provisioning batch.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(
+		FleetCostPerHour, FleetNodes, FleetUnpricedNodes, GPUsPaid, GPUsRequested, NamespaceGPUCostPerHour,
+		CapacityErrors, PackingDecisions, PackingEstimatedSavingsPerHour, ProvisioningDecisionSeconds,
+	)
+}
+
+// savingsEpsilon ignores floating-point noise between equal costs ($/h).
+const savingsEpsilon = 1e-9
+
+// ObservePacking records one packing decision: before is the $/h of core's
+// proposed GPU NodeClaims, after the $/h of what was launched, d how long the
+// decision took. A decision is "repacked" when after is cheaper than before;
+// only then do savings accrue.
+func ObservePacking(before, after float64, d time.Duration) {
+	ProvisioningDecisionSeconds.Observe(d.Seconds())
+	if before-after > savingsEpsilon {
+		PackingDecisions.WithLabelValues(PackingResultRepacked).Inc()
+		PackingEstimatedSavingsPerHour.Add(before - after)
+		return
+	}
+	PackingDecisions.WithLabelValues(PackingResultKept).Inc()
+}

@@ -1,0 +1,655 @@
+// Package simulation replays a workload (an Alibaba GPU trace or a native
+// YAML scenario) through the real provisioning and disruption code of
+// karpenter-gpu and Karpenter core, over a fake clock, the fake fleet and an
+// in-memory API server, and reports what the fleet cost.
+//
+// Every decision about where pods go and which instances launch is made by
+// the code the controller runs: core's scheduler behind this project's
+// provisioning controller (with the GPU packer, or without it for the stock
+// policy), core's NodeClaim lifecycle, disruption (emptiness and
+// consolidation) and termination, the karpenter-gpu cloud provider and
+// controllers, all assembled by pkg/operator. The simulator only plays the
+// parts a real cluster adds around them:
+//   - the workload: pods arrive and leave at trace times; evicted pods are
+//     recreated (as a ReplicaSet or Job controller would) until they leave;
+//   - the API server's watches: every write is seen, and the controllers
+//     that watch the object are reconciled in deterministic rounds;
+//     timed requeues are honoured (see dispatch.go for the pure periodic
+//     resyncs that are skipped);
+//   - kube-scheduler: binding pending pods to nodes they fit (kubescheduler.go);
+//   - the kubelet: providers/fake.Registrar registers nodes after the
+//     instance's launch latency plus a registration delay, and starts pods;
+//   - the batching window of core's provisioner (idle 1s, max 10s);
+//   - polling of the disruption singleton every 10s (skipped while nothing
+//     has changed, see disruption.go).
+package simulation
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/disruption"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+)
+
+// Config configures one simulation run.
+type Config struct {
+	Policy Policy
+	// Seed seeds the fake fleet (instance IDs); everything else is
+	// deterministic by construction.
+	Seed int64
+	// LaunchLatency is how long an instance stays pending; RegistrationDelay
+	// how long after running its node registers; PodStartDelay how long a
+	// bound pod takes to run.
+	LaunchLatency, RegistrationDelay, PodStartDelay time.Duration
+	// BatchIdle and BatchMax are core's --batch-idle-duration and
+	// --batch-max-duration.
+	BatchIdle, BatchMax time.Duration
+	// Catalog overrides the embedded catalog (nil keeps it).
+	Catalog []catalog.Entry
+	// Region, Zones and CapacityTypes describe the fake fleet's offerings.
+	Region        string
+	Zones         []string
+	CapacityTypes []string
+	// Horizon is the simulated duration; 0 means the workload's last event
+	// plus one hour (so the fleet can drain, or reach its steady state when
+	// pods never leave).
+	Horizon time.Duration
+	// Progress, when set, is called as simulated time advances.
+	Progress func(simulated, total time.Duration)
+	// Logger receives controller logs (default: discarded).
+	Logger *logr.Logger
+	// LowerBound is shared between runs on the same workload (--compare).
+	LowerBound *LowerBoundCache
+}
+
+// DefaultConfig returns the defaults the command line documents.
+func DefaultConfig() Config {
+	return Config{
+		Policy:            PolicyKarpenterGPU,
+		Seed:              1,
+		LaunchLatency:     60 * time.Second,
+		RegistrationDelay: 90 * time.Second,
+		BatchIdle:         time.Second,
+		BatchMax:          10 * time.Second,
+		Region:            "us-east-1",
+	}
+}
+
+// engine is one simulation run.
+type engine struct {
+	ctx     context.Context
+	cfg     Config
+	w       *Workload
+	horizon time.Time
+
+	clk      *simClock
+	changes  *changeLog
+	kube     client.Client
+	deleting atomic.Bool
+
+	fleet     *fake.Fleet
+	backend   *meteredBackend
+	cp        *gpucp.CloudProvider
+	cluster   *state.Cluster
+	rec       *recorder
+	registrar *fake.Registrar
+	prov      *provisioning.Controller
+	refiner   *packingRefiner
+
+	d dispatcher
+
+	events eventHeap
+	seq    uint64
+
+	batch   batchWindow
+	disrupt disruptionDriver
+
+	// kube-scheduler emulation
+	schedDirty bool
+	nominated  map[types.NamespacedName]string
+
+	// workload bookkeeping
+	pods    []*podState
+	byName   map[string]*podState // current pod object name -> workload pod
+	podIndex map[string]*podState // workload pod name -> workload pod
+	metrics *collector
+
+	wallStart time.Time
+}
+
+// Run simulates the workload under cfg and returns the result.
+func Run(ctx context.Context, w *Workload, cfg Config) (*Result, error) {
+	e, err := newEngine(ctx, w, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.run(); err != nil {
+		return nil, err
+	}
+	return e.result()
+}
+
+func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
+	if cfg.BatchIdle <= 0 || cfg.BatchMax <= 0 {
+		return nil, fmt.Errorf("batch idle and max durations must be positive")
+	}
+	for _, d := range []time.Duration{cfg.LaunchLatency, cfg.RegistrationDelay, cfg.PodStartDelay, cfg.Horizon} {
+		if d < 0 {
+			return nil, fmt.Errorf("negative duration %s", d)
+		}
+	}
+	logger := logr.Discard()
+	if cfg.Logger != nil {
+		logger = *cfg.Logger
+	}
+	ctx = log.IntoContext(ctx, logger)
+	ctx = options.ToContext(ctx, coreOptions(cfg))
+	e := &engine{
+		ctx:       ctx,
+		cfg:       cfg,
+		w:         w,
+		clk:       newSimClock(),
+		changes:   &changeLog{changed: map[objKey]bool{}, createdClaims: map[string]string{}},
+		rec:       &recorder{failed: map[types.NamespacedName]string{}},
+		nominated: map[types.NamespacedName]string{},
+		byName:    map[string]*podState{},
+		wallStart: time.Now(),
+	}
+	horizon := cfg.Horizon
+	if horizon == 0 {
+		horizon = w.End() + time.Hour
+	}
+	e.horizon = Epoch.Add(horizon)
+	e.kube = newKubeClient(e.clk, e.changes, &e.deleting)
+	entries := cfg.Catalog
+	if entries == nil {
+		var err error
+		if entries, _, err = catalog.Embedded(); err != nil {
+			return nil, fmt.Errorf("loading embedded catalog, %w", err)
+		}
+	}
+	e.fleet = fake.NewFleet(fake.Options{Clock: e.clk, Seed: cfg.Seed, LaunchLatency: cfg.LaunchLatency, Region: cfg.Region, Zones: cfg.Zones, CapacityTypes: cfg.CapacityTypes})
+	gpus := map[string]int64{}
+	for _, en := range entries {
+		if en.AcceleratorResource == v1alpha1.ResourceNVIDIAGPU || en.AcceleratorResource == v1alpha1.ResourceAMDGPU {
+			gpus[en.Name] = en.AcceleratorCount
+		}
+	}
+	e.metrics = newCollector(e)
+	e.backend = &meteredBackend{Backend: e.fleet, clk: e.clk, gpus: func(t string) int64 { return gpus[t] }, instances: map[string]*instanceRecord{}, onChange: func(time.Time) {}}
+	cp, err := gpucp.New(gpucp.Options{KubeClient: e.kube, Backend: e.backend, Clock: e.clk, Entries: entries, ClusterName: "simulator"})
+	if err != nil {
+		return nil, err
+	}
+	e.cp = cp
+	e.cluster = state.NewCluster(e.clk, e.kube, cp)
+	e.registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: e.kube, Fleet: e.fleet, Clock: e.clk, RegistrationDelay: cfg.RegistrationDelay, PodStartDelay: cfg.PodStartDelay})
+	if err := e.buildControllers(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// coreOptions are Karpenter core's options with their defaults, built
+// directly rather than from flags so that the KARPENTER environment
+// variables of the machine cannot change a simulation. CPURequests 1000
+// gives core's scheduler one worker, which keeps its decisions
+// deterministic; cluster-state observability (metrics and status
+// controllers) is off.
+func coreOptions(cfg Config) *options.Options {
+	return &options.Options{
+		ServiceName:                      "",
+		KubeClientQPS:                    200,
+		KubeClientBurst:                  300,
+		DisableControllerWarmup:          true,
+		DisableLeaderElection:            true,
+		DisableClusterStateObservability: true,
+		MemoryLimit:                      -1,
+		CPURequests:                      1000,
+		LogLevel:                         "info",
+		BatchMaxDuration:                 cfg.BatchMax,
+		BatchIdleDuration:                cfg.BatchIdle,
+		PreferencePolicy:                 options.PreferencePolicyRespect,
+		MinValuesPolicy:                  options.MinValuesPolicyStrict,
+		IgnoreDRARequests:                true,
+		FeatureGates: options.FeatureGates{
+			NodeRepair:                options.NodeRepairFeatureGate.Default,
+			ReservedCapacity:          options.ReservedCapacityFeatureGate.Default,
+			SpotToSpotConsolidation:   options.SpotToSpotConsolidationFeatureGate.Default,
+			NodeOverlay:               options.NodeOverlayFeatureGate.Default,
+			StaticCapacity:            options.StaticCapacityFeatureGate.Default,
+			CapacityBuffer:            options.CapacityBufferFeatureGate.Default,
+			TerminateFirstDrift:       options.TerminateFirstDriftFeatureGate.Default,
+			TerminateFirstRepair:      options.TerminateFirstRepairFeatureGate.Default,
+			PodDeletionCostManagement: options.PodDeletionCostManagementFeatureGate.Default,
+		},
+	}
+}
+
+// ---- events ----
+
+type evKind int
+
+// Event kinds, in the order they run when due at the same instant. A
+// background controller's wake-up comes first: the clock must not reach its
+// wake-up time while it is not being waited for.
+const (
+	evWake evKind = iota
+	evDepart
+	evArrive
+	evRequeue
+	evBatch
+	evDirty
+	evPoll
+	evSingleton
+)
+
+type simEvent struct {
+	at   time.Time
+	kind evKind
+	seq  uint64
+	pod  *podState
+	ck   ctrlKey
+	gen  uint64
+	idx  int
+}
+
+type eventHeap []simEvent
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	if h[i].kind != h[j].kind {
+		return h[i].kind < h[j].kind
+	}
+	return h[i].seq < h[j].seq
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(simEvent)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (e *engine) push(ev simEvent) {
+	e.seq++
+	ev.seq = e.seq
+	heap.Push(&e.events, ev)
+}
+
+// ---- main loop ----
+
+func (e *engine) run() error {
+	if err := e.setup(); err != nil {
+		return err
+	}
+	for _, ps := range e.pods {
+		e.push(simEvent{at: Epoch.Add(ps.spec.Arrival), kind: evArrive, pod: ps})
+		if ps.spec.Deletion != Forever {
+			e.push(simEvent{at: Epoch.Add(ps.spec.Deletion), kind: evDepart, pod: ps})
+		}
+	}
+	total := e.horizon.Sub(Epoch)
+	lastProgress := time.Time{}
+	for e.events.Len() > 0 {
+		ev := heap.Pop(&e.events).(simEvent)
+		if ev.at.After(e.horizon) {
+			break
+		}
+		if ev.kind == evWake {
+			e.clk.background.Store(true) // before the clock reaches the wake-up time
+		}
+		if ev.at.After(e.clk.Now()) {
+			e.clk.SetTime(ev.at)
+		}
+		if err := e.handle(ev); err != nil {
+			return err
+		}
+		if err := e.settle(); err != nil {
+			return err
+		}
+		if e.cfg.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
+			lastProgress = time.Now()
+			e.cfg.Progress(e.clk.Now().Sub(Epoch), total)
+		}
+	}
+	if e.disrupt.active {
+		// A background disruption run is waiting past the horizon; it
+		// stays parked (the process ends with the run).
+		e.clk.background.Store(false)
+	}
+	if e.clk.Now().Before(e.horizon) {
+		e.clk.SetTime(e.horizon)
+	}
+	if e.cfg.Progress != nil {
+		e.cfg.Progress(total, total)
+	}
+	return nil
+}
+
+func (e *engine) handle(ev simEvent) error {
+	switch ev.kind {
+	case evArrive:
+		return e.arrive(ev.pod)
+	case evDepart:
+		return e.depart(ev.pod)
+	case evRequeue:
+		if at, ok := e.d.pending[ev.ck]; ok && at.Equal(ev.at) {
+			delete(e.d.pending, ev.ck)
+			e.d.immediate[ev.ck] = true
+		}
+	case evBatch:
+		if e.batch.open && ev.gen == e.batch.gen {
+			e.batch.open = false
+			return e.provision()
+		}
+	case evDirty:
+		e.markDisruptionDirty()
+	case evPoll:
+		return e.poll()
+	case evWake:
+		e.awaitBackground()
+	case evSingleton:
+		return e.pollSingleton(ev.idx)
+	}
+	return nil
+}
+
+// setup creates the node class and NodePools and waits for them to be ready,
+// as a platform team's manifests would be before any pod arrives.
+func (e *engine) setup() error {
+	nc := e.w.NodeClass.DeepCopy()
+	nc.ResourceVersion = ""
+	if err := e.kube.Create(e.ctx, nc); err != nil {
+		return fmt.Errorf("creating GPUNodeClass %s, %w", nc.Name, err)
+	}
+	for _, np := range e.w.NodePools {
+		np = np.DeepCopy()
+		np.ResourceVersion = ""
+		if err := e.kube.Create(e.ctx, np); err != nil {
+			return fmt.Errorf("creating NodePool %s, %w", np.Name, err)
+		}
+	}
+	if err := e.settle(); err != nil {
+		return err
+	}
+	for _, np := range e.w.NodePools {
+		got := &karpv1.NodePool{}
+		if err := e.kube.Get(e.ctx, client.ObjectKeyFromObject(np), got); err != nil {
+			return err
+		}
+		if ready := got.StatusConditions().Root(); !ready.IsTrue() {
+			var why []string
+			for _, c := range got.Status.Conditions {
+				if c.Status != "True" {
+					why = append(why, fmt.Sprintf("%s=%s (%s)", c.Type, c.Status, c.Message))
+				}
+			}
+			sort.Strings(why)
+			return fmt.Errorf("NodePool %q is not ready: %v", np.Name, why)
+		}
+	}
+	e.pods = make([]*podState, len(e.w.Pods))
+	for i := range e.w.Pods {
+		e.pods[i] = &podState{spec: &e.w.Pods[i], idx: i}
+	}
+	return nil
+}
+
+// ---- provisioning batches ----
+
+// batchWindow mirrors core's Batcher.Wait: the first trigger opens a window
+// that closes BatchIdle after the last trigger of a new pod, or BatchMax
+// after it opened, whichever comes first; a pod triggers once per window.
+type batchWindow struct {
+	open         bool
+	gen          uint64
+	start, idle  time.Time
+	elems        map[types.UID]bool
+	provisions   int
+	provisionErr int
+}
+
+func (e *engine) trigger(uid types.UID) {
+	now := e.clk.Now()
+	b := &e.batch
+	if !b.open {
+		b.open, b.start, b.elems = true, now, map[types.UID]bool{uid: true}
+	} else if b.elems[uid] {
+		return
+	} else {
+		b.elems[uid] = true
+	}
+	b.idle = now.Add(e.cfg.BatchIdle)
+	b.gen++
+	at := b.idle
+	if deadline := b.start.Add(e.cfg.BatchMax); deadline.Before(at) {
+		at = deadline
+	}
+	e.push(simEvent{at: at, kind: evBatch, gen: b.gen})
+}
+
+func (e *engine) provision() error {
+	// Core's provisioner waits for cluster state to be synced before it
+	// schedules; the pods' 10s requeue opens the next window.
+	if !e.cluster.Synced(e.ctx) {
+		return nil
+	}
+	e.changes.mu.Lock()
+	e.changes.createdClaims = map[string]string{}
+	e.changes.mu.Unlock()
+	e.batch.provisions++
+	if _, err := e.prov.Provision(e.ctx); err != nil {
+		e.batch.provisionErr++
+		e.metrics.controllerError("provisioning", err)
+	}
+	e.updateNominations()
+	// Nodes nominated for pending pods are excluded from disruption for a
+	// window (StateNode.Nominated): disruption may decide differently when
+	// it ends.
+	e.push(simEvent{at: e.clk.Now().Add(max(2*e.cfg.BatchMax, 10*time.Second) + time.Nanosecond), kind: evDirty})
+	e.markDisruptionDirty()
+	return nil
+}
+
+// updateNominations records which NodeClaim core (or the packer) planned
+// each pending pod on, for the kube-scheduler emulation to prefer. NodeClaims
+// with identical specs created in the same batch are interchangeable but
+// created concurrently by core, so which one got which pods depends on
+// goroutine scheduling; their pod sets are reassigned in name order to keep
+// runs deterministic.
+func (e *engine) updateNominations() {
+	e.changes.mu.Lock()
+	created := e.changes.createdClaims
+	e.changes.createdClaims = map[string]string{}
+	e.changes.mu.Unlock()
+	pods := &corev1.PodList{}
+	if err := e.kube.List(e.ctx, pods, client.MatchingFields{"spec.nodeName": ""}); err != nil {
+		return
+	}
+	for i := range pods.Items {
+		key := client.ObjectKeyFromObject(&pods.Items[i])
+		if nc := e.cluster.PodNodeClaimMapping(key); nc != "" {
+			e.nominated[key] = nc
+		}
+	}
+	byHash := map[string][]string{}
+	for name, h := range created {
+		byHash[h] = append(byHash[h], name)
+	}
+	for _, names := range byHash {
+		if len(names) < 2 {
+			continue
+		}
+		sort.Strings(names)
+		sets := make([][]types.NamespacedName, 0, len(names))
+		for _, n := range names {
+			ks := e.cluster.PodsMappedToNodeClaim(n)
+			sort.Slice(ks, func(i, j int) bool { return ks[i].String() < ks[j].String() })
+			sets = append(sets, ks)
+		}
+		sort.SliceStable(sets, func(i, j int) bool {
+			if len(sets[i]) == 0 || len(sets[j]) == 0 {
+				return len(sets[i]) > len(sets[j])
+			}
+			return sets[i][0].String() < sets[j][0].String()
+		})
+		for i, ks := range sets {
+			for _, k := range ks {
+				e.nominated[k] = names[i]
+			}
+		}
+	}
+}
+
+// ---- disruption singleton ----
+
+// disruptionDriver polls core's disruption controller. It runs in the
+// background because command validation waits 15s of simulated time
+// (clock.After), during which the rest of the cluster keeps running.
+type disruptionDriver struct {
+	ctrl     *disruption.Controller
+	queue    *disruption.Queue
+	dirty    bool
+	writes   uint64 // change-log write count when last looked
+	polled   bool   // a poll is scheduled
+	nextPoll time.Time
+	active   bool
+	done     chan disruptionResult
+	seen     map[string]bool
+	commands []commandRecord
+}
+
+type disruptionResult struct {
+	requeue time.Duration
+	err     error
+}
+
+type commandRecord struct {
+	At         time.Time
+	Reason     string
+	Decision   string
+	Candidates []string
+	Replaced   int
+}
+
+const disruptionPollingPeriod = 10 * time.Second
+
+// markDisruptionDirty notes that something changed since the last poll and
+// schedules one on the controller's 10s cadence. Polls while nothing has
+// changed are skipped: with an unchanged cluster, a static catalog and no
+// time-based inputs left (nomination windows and consolidateAfter are turned
+// into events), core would compute the same "nothing to do" again. Its
+// 5-minute forced re-evaluation (ConsolidationState) exists for changes a
+// cluster cannot observe, such as instance availability, which the
+// simulator does observe.
+func (e *engine) markDisruptionDirty() {
+	e.disrupt.dirty = true
+	e.schedulePoll()
+}
+
+func (e *engine) schedulePoll() {
+	d := &e.disrupt
+	if d.active || d.polled || !d.dirty {
+		return
+	}
+	now := e.clk.Now()
+	at := d.nextPoll
+	if at.Before(now) {
+		// Next tick of the 10s cadence at or after now.
+		n := (now.Sub(at) + disruptionPollingPeriod - 1) / disruptionPollingPeriod
+		at = at.Add(n * disruptionPollingPeriod)
+	}
+	d.polled = true
+	e.push(simEvent{at: at, kind: evPoll})
+}
+
+func (e *engine) poll() error {
+	d := &e.disrupt
+	d.polled = false
+	if !d.dirty || d.active {
+		return nil
+	}
+	d.dirty = false
+	d.writes = e.changes.writes()
+	d.active = true
+	go func() {
+		res, err := d.ctrl.Reconcile(e.ctx)
+		d.done <- disruptionResult{requeue: res.RequeueAfter, err: err}
+	}()
+	e.awaitBackground()
+	return nil
+}
+
+// awaitBackground waits until the background disruption run either
+// finishes or blocks on the clock (then its wake-up becomes an event).
+func (e *engine) awaitBackground() {
+	d := &e.disrupt
+	e.clk.background.Store(true)
+	select {
+	case r := <-d.done:
+		e.clk.background.Store(false)
+		d.active = false
+		e.disruptionDone(r)
+	case wake := <-e.clk.blocked:
+		e.clk.background.Store(false)
+		e.push(simEvent{at: wake, kind: evWake})
+	}
+}
+
+func (e *engine) disruptionDone(r disruptionResult) {
+	d := &e.disrupt
+	now := e.clk.Now()
+	if r.err != nil {
+		e.metrics.controllerError("disruption", r.err)
+		r.requeue = time.Second
+	}
+	for _, cmd := range d.queue.GetCommands() {
+		id := cmd.ID.String()
+		if d.seen[id] {
+			continue
+		}
+		d.seen[id] = true
+		rec := commandRecord{At: now, Reason: string(cmd.Reason()), Decision: string(cmd.Decision()), Replaced: len(cmd.Replacements)}
+		for _, c := range cmd.Candidates {
+			rec.Candidates = append(rec.Candidates, c.NodeClaim.Name)
+		}
+		sort.Strings(rec.Candidates)
+		d.commands = append(d.commands, rec)
+	}
+	switch {
+	case r.requeue < disruptionPollingPeriod:
+		// A command started (requeue immediately) or state was not synced
+		// (1s): core polls again soon whatever changed.
+		d.nextPoll = now.Add(r.requeue)
+		d.dirty = true
+	default:
+		d.nextPoll = now.Add(r.requeue)
+		if e.changes.writes() != d.writes {
+			d.dirty = true
+		}
+	}
+	e.schedulePoll()
+}

@@ -1,0 +1,353 @@
+package simulation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/events"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// Epoch is simulated time zero: trace times are offsets from it.
+var Epoch = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simClock is the fake clock every controller sees. It differs from
+// FakeClock in two ways, both because the in-memory API is synchronous:
+//   - Sleep does nothing. Core sleeps 1s after patching a NodeClaim to let
+//     its informer cache catch up; stepping the shared clock instead (what
+//     FakeClock.Sleep does) would move simulated time for everyone.
+//   - After, called by a controller the engine runs in the background (the
+//     disruption controller's 15s command validation), tells the engine
+//     when that controller will wake up, so the engine keeps simulating the
+//     rest of the cluster until then.
+type simClock struct {
+	*clocktesting.FakeClock
+	// background is set while the engine waits on a background controller;
+	// After then reports the wake-up time on blocked.
+	background atomic.Bool
+	blocked    chan time.Time
+}
+
+func newSimClock() *simClock {
+	return &simClock{FakeClock: clocktesting.NewFakeClock(Epoch), blocked: make(chan time.Time, 1)}
+}
+
+func (c *simClock) Sleep(time.Duration) {}
+
+func (c *simClock) After(d time.Duration) <-chan time.Time {
+	ch := c.FakeClock.After(d)
+	if c.background.Load() {
+		c.blocked <- c.Now().Add(d)
+	}
+	return ch
+}
+
+// kind is an API kind the engine dispatches changes for.
+type kind int
+
+const (
+	kindNodePool kind = iota
+	kindNodeClass
+	kindNodeClaim
+	kindNode
+	kindPod
+	kindOther
+)
+
+func kindOf(obj client.Object) kind {
+	switch obj.(type) {
+	case *karpv1.NodePool:
+		return kindNodePool
+	case *v1alpha1.GPUNodeClass:
+		return kindNodeClass
+	case *karpv1.NodeClaim:
+		return kindNodeClaim
+	case *corev1.Node:
+		return kindNode
+	case *corev1.Pod:
+		return kindPod
+	}
+	return kindOther
+}
+
+// objKey identifies a changed object.
+type objKey struct {
+	kind kind
+	key  types.NamespacedName
+}
+
+// changeLog records the objects written since the engine last looked, the
+// way watches would report them. Writes may come from several goroutines
+// (core parallelises some writes); the engine sorts what it reads, so the
+// order of concurrent writes does not matter.
+type changeLog struct {
+	mu      sync.Mutex
+	changed map[objKey]bool
+	// evicted are pods deleted by someone other than the engine.
+	evicted []*corev1.Pod
+	// created NodeClaims since the engine last looked, with their spec hash.
+	createdClaims map[string]string
+	// any counts writes (for disruption's "anything changed" test).
+	any uint64
+}
+
+func (l *changeLog) record(obj client.Object) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.changed[objKey{kindOf(obj), client.ObjectKeyFromObject(obj)}] = true
+	l.any++
+}
+
+func (l *changeLog) take() map[objKey]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.changed
+	l.changed = map[objKey]bool{}
+	return out
+}
+
+// newKubeClient builds the in-memory API: controller-runtime's fake client
+// with the field indexes Karpenter's operator registers, status
+// subresources, and interceptors that (1) give generated names, UIDs and
+// creation timestamps deterministically and in simulated time, and (2)
+// report every write to the change log.
+func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) client.Client {
+	var seq atomic.Uint64
+	nameCounts := map[string]int{}
+	var namesMu sync.Mutex
+	record := func(obj client.Object, err error) error {
+		if err == nil {
+			log.record(obj)
+		}
+		return err
+	}
+	return fake.NewClientBuilder().
+		WithScheme(scheme.Scheme).
+		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).
+		WithIndex(&corev1.Node{}, "spec.providerID", func(o client.Object) []string { return []string{o.(*corev1.Node).Spec.ProviderID} }).
+		WithIndex(&storagev1.VolumeAttachment{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*storagev1.VolumeAttachment).Spec.NodeName} }).
+		WithIndex(&karpv1.NodeClaim{}, "status.providerID", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Status.ProviderID} }).
+		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.group", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Group} }).
+		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.kind", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Kind} }).
+		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.name", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Name} }).
+		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.group", func(o client.Object) []string {
+			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Group}
+		}).
+		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.kind", func(o client.Object) []string {
+			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Kind}
+		}).
+		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.name", func(o client.Object) []string {
+			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Name}
+		}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				var hash string
+				if obj.GetName() == "" && obj.GetGenerateName() != "" {
+					// Name generated objects (NodeClaims) from their content: core
+					// creates a batch's NodeClaims in parallel, so a counter would
+					// make names depend on goroutine scheduling.
+					hash = contentHash(obj)
+					namesMu.Lock()
+					base := obj.GetGenerateName() + hash[:10]
+					n := nameCounts[base]
+					nameCounts[base] = n + 1
+					namesMu.Unlock()
+					obj.SetName(base + map[bool]string{true: "", false: fmt.Sprintf("-%d", n)}[n == 0])
+				}
+				if obj.GetUID() == "" {
+					obj.SetUID(types.UID(uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%d/%s/%s/%d", kindOf(obj), obj.GetNamespace(), obj.GetName(), seq.Add(1))).String()))
+				}
+				if obj.GetCreationTimestamp().IsZero() {
+					obj.SetCreationTimestamp(metav1.NewTime(clk.Now()))
+				}
+				err := c.Create(ctx, obj, opts...)
+				if err == nil && hash != "" {
+					if _, ok := obj.(*karpv1.NodeClaim); ok {
+						log.mu.Lock()
+						log.createdClaims[obj.GetName()] = hash
+						log.mu.Unlock()
+					}
+				}
+				return record(obj, err)
+			},
+			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				return record(obj, c.Update(ctx, obj, opts...))
+			},
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				return record(obj, c.Patch(ctx, obj, patch, opts...))
+			},
+			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				var pod *corev1.Pod
+				if p, ok := obj.(*corev1.Pod); ok && !engineDeleting.Load() {
+					pod = &corev1.Pod{}
+					if err := c.Get(ctx, client.ObjectKeyFromObject(p), pod); err != nil {
+						pod = nil
+					}
+				}
+				err := c.Delete(ctx, obj, opts...)
+				if err == nil && pod != nil {
+					log.mu.Lock()
+					log.evicted = append(log.evicted, pod)
+					log.mu.Unlock()
+				}
+				return record(obj, err)
+			},
+			SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
+				var pod *corev1.Pod
+				if p, ok := obj.(*corev1.Pod); ok && sub == "eviction" {
+					pod = &corev1.Pod{}
+					if err := c.Get(ctx, client.ObjectKeyFromObject(p), pod); err != nil {
+						pod = nil
+					}
+				}
+				err := c.SubResource(sub).Create(ctx, obj, subResource, opts...)
+				if err == nil && pod != nil {
+					log.mu.Lock()
+					log.evicted = append(log.evicted, pod)
+					log.mu.Unlock()
+				}
+				return record(obj, err)
+			},
+			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+				return record(obj, c.SubResource(sub).Update(ctx, obj, opts...))
+			},
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				return record(obj, c.SubResource(sub).Patch(ctx, obj, patch, opts...))
+			},
+		}).
+		Build()
+}
+
+// contentHash is a stable hash of an object's labels, annotations and spec.
+func contentHash(obj client.Object) string {
+	h := sha256.New()
+	b, _ := json.Marshal(struct {
+		L, A map[string]string
+		O    any
+	}{obj.GetLabels(), obj.GetAnnotations(), specOf(obj)})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func specOf(obj client.Object) any {
+	if nc, ok := obj.(*karpv1.NodeClaim); ok {
+		return nc.Spec
+	}
+	return obj
+}
+
+// recorder keeps what the report needs from Karpenter's events: the last
+// scheduling failure of each pod.
+type recorder struct {
+	mu     sync.Mutex
+	failed map[types.NamespacedName]string
+}
+
+var _ events.Recorder = (*recorder)(nil)
+
+func (r *recorder) Publish(evts ...events.Event) {
+	for _, e := range evts {
+		if e.Reason != events.FailedScheduling {
+			continue
+		}
+		if p, ok := e.InvolvedObject.(*corev1.Pod); ok {
+			r.mu.Lock()
+			r.failed[client.ObjectKeyFromObject(p)] = e.Message
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *recorder) failure(key types.NamespacedName) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed[key]
+}
+
+// instanceRecord is one instance of the fleet, for cost accounting.
+type instanceRecord struct {
+	ID, Type, Zone, CapacityType string
+	Price                        float64 // $/h of the offering launched
+	GPUs                         int64
+	Start, End                   time.Time // End zero while running
+}
+
+// meteredBackend wraps the fake fleet to meter launches and terminations in
+// simulated time. It changes nothing it passes through.
+type meteredBackend struct {
+	gpucp.Backend
+	clk       *simClock
+	gpus      func(instanceType string) int64
+	mu        sync.Mutex
+	instances map[string]*instanceRecord
+	order     []string
+	onChange  func(t time.Time)
+}
+
+func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (*gpucp.LaunchResult, error) {
+	res, err := m.Backend.Launch(ctx, req)
+	if err != nil || res == nil || res.Instance == nil {
+		return res, err
+	}
+	m.mu.Lock()
+	if _, seen := m.instances[res.Instance.ID]; !seen {
+		price := 0.0
+		for _, o := range req.Options {
+			if o.InstanceType == res.Instance.InstanceType && o.Zone == res.Instance.Zone && o.CapacityType == res.Instance.CapacityType {
+				price = o.Price
+				break
+			}
+		}
+		m.instances[res.Instance.ID] = &instanceRecord{ID: res.Instance.ID, Type: res.Instance.InstanceType, Zone: res.Instance.Zone,
+			CapacityType: res.Instance.CapacityType, Price: price, GPUs: m.gpus(res.Instance.InstanceType), Start: m.clk.Now()}
+		m.order = append(m.order, res.Instance.ID)
+	}
+	m.mu.Unlock()
+	m.onChange(m.clk.Now())
+	return res, nil
+}
+
+func (m *meteredBackend) Terminate(ctx context.Context, id string) error {
+	err := m.Backend.Terminate(ctx, id)
+	if err == nil {
+		m.mu.Lock()
+		if r, ok := m.instances[id]; ok && r.End.IsZero() {
+			r.End = m.clk.Now()
+		}
+		m.mu.Unlock()
+		m.onChange(m.clk.Now())
+	}
+	return err
+}
+
+// records returns the instances in launch order.
+func (m *meteredBackend) records() []*instanceRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*instanceRecord, 0, len(m.order))
+	for _, id := range m.order {
+		r := *m.instances[id]
+		out = append(out, &r)
+	}
+	return out
+}

@@ -1,0 +1,187 @@
+package simulation
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Namespace holds every simulated pod.
+const Namespace = "default"
+
+// podState follows one workload pod through the pod objects that represent
+// it (a new one after each eviction).
+type podState struct {
+	spec *PodSpec
+	idx  int
+	// name of the current pod object ("" before arrival and after
+	// departure).
+	name     string
+	attempts int
+	departed bool
+	// Per pod object: when it was created, bound and started running.
+	created, bound, running time.Time
+	node                    string
+	// everRan is true once any of its pod objects ran.
+	everRan   bool
+	evictions int
+}
+
+func (e *engine) podObject(ps *podState) *corev1.Pod {
+	s := ps.spec
+	reqs := s.Requests.DeepCopy()
+	limits := corev1.ResourceList{}
+	for name, q := range reqs {
+		if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
+			limits[name] = q // extended resources must have limits == requests
+		}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: ps.name, Namespace: Namespace,
+			Labels: s.Labels, Annotations: lo.Assign(s.Annotations, map[string]string{workloadLabel: s.Name}),
+		},
+		Spec: corev1.PodSpec{
+			Containers:   []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs, Limits: limits}}},
+			NodeSelector: s.NodeSelector,
+			Tolerations:  s.Tolerations,
+		},
+	}
+	if len(s.Requirements) > 0 {
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: s.Requirements}},
+		}}}
+	}
+	return pod
+}
+
+// arrive creates the pod, pending; kube-scheduler sees it next.
+func (e *engine) arrive(ps *podState) error {
+	ps.name = ps.spec.Name
+	if ps.attempts > 0 {
+		ps.name = fmt.Sprintf("%s-r%d", ps.spec.Name, ps.attempts)
+	}
+	ps.attempts++
+	ps.created, ps.bound, ps.running, ps.node = e.clk.Now(), time.Time{}, time.Time{}, ""
+	e.byName[ps.name] = ps
+	pod := e.podObject(ps)
+	pod.Status.Phase = corev1.PodPending
+	if err := e.kube.Create(e.ctx, pod); err != nil {
+		return fmt.Errorf("creating pod %s, %w", ps.name, err)
+	}
+	e.metrics.podArrived(ps)
+	return nil
+}
+
+// depart ends a pod at its trace deletion time: a running pod completes
+// (phase Succeeded, which the kubelet reports and Karpenter's pod-event
+// tracking sees), then the pod object is deleted; a pending one is deleted.
+func (e *engine) depart(ps *podState) error {
+	ps.departed = true
+	if ps.name == "" {
+		return nil
+	}
+	key := types.NamespacedName{Namespace: Namespace, Name: ps.name}
+	pod := &corev1.Pod{}
+	if err := e.kube.Get(e.ctx, key, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if pod.Spec.NodeName != "" {
+		stored := pod.DeepCopy()
+		pod.Status.Phase = corev1.PodSucceeded
+		if err := e.kube.Status().Patch(e.ctx, pod, client.MergeFrom(stored)); err != nil {
+			return fmt.Errorf("completing pod %s, %w", ps.name, err)
+		}
+		e.enqueue(cPodEvents, key) // terminal transition of a bound pod
+		if err := e.settle(); err != nil {
+			return err
+		}
+	}
+	e.deleting.Store(true)
+	err := e.kube.Delete(e.ctx, pod)
+	e.deleting.Store(false)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting pod %s, %w", ps.name, err)
+	}
+	return nil
+}
+
+// observePod updates bookkeeping from a pod object the dispatcher saw
+// change.
+func (e *engine) observePod(pod *corev1.Pod) {
+	ps := e.byName[pod.Name]
+	if ps == nil || ps.name != pod.Name {
+		return
+	}
+	if pod.Spec.NodeName != "" && ps.bound.IsZero() {
+		ps.bound, ps.node = e.clk.Now(), pod.Spec.NodeName
+		e.metrics.podBound(ps)
+	}
+	if pod.Status.Phase == corev1.PodRunning && ps.running.IsZero() {
+		ps.running, ps.everRan = e.clk.Now(), true
+		e.metrics.podRunning(ps)
+	}
+}
+
+// observePodGone accounts for a pod object that no longer exists.
+func (e *engine) observePodGone(key types.NamespacedName) {
+	ps := e.byName[key.Name]
+	if ps == nil || ps.name != key.Name {
+		return
+	}
+	delete(e.byName, key.Name)
+	e.metrics.podGone(ps)
+	ps.name = ""
+}
+
+// recreateEvicted plays the workload controller (ReplicaSet, Job) of pods
+// that Karpenter evicted before their trace deletion time: a replacement
+// pod is created at once and goes through scheduling again.
+func (e *engine) recreateEvicted() bool {
+	e.changes.mu.Lock()
+	evicted := e.changes.evicted
+	e.changes.evicted = nil
+	e.changes.mu.Unlock()
+	did := false
+	for _, pod := range evicted {
+		ps := e.byWorkloadName(pod.Annotations[workloadLabel])
+		if ps == nil || ps.departed {
+			continue
+		}
+		ps.evictions++
+		e.metrics.podEvicted(ps, pod)
+		if ps.name == pod.Name {
+			e.observePodGone(client.ObjectKeyFromObject(pod))
+		}
+		if err := e.arrive(ps); err != nil {
+			e.metrics.controllerError("workload", err)
+			continue
+		}
+		did = true
+	}
+	return did
+}
+
+const workloadLabel = "simulator.karpenter-gpu.io/pod"
+
+func (e *engine) byWorkloadName(name string) *podState {
+	if name == "" {
+		return nil
+	}
+	if e.podIndex == nil {
+		e.podIndex = map[string]*podState{}
+		for _, ps := range e.pods {
+			e.podIndex[ps.spec.Name] = ps
+		}
+	}
+	return e.podIndex[name]
+}

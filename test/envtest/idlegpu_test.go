@@ -105,3 +105,26 @@ var _ = Describe("Idle-GPU consolidation", func() {
 		Expect(idleRemovalRequested()).To(BeFalse())
 	})
 })
+
+var _ = Describe("Protecting running GPU work from consolidation", func() {
+	It("marks a node running a GPU pod do-not-disrupt and clears the mark when the GPU work ends", func() {
+		nc := gpuNodeClass()
+		np := gpuNodePool(nc)
+		claim, node := test.NodeClaimAndNode(karpv1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name}},
+			Spec:       karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
+			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-protect" + test.RandomName(),
+				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}},
+		})
+		gpuPod := test.Pod(test.PodOptions{NodeName: node.Name, ResourceRequirements: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}, Limits: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}})
+		ExpectApplied(ctx, env.Client, nc, np, claim, node, gpuPod)
+		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+		ExpectApplied(ctx, env.Client, claim)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).To(HaveKeyWithValue(karpv1.DoNotDisruptAnnotationKey, "true"))
+		ExpectDeleted(ctx, env.Client, gpuPod)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(karpv1.DoNotDisruptAnnotationKey))
+	})
+})

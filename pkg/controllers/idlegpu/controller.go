@@ -76,6 +76,9 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 	}
 	budgets := snap.budgets(c.clk)
 	for _, gn := range snap.gpuNodes {
+		if err := c.protect(ctx, gn); err != nil {
+			return reconciler.Result{}, err
+		}
 		idleFor, idle := c.idleFor(gn)
 		if !idle {
 			continue
@@ -126,7 +129,7 @@ func (c *Controller) idleFor(gn gpuNode) (time.Duration, bool) {
 // blocked applies the same protections core applies to its own disruptions.
 func (c *Controller) blocked(gn gpuNode, limits pdb.Limits) (string, bool) {
 	for _, obj := range []client.Object{gn.nodeClaim, gn.node} {
-		if _, ok := obj.GetAnnotations()[karpv1.DoNotDisruptAnnotationKey]; ok {
+		if _, ok := obj.GetAnnotations()[karpv1.DoNotDisruptAnnotationKey]; ok && obj.GetAnnotations()[AnnotationProtected] != "true" {
 			return fmt.Sprintf("%s has the %s annotation", obj.GetName(), karpv1.DoNotDisruptAnnotationKey), true
 		}
 	}

@@ -1,0 +1,157 @@
+package simulation
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// point is one step of a step function of simulated time.
+type point struct {
+	T time.Duration // since Epoch
+	V float64
+}
+
+// collector gathers what the report needs while the simulation runs.
+type collector struct {
+	e         *engine
+	allocGPUs int64
+	alloc     []point // GPUs requested by bound pods
+	waits     []float64
+
+	evictions, gpuEvictions int
+	errors                  map[string]int
+	errorSamples            []string
+}
+
+func newCollector(e *engine) *collector {
+	return &collector{e: e, errors: map[string]int{}}
+}
+
+func (c *collector) now() time.Duration { return c.e.clk.Now().Sub(Epoch) }
+
+func (c *collector) podArrived(*podState) {}
+
+func (c *collector) podBound(ps *podState) {
+	if g := ps.spec.GPUs(); g > 0 {
+		c.allocGPUs += g
+		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
+	}
+}
+
+func (c *collector) podRunning(ps *podState) {
+	c.waits = append(c.waits, ps.running.Sub(ps.created).Seconds())
+}
+
+func (c *collector) podGone(ps *podState) {
+	if g := ps.spec.GPUs(); g > 0 && !ps.bound.IsZero() {
+		c.allocGPUs -= g
+		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
+	}
+}
+
+func (c *collector) podEvicted(ps *podState, _ *corev1.Pod) {
+	c.evictions++
+	if ps.spec.GPUs() > 0 {
+		c.gpuEvictions++
+	}
+}
+
+func (c *collector) controllerError(name string, err error) {
+	c.errors[name]++
+	if len(c.errorSamples) < 20 {
+		c.errorSamples = append(c.errorSamples, fmt.Sprintf("%s at %s: %v", name, c.now(), err))
+	}
+}
+
+// integrate returns ∫ f dt (in value-hours) of a step function over
+// [0, end), f being 0 before its first point.
+func integrate(pts []point, end time.Duration) float64 {
+	total := 0.0
+	for i, p := range pts {
+		if p.T >= end {
+			break
+		}
+		next := end
+		if i+1 < len(pts) && pts[i+1].T < end {
+			next = pts[i+1].T
+		}
+		total += p.V * (next - p.T).Hours()
+	}
+	return total
+}
+
+// percentile returns the p-th percentile (nearest rank) of sorted values.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(p/100*float64(len(sorted))+0.999999999) - 1
+	rank = max(0, min(rank, len(sorted)-1))
+	return sorted[rank]
+}
+
+// fleetSeries turns instance records into step functions of the hourly
+// cost and the GPUs paid for.
+func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []point) {
+	type delta struct {
+		t     time.Duration
+		price float64
+		gpus  int64
+	}
+	var ds []delta
+	for _, r := range recs {
+		ds = append(ds, delta{r.Start.Sub(Epoch), r.Price, r.GPUs})
+		if !r.End.IsZero() && r.End.Before(end) {
+			ds = append(ds, delta{r.End.Sub(Epoch), -r.Price, -r.GPUs})
+		}
+	}
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].t < ds[j].t })
+	var c float64
+	var g int64
+	for i, d := range ds {
+		c += d.price
+		g += d.gpus
+		if i+1 < len(ds) && ds[i+1].t == d.t {
+			continue
+		}
+		if c < 1e-9 {
+			c = 0
+		}
+		cost = append(cost, point{d.t, c})
+		gpus = append(gpus, point{d.t, float64(g)})
+	}
+	return cost, gpus
+}
+
+// requestedSeries is the step function of GPUs requested by pods alive in
+// the workload (whatever the simulation did with them).
+func requestedSeries(w *Workload) []point {
+	type delta struct {
+		t time.Duration
+		g int64
+	}
+	var ds []delta
+	for i := range w.Pods {
+		p := &w.Pods[i]
+		if g := p.GPUs(); g > 0 {
+			ds = append(ds, delta{p.Arrival, g})
+			if p.Deletion != Forever {
+				ds = append(ds, delta{p.Deletion, -g})
+			}
+		}
+	}
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].t < ds[j].t })
+	var out []point
+	var g int64
+	for i, d := range ds {
+		g += d.g
+		if i+1 < len(ds) && ds[i+1].t == d.t {
+			continue
+		}
+		out = append(out, point{d.t, float64(g)})
+	}
+	return out
+}

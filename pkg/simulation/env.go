@@ -177,7 +177,7 @@ func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) c
 				if obj.GetUID() == "" {
 					obj.SetUID(types.UID(uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%d/%s/%s/%d", kindOf(obj), obj.GetNamespace(), obj.GetName(), seq.Add(1))).String()))
 				}
-				if obj.GetCreationTimestamp().IsZero() {
+				if ts := obj.GetCreationTimestamp(); ts.IsZero() {
 					obj.SetCreationTimestamp(metav1.NewTime(clk.Now()))
 				}
 				err := c.Create(ctx, obj, opts...)

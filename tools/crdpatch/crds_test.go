@@ -166,7 +166,6 @@ func TestGPUNodeClassDefaults(t *testing.T) {
 		"migStrategy: none",
 		"taint: true",
 		"protectRunningGPUPods: true",
-		"minSavingsPercent: 20",
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("defaulted spec lacks %q:\n%s", want, got)
@@ -222,14 +221,13 @@ func TestGPUNodeClassValidation(t *testing.T) {
 		{"metadata optional", nodeClass("  metadataOptions: {httpTokens: optional, httpPutResponseHopLimit: 2}\n"), ""},
 		{"metadata bad tokens", nodeClass("  metadataOptions: {httpTokens: maybe}\n"), "httpTokens"},
 		{"metadata hop limit", nodeClass("  metadataOptions: {httpPutResponseHopLimit: 65}\n"), "httpPutResponseHopLimit"},
-		{"gpu full", nodeClass("  gpu:\n    taint: false\n    timeSlicing: {replicas: 4}\n    migStrategy: mixed\n    idleAfter: 1h30m\n    startupTimeout: 20m\n    disruption: {protectRunningGPUPods: false, minSavingsPercent: 50}\n"), ""},
+		{"gpu full", nodeClass("  gpu:\n    taint: false\n    timeSlicing: {replicas: 4}\n    migStrategy: mixed\n    idleAfter: 1h30m\n    startupTimeout: 20m\n    disruption: {protectRunningGPUPods: false}\n"), ""},
 		{"gpu idleAfter Never", nodeClass("  gpu:\n    idleAfter: Never\n"), ""},
 		{"gpu idleAfter bad", nodeClass("  gpu:\n    idleAfter: 10 minutes\n"), "idleAfter"},
 		{"gpu startupTimeout Never", nodeClass("  gpu:\n    startupTimeout: Never\n"), "startupTimeout"},
 		{"gpu bad mig", nodeClass("  gpu:\n    migStrategy: all\n"), "migStrategy"},
 		{"gpu replicas 0", nodeClass("  gpu:\n    timeSlicing: {replicas: 0}\n"), "replicas"},
 		{"gpu replicas 65", nodeClass("  gpu:\n    timeSlicing: {replicas: 65}\n"), "replicas"},
-		{"gpu savings 101", nodeClass("  gpu:\n    disruption: {minSavingsPercent: 101}\n"), "minSavingsPercent"},
 	})
 }
 

@@ -374,21 +374,14 @@ type TimeSlicing struct {
 
 // GPUDisruption limits cost consolidation of nodes running GPU pods.
 type GPUDisruption struct {
-	// ProtectRunningGPUPods forbids cost consolidation (replace/delete to
-	// save money) from evicting running pods that requested an accelerator,
-	// unless the replacement saves at least minSavingsPercent. Expiry, drift
-	// and repairs are not affected. Default: true.
+	// ProtectRunningGPUPods forbids voluntary disruption (cost consolidation,
+	// drift) of nodes while a pod that requested an accelerator runs there:
+	// karpenter-gpu sets karpenter.sh/do-not-disrupt on such nodes and removes
+	// it when the GPU work ends. Expiry, spot interruption and repair still
+	// apply. Default: true.
 	// +kubebuilder:default=true
 	// +optional
 	ProtectRunningGPUPods *bool `json:"protectRunningGPUPods,omitempty"`
-	// MinSavingsPercent is the cost saving, in percent of the node's price,
-	// that cost consolidation must achieve to evict running GPU pods when
-	// protectRunningGPUPods is true. Default: 20.
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=100
-	// +kubebuilder:default=20
-	// +optional
-	MinSavingsPercent *int32 `json:"minSavingsPercent,omitempty"`
 }
 
 // GPUNodeClass is the karpenter-gpu.io NodeClass: the cloud and GPU

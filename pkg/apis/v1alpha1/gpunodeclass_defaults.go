@@ -33,7 +33,6 @@ const (
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtectRunningGPUPods   = true
-	DefaultMinSavingsPercent       = int32(20)
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when
@@ -106,7 +105,7 @@ func (in *GPUNodeClass) MIGStrategy() string {
 }
 
 // ProtectRunningGPUPods reports whether cost consolidation must leave running
-// GPU pods alone unless it saves MinSavingsPercent. Unset means true.
+// GPU pods alone. Unset means true.
 func (in *GPUNodeClass) ProtectRunningGPUPods() bool {
 	d := in.Spec.GPU.Disruption
 	if d == nil || d.ProtectRunningGPUPods == nil {
@@ -115,15 +114,6 @@ func (in *GPUNodeClass) ProtectRunningGPUPods() bool {
 	return *d.ProtectRunningGPUPods
 }
 
-// MinSavingsPercent returns the saving (percent of the node's price) cost
-// consolidation must achieve to evict running GPU pods. Unset means 20.
-func (in *GPUNodeClass) MinSavingsPercent() int32 {
-	d := in.Spec.GPU.Disruption
-	if d == nil || d.MinSavingsPercent == nil {
-		return DefaultMinSavingsPercent
-	}
-	return *d.MinSavingsPercent
-}
 
 // HTTPTokens returns spec.metadataOptions.httpTokens, or "required" when unset.
 func (in *GPUNodeClass) HTTPTokens() string {

@@ -137,20 +137,16 @@ func TestDisruption(t *testing.T) {
 		name        string
 		in          *v1alpha1.GPUDisruption
 		wantProtect bool
-		wantSavings int32
 	}{
-		{"unset", nil, true, 20},
-		{"empty", &v1alpha1.GPUDisruption{}, true, 20},
-		{"explicit", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false), MinSavingsPercent: ptr(int32(0))}, false, 0},
-		{"explicit 50", &v1alpha1.GPUDisruption{MinSavingsPercent: ptr(int32(50))}, true, 50},
+		{"unset", nil, true},
+		{"empty", &v1alpha1.GPUDisruption{}, true},
+		{"explicit false", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false)}, false},
+		{"explicit true", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(true)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := withGPU(v1alpha1.GPUOptions{Disruption: tc.in})
 			if got := nc.ProtectRunningGPUPods(); got != tc.wantProtect {
 				t.Errorf("ProtectRunningGPUPods() = %v, want %v", got, tc.wantProtect)
-			}
-			if got := nc.MinSavingsPercent(); got != tc.wantSavings {
-				t.Errorf("MinSavingsPercent() = %v, want %v", got, tc.wantSavings)
 			}
 		})
 	}

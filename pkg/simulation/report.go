@@ -1,0 +1,384 @@
+package simulation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Result is the outcome of one simulation run. Its JSON form is the
+// --json report (one object per policy).
+type Result struct {
+	Policy string `json:"policy"`
+	Input  string `json:"input"`
+	Seed   int64  `json:"seed"`
+	// SimulatedHours is the horizon: costs run from 0 to it.
+	SimulatedHours float64 `json:"simulated_hours"`
+
+	CostUSD       float64 `json:"cost_usd"`
+	LowerBoundUSD float64 `json:"lower_bound_usd"`
+	// CostOverLowerBound is cost_usd / lower_bound_usd.
+	CostOverLowerBound float64 `json:"cost_over_lower_bound"`
+
+	GPUHoursPaid      float64 `json:"gpu_hours_paid"`
+	GPUHoursRequested float64 `json:"gpu_hours_requested"`
+	// GPUHoursAllocated counts GPUs of pods bound to nodes.
+	GPUHoursAllocated float64 `json:"gpu_hours_allocated"`
+	// IdleGPUHours is paid minus allocated.
+	IdleGPUHours float64 `json:"idle_gpu_hours"`
+
+	PodsTotal    int `json:"pods_total"`
+	GPUPodsTotal int `json:"gpu_pods_total"`
+	// PodsUnschedulable never ran, and Karpenter's scheduler reported why
+	// (no instance type or NodePool can hold them).
+	PodsUnschedulable int                `json:"pods_unschedulable"`
+	UnschedulablePods []UnschedulablePod `json:"unschedulable_pods"`
+	// PodsNeverStarted never ran although nothing said they could not:
+	// they left before the capacity launched for them was ready.
+	PodsNeverStarted int         `json:"pods_never_started"`
+	PodWaitSeconds   Percentiles `json:"pod_wait_seconds"`
+
+	Launches int `json:"launches"`
+	// Disruptions counts nodes disrupted by core's disruption controller
+	// (by reason in DisruptionsByReason); commands may cover several.
+	Disruptions         int            `json:"disruptions"`
+	DisruptionsByReason map[string]int `json:"disruptions_by_reason"`
+	DisruptionCommands  int            `json:"disruption_commands"`
+	PodEvictions        int            `json:"pod_evictions"`
+	GPUPodEvictions     int            `json:"gpu_pod_evictions"`
+
+	InstanceHoursByType map[string]float64 `json:"instance_hours_by_type"`
+	CostUSDByType       map[string]float64 `json:"cost_usd_by_type"`
+	// FinalFleet counts instances running at the end of the horizon.
+	FinalFleet         map[string]int `json:"final_fleet"`
+	FinalFleetUSDPerHr float64        `json:"final_fleet_usd_per_hour"`
+
+	ProvisioningRuns int          `json:"provisioning_runs"`
+	Packer           *PackerStats `json:"packer,omitempty"`
+
+	GPUMapping       map[string]string `json:"gpu_mapping,omitempty"`
+	GPUModelsIgnored bool              `json:"gpu_models_ignored"`
+
+	Reconciles       int            `json:"reconciles"`
+	ControllerErrors map[string]int `json:"controller_errors,omitempty"`
+	ErrorSamples     []string       `json:"error_samples,omitempty"`
+	Controllers      []string       `json:"controllers"`
+	Settings         Settings       `json:"settings"`
+
+	WallSeconds float64 `json:"wall_seconds"`
+
+	series *series
+}
+
+// Settings echo the simulation's timing parameters.
+type Settings struct {
+	LaunchLatencySeconds     float64 `json:"launch_latency_seconds"`
+	RegistrationDelaySeconds float64 `json:"registration_delay_seconds"`
+	PodStartDelaySeconds     float64 `json:"pod_start_delay_seconds"`
+	BatchIdleSeconds         float64 `json:"batch_idle_seconds"`
+	BatchMaxSeconds          float64 `json:"batch_max_seconds"`
+	NodePools                []string `json:"nodepools"`
+}
+
+// UnschedulablePod is a pod that never ran, with Karpenter's reason.
+type UnschedulablePod struct {
+	Name   string `json:"name"`
+	Origin string `json:"origin"`
+	Reason string `json:"reason"`
+}
+
+// Percentiles of a distribution.
+type Percentiles struct {
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+	Count int     `json:"count"`
+}
+
+// PackerStats sums the GPU packer's decisions (karpenter-gpu policy).
+type PackerStats struct {
+	Runs             int            `json:"runs"`
+	PodsConsidered   int            `json:"pods_considered"`
+	PodsRepacked     int            `json:"pods_repacked"`
+	NodeClaimsBefore int            `json:"nodeclaims_before"`
+	NodeClaimsAfter  int            `json:"nodeclaims_after"`
+	CoreUSDPerHour   float64        `json:"core_usd_per_hour"`
+	PackedUSDPerHour float64        `json:"packed_usd_per_hour"`
+	Unchanged        map[string]int `json:"unchanged_pods_by_reason,omitempty"`
+}
+
+// series are the time series of the HTML report.
+type series struct {
+	Cost, GPUsPaid, GPUsAllocated, GPUsRequested, LowerBound []point
+}
+
+func (e *engine) result() (*Result, error) {
+	end := e.horizon
+	endD := end.Sub(Epoch)
+	r := &Result{
+		Policy: string(e.cfg.Policy), Input: e.w.Source, Seed: e.cfg.Seed,
+		SimulatedHours:      endD.Hours(),
+		DisruptionsByReason: map[string]int{},
+		InstanceHoursByType: map[string]float64{},
+		CostUSDByType:       map[string]float64{},
+		FinalFleet:          map[string]int{},
+		GPUModelsIgnored:    e.w.IgnoredGPUModels,
+		Reconciles:          e.d.reconciles,
+		ControllerErrors:    e.metrics.errors,
+		ErrorSamples:        e.metrics.errorSamples,
+		Controllers:         e.controllerNames(),
+		ProvisioningRuns:    e.batch.provisions,
+		Settings: Settings{
+			LaunchLatencySeconds: e.cfg.LaunchLatency.Seconds(), RegistrationDelaySeconds: e.cfg.RegistrationDelay.Seconds(),
+			PodStartDelaySeconds: e.cfg.PodStartDelay.Seconds(), BatchIdleSeconds: e.cfg.BatchIdle.Seconds(), BatchMaxSeconds: e.cfg.BatchMax.Seconds(),
+		},
+		UnschedulablePods: []UnschedulablePod{},
+	}
+	for _, np := range e.w.NodePools {
+		r.Settings.NodePools = append(r.Settings.NodePools, np.Name)
+	}
+	if len(r.ControllerErrors) == 0 {
+		r.ControllerErrors = nil
+	}
+	if !e.w.IgnoredGPUModels && e.w.GPUMap != nil {
+		r.GPUMapping = e.w.GPUMap.Describe()
+	}
+	recs := e.backend.records()
+	r.Launches = len(recs)
+	for _, rec := range recs {
+		stop := end
+		if !rec.End.IsZero() && rec.End.Before(end) {
+			stop = rec.End
+		} else {
+			r.FinalFleet[rec.Type]++
+			r.FinalFleetUSDPerHr += rec.Price
+		}
+		h := stop.Sub(rec.Start).Hours()
+		if h < 0 {
+			h = 0
+		}
+		r.CostUSD += rec.Price * h
+		r.GPUHoursPaid += float64(rec.GPUs) * h
+		r.InstanceHoursByType[rec.Type] += h
+		r.CostUSDByType[rec.Type] += rec.Price * h
+	}
+	cost, gpus := fleetSeries(recs, end)
+	requested := requestedSeries(e.w)
+	r.GPUHoursRequested = integrate(requested, endD)
+	r.GPUHoursAllocated = integrate(e.metrics.alloc, endD)
+	r.IdleGPUHours = r.GPUHoursPaid - r.GPUHoursAllocated
+	lb, lbSeries, err := e.lowerBound()
+	if err != nil {
+		return nil, fmt.Errorf("computing the lower bound, %w", err)
+	}
+	r.LowerBoundUSD = lb
+	if lb > 0 {
+		r.CostOverLowerBound = r.CostUSD / lb
+	}
+	r.series = &series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
+
+	r.PodsTotal = len(e.pods)
+	for _, ps := range e.pods {
+		if ps.spec.GPUs() > 0 {
+			r.GPUPodsTotal++
+		}
+		if ps.everRan || ps.spec.Arrival >= endD {
+			continue
+		}
+		reason := e.rec.failure(types.NamespacedName{Namespace: Namespace, Name: ps.spec.Name})
+		for a := 1; reason == "" && a < ps.attempts; a++ {
+			reason = e.rec.failure(types.NamespacedName{Namespace: Namespace, Name: fmt.Sprintf("%s-r%d", ps.spec.Name, a)})
+		}
+		if reason == "" {
+			r.PodsNeverStarted++
+			continue
+		}
+		r.PodsUnschedulable++
+		r.UnschedulablePods = append(r.UnschedulablePods, UnschedulablePod{Name: ps.spec.Name, Origin: ps.spec.Origin, Reason: reason})
+	}
+	waits := append([]float64(nil), e.metrics.waits...)
+	sort.Float64s(waits)
+	r.PodWaitSeconds = Percentiles{P50: percentile(waits, 50), P95: percentile(waits, 95), P99: percentile(waits, 99), Count: len(waits)}
+	if len(waits) > 0 {
+		r.PodWaitSeconds.Max = waits[len(waits)-1]
+	}
+	r.PodEvictions, r.GPUPodEvictions = e.metrics.evictions, e.metrics.gpuEvictions
+	for _, c := range e.disrupt.commands {
+		r.DisruptionCommands++
+		r.Disruptions += len(c.Candidates)
+		r.DisruptionsByReason[strings.ToLower(c.Reason)] += len(c.Candidates)
+	}
+	if e.refiner != nil {
+		ps := &PackerStats{Unchanged: map[string]int{}}
+		e.refiner.mu.Lock()
+		for _, d := range e.refiner.decisions {
+			ps.Runs++
+			ps.PodsConsidered += d.PodsConsidered
+			ps.PodsRepacked += d.PodsRepacked
+			ps.NodeClaimsBefore += d.NodeClaimsBefore
+			ps.NodeClaimsAfter += d.NodeClaimsAfter
+			ps.CoreUSDPerHour += d.CoreCost
+			ps.PackedUSDPerHour += d.PackedCost
+			for _, u := range d.Unchanged {
+				ps.Unchanged[u.Reason] += u.Pods
+			}
+		}
+		e.refiner.mu.Unlock()
+		r.Packer = ps
+	}
+	r.WallSeconds = time.Since(e.wallStart).Seconds()
+	return r, nil
+}
+
+// Comparison is the --compare report: both policies and their ratios.
+type Comparison struct {
+	Results []*Result `json:"results"`
+	// Ratios are karpenter-gpu ÷ stock for the main figures.
+	Ratios map[string]float64 `json:"ratios"`
+}
+
+// Compare computes the ratios of a karpenter-gpu and a stock result.
+func Compare(gpu, stock *Result) *Comparison {
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			if a == 0 {
+				return 1
+			}
+			return math.Inf(1)
+		}
+		return a / b
+	}
+	return &Comparison{
+		Results: []*Result{gpu, stock},
+		Ratios: map[string]float64{
+			"cost_usd":           ratio(gpu.CostUSD, stock.CostUSD),
+			"gpu_hours_paid":     ratio(gpu.GPUHoursPaid, stock.GPUHoursPaid),
+			"idle_gpu_hours":     ratio(gpu.IdleGPUHours, stock.IdleGPUHours),
+			"cost_over_lower_bound_gpu":   gpu.CostOverLowerBound,
+			"cost_over_lower_bound_stock": stock.CostOverLowerBound,
+			"pod_wait_p95":       ratio(gpu.PodWaitSeconds.P95, stock.PodWaitSeconds.P95),
+			"launches":           ratio(float64(gpu.Launches), float64(stock.Launches)),
+		},
+	}
+}
+
+// WriteJSON writes v (a *Result or *Comparison) as indented JSON; infinite
+// ratios are written as null.
+func WriteJSON(w io.Writer, v any) error {
+	if c, ok := v.(*Comparison); ok {
+		for k, r := range c.Ratios {
+			if math.IsInf(r, 0) || math.IsNaN(r) {
+				c.Ratios[k] = -1
+			}
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteTable prints results side by side, with ratios when there are two.
+func WriteTable(w io.Writer, results ...*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	header := "metric\t"
+	for _, r := range results {
+		header += r.Policy + "\t"
+	}
+	if len(results) == 2 {
+		header += "ratio\t"
+	}
+	fmt.Fprintln(tw, header)
+	row := func(name string, f func(*Result) float64, format string) {
+		line := name + "\t"
+		for _, r := range results {
+			line += fmt.Sprintf(format, f(r)) + "\t"
+		}
+		if len(results) == 2 {
+			a, b := f(results[0]), f(results[1])
+			if b != 0 {
+				line += fmt.Sprintf("%.3f", a/b) + "\t"
+			} else {
+				line += "-\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	row("cost_usd", func(r *Result) float64 { return r.CostUSD }, "%.2f")
+	row("lower_bound_usd", func(r *Result) float64 { return r.LowerBoundUSD }, "%.2f")
+	row("cost / lower bound", func(r *Result) float64 { return r.CostOverLowerBound }, "%.3f")
+	row("gpu_hours_paid", func(r *Result) float64 { return r.GPUHoursPaid }, "%.1f")
+	row("gpu_hours_requested", func(r *Result) float64 { return r.GPUHoursRequested }, "%.1f")
+	row("gpu_hours_allocated", func(r *Result) float64 { return r.GPUHoursAllocated }, "%.1f")
+	row("idle_gpu_hours", func(r *Result) float64 { return r.IdleGPUHours }, "%.1f")
+	row("pods_total", func(r *Result) float64 { return float64(r.PodsTotal) }, "%.0f")
+	row("pods_unschedulable", func(r *Result) float64 { return float64(r.PodsUnschedulable) }, "%.0f")
+	row("pods_never_started", func(r *Result) float64 { return float64(r.PodsNeverStarted) }, "%.0f")
+	row("pod_wait_seconds p50", func(r *Result) float64 { return r.PodWaitSeconds.P50 }, "%.0f")
+	row("pod_wait_seconds p95", func(r *Result) float64 { return r.PodWaitSeconds.P95 }, "%.0f")
+	row("pod_wait_seconds p99", func(r *Result) float64 { return r.PodWaitSeconds.P99 }, "%.0f")
+	row("launches", func(r *Result) float64 { return float64(r.Launches) }, "%.0f")
+	row("disruptions", func(r *Result) float64 { return float64(r.Disruptions) }, "%.0f")
+	row("gpu_pod_evictions", func(r *Result) float64 { return float64(r.GPUPodEvictions) }, "%.0f")
+	row("final fleet $/h", func(r *Result) float64 { return r.FinalFleetUSDPerHr }, "%.3f")
+	row("simulated hours", func(r *Result) float64 { return r.SimulatedHours }, "%.1f")
+	row("wall_seconds", func(r *Result) float64 { return r.WallSeconds }, "%.1f")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		types := make([]string, 0, len(r.InstanceHoursByType))
+		for t := range r.InstanceHoursByType {
+			types = append(types, t)
+		}
+		sort.Strings(types)
+		var parts []string
+		for _, t := range types {
+			parts = append(parts, fmt.Sprintf("%s %.1fh ($%.2f)", t, r.InstanceHoursByType[t], r.CostUSDByType[t]))
+		}
+		fmt.Fprintf(w, "\n%s instance hours: %s\n", r.Policy, strings.Join(parts, ", "))
+		if len(r.UnschedulablePods) > 0 {
+			fmt.Fprintf(w, "%s unschedulable pods (%d):\n", r.Policy, len(r.UnschedulablePods))
+			for i, u := range r.UnschedulablePods {
+				if i == 20 {
+					fmt.Fprintf(w, "  ... and %d more (see --json)\n", len(r.UnschedulablePods)-20)
+					break
+				}
+				fmt.Fprintf(w, "  %s (%s): %s\n", u.Name, u.Origin, u.Reason)
+			}
+		}
+		if len(r.ControllerErrors) > 0 {
+			fmt.Fprintf(w, "%s controller errors: %v\n", r.Policy, r.ControllerErrors)
+			for _, s := range r.ErrorSamples {
+				fmt.Fprintf(w, "  %s\n", s)
+			}
+		}
+	}
+	if len(results) > 0 && len(results[0].GPUMapping) > 0 {
+		models := make([]string, 0, len(results[0].GPUMapping))
+		for m := range results[0].GPUMapping {
+			models = append(models, m)
+		}
+		sort.Strings(models)
+		var parts []string
+		for _, m := range models {
+			parts = append(parts, m+" → "+results[0].GPUMapping[m])
+		}
+		fmt.Fprintf(w, "\nGPU model mapping: %s\n", strings.Join(parts, ", "))
+	} else if len(results) > 0 && results[0].GPUModelsIgnored {
+		fmt.Fprintf(w, "\nGPU model constraints of the trace ignored (--ignore-gpu-model)\n")
+	}
+	return nil
+}
+
+var _ = context.Background
+var _ corev1.Pod

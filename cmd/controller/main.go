@@ -54,13 +54,20 @@ func main() {
 		log.FromContext(ctx).Error(err, "assembling controllers")
 		os.Exit(1)
 	}
+	if fleet, ok := backend.(*fake.Fleet); ok {
+		// The fake cloud has no kubelets: its registrar plays their part
+		// (registers Nodes, marks bound pods Running), as kwok does.
+		ctrls.All = append(ctrls.All, fake.NewRegistrar(fake.RegistrarOptions{
+			KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay,
+		}))
+	}
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
 }
 
 func newBackend(opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, error) {
 	switch opts.Backend {
 	case "fake":
-		return fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock}), nil
+		return fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock, LaunchLatency: opts.FakeLaunchLatency}), nil
 	default:
 		return nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)
 	}

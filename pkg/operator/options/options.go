@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/utils/env"
@@ -33,6 +34,9 @@ type Options struct {
 	Policy string
 	// CatalogFile overrides the embedded instance catalog (CSV).
 	CatalogFile string
+	// FakeLaunchLatency and FakeRegistrationDelay shape the fake backend's
+	// instances: pending time, then time until the Node registers.
+	FakeLaunchLatency, FakeRegistrationDelay time.Duration
 }
 
 // AddFlags registers the flags.
@@ -42,6 +46,8 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env.WithDefaultString("CLUSTER_ENDPOINT", ""), "API server endpoint nodes join")
 	fs.StringVar(&o.Region, "region", env.WithDefaultString("AWS_REGION", "us-east-1"), "Cloud region")
 	fs.StringVar(&o.Policy, "policy", env.WithDefaultString("POLICY", "karpenter-gpu"), "Provisioning policy: karpenter-gpu (cost-optimal GPU packing) or stock (Karpenter core's decisions)")
+	fs.DurationVar(&o.FakeLaunchLatency, "fake-launch-latency", env.WithDefaultDuration("FAKE_LAUNCH_LATENCY", 0), "With --backend=fake: how long instances stay pending")
+	fs.DurationVar(&o.FakeRegistrationDelay, "fake-registration-delay", env.WithDefaultDuration("FAKE_REGISTRATION_DELAY", 2*time.Second), "With --backend=fake: how long after running an instance's Node registers")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
 

@@ -1,0 +1,260 @@
+// Command simulator replays a GPU workload through karpenter-gpu's and
+// Karpenter core's real provisioning and disruption code, offline, and
+// reports what the fleet would cost. See pkg/simulation.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "simulator:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones string
+	ignoreGPUModel, compare, quiet, verbose                                       bool
+	snapshot                                                                      string
+	seed                                                                          int64
+	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	def := simulation.DefaultConfig()
+	f := &flags{}
+	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: simulator [flags]
+
+Replays a GPU workload through karpenter-gpu's and Karpenter core's real
+provisioning, NodeClaim lifecycle, consolidation and termination code over a
+fake clock, an in-memory API server and the fake fleet, and reports the fleet's
+cost against the fluid LP lower bound. With no flags it replays the bundled
+Alibaba v2023 trace (openb_pod_list_default, 8,152 pods over 149 days) against
+the embedded AWS GPU catalog (us-east-1, on-demand) under the karpenter-gpu
+policy.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.trace, "trace", "", "input: an Alibaba v2023 pod-list CSV (with or without creation/deletion times), or a YAML scenario (.yaml/.yml: NodePools, GPUNodeClass, pod groups or a trace); default: the bundled openb_pod_list_default.csv")
+	fs.StringVar(&f.catalog, "catalog", "", "instance catalog CSV replacing the embedded AWS catalog (same columns as pkg/catalog/data/aws-accelerated-instances.csv)")
+	fs.StringVar(&f.gpuMap, "gpu-map", "", "YAML file mapping trace GPU models (gpu_spec) to catalog GPUs, e.g. `T4: {gpuNames: [t4]}`; default: T4→t4, V100M16→v100, V100M32→v100 with >=32GiB, P100→v100, A10→a10g, G1/G2/G3→any GPU")
+	fs.BoolVar(&f.ignoreGPUModel, "ignore-gpu-model", false, "drop the trace's GPU model constraints (any GPU may run any GPU pod)")
+	fs.StringVar(&f.snapshot, "snapshot", "", "provision every pod alive at this trace time (e.g. 1234567s or 100h) in one batch at t=0, pods never leave (static comparison)")
+	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of the fake fleet; the same seed and input give the same report")
+	fs.StringVar(&f.policy, "policy", string(def.Policy), "whose decisions run: karpenter-gpu (core's scheduler refined by the GPU packer, plus karpenter-gpu's controllers) or stock (Karpenter core alone)")
+	fs.BoolVar(&f.compare, "compare", false, "run both policies on the same input and print the ratios (karpenter-gpu ÷ stock)")
+	fs.StringVar(&f.jsonOut, "json", "", "write the report as JSON to this file")
+	fs.StringVar(&f.htmlOut, "html", "", "write an HTML report with SVG charts (fleet cost and GPUs paid vs requested over time, per policy) to this file")
+	fs.DurationVar(&f.launchLatency, "launch-latency", def.LaunchLatency, "time an instance stays pending after launch")
+	fs.DurationVar(&f.registrationDelay, "registration-delay", def.RegistrationDelay, "time from an instance running to its node registering (boot, kubelet, GPU driver and device plugin)")
+	fs.DurationVar(&f.podStartDelay, "pod-start-delay", def.PodStartDelay, "time from a pod being bound to running (image pull)")
+	fs.DurationVar(&f.batchIdle, "batch-idle-duration", def.BatchIdle, "Karpenter's --batch-idle-duration")
+	fs.DurationVar(&f.batchMax, "batch-max-duration", def.BatchMax, "Karpenter's --batch-max-duration")
+	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
+	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
+	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar on stderr")
+	fs.BoolVar(&f.verbose, "verbose", false, "log controller activity to stderr (slow)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q (the input is given with --trace)", fs.Args())
+	}
+	return f, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cfg := simulation.DefaultConfig()
+	if cfg.Policy, err = simulation.ParsePolicy(f.policy); err != nil {
+		return err
+	}
+	cfg.Seed, cfg.LaunchLatency, cfg.RegistrationDelay, cfg.PodStartDelay = f.seed, f.launchLatency, f.registrationDelay, f.podStartDelay
+	cfg.BatchIdle, cfg.BatchMax, cfg.Horizon, cfg.Region = f.batchIdle, f.batchMax, f.horizon, f.region
+	if f.zones != "" {
+		cfg.Zones = strings.Split(f.zones, ",")
+	}
+	// Everything is read and validated before anything is simulated.
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		return err
+	}
+	if f.catalog != "" {
+		if entries, _, err = catalog.LoadFile(f.catalog); err != nil {
+			return err
+		}
+		cfg.Catalog = entries
+	}
+	gpuMap, mapSource := simulation.DefaultGPUMap(), "default GPU map"
+	if f.gpuMap != "" {
+		if gpuMap, err = simulation.LoadGPUMap(f.gpuMap); err != nil {
+			return err
+		}
+		mapSource = f.gpuMap
+	}
+	if err := gpuMap.Validate(entries, mapSource); err != nil {
+		return err
+	}
+	if f.ignoreGPUModel {
+		gpuMap = nil
+	}
+	var w *simulation.Workload
+	if f.trace == "" {
+		w, err = simulation.DefaultInput(gpuMap)
+	} else {
+		w, err = simulation.LoadInput(f.trace, gpuMap)
+	}
+	if err != nil {
+		return err
+	}
+	if f.snapshot != "" {
+		at, err := parseTraceTime(f.snapshot)
+		if err != nil {
+			return fmt.Errorf("--snapshot: %w", err)
+		}
+		w = w.Snapshot(at)
+		if cfg.Horizon == 0 {
+			cfg.Horizon = time.Hour
+		}
+	}
+	if f.verbose {
+		z, err := zap.NewDevelopment()
+		if err != nil {
+			return err
+		}
+		l := zapr.NewLogger(z)
+		cfg.Logger = &l
+	} else {
+		l := logr.Discard()
+		cfg.Logger = &l
+	}
+	showProgress := !f.quiet && isTerminal(stderr)
+	cfg.LowerBound = simulation.NewLowerBoundCache()
+	policies := []simulation.Policy{cfg.Policy}
+	if f.compare {
+		policies = []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
+	}
+	var results []*simulation.Result
+	for _, p := range policies {
+		c := cfg
+		c.Policy = p
+		if showProgress {
+			c.Progress = progressBar(stderr, string(p))
+		}
+		r, err := simulation.Run(context.Background(), w, c)
+		if showProgress {
+			fmt.Fprintln(stderr)
+		}
+		if err != nil {
+			return fmt.Errorf("simulating %s: %w", p, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintf(stdout, "input: %s (%d pods), seed %d\n\n", w.Source, len(w.Pods), cfg.Seed)
+	if err := simulation.WriteTable(stdout, results...); err != nil {
+		return err
+	}
+	var report any = results[0]
+	if f.compare {
+		report = simulation.Compare(results[0], results[1])
+	}
+	if f.jsonOut != "" {
+		if err := writeFile(f.jsonOut, func(w io.Writer) error { return simulation.WriteJSON(w, report) }); err != nil {
+			return err
+		}
+	}
+	if f.htmlOut != "" {
+		if err := writeFile(f.htmlOut, func(w io.Writer) error { return simulation.WriteHTML(w, results...) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseTraceTime reads a trace time: seconds ("1234567") or a Go duration.
+func parseTraceTime(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return 0, fmt.Errorf("negative time %q", s)
+		}
+		return d, nil
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(s, "%g", &secs); err != nil || secs < 0 {
+		return 0, fmt.Errorf("malformed time %q, want seconds or a duration such as 100h", s)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(out); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressBar draws "policy [#####-----] 42% 63.0/149.3 days" on stderr.
+func progressBar(w io.Writer, label string) func(simulated, total time.Duration) {
+	start := time.Now()
+	return func(simulated, total time.Duration) {
+		frac := 1.0
+		if total > 0 {
+			frac = min(1, float64(simulated)/float64(total))
+		}
+		const width = 30
+		n := int(frac * width)
+		fmt.Fprintf(w, "\r%-14s [%s%s] %3.0f%% %6.1f/%.1f days  %5.1fs", label, strings.Repeat("#", n), strings.Repeat("-", width-n),
+			frac*100, simulated.Hours()/24, total.Hours()/24, time.Since(start).Seconds())
+	}
+}

@@ -1,0 +1,317 @@
+// Package e2e runs the controller binary as a process against a real control
+// plane (etcd, kube-apiserver, kube-scheduler and kube-controller-manager
+// built from source by tools/build-envtest.sh) with the fake backend, whose
+// registrar plays the kubelets. It checks the whole loop a user sees: a GPU
+// Deployment gets GPU nodes of the expected types, the real kube-scheduler
+// binds the pods to them, the controller's /metrics reports cost and GPU
+// figures, and scaling to zero removes the GPU nodes.
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/samber/lo"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+)
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a binary until the test ends, logging to a file that is
+// printed when the test fails.
+func startProcess(t *testing.T, name, bin string, env []string, args ...string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(out), "\n")
+			t.Logf("--- last lines of %s ---\n%s", name, strings.Join(lo.Subset(lines, -60, 60), "\n"))
+		}
+	})
+}
+
+type timer struct {
+	t     *testing.T
+	start time.Time
+	last  time.Time
+}
+
+func (tm *timer) mark(what string) {
+	now := time.Now()
+	tm.t.Logf("[%6.1fs +%5.1fs] %s", now.Sub(tm.start).Seconds(), now.Sub(tm.last).Seconds(), what)
+	tm.last = now
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+}
+
+func TestEndToEnd(t *testing.T) {
+	root := repoRoot(t)
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(assets, b)); assets == "" || err != nil {
+			t.Fatalf("control-plane binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin`", b, assets)
+		}
+	}
+	tm := &timer{t: t, start: time.Now(), last: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	// Control plane with the CRDs the Helm chart installs.
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{crdDir(root)}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting control plane: %v", err)
+	}
+	defer func() { _ = env.Stop() }()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigPath := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kube, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.mark("etcd and kube-apiserver up, CRDs installed")
+
+	startProcess(t, "kube-scheduler", filepath.Join(assets, "kube-scheduler"), nil,
+		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0")
+	startProcess(t, "kube-controller-manager", filepath.Join(assets, "kube-controller-manager"), nil,
+		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0",
+		"--controllers=deployment,replicaset,serviceaccount", "--use-service-account-credentials=false")
+
+	controllerBin := filepath.Join(t.TempDir(), "controller")
+	build := exec.Command("go", "build", "-o", controllerBin, "./cmd/controller")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the controller: %v\n%s", err, out)
+	}
+	tm.mark("controller binary built")
+	metricsPort := freePort(t)
+	startProcess(t, "controller", controllerBin, []string{"KUBECONFIG=" + kubeconfigPath},
+		"--backend=fake", "--cluster-name=e2e", "--disable-leader-election=true",
+		fmt.Sprintf("--metrics-port=%d", metricsPort), fmt.Sprintf("--health-probe-port=%d", freePort(t)),
+		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug")
+	tm.mark("kube-scheduler, kube-controller-manager and controller started")
+
+	nodeClass := &v1alpha1.GPUNodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			Role:                       "KarpenterNodeRole-e2e",
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "e2e"}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "e2e"}}},
+		},
+	}
+	idle := karpv1.MustParseNillableDuration("30s")
+	nodeClass.Spec.GPU.IdleAfter = &idle
+	nodePool := &karpv1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: karpv1.NodePoolSpec{
+			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
+				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
+					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
+				},
+			}},
+			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
+				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
+		},
+	}
+	for _, o := range []client.Object{nodeClass, nodePool} {
+		if err := kube.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T: %v", o, err)
+		}
+	}
+	replicas := int32(3)
+	labels := map[string]string{"app": "inference"}
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "inference", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken: lo.ToPtr(false),
+					Tolerations:                  []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+					Containers: []corev1.Container{{Name: "model", Image: "registry.k8s.io/pause:3.10", Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+						Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+					}}},
+				},
+			},
+		},
+	}
+	if err := kube.Create(ctx, deploy); err != nil {
+		t.Fatal(err)
+	}
+	tm.mark("GPUNodeClass, NodePool and a 3-replica 1-GPU Deployment applied")
+
+	// Nodes of the expected type appear and the real scheduler binds the pods.
+	eventually(t, 3*time.Minute, "3 running pods bound to GPU nodes", func() (bool, error) {
+		var pods corev1.PodList
+		if err := kube.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels(labels)); err != nil {
+			return false, err
+		}
+		running := lo.CountBy(pods.Items, func(p corev1.Pod) bool { return p.Spec.NodeName != "" && p.Status.Phase == corev1.PodRunning })
+		return running == 3, fmt.Errorf("%d/%d pods running", running, len(pods.Items))
+	})
+	tm.mark("all pods bound by kube-scheduler and running")
+	var nodes corev1.NodeList
+	if err := kube.List(ctx, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		// One L4 GPU per pod: the cheapest amd64 L4 type holding 2 CPU / 8Gi is g6.xlarge.
+		if it := n.Labels[corev1.LabelInstanceTypeStable]; it != "g6.xlarge" {
+			t.Errorf("node %s is %s, want g6.xlarge", n.Name, it)
+		}
+		if n.Labels[v1alpha1.LabelGPUName] != "l4" {
+			t.Errorf("node %s lacks gpu-name=l4: %v", n.Name, n.Labels)
+		}
+		if lo.ContainsBy(n.Spec.Taints, func(tn corev1.Taint) bool { return tn.Key == karpv1.UnregisteredTaintKey }) {
+			t.Errorf("node %s still carries the unregistered taint", n.Name)
+		}
+	}
+	t.Logf("nodes: %v", lo.Map(nodes.Items, func(n corev1.Node, _ int) string { return n.Name + "=" + n.Labels[corev1.LabelInstanceTypeStable] }))
+
+	assertMetrics(t, ctx, metricsPort)
+	tm.mark("metrics scraped")
+
+	// Scale to zero: the GPU nodes go away.
+	if err := kube.Get(ctx, client.ObjectKeyFromObject(deploy), deploy); err != nil {
+		t.Fatal(err)
+	}
+	deploy.Spec.Replicas = lo.ToPtr(int32(0))
+	if err := kube.Update(ctx, deploy); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 4*time.Minute, "GPU nodes removed after scaling to zero", func() (bool, error) {
+		var nodes corev1.NodeList
+		var claims karpv1.NodeClaimList
+		if err := kube.List(ctx, &nodes); err != nil {
+			return false, err
+		}
+		if err := kube.List(ctx, &claims); err != nil {
+			return false, err
+		}
+		return len(nodes.Items) == 0 && len(claims.Items) == 0, fmt.Errorf("%d nodes, %d nodeclaims left", len(nodes.Items), len(claims.Items))
+	})
+	tm.mark("scaled to zero: every GPU node and NodeClaim removed")
+}
+
+// crdDir prefers the chart's CRDs (what a user installs).
+func crdDir(root string) string {
+	chart := filepath.Join(root, "charts", "karpenter-gpu", "crds")
+	if _, err := os.Stat(chart); err == nil {
+		return chart
+	}
+	return filepath.Join(root, "pkg", "apis", "crds")
+}
+
+func assertMetrics(t *testing.T, ctx context.Context, port int) {
+	t.Helper()
+	var body string
+	eventually(t, 90*time.Second, "karpenter_gpu_ metrics with the fleet's cost", func() (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		return err == nil && metricValue(body, "karpenter_gpu_fleet_cost_per_hour") > 0, err
+	})
+	// Three g6.xlarge on demand at $0.8048/h each.
+	if got := metricValue(body, "karpenter_gpu_fleet_cost_per_hour"); got < 2.41 || got > 2.42 {
+		t.Errorf("karpenter_gpu_fleet_cost_per_hour = %v, want 3 × 0.8048", got)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "karpenter_gpu_") {
+			t.Log(line)
+		}
+	}
+}
+
+// metricValue sums the samples of a metric family in Prometheus text format.
+func metricValue(body, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Lints and renders charts/karpenter-gpu:
+#   - builds helm $HELM_VERSION into bin/helm once (go install; skipped when
+#     bin/helm is already that version),
+#   - checks charts/karpenter-gpu/crds is a verbatim copy of pkg/apis/crds,
+#   - helm lint --strict with the default and the EKS-like values,
+#   - helm template into bin/rendered/: crds.yaml (the chart's CRDs),
+#     default.yaml (default values), fake.yaml (backend fake, as the e2e run
+#     uses) and eks.yaml (tools/helm/values-eks.yaml; contains a
+#     ServiceMonitor, which needs the prometheus-operator CRD),
+#   - checks values.schema.json rejects invalid values.
+# Apply crds.yaml before the others, into an existing namespace "karpenter".
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
+HELM_VERSION=v3.22.0
+bin="$root/bin"
+helm="$bin/helm"
+out="$bin/rendered"
+chart=charts/karpenter-gpu
+release=karpenter-gpu
+namespace=karpenter
+mkdir -p "$bin" "$out"
+# Keep helm's cache/config/data out of $HOME.
+export HELM_CACHE_HOME="$bin/.helm/cache" HELM_CONFIG_HOME="$bin/.helm/config" HELM_DATA_HOME="$bin/.helm/data"
+
+helm_version() { go version -m "$helm" 2>/dev/null | awk '$1 == "mod" && $2 == "helm.sh/helm/v3" {print $3}'; }
+if [ "$(helm_version)" != "$HELM_VERSION" ]; then
+  # One build at a time, even when several callers start at once.
+  exec 9>"$bin/.helm.lock"
+  flock 9
+  if [ "$(helm_version)" != "$HELM_VERSION" ]; then
+    echo "building helm $HELM_VERSION into bin/helm (once; takes a few minutes)"
+    GOBIN="$bin" GOFLAGS= go install -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  fi
+  exec 9>&-
+fi
+"$helm" version --short
+
+echo "--- CRDs: $chart/crds must equal pkg/apis/crds"
+if ! diff -r pkg/apis/crds "$chart/crds"; then
+  echo "FAIL: $chart/crds differs from pkg/apis/crds; run tools/helm/sync-crds.sh" >&2
+  exit 1
+fi
+
+echo "--- helm lint"
+"$helm" lint --strict "$chart"
+"$helm" lint --strict "$chart" -f tools/helm/values-eks.yaml
+"$helm" lint --strict "$chart" --set settings.backend=fake
+
+echo "--- helm template -> bin/rendered/"
+"$helm" show crds "$chart" > "$out/crds.yaml"
+"$helm" template "$release" "$chart" --namespace "$namespace" > "$out/default.yaml"
+"$helm" template "$release" "$chart" --namespace "$namespace" --set settings.backend=fake > "$out/fake.yaml"
+"$helm" template "$release" "$chart" --namespace "$namespace" -f tools/helm/values-eks.yaml > "$out/eks.yaml"
+for f in "$out"/*.yaml; do
+  printf '%-32s %s\n' "${f#"$root"/}" "$(grep -E '^kind: ' "$f" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=", "}')"
+done
+
+echo "--- values.schema.json rejects invalid values"
+reject() {
+  if "$helm" template "$release" "$chart" --namespace "$namespace" "$@" > /dev/null 2>&1; then
+    echo "FAIL: helm template accepted $*" >&2
+    exit 1
+  fi
+  echo "rejected: $*"
+}
+reject --set settings.backend=gcp
+reject --set settings.policy=cheapest
+reject --set logLevel=verbose
+reject --set settings.featureGates.NodeRepiar=true
+reject --set settings.batchMaxDuration=10
+reject --set serviceAccount.roleArn=my-role
+reject --set replicas=two
+reject --set unknownKey=1
+echo "helm lint and template OK"

@@ -8,7 +8,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST)
 
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all test unit envtest-bin generate verify vet fuzz clean help
+.PHONY: all test unit envtest-bin chart e2e generate verify vet fuzz clean help
 
 all: test
 
@@ -18,9 +18,15 @@ help: ## list targets
 envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into bin/k8s (once)
 	@./tools/build-envtest.sh
 
-test: envtest-bin vet ## everything CI runs: unit, property and envtest suites
+test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./...
 	@cd tools/crdpatch && go test -count=1 ./... # CEL rules compiled and exercised offline
+
+chart: ## helm lint + helm template of charts/karpenter-gpu into bin/rendered (builds helm once)
+	@./tools/helm/lint.sh
+
+e2e: envtest-bin ## only the end-to-end run on a real control plane
+	go test -count=1 -v ./test/e2e/
 
 unit: ## tests that need no API server
 	go test $(GO_TEST_FLAGS) ./pkg/catalog/... ./providers/...
@@ -28,11 +34,12 @@ unit: ## tests that need no API server
 vet: ## go vet
 	go vet ./...
 
-generate: ## regenerate deepcopy, CRDs and the patched Karpenter CRD copies
+generate: ## regenerate deepcopy, CRDs and the patched Karpenter CRD copies (also into the chart)
 	./tools/codegen/generate.sh
+	./tools/helm/sync-crds.sh
 
 verify: generate ## fail when generated files are stale
-	git diff --exit-code -- pkg/apis
+	git diff --exit-code -- pkg/apis charts
 
 fuzz: ## run each fuzz target for FUZZTIME (default 60s)
 	go test ./pkg/catalog/ -run=^$$ -fuzz=FuzzParse -fuzztime=$${FUZZTIME:-60s}

@@ -59,7 +59,7 @@ func main() {
 		// (registers Nodes, marks bound pods Running), as kwok does.
 		ctrls.All = append(ctrls.All, fake.NewRegistrar(fake.RegistrarOptions{
 			KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay,
-		}))
+		}), fake.NewNodeLifecycle(op.GetClient()))
 	}
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
 }

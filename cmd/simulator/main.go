@@ -31,7 +31,7 @@ func main() {
 
 type flags struct {
 	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones string
-	ignoreGPUModel, compare, quiet, verbose                                       bool
+	ignoreGPUModel, compare, quiet, verbose, progressLines                        bool
 	snapshot                                                                      string
 	seed                                                                          int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon time.Duration
@@ -76,6 +76,7 @@ Flags:
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar on stderr")
+	fs.BoolVar(&f.progressLines, "progress-lines", false, "print progress as lines on stderr even when it is not a terminal (for logs)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log controller activity to stderr (slow)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -169,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		l := logr.Discard()
 		cfg.Logger = &l
 	}
-	showProgress := !f.quiet && isTerminal(stderr)
+	showProgress := !f.quiet && (isTerminal(stderr) || f.progressLines)
 	cfg.LowerBound = simulation.NewLowerBoundCache()
 	policies := []simulation.Policy{cfg.Policy}
 	if f.compare {
@@ -180,7 +181,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		c := cfg
 		c.Policy = p
 		if showProgress {
-			c.Progress = progressBar(stderr, string(p))
+			c.Progress = progressBar(stderr, string(p), f.progressLines)
 		}
 		r, err := simulation.Run(context.Background(), w, c)
 		if showProgress {
@@ -245,9 +246,18 @@ func isTerminal(w io.Writer) bool {
 }
 
 // progressBar draws "policy [#####-----] 42% 63.0/149.3 days" on stderr.
-func progressBar(w io.Writer, label string) func(simulated, total time.Duration) {
+func progressBar(w io.Writer, label string, lines bool) func(simulated, total time.Duration) {
 	start := time.Now()
+	last := time.Time{}
 	return func(simulated, total time.Duration) {
+		if lines {
+			if time.Since(last) < 5*time.Second && simulated < total {
+				return
+			}
+			last = time.Now()
+			fmt.Fprintf(w, "%s %.1f/%.1f days %.1fs\n", label, simulated.Hours()/24, total.Hours()/24, time.Since(start).Seconds())
+			return
+		}
 		frac := 1.0
 		if total > 0 {
 			frac = min(1, float64(simulated)/float64(total))

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // MaxLaunchOptions bounds the options sent in one launch request (EC2
@@ -101,6 +102,7 @@ func (c *CloudProvider) launch(ctx context.Context, nodeClaim *karpv1.NodeClaim,
 	if res != nil {
 		for _, r := range res.Refused {
 			c.unavailable.MarkUnavailable(r.InstanceType, r.Zone, r.CapacityType)
+			gpumetrics.CapacityErrors.WithLabelValues(r.InstanceType, r.Zone, r.CapacityType).Inc()
 		}
 		if len(res.Refused) > 0 {
 			log.FromContext(ctx).Info("offerings refused for capacity", "offerings", strings.Join(lo.Map(res.Refused, func(o LaunchOption, _ int) string { return o.String() }), ","))

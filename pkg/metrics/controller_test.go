@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -308,11 +307,13 @@ func TestPodGPUs(t *testing.T) {
 
 func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
-	var m dto.Metric
-	if err := h.Write(&m); err != nil {
-		t.Fatal(err)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h)
+	families, err := reg.Gather()
+	if err != nil || len(families) != 1 || len(families[0].GetMetric()) != 1 {
+		t.Fatalf("gathering %v: %v", h.Desc(), err)
 	}
-	return m.GetHistogram().GetSampleCount()
+	return families[0].GetMetric()[0].GetHistogram().GetSampleCount()
 }
 
 func TestObservePacking(t *testing.T) {

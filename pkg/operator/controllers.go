@@ -26,6 +26,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // Policy selects whose decisions run.
@@ -90,7 +91,7 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
 	}
 	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(o.KubeClient, o.Recorder),
-		gpustartup.NewController(o.Clock, o.KubeClient, o.Recorder))
+		gpustartup.NewController(o.Clock, o.KubeClient, o.Recorder), gpumetrics.NewController(o.Clock, o.KubeClient, o.CloudProvider))
 	if o.Policy != PolicyStock {
 		// Idle-GPU removal is karpenter-gpu behaviour; the stock policy is
 		// Karpenter core alone, for comparison.

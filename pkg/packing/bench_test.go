@@ -218,3 +218,26 @@ func BenchmarkDecision(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPackPods times the direct path (no core Solve): PackPods builds
+// the NodeClaims for 1,000 / 5,000 / 10,000 pending GPU pods.
+func BenchmarkPackPods(b *testing.B) {
+	for _, n := range []int{1000, 5000, 10000} {
+		b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) {
+			pods := decisionBatch(b, n)
+			its := catalogTypes(b)
+			np := gpuNodePool("gpu")
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				plan := packing.PackPods(np, its, pods, packing.Options{})
+				d := time.Since(start)
+				if len(plan.Rejected) > 0 {
+					b.Fatalf("%d pods rejected", len(plan.Rejected))
+				}
+				b.ReportMetric(d.Seconds(), "packpods-s")
+				b.ReportMetric(plan.Cost, "$/h")
+				fmt.Printf("PackPods %5d pods: %v, %d NodeClaims, $%.2f/h\n", n, d.Round(time.Millisecond), len(plan.NodeClaims), plan.Cost)
+			}
+		})
+	}
+}

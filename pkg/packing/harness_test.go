@@ -87,7 +87,7 @@ func gpuPod(cpuMilli, memMiB, gpus int64, mutate ...func(*corev1.Pod)) *corev1.P
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", uidSeq), Namespace: "default", UID: types.UID(fmt.Sprintf("uid-%d", uidSeq))},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x", Resources: corev1.ResourceRequirements{Requests: req, Limits: lim}}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x", Resources: corev1.ResourceRequirements{Requests: req, Limits: lim}}}},
 		Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{
 			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}},
 	}

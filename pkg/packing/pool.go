@@ -31,49 +31,60 @@ type option struct {
 	reservation []string // reservation IDs, for reserved options
 }
 
-// refinePool repacks the NodeClaims of one NodePool. It returns the new
-// NodeClaims, or a reason to keep core's.
-//
-//nolint:gocyclo
-func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*scheduling.NodeClaim, opts Options, reservedUsed map[string]int) ([]*scheduling.NodeClaim, string) {
+// poolPacker packs pods for one NodePool: its template, its instance types
+// as core pre-filters them, and their daemonset overhead.
+type poolPacker struct {
+	np        *karpv1.NodePool
+	tmpl      *scheduling.NodeClaimTemplate
+	taints    kscheduling.Taints
+	poolTypes []*cloudprovider.InstanceType
+	groups    []scheduling.DaemonOverheadGroup
+	overhead  map[*cloudprovider.InstanceType]corev1.ResourceList
+	opts      Options
+}
+
+func newPoolPacker(np *karpv1.NodePool, its []*cloudprovider.InstanceType, opts Options) (*poolPacker, string) {
 	if np == nil {
 		return nil, "NodePool not in Options.NodePools"
 	}
 	if len(its) == 0 {
 		return nil, "no instance types in Options.InstanceTypes for the NodePool"
 	}
-	tmpl := scheduling.NewNodeClaimTemplate(np)
-	if tmpl.Requirements.HasMinValues() {
+	pp := &poolPacker{np: np, tmpl: scheduling.NewNodeClaimTemplate(np), opts: opts}
+	if pp.tmpl.Requirements.HasMinValues() {
 		return nil, "minValues on the NodePool requirements"
 	}
-	taints := kscheduling.Taints(tmpl.Spec.Taints)
-	// The pool's types as core pre-filters them in NewScheduler.
-	var poolTypes []*cloudprovider.InstanceType
+	pp.taints = kscheduling.Taints(pp.tmpl.Spec.Taints)
 	seen := map[string]bool{}
 	for _, it := range its {
-		if seen[it.Name] || it.Requirements.Intersects(tmpl.Requirements) != nil || !it.Offerings.Available().HasCompatible(tmpl.Requirements) {
+		if seen[it.Name] || it.Requirements.Intersects(pp.tmpl.Requirements) != nil || !it.Offerings.Available().HasCompatible(pp.tmpl.Requirements) {
 			continue
 		}
 		seen[it.Name] = true
-		poolTypes = append(poolTypes, it)
+		pp.poolTypes = append(pp.poolTypes, it)
 	}
-	groups, overhead := daemonOverheadGroups(tmpl, poolTypes, opts.DaemonSetPods)
+	pp.groups, pp.overhead = daemonOverheadGroups(pp.tmpl, pp.poolTypes, opts.DaemonSetPods)
+	return pp, ""
+}
 
-	// Pods, by class, after checking that core's NodeClaims are what the
-	// packer would have built from the template and pod requirements alone.
-	classes := map[string]*class{}
-	var classOrder []string
+// refinePool repacks the NodeClaims of one NodePool. It returns the new
+// NodeClaims, or a reason to keep core's.
+func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*scheduling.NodeClaim, opts Options, reservedUsed map[string]int) ([]*scheduling.NodeClaim, string) {
+	pp, reason := newPoolPacker(np, its, opts)
+	if pp == nil {
+		return nil, reason
+	}
+	// Check that core's NodeClaims are what the packer would have built
+	// from the template and pod requirements alone.
 	coreCost := 0.0
+	var pods []*corev1.Pod
 	for _, nc := range ncs {
-		expected := kscheduling.NewRequirements(tmpl.Requirements.Values()...)
-		var podReqs []kscheduling.Requirements
+		expected := kscheduling.NewRequirements(pp.tmpl.Requirements.Values()...)
 		for _, p := range nc.Pods {
-			if err := taints.ToleratesPod(p); err != nil {
+			if err := pp.taints.ToleratesPod(p); err != nil {
 				return nil, "a pod does not tolerate the template taints"
 			}
-			r := podRequirements(p, opts.IgnorePreferences)
-			podReqs = append(podReqs, r)
-			expected.Add(r.Values()...)
+			expected.Add(podRequirements(p, opts.IgnorePreferences).Values()...)
 		}
 		if requirementsKey(expected, corev1.LabelHostname) != requirementsKey(nc.Requirements, corev1.LabelHostname) {
 			return nil, "requirements narrowed beyond template and pod requirements (topology, volumes or preferences)"
@@ -81,32 +92,56 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 		// The daemon overhead core added must be what this package computes
 		// from Options.DaemonSetPods.
 		implied := resources.Subtract(nc.Spec.Resources.Requests, resources.RequestsForPods(nc.Pods...))
-		if !resources.Fits(implied, minOverhead(groups, nc.InstanceTypeOptions)) || !resources.Fits(minOverhead(groups, nc.InstanceTypeOptions), implied) {
+		mine := minOverhead(pp.groups, nc.InstanceTypeOptions)
+		if !resources.Fits(implied, mine) || !resources.Fits(mine, implied) {
 			return nil, "daemonset overhead differs from core's (Options.DaemonSetPods not those core used?)"
 		}
 		coreCost += NodeClaimPrice(nc)
-		for i, p := range nc.Pods {
-			reqs := kscheduling.NewRequirements(tmpl.Requirements.Values()...)
-			reqs.Add(podReqs[i].Values()...)
-			key := requirementsKey(reqs)
-			c, ok := classes[key]
-			if !ok {
-				c = &class{key: key, reqs: reqs, itemKey: map[string]int{}}
-				classes[key] = c
-				classOrder = append(classOrder, key)
-			}
-			req := resources.RequestsForPods(p)
-			rk := resourceKey(req)
-			idx, ok := c.itemKey[rk]
-			if !ok {
-				idx = len(c.items)
-				c.itemKey[rk] = idx
-				c.items = append(c.items, Item{Requests: req})
-				c.itemPods = append(c.itemPods, nil)
-			}
-			c.items[idx].Count++
-			c.itemPods[idx] = append(c.itemPods[idx], p)
+		pods = append(pods, nc.Pods...)
+	}
+	out, packedCost, unplaced, reason := pp.pack(&ncs[0].NodeClaimTemplate, pods, reservedUsed)
+	if reason != "" {
+		return nil, reason
+	}
+	if len(unplaced) > 0 {
+		return nil, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", len(unplaced))
+	}
+	if packedCost >= coreCost-priceEps {
+		return nil, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, packedCost)
+	}
+	return out, ""
+}
+
+// pack packs pods (all tolerating the template and free of unmodelled
+// constraints) into NodeClaims built from base. It returns the NodeClaims,
+// their cost, the pods it could not place, or a reason it failed.
+//
+//nolint:gocyclo
+func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Pod, reservedUsed map[string]int) ([]*scheduling.NodeClaim, float64, []*corev1.Pod, string) {
+	np, opts, tmpl, poolTypes, overhead, groups, taints := pp.np, pp.opts, pp.tmpl, pp.poolTypes, pp.overhead, pp.groups, pp.taints
+	classes := map[string]*class{}
+	var classOrder []string
+	for _, p := range pods {
+		reqs := kscheduling.NewRequirements(tmpl.Requirements.Values()...)
+		reqs.Add(podRequirements(p, opts.IgnorePreferences).Values()...)
+		key := requirementsKey(reqs)
+		c, ok := classes[key]
+		if !ok {
+			c = &class{key: key, reqs: reqs, itemKey: map[string]int{}}
+			classes[key] = c
+			classOrder = append(classOrder, key)
 		}
+		req := resources.RequestsForPods(p)
+		rk := resourceKey(req)
+		idx, ok := c.itemKey[rk]
+		if !ok {
+			idx = len(c.items)
+			c.itemKey[rk] = idx
+			c.items = append(c.items, Item{Requests: req})
+			c.itemPods = append(c.itemPods, nil)
+		}
+		c.items[idx].Count++
+		c.itemPods[idx] = append(c.itemPods[idx], p)
 	}
 
 	tolerance := opts.FallbackTolerance
@@ -128,8 +163,8 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 		reservedLeft[it.Name] = max(n-reservedUsed[it.Name], 0)
 	}
 
-	base := ncs[0]
 	var out []*scheduling.NodeClaim
+	var unplaced []*corev1.Pod
 	packedCost := 0.0
 	for _, key := range classOrder {
 		c := classes[key]
@@ -156,11 +191,11 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 			popts.Budget = remaining
 		}
 		plan := Pack(c.items, types, popts)
-		if plan.UnplacedCount() > 0 {
-			return nil, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", plan.UnplacedCount())
-		}
-		// Hand out the actual pods.
+		// Hand out the actual pods; the unplaced ones are the last of each item.
 		next := make([]int, len(c.items))
+		for i, u := range plan.Unplaced {
+			unplaced = append(unplaced, c.itemPods[i][len(c.itemPods[i])-u:]...)
+		}
 		for _, g := range plan.Nodes {
 			chosen := meta[g.Option]
 			price := types[g.Option].Price
@@ -188,7 +223,7 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 				}
 				nc := newNodeClaim(base, np, reqs, launch, groups, pods)
 				if reason := validate(nc, taints, overhead, opts.IgnorePreferences); reason != "" {
-					return nil, "validation of the repacked NodeClaims failed: " + reason
+					return nil, 0, nil, "validation of the repacked NodeClaims failed: " + reason
 				}
 				out = append(out, nc)
 				packedCost += price
@@ -205,15 +240,12 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 		for name, q := range remaining {
 			if q.Sign() < 0 && opts.Remaining[np.Name] != nil {
 				if orig, ok := opts.Remaining[np.Name][name]; ok && orig.Sign() >= 0 {
-					return nil, fmt.Sprintf("repacked fleet would exceed the NodePool limit on %s", name)
+					return nil, 0, nil, fmt.Sprintf("repacked fleet would exceed the NodePool limit on %s", name)
 				}
 			}
 		}
 	}
-	if packedCost >= coreCost-priceEps {
-		return nil, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, packedCost)
-	}
-	return out, ""
+	return out, packedCost, unplaced, ""
 }
 
 func requestsOf(items []Item, pods []int) []corev1.ResourceList {
@@ -314,7 +346,7 @@ func minOverhead(groups []scheduling.DaemonOverheadGroup, its []*cloudprovider.I
 // remaining types to Spec.Resources.Requests and drops the hostname
 // placeholder). The topology and reservation manager stay nil: only
 // CanAdd/Add use them, and they are never called after scheduling ended.
-func newNodeClaim(base *scheduling.NodeClaim, np *karpv1.NodePool, reqs kscheduling.Requirements, its []*cloudprovider.InstanceType,
+func newNodeClaim(base *scheduling.NodeClaimTemplate, np *karpv1.NodePool, reqs kscheduling.Requirements, its []*cloudprovider.InstanceType,
 	groups []scheduling.DaemonOverheadGroup, pods []*corev1.Pod) *scheduling.NodeClaim {
 	tmpl := &scheduling.NodeClaimTemplate{
 		NodeClaim:         *base.NodeClaim.DeepCopy(),

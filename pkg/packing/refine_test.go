@@ -350,3 +350,36 @@ func TestToNodeClaim(t *testing.T) {
 }
 
 var metav1LabelSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "spread"}}
+
+// TestPackPods: the direct path packs a batch without core's scheduler into
+// NodeClaims that pass the same checks, at no more than core's cost, and
+// hands unmodelled pods back.
+func TestPackPods(t *testing.T) {
+	ctx := testContext()
+	its := catalogTypes(t)
+	np := gpuNodePool("gpu")
+	daemons := []*corev1.Pod{daemonPod(200, 256)}
+	pods := randomBatch(rand.New(rand.NewSource(5)), 40)
+	spread := gpuPod(1000, 1024, 1, func(p *corev1.Pod) {
+		p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelHostname,
+			WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1LabelSelector}}
+	})
+	huge := gpuPod(1000, 1024, 64)
+	plan := packing.PackPods(np, its, append(append([]*corev1.Pod{}, pods...), spread, huge), packing.Options{DaemonSetPods: daemons})
+	if len(plan.Rejected) != 2 || plan.Rejected[spread] == "" || plan.Rejected[huge] == "" {
+		t.Fatalf("rejected %v", plan.Rejected)
+	}
+	run := solveAndRefine(t, ctx, nps(np), its, pods, daemons)
+	direct := run
+	direct.refined = &scheduling.Results{NewNodeClaims: plan.NodeClaims}
+	checkFleet(t, direct, daemons)
+	if cost := fleetCost(plan.NodeClaims); abs(cost-plan.Cost) > eps || cost > run.coreCost+eps {
+		t.Errorf("direct $%.2f (plan says $%.2f), core $%.2f", cost, plan.Cost, run.coreCost)
+	}
+	for _, nc := range plan.NodeClaims {
+		if nc.Annotations[karpv1.NodeClaimMinValuesRelaxedAnnotationKey] != "false" {
+			t.Errorf("annotations %v", nc.Annotations)
+		}
+	}
+	t.Logf("direct $%.2f, Solve+Refine $%.2f, core $%.2f", plan.Cost, run.refinedCost, run.coreCost)
+}

@@ -45,6 +45,8 @@ import (
 	disruptionutils "sigs.k8s.io/karpenter/pkg/utils/disruption"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
@@ -144,6 +146,8 @@ const (
 	cTermination         = "node.termination"
 	cEviction            = "eviction-queue"
 	cDisruptionQueue     = "disruption.queue"
+	cGPUTaint            = "karpenter-gpu.gputaint"
+	cGPUStartup          = "karpenter-gpu.gpustartup"
 	cPodTrigger          = "provisioner.trigger.pod"
 	cNodeTrigger         = "provisioner.trigger.node"
 )
@@ -228,6 +232,7 @@ func (e *engine) buildControllers() error {
 			}
 		case *disruption.Controller:
 			e.disrupt.ctrl = c
+			err = sortDisruptionMethods(c)
 		case *provisioning.PodTrigger:
 			err = add(&objCtrl{name: cPodTrigger, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *provisioning.NodeTrigger:
@@ -236,6 +241,10 @@ func (e *engine) buildControllers() error {
 			err = add(&objCtrl{name: cPodTrigger, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *coreprov.NodeController:
 			err = add(&objCtrl{name: cNodeTrigger, kind: kindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
+		case *gputaint.Controller:
+			err = add(&objCtrl{name: cGPUTaint, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+		case *gpustartup.Controller:
+			err = add(&objCtrl{name: cGPUStartup, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 		case *coreprov.Provisioner, *provisioning.Controller:
 			// Driven through e.prov at the end of each batching window.
 		case *informer.DaemonSetController, *informer.PricingController, *statenodeclaimgc.Controller,
@@ -273,8 +282,8 @@ func (e *engine) buildControllers() error {
 	// The fleet's kubelet.
 	_ = add(&objCtrl{name: cRegistrar, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, e.registrar.Reconcile), requeue: honour})
 	_ = add(&objCtrl{name: cKubelet, kind: kindPod, rec: typed(kube, newPod, e.registrar.ReconcilePod), requeue: honour})
-	for _, name := range []string{cStateNodePool, cStateNodeClaim, cStateNode, cStatePod, cNodeClass, cPoolReadiness, cPoolValidation, cPoolHash,
-		cPoolRegistration, cLifecycle, cRegistrar, cKubelet, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
+	for _, name := range []string{cStateNodePool, cStateNodeClaim, cStateNode, cStatePod, cNodeClass, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash,
+		cPoolRegistration, cLifecycle, cGPUStartup, cRegistrar, cKubelet, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
 		cPodTrigger, cNodeTrigger} {
 		if c, ok := found[name]; ok {
 			d.byName[name] = len(d.ctrls)
@@ -429,7 +438,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 	for _, k := range keys {
 		switch k.kind {
 		case kindNodePool:
-			for _, n := range []string{cStateNodePool, cPoolReadiness, cPoolValidation, cPoolHash, cPoolRegistration} {
+			for _, n := range []string{cStateNodePool, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash, cPoolRegistration} {
 				addReq(n, k.key)
 			}
 			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{karpv1.NodePoolLabelKey: k.key.Name}) {
@@ -442,6 +451,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				for i := range nps.Items {
 					if ref := nps.Items[i].Spec.Template.Spec.NodeClassRef; ref != nil && ref.Name == k.key.Name {
 						addReq(cPoolReadiness, client.ObjectKeyFromObject(&nps.Items[i]))
+						addReq(cGPUTaint, client.ObjectKeyFromObject(&nps.Items[i]))
 					}
 				}
 			}
@@ -449,7 +459,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				addReq(cNodeClaimDisruption, nc)
 			}
 		case kindNodeClaim:
-			for _, n := range []string{cStateNodeClaim, cLifecycle, cRegistrar, cNodeClaimDisruption, cExpiration} {
+			for _, n := range []string{cStateNodeClaim, cLifecycle, cGPUStartup, cRegistrar, cNodeClaimDisruption, cExpiration} {
 				addReq(n, k.key)
 			}
 		case kindNode:
@@ -592,3 +602,45 @@ func (e *engine) controllerNames() []string {
 }
 
 var _ = controller.Controller(nil)
+
+// sortedMethod wraps one of core's disruption methods so that it receives
+// its candidates in node-name order. Core builds candidates from a map
+// (Cluster.DeepCopyNodes) and sorts them by savings ratio; candidates with
+// equal ratios (identical nodes running identical pods, which GPU fleets are
+// full of) would otherwise reach the method in a different order on every
+// run, and so would the node it picks. Any fixed order is one a real cluster
+// could see; name order makes runs repeatable.
+type sortedMethod struct{ disruption.Method }
+
+func (m sortedMethod) ComputeCommands(ctx context.Context, budgets map[string]int, candidates ...*disruption.Candidate) ([]disruption.Command, error) {
+	sorted := append([]*disruption.Candidate(nil), candidates...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name() < sorted[j].Name() })
+	return m.Method.ComputeCommands(ctx, budgets, sorted...)
+}
+
+// SetNodePoolTotals forwards balanced-consolidation totals to methods that
+// use them.
+func (m sortedMethod) SetNodePoolTotals(totals map[string]disruption.NodePoolTotals) {
+	if s, ok := m.Method.(disruption.NodePoolTotalsSetter); ok {
+		s.SetNodePoolTotals(totals)
+	}
+}
+
+// sortDisruptionMethods wraps the methods of core's disruption controller
+// (an unexported field; a core upgrade that changes it fails here).
+func sortDisruptionMethods(c *disruption.Controller) error {
+	f := reflect.ValueOf(c).Elem().FieldByName("methods")
+	if !f.IsValid() {
+		return fmt.Errorf("disruption.Controller has no methods field (Karpenter core changed?)")
+	}
+	methods, ok := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Addr().Interface().(*[]disruption.Method)
+	if !ok {
+		return fmt.Errorf("disruption.Controller.methods is a %s (Karpenter core changed?)", f.Type())
+	}
+	for i, m := range *methods {
+		if _, done := m.(sortedMethod); !done {
+			(*methods)[i] = sortedMethod{m}
+		}
+	}
+	return nil
+}

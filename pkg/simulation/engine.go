@@ -107,7 +107,7 @@ type engine struct {
 
 	fleet     *fake.Fleet
 	backend   *meteredBackend
-	cp        *gpucp.CloudProvider
+	cp        *stableCloudProvider
 	cluster   *state.Cluster
 	rec       *recorder
 	registrar *fake.Registrar
@@ -199,8 +199,8 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.cp = cp
-	e.cluster = state.NewCluster(e.clk, e.kube, cp)
+	e.cp = &stableCloudProvider{CloudProvider: cp, kube: e.kube, cache: map[string]stableEntry{}}
+	e.cluster = state.NewCluster(e.clk, e.kube, e.cp)
 	e.registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: e.kube, Fleet: e.fleet, Clock: e.clk, RegistrationDelay: cfg.RegistrationDelay, PodStartDelay: cfg.PodStartDelay})
 	if err := e.buildControllers(); err != nil {
 		return nil, err

@@ -16,11 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
+	clienttesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -125,117 +127,154 @@ func (l *changeLog) take() map[objKey]bool {
 	return out
 }
 
+// fieldIndexes are the field indexes Karpenter's operator registers
+// (pkg/operator/operator.go), plus VolumeAttachment spec.nodeName which node
+// termination lists by.
+var fieldIndexes = []struct {
+	obj   client.Object
+	field string
+	f     client.IndexerFunc
+}{
+	{&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }},
+	{&corev1.Node{}, "spec.providerID", func(o client.Object) []string { return []string{o.(*corev1.Node).Spec.ProviderID} }},
+	{&storagev1.VolumeAttachment{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*storagev1.VolumeAttachment).Spec.NodeName} }},
+	{&karpv1.NodeClaim{}, "status.providerID", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Status.ProviderID} }},
+	{&karpv1.NodeClaim{}, "spec.nodeClassRef.group", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Group} }},
+	{&karpv1.NodeClaim{}, "spec.nodeClassRef.kind", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Kind} }},
+	{&karpv1.NodeClaim{}, "spec.nodeClassRef.name", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Name} }},
+	{&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.group", func(o client.Object) []string {
+		return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Group}
+	}},
+	{&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.kind", func(o client.Object) []string {
+		return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Kind}
+	}},
+	{&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.name", func(o client.Object) []string {
+		return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Name}
+	}},
+}
+
 // newKubeClient builds the in-memory API: controller-runtime's fake client
-// with the field indexes Karpenter's operator registers, status
-// subresources, and interceptors that (1) give generated names, UIDs and
-// creation timestamps deterministically and in simulated time, and (2)
-// report every write to the change log.
+// with the field indexes Karpenter's operator registers and status
+// subresources, read through a cache (see readCache), and interceptors that
+// (1) give generated names, UIDs and creation timestamps deterministically
+// and in simulated time, and (2) report every write to the change log.
 func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) client.Client {
 	var seq atomic.Uint64
 	nameCounts := map[string]int{}
 	var namesMu sync.Mutex
-	record := func(obj client.Object, err error) error {
-		if err == nil {
-			log.record(obj)
+	rc := newReadCache(scheme.Scheme)
+	written := func(ctx context.Context, c client.Client, obj client.Object, err error) error {
+		if err != nil {
+			return err
 		}
-		return err
+		if err := rc.refresh(ctx, c, obj); err != nil {
+			return fmt.Errorf("refreshing the read cache, %w", err)
+		}
+		log.record(obj)
+		return nil
 	}
-	return fake.NewClientBuilder().
+	// evictee returns the pod about to be deleted by someone other than the
+	// engine, for the workload controller to recreate.
+	evictee := func(ctx context.Context, c client.Client, obj client.Object) *corev1.Pod {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || engineDeleting.Load() {
+			return nil
+		}
+		pod := &corev1.Pod{}
+		if err := rc.get(ctx, c, client.ObjectKeyFromObject(p), pod); err != nil {
+			return nil
+		}
+		return pod
+	}
+	b := fake.NewClientBuilder().
 		WithScheme(scheme.Scheme).
-		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}).
-		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).
-		WithIndex(&corev1.Node{}, "spec.providerID", func(o client.Object) []string { return []string{o.(*corev1.Node).Spec.ProviderID} }).
-		WithIndex(&storagev1.VolumeAttachment{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*storagev1.VolumeAttachment).Spec.NodeName} }).
-		WithIndex(&karpv1.NodeClaim{}, "status.providerID", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Status.ProviderID} }).
-		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.group", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Group} }).
-		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.kind", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Kind} }).
-		WithIndex(&karpv1.NodeClaim{}, "spec.nodeClassRef.name", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Spec.NodeClassRef.Name} }).
-		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.group", func(o client.Object) []string {
-			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Group}
-		}).
-		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.kind", func(o client.Object) []string {
-			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Kind}
-		}).
-		WithIndex(&karpv1.NodePool{}, "spec.template.spec.nodeClassRef.name", func(o client.Object) []string {
-			return []string{o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef.Name}
-		}).
-		WithInterceptorFuncs(interceptor.Funcs{
-			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-				var hash string
-				if obj.GetName() == "" && obj.GetGenerateName() != "" {
-					// Name generated objects (NodeClaims) from their content: core
-					// creates a batch's NodeClaims in parallel, so a counter would
-					// make names depend on goroutine scheduling.
-					hash = contentHash(obj)
-					namesMu.Lock()
-					base := obj.GetGenerateName() + hash[:10]
-					n := nameCounts[base]
-					nameCounts[base] = n + 1
-					namesMu.Unlock()
-					obj.SetName(base + map[bool]string{true: "", false: fmt.Sprintf("-%d", n)}[n == 0])
-				}
-				if obj.GetUID() == "" {
-					obj.SetUID(types.UID(uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%d/%s/%s/%d", kindOf(obj), obj.GetNamespace(), obj.GetName(), seq.Add(1))).String()))
-				}
-				if ts := obj.GetCreationTimestamp(); ts.IsZero() {
-					obj.SetCreationTimestamp(metav1.NewTime(clk.Now()))
-				}
-				err := c.Create(ctx, obj, opts...)
-				if err == nil && hash != "" {
-					if _, ok := obj.(*karpv1.NodeClaim); ok {
-						log.mu.Lock()
-						log.createdClaims[obj.GetName()] = hash
-						log.mu.Unlock()
-					}
-				}
-				return record(obj, err)
-			},
-			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-				return record(obj, c.Update(ctx, obj, opts...))
-			},
-			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-				return record(obj, c.Patch(ctx, obj, patch, opts...))
-			},
-			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-				var pod *corev1.Pod
-				if p, ok := obj.(*corev1.Pod); ok && !engineDeleting.Load() {
-					pod = &corev1.Pod{}
-					if err := c.Get(ctx, client.ObjectKeyFromObject(p), pod); err != nil {
-						pod = nil
-					}
-				}
-				err := c.Delete(ctx, obj, opts...)
-				if err == nil && pod != nil {
+		// A plain object tracker: the default one manages fields for
+		// server-side apply, which nothing here uses and which builds a REST
+		// mapper on every patch.
+		WithObjectTracker(clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())).
+		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{})
+	for _, ix := range fieldIndexes {
+		b = b.WithIndex(ix.obj, ix.field, ix.f)
+		rc.addIndex(ix.obj, ix.field, ix.f)
+	}
+	return b.WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			return rc.get(ctx, c, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			return rc.list(ctx, c, list, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			var hash string
+			if obj.GetName() == "" && obj.GetGenerateName() != "" {
+				// Name generated objects (NodeClaims) from their content: core
+				// creates a batch's NodeClaims in parallel, so a counter would
+				// make names depend on goroutine scheduling.
+				hash = contentHash(obj)
+				namesMu.Lock()
+				base := obj.GetGenerateName() + hash[:10]
+				n := nameCounts[base]
+				nameCounts[base] = n + 1
+				namesMu.Unlock()
+				obj.SetName(base + map[bool]string{true: "", false: fmt.Sprintf("-%d", n)}[n == 0])
+			}
+			if obj.GetUID() == "" {
+				obj.SetUID(types.UID(uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%d/%s/%s/%d", kindOf(obj), obj.GetNamespace(), obj.GetName(), seq.Add(1))).String()))
+			}
+			if ts := obj.GetCreationTimestamp(); ts.IsZero() {
+				obj.SetCreationTimestamp(metav1.NewTime(clk.Now()))
+			}
+			err := c.Create(ctx, obj, opts...)
+			if err == nil && hash != "" {
+				if _, ok := obj.(*karpv1.NodeClaim); ok {
 					log.mu.Lock()
-					log.evicted = append(log.evicted, pod)
+					log.createdClaims[obj.GetName()] = hash
 					log.mu.Unlock()
 				}
-				return record(obj, err)
-			},
-			SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
-				var pod *corev1.Pod
-				if p, ok := obj.(*corev1.Pod); ok && sub == "eviction" {
-					pod = &corev1.Pod{}
-					if err := c.Get(ctx, client.ObjectKeyFromObject(p), pod); err != nil {
-						pod = nil
-					}
-				}
-				err := c.SubResource(sub).Create(ctx, obj, subResource, opts...)
-				if err == nil && pod != nil {
-					log.mu.Lock()
-					log.evicted = append(log.evicted, pod)
-					log.mu.Unlock()
-				}
-				return record(obj, err)
-			},
-			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-				return record(obj, c.SubResource(sub).Update(ctx, obj, opts...))
-			},
-			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				return record(obj, c.SubResource(sub).Patch(ctx, obj, patch, opts...))
-			},
-		}).
-		Build()
+			}
+			return written(ctx, c, obj, err)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			return written(ctx, c, obj, c.Update(ctx, obj, opts...))
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			return written(ctx, c, obj, c.Patch(ctx, obj, patch, opts...))
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			pod := evictee(ctx, c, obj)
+			err := c.Delete(ctx, obj, opts...)
+			if err == nil && pod != nil {
+				log.mu.Lock()
+				log.evicted = append(log.evicted, pod)
+				log.mu.Unlock()
+			}
+			return written(ctx, c, obj, err)
+		},
+		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+			err := c.DeleteAllOf(ctx, obj, opts...)
+			rc.reload(obj)
+			return err
+		},
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
+			var pod *corev1.Pod
+			if sub == "eviction" {
+				pod = evictee(ctx, c, obj)
+			}
+			err := c.SubResource(sub).Create(ctx, obj, subResource, opts...)
+			if err == nil && pod != nil {
+				log.mu.Lock()
+				log.evicted = append(log.evicted, pod)
+				log.mu.Unlock()
+			}
+			return written(ctx, c, obj, err)
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			return written(ctx, c, obj, c.SubResource(sub).Update(ctx, obj, opts...))
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			return written(ctx, c, obj, c.SubResource(sub).Patch(ctx, obj, patch, opts...))
+		},
+	}).Build()
 }
 
 // contentHash is a stable hash of an object's labels, annotations and spec.
@@ -350,4 +389,48 @@ func (m *meteredBackend) records() []*instanceRecord {
 		out = append(out, &r)
 	}
 	return out
+}
+
+// stableCloudProvider is the karpenter-gpu cloud provider with
+// GetInstanceTypes memoised on simulated state only. The provider's own
+// cache expires after a minute of wall-clock time, which would hand core's
+// scheduler and the packer different InstanceType objects for the same
+// decision depending on how fast the machine runs; here the instance types
+// change exactly when the inputs of the provider's cache key do (node class
+// generation, unavailable offerings).
+type stableCloudProvider struct {
+	*gpucp.CloudProvider
+	kube  client.Client
+	mu    sync.Mutex
+	cache map[string]stableEntry
+}
+
+type stableEntry struct {
+	version string
+	its     []*karpcp.InstanceType
+}
+
+func (s *stableCloudProvider) GetInstanceTypes(ctx context.Context, np *karpv1.NodePool) ([]*karpcp.InstanceType, error) {
+	key := "<default>"
+	if np != nil && np.Spec.Template.Spec.NodeClassRef != nil {
+		nc := &v1alpha1.GPUNodeClass{}
+		if err := s.kube.Get(ctx, client.ObjectKey{Name: np.Spec.Template.Spec.NodeClassRef.Name}, nc); err == nil {
+			key = fmt.Sprintf("%s/%s/%d", nc.Name, nc.UID, nc.Generation)
+		}
+	}
+	version := s.Unavailable().Version()
+	s.mu.Lock()
+	e, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && e.version == version {
+		return e.its, nil
+	}
+	its, err := s.CloudProvider.GetInstanceTypes(ctx, np)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cache[key] = stableEntry{version: version, its: its}
+	s.mu.Unlock()
+	return its, nil
 }

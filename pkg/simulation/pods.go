@@ -2,6 +2,8 @@ package simulation
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/samber/lo"
@@ -50,9 +52,9 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			Containers:   []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs, Limits: limits}}},
 			NodeSelector: s.NodeSelector,
-			Tolerations:  s.Tolerations,
 		},
 	}
+	pod.Spec.Tolerations = append(append([]corev1.Toleration{}, s.Tolerations...), extendedResourceTolerations(reqs)...)
 	if len(s.Requirements) > 0 {
 		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: s.Requirements}},
@@ -184,4 +186,25 @@ func (e *engine) byWorkloadName(name string) *podState {
 		}
 	}
 	return e.podIndex[name]
+}
+
+// extendedResourceTolerations is what the ExtendedResourceToleration
+// admission plugin adds to a pod requesting extended resources (nvidia.com/gpu
+// and the like): a NoSchedule toleration per resource, so the pod may run on
+// nodes tainted for that resource. The in-memory API server applies it to
+// every pod, as clusters running GPU NodePools with a GPU taint do.
+func extendedResourceTolerations(reqs corev1.ResourceList) []corev1.Toleration {
+	var names []string
+	for name := range reqs {
+		if name == corev1.ResourceCPU || name == corev1.ResourceMemory || name == corev1.ResourceEphemeralStorage || strings.HasPrefix(string(name), corev1.ResourceHugePagesPrefix) {
+			continue
+		}
+		names = append(names, string(name))
+	}
+	sort.Strings(names)
+	out := make([]corev1.Toleration, 0, len(names))
+	for _, n := range names {
+		out = append(out, corev1.Toleration{Key: n, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
+	}
+	return out
 }

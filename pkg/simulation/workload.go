@@ -147,6 +147,12 @@ func FromTrace(pods []trace.Pod, source string, gpuMap GPUMap) (*Workload, error
 				corev1.ResourceMemory: *resource.NewQuantity(p.MemoryMiB*1024*1024, resource.BinarySI),
 			},
 		}
+		if p.GPUs == 0 {
+			// Every node of the trace's cluster was a GPU node, so its CPU
+			// pods ran on GPU nodes; they tolerate the GPU taint that
+			// karpenter-gpu puts on GPU NodePools to do so here.
+			spec.Tolerations = []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		}
 		if p.GPUs > 0 {
 			spec.Requests[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(p.GPUs, resource.DecimalSI)
 			if gpuMap != nil {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/awslabs/operatorpkg/status"
 	"github.com/samber/lo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -121,7 +122,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("starting control plane: %v", err)
 	}
-	defer func() { _ = env.Stop() }()
+	t.Cleanup(func() { _ = env.Stop() })
 	user, err := env.ControlPlane.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +140,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm.mark("etcd and kube-apiserver up, CRDs installed")
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpState(t, kube)
+		}
+	})
 
 	startProcess(t, "kube-scheduler", filepath.Join(assets, "kube-scheduler"), nil,
 		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0")
@@ -215,7 +221,7 @@ func TestEndToEnd(t *testing.T) {
 	tm.mark("GPUNodeClass, NodePool and a 3-replica 1-GPU Deployment applied")
 
 	// Nodes of the expected type appear and the real scheduler binds the pods.
-	eventually(t, 3*time.Minute, "3 running pods bound to GPU nodes", func() (bool, error) {
+	eventually(t, 40*time.Second, "3 running pods bound to GPU nodes", func() (bool, error) {
 		var pods corev1.PodList
 		if err := kube.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels(labels)); err != nil {
 			return false, err
@@ -314,4 +320,26 @@ func metricValue(body, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// dumpState logs what a person would look at with kubectl when the run fails.
+func dumpState(t *testing.T, kube client.Client) {
+	ctx := context.Background()
+	var nodes corev1.NodeList
+	var pods corev1.PodList
+	var claims karpv1.NodeClaimList
+	_ = kube.List(ctx, &nodes)
+	_ = kube.List(ctx, &pods)
+	_ = kube.List(ctx, &claims)
+	for _, n := range nodes.Items {
+		t.Logf("node %s taints=%v allocatable=%v conditions=%v", n.Name, n.Spec.Taints, n.Status.Allocatable,
+			lo.Map(n.Status.Conditions, func(c corev1.NodeCondition, _ int) string { return string(c.Type) + "=" + string(c.Status) }))
+	}
+	for _, c := range claims.Items {
+		t.Logf("nodeclaim %s conditions=%v", c.Name, lo.Map(c.Status.Conditions, func(c status.Condition, _ int) string { return c.Type + "=" + string(c.Status) + "(" + c.Message + ")" }))
+	}
+	for _, p := range pods.Items {
+		t.Logf("pod %s/%s node=%q phase=%s conditions=%v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase,
+			lo.Map(p.Status.Conditions, func(c corev1.PodCondition, _ int) string { return string(c.Type) + "=" + string(c.Status) + "(" + c.Message + ")" }))
+	}
 }

@@ -1,0 +1,354 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+)
+
+// Image variants of the EKS-optimized images. Each resolved image carries
+// requirements that decide which instance types launch with it: the NVIDIA
+// variant only for NVIDIA GPUs (not, as upstream does, for any GPU), the
+// Neuron variant for Inferentia/Trainium and the standard one for types
+// without an accelerator.
+const (
+	variantNVIDIA   = "nvidia"
+	variantNeuron   = "neuron"
+	variantStandard = "standard"
+)
+
+type imageVariant struct {
+	variant string
+	arch    string // kubernetes arch: amd64, arm64
+}
+
+var imageVariants = []imageVariant{
+	{variantNVIDIA, "amd64"}, {variantNVIDIA, "arm64"},
+	{variantNeuron, "amd64"},
+	{variantStandard, "amd64"}, {variantStandard, "arm64"},
+}
+
+func ec2Arch(arch string) string { return lo.Ternary(arch == "amd64", "x86_64", arch) }
+
+func kubeArch(ec2arch string) string {
+	switch ec2arch {
+	case "x86_64", "x86_64_mac":
+		return "amd64"
+	case "arm64", "arm64_mac":
+		return "arm64"
+	}
+	return ec2arch
+}
+
+// ssmParameter returns the public SSM parameter of an EKS image, or "" when
+// the family has no such variant.
+func ssmParameter(family, k8sVersion, version string, v imageVariant) string {
+	switch family {
+	case v1alpha1.AMIFamilyAL2023:
+		if v.variant == variantNeuron && v.arch != "amd64" {
+			return ""
+		}
+		if version == "latest" {
+			return fmt.Sprintf("/aws/service/eks/optimized-ami/%s/amazon-linux-2023/%s/%s/recommended/image_id", k8sVersion, ec2Arch(v.arch), v.variant)
+		}
+		return fmt.Sprintf("/aws/service/eks/optimized-ami/%s/amazon-linux-2023/%s/%s/amazon-eks-node-al2023-%s-%s-%s-%s/image_id",
+			k8sVersion, ec2Arch(v.arch), v.variant, ec2Arch(v.arch), v.variant, k8sVersion, version)
+	case v1alpha1.AMIFamilyBottlerocket:
+		suffix := map[string]string{variantNVIDIA: "-nvidia", variantStandard: ""}
+		s, ok := suffix[v.variant]
+		if !ok {
+			return ""
+		}
+		return fmt.Sprintf("/aws/service/bottlerocket/aws-k8s-%s%s/%s/%s/image_id", k8sVersion, s, ec2Arch(v.arch), strings.TrimPrefix(version, "v"))
+	}
+	return ""
+}
+
+// imageBook caches SSM parameter values (shared by node classes).
+type imageBook struct {
+	b      *Backend
+	mu     sync.Mutex
+	params map[string]*refreshed[string]
+}
+
+func newImageBook(b *Backend) *imageBook {
+	return &imageBook{b: b, params: map[string]*refreshed[string]{}}
+}
+
+// parameter returns an SSM parameter's value; found is false when it does
+// not exist.
+func (ib *imageBook) parameter(ctx context.Context, name string) (value string, found bool, err error) {
+	ib.mu.Lock()
+	r, ok := ib.params[name]
+	if !ok {
+		r = newRefreshed[string](ib.b.clock, ib.b.opts.ImageRefresh, ib.b.opts.RefreshRetry)
+		ib.params[name] = r
+	}
+	ib.mu.Unlock()
+	v, ok, err := r.get(ctx, func(ctx context.Context, _ string, _ bool) (string, error) {
+		cctx, cancel := ib.b.call(ctx)
+		defer cancel()
+		out, err := ib.b.ssm.GetParameter(cctx, &ssm.GetParameterInput{Name: str(name)})
+		if isNotFound(err) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("getting SSM parameter %s, %w", name, err)
+		}
+		return lo.FromPtr(out.Parameter.Value), nil
+	})
+	if err != nil && !ok {
+		return "", false, err
+	}
+	return v, v != "", nil
+}
+
+// resolveAMIs returns the node class's images with their requirements, or a
+// reason why none was found.
+func (b *Backend) resolveAMIs(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.AMI, string, error) {
+	terms := nc.Spec.AMISelectorTerms
+	family := nc.AMIFamilyOrDefault()
+	alias := ""
+	if len(terms) == 0 {
+		if family == v1alpha1.AMIFamilyCustom {
+			return nil, "amiFamily Custom requires amiSelectorTerms", nil
+		}
+		alias = strings.ToLower(family) + "@latest"
+	} else if terms[0].Alias != "" {
+		alias = terms[0].Alias
+	}
+	if alias != "" {
+		return b.resolveAlias(ctx, family, alias)
+	}
+	return b.resolveSelectedImages(ctx, terms)
+}
+
+func (b *Backend) resolveAlias(ctx context.Context, family, alias string) ([]v1alpha1.AMI, string, error) {
+	_, version, _ := strings.Cut(alias, "@")
+	if b.opts.KubernetesVersion == "" {
+		return nil, "the Kubernetes version is unknown, so the EKS image parameters cannot be named; set amiSelectorTerms by id, name or tags", nil
+	}
+	type found struct {
+		v  imageVariant
+		id string
+	}
+	var images []found
+	for _, v := range imageVariants {
+		name := ssmParameter(family, b.opts.KubernetesVersion, version, v)
+		if name == "" {
+			continue
+		}
+		id, ok, err := b.images.parameter(ctx, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if ok {
+			images = append(images, found{v, id})
+		}
+	}
+	if len(images) == 0 {
+		return nil, fmt.Sprintf("no %s image is published for Kubernetes %s (alias %s)", family, b.opts.KubernetesVersion, alias), nil
+	}
+	details, err := b.describeImages(ctx, &ec2.DescribeImagesInput{ImageIds: lo.Uniq(lo.Map(images, func(f found, _ int) string { return f.id }))})
+	if err != nil && !isNotFound(err) {
+		return nil, "", err
+	}
+	byID := lo.SliceToMap(details, func(d amiDetail) (string, amiDetail) { return d.ID, d })
+	neuronNames := b.types.acceleratorNames(v1alpha1.ResourceNeuron)
+	var out []v1alpha1.AMI
+	for _, f := range images {
+		d, ok := byID[f.id]
+		if !ok {
+			d = amiDetail{ID: f.id, Arch: f.v.arch}
+		}
+		d.Arch = f.v.arch
+		b.rememberAMI(d)
+		reqs := []corev1.NodeSelectorRequirement{{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{f.v.arch}}}
+		switch f.v.variant {
+		case variantNVIDIA:
+			reqs = append(reqs, corev1.NodeSelectorRequirement{Key: v1alpha1.LabelGPUManufacturer, Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia"}})
+		case variantNeuron:
+			if len(neuronNames) == 0 {
+				continue
+			}
+			reqs = append(reqs, corev1.NodeSelectorRequirement{Key: v1alpha1.LabelAcceleratorName, Operator: corev1.NodeSelectorOpIn, Values: neuronNames})
+		case variantStandard:
+			reqs = append(reqs,
+				corev1.NodeSelectorRequirement{Key: v1alpha1.LabelGPUCount, Operator: corev1.NodeSelectorOpDoesNotExist},
+				corev1.NodeSelectorRequirement{Key: v1alpha1.LabelAcceleratorCount, Operator: corev1.NodeSelectorOpDoesNotExist})
+		}
+		out = append(out, v1alpha1.AMI{ID: f.id, Name: d.Name, Requirements: reqs})
+	}
+	return out, "", nil
+}
+
+// resolveSelectedImages resolves id/name/tags terms: the newest image per
+// architecture wins.
+func (b *Backend) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AMISelectorTerm) ([]v1alpha1.AMI, string, error) {
+	var all []amiDetailWithDate
+	for _, t := range terms {
+		in := &ec2.DescribeImagesInput{}
+		switch {
+		case t.ID != "":
+			in.ImageIds = []string{t.ID}
+		default:
+			if t.Name != "" {
+				in.Filters = append(in.Filters, ec2types.Filter{Name: str("name"), Values: []string{t.Name}})
+			}
+			in.Filters = append(in.Filters, tagFilters(t.Tags)...)
+			in.Owners = lo.Ternary(t.Owner != "", []string{t.Owner}, []string{"self", "amazon"})
+		}
+		imgs, err := b.describeImagesWithDate(ctx, in)
+		if err != nil && !isNotFound(err) {
+			return nil, "", err
+		}
+		all = append(all, imgs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].created != all[j].created {
+			return all[i].created > all[j].created
+		}
+		return all[i].ID < all[j].ID
+	})
+	seen := map[string]bool{}
+	var out []v1alpha1.AMI
+	for _, d := range all {
+		if seen[d.Arch] || (d.Arch != "amd64" && d.Arch != "arm64") {
+			continue
+		}
+		seen[d.Arch] = true
+		b.rememberAMI(d.amiDetail)
+		out = append(out, v1alpha1.AMI{ID: d.ID, Name: d.Name, Requirements: []corev1.NodeSelectorRequirement{
+			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{d.Arch}},
+		}})
+	}
+	if len(out) == 0 {
+		return nil, "no available image matches amiSelectorTerms", nil
+	}
+	return out, "", nil
+}
+
+type amiDetailWithDate struct {
+	amiDetail
+	created string
+}
+
+func (b *Backend) describeImages(ctx context.Context, in *ec2.DescribeImagesInput) ([]amiDetail, error) {
+	imgs, err := b.describeImagesWithDate(ctx, in)
+	return lo.Map(imgs, func(d amiDetailWithDate, _ int) amiDetail { return d.amiDetail }), err
+}
+
+func (b *Backend) describeImagesWithDate(ctx context.Context, in *ec2.DescribeImagesInput) ([]amiDetailWithDate, error) {
+	var out []amiDetailWithDate
+	if len(in.ImageIds) == 0 {
+		in.MaxResults = i32(1000)
+	}
+	pager := ec2.NewDescribeImagesPaginator(b.ec2, in)
+	for pager.HasMorePages() {
+		cctx, cancel := b.call(ctx)
+		page, err := pager.NextPage(cctx)
+		cancel()
+		if err != nil {
+			return out, fmt.Errorf("describing images, %w", err)
+		}
+		for _, img := range page.Images {
+			if img.State != "" && img.State != ec2types.ImageStateAvailable {
+				continue
+			}
+			out = append(out, amiDetailWithDate{
+				amiDetail: amiDetail{ID: lo.FromPtr(img.ImageId), Name: lo.FromPtr(img.Name), Arch: kubeArch(string(img.Architecture)), RootDevice: lo.FromPtr(img.RootDeviceName)},
+				created:   lo.FromPtr(img.CreationDate),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (b *Backend) rememberAMI(d amiDetail) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old, ok := b.amis[d.ID]; ok && d.RootDevice == "" {
+		d.RootDevice = old.RootDevice
+	}
+	b.amis[d.ID] = d
+}
+
+func (b *Backend) amiDetailOf(id string) amiDetail {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.amis[id]
+}
+
+// entryLabels are the labels of an instance type that image requirements
+// may refer to.
+func entryLabels(e *catalog.Entry) map[string]string {
+	labels := map[string]string{corev1.LabelArchStable: e.Arch, corev1.LabelInstanceTypeStable: e.Name, v1alpha1.LabelInstanceFamily: e.Family}
+	switch e.AcceleratorResource {
+	case v1alpha1.ResourceNVIDIAGPU, v1alpha1.ResourceAMDGPU:
+		labels[v1alpha1.LabelGPUManufacturer] = e.GPUManufacturer
+		labels[v1alpha1.LabelGPUName] = e.GPUName
+		labels[v1alpha1.LabelGPUCount] = strconv.FormatInt(e.GPUCount, 10)
+		labels[v1alpha1.LabelGPUMemory] = strconv.FormatInt(e.GPUMemoryMiB, 10)
+	case "":
+	default:
+		labels[v1alpha1.LabelAcceleratorName] = e.GPUName
+		labels[v1alpha1.LabelAcceleratorCount] = strconv.FormatInt(e.AcceleratorCount, 10)
+	}
+	return labels
+}
+
+// matches evaluates node selector requirements against labels.
+func matches(reqs []corev1.NodeSelectorRequirement, labels map[string]string) bool {
+	for _, r := range reqs {
+		v, ok := labels[r.Key]
+		switch r.Operator {
+		case corev1.NodeSelectorOpIn:
+			if !ok || !lo.Contains(r.Values, v) {
+				return false
+			}
+		case corev1.NodeSelectorOpNotIn:
+			if ok && lo.Contains(r.Values, v) {
+				return false
+			}
+		case corev1.NodeSelectorOpExists:
+			if !ok {
+				return false
+			}
+		case corev1.NodeSelectorOpDoesNotExist:
+			if ok {
+				return false
+			}
+		case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
+			n, err1 := strconv.ParseInt(v, 10, 64)
+			if !ok || len(r.Values) != 1 || err1 != nil {
+				return false
+			}
+			bound, err2 := strconv.ParseInt(r.Values[0], 10, 64)
+			if err2 != nil || (r.Operator == corev1.NodeSelectorOpGt && n <= bound) || (r.Operator == corev1.NodeSelectorOpLt && n >= bound) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// amiFor returns the first of the node class's images an instance type can
+// launch with.
+func amiFor(nc *v1alpha1.GPUNodeClass, e *catalog.Entry) (v1alpha1.AMI, bool) {
+	labels := entryLabels(e)
+	return lo.Find(nc.Status.AMIs, func(a v1alpha1.AMI) bool { return matches(a.Requirements, labels) })
+}

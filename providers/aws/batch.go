@@ -1,0 +1,210 @@
+package aws
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// Defaults of the CreateFleet batcher.
+const (
+	DefaultBatchIdle = 35 * time.Millisecond
+	DefaultBatchMax  = time.Second
+	// MaxBatchSize bounds the instances one batched CreateFleet asks for.
+	MaxBatchSize = 100
+)
+
+// perClaimTagKeys are the tags that differ between otherwise identical
+// launches. A batched fleet launches without them and tags each instance
+// with its own afterwards.
+var perClaimTagKeys = []string{cloudprovider.TagNodeClaim, "Name"}
+
+// fleetBatcher merges identical concurrent CreateFleet requests (a
+// scale-up of N identical NodeClaims) into one call with
+// TotalTargetCapacity N. Each caller receives the answer restricted to its
+// own instance, plus the fleet's errors, so refusals map back exactly as
+// for a single launch.
+type fleetBatcher struct {
+	b         *Backend
+	idle, max time.Duration
+	mu        sync.Mutex
+	pending   map[string]*fleetBatch
+}
+
+type fleetBatch struct {
+	input   *ec2.CreateFleetInput
+	members []*batchMember
+	idle    *time.Timer
+	started time.Time
+	closed  bool
+}
+
+type batchMember struct {
+	ctx   context.Context
+	token string
+	tags  map[string]string // per-claim tags
+	done  chan batchAnswer
+}
+
+type batchAnswer struct {
+	out *ec2.CreateFleetOutput
+	err error
+}
+
+func newFleetBatcher(b *Backend, idle, max time.Duration) *fleetBatcher {
+	return &fleetBatcher{b: b, idle: idle, max: max, pending: map[string]*fleetBatch{}}
+}
+
+// splitTags separates per-claim tags from the tag specifications of in.
+func splitTags(in *ec2.CreateFleetInput) (common *ec2.CreateFleetInput, perClaim map[string]string) {
+	c := *in
+	perClaim = map[string]string{}
+	c.TagSpecifications = lo.Map(in.TagSpecifications, func(ts ec2types.TagSpecification, _ int) ec2types.TagSpecification {
+		ts.Tags = lo.Filter(ts.Tags, func(t ec2types.Tag, _ int) bool {
+			if lo.Contains(perClaimTagKeys, lo.FromPtr(t.Key)) {
+				perClaim[lo.FromPtr(t.Key)] = lo.FromPtr(t.Value)
+				return false
+			}
+			return true
+		})
+		return ts
+	})
+	c.ClientToken = nil
+	return &c, perClaim
+}
+
+func batchKey(in *ec2.CreateFleetInput) string {
+	raw, _ := json.Marshal(in)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// createFleet runs in, batched with identical concurrent requests.
+func (fb *fleetBatcher) createFleet(ctx context.Context, in *ec2.CreateFleetInput) (*ec2.CreateFleetOutput, error) {
+	if fb.idle <= 0 {
+		return fb.b.ec2.CreateFleet(ctx, in)
+	}
+	common, perClaim := splitTags(in)
+	key := batchKey(common)
+	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
+	fb.mu.Lock()
+	bt, ok := fb.pending[key]
+	if !ok {
+		bt = &fleetBatch{input: common, started: time.Now()}
+		fb.pending[key] = bt
+		bt.idle = time.AfterFunc(fb.idle, func() { fb.flush(key, bt) })
+	} else {
+		// Another request arrived: wait for the batch to go idle again, but
+		// never past the maximum delay.
+		wait := min(fb.idle, fb.max-time.Since(bt.started))
+		bt.idle.Reset(max(wait, 0))
+	}
+	bt.members = append(bt.members, m)
+	if len(bt.members) >= MaxBatchSize {
+		bt.idle.Stop()
+		go fb.flush(key, bt)
+	}
+	fb.mu.Unlock()
+	select {
+	case a := <-m.done:
+		return a.out, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (fb *fleetBatcher) flush(key string, bt *fleetBatch) {
+	fb.mu.Lock()
+	if bt.closed {
+		fb.mu.Unlock()
+		return
+	}
+	bt.closed = true
+	if fb.pending[key] == bt {
+		delete(fb.pending, key)
+	}
+	members := bt.members
+	fb.mu.Unlock()
+	fb.execute(bt.input, members)
+}
+
+// execute makes one CreateFleet for the members and hands each its share.
+func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMember) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), fb.b.opts.LaunchTimeout)
+	defer cancel()
+	in := *common
+	in.TargetCapacitySpecification = lo.ToPtr(*common.TargetCapacitySpecification)
+	in.TargetCapacitySpecification.TotalTargetCapacity = i32(int32(len(members)))
+	tokens := lo.Map(members, func(m *batchMember, _ int) string { return m.token })
+	if len(members) == 1 {
+		// A lone request launches exactly as it was asked for: its own
+		// tags and its own idempotency token.
+		in.TagSpecifications = lo.Map(in.TagSpecifications, func(ts ec2types.TagSpecification, _ int) ec2types.TagSpecification {
+			ts.Tags = append(append([]ec2types.Tag{}, ts.Tags...), toEC2Tags(members[0].tags)...)
+			return ts
+		})
+		in.ClientToken = lo.EmptyableToPtr(tokens[0])
+	} else if !lo.Contains(tokens, "") {
+		sort.Strings(tokens)
+		in.ClientToken = str("batch-" + shortHash(strings.Join(tokens, ",")))
+	}
+	out, err := fb.b.ec2.CreateFleet(ctx, &in)
+	if err != nil {
+		for _, m := range members {
+			m.done <- batchAnswer{err: err}
+		}
+		return
+	}
+	// One instance ID per member, in order; members past the fulfilled
+	// capacity get no instance and the fleet's errors.
+	type launched struct {
+		fi ec2types.CreateFleetInstance
+		id string
+	}
+	var ids []launched
+	for _, fi := range out.Instances {
+		for _, id := range fi.InstanceIds {
+			ids = append(ids, launched{fi, id})
+		}
+	}
+	for i, m := range members {
+		share := &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}
+		if i < len(ids) {
+			fi := ids[i].fi
+			fi.InstanceIds = []string{ids[i].id}
+			share.Instances = []ec2types.CreateFleetInstance{fi}
+			if len(members) > 1 && len(m.tags) > 0 {
+				if err := fb.tag(ctx, ids[i].id, m.tags); err != nil {
+					// The instance is launched; it still carries the cluster
+					// tags, so a lost NodeClaim tag only delays its
+					// collection as an orphan.
+					log.FromContext(ctx).Error(err, "tagging batched instance", "instance", ids[i].id)
+				}
+			}
+		}
+		m.done <- batchAnswer{out: share}
+	}
+}
+
+func (fb *fleetBatcher) tag(ctx context.Context, id string, tags map[string]string) error {
+	cctx, cancel := fb.b.call(ctx)
+	defer cancel()
+	_, err := fb.b.ec2.CreateTags(cctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: toEC2Tags(tags)})
+	if err != nil {
+		return fmt.Errorf("tagging instance %s, %w", id, err)
+	}
+	return nil
+}

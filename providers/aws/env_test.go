@@ -1,0 +1,209 @@
+package aws_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+)
+
+const (
+	k8sVersion = "1.33"
+	cluster    = "unit"
+	alNVx86    = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
+	alNVarm    = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"
+	alNeuron   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/neuron/recommended/image_id"
+	alStdx86   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id"
+	brNVx86    = "/aws/service/bottlerocket/aws-k8s-1.33-nvidia/x86_64/latest/image_id"
+)
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// inventory is a small us-east-1: four tagged subnets in three zones (two
+// in 1a), GPU types from the catalog plus one only EC2 knows (g7e.xlarge),
+// an ODCR for g6.xlarge in 1b and a capacity block for p5.48xlarge in 1a.
+func inventory() fakeaws.Inventory {
+	disc := map[string]string{"karpenter.sh/discovery": cluster}
+	return fakeaws.Inventory{
+		Region: "us-east-1",
+		Subnets: []fakeaws.Subnet{
+			{ID: "subnet-a1", Zone: "us-east-1a", ZoneID: "use1-az1", VPC: "vpc-1", FreeIPs: 100, Tags: disc},
+			{ID: "subnet-a2", Zone: "us-east-1a", ZoneID: "use1-az1", VPC: "vpc-1", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-b", Zone: "us-east-1b", ZoneID: "use1-az2", VPC: "vpc-1", FreeIPs: 300, Tags: disc},
+			{ID: "subnet-c", Zone: "us-east-1c", ZoneID: "use1-az3", VPC: "vpc-1", FreeIPs: 300, Tags: disc},
+			{ID: "subnet-public", Zone: "us-east-1c", ZoneID: "use1-az3", VPC: "vpc-1", FreeIPs: 900, Tags: map[string]string{"tier": "public"}},
+		},
+		SecurityGroups: []fakeaws.SecurityGroup{
+			{ID: "sg-nodes", Name: "nodes", VPC: "vpc-1", Tags: disc},
+			{ID: "sg-extra", Name: "extra", VPC: "vpc-1", Tags: map[string]string{"team": "ml"}},
+		},
+		Images: []fakeaws.Image{
+			{ID: "ami-nvx86", Name: "amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+			{ID: "ami-nvarm", Name: "amazon-eks-node-al2023-arm64-nvidia-1.33-v20260301", Arch: "arm64", Owner: "amazon", Created: epoch},
+			{ID: "ami-neuron", Name: "amazon-eks-node-al2023-x86_64-neuron-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+			{ID: "ami-stdx86", Name: "amazon-eks-node-al2023-x86_64-standard-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+			{ID: "ami-brnv", Name: "bottlerocket-aws-k8s-1.33-nvidia-x86_64-v1.40.0", Arch: "x86_64", Owner: "amazon", Created: epoch},
+			{ID: "ami-custom-old", Name: "team-gpu-2025", Arch: "x86_64", Created: epoch.Add(-48 * time.Hour), Tags: map[string]string{"team": "ml"}},
+			{ID: "ami-custom-new", Name: "team-gpu-2026", Arch: "x86_64", Created: epoch.Add(-time.Hour), Tags: map[string]string{"team": "ml"}},
+		},
+		InstanceTypes: []fakeaws.InstanceType{
+			{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10},
+			{Name: "g5.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "A10G", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+			{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
+			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
+			{Name: "inf2.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, NeuronName: "Inferentia2", NeuronCount: 1, ENIs: 4, IPsPerENI: 15},
+			{Name: "g7e.xlarge", Arch: "x86_64", VCPU: 8, MemoryMiB: 65536, GPUName: "RTX PRO 6000", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 98304, ENIs: 4, IPsPerENI: 15},
+			{Name: "m5.large", Arch: "x86_64", VCPU: 2, MemoryMiB: 8192, ENIs: 3, IPsPerENI: 10},
+		},
+		TypeZones: map[string][]string{"g5.xlarge": {"us-east-1a", "us-east-1b"}},
+		OnDemandPrices: map[string]float64{
+			"g4dn.xlarge": 0.526, "g5.xlarge": 1.006, "g6.xlarge": 0.8048, "g5g.xlarge": 0.42, "p5.48xlarge": 55.04,
+			"inf2.xlarge": 0.7582, "g7e.xlarge": 1.5,
+		},
+		SpotPrices: map[fakeaws.Offering]float64{
+			{InstanceType: "g4dn.xlarge", Zone: "us-east-1a", CapacityType: fakeaws.Spot}: 0.20,
+			{InstanceType: "g4dn.xlarge", Zone: "us-east-1b", CapacityType: fakeaws.Spot}: 0.25,
+			{InstanceType: "g4dn.xlarge", Zone: "us-east-1c", CapacityType: fakeaws.Spot}: 0.30,
+			{InstanceType: "g6.xlarge", Zone: "us-east-1a", CapacityType: fakeaws.Spot}:   0.35,
+		},
+		Reservations: []fakeaws.Reservation{
+			{ID: "cr-odcr", InstanceType: "g6.xlarge", Zone: "us-east-1b", Total: 2, Available: 1},
+			{ID: "cr-block", InstanceType: "p5.48xlarge", Zone: "us-east-1a", Total: 1, Available: 1, CapacityBlock: true},
+		},
+		SSMParameters: map[string]string{alNVx86: "ami-nvx86", alNVarm: "ami-nvarm", alNeuron: "ami-neuron", alStdx86: "ami-stdx86", brNVx86: "ami-brnv"},
+		Roles:         []string{"KarpenterNodeRole"},
+	}
+}
+
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	clock   *clocktesting.FakeClock
+	srv     *fakeaws.Server
+	backend *awsbackend.Backend
+	kube    client.Client
+	cp      *gpucp.CloudProvider
+}
+
+type envOption func(*awsbackend.Options, *awsbackend.RetryOptions)
+
+// newEnv starts the fake endpoint and builds the backend exactly as
+// production does: LoadConfig (retryer), NewClients (SDK clients), with the
+// endpoint overridden to the server and static credentials.
+func newEnv(t *testing.T, inv fakeaws.Inventory, opts ...envOption) *env {
+	t.Helper()
+	ctx := context.Background()
+	clk := clocktesting.NewFakeClock(epoch)
+	srv := fakeaws.New(inv)
+	t.Cleanup(srv.Close)
+	srv.SetClock(clk.Now)
+	bo := awsbackend.Options{
+		Region: "us-east-1", ClusterName: cluster, ClusterEndpoint: "https://api.unit.example", ClusterCABundle: "Q0E=",
+		ClusterCIDR: "10.100.0.0/16", KubernetesVersion: k8sVersion, Clock: clk,
+	}
+	ro := awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond}
+	for _, o := range opts {
+		o(&bo, &ro)
+	}
+	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
+		Region: "us-east-1",
+		Retry:  ro,
+		Extra: []func(*config.LoadOptions) error{
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := awsbackend.NewClients(cfg, srv.URL)
+	bo.EC2, bo.SSM, bo.Pricing, bo.IAM = clients.EC2, clients.SSM, clients.Pricing, clients.IAM
+	backend, err := awsbackend.NewBackend(ctx, bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientBuilder().WithStatusSubresource(&v1alpha1.GPUNodeClass{}).Build()
+	cp, err := gpucp.New(gpucp.Options{KubeClient: kube, Backend: backend, Clock: clk, ClusterName: cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, ctx: ctx, clock: clk, srv: srv, backend: backend, kube: kube, cp: cp}
+}
+
+// nodeClass is a node class selecting the tagged subnets and groups.
+func nodeClass(mods ...func(*v1alpha1.GPUNodeClass)) *v1alpha1.GPUNodeClass {
+	nc := &v1alpha1.GPUNodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu", UID: "nc-uid", Generation: 1},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
+			Role:                       "KarpenterNodeRole",
+			Tags:                       map[string]string{"team": "ml"},
+		},
+	}
+	for _, m := range mods {
+		m(nc)
+	}
+	return nc
+}
+
+// resolved resolves nc through the backend and stores it for the provider.
+func (e *env) resolved(nc *v1alpha1.GPUNodeClass) *v1alpha1.GPUNodeClass {
+	e.t.Helper()
+	if err := e.backend.Resolve(e.ctx, nc); err != nil {
+		e.t.Fatalf("Resolve: %v", err)
+	}
+	if !nc.StatusConditions().Root().IsTrue() {
+		e.t.Fatalf("node class not ready: %+v", nc.Status.Conditions)
+	}
+	if err := e.kube.Create(e.ctx, nc.DeepCopy()); err != nil {
+		e.t.Fatal(err)
+	}
+	stored := &v1alpha1.GPUNodeClass{}
+	if err := e.kube.Get(e.ctx, client.ObjectKeyFromObject(nc), stored); err != nil {
+		e.t.Fatal(err)
+	}
+	stored.Status = nc.Status
+	if err := e.kube.Status().Update(e.ctx, stored); err != nil {
+		e.t.Fatal(err)
+	}
+	return stored
+}
+
+// claim is a NodeClaim for gpus NVIDIA GPUs on amd64 plus requirements.
+func claim(name string, gpus int64, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodeClaim {
+	return &karpv1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Labels: map[string]string{karpv1.NodePoolLabelKey: "gpu-pool"}},
+		Spec: karpv1.NodeClaimSpec{
+			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
+			Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
+				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+			}, reqs...),
+			Resources: karpv1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"),
+				v1alpha1.ResourceNVIDIAGPU: *resource.NewQuantity(gpus, resource.DecimalSI),
+			}},
+		},
+	}
+}
+
+func req(key string, op corev1.NodeSelectorOperator, values ...string) karpv1.NodeSelectorRequirementWithMinValues {
+	return karpv1.NodeSelectorRequirementWithMinValues{Key: key, Operator: op, Values: values}
+}

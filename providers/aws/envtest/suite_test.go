@@ -1,0 +1,148 @@
+// Package envtest runs the provisioning suite of test/envtest once more with
+// the AWS backend: a real kube-apiserver and etcd (KUBEBUILDER_ASSETS, built
+// by tools/build-envtest.sh), Karpenter core's provisioner and NodeClaim
+// lifecycle controller, the GPUNodeClass status controller, and the
+// production aws-sdk-go-v2 clients pointed at the in-process fake EC2, SSM,
+// IAM and Pricing endpoint (providers/aws/fakeaws) on 127.0.0.1.
+package envtest_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+)
+
+const clusterName = "envtest"
+
+var (
+	ctx           context.Context
+	env           *test.Environment
+	srv           *fakeaws.Server
+	backend       *awsbackend.Backend
+	cloudProvider *gpucp.CloudProvider
+	cluster       *state.Cluster
+	prov          *provisioning.Provisioner
+	lifecycleCtrl *lifecycle.Controller
+	nodeClassCtrl *nodeclass.Controller
+)
+
+func TestAWSEnvtest(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "karpenter-gpu envtest (AWS backend)")
+}
+
+func requireControlPlane() {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
+			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
+		}
+	}
+}
+
+var _ = BeforeSuite(func() {
+	requireControlPlane()
+	env = test.NewEnvironment(test.WithCRDs(apis.CRDs...), test.WithFieldIndexers(
+		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
+		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	ctx = options.ToContext(ctx, test.Options())
+	srv = fakeaws.New(inventory())
+	srv.SetClock(env.Clock.Now)
+	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
+		Region: "us-east-1",
+		Retry:  awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond},
+		Extra: []func(*config.LoadOptions) error{
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		},
+	})
+	Expect(err).ToNot(HaveOccurred())
+	clients := awsbackend.NewClients(cfg, srv.URL)
+	backend, err = awsbackend.NewBackend(ctx, awsbackend.Options{
+		Region: "us-east-1", ClusterName: clusterName, ClusterEndpoint: "https://api.envtest.example", ClusterCABundle: "Q0E=",
+		KubernetesVersion: "1.33", EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: env.Clock,
+	})
+	Expect(err).ToNot(HaveOccurred())
+	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: env.Clock, ClusterName: clusterName})
+	Expect(err).ToNot(HaveOccurred())
+	recorder := events.NewRecorder(&record.FakeRecorder{})
+	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
+	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
+	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
+	nodeClassCtrl = nodeclass.NewController(env.Client, backend)
+})
+
+var _ = AfterSuite(func() {
+	if srv != nil {
+		srv.Close()
+	}
+	Expect(env.Stop()).To(Succeed())
+})
+
+var _ = AfterEach(func() {
+	ExpectCleanedUp(ctx, env.Client)
+	env.Clock.SetTime(time.Now())
+	cloudProvider.Unavailable().Flush()
+	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
+	cluster.Reset()
+})
+
+// inventory is a small us-east-1 with three zones and a few GPU types.
+func inventory() fakeaws.Inventory {
+	disc := map[string]string{"karpenter.sh/discovery": clusterName}
+	return fakeaws.Inventory{
+		Region: "us-east-1",
+		Subnets: []fakeaws.Subnet{
+			{ID: "subnet-a", Zone: "us-east-1a", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-b", Zone: "us-east-1b", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-c", Zone: "us-east-1c", FreeIPs: 500, Tags: disc},
+		},
+		SecurityGroups: []fakeaws.SecurityGroup{{ID: "sg-nodes", Name: "nodes", Tags: disc}},
+		Images: []fakeaws.Image{
+			{ID: "ami-nvx86", Name: "al2023-nvidia-x86_64", Arch: "x86_64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)},
+			{ID: "ami-nvarm", Name: "al2023-nvidia-arm64", Arch: "arm64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)},
+		},
+		InstanceTypes: []fakeaws.InstanceType{
+			{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10},
+			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+			{Name: "g6e.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 32768, GPUName: "L40S", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 45776, ENIs: 4, IPsPerENI: 15},
+			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
+			{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
+		},
+		OnDemandPrices: map[string]float64{"g4dn.xlarge": 0.526, "g6.xlarge": 0.8048, "g6e.xlarge": 1.861, "p5.48xlarge": 55.04, "g5g.xlarge": 0.42},
+		SSMParameters: map[string]string{
+			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id": "ami-nvx86",
+			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id":  "ami-nvarm",
+		},
+		Roles: []string{"KarpenterNodeRole-envtest"},
+	}
+}

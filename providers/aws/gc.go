@@ -1,0 +1,91 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/awslabs/operatorpkg/reconciler"
+	"github.com/awslabs/operatorpkg/singleton"
+	"github.com/samber/lo"
+	"k8s.io/apimachinery/pkg/util/sets"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// DefaultOrphanGracePeriod is how old an instance without a NodeClaim must
+// be before it is collected: a launch returns before the NodeClaim's status
+// records the provider ID, so younger instances may still be claimed.
+const DefaultOrphanGracePeriod = 2 * time.Minute
+
+// CollectOrphans terminates this cluster's instances that no NodeClaim
+// refers to (by provider ID or by the NodeClaim name tag) and that are
+// older than gracePeriod, for example instances leaked by a controller crash
+// between CreateFleet and the NodeClaim status update. It returns the IDs it
+// terminated.
+func (b *Backend) CollectOrphans(ctx context.Context, kubeClient client.Client, gracePeriod time.Duration) ([]string, error) {
+	// List instances first: a NodeClaim created after the NodeClaim list
+	// would otherwise look absent for an instance launched in between.
+	instances, err := b.list(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	claims := &karpv1.NodeClaimList{}
+	if err := kubeClient.List(ctx, claims); err != nil {
+		return nil, fmt.Errorf("listing NodeClaims, %w", err)
+	}
+	providerIDs := sets.New[string]()
+	names := sets.New[string]()
+	for _, nc := range claims.Items {
+		names.Insert(nc.Name)
+		if nc.Status.ProviderID != "" {
+			providerIDs.Insert(nc.Status.ProviderID)
+		}
+	}
+	var collected []string
+	var errs []error
+	now := b.clock.Now()
+	for _, inst := range instances {
+		if inst.State == cloudprovider.InstanceStateTerminated || now.Sub(inst.LaunchTime) < gracePeriod ||
+			providerIDs.Has(b.ProviderID(inst)) || names.Has(inst.Tags[cloudprovider.TagNodeClaim]) {
+			continue
+		}
+		if err := b.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		log.FromContext(ctx).Info("terminated instance without a NodeClaim", "instance", inst.ID, "nodeclaim", inst.Tags[cloudprovider.TagNodeClaim], "launched", inst.LaunchTime)
+		collected = append(collected, inst.ID)
+	}
+	return collected, errors.Join(errs...)
+}
+
+// GarbageCollector is a singleton controller running CollectOrphans.
+type GarbageCollector struct {
+	Backend     *Backend
+	KubeClient  client.Client
+	GracePeriod time.Duration
+	Interval    time.Duration
+}
+
+// Name is the controller's name.
+func (g *GarbageCollector) Name() string { return "karpenter-gpu.aws.garbagecollection" }
+
+// Reconcile collects orphans.
+func (g *GarbageCollector) Reconcile(ctx context.Context) (reconciler.Result, error) {
+	if _, err := g.Backend.CollectOrphans(ctx, g.KubeClient, lo.Ternary(g.GracePeriod > 0, g.GracePeriod, DefaultOrphanGracePeriod)); err != nil {
+		return reconciler.Result{}, err
+	}
+	return reconciler.Result{RequeueAfter: lo.Ternary(g.Interval > 0, g.Interval, 2*time.Minute)}, nil
+}
+
+// Register wires the singleton into a manager.
+func (g *GarbageCollector) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).Named(g.Name()).WatchesRawSource(singleton.Source()).Complete(singleton.AsReconciler(g))
+}

@@ -1,0 +1,347 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// MaxOverrides bounds the overrides of one CreateFleet call. Past it, each
+// option gets only the subnet of its zone with the most free addresses.
+const MaxOverrides = 300
+
+// fleetKind is one CreateFleet call: EC2 fleets take one default capacity
+// type, and capacity blocks cannot share a fleet with ODCRs.
+type fleetKind string
+
+const (
+	kindReserved      fleetKind = "reserved"
+	kindCapacityBlock fleetKind = "capacity-block"
+	kindSpot          fleetKind = "spot"
+	kindOnDemand      fleetKind = "on-demand"
+)
+
+type launchGroup struct {
+	kind    fleetKind
+	options []cloudprovider.LaunchOption
+}
+
+// Launch implements cloudprovider.Backend. The provider's options are split
+// into one instant CreateFleet per kind (reserved, capacity block, spot,
+// on-demand), tried in the order the provider ranked their best option, each
+// with overrides over its options × the node class's subnets in their zones.
+// An option is Refused when every one of its overrides failed with a
+// capacity error; other failures are errors. Requests are idempotent per
+// NodeClaim through the fleet client token.
+func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+	select {
+	case b.launchSlots <- struct{}{}:
+		defer func() { <-b.launchSlots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.LaunchTimeout)
+	defer cancel()
+	nc := req.NodeClass
+	if nc == nil {
+		return nil, fmt.Errorf("launch request has no node class")
+	}
+	if missing := unresolved(nc); len(missing) > 0 {
+		return nil, fmt.Errorf("GPUNodeClass %q has no resolved %s", nc.Name, strings.Join(missing, ", "))
+	}
+	res := &cloudprovider.LaunchResult{}
+	var errs []error
+	for _, g := range b.groupOptions(ctx, req.Options) {
+		inst, refused, err := b.launchGroup(ctx, req, g)
+		res.Refused = append(res.Refused, refused...)
+		if inst != nil {
+			res.Instance = inst
+			return res, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func unresolved(nc *v1alpha1.GPUNodeClass) []string {
+	var missing []string
+	if len(nc.Status.Subnets) == 0 {
+		missing = append(missing, "subnets")
+	}
+	if len(nc.Status.SecurityGroups) == 0 {
+		missing = append(missing, "security groups")
+	}
+	if len(nc.Status.AMIs) == 0 {
+		missing = append(missing, "images")
+	}
+	if nc.Status.InstanceProfile == "" {
+		missing = append(missing, "instance profile")
+	}
+	return missing
+}
+
+// groupOptions splits options by fleet kind, keeping the provider's order
+// within each group and ordering groups by their first option.
+func (b *Backend) groupOptions(ctx context.Context, options []cloudprovider.LaunchOption) []launchGroup {
+	var groups []launchGroup
+	for _, o := range options {
+		kind := fleetKind(o.CapacityType)
+		if o.CapacityType == karpv1.CapacityTypeReserved {
+			kind = kindReserved
+			if r, ok := b.reservations.lookup(ctx, o.ReservationID); ok && r.CapacityBlock {
+				kind = kindCapacityBlock
+			}
+		}
+		i := lo.IndexOf(lo.Map(groups, func(g launchGroup, _ int) fleetKind { return g.kind }), kind)
+		if i < 0 {
+			groups = append(groups, launchGroup{kind: kind})
+			i = len(groups) - 1
+		}
+		groups[i].options = append(groups[i].options, o)
+	}
+	return groups
+}
+
+// fleetPlan is one CreateFleet request and how to map its answer back.
+type fleetPlan struct {
+	configs   []ec2types.FleetLaunchTemplateConfigRequest
+	options   []cloudprovider.LaunchOption
+	images    map[string]string // launch template -> image
+	overrides map[string]int    // override key -> option index
+	perOption []int             // overrides per option
+}
+
+func overrideKey(template, instanceType, zone string) string {
+	return template + "|" + instanceType + "|" + zone
+}
+
+func (b *Backend) planFleet(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, oneSubnet bool) (*fleetPlan, error) {
+	nc := req.NodeClass
+	plan := &fleetPlan{images: map[string]string{}, overrides: map[string]int{}}
+	configIndex := map[string]int{}
+	templates := map[string]string{} // image|reservation -> template name
+	logger := log.FromContext(ctx)
+	for _, o := range g.options {
+		entry, ok := b.types.entry(ctx, o.InstanceType)
+		if !ok {
+			logger.Info("skipping launch option of an unknown instance type", "option", o.String())
+			continue
+		}
+		ami, ok := amiFor(nc, &entry)
+		if !ok {
+			logger.Info("skipping launch option without a compatible image", "option", o.String())
+			continue
+		}
+		subnets := b.subnetsInZone(nc, o.Zone)
+		if len(subnets) == 0 {
+			logger.Info("skipping launch option in a zone without a subnet", "option", o.String())
+			continue
+		}
+		if oneSubnet {
+			subnets = subnets[:1]
+		}
+		tkey := ami.ID + "|" + o.ReservationID
+		name, ok := templates[tkey]
+		if !ok {
+			spec, err := b.templateFor(nc, req.NodeClaim, ami.ID, o.ReservationID, g.kind == kindCapacityBlock)
+			if err != nil {
+				return nil, err
+			}
+			if name, err = b.ensureTemplate(ctx, spec); err != nil {
+				return nil, err
+			}
+			templates[tkey] = name
+			plan.images[name] = ami.ID
+		}
+		ci, ok := configIndex[name]
+		if !ok {
+			plan.configs = append(plan.configs, ec2types.FleetLaunchTemplateConfigRequest{
+				LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: str(name), Version: str("$Latest")},
+			})
+			ci = len(plan.configs) - 1
+			configIndex[name] = ci
+		}
+		oi := len(plan.options)
+		plan.options = append(plan.options, o)
+		plan.perOption = append(plan.perOption, len(subnets))
+		plan.overrides[overrideKey(name, o.InstanceType, o.Zone)] = oi
+		for _, s := range subnets {
+			plan.configs[ci].Overrides = append(plan.configs[ci].Overrides, ec2types.FleetLaunchTemplateOverridesRequest{
+				InstanceType:     ec2types.InstanceType(o.InstanceType),
+				SubnetId:         str(s),
+				AvailabilityZone: str(o.Zone),
+			})
+		}
+	}
+	return plan, nil
+}
+
+func (p *fleetPlan) overrideCount() int {
+	return lo.SumBy(p.configs, func(c ec2types.FleetLaunchTemplateConfigRequest) int { return len(c.Overrides) })
+}
+
+// launchGroup runs one CreateFleet.
+func (b *Backend) launchGroup(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
+	plan, err := b.planFleet(ctx, req, g, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if plan.overrideCount() > MaxOverrides {
+		if plan, err = b.planFleet(ctx, req, g, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(plan.options) == 0 {
+		return nil, nil, fmt.Errorf("none of the %d %s options can launch with GPUNodeClass %q", len(g.options), g.kind, req.NodeClass.Name)
+	}
+	in := b.fleetInput(req, g.kind, plan)
+	var out *ec2.CreateFleetOutput
+	for attempt := 0; ; attempt++ {
+		out, err = b.batcher.createFleet(ctx, in)
+		if err == nil {
+			break
+		}
+		code := errorCode(err)
+		if isLaunchTemplateNotFound(code) && attempt == 0 {
+			// Deleted behind the cache's back: recreate and retry once.
+			for name := range plan.images {
+				b.templates.forget(name)
+			}
+			if plan, err = b.planFleet(ctx, req, g, plan.overrideCount() > MaxOverrides); err != nil {
+				return nil, nil, err
+			}
+			in = b.fleetInput(req, g.kind, plan)
+			continue
+		}
+		if isCapacityCode(code) {
+			return nil, plan.options, nil
+		}
+		return nil, nil, fmt.Errorf("creating %s fleet, %w", g.kind, err)
+	}
+	return b.fleetResult(ctx, req, g, plan, out)
+}
+
+func (b *Backend) fleetInput(req *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan) *ec2.CreateFleetInput {
+	tags := toEC2Tags(b.ownedTags(lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))
+	in := &ec2.CreateFleetInput{
+		Type:                  ec2types.FleetTypeInstant,
+		LaunchTemplateConfigs: plan.configs,
+		TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{
+			TotalTargetCapacity: i32(1),
+		},
+		TagSpecifications: []ec2types.TagSpecification{
+			{ResourceType: ec2types.ResourceTypeInstance, Tags: tags},
+			{ResourceType: ec2types.ResourceTypeVolume, Tags: tags},
+		},
+	}
+	switch kind {
+	case kindSpot:
+		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeSpot
+		in.SpotOptions = &ec2types.SpotOptionsRequest{AllocationStrategy: ec2types.SpotAllocationStrategyPriceCapacityOptimized}
+	case kindCapacityBlock:
+		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeCapacityBlock
+	default:
+		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeOnDemand
+		in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyLowestPrice}
+	}
+	if req.ClientToken != "" {
+		// One token per NodeClaim and request content: a retry after a
+		// controller restart returns the instance already launched, while a
+		// changed request (refused options dropped) is a new launch instead
+		// of an IdempotentParameterMismatch.
+		in.ClientToken = str(lo.Substring(req.ClientToken, 0, 40) + "-" + shortHash(fmt.Sprintf("%s/%v", kind, plan.overrides)))
+	}
+	return in
+}
+
+// fleetResult maps a CreateFleet answer onto the plan's options.
+func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, plan *fleetPlan, out *ec2.CreateFleetOutput) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
+	optionOf := func(lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
+		if lto == nil || lto.LaunchTemplateSpecification == nil || lto.Overrides == nil {
+			return 0, false
+		}
+		zone := lo.FromPtr(lto.Overrides.AvailabilityZone)
+		if zone == "" {
+			zone = b.zoneOfSubnet(lo.FromPtr(lto.Overrides.SubnetId))
+		}
+		i, ok := plan.overrides[overrideKey(lo.FromPtr(lto.LaunchTemplateSpecification.LaunchTemplateName), string(lto.Overrides.InstanceType), zone)]
+		return i, ok
+	}
+	failed := make([]int, len(plan.options))
+	var unmapped, other []string
+	for _, e := range out.Errors {
+		code := lo.FromPtr(e.ErrorCode)
+		i, ok := optionOf(e.LaunchTemplateAndOverrides)
+		switch {
+		case isCapacityCode(code) && ok:
+			failed[i]++
+		case isCapacityCode(code):
+			unmapped = append(unmapped, code)
+		default:
+			other = append(other, fmt.Sprintf("%s: %s", code, lo.FromPtr(e.ErrorMessage)))
+		}
+	}
+	var refused []cloudprovider.LaunchOption
+	for i, n := range failed {
+		if n > 0 && n >= plan.perOption[i] {
+			refused = append(refused, plan.options[i])
+		}
+	}
+	for _, fi := range out.Instances {
+		if len(fi.InstanceIds) == 0 {
+			continue
+		}
+		i, ok := optionOf(fi.LaunchTemplateAndOverrides)
+		if !ok {
+			return nil, refused, fmt.Errorf("fleet launched %s (%s) on an override it was not given", fi.InstanceIds[0], fi.InstanceType)
+		}
+		if len(fi.InstanceIds) > 1 {
+			log.FromContext(ctx).Error(nil, "fleet launched more instances than requested; the extras are collected as orphans", "instances", fi.InstanceIds)
+		}
+		o := plan.options[i]
+		if o.ReservationID != "" {
+			b.reservations.r.invalidate()
+		}
+		return &cloudprovider.Instance{
+			ID:            fi.InstanceIds[0],
+			InstanceType:  o.InstanceType,
+			Zone:          o.Zone,
+			CapacityType:  o.CapacityType,
+			ReservationID: o.ReservationID,
+			ImageID:       plan.images[lo.FromPtr(fi.LaunchTemplateAndOverrides.LaunchTemplateSpecification.LaunchTemplateName)],
+			State:         cloudprovider.InstanceStatePending,
+			LaunchTime:    b.clock.Now(),
+			Tags:          lo.Assign(b.ownedTags(lo.Assign(req.NodeClass.Spec.Tags, req.Tags))),
+		}, refused, nil
+	}
+	if len(other) > 0 {
+		return nil, refused, fmt.Errorf("%s fleet launched nothing: %s", g.kind, strings.Join(lo.Uniq(other), "; "))
+	}
+	if len(unmapped) > 0 || len(out.Errors) == 0 {
+		// Capacity errors EC2 did not attribute (or no answer at all):
+		// nothing in this group launched, so none of it had capacity.
+		return nil, plan.options, nil
+	}
+	return nil, refused, nil
+}
+
+func (b *Backend) zoneOfSubnet(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.subnets[id].Zone
+}

@@ -30,7 +30,7 @@ func main() {
 }
 
 type flags struct {
-	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones string
+	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones   string
 	ignoreGPUModel, compare, quiet, verbose, progressLines                        bool
 	snapshot                                                                      string
 	seed                                                                          int64

@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
 // Policy selects whose decisions run.
@@ -52,7 +53,10 @@ type Options struct {
 	Cluster           *state.Cluster
 	InstanceTypeStore *nodeoverlay.InstanceTypeStore
 	Policy            Policy
-	Refiner           provisioning.Refiner
+	// Refiner overrides the GPU packer under PolicyKarpenterGPU (the
+	// simulator passes one that keeps its decisions); nil means
+	// packing.NewRefiner.
+	Refiner provisioning.Refiner
 }
 
 // Controllers is the full controller set and handles the simulator drives.
@@ -87,7 +91,11 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		core = lo.Reject(core, func(c controller.Controller, i int) bool {
 			return isType[*coreprov.Provisioner](c, i) || isType[*coreprov.PodController](c, i) || isType[*coreprov.NodeController](c, i)
 		})
-		out.Provisioning = provisioning.NewController(o.Clock, p, o.Cluster, o.Refiner)
+		refiner := o.Refiner
+		if refiner == nil {
+			refiner = packing.NewRefiner(o.KubeClient, o.CloudProvider, o.Cluster, false)
+		}
+		out.Provisioning = provisioning.NewController(o.Clock, p, o.Cluster, refiner)
 		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
 	}
 	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(o.KubeClient, o.Recorder),
@@ -114,16 +122,3 @@ func findOne[T controller.Controller](cs []controller.Controller) (T, bool) {
 	}
 	return matches[0].(T), true
 }
-
-// RefinerFor returns the provisioning refinement of a policy: the GPU packer
-// for karpenter-gpu, none for stock. Both the controller binary and the
-// simulator resolve policies here.
-func RefinerFor(p Policy) provisioning.Refiner {
-	if p == PolicyStock {
-		return nil
-	}
-	return defaultRefiner
-}
-
-// defaultRefiner is the GPU packer; nil until pkg/packing is wired in.
-var defaultRefiner provisioning.Refiner

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
@@ -382,4 +383,52 @@ func TestPackPods(t *testing.T) {
 		}
 	}
 	t.Logf("direct $%.2f, Solve+Refine $%.2f, core $%.2f", plan.Cost, run.refinedCost, run.coreCost)
+}
+
+// TestRefineReservations: NodeClaims core pinned to a capacity reservation
+// stay as they are, and the repacked ones cannot launch into reserved
+// capacity beyond what is left.
+func TestRefineReservations(t *testing.T) {
+	ctx := testContext()
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: zones, CapacityTypes: []string{karpv1.CapacityTypeOnDemand},
+		Reservations: []catalog.Reservation{{ID: "cr-1", InstanceType: "g4dn.xlarge", Zone: zones[0], Count: 2}}})
+	np := gpuNodePool("gpu")
+	var pods []*corev1.Pod
+	for i := 0; i < 6; i++ {
+		pods = append(pods, gpuPod(3000, 12288, 1))
+	}
+	run := solveAndRefine(t, ctx, nps(np), its, pods, nil)
+	checkFleet(t, run, nil)
+	if run.refinedCost > run.coreCost+eps {
+		t.Errorf("refined $%.4f > core $%.4f", run.refinedCost, run.coreCost)
+	}
+	canReserve := 0
+	for _, nc := range run.refined.NewNodeClaims {
+		ct := nc.Requirements.Get(karpv1.CapacityTypeLabelKey)
+		if ct.Has(karpv1.CapacityTypeReserved) {
+			for _, it := range nc.InstanceTypeOptions {
+				if _, reserved, _ := launchPriceForTest(it, nc.Requirements); reserved {
+					canReserve++
+					break
+				}
+			}
+		}
+	}
+	if canReserve > 2 {
+		t.Errorf("%d NodeClaims may launch into a reservation of 2; %v", canReserve, run.decision)
+	}
+	t.Logf("core %d NCs (%d pod errors), refined %d, may reserve %d; %v", len(run.core.NewNodeClaims), len(run.core.PodErrors), len(run.refined.NewNodeClaims), canReserve, run.decision)
+}
+
+func launchPriceForTest(it *cloudprovider.InstanceType, reqs kscheduling.Requirements) (float64, bool, bool) {
+	for _, o := range it.Offerings.Launchable() {
+		if o.CapacityType() == karpv1.CapacityTypeReserved && reqs.IsCompatible(o.Requirements, kscheduling.AllowUndefinedWellKnownLabels) {
+			return o.Price, true, true
+		}
+	}
+	return 0, false, false
 }

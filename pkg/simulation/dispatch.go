@@ -381,7 +381,10 @@ func (e *engine) settle() error {
 		}
 		if e.schedDirty {
 			e.schedDirty = false
-			if err := e.kubeSchedule(); err != nil {
+			start := time.Now()
+			err := e.kubeSchedule()
+			e.timed("kube-scheduler", start)
+			if err != nil {
 				return err
 			}
 			continue
@@ -532,7 +535,9 @@ func (e *engine) runRound(reqs map[int]map[types.NamespacedName]bool) {
 		for _, key := range keys {
 			ck := ctrlKey{i, key}
 			d.reconciles++
+			start := time.Now()
 			res, obj, err := c.rec(e.ctx, key)
+			e.timed(c.name, start)
 			if err != nil {
 				e.metrics.controllerError(c.name, err)
 				b := d.backoff[ck]
@@ -572,7 +577,9 @@ func (e *engine) requeueAfter(ck ctrlKey, delay time.Duration) {
 // schedules the next at the interval it asks for.
 func (e *engine) pollSingleton(i int) error {
 	s := e.d.singletons[i]
+	start := time.Now()
 	res, err := s.rec.Reconcile(e.ctx)
+	e.timed(s.name, start)
 	next := res.RequeueAfter
 	if err != nil {
 		e.metrics.controllerError(s.name, err)

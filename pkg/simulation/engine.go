@@ -133,6 +133,14 @@ type engine struct {
 	metrics *collector
 
 	wallStart time.Time
+	phases    map[string]time.Duration
+	counts    map[string]int
+}
+
+// timed accumulates wall-clock time per phase for the report's profile.
+func (e *engine) timed(phase string, start time.Time) {
+	e.phases[phase] += time.Since(start)
+	e.counts[phase]++
 }
 
 // Run simulates the workload under cfg and returns the result.
@@ -172,6 +180,8 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 		nominated: map[types.NamespacedName]string{},
 		byName:    map[string]*podState{},
 		wallStart: time.Now(),
+		phases:    map[string]time.Duration{},
+		counts:    map[string]int{},
 	}
 	horizon := cfg.Horizon
 	if horizon == 0 {
@@ -461,6 +471,7 @@ func (e *engine) provision() error {
 	e.changes.createdClaims = map[string]string{}
 	e.changes.mu.Unlock()
 	e.batch.provisions++
+	defer e.timed("provisioning", time.Now())
 	if _, err := e.prov.Provision(e.ctx); err != nil {
 		e.batch.provisionErr++
 		e.metrics.controllerError("provisioning", err)
@@ -540,6 +551,7 @@ type disruptionDriver struct {
 	done     chan disruptionResult
 	seen     map[string]bool
 	commands []commandRecord
+	started  time.Time
 }
 
 type disruptionResult struct {
@@ -595,6 +607,7 @@ func (e *engine) poll() error {
 	d.dirty = false
 	d.writes = e.changes.writes()
 	d.active = true
+	d.started = time.Now()
 	go func() {
 		res, err := d.ctrl.Reconcile(e.ctx)
 		d.done <- disruptionResult{requeue: res.RequeueAfter, err: err}
@@ -612,6 +625,7 @@ func (e *engine) awaitBackground() {
 	case r := <-d.done:
 		e.clk.background.Store(false)
 		d.active = false
+		e.timed("disruption", d.started)
 		e.disruptionDone(r)
 	case wake := <-e.clk.blocked:
 		e.clk.background.Store(false)

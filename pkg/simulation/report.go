@@ -75,6 +75,9 @@ type Result struct {
 	Settings         Settings       `json:"settings"`
 
 	WallSeconds float64 `json:"wall_seconds"`
+	// Profile is where the wall-clock time went, by controller or phase
+	// (seconds, and calls).
+	Profile map[string]PhaseTime `json:"profile"`
 
 	series *series
 }
@@ -87,6 +90,12 @@ type Settings struct {
 	BatchIdleSeconds         float64 `json:"batch_idle_seconds"`
 	BatchMaxSeconds          float64 `json:"batch_max_seconds"`
 	NodePools                []string `json:"nodepools"`
+}
+
+// PhaseTime is the wall-clock time spent in one phase.
+type PhaseTime struct {
+	Seconds float64 `json:"seconds"`
+	Calls   int     `json:"calls"`
 }
 
 // UnschedulablePod is a pod that never ran, with Karpenter's reason.
@@ -177,7 +186,9 @@ func (e *engine) result() (*Result, error) {
 	r.GPUHoursRequested = integrate(requested, endD)
 	r.GPUHoursAllocated = integrate(e.metrics.alloc, endD)
 	r.IdleGPUHours = r.GPUHoursPaid - r.GPUHoursAllocated
+	lbStart := time.Now()
 	lb, lbSeries, err := e.lowerBound()
+	e.timed("lower-bound", lbStart)
 	if err != nil {
 		return nil, fmt.Errorf("computing the lower bound, %w", err)
 	}
@@ -237,6 +248,10 @@ func (e *engine) result() (*Result, error) {
 		r.Packer = ps
 	}
 	r.WallSeconds = time.Since(e.wallStart).Seconds()
+	r.Profile = map[string]PhaseTime{}
+	for k, v := range e.phases {
+		r.Profile[k] = PhaseTime{Seconds: v.Seconds(), Calls: e.counts[k]}
+	}
 	return r, nil
 }
 

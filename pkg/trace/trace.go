@@ -124,14 +124,15 @@ func Parse(r io.Reader, source string) ([]Pod, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return nil, fmt.Errorf("%s:%d: %w", source, pe.Line, pe.Err)
 			}
-			return nil, fmt.Errorf("%s:%d: %w", source, line, err)
+			return nil, fmt.Errorf("%s: %w", source, err)
 		}
+		// FieldPos is only valid after a successful Read.
+		line, _ := cr.FieldPos(0)
 		p, err := parseRow(rec, col, line)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", source, line, err)

@@ -156,8 +156,9 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 		}
 		return opts.Compatible == nil || opts.Compatible(s, tIdx[k])
 	}
-	// Shapes: drop empty ones, report unschedulable ones.
+	// Shapes: drop empty ones, report unschedulable ones, merge duplicates.
 	var sFits [][]bool
+	merged := map[string]int{}
 	for s, sh := range shapes {
 		if sh.Count <= 0 {
 			continue
@@ -182,6 +183,13 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 		if zero {
 			continue // costs nothing in the fluid relaxation
 		}
+		// Identical shapes (over the modelled resources) share one row.
+		key := fmt.Sprint(req, f)
+		if j, ok := merged[key]; ok {
+			m.count[j] += float64(sh.Count)
+			continue
+		}
+		merged[key] = len(m.shapes)
 		m.shapes = append(m.shapes, s)
 		m.count = append(m.count, float64(sh.Count))
 		m.req = append(m.req, req)

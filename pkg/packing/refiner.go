@@ -1,0 +1,131 @@
+package packing
+
+import (
+	"context"
+	"sync"
+
+	"github.com/awslabs/operatorpkg/status"
+	"github.com/samber/lo"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	karpstate "sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/utils/daemonset"
+	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
+
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
+)
+
+// Refiner plugs Refine into the provisioning loop
+// (pkg/controllers/provisioning.Refiner). It gathers the inputs core's
+// NewScheduler read for the same loop, so the packer sees the same NodePools,
+// instance types (the provider's cached objects), daemonsets and limits.
+type Refiner struct {
+	kube    client.Client
+	cp      karpcp.CloudProvider
+	cluster *karpstate.Cluster
+
+	mu        sync.Mutex
+	decisions []Decision
+	keep      bool
+}
+
+// NewRefiner returns the packer as a provisioning refiner. With
+// keepDecisions every Decision is retained for Decisions (the simulator's
+// report); the controller keeps none.
+func NewRefiner(kube client.Client, cp karpcp.CloudProvider, cluster *karpstate.Cluster, keepDecisions bool) *Refiner {
+	return &Refiner{kube: kube, cp: cp, cluster: cluster, keep: keepDecisions}
+}
+
+// Refine implements provisioning.Refiner. Any error leaves core's decision
+// standing.
+func (r *Refiner) Refine(ctx context.Context, results scheduling.Results) scheduling.Results {
+	opts, err := r.options(ctx)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "gathering packing inputs; launching core's NodeClaims")
+		return results
+	}
+	out, d := Refine(ctx, &results, opts)
+	gpumetrics.ObservePacking(d.CoreCost, d.PackedCost, d.Duration)
+	if d.PodsRepacked > 0 {
+		log.FromContext(ctx).Info("repacked GPU NodeClaims", "decision", d.String())
+	}
+	if r.keep {
+		r.mu.Lock()
+		r.decisions = append(r.decisions, d)
+		r.mu.Unlock()
+	}
+	if out == nil {
+		return results
+	}
+	return *out
+}
+
+// Decisions returns the decisions kept so far.
+func (r *Refiner) Decisions() []Decision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Decision(nil), r.decisions...)
+}
+
+func (r *Refiner) options(ctx context.Context) (Options, error) {
+	nps, err := nodepoolutils.ListManaged(ctx, r.kube, r.cp)
+	if err != nil {
+		return Options{}, err
+	}
+	// The pools core's NewScheduler keeps: dynamic, Ready, not deleting.
+	nps = lo.Filter(nps, func(np *karpv1.NodePool, _ int) bool {
+		return !nodepoolutils.IsStatic(np) && np.StatusConditions().IsTrue(status.ConditionReady) && np.DeletionTimestamp.IsZero()
+	})
+	opts := Options{
+		NodePools:         nps,
+		InstanceTypes:     map[string][]*karpcp.InstanceType{},
+		Remaining:         map[string]corev1.ResourceList{},
+		IgnorePreferences: options.FromContext(ctx).PreferencePolicy == options.PreferencePolicyIgnore,
+	}
+	for _, np := range nps {
+		its, err := r.cp.GetInstanceTypes(ctx, np)
+		if err != nil {
+			return Options{}, err
+		}
+		opts.InstanceTypes[np.Name] = its
+		if len(np.Spec.Limits) > 0 {
+			opts.Remaining[np.Name] = remaining(corev1.ResourceList(np.Spec.Limits), r.cluster.NodePoolResourcesFor(np.Name))
+		}
+	}
+	dss := &appsv1.DaemonSetList{}
+	if err := r.kube.List(ctx, dss); err != nil {
+		return Options{}, err
+	}
+	for i := range dss.Items {
+		d := &dss.Items[i]
+		p := r.cluster.GetDaemonSetPod(d)
+		if p == nil {
+			p = daemonset.PodForDaemonSet(d)
+		}
+		opts.DaemonSetPods = append(opts.DaemonSetPods, p)
+	}
+	return opts, nil
+}
+
+// remaining is limits minus used, floored at zero.
+func remaining(limits, used corev1.ResourceList) corev1.ResourceList {
+	rem := corev1.ResourceList{}
+	for name, limit := range limits {
+		q := limit.DeepCopy()
+		if u, ok := used[name]; ok {
+			q.Sub(u)
+		}
+		if q.Sign() < 0 {
+			q = resource.MustParse("0")
+		}
+		rem[name] = q
+	}
+	return rem
+}

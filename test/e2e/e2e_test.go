@@ -221,7 +221,7 @@ func TestEndToEnd(t *testing.T) {
 	tm.mark("GPUNodeClass, NodePool and a 3-replica 1-GPU Deployment applied")
 
 	// Nodes of the expected type appear and the real scheduler binds the pods.
-	eventually(t, 40*time.Second, "3 running pods bound to GPU nodes", func() (bool, error) {
+	eventually(t, 3*time.Minute, "3 running pods bound to GPU nodes", func() (bool, error) {
 		var pods corev1.PodList
 		if err := kube.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels(labels)); err != nil {
 			return false, err
@@ -235,7 +235,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes.Items {
-		// One L4 GPU per pod: the cheapest amd64 L4 type holding 2 CPU / 8Gi is g6.xlarge.
+		// One L4 GPU per pod: the cheapest amd64 L4 type holding 2 CPU / 8Gi
+		// is g6.xlarge. Core alone packs the three pods onto one g6.12xlarge;
+		// the GPU packer splits them (see designs/packing.md).
 		if it := n.Labels[corev1.LabelInstanceTypeStable]; it != "g6.xlarge" {
 			t.Errorf("node %s is %s, want g6.xlarge", n.Name, it)
 		}
@@ -299,6 +301,19 @@ func assertMetrics(t *testing.T, ctx context.Context, port int) {
 	// Three g6.xlarge on demand at $0.8048/h each.
 	if got := metricValue(body, "karpenter_gpu_fleet_cost_per_hour"); got < 2.41 || got > 2.42 {
 		t.Errorf("karpenter_gpu_fleet_cost_per_hour = %v, want 3 × 0.8048", got)
+	}
+	for name, want := range map[string]float64{"karpenter_gpu_gpus_paid": 3, "karpenter_gpu_gpus_requested": 3, "karpenter_gpu_fleet_nodes": 3} {
+		if got := metricValue(body, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	// Core alone would launch one g6.12xlarge ($4.6016/h) for the three pods;
+	// the packer's three g6.xlarge save $2.1872/h.
+	if got := metricValue(body, "karpenter_gpu_packing_estimated_savings_per_hour"); got < 2.18 || got > 2.19 {
+		t.Errorf("karpenter_gpu_packing_estimated_savings_per_hour = %v, want 4.6016 - 2.4144", got)
+	}
+	if got := metricValue(body, "karpenter_gpu_namespace_gpu_cost_per_hour"); got < 2.41 || got > 2.42 {
+		t.Errorf("karpenter_gpu_namespace_gpu_cost_per_hour = %v, want the whole fleet's cost (all GPUs requested by default/)", got)
 	}
 	for _, line := range strings.Split(body, "\n") {
 		if strings.HasPrefix(line, "karpenter_gpu_") {

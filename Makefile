@@ -19,8 +19,9 @@ envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into b
 	@./tools/build-envtest.sh
 
 test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
-	@./tools/gotest.sh $(GO_TEST_FLAGS) ./...
 	@cd tools/crdpatch && go test -count=1 ./... # CEL rules compiled and exercised offline
+	@FUZZTIME=10s ./tools/fuzz.sh # parsers and the LP bound must not panic on any input
+	@./tools/gotest.sh $(GO_TEST_FLAGS) ./... # unit, property, envtest and e2e suites; prints the totals last
 
 chart: ## helm lint + helm template of charts/karpenter-gpu into bin/rendered (builds helm once)
 	@./tools/helm/lint.sh
@@ -41,8 +42,8 @@ generate: ## regenerate deepcopy, CRDs and the patched Karpenter CRD copies (als
 verify: generate ## fail when generated files are stale
 	git diff --exit-code -- pkg/apis charts
 
-fuzz: ## run each fuzz target for FUZZTIME (default 60s)
-	go test ./pkg/catalog/ -run=^$$ -fuzz=FuzzParse -fuzztime=$${FUZZTIME:-60s}
+fuzz: ## run every fuzz target for FUZZTIME (default 60s here, 10s in make test)
+	FUZZTIME=$${FUZZTIME:-60s} ./tools/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

@@ -8,7 +8,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST)
 
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all test unit envtest-bin chart e2e generate verify vet fuzz clean help
+.PHONY: all simulate test unit envtest-bin chart e2e generate verify vet fuzz clean help
 
 all: test
 
@@ -22,6 +22,9 @@ test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and e
 	@cd tools/crdpatch && go test -count=1 ./... # CEL rules compiled and exercised offline
 	@FUZZTIME=10s ./tools/fuzz.sh # parsers and the LP bound must not panic on any input
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./... # unit, property, envtest and e2e suites; prints the totals last
+
+simulate: ## replay the bundled Alibaba trace with karpenter-gpu and stock Karpenter side by side (ARGS=... for more flags)
+	go run ./cmd/simulator --compare $(ARGS)
 
 chart: ## helm lint + helm template of charts/karpenter-gpu into bin/rendered (builds helm once)
 	@./tools/helm/lint.sh

@@ -33,7 +33,7 @@ e2e: envtest-bin ## only the end-to-end run on a real control plane
 	go test -count=1 -v ./test/e2e/
 
 unit: ## tests that need no API server
-	go test $(GO_TEST_FLAGS) ./pkg/catalog/... ./providers/...
+	go test $(GO_TEST_FLAGS) ./pkg/catalog/... ./pkg/cloudprovider/... ./pkg/packing/... ./pkg/trace/... ./providers/fake/... ./providers/aws/
 
 vet: ## go vet
 	go vet ./...

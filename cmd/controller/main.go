@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -18,13 +19,14 @@ import (
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 func main() {
 	ctx, op := coreoperator.NewOperator()
 	opts := options.FromContext(ctx)
-	backend, err := newBackend(opts, op)
+	backend, err := newBackend(ctx, opts, op)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "creating backend")
 		os.Exit(1)
@@ -54,6 +56,10 @@ func main() {
 		log.FromContext(ctx).Error(err, "assembling controllers")
 		os.Exit(1)
 	}
+	if b, ok := backend.(*awsbackend.Backend); ok {
+		// Instances leaked by a crash between launch and NodeClaim update.
+		ctrls.All = append(ctrls.All, &awsbackend.GarbageCollector{Backend: b, KubeClient: op.GetClient()})
+	}
 	if fleet, ok := backend.(*fake.Fleet); ok {
 		// The fake cloud has no kubelets: its registrar plays their part
 		// (registers Nodes, marks bound pods Running), as kwok does.
@@ -64,8 +70,25 @@ func main() {
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
 }
 
-func newBackend(opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, error) {
+func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, error) {
 	switch opts.Backend {
+	case "aws":
+		cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{Region: opts.Region})
+		if err != nil {
+			return nil, err
+		}
+		clients := awsbackend.NewClients(cfg, "")
+		version, err := awsbackend.KubernetesVersion(op.KubernetesInterface.Discovery())
+		if err != nil {
+			return nil, err
+		}
+		ca, err := awsbackend.CABundle(op.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		return awsbackend.NewBackend(ctx, awsbackend.Options{Region: cfg.Region, ClusterName: opts.ClusterName,
+			ClusterEndpoint: opts.ClusterEndpoint, ClusterCABundle: ca, KubernetesVersion: version,
+			EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: op.Clock})
 	case "fake":
 		return fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock, LaunchLatency: opts.FakeLaunchLatency}), nil
 	default:

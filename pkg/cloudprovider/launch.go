@@ -134,6 +134,9 @@ func (c *CloudProvider) launchedNodeClaim(nodeClaim *karpv1.NodeClaim, nodeClass
 	labels[corev1.LabelInstanceTypeStable] = inst.InstanceType
 	labels[corev1.LabelTopologyZone] = inst.Zone
 	labels[karpv1.CapacityTypeLabelKey] = inst.CapacityType
+	// A type with a single reservation carries its ID as a single-valued
+	// requirement; only a reserved launch may be labelled with it.
+	delete(labels, karpcp.ReservationIDLabel)
 	if inst.ReservationID != "" {
 		labels[karpcp.ReservationIDLabel] = inst.ReservationID
 	}

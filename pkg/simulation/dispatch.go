@@ -49,6 +49,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 )
 
@@ -250,13 +251,15 @@ func (e *engine) buildControllers() error {
 		case *informer.DaemonSetController, *informer.PricingController, *statenodeclaimgc.Controller,
 			*nodeclaimgc.Controller, *nodeclaimconsistency.Controller, *nodeclaimhydration.Controller,
 			*nodehydration.Controller, *nodepoolcounter.Controller, *nodeclaimreboot.Controller,
-			*metricspod.Controller, *metricsnode.Controller, *metricsnodepool.Controller:
+			*metricspod.Controller, *metricsnode.Controller, *metricsnodepool.Controller, *gpumetrics.Controller:
 			// Not driven: no daemonsets in simulations; prices are static;
 			// the fleet never leaks instances or loses NodeClaims to garbage
 			// collect; consistency only emits events; hydration migrates
 			// objects from older Karpenter versions; the counter writes
 			// NodePool status that no decision reads; reboot acts only on
-			// committed reboots (the provider never reboots); metrics are off.
+			// committed reboots (the provider never reboots); metrics are off
+			// (karpenter-gpu's metrics controller only exports gauges; the
+			// report computes the same figures from the simulation itself).
 		default:
 			if s, ok := c.(interface {
 				Reconcile(context.Context) (reconciler.Result, error)

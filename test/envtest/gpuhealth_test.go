@@ -6,10 +6,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -45,14 +43,7 @@ var _ = Describe("Stuck GPU nodes", func() {
 		claim.StatusConditions().SetTrue(karpv1.ConditionTypeRegistered)
 		ExpectApplied(ctx, env.Client, claim)
 	}
-	gone := func() bool {
-		latest := &karpv1.NodeClaim{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), latest); err != nil {
-			Expect(errors.IsNotFound(err)).To(BeTrue())
-			return true
-		}
-		return !latest.DeletionTimestamp.IsZero()
-	}
+	gone := func() bool { return deletionRequested(claim) }
 
 	It("replaces a node whose GPUs never appear, after startupTimeout, and records why", func() {
 		register()

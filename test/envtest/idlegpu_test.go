@@ -6,11 +6,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -48,14 +46,7 @@ var _ = Describe("Idle-GPU consolidation", func() {
 		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
 		ExpectApplied(ctx, env.Client, claim) // status is a subresource: apply it after create
 	}
-	idleRemovalRequested := func() bool {
-		latest := &karpv1.NodeClaim{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), latest); err != nil {
-			Expect(errors.IsNotFound(err)).To(BeTrue())
-			return true
-		}
-		return !latest.DeletionTimestamp.IsZero()
-	}
+	idleRemovalRequested := func() bool { return deletionRequested(claim) }
 
 	It("removes a GPU node held only by a CPU pod once idleAfter has passed", func() {
 		apply()

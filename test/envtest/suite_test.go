@@ -13,7 +13,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
@@ -101,3 +104,14 @@ var _ = AfterEach(func() {
 	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 	cluster.Reset()
 })
+
+// deletionRequested reports whether a NodeClaim is being deleted or gone.
+func deletionRequested(claim *karpv1.NodeClaim) bool {
+	GinkgoHelper()
+	latest := &karpv1.NodeClaim{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), latest); err != nil {
+		Expect(errors.IsNotFound(err)).To(BeTrue())
+		return true
+	}
+	return !latest.DeletionTimestamp.IsZero()
+}

@@ -114,7 +114,6 @@ func (in *GPUNodeClass) ProtectRunningGPUPods() bool {
 	return *d.ProtectRunningGPUPods
 }
 
-
 // HTTPTokens returns spec.metadataOptions.httpTokens, or "required" when unset.
 func (in *GPUNodeClass) HTTPTokens() string {
 	mo := in.Spec.MetadataOptions

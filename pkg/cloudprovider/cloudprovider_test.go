@@ -190,3 +190,27 @@ func TestDriftOnLaunchRelevantChangesOnly(t *testing.T) {
 		t.Error("time-slicing change must drift nodes")
 	}
 }
+
+func TestReservationLabelOnlyOnReservedLaunches(t *testing.T) {
+	e := newEnv(t, fakefleet.Options{Reservations: []catalog.Reservation{{ID: "cr-1", InstanceType: "g6.xlarge", Zone: "us-east-1a", Count: 1}}})
+	onDemand := nodeClaim(
+		karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelInstanceTypeStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"g6.xlarge"}},
+		karpv1.NodeSelectorRequirementWithMinValues{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
+	)
+	got, err := e.cp.Create(e.ctx, onDemand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := got.Labels[v1alpha1.LabelCapacityReservationID]; ok {
+		t.Errorf("on-demand launch labelled with reservation %q", id)
+	}
+	reserved := nodeClaim(karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelInstanceTypeStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"g6.xlarge"}})
+	reserved.UID = "uid-2"
+	got, err = e.cp.Create(e.ctx, reserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels[karpv1.CapacityTypeLabelKey] != karpv1.CapacityTypeReserved || got.Labels[v1alpha1.LabelCapacityReservationID] != "cr-1" {
+		t.Errorf("reserved launch labels = %v", got.Labels)
+	}
+}

@@ -11,7 +11,6 @@ package idlegpu
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -143,11 +142,4 @@ func (c *Controller) blocked(gn gpuNode, limits pdb.Limits) (string, bool) {
 		return fmt.Sprintf("PodDisruptionBudget %v blocks eviction", keys), true
 	}
 	return "", false
-}
-
-// sortedKeys returns map keys in order, for deterministic iteration.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := lo.Keys(m)
-	sort.Strings(keys)
-	return keys
 }

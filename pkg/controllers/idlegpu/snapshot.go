@@ -3,6 +3,8 @@ package idlegpu
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/samber/lo"
@@ -114,7 +116,7 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 // budgets returns how many more nodes each NodePool may lose now.
 func (s *snapshot) budgets(clk clock.Clock) map[string]int {
 	out := map[string]int{}
-	for _, name := range sortedKeys(s.nodePools) {
+	for _, name := range slices.Sorted(maps.Keys(s.nodePools)) {
 		allowed := s.nodePools[name].MustGetAllowedDisruptions(clk, s.poolNodes[name], BudgetReason)
 		out[name] = allowed - s.poolDisrupting[name]
 	}

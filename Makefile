@@ -6,7 +6,9 @@ BIN        := $(CURDIR)/bin
 ENVTEST    := $(BIN)/k8s
 export KUBEBUILDER_ASSETS := $(ENVTEST)
 
-GO_TEST_FLAGS ?= -count=1 -timeout 30m
+# -p 1: the envtest, e2e and chaos suites each run a control plane and
+# time-sensitive controllers; on 2 cores they must not compete.
+GO_TEST_FLAGS ?= -count=1 -timeout 40m -p 1
 
 .PHONY: all simulate test unit envtest-bin chart e2e generate verify vet fuzz clean help
 

@@ -65,7 +65,7 @@ func main() {
 		// (registers Nodes, marks bound pods Running), as kwok does.
 		ctrls.All = append(ctrls.All, fake.NewRegistrar(fake.RegistrarOptions{
 			KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay,
-		}), fake.NewNodeLifecycle(op.GetClient()))
+		}), fake.NewNodeLifecycle(op.GetClient()), &fake.GarbageCollector{Fleet: fleet, KubeClient: op.GetClient(), GracePeriod: fake.DefaultOrphanGracePeriod})
 	}
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
 }

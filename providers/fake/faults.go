@@ -50,6 +50,7 @@ func (f *Fleet) popAPIError(op string) error {
 		return nil
 	}
 	f.apiErrors[op] = errs[1:]
+	f.faults.injected[FaultAPIError+op]++
 	return fmt.Errorf("fake %s: %w", op, errs[0])
 }
 
@@ -63,6 +64,7 @@ func (f *Fleet) Interrupt(id string) bool {
 		return false
 	}
 	inst.State = cloudprovider.InstanceStateTerminated
+	f.faults.injected[FaultSpotInterruption]++
 	return true
 }
 
@@ -83,6 +85,7 @@ func (f *Fleet) InterruptRandom(n int) []string {
 	for _, id := range ids {
 		f.instances[id].State = cloudprovider.InstanceStateTerminated
 	}
+	f.faults.injected[FaultSpotInterruption] += len(ids)
 	return ids
 }
 

@@ -59,6 +59,7 @@ type Fleet struct {
 	refuse    map[Offering]int  // injected capacity errors: remaining refusals (-1 = always)
 	apiErrors map[string][]error
 	launches  int
+	faults    launchFaults // per-launch fault plan and per-instance faults (faults.go)
 }
 
 var _ cloudprovider.Backend = (*Fleet)(nil)
@@ -80,6 +81,7 @@ func NewFleet(opts Options) *Fleet {
 		tokens:    map[string]string{},
 		refuse:    map[Offering]int{},
 		apiErrors: map[string][]error{},
+		faults:    newLaunchFaults(),
 	}
 }
 
@@ -104,14 +106,25 @@ func (f *Fleet) Offerings(ctx context.Context, _ *v1alpha1.GPUNodeClass) (*cloud
 
 // Launch implements Backend: it walks the options in order and launches the
 // first one with capacity, reporting every refused option before it.
+// Injected response faults (faults.go) apply after the instance exists, as
+// when a request reaches the cloud but its response is slow or lost.
 func (f *Fleet) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+	res, post, err := f.launch(req)
+	if err != nil || post == nil {
+		return res, err
+	}
+	return f.respond(ctx, res, post)
+}
+
+func (f *Fleet) launch(req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, *responseFault, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.popAPIError("Launch"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if id, ok := f.tokens[req.ClientToken]; ok && req.ClientToken != "" {
-		return &cloudprovider.LaunchResult{Instance: f.copyOf(f.instances[id])}, nil
+		f.faults.tokenReuses++
+		return &cloudprovider.LaunchResult{Instance: f.copyOf(f.instances[id])}, nil, nil
 	}
 	res := &cloudprovider.LaunchResult{}
 	for _, o := range req.Options {
@@ -129,7 +142,7 @@ func (f *Fleet) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*
 			CapacityType:  o.CapacityType,
 			ReservationID: o.ReservationID,
 			ImageID:       "ami-fake-gpu",
-			State:         lo.Ternary(f.opts.LaunchLatency > 0, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
+			State:         lo.Ternary(f.opts.LaunchLatency > 0 || f.faults.slowNext > 0, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
 			LaunchTime:    f.clock.Now(),
 			Tags:          lo.Assign(req.Tags),
 		}
@@ -137,10 +150,11 @@ func (f *Fleet) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*
 		if req.ClientToken != "" {
 			f.tokens[req.ClientToken] = inst.ID
 		}
+		post := f.faults.assign(inst.ID, req.ClientToken)
 		res.Instance = f.copyOf(inst)
-		return res, nil
+		return res, post, nil
 	}
-	return res, nil
+	return res, nil, nil
 }
 
 // hasCapacity consumes an injected refusal or checks the capacity limit.
@@ -149,6 +163,7 @@ func (f *Fleet) hasCapacity(off Offering, reservationID string) bool {
 		if n > 0 {
 			f.refuse[off] = n - 1
 		}
+		f.faults.injected[FaultCapacityRefused]++
 		return false
 	}
 	limit, limited := f.opts.Capacity[off]
@@ -163,6 +178,9 @@ func (f *Fleet) hasCapacity(off Offering, reservationID string) bool {
 		return i.State != cloudprovider.InstanceStateTerminated && i.InstanceType == off.InstanceType && i.Zone == off.Zone &&
 			i.CapacityType == off.CapacityType && i.ReservationID == reservationID
 	})
+	if running >= limit && reservationID == "" {
+		f.faults.injected[FaultCapacityLimit]++
+	}
 	return running < limit
 }
 
@@ -232,7 +250,7 @@ func (f *Fleet) InstanceID(providerID string) (string, error) {
 }
 
 func (f *Fleet) advance(inst *cloudprovider.Instance) {
-	if inst.State == cloudprovider.InstanceStatePending && !f.clock.Now().Before(inst.LaunchTime.Add(f.opts.LaunchLatency)) {
+	if inst.State == cloudprovider.InstanceStatePending && !f.clock.Now().Before(f.runningAt(inst)) {
 		inst.State = cloudprovider.InstanceStateRunning
 	}
 }

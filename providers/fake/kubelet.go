@@ -34,7 +34,9 @@ func NewNodeLifecycle(kubeClient client.Client) *NodeLifecycle {
 // Name is the controller's name.
 func (n *NodeLifecycle) Name() string { return "fake.nodelifecycle" }
 
-func isFakeNode(node *corev1.Node) bool { return strings.HasPrefix(node.Spec.ProviderID, ProviderIDPrefix) }
+func isFakeNode(node *corev1.Node) bool {
+	return strings.HasPrefix(node.Spec.ProviderID, ProviderIDPrefix)
+}
 
 // ReconcileNode lifts the not-ready taint of a Ready fake node.
 func (n *NodeLifecycle) ReconcileNode(ctx context.Context, node *corev1.Node) (reconcile.Result, error) {
@@ -45,7 +47,11 @@ func (n *NodeLifecycle) ReconcileNode(ctx context.Context, node *corev1.Node) (r
 	}
 	stored := node.DeepCopy()
 	node.Spec.Taints = lo.Reject(node.Spec.Taints, func(t corev1.Taint, _ int) bool { return t.MatchTaint(&notReady) })
-	return reconcile.Result{}, client.IgnoreNotFound(n.kubeClient.Patch(ctx, node, client.MergeFrom(stored)))
+	// A JSON merge patch replaces the whole taint list: without the
+	// optimistic lock a stale cached node would put back taints another
+	// writer (Karpenter's registration) has just removed. A conflict
+	// requeues with the fresh node.
+	return reconcile.Result{}, client.IgnoreNotFound(n.kubeClient.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})))
 }
 
 // ReconcilePod completes the deletion of a pod on a fake node.

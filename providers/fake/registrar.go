@@ -3,11 +3,13 @@ package fake
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -32,6 +34,11 @@ type RegistrarOptions struct {
 	// PodStartDelay is how long a pod bound to a registered node takes to
 	// become Running (image pull, container start).
 	PodStartDelay time.Duration
+	// StatusInterval, when positive, is how often a registered node's
+	// instance is checked, as a kubelet posts node status: a node whose
+	// instance was terminated underneath it (spot interruption) turns
+	// NotReady within it. Zero checks only on NodeClaim events.
+	StatusInterval time.Duration
 }
 
 // Registrar is a kwok-like kubelet for the fake fleet. For a NodeClaim
@@ -69,7 +76,9 @@ func (r *Registrar) Name() string { return "fake.registrar" }
 // RegistrationTime is when the Node of an instance registers: launch, plus
 // the fleet's launch latency (pending → running), plus RegistrationDelay.
 func (r *Registrar) RegistrationTime(inst *cloudprovider.Instance) time.Time {
-	return inst.LaunchTime.Add(r.opts.Fleet.opts.LaunchLatency).Add(r.opts.RegistrationDelay)
+	r.opts.Fleet.mu.Lock()
+	defer r.opts.Fleet.mu.Unlock()
+	return r.opts.Fleet.runningAt(inst).Add(r.opts.RegistrationDelay)
 }
 
 // Reconcile creates the Node of a launched NodeClaim when it is due, and
@@ -104,16 +113,43 @@ func (r *Registrar) Reconcile(ctx context.Context, nc *karpv1.NodeClaim) (reconc
 		}
 		return reconcile.Result{}, nil
 	}
-	if exists || !nc.DeletionTimestamp.IsZero() {
+	if exists {
+		if !hasReadyCondition(node) && nc.DeletionTimestamp.IsZero() {
+			// Created, but its first status write was lost (e.g. to a
+			// conflict with Karpenter's registration patch): post it again,
+			// as a kubelet keeps posting status.
+			return reconcile.Result{}, r.postStatus(ctx, nc, node, r.opts.Fleet.HidesGPUs(inst.ID))
+		}
+		return reconcile.Result{RequeueAfter: r.opts.StatusInterval}, nil
+	}
+	if !nc.DeletionTimestamp.IsZero() || r.opts.Fleet.NeverRegisters(inst.ID) {
 		return reconcile.Result{}, nil
 	}
 	if due := r.RegistrationTime(inst); r.clk.Now().Before(due) {
 		return reconcile.Result{RequeueAfter: due.Sub(r.clk.Now())}, nil
 	}
-	return reconcile.Result{}, r.createNode(ctx, nc)
+	if err := r.createNode(ctx, nc, r.opts.Fleet.HidesGPUs(inst.ID)); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: r.opts.StatusInterval}, nil
 }
 
-func (r *Registrar) createNode(ctx context.Context, nc *karpv1.NodeClaim) error {
+func hasReadyCondition(node *corev1.Node) bool {
+	return lo.ContainsBy(node.Status.Conditions, func(c corev1.NodeCondition) bool { return c.Type == corev1.NodeReady })
+}
+
+// acceleratorPrefixes name the extended resources a device plugin advertises.
+var acceleratorPrefixes = []string{"nvidia.com/", "amd.com/", "aws.amazon.com/neuron", "habana.ai/"}
+
+func withoutAccelerators(rl corev1.ResourceList) corev1.ResourceList {
+	return lo.OmitBy(rl, func(name corev1.ResourceName, _ resource.Quantity) bool {
+		return lo.SomeBy(acceleratorPrefixes, func(p string) bool { return strings.HasPrefix(string(name), p) })
+	})
+}
+
+// createNode registers the Node of a NodeClaim; noGPUs leaves out the
+// accelerators, as when the device plugin never starts.
+func (r *Registrar) createNode(ctx context.Context, nc *karpv1.NodeClaim, noGPUs bool) error {
 	labels := lo.Assign(nc.Labels, map[string]string{corev1.LabelHostname: nc.Name})
 	taints := append([]corev1.Taint{karpv1.UnregisteredNoExecuteTaint}, nc.Spec.Taints...)
 	node := &corev1.Node{
@@ -123,10 +159,22 @@ func (r *Registrar) createNode(ctx context.Context, nc *karpv1.NodeClaim) error 
 	if err := r.opts.KubeClient.Create(ctx, node); err != nil {
 		return fmt.Errorf("creating node %s, %w", nc.Name, err)
 	}
+	return r.postStatus(ctx, nc, node, noGPUs)
+}
+
+// postStatus writes the status a kubelet posts on registration: capacity,
+// allocatable (without accelerators when noGPUs) and Ready.
+func (r *Registrar) postStatus(ctx context.Context, nc *karpv1.NodeClaim, node *corev1.Node, noGPUs bool) error {
+	stored := node.DeepCopy()
+	labels := node.Labels
 	now := metav1.NewTime(r.clk.Now())
+	capacity, allocatable := nc.Status.Capacity.DeepCopy(), nc.Status.Allocatable.DeepCopy()
+	if noGPUs {
+		capacity, allocatable = withoutAccelerators(capacity), withoutAccelerators(allocatable)
+	}
 	node.Status = corev1.NodeStatus{
-		Capacity:    nc.Status.Capacity.DeepCopy(),
-		Allocatable: nc.Status.Allocatable.DeepCopy(),
+		Capacity:    capacity,
+		Allocatable: allocatable,
 		Phase:       corev1.NodeRunning,
 		Conditions: []corev1.NodeCondition{{
 			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status",
@@ -134,7 +182,10 @@ func (r *Registrar) createNode(ctx context.Context, nc *karpv1.NodeClaim) error 
 		}},
 		NodeInfo: corev1.NodeSystemInfo{Architecture: labels[corev1.LabelArchStable], OperatingSystem: labels[corev1.LabelOSStable]},
 	}
-	if err := r.opts.KubeClient.Status().Update(ctx, node); err != nil {
+	// A merge patch of the status alone: Karpenter patches the new Node's
+	// labels, taints and finalizer meanwhile, which would make an Update
+	// conflict.
+	if err := r.opts.KubeClient.Status().Patch(ctx, node, client.MergeFrom(stored)); err != nil {
 		return fmt.Errorf("setting status of node %s, %w", nc.Name, err)
 	}
 	return nil
@@ -151,7 +202,8 @@ func (r *Registrar) markNotReady(ctx context.Context, node *corev1.Node) error {
 	if equalConditions(stored.Status.Conditions, node.Status.Conditions) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.opts.KubeClient.Status().Patch(ctx, node, client.MergeFrom(stored)))
+	// Optimistic lock: the patch replaces the whole condition list.
+	return client.IgnoreNotFound(r.opts.KubeClient.Status().Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})))
 }
 
 func equalConditions(a, b []corev1.NodeCondition) bool {
@@ -182,7 +234,9 @@ func (r *Registrar) ReconcilePod(ctx context.Context, pod *corev1.Pod) (reconcil
 		return reconcile.Result{}, nil
 	}
 	bound := r.clk.Now()
-	if c, ok := lo.Find(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue }); ok {
+	if c, ok := lo.Find(pod.Status.Conditions, func(c corev1.PodCondition) bool {
+		return c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue
+	}); ok {
 		bound = c.LastTransitionTime.Time
 	}
 	if due := bound.Add(r.opts.PodStartDelay); r.clk.Now().Before(due) {
@@ -195,7 +249,7 @@ func (r *Registrar) ReconcilePod(ctx context.Context, pod *corev1.Pod) (reconcil
 	for _, t := range []corev1.PodConditionType{corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
 		setPodCondition(pod, t, now)
 	}
-	if err := r.opts.KubeClient.Status().Patch(ctx, pod, client.MergeFrom(stored)); err != nil {
+	if err := r.opts.KubeClient.Status().Patch(ctx, pod, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	return reconcile.Result{}, nil
@@ -228,4 +282,6 @@ func (r *Registrar) Register(_ context.Context, m manager.Manager) error {
 
 type reconcilerFunc[T client.Object] func(context.Context, T) (reconcile.Result, error)
 
-func (f reconcilerFunc[T]) Reconcile(ctx context.Context, o T) (reconcile.Result, error) { return f(ctx, o) }
+func (f reconcilerFunc[T]) Reconcile(ctx context.Context, o T) (reconcile.Result, error) {
+	return f(ctx, o)
+}

@@ -1,0 +1,459 @@
+// Package rbac checks the Helm chart's RBAC against what the controller
+// really does: the full controller set runs against a real API server
+// (envtest, RBAC authorization on) as the chart's service account, bound by
+// the chart's own ClusterRole and Roles, through a provisioning round, pods
+// bound by kube-scheduler, and a node termination with drain. Every request
+// is recorded. A request the API server forbids fails the test (the
+// controller would break in a cluster); rules that grant verbs never used are
+// listed (candidates for tightening).
+package rbac_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/samber/lo"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+)
+
+const (
+	release   = "karpenter-gpu"
+	namespace = "karpenter"
+	saUser    = "system:serviceaccount:" + namespace + ":" + release
+)
+
+// render runs `helm template` as tools/helm/lint.sh does (so chart edits are
+// seen at once), falling back to the file lint.sh wrote into bin/rendered.
+func render(t *testing.T, file string, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	root := chaos.RepoRoot()
+	var data []byte
+	helm := filepath.Join(root, "bin", "helm")
+	if _, err := os.Stat(helm); err == nil {
+		cmd := exec.Command(helm, append([]string{"template", release, filepath.Join(root, "charts", release), "--namespace", namespace, "--kube-version", "1.36.1"}, args...)...)
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(root, "bin", ".helm", "cache"), "HELM_CONFIG_HOME="+filepath.Join(root, "bin", ".helm", "config"),
+			"HELM_DATA_HOME="+filepath.Join(root, "bin", ".helm", "data"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("helm template: %v", err)
+		}
+		data = out
+	} else {
+		out, err := os.ReadFile(filepath.Join(root, "bin", "rendered", file))
+		if err != nil {
+			t.Fatalf("neither bin/helm nor bin/rendered/%s: run `make chart` (tools/helm/lint.sh)", file)
+		}
+		data = out
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
+	t.Helper()
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// request is one API request as RBAC sees it.
+type request struct {
+	Verb, Group, Resource, Namespace, Name string
+}
+
+func (r request) String() string {
+	ns := lo.Ternary(r.Namespace == "", "", " in "+r.Namespace)
+	return fmt.Sprintf("%s %s%s", r.Verb, lo.Ternary(r.Group == "", "", r.Group+"/")+r.Resource, ns)
+}
+
+// recorder is a RoundTripper recording the RBAC attributes and status of
+// every resource request.
+type recorder struct {
+	next      http.RoundTripper
+	mu        sync.Mutex
+	requests  map[request]int
+	forbidden map[request]string
+}
+
+func (rec *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := rec.next.RoundTrip(req)
+	if r, ok := parse(req); ok {
+		rec.mu.Lock()
+		rec.requests[r]++
+		if err == nil && resp.StatusCode == http.StatusForbidden {
+			rec.forbidden[r] = req.URL.Path
+		}
+		rec.mu.Unlock()
+	}
+	return resp, err
+}
+
+// parse maps a request to RBAC attributes (as the API server's
+// RequestInfoFactory does for resource requests).
+func parse(req *http.Request) (request, bool) {
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	var r request
+	switch {
+	case len(parts) >= 3 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 4 && parts[0] == "apis":
+		r.Group = parts[1]
+		parts = parts[3:]
+	default:
+		return r, false // discovery, healthz: non-resource URLs
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) != 2 {
+		r.Namespace, parts = parts[1], parts[2:]
+	}
+	if len(parts) == 0 {
+		return r, false
+	}
+	r.Resource = parts[0]
+	if len(parts) > 1 {
+		r.Name = parts[1]
+	}
+	if len(parts) > 2 {
+		r.Resource += "/" + parts[2]
+	}
+	switch req.Method {
+	case http.MethodGet:
+		switch {
+		case req.URL.Query().Get("watch") == "true":
+			r.Verb = "watch"
+		case r.Name == "":
+			r.Verb = "list"
+		default:
+			r.Verb = "get"
+		}
+	case http.MethodPost:
+		r.Verb = "create"
+	case http.MethodPut:
+		r.Verb = "update"
+	case http.MethodPatch:
+		r.Verb = "patch"
+	case http.MethodDelete:
+		r.Verb = lo.Ternary(r.Name == "", "deletecollection", "delete")
+	default:
+		return r, false
+	}
+	return r, true
+}
+
+// grant is one (namespace, group, resource, verb) a rule allows, with its
+// resourceNames restriction.
+type grant struct {
+	Namespace, Group, Resource, Verb string // Namespace "" = cluster-wide
+}
+
+type grants map[grant][]string // -> resourceNames (nil = any)
+
+func (g grants) add(ns string, rules []rbacv1.PolicyRule) {
+	for _, rule := range rules {
+		for _, grp := range rule.APIGroups {
+			for _, res := range rule.Resources {
+				for _, v := range rule.Verbs {
+					k := grant{ns, grp, res, v}
+					if len(rule.ResourceNames) == 0 {
+						g[k] = nil
+					} else if names, ok := g[k]; !ok || names != nil {
+						g[k] = append(names, rule.ResourceNames...)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (g grants) allows(r request) bool {
+	for _, ns := range lo.Uniq([]string{"", r.Namespace}) {
+		if names, ok := g[grant{ns, r.Group, r.Resource, r.Verb}]; ok && (names == nil || lo.Contains(names, r.Name)) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestChartRBACCoversControllerRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	objs := render(t, "fake.yaml", "--set", "settings.backend=fake")
+	cp := chaos.StartControlPlane(t)
+	cp.StartScheduler(t)
+	if err := cp.Kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	granted := grants{}
+	var featureGates, leaseName string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole":
+			if o.GetName() == release { // not the aggregate-to-admin role
+				granted.add("", convert[rbacv1.ClusterRole](t, o).Rules)
+			}
+		case "Role":
+			granted.add(o.GetNamespace(), convert[rbacv1.Role](t, o).Rules)
+		case "Deployment":
+			env := convert[appsv1.Deployment](t, o).Spec.Template.Spec.Containers[0].Env
+			for _, e := range env {
+				featureGates = lo.Ternary(e.Name == "FEATURE_GATES", e.Value, featureGates)
+				leaseName = lo.Ternary(e.Name == "LEADER_ELECTION_NAME", e.Value, leaseName)
+			}
+		default:
+			continue
+		}
+		if o.GetKind() == "Deployment" {
+			continue
+		}
+		if err := cp.Kube.Create(ctx, o.DeepCopy()); err != nil {
+			t.Fatalf("applying %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	for _, o := range objs {
+		if k := o.GetKind(); k == "ClusterRoleBinding" || k == "RoleBinding" {
+			if err := cp.Kube.Create(ctx, o.DeepCopy()); err != nil {
+				t.Fatalf("applying %s %s: %v", k, o.GetName(), err)
+			}
+		}
+	}
+	if leaseName == "" {
+		t.Fatal("the rendered Deployment sets no LEADER_ELECTION_NAME")
+	}
+
+	rec := &recorder{requests: map[request]int{}, forbidden: map[request]string{}}
+	cfg := cp.UserConfig(t, saUser)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
+	logs := &chaos.LogBuffer{}
+	fleet := newFleet()
+	args := []string{"--batch-idle-duration=1s", "--batch-max-duration=2s", "--leader-election-name=" + leaseName}
+	if featureGates != "" {
+		args = append(args, "--feature-gates="+featureGates)
+	}
+	ctrl, err := chaos.StartController(ctx, chaos.ControllerOptions{
+		Config: cfg, Fleet: fleet, RegistrationDelay: time.Second, Logger: logs.Logger(), Args: args,
+		LeaderElection: true, LeaderElectionNamespace: namespace, GCGracePeriod: time.Minute, GCInterval: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = ctrl.Stop()
+		}
+	}
+	defer stop()
+	t.Cleanup(func() {
+		if t.Failed() {
+			lines := strings.Split(logs.String(), "\n")
+			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -40, 40), "\n"))
+		}
+	})
+
+	// A provisioning round: a GPUNodeClass, a NodePool and two GPU pods.
+	if err := cp.Kube.Create(ctx, nodeClass()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Kube.Create(ctx, nodePool()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := cp.Kube.Create(ctx, gpuPod(fmt.Sprintf("gpu-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, ctx, 90*time.Second, "2 GPU pods running", rec, func() (bool, error) {
+		var pods corev1.PodList
+		if err := cp.Kube.List(ctx, &pods, client.InNamespace("default")); err != nil {
+			return false, err
+		}
+		return lo.CountBy(pods.Items, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning }) == 2, nil
+	})
+	// A termination with drain: delete a NodeClaim that runs a pod.
+	var claims karpv1.NodeClaimList
+	if err := cp.Kube.List(ctx, &claims); err != nil || len(claims.Items) == 0 {
+		t.Fatalf("no NodeClaims (%v)", err)
+	}
+	victim := claims.Items[0]
+	if err := cp.Kube.Delete(ctx, &victim); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, 60*time.Second, "the deleted NodeClaim, its Node and its pods gone", rec, func() (bool, error) {
+		var nodes corev1.NodeList
+		if err := cp.Kube.List(ctx, &nodes); err != nil {
+			return false, err
+		}
+		err := cp.Kube.Get(ctx, client.ObjectKeyFromObject(&victim), &karpv1.NodeClaim{})
+		return client.IgnoreNotFound(err) == nil && err != nil && !lo.ContainsBy(nodes.Items, func(n corev1.Node) bool { return n.Name == victim.Status.NodeName }), nil
+	})
+	// The GPUNodeClass and NodePool go away too (finalizers, if any).
+	_ = cp.Kube.Delete(ctx, nodePool())
+	_ = cp.Kube.Delete(ctx, nodeClass())
+	time.Sleep(3 * time.Second)
+	stop()
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	used := lo.Keys(rec.requests)
+	sort.Slice(used, func(i, j int) bool { return used[i].String() < used[j].String() })
+	var denied []string
+	for r, path := range rec.forbidden {
+		denied = append(denied, fmt.Sprintf("%s (%s)", r, path))
+	}
+	sort.Strings(denied)
+	for _, r := range used {
+		if !granted.allows(r) && rec.forbidden[r] == "" {
+			denied = append(denied, fmt.Sprintf("%s (allowed by the API server but not by the chart's rules as parsed here)", r))
+		}
+	}
+	usedSet := map[grant]bool{}
+	counts := map[string]int{}
+	for _, r := range used {
+		usedSet[grant{"", r.Group, r.Resource, r.Verb}] = true
+		usedSet[grant{r.Namespace, r.Group, r.Resource, r.Verb}] = true
+		counts[r.String()] += rec.requests[r]
+	}
+	// Reads are not flagged: informers list and watch (client-go's
+	// watch-list sends only a watch where the server supports it, a list
+	// elsewhere), and core reads most kinds only on some paths.
+	reads := []string{"get", "list", "watch"}
+	var unusedWrites []string
+	var unusedOwn []string
+	unusedReads := 0
+	for g := range granted {
+		if usedSet[g] {
+			continue
+		}
+		if lo.Contains(reads, g.Verb) {
+			unusedReads++
+			continue
+		}
+		s := fmt.Sprintf("%s %s%s%s", g.Verb, lo.Ternary(g.Group == "", "", g.Group+"/"), g.Resource, lo.Ternary(g.Namespace == "", "", " in "+g.Namespace))
+		unusedWrites = append(unusedWrites, s)
+		if g.Group == v1alpha1.Group {
+			unusedOwn = append(unusedOwn, s)
+		}
+	}
+	sort.Strings(unusedWrites)
+	keys := lo.Keys(counts)
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%d distinct (verb, resource) requests by the controller:\n", len(keys))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-60s ×%d\n", k, counts[k])
+	}
+	fmt.Fprintf(&b, "\n%d granted write (verb, resource) pairs not used in this run (%d unused read pairs not listed):\n  %s\n",
+		len(unusedWrites), unusedReads, strings.Join(unusedWrites, "\n  "))
+	t.Log(b.String())
+	if len(denied) > 0 {
+		t.Errorf("the controller made requests the chart's RBAC does not allow:\n  %s", strings.Join(denied, "\n  "))
+	}
+	// Core's rules mirror Karpenter's chart (paths this run does not take:
+	// disruption, overlays, capacity buffers, lease GC); karpenter-gpu's own
+	// write grants must all be exercised.
+	if len(unusedOwn) > 0 {
+		t.Errorf("karpenter-gpu.io write grants the controller never used (tighten the chart): %v", unusedOwn)
+	}
+}
+
+// eventually polls cond, failing early when the controller was forbidden
+// something (it would otherwise just wait for a cache that never syncs).
+func eventually(t *testing.T, ctx context.Context, timeout time.Duration, what string, rec *recorder, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if ok, err := cond(); ok {
+			return
+		} else {
+			lastErr = err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	t.Fatalf("timed out waiting for %s (last error %v); forbidden requests: %v", what, lastErr, rec.forbidden)
+}
+
+func nodeClass() *v1alpha1.GPUNodeClass {
+	return &v1alpha1.GPUNodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			Role:                       "KarpenterNodeRole-rbac",
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "rbac"}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "rbac"}}},
+		},
+	}
+}
+
+func nodePool() *karpv1.NodePool {
+	return &karpv1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: karpv1.NodePoolSpec{
+			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
+				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
+					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
+				},
+			}},
+			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
+				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
+		},
+	}
+}
+
+func gpuPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: lo.ToPtr(false),
+			Tolerations:                  []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+			Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10", Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+				Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+			}}},
+		},
+	}
+}
+
+func newFleet() *fake.Fleet { return fake.NewFleet(fake.Options{Seed: 1}) }

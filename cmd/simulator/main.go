@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,11 +32,11 @@ func main() {
 }
 
 type flags struct {
-	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones   string
-	ignoreGPUModel, compare, quiet, verbose, progressLines                        bool
-	snapshot                                                                      string
-	seed                                                                          int64
-	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon time.Duration
+	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones, cpuPods              string
+	ignoreGPUModel, compare, quiet, verbose, progressLines                                            bool
+	snapshot                                                                                          string
+	seed                                                                                              int64
+	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -61,7 +63,8 @@ Flags:
 	fs.StringVar(&f.catalog, "catalog", "", "instance catalog CSV replacing the embedded AWS catalog (same columns as pkg/catalog/data/aws-accelerated-instances.csv)")
 	fs.StringVar(&f.gpuMap, "gpu-map", "", "YAML file mapping trace GPU models (gpu_spec) to catalog GPUs, e.g. `T4: {gpuNames: [t4]}`; default: T4→t4, V100M16→v100, V100M32→v100 with >=32GiB, P100→v100, A10→a10g, G1/G2/G3→any GPU")
 	fs.BoolVar(&f.ignoreGPUModel, "ignore-gpu-model", false, "drop the trace's GPU model constraints (any GPU may run any GPU pod)")
-	fs.StringVar(&f.snapshot, "snapshot", "", "provision every pod alive at this trace time (e.g. 1234567s or 100h) in one batch at t=0, pods never leave (static comparison)")
+	fs.StringVar(&f.cpuPods, "cpu-pods", string(simulation.CPUPodsExclude), "what a trace replay does with pods that request no GPU: exclude (left out and counted: the GPU catalog has no CPU capacity and karpenter-gpu keeps CPU pods off GPU nodes), gpu-nodes (they tolerate the GPU taint and run on GPU nodes, as in the trace's all-GPU cluster), as-is (unschedulable unless a scenario NodePool offers CPU capacity)")
+	fs.StringVar(&f.snapshot, "snapshot", "", "provision every pod alive at this trace time (seconds, e.g. 10281600, a duration such as 2856h, or \"busiest\" for the moment with the most GPU pods alive) in one batch at t=0; pods never leave; default duration 1h (static comparison)")
 	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of the fake fleet; the same seed and input give the same report")
 	fs.StringVar(&f.policy, "policy", string(def.Policy), "whose decisions run: karpenter-gpu (core's scheduler refined by the GPU packer, plus karpenter-gpu's controllers) or stock (Karpenter core alone)")
 	fs.BoolVar(&f.compare, "compare", false, "run both policies on the same input and print the ratios (karpenter-gpu ÷ stock)")
@@ -72,6 +75,7 @@ Flags:
 	fs.DurationVar(&f.podStartDelay, "pod-start-delay", def.PodStartDelay, "time from a pod being bound to running (image pull)")
 	fs.DurationVar(&f.batchIdle, "batch-idle-duration", def.BatchIdle, "Karpenter's --batch-idle-duration")
 	fs.DurationVar(&f.batchMax, "batch-max-duration", def.BatchMax, "Karpenter's --batch-max-duration")
+	fs.DurationVar(&f.disruptionInterval, "disruption-interval", 0, "APPROXIMATION for fast sweeps: after a disruption poll that found nothing, wait at least this long (instead of Karpenter's 10s) before evaluating consolidation again; 0 keeps Karpenter's cadence. Karpenter's consolidation simulations dominate replay time (see the report's profile)")
 	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
@@ -89,6 +93,10 @@ Flags:
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	// The simulation allocates heavily (core deep-copies cluster state for
+	// every scheduling simulation) but keeps little alive: trade memory for
+	// less garbage collection.
+	debug.SetGCPercent(400)
 	f, err := parseFlags(args, stderr)
 	if err != nil {
 		if err == flag.ErrHelp {
@@ -113,6 +121,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Seed, cfg.LaunchLatency, cfg.RegistrationDelay, cfg.PodStartDelay = f.seed, f.launchLatency, f.registrationDelay, f.podStartDelay
 	cfg.BatchIdle, cfg.BatchMax, cfg.Horizon, cfg.Region = f.batchIdle, f.batchMax, f.horizon, f.region
+	if f.disruptionInterval < 0 {
+		return fmt.Errorf("--disruption-interval: negative duration %s", f.disruptionInterval)
+	}
+	cfg.DisruptionInterval = f.disruptionInterval
 	if f.zones != "" {
 		cfg.Zones = strings.Split(f.zones, ",")
 	}
@@ -140,18 +152,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if f.ignoreGPUModel {
 		gpuMap = nil
 	}
+	cpuPods, err := simulation.ParseCPUPods(f.cpuPods)
+	if err != nil {
+		return err
+	}
+	opts := simulation.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods}
 	var w *simulation.Workload
 	if f.trace == "" {
-		w, err = simulation.DefaultInput(gpuMap)
+		w, err = simulation.DefaultInput(opts)
 	} else {
-		w, err = simulation.LoadInput(f.trace, gpuMap)
+		w, err = simulation.LoadInput(f.trace, opts)
 	}
 	if err != nil {
 		return err
 	}
 	if f.snapshot != "" {
-		at, err := parseTraceTime(f.snapshot)
-		if err != nil {
+		var at time.Duration
+		if f.snapshot == "busiest" {
+			at = w.Busiest()
+		} else if at, err = parseTraceTime(f.snapshot); err != nil {
 			return fmt.Errorf("--snapshot: %w", err)
 		}
 		w = w.Snapshot(at)
@@ -170,27 +189,50 @@ func run(args []string, stdout, stderr io.Writer) error {
 		l := logr.Discard()
 		cfg.Logger = &l
 	}
+	if path := os.Getenv("SIMULATOR_DEBUG_LOG"); path != "" {
+		dl, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer dl.Close()
+		cfg.DebugLog = dl
+	}
 	showProgress := !f.quiet && (isTerminal(stderr) || f.progressLines)
 	cfg.LowerBound = simulation.NewLowerBoundCache()
 	policies := []simulation.Policy{cfg.Policy}
 	if f.compare {
 		policies = []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
 	}
-	var results []*simulation.Result
-	for _, p := range policies {
+	// The policies of --compare run concurrently: each simulation is
+	// sequential and deterministic on its own, and they share nothing but
+	// the lower bound of the workload.
+	results := make([]*simulation.Result, len(policies))
+	errs := make([]error, len(policies))
+	var board *progressBoard
+	if showProgress {
+		board = newProgressBoard(stderr, policies, f.progressLines)
+	}
+	var wg sync.WaitGroup
+	for i, p := range policies {
 		c := cfg
 		c.Policy = p
-		if showProgress {
-			c.Progress = progressBar(stderr, string(p), f.progressLines)
+		if board != nil {
+			c.Progress = board.update(i)
 		}
-		r, err := simulation.Run(context.Background(), w, c)
-		if showProgress {
-			fmt.Fprintln(stderr)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = simulation.Run(context.Background(), w, c)
+		}()
+	}
+	wg.Wait()
+	if board != nil {
+		board.finish()
+	}
+	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("simulating %s: %w", p, err)
+			return fmt.Errorf("simulating %s: %w", policies[i], err)
 		}
-		results = append(results, r)
 	}
 	fmt.Fprintf(stdout, "input: %s (%d pods), seed %d\n\n", w.Source, len(w.Pods), cfg.Seed)
 	if err := simulation.WriteTable(stdout, results...); err != nil {
@@ -245,26 +287,72 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// progressBar draws "policy [#####-----] 42% 63.0/149.3 days" on stderr.
-func progressBar(w io.Writer, label string, lines bool) func(simulated, total time.Duration) {
-	start := time.Now()
-	last := time.Time{}
+// progressBoard draws one progress bar per policy on a single stderr line
+// ("karpenter-gpu [#####-----] 42% 63.0/149.3 days | stock ..."), or prints
+// lines every 5s when stderr is a log.
+type progressBoard struct {
+	mu       sync.Mutex
+	w        io.Writer
+	labels   []string
+	done     []float64
+	total    time.Duration
+	sim      []time.Duration
+	lines    bool
+	start    time.Time
+	lastDraw time.Time
+}
+
+func newProgressBoard(w io.Writer, policies []simulation.Policy, lines bool) *progressBoard {
+	b := &progressBoard{w: w, lines: lines, start: time.Now()}
+	for _, p := range policies {
+		b.labels = append(b.labels, string(p))
+	}
+	b.done = make([]float64, len(policies))
+	b.sim = make([]time.Duration, len(policies))
+	return b
+}
+
+func (b *progressBoard) update(i int) func(simulated, total time.Duration) {
 	return func(simulated, total time.Duration) {
-		if lines {
-			if time.Since(last) < 5*time.Second && simulated < total {
-				return
-			}
-			last = time.Now()
-			fmt.Fprintf(w, "%s %.1f/%.1f days %.1fs\n", label, simulated.Hours()/24, total.Hours()/24, time.Since(start).Seconds())
-			return
-		}
-		frac := 1.0
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.total, b.sim[i] = total, simulated
+		b.done[i] = 1
 		if total > 0 {
-			frac = min(1, float64(simulated)/float64(total))
+			b.done[i] = min(1, float64(simulated)/float64(total))
 		}
-		const width = 30
-		n := int(frac * width)
-		fmt.Fprintf(w, "\r%-14s [%s%s] %3.0f%% %6.1f/%.1f days  %5.1fs", label, strings.Repeat("#", n), strings.Repeat("-", width-n),
-			frac*100, simulated.Hours()/24, total.Hours()/24, time.Since(start).Seconds())
+		interval := 100 * time.Millisecond
+		if b.lines {
+			interval = 5 * time.Second
+		}
+		if time.Since(b.lastDraw) >= interval {
+			b.draw()
+		}
+	}
+}
+
+func (b *progressBoard) draw() {
+	b.lastDraw = time.Now()
+	const width = 20
+	var parts []string
+	for i, l := range b.labels {
+		n := int(b.done[i] * width)
+		parts = append(parts, fmt.Sprintf("%s [%s%s] %3.0f%% %5.1f/%.1f days", l, strings.Repeat("#", n), strings.Repeat("-", width-n),
+			b.done[i]*100, b.sim[i].Hours()/24, b.total.Hours()/24))
+	}
+	line := strings.Join(parts, " | ") + fmt.Sprintf("  %5.1fs", time.Since(b.start).Seconds())
+	if b.lines {
+		fmt.Fprintln(b.w, line)
+	} else {
+		fmt.Fprint(b.w, "\r"+line)
+	}
+}
+
+func (b *progressBoard) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.draw()
+	if !b.lines {
+		fmt.Fprintln(b.w)
 	}
 }

@@ -3,6 +3,7 @@ package simulation
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -18,20 +19,20 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 )
 
-// LowerBoundCache memoises the fluid LP bound by the multiset of pod
-// shapes alive; share one between the runs of a --compare (same workload,
-// same catalog).
+// LowerBoundCache holds the lower bound of one workload; share one between
+// the runs of a --compare (same workload, same catalog and NodePools), so
+// it is computed once.
 type LowerBoundCache struct {
-	mu     sync.Mutex
-	byKey  map[string]float64
-	series []point
+	once   sync.Once
+	done   chan struct{}
 	usd    float64
-	done   bool
+	series []point
+	err    error
 	solves int
 }
 
 // NewLowerBoundCache returns an empty cache.
-func NewLowerBoundCache() *LowerBoundCache { return &LowerBoundCache{byKey: map[string]float64{}} }
+func NewLowerBoundCache() *LowerBoundCache { return &LowerBoundCache{done: make(chan struct{})} }
 
 // lbShape is a class of pods the LP treats alike: same requests and same
 // placement constraints.
@@ -41,29 +42,59 @@ type lbShape struct {
 	pod      *corev1.Pod
 }
 
-// lowerBound integrates over the horizon the fluid LP bound of the pods
-// alive (by the workload's times): at each change of the alive set, the
-// cheapest fractional fleet of the NodePools' instance types that could
-// hold them (pkg/packing/lowerbound). It returns the bound in USD and the
-// bound's $/h as a step function.
+// startLowerBound starts computing the lower bound in the background (it
+// depends only on the workload, the catalog and the NodePools, not on what
+// the simulation does), once per cache.
+func (e *engine) startLowerBound() error {
+	if e.cfg.LowerBound == nil {
+		e.cfg.LowerBound = NewLowerBoundCache()
+	}
+	c := e.cfg.LowerBound
+	var setupErr error
+	c.once.Do(func() {
+		types, pools, err := e.boundTypes()
+		if err != nil {
+			setupErr = err
+			c.err = err
+			close(c.done)
+			return
+		}
+		problem := e.boundProblem(types, pools)
+		go func() {
+			defer close(c.done)
+			c.usd, c.series, c.solves = problem.integrate()
+		}()
+	})
+	return setupErr
+}
+
+// lowerBound waits for the background computation: the bound in USD and
+// its $/h as a step function.
 func (e *engine) lowerBound() (float64, []point, error) {
 	c := e.cfg.LowerBound
-	if c == nil {
-		c = NewLowerBoundCache()
-		e.cfg.LowerBound = c
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done {
-		return c.usd, c.series, nil
-	}
-	types, pools, err := e.boundTypes()
-	if err != nil {
-		return 0, nil, err
-	}
-	// Shapes.
+	<-c.done
+	return c.usd, c.series, c.err
+}
+
+// boundProblem is the data of the integration: the shapes, the types, which
+// shape may use which type, and the changes of the alive set.
+type boundProblem struct {
+	shapes  []lbShape
+	types   []lowerbound.Type
+	compat  [][]bool
+	changes []boundChange
+	end     time.Duration
+}
+
+type boundChange struct {
+	t     time.Duration
+	shape int
+	delta int
+}
+
+func (e *engine) boundProblem(types []boundType, pools map[string]*scheduling.NodeClaimTemplate) *boundProblem {
+	bp := &boundProblem{end: e.horizon.Sub(Epoch)}
 	shapeIdx := map[string]int{}
-	var shapes []lbShape
 	podShape := make([]int, len(e.w.Pods))
 	for i := range e.w.Pods {
 		ps := &podState{spec: &e.w.Pods[i], name: e.w.Pods[i].Name}
@@ -72,19 +103,19 @@ func (e *engine) lowerBound() (float64, []point, error) {
 		key := shapeKey(req, &e.w.Pods[i])
 		j, ok := shapeIdx[key]
 		if !ok {
-			j = len(shapes)
+			j = len(bp.shapes)
 			shapeIdx[key] = j
-			shapes = append(shapes, lbShape{key: key, requests: req, pod: pod})
+			bp.shapes = append(bp.shapes, lbShape{key: key, requests: req, pod: pod})
 		}
 		podShape[i] = j
 	}
-	compat := make([][]bool, len(shapes))
-	for s := range shapes {
-		compat[s] = make([]bool, len(types))
-		podReqs := kscheduling.NewStrictPodRequirements(shapes[s].pod)
+	bp.compat = make([][]bool, len(bp.shapes))
+	for s := range bp.shapes {
+		bp.compat[s] = make([]bool, len(types))
+		podReqs := kscheduling.NewStrictPodRequirements(bp.shapes[s].pod)
 		for t, bt := range types {
 			pool := pools[bt.pool]
-			if err := kscheduling.Taints(pool.Spec.Taints).ToleratesPod(shapes[s].pod); err != nil {
+			if err := kscheduling.Taints(pool.Spec.Taints).ToleratesPod(bp.shapes[s].pod); err != nil {
 				continue
 			}
 			if pool.Requirements.Compatible(podReqs, kscheduling.AllowUndefinedWellKnownLabels) != nil {
@@ -93,74 +124,110 @@ func (e *engine) lowerBound() (float64, []point, error) {
 			if bt.reqs.Intersects(podReqs) != nil {
 				continue
 			}
-			compat[s][t] = true
+			bp.compat[s][t] = true
 		}
 	}
-	lbTypes := make([]lowerbound.Type, len(types))
+	bp.types = make([]lowerbound.Type, len(types))
 	for i, t := range types {
-		lbTypes[i] = lowerbound.Type{Name: fmt.Sprintf("%s/%s", t.pool, t.name), Allocatable: t.alloc, Price: t.price}
+		bp.types[i] = lowerbound.Type{Name: fmt.Sprintf("%s/%s", t.pool, t.name), Allocatable: t.alloc, Price: t.price}
 	}
-	// Sweep the change points of the alive set.
-	type change struct {
-		t     time.Duration
-		shape int
-		delta int
-	}
-	end := e.horizon.Sub(Epoch)
-	var changes []change
 	for i := range e.w.Pods {
 		p := &e.w.Pods[i]
-		if p.Arrival >= end {
+		if p.Arrival >= bp.end {
 			continue
 		}
-		changes = append(changes, change{p.Arrival, podShape[i], +1})
-		if p.Deletion != Forever && p.Deletion < end {
-			changes = append(changes, change{p.Deletion, podShape[i], -1})
+		bp.changes = append(bp.changes, boundChange{p.Arrival, podShape[i], +1})
+		if p.Deletion != Forever && p.Deletion < bp.end {
+			bp.changes = append(bp.changes, boundChange{p.Deletion, podShape[i], -1})
 		}
 	}
-	sort.SliceStable(changes, func(i, j int) bool { return changes[i].t < changes[j].t })
-	counts := make([]int, len(shapes))
-	var series []point
-	usd := 0.0
-	for i := 0; i < len(changes); {
-		t := changes[i].t
-		for ; i < len(changes) && changes[i].t == t; i++ {
-			counts[changes[i].shape] += changes[i].delta
-		}
-		next := end
-		if i < len(changes) {
-			next = changes[i].t
-		}
-		rate := c.bound(counts, shapes, lbTypes, compat)
-		series = append(series, point{t, rate})
-		usd += rate * (next - t).Hours()
-	}
-	c.usd, c.series, c.done = usd, series, true
-	return usd, series, nil
+	sort.SliceStable(bp.changes, func(i, j int) bool { return bp.changes[i].t < bp.changes[j].t })
+	return bp
 }
 
-func (c *LowerBoundCache) bound(counts []int, shapes []lbShape, types []lowerbound.Type, compat [][]bool) float64 {
-	var key strings.Builder
+// integrate sweeps the change points of the alive set: the bound of each
+// distinct multiset of alive shapes is solved once (in parallel), then
+// integrated over time.
+func (bp *boundProblem) integrate() (float64, []point, int) {
+	type step struct {
+		t, next time.Duration
+		key     string
+	}
+	counts := make([]int, len(bp.shapes))
+	multisets := map[string][]int{}
+	var steps []step
+	for i := 0; i < len(bp.changes); {
+		t := bp.changes[i].t
+		for ; i < len(bp.changes) && bp.changes[i].t == t; i++ {
+			counts[bp.changes[i].shape] += bp.changes[i].delta
+		}
+		next := bp.end
+		if i < len(bp.changes) {
+			next = bp.changes[i].t
+		}
+		var key strings.Builder
+		for s, n := range counts {
+			if n > 0 {
+				fmt.Fprintf(&key, "%d:%d,", s, n)
+			}
+		}
+		k := key.String()
+		if _, ok := multisets[k]; !ok {
+			multisets[k] = append([]int(nil), counts...)
+		}
+		steps = append(steps, step{t, next, k})
+	}
+	keys := make([]string, 0, len(multisets))
+	for k := range multisets {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	values := make([]float64, len(keys))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < max(1, runtime.GOMAXPROCS(0)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				values[i] = bp.bound(multisets[keys[i]])
+			}
+		}()
+	}
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	byKey := make(map[string]float64, len(keys))
+	for i, k := range keys {
+		byKey[k] = values[i]
+	}
+	var series []point
+	usd := 0.0
+	for _, s := range steps {
+		rate := byKey[s.key]
+		series = append(series, point{s.t, rate})
+		usd += rate * (s.next - s.t).Hours()
+	}
+	return usd, series, len(keys)
+}
+
+func (bp *boundProblem) bound(counts []int) float64 {
 	var idx []int
 	for s, n := range counts {
 		if n > 0 {
-			fmt.Fprintf(&key, "%d:%d,", s, n)
 			idx = append(idx, s)
 		}
 	}
 	if len(idx) == 0 {
 		return 0
 	}
-	if v, ok := c.byKey[key.String()]; ok {
-		return v
-	}
 	lbShapes := make([]lowerbound.Shape, len(idx))
 	for i, s := range idx {
-		lbShapes[i] = lowerbound.Shape{Requests: shapes[s].requests, Count: counts[s]}
+		lbShapes[i] = lowerbound.Shape{Requests: bp.shapes[s].requests, Count: counts[s]}
 	}
-	v, _ := lowerBound(lbShapes, types, func(s, t int) bool { return compat[idx[s]][t] })
-	c.byKey[key.String()] = v
-	c.solves++
+	v, _ := lowerBound(lbShapes, bp.types, func(s, t int) bool { return bp.compat[idx[s]][t] })
 	return v
 }
 

@@ -47,6 +47,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
@@ -170,6 +171,7 @@ func (e *engine) buildControllers() error {
 	if err != nil {
 		return fmt.Errorf("assembling controllers, %w", err)
 	}
+	e.coreProv = set.Provisioner
 	e.prov = set.Provisioning
 	if e.prov == nil {
 		// Stock: the same singleton with no refiner is core's provisioner
@@ -246,6 +248,8 @@ func (e *engine) buildControllers() error {
 			err = add(&objCtrl{name: cGPUTaint, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *gpustartup.Controller:
 			err = add(&objCtrl{name: cGPUStartup, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+		case *idlegpu.Controller:
+			e.idle = &idleDriver{ctrl: c, period: idlegpu.PollInterval, lastRun: Epoch.Add(-idlegpu.PollInterval)}
 		case *coreprov.Provisioner, *provisioning.Controller:
 			// Driven through e.prov at the end of each batching window.
 		case *informer.DaemonSetController, *informer.PricingController, *statenodeclaimgc.Controller,
@@ -382,7 +386,7 @@ func (e *engine) settle() error {
 		if e.recreateEvicted() {
 			continue
 		}
-		if e.schedDirty {
+		if e.schedDirty && !e.deferBinding {
 			e.schedDirty = false
 			start := time.Now()
 			err := e.kubeSchedule()
@@ -605,6 +609,9 @@ func (l *changeLog) writes() uint64 {
 func (e *engine) controllerNames() []string {
 	out := lo.Map(e.d.ctrls, func(c *objCtrl, _ int) string { return c.name })
 	out = append(out, "provisioner (batch window)", "disruption (singleton)")
+	if e.idle != nil {
+		out = append(out, "karpenter-gpu.idlegpu (singleton)")
+	}
 	for _, s := range e.d.singletons {
 		out = append(out, strings.TrimPrefix(s.name, "*")+" (singleton)")
 	}

@@ -28,6 +28,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/disruption"
+	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 
@@ -78,6 +80,18 @@ type Config struct {
 	Logger *logr.Logger
 	// LowerBound is shared between runs on the same workload (--compare).
 	LowerBound *LowerBoundCache
+	// DebugLog, when set, receives one line per decision (provisioning,
+	// launches, bindings, disruption commands) with its simulated time, to
+	// diff runs.
+	DebugLog io.Writer
+	// DisruptionInterval, when above core's 10s, polls core's disruption
+	// controller at most that often after it found nothing to do. It is an
+	// approximation for fast sweeps (consolidation happens later than core
+	// would do it); 0 keeps core's cadence.
+	DisruptionInterval time.Duration
+	// FaithfulPolling polls the idle-GPU controller on every tick instead
+	// of skipping ticks that provably change nothing (for tests).
+	FaithfulPolling bool
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -112,6 +126,7 @@ type engine struct {
 	rec       *recorder
 	registrar *fake.Registrar
 	prov      *provisioning.Controller
+	coreProv  *coreprov.Provisioner
 	refiner   *packingRefiner
 
 	d dispatcher
@@ -121,20 +136,30 @@ type engine struct {
 
 	batch   batchWindow
 	disrupt disruptionDriver
+	idle    *idleDriver
 
 	// kube-scheduler emulation
-	schedDirty bool
-	nominated  map[types.NamespacedName]string
+	schedDirty   bool
+	deferBinding bool
+	nominated    map[types.NamespacedName]string
 
 	// workload bookkeeping
-	pods    []*podState
+	pods     []*podState
 	byName   map[string]*podState // current pod object name -> workload pod
 	podIndex map[string]*podState // workload pod name -> workload pod
-	metrics *collector
+	metrics  *collector
+
+	soloErrors map[string]string
 
 	wallStart time.Time
 	phases    map[string]time.Duration
 	counts    map[string]int
+}
+
+func (e *engine) debugf(format string, args ...any) {
+	if e.cfg.DebugLog != nil {
+		fmt.Fprintf(e.cfg.DebugLog, "%s %s\n", e.clk.Now().Sub(Epoch), fmt.Sprintf(format, args...))
+	}
 }
 
 // timed accumulates wall-clock time per phase for the report's profile.
@@ -205,6 +230,7 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	}
 	e.metrics = newCollector(e)
 	e.backend = &meteredBackend{Backend: e.fleet, clk: e.clk, gpus: func(t string) int64 { return gpus[t] }, instances: map[string]*instanceRecord{}, onChange: func(time.Time) {}}
+	e.backend.debugf = e.debugf
 	cp, err := gpucp.New(gpucp.Options{KubeClient: e.kube, Backend: e.backend, Clock: e.clk, Entries: entries, ClusterName: "simulator"})
 	if err != nil {
 		return nil, err
@@ -315,6 +341,9 @@ func (e *engine) run() error {
 	if err := e.setup(); err != nil {
 		return err
 	}
+	if err := e.startLowerBound(); err != nil {
+		return fmt.Errorf("computing the lower bound, %w", err)
+	}
 	for _, ps := range e.pods {
 		e.push(simEvent{at: Epoch.Add(ps.spec.Arrival), kind: evArrive, pod: ps})
 		if ps.spec.Deletion != Forever {
@@ -323,7 +352,21 @@ func (e *engine) run() error {
 	}
 	total := e.horizon.Sub(Epoch)
 	lastProgress := time.Time{}
-	for e.events.Len() > 0 {
+	for {
+		// The next thing to happen: an event, or an idle-GPU tick before it.
+		limit := e.horizon.Add(time.Nanosecond)
+		if e.events.Len() > 0 && e.events[0].at.Before(limit) {
+			limit = e.events[0].at
+		}
+		if tick, ok := e.nextIdleTick(limit); ok {
+			if err := e.idleTick(tick); err != nil {
+				return err
+			}
+			continue
+		}
+		if e.events.Len() == 0 {
+			break
+		}
 		ev := heap.Pop(&e.events).(simEvent)
 		if ev.at.After(e.horizon) {
 			break
@@ -337,7 +380,14 @@ func (e *engine) run() error {
 		if err := e.handle(ev); err != nil {
 			return err
 		}
-		if err := e.settle(); err != nil {
+		// kube-scheduler binds once everything due at this instant has
+		// happened: nodes launched together register together, and pods go
+		// to the nodes Karpenter planned them on rather than to whichever
+		// node's event the engine happened to process first.
+		e.deferBinding = e.events.Len() > 0 && e.events[0].at.Equal(ev.at)
+		err := e.settle()
+		e.deferBinding = false
+		if err != nil {
 			return err
 		}
 		if e.cfg.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
@@ -472,7 +522,11 @@ func (e *engine) provision() error {
 	e.changes.mu.Unlock()
 	e.batch.provisions++
 	defer e.timed("provisioning", time.Now())
-	if _, err := e.prov.Provision(e.ctx); err != nil {
+	names, err := e.prov.Provision(e.ctx)
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	e.debugf("provision created %v", sorted)
+	if err != nil {
 		e.batch.provisionErr++
 		e.metrics.controllerError("provisioning", err)
 	}
@@ -500,10 +554,19 @@ func (e *engine) updateNominations() {
 	if err := e.kube.List(e.ctx, pods, client.MatchingFields{"spec.nodeName": ""}); err != nil {
 		return
 	}
+	// A pod keeps the NodeClaim it was first nominated for (the one launched
+	// for it) while that NodeClaim exists: core's provisioner runs again
+	// every 10s while pods wait for their nodes and re-places them first-fit
+	// on the in-flight NodeClaims, which can differ from the plan the
+	// NodeClaims were launched for (and would undo the packer's plan).
 	for i := range pods.Items {
 		key := client.ObjectKeyFromObject(&pods.Items[i])
+		if cur, ok := e.nominated[key]; ok && e.cluster.NodeClaimExists(cur) {
+			continue
+		}
 		if nc := e.cluster.PodNodeClaimMapping(key); nc != "" {
 			e.nominated[key] = nc
+			e.debugf("nominated %s %s", key.Name, nc)
 		}
 	}
 	byHash := map[string][]string{}
@@ -527,9 +590,15 @@ func (e *engine) updateNominations() {
 			}
 			return sets[i][0].String() < sets[j][0].String()
 		})
+		group := map[string]bool{}
+		for _, n := range names {
+			group[n] = true
+		}
 		for i, ks := range sets {
 			for _, k := range ks {
-				e.nominated[k] = names[i]
+				if group[e.nominated[k]] {
+					e.nominated[k] = names[i]
+				}
 			}
 		}
 	}
@@ -591,8 +660,9 @@ func (e *engine) schedulePoll() {
 	at := d.nextPoll
 	if at.Before(now) {
 		// Next tick of the 10s cadence at or after now.
-		n := (now.Sub(at) + disruptionPollingPeriod - 1) / disruptionPollingPeriod
-		at = at.Add(n * disruptionPollingPeriod)
+		period := max(disruptionPollingPeriod, e.cfg.DisruptionInterval)
+		n := (now.Sub(at) + period - 1) / period
+		at = at.Add(n * period)
 	}
 	d.polled = true
 	e.push(simEvent{at: at, kind: evPoll})
@@ -651,6 +721,11 @@ func (e *engine) disruptionDone(r disruptionResult) {
 			rec.Candidates = append(rec.Candidates, c.NodeClaim.Name)
 		}
 		sort.Strings(rec.Candidates)
+		var repl []string
+		for _, r := range cmd.Replacements {
+			repl = append(repl, r.Name)
+		}
+		e.debugf("disruption %s %s candidates %v replacements %v", rec.Reason, rec.Decision, rec.Candidates, repl)
 		d.commands = append(d.commands, rec)
 	}
 	switch {
@@ -660,7 +735,7 @@ func (e *engine) disruptionDone(r disruptionResult) {
 		d.nextPoll = now.Add(r.requeue)
 		d.dirty = true
 	default:
-		d.nextPoll = now.Add(r.requeue)
+		d.nextPoll = now.Add(max(r.requeue, e.cfg.DisruptionInterval))
 		if e.changes.writes() != d.writes {
 			d.dirty = true
 		}

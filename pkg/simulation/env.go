@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -288,9 +291,22 @@ func contentHash(obj client.Object) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// specOf returns the spec in a canonical form: core renders NodeClaim
+// requirements from a map, in no fixed order.
 func specOf(obj client.Object) any {
 	if nc, ok := obj.(*karpv1.NodeClaim); ok {
-		return nc.Spec
+		spec := nc.Spec.DeepCopy()
+		for i := range spec.Requirements {
+			sort.Strings(spec.Requirements[i].Values)
+		}
+		sort.SliceStable(spec.Requirements, func(i, j int) bool {
+			a, b := spec.Requirements[i], spec.Requirements[j]
+			if a.Key != b.Key {
+				return a.Key < b.Key
+			}
+			return a.Operator < b.Operator
+		})
+		return spec
 	}
 	return obj
 }
@@ -341,6 +357,7 @@ type meteredBackend struct {
 	instances map[string]*instanceRecord
 	order     []string
 	onChange  func(t time.Time)
+	debugf    func(format string, args ...any)
 }
 
 func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (*gpucp.LaunchResult, error) {
@@ -360,6 +377,9 @@ func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (
 		m.instances[res.Instance.ID] = &instanceRecord{ID: res.Instance.ID, Type: res.Instance.InstanceType, Zone: res.Instance.Zone,
 			CapacityType: res.Instance.CapacityType, Price: price, GPUs: m.gpus(res.Instance.InstanceType), Start: m.clk.Now()}
 		m.order = append(m.order, res.Instance.ID)
+		if m.debugf != nil {
+			m.debugf("launch %s %s %s for %s", res.Instance.ID, res.Instance.InstanceType, res.Instance.Zone, req.NodeClaim.Name)
+		}
 	}
 	m.mu.Unlock()
 	m.onChange(m.clk.Now())
@@ -392,7 +412,18 @@ func (m *meteredBackend) records() []*instanceRecord {
 }
 
 // stableCloudProvider is the karpenter-gpu cloud provider with
-// GetInstanceTypes memoised on simulated state only. The provider's own
+// GetInstanceTypes memoised on simulated state only, and narrowed to the
+// types the NodePool's requirements admit.
+//
+// Narrowing: core's scheduler drops a pool's instance types whose
+// requirements do not intersect the pool's template before placing any pod,
+// and launched nodes always have an admitted type, so the decisions are the
+// same; the dropped types only widen topology-domain universes, which
+// matter for topology spread and pod affinity, which simulator inputs cannot
+// express. It saves core's scheduler construction (run for every
+// consolidation candidate) a quarter of its work on the AWS catalog.
+//
+// Memoising: the provider's own
 // cache expires after a minute of wall-clock time, which would hand core's
 // scheduler and the packer different InstanceType objects for the same
 // decision depending on how fast the machine runs; here the instance types
@@ -412,10 +443,13 @@ type stableEntry struct {
 
 func (s *stableCloudProvider) GetInstanceTypes(ctx context.Context, np *karpv1.NodePool) ([]*karpcp.InstanceType, error) {
 	key := "<default>"
+	if np != nil {
+		key = fmt.Sprintf("%s/%v/%v", np.Name, np.Spec.Template.Spec.Requirements, np.Spec.Template.Labels)
+	}
 	if np != nil && np.Spec.Template.Spec.NodeClassRef != nil {
 		nc := &v1alpha1.GPUNodeClass{}
 		if err := s.kube.Get(ctx, client.ObjectKey{Name: np.Spec.Template.Spec.NodeClassRef.Name}, nc); err == nil {
-			key = fmt.Sprintf("%s/%s/%d", nc.Name, nc.UID, nc.Generation)
+			key += fmt.Sprintf("/%s/%s/%d", nc.Name, nc.UID, nc.Generation)
 		}
 	}
 	version := s.Unavailable().Version()
@@ -428,6 +462,10 @@ func (s *stableCloudProvider) GetInstanceTypes(ctx context.Context, np *karpv1.N
 	its, err := s.CloudProvider.GetInstanceTypes(ctx, np)
 	if err != nil {
 		return nil, err
+	}
+	if np != nil {
+		reqs := scheduling.NewNodeClaimTemplate(np).Requirements
+		its = lo.Filter(its, func(it *karpcp.InstanceType, _ int) bool { return it.Requirements.Intersects(reqs) == nil })
 	}
 	s.mu.Lock()
 	s.cache[key] = stableEntry{version: version, its: its}

@@ -139,6 +139,7 @@ func (e *engine) kubeSchedule() error {
 			return fmt.Errorf("binding pod %s, %w", p.Name, err)
 		}
 		delete(e.nominated, key)
+		e.debugf("bind %s %s", p.Name, chosen.node.Name)
 		e.enqueue(cPodEvents, key) // the bound transition Karpenter's pod-event tracking watches
 	}
 	return nil

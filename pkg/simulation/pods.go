@@ -160,6 +160,7 @@ func (e *engine) recreateEvicted() bool {
 			continue
 		}
 		ps.evictions++
+		e.debugf("evicted %s from %s", pod.Name, pod.Spec.NodeName)
 		e.metrics.podEvicted(ps, pod)
 		if ps.name == pod.Name {
 			e.observePodGone(client.ObjectKeyFromObject(pod))

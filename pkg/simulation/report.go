@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/karpenter/pkg/utils/resources"
 )
 
 // Result is the outcome of one simulation run. Its JSON form is the
@@ -36,8 +37,13 @@ type Result struct {
 	// IdleGPUHours is paid minus allocated.
 	IdleGPUHours float64 `json:"idle_gpu_hours"`
 
-	PodsTotal    int `json:"pods_total"`
-	GPUPodsTotal int `json:"gpu_pods_total"`
+	PodsTotal int `json:"pods_total"`
+	// PodsExcluded were left out of the replay (--cpu-pods=exclude), listed
+	// in ExcludedPods.
+	PodsExcluded int           `json:"pods_excluded"`
+	ExcludedPods []ExcludedPod `json:"excluded_pods,omitempty"`
+	CPUPods      string        `json:"cpu_pods,omitempty"`
+	GPUPodsTotal int           `json:"gpu_pods_total"`
 	// PodsUnschedulable never ran, and Karpenter's scheduler reported why
 	// (no instance type or NodePool can hold them).
 	PodsUnschedulable int                `json:"pods_unschedulable"`
@@ -89,7 +95,10 @@ type Settings struct {
 	PodStartDelaySeconds     float64 `json:"pod_start_delay_seconds"`
 	BatchIdleSeconds         float64 `json:"batch_idle_seconds"`
 	BatchMaxSeconds          float64 `json:"batch_max_seconds"`
-	NodePools                []string `json:"nodepools"`
+	// DisruptionIntervalSeconds is 10 (core's polling) unless
+	// --disruption-interval approximated it.
+	DisruptionIntervalSeconds float64  `json:"disruption_interval_seconds"`
+	NodePools                 []string `json:"nodepools"`
 }
 
 // PhaseTime is the wall-clock time spent in one phase.
@@ -150,6 +159,7 @@ func (e *engine) result() (*Result, error) {
 		Settings: Settings{
 			LaunchLatencySeconds: e.cfg.LaunchLatency.Seconds(), RegistrationDelaySeconds: e.cfg.RegistrationDelay.Seconds(),
 			PodStartDelaySeconds: e.cfg.PodStartDelay.Seconds(), BatchIdleSeconds: e.cfg.BatchIdle.Seconds(), BatchMaxSeconds: e.cfg.BatchMax.Seconds(),
+			DisruptionIntervalSeconds: max(disruptionPollingPeriod, e.cfg.DisruptionInterval).Seconds(),
 		},
 		UnschedulablePods: []UnschedulablePod{},
 	}
@@ -199,6 +209,7 @@ func (e *engine) result() (*Result, error) {
 	r.series = &series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
 
 	r.PodsTotal = len(e.pods)
+	r.PodsExcluded, r.ExcludedPods, r.CPUPods = len(e.w.Excluded), e.w.Excluded, string(e.w.CPUPods)
 	for _, ps := range e.pods {
 		if ps.spec.GPUs() > 0 {
 			r.GPUPodsTotal++
@@ -206,9 +217,9 @@ func (e *engine) result() (*Result, error) {
 		if ps.everRan || ps.spec.Arrival >= endD {
 			continue
 		}
-		reason := e.rec.failure(types.NamespacedName{Namespace: Namespace, Name: ps.spec.Name})
-		for a := 1; reason == "" && a < ps.attempts; a++ {
-			reason = e.rec.failure(types.NamespacedName{Namespace: Namespace, Name: fmt.Sprintf("%s-r%d", ps.spec.Name, a)})
+		reason, err := e.unschedulable(ps)
+		if err != nil {
+			return nil, err
 		}
 		if reason == "" {
 			r.PodsNeverStarted++
@@ -255,6 +266,39 @@ func (e *engine) result() (*Result, error) {
 	return r, nil
 }
 
+// unschedulable asks Karpenter core's scheduler whether a pod fits any
+// instance type of any NodePool on its own, on an empty cluster: the error
+// it reports, or "" when it fits. Answers are cached per pod shape.
+func (e *engine) unschedulable(ps *podState) (string, error) {
+	if e.soloErrors == nil {
+		e.soloErrors = map[string]string{}
+	}
+	probe := &podState{spec: ps.spec, name: "probe-" + ps.spec.Name}
+	pod := e.podObject(probe)
+	key := shapeKey(resources.RequestsForPods(pod), ps.spec)
+	if reason, ok := e.soloErrors[key]; ok {
+		return reason, nil
+	}
+	pod.Namespace, pod.UID = Namespace, types.UID("probe-"+ps.spec.Name)
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+	s, err := e.coreProv.NewScheduler(e.ctx, []*corev1.Pod{pod}, nil, nil)
+	if err != nil {
+		return "", fmt.Errorf("building core's scheduler for %s, %w", ps.spec.Name, err)
+	}
+	res, err := s.Solve(e.ctx, []*corev1.Pod{pod})
+	if err != nil {
+		return "", fmt.Errorf("scheduling %s alone, %w", ps.spec.Name, err)
+	}
+	reason := ""
+	for p, perr := range res.PodErrors {
+		if p.UID == pod.UID {
+			reason = perr.Error()
+		}
+	}
+	e.soloErrors[key] = reason
+	return reason, nil
+}
+
 // Comparison is the --compare report: both policies and their ratios.
 type Comparison struct {
 	Results []*Result `json:"results"`
@@ -276,13 +320,13 @@ func Compare(gpu, stock *Result) *Comparison {
 	return &Comparison{
 		Results: []*Result{gpu, stock},
 		Ratios: map[string]float64{
-			"cost_usd":           ratio(gpu.CostUSD, stock.CostUSD),
-			"gpu_hours_paid":     ratio(gpu.GPUHoursPaid, stock.GPUHoursPaid),
-			"idle_gpu_hours":     ratio(gpu.IdleGPUHours, stock.IdleGPUHours),
+			"cost_usd":                    ratio(gpu.CostUSD, stock.CostUSD),
+			"gpu_hours_paid":              ratio(gpu.GPUHoursPaid, stock.GPUHoursPaid),
+			"idle_gpu_hours":              ratio(gpu.IdleGPUHours, stock.IdleGPUHours),
 			"cost_over_lower_bound_gpu":   gpu.CostOverLowerBound,
 			"cost_over_lower_bound_stock": stock.CostOverLowerBound,
-			"pod_wait_p95":       ratio(gpu.PodWaitSeconds.P95, stock.PodWaitSeconds.P95),
-			"launches":           ratio(float64(gpu.Launches), float64(stock.Launches)),
+			"pod_wait_p95":                ratio(gpu.PodWaitSeconds.P95, stock.PodWaitSeconds.P95),
+			"launches":                    ratio(float64(gpu.Launches), float64(stock.Launches)),
 		},
 	}
 }
@@ -336,6 +380,7 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	row("gpu_hours_allocated", func(r *Result) float64 { return r.GPUHoursAllocated }, "%.1f")
 	row("idle_gpu_hours", func(r *Result) float64 { return r.IdleGPUHours }, "%.1f")
 	row("pods_total", func(r *Result) float64 { return float64(r.PodsTotal) }, "%.0f")
+	row("pods_excluded", func(r *Result) float64 { return float64(r.PodsExcluded) }, "%.0f")
 	row("pods_unschedulable", func(r *Result) float64 { return float64(r.PodsUnschedulable) }, "%.0f")
 	row("pods_never_started", func(r *Result) float64 { return float64(r.PodsNeverStarted) }, "%.0f")
 	row("pod_wait_seconds p50", func(r *Result) float64 { return r.PodWaitSeconds.P50 }, "%.0f")
@@ -378,6 +423,9 @@ func WriteTable(w io.Writer, results ...*Result) error {
 			}
 		}
 	}
+	if len(results) > 0 && results[0].PodsExcluded > 0 {
+		fmt.Fprintf(w, "\n%d pods excluded from the replay: CPU-only pods (--cpu-pods=%s; the GPU catalog offers no CPU capacity; gpu-nodes runs them on GPU nodes)\n", results[0].PodsExcluded, results[0].CPUPods)
+	}
 	if len(results) > 0 && len(results[0].GPUMapping) > 0 {
 		models := make([]string, 0, len(results[0].GPUMapping))
 		for m := range results[0].GPUMapping {
@@ -396,4 +444,3 @@ func WriteTable(w io.Writer, results ...*Result) error {
 }
 
 var _ = context.Background
-var _ corev1.Pod

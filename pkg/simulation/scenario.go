@@ -150,6 +150,11 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 					return nil, f.errorf(findPath(item, "spec.template.spec.terminationGracePeriod"), field+".spec.template.spec.terminationGracePeriod",
 						"not supported by the simulator (the in-memory API server stamps deletions with wall-clock time)")
 				}
+				expire := findPath(item, "spec.template.spec.expireAfter") != findPath(item, "spec.template.spec")
+				consolidate := findPath(item, "spec.disruption.consolidateAfter") != findPath(item, "spec.disruption")
+				defaultNodePool(np, func(field string) bool {
+					return map[string]bool{"expireAfter": expire, "consolidateAfter": consolidate}[field]
+				})
 				s.NodePools = append(s.NodePools, np)
 			}
 		case "podGroups":
@@ -198,7 +203,6 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 		if np.Spec.Template.Spec.NodeClassRef == nil {
 			np.Spec.Template.Spec.NodeClassRef = &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: s.NodeClass.Name}
 		}
-		defaultNodePool(np)
 	}
 	return s, nil
 }
@@ -265,14 +269,15 @@ func validationErrors(name string) string {
 // Workload expands the scenario: pod groups into pods (GPU models through
 // gpuMap; nil ignores them), or the trace it names. The scenario's node
 // class and NodePools (default ones when absent) replace the defaults.
-func (s *Scenario) Workload(gpuMap GPUMap) (*Workload, error) {
+func (s *Scenario) Workload(opts TraceOptions) (*Workload, error) {
+	gpuMap := opts.GPUMap
 	var w *Workload
 	if s.Trace != "" {
 		pods, err := loadTrace(s.Trace)
 		if err != nil {
 			return nil, err
 		}
-		if w, err = FromTrace(pods, s.Trace, gpuMap); err != nil {
+		if w, err = FromTrace(pods, s.Trace, opts); err != nil {
 			return nil, err
 		}
 		w.Source = fmt.Sprintf("%s (trace %s)", s.Source, s.Trace)
@@ -332,28 +337,28 @@ func loadTrace(path string) ([]trace.Pod, error) {
 
 // LoadInput reads --trace FILE: a scenario when it ends in .yaml or .yml,
 // else an Alibaba pod list CSV.
-func LoadInput(path string, gpuMap GPUMap) (*Workload, error) {
+func LoadInput(path string, opts TraceOptions) (*Workload, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".yaml", ".yml":
 		s, err := LoadScenario(path)
 		if err != nil {
 			return nil, err
 		}
-		return s.Workload(gpuMap)
+		return s.Workload(opts)
 	}
 	pods, err := loadTrace(path)
 	if err != nil {
 		return nil, err
 	}
-	return FromTrace(pods, path, gpuMap)
+	return FromTrace(pods, path, opts)
 }
 
 // DefaultInput is the bundled Alibaba v2023 default pod list (8,152 pods,
 // embedded by pkg/trace; provenance in pkg/trace/data/README.md).
-func DefaultInput(gpuMap GPUMap) (*Workload, error) {
+func DefaultInput(opts TraceOptions) (*Workload, error) {
 	pods, err := trace.Embedded(trace.DefaultPodList)
 	if err != nil {
 		return nil, err
 	}
-	return FromTrace(pods, trace.DefaultPodList, gpuMap)
+	return FromTrace(pods, trace.DefaultPodList, opts)
 }

@@ -59,6 +59,17 @@ type Workload struct {
 	// IgnoredGPUModels is true when --ignore-gpu-model dropped the trace's
 	// model constraints.
 	IgnoredGPUModels bool
+	// CPUPods is how a trace's CPU-only pods were treated; Excluded lists
+	// the pods left out of the replay.
+	CPUPods  CPUPods
+	Excluded []ExcludedPod
+}
+
+// ExcludedPod is an input pod the replay leaves out, and why.
+type ExcludedPod struct {
+	Name   string `json:"name"`
+	Origin string `json:"origin"`
+	Reason string `json:"reason"`
 }
 
 // DefaultNodeClassName is the GPUNodeClass the default NodePool uses.
@@ -95,41 +106,84 @@ func DefaultNodePool() *karpv1.NodePool {
 				},
 				ExpireAfter: karpv1.MustParseNillableDuration("Never"),
 			}},
+			Disruption: karpv1.Disruption{ConsolidateAfter: karpv1.MustParseNillableDuration("0s")},
 		},
 	}
-	defaultNodePool(np)
+	defaultNodePool(np, func(field string) bool { return field == "expireAfter" || field == "consolidateAfter" })
 	return np
 }
 
 // defaultNodePool applies the defaults the NodePool CRD applies at
-// admission (the in-memory API server does no defaulting).
-func defaultNodePool(np *karpv1.NodePool) {
+// admission (the in-memory API server does no defaulting). set reports
+// whether the input gave a field ("expireAfter", "consolidateAfter"): a
+// NillableDuration reads "Never" and "absent" alike.
+func defaultNodePool(np *karpv1.NodePool, set func(field string) bool) {
 	d := &np.Spec.Disruption
 	if d.ConsolidationPolicy == "" {
 		d.ConsolidationPolicy = karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized
 	}
-	if d.ConsolidateAfter.Duration == nil && d.ConsolidateAfter.Raw == nil {
+	if d.ConsolidateAfter.Duration == nil && !set("consolidateAfter") {
 		d.ConsolidateAfter = karpv1.MustParseNillableDuration("0s")
 	}
 	if d.Budgets == nil {
 		d.Budgets = []karpv1.Budget{{Nodes: "10%"}}
 	}
 	t := &np.Spec.Template.Spec
-	if t.ExpireAfter.Duration == nil && t.ExpireAfter.Raw == nil {
+	if t.ExpireAfter.Duration == nil && !set("expireAfter") {
 		t.ExpireAfter = karpv1.MustParseNillableDuration("720h")
 	}
 }
 
+// CPUPods says what a trace replay does with pods that request no GPU.
+type CPUPods string
+
+const (
+	// CPUPodsExclude leaves them out of the replay (counted in the report):
+	// they need CPU capacity that a GPU catalog does not offer, and
+	// karpenter-gpu keeps CPU pods off GPU nodes.
+	CPUPodsExclude CPUPods = "exclude"
+	// CPUPodsGPUNodes runs them on GPU nodes, as the trace's all-GPU cluster
+	// did: they tolerate the GPU taint karpenter-gpu puts on GPU NodePools.
+	CPUPodsGPUNodes CPUPods = "gpu-nodes"
+	// CPUPodsAsIs keeps them as written (unschedulable unless some NodePool
+	// offers CPU capacity they tolerate).
+	CPUPodsAsIs CPUPods = "as-is"
+)
+
+// ParseCPUPods validates a --cpu-pods value.
+func ParseCPUPods(s string) (CPUPods, error) {
+	switch CPUPods(s) {
+	case CPUPodsExclude, CPUPodsGPUNodes, CPUPodsAsIs:
+		return CPUPods(s), nil
+	}
+	return "", fmt.Errorf("unknown --cpu-pods %q (want %s, %s or %s)", s, CPUPodsExclude, CPUPodsGPUNodes, CPUPodsAsIs)
+}
+
+// TraceOptions say how trace pods become simulated pods.
+type TraceOptions struct {
+	// GPUMap maps gpu_spec models to catalog GPUs; nil ignores models.
+	GPUMap GPUMap
+	// CPUPods: what to do with pods without GPUs (default exclude).
+	CPUPods CPUPods
+}
+
 // FromTrace builds a workload from trace pods: requests from cpu_milli,
 // memory_mib and num_gpu (a shared GPU, gpu_milli < 1000, still takes one
-// whole nvidia.com/gpu), GPU model constraints from gpu_spec through gpuMap
-// (nil = ignore models). An unknown model is an error naming the source,
-// line and field.
-func FromTrace(pods []trace.Pod, source string, gpuMap GPUMap) (*Workload, error) {
-	w := &Workload{Source: source, NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, GPUMap: gpuMap, IgnoredGPUModels: gpuMap == nil}
+// whole nvidia.com/gpu), GPU model constraints from gpu_spec through the GPU
+// map. An unknown model is an error naming the source, line and field.
+func FromTrace(pods []trace.Pod, source string, opts TraceOptions) (*Workload, error) {
+	gpuMap := opts.GPUMap
+	if opts.CPUPods == "" {
+		opts.CPUPods = CPUPodsExclude
+	}
+	w := &Workload{Source: source, NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, GPUMap: gpuMap, IgnoredGPUModels: gpuMap == nil, CPUPods: opts.CPUPods}
 	seen := map[string]int{}
 	for i := range pods {
 		p := &pods[i]
+		if p.GPUs == 0 && opts.CPUPods == CPUPodsExclude {
+			w.Excluded = append(w.Excluded, ExcludedPod{Name: p.Name, Origin: fmt.Sprintf("%s:%d", source, p.Line), Reason: "requests no GPU (--cpu-pods=exclude)"})
+			continue
+		}
 		if prev, dup := seen[p.Name]; dup {
 			return nil, fmt.Errorf("%s:%d: field %q: pod %q already defined on line %d", source, p.Line, trace.ColName, p.Name, prev)
 		}
@@ -147,7 +201,7 @@ func FromTrace(pods []trace.Pod, source string, gpuMap GPUMap) (*Workload, error
 				corev1.ResourceMemory: *resource.NewQuantity(p.MemoryMiB*1024*1024, resource.BinarySI),
 			},
 		}
-		if p.GPUs == 0 {
+		if p.GPUs == 0 && opts.CPUPods == CPUPodsGPUNodes {
 			// Every node of the trace's cluster was a GPU node, so its CPU
 			// pods ran on GPU nodes; they tolerate the GPU taint that
 			// karpenter-gpu puts on GPU NodePools to do so here.
@@ -190,6 +244,10 @@ func (w *Workload) Snapshot(t time.Duration) *Workload {
 		}
 	}
 	out.Source = fmt.Sprintf("%s at t=%s", w.Source, t)
+	out.Excluded = nil
+	for _, x := range w.Excluded {
+		out.Excluded = append(out.Excluded, x)
+	}
 	out.sortPods()
 	return &out
 }
@@ -209,4 +267,17 @@ func (w *Workload) End() time.Duration {
 // HasForever reports whether some pod never leaves.
 func (w *Workload) HasForever() bool {
 	return lo.ContainsBy(w.Pods, func(p PodSpec) bool { return p.Deletion == Forever })
+}
+
+// Busiest is the moment with the most GPU pods alive (the earliest such
+// moment), as trace.BusiestMoments defines it.
+func (w *Workload) Busiest() time.Duration {
+	pods := make([]trace.Pod, 0, len(w.Pods))
+	for _, p := range w.Pods {
+		pods = append(pods, trace.Pod{Name: p.Name, GPUs: p.GPUs(), Created: p.Arrival, Deleted: p.Deletion})
+	}
+	if m := trace.BusiestMoments(pods, 1); len(m) > 0 {
+		return m[0]
+	}
+	return 0
 }

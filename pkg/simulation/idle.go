@@ -1,0 +1,155 @@
+package simulation
+
+import (
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+)
+
+// idleDriver polls karpenter-gpu's idle-GPU singleton on its 30s cadence,
+// skipping the ticks that provably change nothing. A poll at tick t does
+// three things: it protects or unprotects nodes whose GPU work started or
+// ended, records t as the last GPU work of every busy node, and removes
+// nodes idle for longer than idleAfter. When, since the previous poll,
+// nothing was written and that poll wrote nothing and saw no idle GPU node
+// (and no budget schedule or do-not-disrupt duration makes time itself an
+// input), the next ticks can only repeat the second effect. Those ticks are
+// skipped, except the last one before the cluster changes again, which is
+// run (on the clock of that tick) so that a node losing its GPU work
+// afterwards has exactly the last-work time it would have had. While any
+// GPU node is idle, or after any change, every tick runs.
+// Config.FaithfulPolling disables the skipping (used by a test that checks
+// the equivalence).
+type idleDriver struct {
+	ctrl    *idlegpu.Controller
+	period  time.Duration
+	lastRun time.Time
+	// quiet: the last poll wrote nothing and saw no idle GPU node, and
+	// writesAt is the write count after it.
+	quiet    bool
+	writesAt uint64
+	polls    int
+}
+
+// nextIdleTick returns the idle-GPU tick to run before time t (exclusive),
+// if any: the next tick while the cluster is not quiet, else only the last
+// tick before t.
+func (e *engine) nextIdleTick(t time.Time) (time.Time, bool) {
+	d := e.idle
+	if d == nil {
+		return time.Time{}, false
+	}
+	next := d.lastRun.Add(d.period)
+	if !next.Before(t) {
+		return time.Time{}, false
+	}
+	if d.quiet && e.changes.writes() == d.writesAt && !e.cfg.FaithfulPolling {
+		n := (t.Sub(d.lastRun) - 1) / d.period
+		next = d.lastRun.Add(n * d.period)
+	}
+	return next, true
+}
+
+func (e *engine) idleTick(at time.Time) error {
+	d := e.idle
+	if at.After(e.clk.Now()) {
+		e.clk.SetTime(at)
+	}
+	before := e.changes.writes()
+	start := time.Now()
+	_, err := d.ctrl.Reconcile(e.ctx)
+	e.timed("karpenter-gpu.idlegpu", start)
+	d.polls++
+	d.lastRun = at
+	if err != nil {
+		e.metrics.controllerError("karpenter-gpu.idlegpu", err)
+	}
+	if err := e.settle(); err != nil {
+		return err
+	}
+	d.writesAt = e.changes.writes()
+	d.quiet = err == nil && d.writesAt == before && !e.timeSensitiveIdle()
+	return nil
+}
+
+// timeSensitiveIdle reports whether the idle-GPU controller's next poll
+// could act without any change: a GPU node without GPU work (it may reach
+// idleAfter), a NodePool budget with a schedule, or a pod whose
+// do-not-disrupt is a duration. GPU nodes are found as the controller finds
+// them (idlegpu's snapshot): initialized, not deleting or being disrupted,
+// of a GPUNodeClass, with accelerators.
+func (e *engine) timeSensitiveIdle() bool {
+	var ncs karpv1.NodeClaimList
+	var nodes corev1.NodeList
+	var pods corev1.PodList
+	var pools karpv1.NodePoolList
+	var classes v1alpha1.GPUNodeClassList
+	if e.kube.List(e.ctx, &ncs) != nil || e.kube.List(e.ctx, &nodes) != nil || e.kube.List(e.ctx, &pods) != nil ||
+		e.kube.List(e.ctx, &pools) != nil || e.kube.List(e.ctx, &classes) != nil {
+		return true
+	}
+	for i := range pools.Items {
+		for _, b := range pools.Items[i].Spec.Disruption.Budgets {
+			if b.Schedule != nil {
+				return true
+			}
+		}
+	}
+	busy := map[string]bool{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if v, ok := p.Annotations[karpv1.DoNotDisruptAnnotationKey]; ok && v != "true" {
+			return true
+		}
+		if p.Spec.NodeName != "" && podutils.IsActive(p) && idlegpu.RequestsAccelerator(p) {
+			busy[p.Spec.NodeName] = true
+		}
+	}
+	nodeByPID := map[string]*corev1.Node{}
+	for i := range nodes.Items {
+		nodeByPID[nodes.Items[i].Spec.ProviderID] = &nodes.Items[i]
+	}
+	classByName := map[string]*v1alpha1.GPUNodeClass{}
+	for i := range classes.Items {
+		classByName[classes.Items[i].Name] = &classes.Items[i]
+	}
+	for i := range ncs.Items {
+		nc := &ncs.Items[i]
+		node := nodeByPID[nc.Status.ProviderID]
+		if !nc.DeletionTimestamp.IsZero() || node == nil || nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group {
+			continue
+		}
+		if lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) }) {
+			continue
+		}
+		class, ok := classByName[nc.Spec.NodeClassRef.Name]
+		if !ok || !nc.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue() {
+			continue
+		}
+		if _, enabled := class.IdleAfter(); !enabled {
+			continue
+		}
+		if accelerators(node.Status.Allocatable) == 0 && accelerators(nc.Status.Allocatable) == 0 {
+			continue
+		}
+		if !busy[node.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+func accelerators(rl corev1.ResourceList) int64 {
+	var n int64
+	for _, r := range idlegpu.AcceleratorResources {
+		q := rl[r]
+		n += q.Value()
+	}
+	return n
+}

@@ -33,6 +33,9 @@ const (
 	PackingResultRepacked = "repacked"
 	// PackingResultKept: core's NodeClaims were launched unchanged.
 	PackingResultKept = "kept"
+	// PackingResultDirect: a large batch of pending GPU pods was packed
+	// without core's scheduler (the provisioning loop's direct path).
+	PackingResultDirect = "direct"
 )
 
 // NoGPU is the gpu_name of nodes without a GPU label (CPU nodes of a
@@ -82,7 +85,7 @@ var (
 	// PackingDecisions counts GPU packing refinements by outcome.
 	PackingDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "packing", Name: "decisions_total",
-		Help: "Provisioning batches the GPU packer refined, by result: repacked (cheaper than core's NodeClaims, replaced them) or kept (core's NodeClaims launched).",
+		Help: "Provisioning batches the GPU packer refined, by result: repacked (cheaper than core's NodeClaims, replaced them), kept (core's NodeClaims launched) or direct (a large batch of GPU pods packed without core's scheduler; no savings estimate).",
 	}, []string{LabelResult})
 	// PackingEstimatedSavingsPerHour sums, over repacked decisions, core's
 	// $/h minus the packer's $/h.
@@ -107,6 +110,13 @@ func init() {
 
 // savingsEpsilon ignores floating-point noise between equal costs ($/h).
 const savingsEpsilon = 1e-9
+
+// ObserveDirectPacking records a decision of the direct path, where core's
+// scheduler did not run (so there is no "before" to save against).
+func ObserveDirectPacking(d time.Duration) {
+	ProvisioningDecisionSeconds.Observe(d.Seconds())
+	PackingDecisions.WithLabelValues(PackingResultDirect).Inc()
+}
 
 // ObservePacking records one packing decision: before is the $/h of core's
 // proposed GPU NodeClaims, after the $/h of what was launched, d how long the

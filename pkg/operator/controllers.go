@@ -57,6 +57,8 @@ type Options struct {
 	// simulator passes one that keeps its decisions); nil means
 	// packing.NewRefiner.
 	Refiner provisioning.Refiner
+	// DirectMinPods: see provisioning.Options.
+	DirectMinPods int
 }
 
 // Controllers is the full controller set and handles the simulator drives.
@@ -95,7 +97,8 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		if refiner == nil {
 			refiner = packing.NewRefiner(o.KubeClient, o.CloudProvider, o.Cluster, false)
 		}
-		out.Provisioning = provisioning.NewController(o.Clock, p, o.Cluster, refiner)
+		out.Provisioning = provisioning.NewController(provisioning.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
+			Provisioner: p, Cluster: o.Cluster, Refiner: refiner, DirectMinPods: o.DirectMinPods})
 		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
 	}
 	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(o.KubeClient, o.Recorder),

@@ -59,7 +59,10 @@ type Decision struct {
 	// after, each NodeClaim priced at its cheapest launchable offering.
 	CoreCost, PackedCost float64
 	Unchanged            []Unchanged
-	Duration             time.Duration
+	// Direct marks a decision of the direct path (PackPending): core's
+	// scheduler did not run for these pods, so CoreCost is unknown (0).
+	Direct   bool
+	Duration time.Duration
 }
 
 // Unchanged records NodeClaims left exactly as core made them.
@@ -72,6 +75,10 @@ type Unchanged struct {
 
 func (d Decision) String() string {
 	var b strings.Builder
+	if d.Direct {
+		fmt.Fprintf(&b, "direct: gpu pods %d (placed %d), nodeclaims %d, $/h %.4f in %s", d.PodsConsidered, d.PodsRepacked, d.NodeClaimsAfter, d.PackedCost, d.Duration)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "gpu pods %d (repacked %d), nodeclaims %d -> %d, $/h %.4f -> %.4f in %s",
 		d.PodsConsidered, d.PodsRepacked, d.NodeClaimsBefore, d.NodeClaimsAfter, d.CoreCost, d.PackedCost, d.Duration)
 	for _, u := range d.Unchanged {

@@ -3,6 +3,7 @@ package packing
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/awslabs/operatorpkg/status"
 	"github.com/samber/lo"
@@ -99,19 +100,72 @@ func (r *Refiner) options(ctx context.Context) (Options, error) {
 			opts.Remaining[np.Name] = remaining(corev1.ResourceList(np.Spec.Limits), r.cluster.NodePoolResourcesFor(np.Name))
 		}
 	}
-	dss := &appsv1.DaemonSetList{}
-	if err := r.kube.List(ctx, dss); err != nil {
+	if opts.DaemonSetPods, err = r.DaemonSetPods(ctx); err != nil {
 		return Options{}, err
 	}
+	return opts, nil
+}
+
+// DaemonSetPods are the daemonset pods as core's provisioner gives them to
+// its scheduler: the pod the cluster last saw for each daemonset, or one
+// made from its template, with the template's required node affinity
+// (which the daemonset controller overwrites on the pods it creates).
+func (r *Refiner) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
+	dss := &appsv1.DaemonSetList{}
+	if err := r.kube.List(ctx, dss); err != nil {
+		return nil, err
+	}
+	pods := make([]*corev1.Pod, 0, len(dss.Items))
 	for i := range dss.Items {
 		d := &dss.Items[i]
 		p := r.cluster.GetDaemonSetPod(d)
 		if p == nil {
 			p = daemonset.PodForDaemonSet(d)
 		}
-		opts.DaemonSetPods = append(opts.DaemonSetPods, p)
+		if a := d.Spec.Template.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+			p = p.DeepCopy()
+			if p.Spec.Affinity == nil {
+				p.Spec.Affinity = &corev1.Affinity{}
+			}
+			if p.Spec.Affinity.NodeAffinity == nil {
+				p.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+			}
+			p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		}
+		pods = append(pods, p)
 	}
-	return opts, nil
+	return pods, nil
+}
+
+// Models implements the provisioning loop's direct path test: see Models.
+func (r *Refiner) Models(p *corev1.Pod) bool { return Models(p, nil) }
+
+// PackPending plans new NodeClaims for pending GPU pods that no existing
+// node holds (the provisioning loop's direct path, without core's Solve).
+// The pods it cannot place are returned for core's scheduler.
+func (r *Refiner) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*scheduling.NodeClaim, []*corev1.Pod, error) {
+	start := time.Now()
+	opts, err := r.options(ctx)
+	if err != nil {
+		return nil, pods, err
+	}
+	plan := PackPending(pods, opts)
+	left := make([]*corev1.Pod, 0, len(plan.Left))
+	for _, p := range pods {
+		if _, ok := plan.Left[p]; ok {
+			left = append(left, p)
+		}
+	}
+	d := Decision{PodsConsidered: len(pods), PodsRepacked: len(pods) - len(left), NodeClaimsAfter: len(plan.NodeClaims),
+		PackedCost: plan.Cost, Direct: true, Duration: time.Since(start)}
+	gpumetrics.ObserveDirectPacking(d.Duration)
+	log.FromContext(ctx).V(1).Info("packed pending GPU pods", "decision", d.String())
+	if r.keep {
+		r.mu.Lock()
+		r.decisions = append(r.decisions, d)
+		r.mu.Unlock()
+	}
+	return plan.NodeClaims, left, nil
 }
 
 // remaining is limits minus used, floored at zero.

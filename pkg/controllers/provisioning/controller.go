@@ -1,10 +1,11 @@
 // Package provisioning owns karpenter-gpu's provisioning loop. It replaces
-// core's provisioner singleton (not its scheduler): each batch of pending
-// pods goes through core's Provisioner.Schedule exactly as in stock
-// Karpenter, then a Refiner (the GPU packer) may re-partition the GPU
-// NodeClaims core proposed before they are created. CPU-only NodeClaims pass
-// through unchanged, so CPU pods get exactly core's decisions. See
-// designs/packing.md for why the refinement point was chosen.
+// core's provisioner singleton (not its scheduler): a batch of pending pods
+// goes through core's Provisioner.Schedule exactly as in stock Karpenter,
+// then a Refiner (the GPU packer) may re-partition the GPU NodeClaims core
+// proposed before they are created. CPU-only NodeClaims pass through
+// unchanged, so CPU pods get exactly core's decisions. A burst of GPU pods
+// the packer models skips core's Solve for new capacity (direct.go). See
+// designs/packing.md for why these integration points were chosen.
 package provisioning
 
 import (
@@ -17,11 +18,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/metrics"
 )
 
@@ -34,16 +37,41 @@ type Refiner interface {
 
 // Controller is the provisioning singleton.
 type Controller struct {
-	provisioner *coreprov.Provisioner
-	cluster     *state.Cluster
-	batcher     *coreprov.Batcher[types.UID]
-	refiner     Refiner
+	kube          client.Client
+	recorder      events.Recorder
+	clock         clock.Clock
+	provisioner   *coreprov.Provisioner
+	cluster       *state.Cluster
+	batcher       *coreprov.Batcher[types.UID]
+	refiner       Refiner
+	directMinPods int
 }
 
-// NewController wraps core's provisioner; refiner may be nil (stock
-// behaviour).
-func NewController(clk clock.Clock, provisioner *coreprov.Provisioner, cluster *state.Cluster, refiner Refiner) *Controller {
-	return &Controller{provisioner: provisioner, cluster: cluster, batcher: coreprov.NewBatcher[types.UID](clk), refiner: refiner}
+// Options are NewController's inputs.
+type Options struct {
+	Clock       clock.Clock
+	KubeClient  client.Client
+	Recorder    events.Recorder
+	Provisioner *coreprov.Provisioner
+	Cluster     *state.Cluster
+	// Refiner may be nil (stock behaviour: core's decisions unchanged).
+	// When it is a DirectPacker, large batches of pending GPU pods take
+	// the direct path.
+	Refiner Refiner
+	// DirectMinPods is the number of packer-modelled pending pods from
+	// which the direct path is taken: 0 means DefaultDirectMinPods,
+	// negative never.
+	DirectMinPods int
+}
+
+// NewController wraps core's provisioner.
+func NewController(o Options) *Controller {
+	min := o.DirectMinPods
+	if min == 0 {
+		min = DefaultDirectMinPods
+	}
+	return &Controller{kube: o.KubeClient, recorder: o.Recorder, clock: o.Clock, provisioner: o.Provisioner, cluster: o.Cluster,
+		batcher: coreprov.NewBatcher[types.UID](o.Clock), refiner: o.Refiner, directMinPods: min}
 }
 
 // Name is the controller's name.
@@ -72,12 +100,9 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 // each simulated batching window.
 func (c *Controller) Provision(ctx context.Context) ([]string, error) {
 	start := time.Now()
-	results, err := c.provisioner.Schedule(ctx)
+	results, err := c.Schedule(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scheduling pending pods, %w", err)
-	}
-	if c.refiner != nil && len(results.NewNodeClaims) > 0 {
-		results = c.refiner.Refine(ctx, results)
 	}
 	if len(results.NewNodeClaims) == 0 {
 		return nil, nil
@@ -85,6 +110,27 @@ func (c *Controller) Provision(ctx context.Context) ([]string, error) {
 	names, err := c.provisioner.CreateNodeClaims(ctx, results.NewNodeClaims, coreprov.WithReason(metrics.ProvisionedReason), coreprov.RecordPodNomination)
 	log.FromContext(ctx).V(1).Info("provisioned", "nodeclaims", len(names), "duration", time.Since(start))
 	return names, err
+}
+
+// Schedule decides where the pending pods go without creating anything: a
+// burst of at least directMinPods GPU pods the packer models takes the
+// direct path (direct.go); any other batch goes through core's Schedule,
+// and the refiner then re-partitions the GPU NodeClaims core proposed.
+func (c *Controller) Schedule(ctx context.Context) (scheduling.Results, error) {
+	if packer, ok := c.refiner.(DirectPacker); ok && c.directMinPods > 0 {
+		results, direct, err := c.scheduleDirect(ctx, packer, c.directMinPods)
+		if direct || err != nil {
+			return results, err
+		}
+	}
+	results, err := c.provisioner.Schedule(ctx)
+	if err != nil {
+		return results, err
+	}
+	if c.refiner != nil && len(results.NewNodeClaims) > 0 {
+		results = c.refiner.Refine(ctx, results)
+	}
+	return results, nil
 }
 
 // Register wires the singleton into a manager.

@@ -1,0 +1,64 @@
+package packing
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
+)
+
+// Models reports whether the packer can place pod on new capacity without
+// core's scheduler: a pod that requests an accelerator and carries none of
+// the constraints the packer leaves to core (pod affinity, topology spread,
+// host ports, volumes, DRA). accel nil means DefaultValueResources.
+func Models(p *corev1.Pod, accel []corev1.ResourceName) bool {
+	if accel == nil {
+		accel = DefaultValueResources
+	}
+	return hasAccelerator([]*corev1.Pod{p}, accel) && podUnsupported(p) == ""
+}
+
+// PendingPlan is PackPending's answer.
+type PendingPlan struct {
+	NodeClaims []*scheduling.NodeClaim
+	Cost       float64 // $/h
+	// Left are the pods no NodePool's packing accepted, for core's
+	// scheduler, with the last reason a pool gave.
+	Left map[*corev1.Pod]string
+}
+
+// PackPending plans new NodeClaims for pods that no existing or in-flight
+// node holds, over opts.NodePools in weight order as core's scheduler tries
+// its NodeClaim templates: each pool packs the pods still unplaced, and a
+// pod stays with the first pool that places it. It is PackPods per pool;
+// the caller must already have placed what fits on existing capacity.
+func PackPending(pods []*corev1.Pod, opts Options) PendingPlan {
+	plan := PendingPlan{Left: map[*corev1.Pod]string{}}
+	pools := append([]*karpv1.NodePool(nil), opts.NodePools...)
+	nodepoolutils.OrderByWeight(pools)
+	todo := pods
+	for _, np := range pools {
+		if len(todo) == 0 {
+			break
+		}
+		pp := PackPods(np, opts.InstanceTypes[np.Name], todo, opts)
+		plan.NodeClaims = append(plan.NodeClaims, pp.NodeClaims...)
+		plan.Cost += pp.Cost
+		var next []*corev1.Pod
+		for _, p := range todo {
+			if reason, rejected := pp.Rejected[p]; rejected {
+				plan.Left[p] = np.Name + ": " + reason
+				next = append(next, p)
+				continue
+			}
+			delete(plan.Left, p)
+		}
+		todo = next
+	}
+	if len(pools) == 0 {
+		for _, p := range pods {
+			plan.Left[p] = "no NodePools"
+		}
+	}
+	return plan
+}

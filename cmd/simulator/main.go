@@ -61,7 +61,7 @@ Flags:
 	}
 	fs.StringVar(&f.trace, "trace", "", "input: an Alibaba v2023 pod-list CSV (with or without creation/deletion times), or a YAML scenario (.yaml/.yml: NodePools, GPUNodeClass, pod groups or a trace); default: the bundled openb_pod_list_default.csv")
 	fs.StringVar(&f.catalog, "catalog", "", "instance catalog CSV replacing the embedded AWS catalog (same columns as pkg/catalog/data/aws-accelerated-instances.csv)")
-	fs.StringVar(&f.gpuMap, "gpu-map", "", "YAML file mapping trace GPU models (gpu_spec) to catalog GPUs, e.g. `T4: {gpuNames: [t4]}`; default: T4→t4, V100M16→v100, V100M32→v100 with >=32GiB, P100→v100, A10→a10g, G1/G2/G3→any GPU")
+	fs.StringVar(&f.gpuMap, "gpu-map", "", "YAML file mapping trace GPU models (gpu_spec) to catalog GPUs, e.g. \"T4: {gpuNames: [t4]}\"; default: T4→t4, V100M16→v100, V100M32→v100 with >=32GiB, P100→v100, A10→a10g, G1/G2/G3→any GPU")
 	fs.BoolVar(&f.ignoreGPUModel, "ignore-gpu-model", false, "drop the trace's GPU model constraints (any GPU may run any GPU pod)")
 	fs.StringVar(&f.cpuPods, "cpu-pods", string(simulation.CPUPodsExclude), "what a trace replay does with pods that request no GPU: exclude (left out and counted: the GPU catalog has no CPU capacity and karpenter-gpu keeps CPU pods off GPU nodes), gpu-nodes (they tolerate the GPU taint and run on GPU nodes, as in the trace's all-GPU cluster), as-is (unschedulable unless a scenario NodePool offers CPU capacity)")
 	fs.StringVar(&f.snapshot, "snapshot", "", "provision every pod alive at this trace time (seconds, e.g. 10281600, a duration such as 2856h, or \"busiest\" for the moment with the most GPU pods alive) in one batch at t=0; pods never leave; default duration 1h (static comparison)")

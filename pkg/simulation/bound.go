@@ -227,8 +227,7 @@ func (bp *boundProblem) bound(counts []int) float64 {
 	for i, s := range idx {
 		lbShapes[i] = lowerbound.Shape{Requests: bp.shapes[s].requests, Count: counts[s]}
 	}
-	v, _ := lowerBound(lbShapes, bp.types, func(s, t int) bool { return bp.compat[idx[s]][t] })
-	return v
+	return lowerBound(lbShapes, bp.types, func(s, t int) bool { return bp.compat[idx[s]][t] })
 }
 
 func shapeKey(req corev1.ResourceList, p *PodSpec) string {

@@ -161,13 +161,15 @@ const (
 //
 //nolint:gocyclo
 func (e *engine) buildControllers() error {
-	refiner, r := refinerFor(e.cfg.Policy, e.kube, e.cp, e.cluster)
-	e.refiner = refiner
-	set, err := operator.NewControllers(e.ctx, operator.Options{
+	e.refiner = refinerFor(e.cfg.Policy, e.kube, e.cp, e.cluster)
+	opts := operator.Options{
 		Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, CloudProvider: e.cp, Undecorated: e.cp,
 		Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
-		Refiner: r,
-	})
+	}
+	if e.refiner != nil {
+		opts.Refiner = e.refiner
+	}
+	set, err := operator.NewControllers(e.ctx, opts)
 	if err != nil {
 		return fmt.Errorf("assembling controllers, %w", err)
 	}
@@ -176,7 +178,7 @@ func (e *engine) buildControllers() error {
 	if e.prov == nil {
 		// Stock: the same singleton with no refiner is core's provisioner
 		// loop (Schedule, then CreateNodeClaims).
-		e.prov = provisioning.NewController(e.clk, set.Provisioner, e.cluster, nil)
+		e.prov = provisioning.NewController(provisioning.Options{Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, Provisioner: set.Provisioner, Cluster: e.cluster})
 	}
 	d := &e.d
 	*d = dispatcher{byName: map[string]int{}, immediate: map[ctrlKey]bool{}, pending: map[ctrlKey]time.Time{}, backoff: map[ctrlKey]time.Duration{},
@@ -543,6 +545,7 @@ func (e *engine) runRound(reqs map[int]map[types.NamespacedName]bool) {
 			ck := ctrlKey{i, key}
 			d.reconciles++
 			start := time.Now()
+			e.as(c.name)
 			res, obj, err := c.rec(e.ctx, key)
 			e.timed(c.name, start)
 			if err != nil {
@@ -585,6 +588,7 @@ func (e *engine) requeueAfter(ck ctrlKey, delay time.Duration) {
 func (e *engine) pollSingleton(i int) error {
 	s := e.d.singletons[i]
 	start := time.Now()
+	e.as(s.name)
 	res, err := s.rec.Reconcile(e.ctx)
 	e.timed(s.name, start)
 	next := res.RequeueAfter

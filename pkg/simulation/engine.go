@@ -48,6 +48,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -123,11 +124,11 @@ type engine struct {
 	backend   *meteredBackend
 	cp        *stableCloudProvider
 	cluster   *state.Cluster
-	rec       *recorder
+	rec       recorder
 	registrar *fake.Registrar
 	prov      *provisioning.Controller
 	coreProv  *coreprov.Provisioner
-	refiner   *packingRefiner
+	refiner   *packing.Refiner
 
 	d dispatcher
 
@@ -160,6 +161,13 @@ func (e *engine) debugf(format string, args ...any) {
 	if e.cfg.DebugLog != nil {
 		fmt.Fprintf(e.cfg.DebugLog, "%s %s\n", e.clk.Now().Sub(Epoch), fmt.Sprintf(format, args...))
 	}
+}
+
+// as names who writes next, for the report's deletion counts.
+func (e *engine) as(actor string) {
+	e.changes.mu.Lock()
+	e.changes.actor = actor
+	e.changes.mu.Unlock()
 }
 
 // timed accumulates wall-clock time per phase for the report's profile.
@@ -200,8 +208,8 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 		cfg:       cfg,
 		w:         w,
 		clk:       newSimClock(),
-		changes:   &changeLog{changed: map[objKey]bool{}, createdClaims: map[string]string{}},
-		rec:       &recorder{failed: map[types.NamespacedName]string{}},
+		changes:   &changeLog{changed: map[objKey]bool{}, createdClaims: map[string]string{}, claimDeletions: map[string]int{}},
+		rec:       recorder{},
 		nominated: map[types.NamespacedName]string{},
 		byName:    map[string]*podState{},
 		wallStart: time.Now(),
@@ -522,6 +530,7 @@ func (e *engine) provision() error {
 	e.changes.mu.Unlock()
 	e.batch.provisions++
 	defer e.timed("provisioning", time.Now())
+	e.as("provisioning")
 	names, err := e.prov.Provision(e.ctx)
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
@@ -678,6 +687,9 @@ func (e *engine) poll() error {
 	d.writes = e.changes.writes()
 	d.active = true
 	d.started = time.Now()
+	e.as("disruption")
+	// Before the goroutine starts: its first clock.After must see it.
+	e.clk.background.Store(true)
 	go func() {
 		res, err := d.ctrl.Reconcile(e.ctx)
 		d.done <- disruptionResult{requeue: res.RequeueAfter, err: err}

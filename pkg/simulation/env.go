@@ -109,6 +109,10 @@ type changeLog struct {
 	changed map[objKey]bool
 	// evicted are pods deleted by someone other than the engine.
 	evicted []*corev1.Pod
+	// actor names who is running (set by the engine's goroutine), and
+	// claimDeletions counts NodeClaim deletions by actor.
+	actor          string
+	claimDeletions map[string]int
 	// created NodeClaims since the engine last looked, with their spec hash.
 	createdClaims map[string]string
 	// any counts writes (for disruption's "anything changed" test).
@@ -245,10 +249,21 @@ func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) c
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 			pod := evictee(ctx, c, obj)
+			_, isClaim := obj.(*karpv1.NodeClaim)
+			deleting := false
+			if isClaim {
+				cur := &karpv1.NodeClaim{}
+				deleting = rc.get(ctx, c, client.ObjectKeyFromObject(obj), cur) == nil && !cur.DeletionTimestamp.IsZero()
+			}
 			err := c.Delete(ctx, obj, opts...)
 			if err == nil && pod != nil {
 				log.mu.Lock()
 				log.evicted = append(log.evicted, pod)
+				log.mu.Unlock()
+			}
+			if err == nil && isClaim && !deleting {
+				log.mu.Lock()
+				log.claimDeletions[log.actor]++
 				log.mu.Unlock()
 			}
 			return written(ctx, c, obj, err)
@@ -311,33 +326,14 @@ func specOf(obj client.Object) any {
 	return obj
 }
 
-// recorder keeps what the report needs from Karpenter's events: the last
-// scheduling failure of each pod.
-type recorder struct {
-	mu     sync.Mutex
-	failed map[types.NamespacedName]string
-}
+// recorder receives Karpenter's events. The report reads decisions from the
+// API and the fleet instead, so events are dropped (core's own recorder
+// would send them to the API server's event stream).
+type recorder struct{}
 
-var _ events.Recorder = (*recorder)(nil)
+var _ events.Recorder = recorder{}
 
-func (r *recorder) Publish(evts ...events.Event) {
-	for _, e := range evts {
-		if e.Reason != events.FailedScheduling {
-			continue
-		}
-		if p, ok := e.InvolvedObject.(*corev1.Pod); ok {
-			r.mu.Lock()
-			r.failed[client.ObjectKeyFromObject(p)] = e.Message
-			r.mu.Unlock()
-		}
-	}
-}
-
-func (r *recorder) failure(key types.NamespacedName) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.failed[key]
-}
+func (recorder) Publish(...events.Event) {}
 
 // instanceRecord is one instance of the fleet, for cost accounting.
 type instanceRecord struct {

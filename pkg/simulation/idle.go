@@ -63,6 +63,7 @@ func (e *engine) idleTick(at time.Time) error {
 	}
 	before := e.changes.writes()
 	start := time.Now()
+	e.as("karpenter-gpu.idlegpu")
 	_, err := d.ctrl.Reconcile(e.ctx)
 	e.timed("karpenter-gpu.idlegpu", start)
 	d.polls++

@@ -24,6 +24,7 @@ import (
 // first by name. A pod that fits nowhere is marked PodScheduled=False,
 // reason Unschedulable, which is what makes Karpenter provision for it.
 func (e *engine) kubeSchedule() error {
+	e.as("kube-scheduler")
 	pods := &corev1.PodList{}
 	if err := e.kube.List(e.ctx, pods); err != nil {
 		return err

@@ -65,6 +65,7 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 
 // arrive creates the pod, pending; kube-scheduler sees it next.
 func (e *engine) arrive(ps *podState) error {
+	e.as("workload")
 	ps.name = ps.spec.Name
 	if ps.attempts > 0 {
 		ps.name = fmt.Sprintf("%s-r%d", ps.spec.Name, ps.attempts)
@@ -85,6 +86,7 @@ func (e *engine) arrive(ps *podState) error {
 // (phase Succeeded, which the kubelet reports and Karpenter's pod-event
 // tracking sees), then the pod object is deleted; a pending one is deleted.
 func (e *engine) depart(ps *podState) error {
+	e.as("workload")
 	ps.departed = true
 	if ps.name == "" {
 		return nil

@@ -60,7 +60,13 @@ type Result struct {
 	DisruptionsByReason map[string]int `json:"disruptions_by_reason"`
 	DisruptionCommands  int            `json:"disruption_commands"`
 	PodEvictions        int            `json:"pod_evictions"`
-	GPUPodEvictions     int            `json:"gpu_pod_evictions"`
+	// NodeClaimDeletions counts NodeClaims deleted, by the controller that
+	// deleted them (disruption.queue for core's disruption,
+	// karpenter-gpu.idlegpu for idle-GPU removals, ...); IdleGPURemovals is
+	// the idle-GPU controller's.
+	NodeClaimDeletions map[string]int `json:"nodeclaim_deletions_by_controller"`
+	IdleGPURemovals    int            `json:"idle_gpu_removals"`
+	GPUPodEvictions    int            `json:"gpu_pod_evictions"`
 
 	InstanceHoursByType map[string]float64 `json:"instance_hours_by_type"`
 	CostUSDByType       map[string]float64 `json:"cost_usd_by_type"`
@@ -235,6 +241,13 @@ func (e *engine) result() (*Result, error) {
 		r.PodWaitSeconds.Max = waits[len(waits)-1]
 	}
 	r.PodEvictions, r.GPUPodEvictions = e.metrics.evictions, e.metrics.gpuEvictions
+	e.changes.mu.Lock()
+	r.NodeClaimDeletions = map[string]int{}
+	for k, v := range e.changes.claimDeletions {
+		r.NodeClaimDeletions[k] = v
+	}
+	e.changes.mu.Unlock()
+	r.IdleGPURemovals = r.NodeClaimDeletions["karpenter-gpu.idlegpu"]
 	for _, c := range e.disrupt.commands {
 		r.DisruptionCommands++
 		r.Disruptions += len(c.Candidates)
@@ -242,8 +255,7 @@ func (e *engine) result() (*Result, error) {
 	}
 	if e.refiner != nil {
 		ps := &PackerStats{Unchanged: map[string]int{}}
-		e.refiner.mu.Lock()
-		for _, d := range e.refiner.decisions {
+		for _, d := range e.refiner.Decisions() {
 			ps.Runs++
 			ps.PodsConsidered += d.PodsConsidered
 			ps.PodsRepacked += d.PodsRepacked
@@ -255,7 +267,6 @@ func (e *engine) result() (*Result, error) {
 				ps.Unchanged[u.Reason] += u.Pods
 			}
 		}
-		e.refiner.mu.Unlock()
 		r.Packer = ps
 	}
 	r.WallSeconds = time.Since(e.wallStart).Seconds()
@@ -388,6 +399,7 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	row("pod_wait_seconds p99", func(r *Result) float64 { return r.PodWaitSeconds.P99 }, "%.0f")
 	row("launches", func(r *Result) float64 { return float64(r.Launches) }, "%.0f")
 	row("disruptions", func(r *Result) float64 { return float64(r.Disruptions) }, "%.0f")
+	row("idle_gpu_removals", func(r *Result) float64 { return float64(r.IdleGPURemovals) }, "%.0f")
 	row("gpu_pod_evictions", func(r *Result) float64 { return float64(r.GPUPodEvictions) }, "%.0f")
 	row("final fleet $/h", func(r *Result) float64 { return r.FinalFleetUSDPerHr }, "%.3f")
 	row("simulated hours", func(r *Result) float64 { return r.SimulatedHours }, "%.1f")

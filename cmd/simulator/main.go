@@ -37,6 +37,7 @@ type flags struct {
 	snapshot                                                                                          string
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
+	lbExact                                                                                           float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -75,6 +76,7 @@ Flags:
 	fs.DurationVar(&f.podStartDelay, "pod-start-delay", def.PodStartDelay, "time from a pod being bound to running (image pull)")
 	fs.DurationVar(&f.batchIdle, "batch-idle-duration", def.BatchIdle, "Karpenter's --batch-idle-duration")
 	fs.DurationVar(&f.batchMax, "batch-max-duration", def.BatchMax, "Karpenter's --batch-max-duration")
+	fs.Float64Var(&f.lbExact, "lower-bound-exact", simulation.DefaultLowerBoundExactShare, "share of simulated time (longest-lived alive sets first) whose fluid LP lower bound is solved exactly; the other moments get solve-free bounds from their solved neighbours, still valid but looser (1 solves every moment; slow on long traces)")
 	fs.DurationVar(&f.disruptionInterval, "disruption-interval", 0, "APPROXIMATION for fast sweeps: after a disruption poll that found nothing, wait at least this long (instead of Karpenter's 10s) before evaluating consolidation again; 0 keeps Karpenter's cadence. Karpenter's consolidation simulations dominate replay time (see the report's profile)")
 	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
@@ -121,6 +123,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Seed, cfg.LaunchLatency, cfg.RegistrationDelay, cfg.PodStartDelay = f.seed, f.launchLatency, f.registrationDelay, f.podStartDelay
 	cfg.BatchIdle, cfg.BatchMax, cfg.Horizon, cfg.Region = f.batchIdle, f.batchMax, f.horizon, f.region
+	if f.lbExact <= 0 || f.lbExact > 1 {
+		return fmt.Errorf("--lower-bound-exact: %v is not in (0, 1]", f.lbExact)
+	}
+	cfg.LowerBoundExactShare = f.lbExact
 	if f.disruptionInterval < 0 {
 		return fmt.Errorf("--disruption-interval: negative duration %s", f.disruptionInterval)
 	}

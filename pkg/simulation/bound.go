@@ -28,7 +28,10 @@ type LowerBoundCache struct {
 	usd    float64
 	series []point
 	err    error
-	solves int
+	// solves is the number of LP solves; exactTime the share of the
+	// simulated time whose bound was solved exactly.
+	solves    int
+	exactTime float64
 }
 
 // NewLowerBoundCache returns an empty cache.
@@ -63,6 +66,7 @@ func (e *engine) startLowerBound() error {
 		go func() {
 			defer close(c.done)
 			c.usd, c.series, c.solves = problem.integrate()
+			c.exactTime = problem.exactTime
 		}()
 	})
 	return setupErr
@@ -84,6 +88,9 @@ type boundProblem struct {
 	compat  [][]bool
 	changes []boundChange
 	end     time.Duration
+	// exactShare of the time is solved exactly (see boundfill.go);
+	// exactTime is the share that was.
+	exactShare, exactTime float64
 }
 
 type boundChange struct {
@@ -93,7 +100,10 @@ type boundChange struct {
 }
 
 func (e *engine) boundProblem(types []boundType, pools map[string]*scheduling.NodeClaimTemplate) *boundProblem {
-	bp := &boundProblem{end: e.horizon.Sub(Epoch)}
+	bp := &boundProblem{end: e.horizon.Sub(Epoch), exactShare: e.cfg.LowerBoundExactShare}
+	if bp.exactShare <= 0 {
+		bp.exactShare = DefaultLowerBoundExactShare
+	}
 	shapeIdx := map[string]int{}
 	podShape := make([]int, len(e.w.Pods))
 	for i := range e.w.Pods {
@@ -177,8 +187,13 @@ func (bp *boundProblem) integrate() (float64, []point, int) {
 		}
 		steps = append(steps, step{t, next, k})
 	}
-	keys := make([]string, 0, len(multisets))
-	for k := range multisets {
+	duration := map[string]time.Duration{}
+	for _, s := range steps {
+		duration[s.key] += s.next - s.t
+	}
+	exact := exactKeys(duration, bp.exactShare)
+	keys := make([]string, 0, len(exact))
+	for k := range exact {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
@@ -203,12 +218,47 @@ func (bp *boundProblem) integrate() (float64, []point, int) {
 	for i, k := range keys {
 		byKey[k] = values[i]
 	}
+	// The other moments: the best solve-free bound, from the nearest
+	// solved moments before and after (boundfill.go).
+	cb := bp.cheapBound()
+	prev, next := make([]int, len(steps)), make([]int, len(steps))
+	last := -1
+	for i, s := range steps {
+		if exact[s.key] {
+			last = i
+		}
+		prev[i] = last
+	}
+	last = -1
+	for i := len(steps) - 1; i >= 0; i-- {
+		if exact[steps[i].key] {
+			last = i
+		}
+		next[i] = last
+	}
 	var series []point
 	usd := 0.0
-	for _, s := range steps {
-		rate := byKey[s.key]
+	var exactTime, total time.Duration
+	for i, s := range steps {
+		rate, ok := byKey[s.key]
+		if ok {
+			exactTime += s.next - s.t
+		} else {
+			counts := multisets[s.key]
+			rate = cb.perResource(counts)
+			for _, a := range []int{prev[i], next[i]} {
+				if a >= 0 {
+					rate = math.Max(rate, cb.fromAnchor(byKey[steps[a].key], multisets[steps[a].key], counts))
+				}
+			}
+		}
+		total += s.next - s.t
 		series = append(series, point{s.t, rate})
 		usd += rate * (s.next - s.t).Hours()
+	}
+	bp.exactTime = 1
+	if total > 0 {
+		bp.exactTime = float64(exactTime) / float64(total)
 	}
 	return usd, series, len(keys)
 }

@@ -81,6 +81,11 @@ type Config struct {
 	Logger *logr.Logger
 	// LowerBound is shared between runs on the same workload (--compare).
 	LowerBound *LowerBoundCache
+	// LowerBoundExactShare is the share of simulated time whose fluid LP
+	// bound is solved exactly, longest-lived alive sets first; the rest
+	// gets solve-free bounds that stay valid but may be looser
+	// (boundfill.go). 0 means DefaultLowerBoundExactShare, 1 every moment.
+	LowerBoundExactShare float64
 	// DebugLog, when set, receives one line per decision (provisioning,
 	// launches, bindings, disruption commands) with its simulated time, to
 	// diff runs.

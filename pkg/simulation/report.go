@@ -27,6 +27,11 @@ type Result struct {
 
 	CostUSD       float64 `json:"cost_usd"`
 	LowerBoundUSD float64 `json:"lower_bound_usd"`
+	// LowerBoundSolves counts the LP solves behind it;
+	// LowerBoundExactTimeShare is the share of time solved exactly (the
+	// rest has solve-free bounds, still valid).
+	LowerBoundSolves         int     `json:"lower_bound_solves"`
+	LowerBoundExactTimeShare float64 `json:"lower_bound_exact_time_share"`
 	// CostOverLowerBound is cost_usd / lower_bound_usd.
 	CostOverLowerBound float64 `json:"cost_over_lower_bound"`
 
@@ -209,6 +214,7 @@ func (e *engine) result() (*Result, error) {
 		return nil, fmt.Errorf("computing the lower bound, %w", err)
 	}
 	r.LowerBoundUSD = lb
+	r.LowerBoundSolves, r.LowerBoundExactTimeShare = e.cfg.LowerBound.solves, e.cfg.LowerBound.exactTime
 	if lb > 0 {
 		r.CostOverLowerBound = r.CostUSD / lb
 	}

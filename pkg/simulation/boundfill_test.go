@@ -1,0 +1,97 @@
+package simulation
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
+)
+
+// The solve-free bounds never exceed the LP they stand in for: random
+// alive sets around a random solved neighbour, over the embedded catalog.
+func TestSolveFreeBoundsAreLowerBounds(t *testing.T) {
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
+	bp := &boundProblem{}
+	for _, it := range its {
+		bp.types = append(bp.types, lowerbound.Type{Name: it.Name, Allocatable: it.Allocatable(), Price: it.Offerings.Cheapest().Price})
+	}
+	for _, s := range [][3]int64{{4000, 16384, 1}, {8000, 30000, 1}, {12000, 60000, 2}, {32000, 120000, 4}, {64000, 400000, 8}, {2000, 8000, 0}, {900000, 1, 1}} {
+		req := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(s[0], resource.DecimalSI), corev1.ResourceMemory: *resource.NewQuantity(s[1]<<20, resource.BinarySI)}
+		if s[2] > 0 {
+			req[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(s[2], resource.DecimalSI)
+		}
+		bp.shapes = append(bp.shapes, lbShape{requests: req})
+		compat := make([]bool, len(bp.types))
+		for i := range compat {
+			compat[i] = true
+		}
+		bp.compat = append(bp.compat, compat)
+	}
+	cb := bp.cheapBound()
+	if cb.single[len(bp.shapes)-1] != 0 {
+		t.Errorf("a shape no type holds must count 0 (the LP leaves it out), got %v", cb.single[len(bp.shapes)-1])
+	}
+	r := rand.New(rand.NewSource(7))
+	random := func() []int {
+		c := make([]int, len(bp.shapes))
+		for i := range c {
+			c[i] = r.Intn(6)
+		}
+		return c
+	}
+	for i := 0; i < 25; i++ {
+		anchor, m := random(), random()
+		lpA, lpM := bp.bound(anchor), bp.bound(m)
+		if got := cb.fromAnchor(lpA, anchor, m); got > lpM*(1+1e-9)+1e-9 {
+			t.Fatalf("bound from a solved neighbour %v > LP %v (anchor %v, alive %v)", got, lpM, anchor, m)
+		}
+		if got := cb.perResource(m); got > lpM*(1+1e-9)+1e-9 {
+			t.Fatalf("per-resource bound %v > LP %v (alive %v)", got, lpM, m)
+		}
+		if got := cb.fromAnchor(lpM, m, m); math.Abs(got-lpM) > 1e-9 {
+			t.Fatalf("bound from itself = %v, want its LP %v", got, lpM)
+		}
+	}
+}
+
+func TestExactKeysCoverTheLongestLived(t *testing.T) {
+	d := map[string]time.Duration{}
+	for i := 0; i < 1000; i++ {
+		d[string(rune('a'+i%26))+string(rune('A'+i/26))] = time.Duration(i+1) * time.Second
+	}
+	for _, share := range []float64{0.5, 0.9, 1} {
+		exact := exactKeys(d, share)
+		var covered, total time.Duration
+		minExact, maxOther := time.Duration(math.MaxInt64), time.Duration(0)
+		for k, v := range d {
+			total += v
+			if exact[k] {
+				covered += v
+				minExact = min(minExact, v)
+			} else {
+				maxOther = max(maxOther, v)
+			}
+		}
+		if float64(covered) < share*float64(total) || len(exact) < minExactSolves {
+			t.Errorf("share %v: %d exact keys cover %v of %v", share, len(exact), covered, total)
+		}
+		if maxOther > minExact {
+			t.Errorf("share %v: a %v-long alive set is not solved while a %v-long one is", share, maxOther, minExact)
+		}
+		if share == 1 && len(exact) != len(d) {
+			t.Errorf("share 1 solved %d of %d", len(exact), len(d))
+		}
+	}
+}

@@ -117,6 +117,9 @@ type Backend struct {
 	iam         *iam.Client
 	clock       clock.Clock
 	launchSlots chan struct{}
+	// started is when this backend (this controller process) started: a
+	// NodeClaim created before may have been launched by a previous process.
+	started time.Time
 
 	prices       *priceBook
 	types        *typeBook
@@ -177,6 +180,7 @@ func NewBackend(ctx context.Context, opts Options) (*Backend, error) {
 		iam:         opts.IAM,
 		clock:       clk,
 		launchSlots: make(chan struct{}, opts.MaxConcurrentLaunches),
+		started:     clk.Now(),
 		subnets:     map[string]subnetDetail{},
 		amis:        map[string]amiDetail{},
 		zones:       newRefreshed[[]string](clk, time.Hour, opts.RefreshRetry),

@@ -25,10 +25,15 @@ import (
 const DefaultOrphanGracePeriod = 2 * time.Minute
 
 // CollectOrphans terminates this cluster's instances that no NodeClaim
-// refers to (by provider ID or by the NodeClaim name tag) and that are
-// older than gracePeriod, for example instances leaked by a controller crash
-// between CreateFleet and the NodeClaim status update. It returns the IDs it
-// terminated.
+// refers to and that are older than gracePeriod, for example instances
+// leaked by a controller crash between CreateFleet and the NodeClaim status
+// update. A NodeClaim refers to its provider ID's instance; one that has no
+// provider ID yet (still launching) also to every instance tagged with its
+// name. An instance tagged with the name of a NodeClaim that recorded another
+// instance is a duplicate (a launch whose answer was lost, re-launched) and
+// is collected. An instance a NodeClaim refers to whose NodeClaim tag is
+// missing or stale (a batched launch whose CreateTags failed) is tagged
+// again, so that List finds it. It returns the IDs it terminated.
 func (b *Backend) CollectOrphans(ctx context.Context, kubeClient client.Client, gracePeriod time.Duration) ([]string, error) {
 	// List instances first: a NodeClaim created after the NodeClaim list
 	// would otherwise look absent for an instance launched in between.
@@ -40,20 +45,31 @@ func (b *Backend) CollectOrphans(ctx context.Context, kubeClient client.Client, 
 	if err := kubeClient.List(ctx, claims); err != nil {
 		return nil, fmt.Errorf("listing NodeClaims, %w", err)
 	}
-	providerIDs := sets.New[string]()
+	providerIDs := map[string]string{} // provider ID -> NodeClaim name
 	names := sets.New[string]()
 	for _, nc := range claims.Items {
-		names.Insert(nc.Name)
 		if nc.Status.ProviderID != "" {
-			providerIDs.Insert(nc.Status.ProviderID)
+			providerIDs[nc.Status.ProviderID] = nc.Name
+		} else {
+			names.Insert(nc.Name)
 		}
 	}
 	var collected []string
 	var errs []error
 	now := b.clock.Now()
 	for _, inst := range instances {
+		if name, ok := providerIDs[b.ProviderID(inst)]; ok {
+			if inst.State != cloudprovider.InstanceStateTerminated && inst.Tags[cloudprovider.TagNodeClaim] != name {
+				if err := b.batcher.tag(ctx, inst.ID, map[string]string{cloudprovider.TagNodeClaim: name, "Name": name}); err != nil {
+					errs = append(errs, err)
+				} else {
+					log.FromContext(ctx).Info("tagged an instance with its NodeClaim", "instance", inst.ID, "nodeclaim", name)
+				}
+			}
+			continue
+		}
 		if inst.State == cloudprovider.InstanceStateTerminated || now.Sub(inst.LaunchTime) < gracePeriod ||
-			providerIDs.Has(b.ProviderID(inst)) || names.Has(inst.Tags[cloudprovider.TagNodeClaim]) {
+			names.Has(inst.Tags[cloudprovider.TagNodeClaim]) {
 			continue
 		}
 		if err := b.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {

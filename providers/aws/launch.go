@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -59,6 +61,15 @@ func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) 
 	if missing := unresolved(nc); len(missing) > 0 {
 		return nil, fmt.Errorf("GPUNodeClass %q has no resolved %s", nc.Name, strings.Join(missing, ", "))
 	}
+	if b.mayHaveLaunched(req.NodeClaim) {
+		inst, err := b.launchedBefore(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if inst != nil {
+			return &cloudprovider.LaunchResult{Instance: inst}, nil
+		}
+	}
 	res := &cloudprovider.LaunchResult{}
 	var errs []error
 	for _, g := range b.groupOptions(ctx, req.Options) {
@@ -76,6 +87,73 @@ func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) 
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// RestartLookupWindow is how long after a backend starts the NodeClaims it
+// launches are still looked up in EC2 first (NodeClaims created before the
+// start always are): it covers clock skew between the API server and the
+// controller.
+const RestartLookupWindow = time.Minute
+
+// mayHaveLaunched reports whether a previous controller process may have
+// launched the NodeClaim and died before recording it: the NodeClaim is
+// older than this process. The fleet client token alone does not make that
+// re-launch idempotent: the first launch may have been batched with other
+// NodeClaims (one token for the batch), or made with other options (offerings
+// the previous process had seen refused), and either is a new token.
+func (b *Backend) mayHaveLaunched(nc *karpv1.NodeClaim) bool {
+	return nc != nil && !nc.CreationTimestamp.IsZero() && nc.CreationTimestamp.Time.Before(b.started.Add(RestartLookupWindow))
+}
+
+// launchedBefore returns the live instance already launched for the
+// NodeClaim (found by its NodeClaim tag) on one of the request's options, or
+// nil. Instances tagged with the NodeClaim that it cannot use (an option no
+// longer offered, extra copies) are terminated: no NodeClaim refers to them.
+func (b *Backend) launchedBefore(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.Instance, error) {
+	filters := []ec2types.Filter{
+		{Name: str("tag:" + cloudprovider.TagCluster), Values: []string{b.opts.ClusterName}},
+		{Name: str("tag:" + cloudprovider.TagNodeClaim), Values: []string{req.NodeClaim.Name}},
+		{Name: str("instance-state-name"), Values: []string{"pending", "running"}},
+	}
+	pager := ec2.NewDescribeInstancesPaginator(b.ec2, &ec2.DescribeInstancesInput{Filters: filters})
+	var found []*cloudprovider.Instance
+	for pager.HasMorePages() {
+		cctx, cancel := b.call(ctx)
+		page, err := pager.NextPage(cctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("looking up instances of NodeClaim %s, %w", req.NodeClaim.Name, err)
+		}
+		for _, r := range page.Reservations {
+			for _, inst := range r.Instances {
+				found = append(found, instanceFrom(inst))
+			}
+		}
+	}
+	rank := func(inst *cloudprovider.Instance) int {
+		return lo.IndexOf(lo.Map(req.Options, func(o cloudprovider.LaunchOption, _ int) string { return o.String() }),
+			cloudprovider.LaunchOption{InstanceType: inst.InstanceType, Zone: inst.Zone, CapacityType: inst.CapacityType}.String())
+	}
+	found = lo.Filter(found, func(inst *cloudprovider.Instance, _ int) bool {
+		return inst.State != cloudprovider.InstanceStateTerminated
+	})
+	sort.SliceStable(found, func(i, j int) bool {
+		ri, rj := rank(found[i]), rank(found[j])
+		return ri >= 0 && (rj < 0 || ri < rj)
+	})
+	var keep *cloudprovider.Instance
+	for _, inst := range found {
+		if keep == nil && rank(inst) >= 0 {
+			keep = inst
+			log.FromContext(ctx).Info("found the instance a previous launch of the NodeClaim started", "nodeclaim", req.NodeClaim.Name, "instance", inst.ID)
+			continue
+		}
+		if err := b.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
+			return nil, err
+		}
+		log.FromContext(ctx).Info("terminated an unusable instance of a previous launch of the NodeClaim", "nodeclaim", req.NodeClaim.Name, "instance", inst.ID, "offering", inst.InstanceType+"/"+inst.Zone+"/"+inst.CapacityType)
+	}
+	return keep, nil
 }
 
 func unresolved(nc *v1alpha1.GPUNodeClass) []string {

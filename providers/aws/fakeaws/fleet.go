@@ -100,6 +100,7 @@ func (s *Server) createFleet(form url.Values) ([]byte, *apiError) {
 			code := s.refusal(o)
 			if code != "" {
 				// Reported also after a partial launch, as EC2 does.
+				s.faults[FaultFleetError]++
 				errs = append(errs, item(spec, lifecycle, txt("errorCode", code), txt("errorMessage", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", o.instanceType, o.zone))))
 				break
 			}
@@ -125,6 +126,9 @@ func (s *Server) createFleet(form url.Values) ([]byte, *apiError) {
 		if len(ids) > 0 {
 			launched = append(launched, item(spec, lifecycle, set("instanceIds", ids...), txt("instanceType", o.instanceType), txt("platform", "Linux/UNIX")))
 		}
+	}
+	if len(errs) > 0 && len(launched) > 0 {
+		s.faults[FaultPartialFleet]++
 	}
 	out := document("CreateFleetResponse", ec2Namespace, txt("requestId", "req-fake"), txt("fleetId", s.id("fleet-")),
 		set("errorSet", errs...), set("fleetInstanceSet", launched...))

@@ -6,7 +6,9 @@
 // security groups, images, instance types, capacity reservations, launch
 // templates, instances), with fault injection: capacity errors on chosen
 // offerings, per-offering capacity limits, throttling N times per action,
-// injected API errors and a server-side page size.
+// injected API errors (4xx or 5xx), answers lost after the call took effect
+// (a 500, a connection reset or a delay past the client's timeout) and a
+// server-side page size; Faults counts the faults served, by kind.
 //
 // Clients reach it through their endpoint override (BaseEndpoint), so the
 // code under test is the real SDK: serializers, signing, retries,
@@ -14,9 +16,11 @@
 package fakeaws
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -149,6 +153,24 @@ type apiError struct {
 	status        int
 }
 
+// Fault kinds counted by Faults.
+const (
+	FaultThrottle        = "throttle"         // RequestLimitExceeded / ThrottlingException
+	FaultAPIError        = "api-error"        // injected 4xx error (Fail)
+	FaultServerError     = "server-error"     // injected 5xx error, the call had no effect (FailStatus)
+	FaultLostResponse    = "lost-response"    // the call took effect, answered 500 InternalError (LoseResponses)
+	FaultConnectionReset = "connection-reset" // the call took effect, the connection was reset (ResetConnections)
+	FaultSlowResponse    = "slow-response"    // the call took effect, answered late (Delay)
+	FaultFleetError      = "fleet-error"      // an override refused in a CreateFleet errorSet
+	FaultPartialFleet    = "partial-fleet"    // a CreateFleet answer with both instances and errors
+)
+
+// responseFault alters the answer of a call that was carried out.
+type responseFault struct {
+	kind  string
+	delay time.Duration
+}
+
 // Server is the fake endpoint.
 type Server struct {
 	URL string
@@ -172,6 +194,8 @@ type Server struct {
 	capacityErrors map[Offering]string
 	throttles      map[string]int
 	failures       map[string][]apiError
+	respFaults     map[string][]responseFault
+	faults         map[string]int // served, by kind
 	pageSize       int
 	templates      map[string]*LaunchTemplate
 	instances      []*Instance
@@ -199,6 +223,8 @@ func New(inv Inventory) *Server {
 		capacityErrors: map[Offering]string{},
 		throttles:      map[string]int{},
 		failures:       map[string][]apiError{},
+		respFaults:     map[string][]responseFault{},
+		faults:         map[string]int{},
 		templates:      map[string]*LaunchTemplate{},
 		tokens:         map[string][]byte{},
 	}
@@ -222,7 +248,7 @@ func New(inv Inventory) *Server {
 	for k, v := range inv.Capacity {
 		s.capacity[k] = v
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	s.URL = s.srv.URL
 	return s
 }
@@ -277,6 +303,65 @@ func (s *Server) Fail(action, code, message string, n int) {
 	for range n {
 		s.failures[action] = append(s.failures[action], apiError{code: code, message: message, status: http.StatusBadRequest})
 	}
+}
+
+// FailStatus makes the next n calls of action fail with an error code and
+// HTTP status (e.g. 500 InternalError, 503 Unavailable) before they take
+// effect.
+func (s *Server) FailStatus(action, code, message string, status, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures[action] = append(s.failures[action], apiError{code: code, message: message, status: status})
+	}
+}
+
+// LoseResponses makes the next n successful calls of action take effect
+// but answer 500 InternalError, as when EC2 acted and the answer was lost:
+// the client's retry must be idempotent.
+func (s *Server) LoseResponses(action string, n int) {
+	s.addResponseFaults(action, FaultLostResponse, 0, n)
+}
+
+// ResetConnections makes the next n successful calls of action take effect
+// and then reset the connection without an answer.
+func (s *Server) ResetConnections(action string, n int) {
+	s.addResponseFaults(action, FaultConnectionReset, 0, n)
+}
+
+// Delay makes the next n calls of action take effect and answer after d; a
+// client whose timeout is shorter sees a timeout and retries.
+func (s *Server) Delay(action string, d time.Duration, n int) {
+	s.addResponseFaults(action, FaultSlowResponse, d, n)
+}
+
+func (s *Server) addResponseFaults(action, kind string, d time.Duration, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.respFaults[action] = append(s.respFaults[action], responseFault{kind: kind, delay: d})
+	}
+}
+
+// ClearFaults disarms every pending throttle, injected error and response
+// fault (capacity errors and limits stay).
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.throttles = map[string]int{}
+	s.failures = map[string][]apiError{}
+	s.respFaults = map[string][]responseFault{}
+}
+
+// Faults returns how many faults of each kind (Fault*) were served.
+func (s *Server) Faults() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.faults))
+	for k, v := range s.faults {
+		out[k] = v
+	}
+	return out
 }
 
 // SetPageSize caps every paginated answer at n items (0: no cap).
@@ -410,6 +495,76 @@ func cloneMap(m map[string]string) map[string]string {
 	return out
 }
 
+// handle serves a request and applies the response fault armed for its
+// action, if any: the call has taken effect, its answer is lost, reset or
+// late.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	target := r.Header.Get("X-Amz-Target")
+	action := target[strings.LastIndex(target, ".")+1:]
+	if target == "" {
+		form, _ := url.ParseQuery(string(body))
+		action = form.Get("Action")
+	}
+	s.mu.Lock()
+	pending := len(s.respFaults[action]) > 0
+	s.mu.Unlock()
+	if !pending {
+		s.serve(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	s.serve(rec, r)
+	s.mu.Lock()
+	var f responseFault
+	if q := s.respFaults[action]; len(q) > 0 && (rec.Code == http.StatusOK || q[0].kind == FaultSlowResponse) {
+		f, s.respFaults[action] = q[0], q[1:]
+		s.faults[f.kind]++
+	}
+	s.mu.Unlock()
+	switch f.kind {
+	case FaultLostResponse:
+		e := apiError{code: "InternalError", message: "An internal error has occurred.", status: http.StatusInternalServerError}
+		if target != "" {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.Header().Set("X-Amzn-ErrorType", e.code)
+			w.WriteHeader(e.status)
+			_ = json.NewEncoder(w).Encode(map[string]string{"__type": e.code, "message": e.message})
+			return
+		}
+		writeEC2Error(w, e)
+		return
+	case FaultConnectionReset:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tcp, ok := conn.(*net.TCPConn); ok {
+					_ = tcp.SetLinger(0) // RST, not FIN
+				}
+				_ = conn.Close()
+				return
+			}
+		}
+	case FaultSlowResponse:
+		t := time.NewTimer(f.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
 // serve dispatches by protocol: JSON 1.1 (X-Amz-Target) or Query (Action).
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
@@ -479,10 +634,12 @@ const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 func (s *Server) injected(action string) (apiError, bool) {
 	if n := s.throttles[action]; n > 0 {
 		s.throttles[action] = n - 1
+		s.faults[FaultThrottle]++
 		return apiError{code: "RequestLimitExceeded", message: "Request limit exceeded.", status: http.StatusServiceUnavailable}, true
 	}
 	if f := s.failures[action]; len(f) > 0 {
 		s.failures[action] = f[1:]
+		s.faults[map[bool]string{true: FaultServerError, false: FaultAPIError}[f[0].status >= 500]]++
 		return f[0], true
 	}
 	return apiError{}, false

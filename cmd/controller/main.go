@@ -50,7 +50,7 @@ func main() {
 	ctrls, err := operator.NewControllers(ctx, operator.Options{
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
 		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: backend, Cluster: cluster,
-		InstanceTypeStore: op.InstanceTypeStore, Policy: operator.Policy(opts.Policy),
+		InstanceTypeStore: op.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

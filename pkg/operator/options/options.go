@@ -37,6 +37,10 @@ type Options struct {
 	// FakeLaunchLatency and FakeRegistrationDelay shape the fake backend's
 	// instances: pending time, then time until the Node registers.
 	FakeLaunchLatency, FakeRegistrationDelay time.Duration
+	// DirectPackingMinPods is the number of pending GPU pods the packer
+	// models from which a provisioning batch skips core's Solve for new
+	// capacity (0: the default, 100; negative: never).
+	DirectPackingMinPods int
 }
 
 // AddFlags registers the flags.
@@ -48,6 +52,7 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.StringVar(&o.Policy, "policy", env.WithDefaultString("POLICY", "karpenter-gpu"), "Provisioning policy: karpenter-gpu (cost-optimal GPU packing) or stock (Karpenter core's decisions)")
 	fs.DurationVar(&o.FakeLaunchLatency, "fake-launch-latency", env.WithDefaultDuration("FAKE_LAUNCH_LATENCY", 0), "With --backend=fake: how long instances stay pending")
 	fs.DurationVar(&o.FakeRegistrationDelay, "fake-registration-delay", env.WithDefaultDuration("FAKE_REGISTRATION_DELAY", 2*time.Second), "With --backend=fake: how long after running an instance's Node registers")
+	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
 

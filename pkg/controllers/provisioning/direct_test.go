@@ -163,16 +163,7 @@ func TestDirectPathMixedBatch(t *testing.T) {
 		return pods
 	}
 	e := newEnv(t, gpuPool("gpu", 0), cpuPool("cpu"))
-	pods := build(e)
-	e.addPods(t, pods...)
-	got, err := e.controller(0).Schedule(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tookDirectPath(e) {
-		t.Fatal("direct path not taken")
-	}
-	assertAllPlacedOnce(t, pods, got)
+	got := scheduleDirect(t, e, build(e))
 
 	stock := newEnv(t, gpuPool("gpu", 0), cpuPool("cpu"))
 	stock.addPods(t, build(stock)...)
@@ -212,15 +203,7 @@ func TestDirectPathNodePoolWeights(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		pods = append(pods, e.pod(4000, 16384, 1, l40s))
 	}
-	e.addPods(t, pods...)
-	got, err := e.controller(0).Schedule(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tookDirectPath(e) {
-		t.Fatal("direct path not taken")
-	}
-	assertAllPlacedOnce(t, pods, got)
+	got := scheduleDirect(t, e, pods)
 	for _, nc := range got.NewNodeClaims {
 		wantPool := "t4-first"
 		for _, p := range nc.Pods {
@@ -232,6 +215,22 @@ func TestDirectPathNodePoolWeights(t *testing.T) {
 			t.Errorf("NodeClaim with %d pods in pool %s, want %s", len(nc.Pods), nc.NodePoolName, wantPool)
 		}
 	}
+}
+
+// scheduleDirect adds pods, runs one loop, and checks it took the direct
+// path and placed every pod exactly once.
+func scheduleDirect(t *testing.T, e *env, pods []*corev1.Pod) scheduling.Results {
+	t.Helper()
+	e.addPods(t, pods...)
+	got, err := e.controller(0).Schedule(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tookDirectPath(e) {
+		t.Fatal("direct path not taken")
+	}
+	assertAllPlacedOnce(t, pods, got)
+	return got
 }
 
 func assertAllPlacedOnce(t *testing.T, pods []*corev1.Pod, r scheduling.Results) {

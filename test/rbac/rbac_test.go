@@ -1,8 +1,12 @@
 // Package rbac checks the Helm chart's RBAC against what the controller
 // really does: the full controller set runs against a real API server
 // (envtest, RBAC authorization on) as the chart's service account, bound by
-// the chart's own ClusterRole and Roles, through a provisioning round, pods
-// bound by kube-scheduler, and a node termination with drain. Every request
+// the chart's own ClusterRole and Roles. Two runs: the fake backend through a
+// provisioning round, pods bound by kube-scheduler and a node termination
+// with drain (TestChartRBACCoversControllerRequests); the EKS values with the
+// aws backend on the in-process EC2 endpoint through node class resolution,
+// a launch, a consolidation replacement and an empty-node consolidation
+// (TestChartRBACCoversAWSBackendAndConsolidation, aws_test.go). Every request
 // is recorded. A request the API server forbids fails the test (the
 // controller would break in a cluster); rules that grant verbs never used are
 // listed (candidates for tightening).
@@ -33,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
@@ -212,35 +217,38 @@ func (g grants) allows(r request) bool {
 	return false
 }
 
-func TestChartRBACCoversControllerRequests(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	objs := render(t, "fake.yaml", "--set", "settings.backend=fake")
-	cp := chaos.StartControlPlane(t)
-	cp.StartScheduler(t)
+// chartRBAC is the chart's RBAC applied to a control plane, and the
+// controller settings its Deployment sets.
+type chartRBAC struct {
+	granted grants
+	// env is the controller container's environment (FEATURE_GATES,
+	// LEADER_ELECTION_NAME, CLUSTER_NAME, ...).
+	env map[string]string
+}
+
+// applyChartRBAC creates the rendered ClusterRole, Roles and their bindings
+// (not the aggregate-to-admin role's grants, which are not the
+// controller's) and returns what they grant.
+func applyChartRBAC(t *testing.T, ctx context.Context, cp *chaos.ControlPlane, objs []*unstructured.Unstructured) *chartRBAC {
+	t.Helper()
 	if err := cp.Kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		t.Fatal(err)
 	}
-	granted := grants{}
-	var featureGates, leaseName string
+	chart := &chartRBAC{granted: grants{}, env: map[string]string{}}
 	for _, o := range objs {
 		switch o.GetKind() {
 		case "ClusterRole":
 			if o.GetName() == release { // not the aggregate-to-admin role
-				granted.add("", convert[rbacv1.ClusterRole](t, o).Rules)
+				chart.granted.add("", convert[rbacv1.ClusterRole](t, o).Rules)
 			}
 		case "Role":
-			granted.add(o.GetNamespace(), convert[rbacv1.Role](t, o).Rules)
+			chart.granted.add(o.GetNamespace(), convert[rbacv1.Role](t, o).Rules)
 		case "Deployment":
-			env := convert[appsv1.Deployment](t, o).Spec.Template.Spec.Containers[0].Env
-			for _, e := range env {
-				featureGates = lo.Ternary(e.Name == "FEATURE_GATES", e.Value, featureGates)
-				leaseName = lo.Ternary(e.Name == "LEADER_ELECTION_NAME", e.Value, leaseName)
+			for _, e := range convert[appsv1.Deployment](t, o).Spec.Template.Spec.Containers[0].Env {
+				chart.env[e.Name] = e.Value
 			}
-		default:
 			continue
-		}
-		if o.GetKind() == "Deployment" {
+		default:
 			continue
 		}
 		if err := cp.Kube.Create(ctx, o.DeepCopy()); err != nil {
@@ -254,21 +262,48 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 			}
 		}
 	}
-	if leaseName == "" {
+	if chart.env["LEADER_ELECTION_NAME"] == "" {
 		t.Fatal("the rendered Deployment sets no LEADER_ELECTION_NAME")
 	}
+	return chart
+}
 
-	rec := &recorder{requests: map[request]int{}, forbidden: map[request]string{}}
+// controllerArgs are the flags the chart's environment sets, for the
+// controller flags the harness parses.
+func (c *chartRBAC) controllerArgs() []string {
+	args := []string{"--batch-idle-duration=1s", "--batch-max-duration=2s", "--leader-election-name=" + c.env["LEADER_ELECTION_NAME"]}
+	if fg := c.env["FEATURE_GATES"]; fg != "" {
+		args = append(args, "--feature-gates="+fg)
+	}
+	return args
+}
+
+// serviceAccountConfig is the controller's rest config: the chart's service
+// account, every request recorded by rec.
+func serviceAccountConfig(t *testing.T, cp *chaos.ControlPlane, rec *recorder) *rest.Config {
 	cfg := cp.UserConfig(t, saUser)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
+	return cfg
+}
+
+func newRecorder() *recorder {
+	return &recorder{requests: map[request]int{}, forbidden: map[request]string{}}
+}
+
+func TestChartRBACCoversControllerRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	objs := render(t, "fake.yaml", "--set", "settings.backend=fake")
+	cp := chaos.StartControlPlane(t)
+	cp.StartScheduler(t)
+	chart := applyChartRBAC(t, ctx, cp, objs)
+
+	rec := newRecorder()
+	cfg := serviceAccountConfig(t, cp, rec)
 	logs := &chaos.LogBuffer{}
 	fleet := newFleet()
-	args := []string{"--batch-idle-duration=1s", "--batch-max-duration=2s", "--leader-election-name=" + leaseName}
-	if featureGates != "" {
-		args = append(args, "--feature-gates="+featureGates)
-	}
 	ctrl, err := chaos.StartController(ctx, chaos.ControllerOptions{
-		Config: cfg, Fleet: fleet, RegistrationDelay: time.Second, Logger: logs.Logger(), Args: args,
+		Config: cfg, Fleet: fleet, RegistrationDelay: time.Second, Logger: logs.Logger(), Args: chart.controllerArgs(),
 		LeaderElection: true, LeaderElectionNamespace: namespace, GCGracePeriod: time.Minute, GCInterval: 5 * time.Second,
 	})
 	if err != nil {
@@ -282,12 +317,7 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 		}
 	}
 	defer stop()
-	t.Cleanup(func() {
-		if t.Failed() {
-			lines := strings.Split(logs.String(), "\n")
-			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -40, 40), "\n"))
-		}
-	})
+	dumpLogsOnFailure(t, logs)
 
 	// A provisioning round: a GPUNodeClass, a NodePool and two GPU pods.
 	if err := cp.Kube.Create(ctx, nodeClass()); err != nil {
@@ -330,7 +360,23 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 	_ = cp.Kube.Delete(ctx, nodeClass())
 	time.Sleep(3 * time.Second)
 	stop()
+	rec.check(t, chart.granted)
+}
 
+func dumpLogsOnFailure(t *testing.T, logs *chaos.LogBuffer) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			lines := strings.Split(logs.String(), "\n")
+			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -40, 40), "\n"))
+		}
+	})
+}
+
+// check fails the test for every request the chart's RBAC forbids (or
+// would not allow as parsed here) and for karpenter-gpu.io write grants
+// never used, and logs the requests made and the write grants not used.
+func (rec *recorder) check(t *testing.T, granted grants) {
+	t.Helper()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	used := lo.Keys(rec.requests)
@@ -387,12 +433,19 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 	if len(denied) > 0 {
 		t.Errorf("the controller made requests the chart's RBAC does not allow:\n  %s", strings.Join(denied, "\n  "))
 	}
-	// Core's rules mirror Karpenter's chart (paths this run does not take:
-	// disruption, overlays, capacity buffers, lease GC); karpenter-gpu's own
-	// write grants must all be exercised.
+	// Core's rules mirror Karpenter's chart (paths a run does not take:
+	// overlays, capacity buffers, lease GC); karpenter-gpu's own write grants
+	// must all be exercised.
 	if len(unusedOwn) > 0 {
 		t.Errorf("karpenter-gpu.io write grants the controller never used (tighten the chart): %v", unusedOwn)
 	}
+}
+
+// used reports whether the controller made a request.
+func (rec *recorder) used(verb, group, resource string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return lo.SomeBy(lo.Keys(rec.requests), func(r request) bool { return r.Verb == verb && r.Group == group && r.Resource == resource })
 }
 
 // eventually polls cond, failing early when the controller was forbidden

@@ -25,7 +25,7 @@ import (
 const DefaultOrphanGracePeriod = 2 * time.Minute
 
 // GarbageCollector terminates fleet instances that no NodeClaim refers to (by
-// provider ID or by the NodeClaim name tag) once they are older than
+// provider ID, or by the name tag of a NodeClaim still launching) once they are older than
 // GracePeriod: instances leaked by a controller crash between launch and the
 // NodeClaim update whose NodeClaim was then deleted. It is the fake twin of
 // providers/aws GarbageCollector.
@@ -62,10 +62,15 @@ func (g *GarbageCollector) CollectOrphans(ctx context.Context) ([]string, error)
 		return nil, fmt.Errorf("listing NodeClaims, %w", err)
 	}
 	providerIDs, names := sets.New[string](), sets.New[string]()
+	// The name tag protects an instance only while its NodeClaim has no
+	// provider ID yet (still launching); once the NodeClaim recorded an
+	// instance, another one tagged with its name is a duplicate (a launch
+	// whose answer was lost, re-launched) and is collected.
 	for _, nc := range claims.Items {
-		names.Insert(nc.Name)
 		if nc.Status.ProviderID != "" {
 			providerIDs.Insert(nc.Status.ProviderID)
+		} else {
+			names.Insert(nc.Name)
 		}
 	}
 	grace := lo.Ternary(g.GracePeriod > 0, g.GracePeriod, DefaultOrphanGracePeriod)

@@ -342,33 +342,8 @@ func StartController(parent context.Context, o ControllerOptions) (*Controller, 
 	log.SetLogger(o.Logger)
 	klog.SetLogger(o.Logger)
 	ctx := log.IntoContext(gpuOpts.ToContext(coreoptions.ToContext(context.Background(), coreOpts)), o.Logger)
-	cfg := rest.CopyConfig(o.Config)
-	cfg.QPS, cfg.Burst = float32(coreOpts.KubeClientQPS), coreOpts.KubeClientBurst
-	cfg.UserAgent = "karpenter-gpu-chaos"
-	shutdown := 5 * time.Second
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme.Scheme,
-		Logger:                        o.Logger,
-		LeaderElection:                o.LeaderElection,
-		LeaderElectionID:              coreOpts.LeaderElectionName,
-		LeaderElectionNamespace:       o.LeaderElectionNamespace,
-		LeaderElectionResourceLock:    resourcelock.LeasesResourceLock,
-		LeaderElectionReleaseOnCancel: true,
-		Metrics:                       server.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		GracefulShutdownTimeout:       &shutdown,
-		BaseContext:                   func() context.Context { return ctx },
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&coordinationv1.Lease{}: {Field: fields.SelectorFromSet(fields.Set{"metadata.namespace": "kube-node-lease"})},
-		}},
-		// A restarted controller registers the same controller names again
-		// in this process.
-		Controller: ctrlconfig.Controller{SkipNameValidation: lo.ToPtr(true)},
-	})
+	mgr, err := NewManager(ctx, o.Config, coreOpts, o.Logger, o.LeaderElection, o.LeaderElectionNamespace)
 	if err != nil {
-		return nil, fmt.Errorf("creating manager, %w", err)
-	}
-	if err := setupIndexers(ctx, mgr); err != nil {
 		return nil, err
 	}
 	clk := lo.Ternary[clock.Clock](o.Clock == nil, clock.RealClock{}, o.Clock)
@@ -377,24 +352,7 @@ func StartController(parent context.Context, o ControllerOptions) (*Controller, 
 	if o.Conflicts != nil {
 		kubeClient = o.Conflicts.Wrap(kubeClient)
 	}
-	recorder := events.NewRecorder(mgr.GetEventRecorderFor("karpenter")) //nolint:staticcheck // as core's operator
-	instanceTypeStore := nodeoverlay.NewInstanceTypeStore()
-	provider, err := gpucp.New(gpucp.Options{KubeClient: kubeClient, Backend: o.Fleet, Clock: clk, ClusterName: gpuOpts.ClusterName})
-	if err != nil {
-		return nil, err
-	}
-	undecorated := metrics.Decorate(provider)
-	cloudProvider := overlay.Decorate(undecorated, kubeClient, instanceTypeStore)
-	matcher, err := health.NewRepairPolicyMatcher(ctx, cloudProvider)
-	if err != nil {
-		return nil, err
-	}
-	cluster := state.NewCluster(clk, kubeClient, cloudProvider, state.WithRepairPolicyMatcher(matcher))
-	ctrls, err := operator.NewControllers(ctx, operator.Options{
-		Manager: mgr, Clock: clk, KubeClient: kubeClient, Recorder: recorder,
-		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: o.Fleet, Cluster: cluster,
-		InstanceTypeStore: instanceTypeStore, Policy: operator.Policy(gpuOpts.Policy),
-	})
+	ctrls, err := Assemble(ctx, mgr, kubeClient, o.Fleet, clk, gpuOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -426,6 +384,65 @@ func (c *Controller) Stop() error {
 	case <-time.After(30 * time.Second):
 		return errors.New("manager did not stop within 30s")
 	}
+}
+
+// NewManager creates the controller-runtime manager as core's operator does
+// (client QPS/burst from core's options, leader election on a Lease, the
+// kube-node-lease cache restriction) with the field indexes core registers.
+// Metrics and probes are off; a restarted controller in the same process may
+// register the same controller names again.
+func NewManager(ctx context.Context, cfg *rest.Config, coreOpts *coreoptions.Options, logger logr.Logger, leaderElection bool, leaderElectionNamespace string) (manager.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = float32(coreOpts.KubeClientQPS), coreOpts.KubeClientBurst
+	cfg.UserAgent = "karpenter-gpu-chaos"
+	shutdown := 5 * time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme.Scheme,
+		Logger:                        logger,
+		LeaderElection:                leaderElection,
+		LeaderElectionID:              coreOpts.LeaderElectionName,
+		LeaderElectionNamespace:       leaderElectionNamespace,
+		LeaderElectionResourceLock:    resourcelock.LeasesResourceLock,
+		LeaderElectionReleaseOnCancel: true,
+		Metrics:                       server.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		GracefulShutdownTimeout:       &shutdown,
+		BaseContext:                   func() context.Context { return ctx },
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {Field: fields.SelectorFromSet(fields.Set{"metadata.namespace": "kube-node-lease"})},
+		}},
+		Controller: ctrlconfig.Controller{SkipNameValidation: lo.ToPtr(true)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager, %w", err)
+	}
+	if err := setupIndexers(ctx, mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// Assemble builds the controller set as cmd/controller does: the provider
+// over backend, core's metrics and overlay decorations, cluster state with
+// the repair policies, pkg/operator.NewControllers.
+func Assemble(ctx context.Context, mgr manager.Manager, kubeClient client.Client, backend gpucp.Backend, clk clock.Clock, gpuOpts *gpuoptions.Options) (*operator.Controllers, error) {
+	instanceTypeStore := nodeoverlay.NewInstanceTypeStore()
+	provider, err := gpucp.New(gpucp.Options{KubeClient: kubeClient, Backend: backend, Clock: clk, ClusterName: gpuOpts.ClusterName})
+	if err != nil {
+		return nil, err
+	}
+	undecorated := metrics.Decorate(provider)
+	cloudProvider := overlay.Decorate(undecorated, kubeClient, instanceTypeStore)
+	matcher, err := health.NewRepairPolicyMatcher(ctx, cloudProvider)
+	if err != nil {
+		return nil, err
+	}
+	cluster := state.NewCluster(clk, kubeClient, cloudProvider, state.WithRepairPolicyMatcher(matcher))
+	return operator.NewControllers(ctx, operator.Options{
+		Manager: mgr, Clock: clk, KubeClient: kubeClient, Recorder: events.NewRecorder(mgr.GetEventRecorderFor("karpenter")), //nolint:staticcheck // as core's operator
+		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: backend, Cluster: cluster,
+		InstanceTypeStore: instanceTypeStore, Policy: operator.Policy(gpuOpts.Policy), DirectMinPods: gpuOpts.DirectPackingMinPods,
+	})
 }
 
 // setupIndexers registers the field indexes core's operator registers

@@ -355,6 +355,8 @@ func dumpState(t *testing.T, kube client.Client) {
 	}
 	for _, p := range pods.Items {
 		t.Logf("pod %s/%s node=%q phase=%s conditions=%v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase,
-			lo.Map(p.Status.Conditions, func(c corev1.PodCondition, _ int) string { return string(c.Type) + "=" + string(c.Status) + "(" + c.Message + ")" }))
+			lo.Map(p.Status.Conditions, func(c corev1.PodCondition, _ int) string {
+				return string(c.Type) + "=" + string(c.Status) + "(" + c.Message + ")"
+			}))
 	}
 }

@@ -95,7 +95,7 @@ var _ = Describe("karpenter-gpu provisioning loop", func() {
 		list := &karpv1.NodeClaimList{}
 		Expect(env.Client.List(ctx, list)).To(Succeed())
 		Expect(list.Items).To(HaveLen(n))
-		Expect(fleet.Launches() - launchesBefore).To(Equal(n), "one instance per pod, launched once")
+		Expect(fleet.Launches()-launchesBefore).To(Equal(n), "one instance per pod, launched once")
 	})
 
 	It("leaves CPU-only pods to core on the direct path, off GPU types", func() {

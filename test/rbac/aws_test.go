@@ -14,38 +14,20 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samber/lo"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/cloudprovider/metrics"
-	"sigs.k8s.io/karpenter/pkg/cloudprovider/overlay"
-	"sigs.k8s.io/karpenter/pkg/controllers/node/health"
-	"sigs.k8s.io/karpenter/pkg/controllers/nodeoverlay"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/events"
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
@@ -237,24 +219,8 @@ func startAWSController(parent context.Context, cfg *rest.Config, srv *fakeaws.S
 	log.SetLogger(logger)
 	klog.SetLogger(logger)
 	ctx := log.IntoContext(gpuOpts.ToContext(coreoptions.ToContext(context.Background(), coreOpts)), logger)
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = float32(coreOpts.KubeClientQPS), coreOpts.KubeClientBurst
-	shutdown := 5 * time.Second
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme.Scheme, Logger: logger,
-		LeaderElection: true, LeaderElectionID: coreOpts.LeaderElectionName, LeaderElectionNamespace: namespace,
-		LeaderElectionResourceLock: resourcelock.LeasesResourceLock, LeaderElectionReleaseOnCancel: true,
-		Metrics: server.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", GracefulShutdownTimeout: &shutdown,
-		BaseContext: func() context.Context { return ctx },
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&coordinationv1.Lease{}: {Field: fields.SelectorFromSet(fields.Set{"metadata.namespace": "kube-node-lease"})},
-		}},
-		Controller: ctrlconfig.Controller{SkipNameValidation: lo.ToPtr(true)},
-	})
+	mgr, err := chaos.NewManager(ctx, cfg, coreOpts, logger, true, namespace)
 	if err != nil {
-		return nil, fmt.Errorf("creating manager, %w", err)
-	}
-	if err := setupIndexers(ctx, mgr); err != nil {
 		return nil, err
 	}
 	awsCfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
@@ -279,25 +245,8 @@ func startAWSController(parent context.Context, cfg *rest.Config, srv *fakeaws.S
 	if err != nil {
 		return nil, err
 	}
-	clk := clock.RealClock{}
 	kubeClient := mgr.GetClient()
-	instanceTypeStore := nodeoverlay.NewInstanceTypeStore()
-	provider, err := gpucp.New(gpucp.Options{KubeClient: kubeClient, Backend: backend, Clock: clk, ClusterName: gpuOpts.ClusterName})
-	if err != nil {
-		return nil, err
-	}
-	undecorated := metrics.Decorate(provider)
-	cloudProvider := overlay.Decorate(undecorated, kubeClient, instanceTypeStore)
-	matcher, err := health.NewRepairPolicyMatcher(ctx, cloudProvider)
-	if err != nil {
-		return nil, err
-	}
-	cluster := state.NewCluster(clk, kubeClient, cloudProvider, state.WithRepairPolicyMatcher(matcher))
-	ctrls, err := operator.NewControllers(ctx, operator.Options{
-		Manager: mgr, Clock: clk, KubeClient: kubeClient, Recorder: events.NewRecorder(mgr.GetEventRecorderFor("karpenter")), //nolint:staticcheck // as core's operator
-		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: backend, Cluster: cluster,
-		InstanceTypeStore: instanceTypeStore, Policy: operator.Policy(gpuOpts.Policy),
-	})
+	ctrls, err := chaos.Assemble(ctx, mgr, kubeClient, backend, clock.RealClock{}, gpuOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -319,37 +268,6 @@ func startAWSController(parent context.Context, cfg *rest.Config, srv *fakeaws.S
 			return errors.New("manager did not stop within 30s")
 		}
 	}, nil
-}
-
-// setupIndexers registers the field indexes core's operator registers (as
-// test/chaos's harness does).
-func setupIndexers(ctx context.Context, mgr manager.Manager) error {
-	idx := mgr.GetFieldIndexer()
-	nodeClaimRef := func(get func(*karpv1.NodeClassReference) string) client.IndexerFunc {
-		return func(o client.Object) []string { return []string{get(o.(*karpv1.NodeClaim).Spec.NodeClassRef)} }
-	}
-	nodePoolRef := func(get func(*karpv1.NodeClassReference) string) client.IndexerFunc {
-		return func(o client.Object) []string {
-			return []string{get(o.(*karpv1.NodePool).Spec.Template.Spec.NodeClassRef)}
-		}
-	}
-	group := func(r *karpv1.NodeClassReference) string { return r.Group }
-	kind := func(r *karpv1.NodeClassReference) string { return r.Kind }
-	name := func(r *karpv1.NodeClassReference) string { return r.Name }
-	return errors.Join(
-		idx.IndexField(ctx, &corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }),
-		idx.IndexField(ctx, &corev1.Node{}, "spec.providerID", func(o client.Object) []string { return []string{o.(*corev1.Node).Spec.ProviderID} }),
-		idx.IndexField(ctx, &storagev1.VolumeAttachment{}, "spec.nodeName", func(o client.Object) []string {
-			return []string{o.(*storagev1.VolumeAttachment).Spec.NodeName}
-		}),
-		idx.IndexField(ctx, &karpv1.NodeClaim{}, "status.providerID", func(o client.Object) []string { return []string{o.(*karpv1.NodeClaim).Status.ProviderID} }),
-		idx.IndexField(ctx, &karpv1.NodeClaim{}, "spec.nodeClassRef.group", nodeClaimRef(group)),
-		idx.IndexField(ctx, &karpv1.NodeClaim{}, "spec.nodeClassRef.kind", nodeClaimRef(kind)),
-		idx.IndexField(ctx, &karpv1.NodeClaim{}, "spec.nodeClassRef.name", nodeClaimRef(name)),
-		idx.IndexField(ctx, &karpv1.NodePool{}, "spec.template.spec.nodeClassRef.group", nodePoolRef(group)),
-		idx.IndexField(ctx, &karpv1.NodePool{}, "spec.template.spec.nodeClassRef.kind", nodePoolRef(kind)),
-		idx.IndexField(ctx, &karpv1.NodePool{}, "spec.template.spec.nodeClassRef.name", nodePoolRef(name)),
-	)
 }
 
 // playKubelets plays, with the admin client, what the kubelets of the EC2

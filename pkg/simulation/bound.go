@@ -252,6 +252,10 @@ func (bp *boundProblem) integrate() (float64, []point, int) {
 				}
 			}
 		}
+		if math.IsNaN(rate) || rate < 0 {
+			// Never report a broken bound as a number (and JSON has no NaN).
+			rate = 0
+		}
 		total += s.next - s.t
 		series = append(series, point{s.t, rate})
 		usd += rate * (s.next - s.t).Hours()

@@ -95,6 +95,10 @@ func (bp *boundProblem) cheapBound() *cheapBound {
 			per = make([]float64, len(resIdx))
 		}
 		for r := range per {
+			if req[r] == 0 {
+				per[r] = 0 // not +Inf·0: the shape uses none of r
+				continue
+			}
 			per[r] *= req[r]
 		}
 		cb.perUnit[s] = per

@@ -54,6 +54,11 @@ func TestSolveFreeBoundsAreLowerBounds(t *testing.T) {
 	for i := 0; i < 25; i++ {
 		anchor, m := random(), random()
 		lpA, lpM := bp.bound(anchor), bp.bound(m)
+		for _, v := range []float64{cb.fromAnchor(lpA, anchor, m), cb.perResource(m)} {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("solve-free bound %v is not a finite number (alive %v)", v, m)
+			}
+		}
 		if got := cb.fromAnchor(lpA, anchor, m); got > lpM*(1+1e-9)+1e-9 {
 			t.Fatalf("bound from a solved neighbour %v > LP %v (anchor %v, alive %v)", got, lpM, anchor, m)
 		}

@@ -33,7 +33,7 @@ func main() {
 
 type flags struct {
 	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones, cpuPods              string
-	ignoreGPUModel, compare, quiet, verbose, progressLines                                            bool
+	ignoreGPUModel, compare, quiet, verbose, progressLines, lowerBoundOnly                            bool
 	snapshot                                                                                          string
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
@@ -76,6 +76,7 @@ Flags:
 	fs.DurationVar(&f.podStartDelay, "pod-start-delay", def.PodStartDelay, "time from a pod being bound to running (image pull)")
 	fs.DurationVar(&f.batchIdle, "batch-idle-duration", def.BatchIdle, "Karpenter's --batch-idle-duration")
 	fs.DurationVar(&f.batchMax, "batch-max-duration", def.BatchMax, "Karpenter's --batch-max-duration")
+	fs.BoolVar(&f.lowerBoundOnly, "lower-bound-only", false, "print only the workload's fluid LP lower bound (its cost floor over the catalog and NodePools) without replaying it")
 	fs.Float64Var(&f.lbExact, "lower-bound-exact", simulation.DefaultLowerBoundExactShare, "share of simulated time (longest-lived alive sets first) whose fluid LP lower bound is solved exactly; the other moments get solve-free bounds from their solved neighbours, still valid but looser (1 solves every moment; slow on long traces)")
 	fs.DurationVar(&f.disruptionInterval, "disruption-interval", 0, "APPROXIMATION for fast sweeps: after a disruption poll that found nothing, wait at least this long (instead of Karpenter's 10s) before evaluating consolidation again; 0 keeps Karpenter's cadence. Karpenter's consolidation simulations dominate replay time (see the report's profile)")
 	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
@@ -205,6 +206,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	showProgress := !f.quiet && (isTerminal(stderr) || f.progressLines)
 	cfg.LowerBound = simulation.NewLowerBoundCache()
+	if f.lowerBoundOnly {
+		start := time.Now()
+		usd, solves, exact, err := simulation.LowerBound(context.Background(), w, cfg)
+		if err != nil {
+			return fmt.Errorf("computing the lower bound, %w", err)
+		}
+		_, err = fmt.Fprintf(stdout, "lower_bound_usd %.2f (fluid LP, %d solves, %.1f%% of the time solved exactly, %.1fs)\n",
+			usd, solves, 100*exact, time.Since(start).Seconds())
+		return err
+	}
 	policies := []simulation.Policy{cfg.Policy}
 	if f.compare {
 		policies = []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}

@@ -193,6 +193,24 @@ func Run(ctx context.Context, w *Workload, cfg Config) (*Result, error) {
 	return e.result()
 }
 
+// LowerBound computes only the lower bound of w (the cluster is set up as
+// for Run, nothing is replayed): the cost floor of the workload, with the
+// number of LP solves and the share of time solved exactly.
+func LowerBound(ctx context.Context, w *Workload, cfg Config) (usd float64, solves int, exactTimeShare float64, err error) {
+	e, err := newEngine(ctx, w, cfg)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if err := e.setup(); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := e.startLowerBound(); err != nil {
+		return 0, 0, 0, err
+	}
+	usd, _, err = e.lowerBound()
+	return usd, e.cfg.LowerBound.solves, e.cfg.LowerBound.exactTime, err
+}
+
 func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	if cfg.BatchIdle <= 0 || cfg.BatchMax <= 0 {
 		return nil, fmt.Errorf("batch idle and max durations must be positive")

@@ -18,6 +18,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 )
 
 // DefaultLowerBoundExactShare is the share of simulated time whose bound is
@@ -38,7 +40,7 @@ func (bp *boundProblem) cheapBound() *cheapBound {
 	resIdx := map[string]int{}
 	for _, s := range bp.shapes {
 		for name, q := range s.requests {
-			if q.Sign() > 0 && modelledResource(string(name)) {
+			if q.Sign() > 0 && lowerbound.Modelled(name) {
 				if _, ok := resIdx[string(name)]; !ok {
 					resIdx[string(name)] = len(resIdx)
 				}
@@ -104,11 +106,6 @@ func (bp *boundProblem) cheapBound() *cheapBound {
 		cb.perUnit[s] = per
 	}
 	return cb
-}
-
-// modelledResource mirrors lowerbound's modelled resources.
-func modelledResource(name string) bool {
-	return name != "pods" && name != "ephemeral-storage" && name != "storage"
 }
 
 // perResource is the per-resource bound of counts.

@@ -9,7 +9,6 @@ import (
 	"github.com/awslabs/operatorpkg/reconciler"
 	"github.com/awslabs/operatorpkg/singleton"
 	"github.com/samber/lo"
-	"k8s.io/apimachinery/pkg/util/sets"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -19,10 +18,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
-// DefaultOrphanGracePeriod is how old an instance without a NodeClaim must
-// be before it is collected: a launch returns before the NodeClaim's status
-// records the provider ID, so younger instances may still be claimed.
-const DefaultOrphanGracePeriod = 2 * time.Minute
+// DefaultOrphanGracePeriod: see cloudprovider.DefaultOrphanGracePeriod.
+const DefaultOrphanGracePeriod = cloudprovider.DefaultOrphanGracePeriod
 
 // CollectOrphans terminates this cluster's instances that no NodeClaim
 // refers to and that are older than gracePeriod, for example instances
@@ -45,33 +42,19 @@ func (b *Backend) CollectOrphans(ctx context.Context, kubeClient client.Client, 
 	if err := kubeClient.List(ctx, claims); err != nil {
 		return nil, fmt.Errorf("listing NodeClaims, %w", err)
 	}
-	providerIDs := map[string]string{} // provider ID -> NodeClaim name
-	names := sets.New[string]()
-	for _, nc := range claims.Items {
-		if nc.Status.ProviderID != "" {
-			providerIDs[nc.Status.ProviderID] = nc.Name
-		} else {
-			names.Insert(nc.Name)
-		}
-	}
+	orphans, owners := cloudprovider.Orphans(instances, claims.Items, b.ProviderID, b.clock.Now(), gracePeriod)
 	var collected []string
 	var errs []error
-	now := b.clock.Now()
-	for _, inst := range instances {
-		if name, ok := providerIDs[b.ProviderID(inst)]; ok {
-			if inst.State != cloudprovider.InstanceStateTerminated && inst.Tags[cloudprovider.TagNodeClaim] != name {
-				if err := b.batcher.tag(ctx, inst.ID, map[string]string{cloudprovider.TagNodeClaim: name, "Name": name}); err != nil {
-					errs = append(errs, err)
-				} else {
-					log.FromContext(ctx).Info("tagged an instance with its NodeClaim", "instance", inst.ID, "nodeclaim", name)
-				}
+	for inst, name := range owners {
+		if inst.State != cloudprovider.InstanceStateTerminated && inst.Tags[cloudprovider.TagNodeClaim] != name {
+			if err := b.batcher.tag(ctx, inst.ID, map[string]string{cloudprovider.TagNodeClaim: name, "Name": name}); err != nil {
+				errs = append(errs, err)
+			} else {
+				log.FromContext(ctx).Info("tagged an instance with its NodeClaim", "instance", inst.ID, "nodeclaim", name)
 			}
-			continue
 		}
-		if inst.State == cloudprovider.InstanceStateTerminated || now.Sub(inst.LaunchTime) < gracePeriod ||
-			names.Has(inst.Tags[cloudprovider.TagNodeClaim]) {
-			continue
-		}
+	}
+	for _, inst := range orphans {
 		if err := b.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
 			errs = append(errs, err)
 			continue

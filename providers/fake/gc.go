@@ -10,7 +10,6 @@ import (
 	"github.com/awslabs/operatorpkg/reconciler"
 	"github.com/awslabs/operatorpkg/singleton"
 	"github.com/samber/lo"
-	"k8s.io/apimachinery/pkg/util/sets"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -20,9 +19,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
-// DefaultOrphanGracePeriod matches the AWS backend's: a launch returns
-// before the NodeClaim's status records the provider ID.
-const DefaultOrphanGracePeriod = 2 * time.Minute
+// DefaultOrphanGracePeriod: see cloudprovider.DefaultOrphanGracePeriod.
+const DefaultOrphanGracePeriod = cloudprovider.DefaultOrphanGracePeriod
 
 // GarbageCollector terminates fleet instances that no NodeClaim refers to (by
 // provider ID, or by the name tag of a NodeClaim still launching) once they are older than
@@ -61,27 +59,11 @@ func (g *GarbageCollector) CollectOrphans(ctx context.Context) ([]string, error)
 	if err := g.KubeClient.List(ctx, claims); err != nil {
 		return nil, fmt.Errorf("listing NodeClaims, %w", err)
 	}
-	providerIDs, names := sets.New[string](), sets.New[string]()
-	// The name tag protects an instance only while its NodeClaim has no
-	// provider ID yet (still launching); once the NodeClaim recorded an
-	// instance, another one tagged with its name is a duplicate (a launch
-	// whose answer was lost, re-launched) and is collected.
-	for _, nc := range claims.Items {
-		if nc.Status.ProviderID != "" {
-			providerIDs.Insert(nc.Status.ProviderID)
-		} else {
-			names.Insert(nc.Name)
-		}
-	}
 	grace := lo.Ternary(g.GracePeriod > 0, g.GracePeriod, DefaultOrphanGracePeriod)
-	now := g.Fleet.clock.Now()
+	orphans, _ := cloudprovider.Orphans(instances, claims.Items, g.Fleet.ProviderID, g.Fleet.clock.Now(), grace)
 	var collected []string
 	var errs []error
-	for _, inst := range instances {
-		if inst.State == cloudprovider.InstanceStateTerminated || now.Sub(inst.LaunchTime) < grace ||
-			providerIDs.Has(g.Fleet.ProviderID(inst)) || names.Has(inst.Tags[cloudprovider.TagNodeClaim]) {
-			continue
-		}
+	for _, inst := range orphans {
 		if err := g.Fleet.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
 			errs = append(errs, err)
 			continue

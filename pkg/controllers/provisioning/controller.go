@@ -118,9 +118,12 @@ func (c *Controller) Provision(ctx context.Context) ([]string, error) {
 // and the refiner then re-partitions the GPU NodeClaims core proposed.
 func (c *Controller) Schedule(ctx context.Context) (scheduling.Results, error) {
 	if packer, ok := c.refiner.(DirectPacker); ok && c.directMinPods > 0 {
-		results, direct, err := c.scheduleDirect(ctx, packer, c.directMinPods)
-		if direct || err != nil {
-			return results, err
+		burst, err := c.isBurst(ctx, packer, c.directMinPods)
+		if err != nil {
+			return scheduling.Results{}, err
+		}
+		if burst {
+			return c.scheduleDirect(ctx, packer)
 		}
 	}
 	results, err := c.provisioner.Schedule(ctx)

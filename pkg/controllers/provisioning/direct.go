@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
+	nodeutils "sigs.k8s.io/karpenter/pkg/utils/node"
 )
 
 // DirectPacker is a Refiner that can also plan new capacity for pending GPU
@@ -46,25 +47,33 @@ type DirectPacker interface {
 // reference the savings metric is measured against.
 const DefaultDirectMinPods = 100
 
-// scheduleDirect decides for a batch containing at least minPods pods the
-// packer models. ok is false when the batch is not one for the direct path
-// (the caller then runs core's Schedule).
-func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker, minPods int) (scheduling.Results, bool, error) {
+// isBurst reports whether at least minPods pending pods are ones the packer
+// models. It runs on every loop, before core's Schedule, so it only lists
+// pods (from the informer cache): no node copies, and none of
+// GetPendingPods' side effects (events and scheduling marks for invalid
+// pods), which core's Schedule would repeat.
+func (c *Controller) isBurst(ctx context.Context, packer DirectPacker, minPods int) (bool, error) {
+	pods, err := nodeutils.GetProvisionablePods(ctx, c.kube)
+	if err != nil {
+		return false, err
+	}
+	return lo.CountBy(pods, func(p *corev1.Pod) bool { return packer.Models(p) }) >= minPods, nil
+}
+
+// scheduleDirect decides for a burst (isBurst) on the direct path.
+func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker) (scheduling.Results, error) {
 	// As core's Schedule: nodes before pods, so capacity is never overestimated.
 	nodes := c.cluster.DeepCopyNodes()
 	pending, err := c.provisioner.GetPendingPods(ctx)
 	if err != nil {
-		return scheduling.Results{}, true, err
+		return scheduling.Results{}, err
 	}
 	deleting, err := nodes.Deleting().CurrentlyReschedulablePods(ctx, c.kube, c.clock, c.recorder)
 	if err != nil {
-		return scheduling.Results{}, true, err
+		return scheduling.Results{}, err
 	}
 	pods := append(pending, deleting...)
 	direct, rest := lo.FilterReject(pods, func(p *corev1.Pod, _ int) bool { return !coreprov.IsVirtualPod(p) && packer.Models(p) })
-	if len(direct) < minPods {
-		return scheduling.Results{}, false, nil
-	}
 	start := time.Now()
 	deletingUIDs := sets.New(lo.Map(deleting, func(p *corev1.Pod, _ int) types.UID { return p.UID })...)
 	opts := schedulerOptions(ctx)
@@ -73,7 +82,7 @@ func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker, mi
 	// NodePools: it can only place pods on nodes that exist.
 	existing, err := c.placeOnExisting(ctx, packer, direct, nodes.Active(), opts)
 	if err != nil {
-		return scheduling.Results{}, true, err
+		return scheduling.Results{}, err
 	}
 	// 2. New capacity for the rest, by the packer.
 	// (What is not on a node is unplaced, whether Solve returned an error
@@ -108,7 +117,7 @@ func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker, mi
 		free := lo.Filter(nodes.Active(), func(n *state.StateNode, _ int) bool { return !used.Has(n.Name()) })
 		core, err := c.solve(ctx, rest, free, deletingUIDs, opts)
 		if err != nil {
-			return scheduling.Results{}, true, err
+			return scheduling.Results{}, err
 		}
 		if len(core.NewNodeClaims) > 0 {
 			core = c.refiner.Refine(ctx, core)
@@ -123,19 +132,15 @@ func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker, mi
 	results.Record(ctx, c.recorder, c.cluster)
 	log.FromContext(ctx).WithValues("pods", len(pods), "direct", len(direct), "on-existing", len(direct)-len(unplaced),
 		"nodeclaims", len(results.NewNodeClaims), "duration", time.Since(start)).Info("decided pending GPU pods on the direct path")
-	return results, true, nil
+	return results, nil
 }
 
 // placeOnExisting runs core's scheduler over pods with no NodePools, so
 // each pod lands on an existing or in-flight node that holds it or gets a
 // pod error.
 func (c *Controller) placeOnExisting(ctx context.Context, packer DirectPacker, pods []*corev1.Pod, nodes []*state.StateNode, opts []scheduling.Options) (scheduling.Results, error) {
-	if len(nodes) == 0 {
-		errs := map[*corev1.Pod]error{}
-		for _, p := range pods {
-			errs[p] = errors.New("no existing nodes")
-		}
-		return scheduling.Results{PodErrors: errs}, nil
+	if len(nodes) == 0 || len(pods) == 0 {
+		return scheduling.Results{}, nil // nothing placed; the caller packs the rest
 	}
 	daemons, err := packer.DaemonSetPods(ctx)
 	if err != nil {

@@ -115,7 +115,7 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 			continue
 		}
 		for name, q := range s.Requests {
-			if q.Sign() > 0 && modelled(name) {
+			if q.Sign() > 0 && Modelled(name) {
 				if _, ok := idx[name]; !ok {
 					idx[name] = len(m.res)
 					m.res = append(m.res, name)
@@ -283,11 +283,11 @@ func build(shapes []Shape, types []Type, opts Options) *model {
 	return m
 }
 
-// modelled reports the resources the LP constrains: CPU, memory and
+// Modelled reports the resources the LP constrains: CPU, memory and
 // extended resources (GPUs, accelerators). Pod slots and ephemeral storage
 // are left out: dropping constraints relaxes the LP, so the bound stays
 // valid, and the LP stays small.
-func modelled(name corev1.ResourceName) bool {
+func Modelled(name corev1.ResourceName) bool {
 	return name != corev1.ResourcePods && name != corev1.ResourceEphemeralStorage && name != corev1.ResourceStorage
 }
 

@@ -85,6 +85,9 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 	}
 	out.Provisioner = p
 	if o.Policy != PolicyStock {
+		if err := provisioning.CheckFeatureGates(ctx); err != nil {
+			return nil, err
+		}
 		for _, check := range []func(controller.Controller, int) bool{isType[*coreprov.PodController], isType[*coreprov.NodeController]} {
 			if lo.CountBy(core, func(c controller.Controller) bool { return check(c, 0) }) != 1 {
 				return nil, fmt.Errorf("karpenter core's provisioning triggers changed; refusing to start")

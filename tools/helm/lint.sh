@@ -63,6 +63,12 @@ for f in "$out"/*.yaml; do
   printf '%-32s %s\n' "${f#"$root"/}" "$(grep -E '^kind: ' "$f" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=", "}')"
 done
 
+echo "--- ServiceMonitor keeps the metrics' own labels (honorLabels)"
+if ! awk '/^kind: ServiceMonitor/{sm=1} sm && /honorLabels: true/{found=1} END{exit !found}' "$out/eks.yaml"; then
+  echo "FAIL: the ServiceMonitor in $out/eks.yaml lacks honorLabels: true (namespace would become exported_namespace)" >&2
+  exit 1
+fi
+
 echo "--- values.schema.json rejects invalid values"
 reject() {
   if "$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$kube_version" "$@" > /dev/null 2>&1; then
@@ -75,6 +81,7 @@ reject --set settings.backend=gcp
 reject --set settings.policy=cheapest
 reject --set logLevel=verbose
 reject --set settings.featureGates.NodeRepiar=true
+reject --set settings.featureGates.CapacityBuffer=true # refused by the controller (pkg/controllers/provisioning)
 reject --set settings.batchMaxDuration=10
 reject --set serviceAccount.roleArn=my-role
 reject --set replicas=two

@@ -1,0 +1,320 @@
+package provisioningrequest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/awslabs/operatorpkg/status"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+)
+
+// Plan is the node set an atomic request launches.
+type Plan struct {
+	Zone       string
+	NodeClaims []*scheduling.NodeClaim
+	Cost       float64 // $/h
+}
+
+// atomic drives a best-effort-atomic-scale-up request that is not
+// provisioned yet: wait out a backoff, watch an attempt in flight, or start
+// one.
+func (c *Controller) atomic(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, pods podList) (reconcile.Result, error) {
+	now := c.clock.Now()
+	if _, inFlight := detailTime(pr, DetailStarted); inFlight {
+		return c.watchAttempt(ctx, pr)
+	}
+	if after, ok := detailTime(pr, DetailRetryAfter); ok && now.Before(after) {
+		return reconcile.Result{RequeueAfter: after.Sub(now)}, nil
+	}
+	// Everything on nodes that exist: nothing to launch (as Cluster
+	// Autoscaler, which scales up only for pods that do not fit). A gang
+	// split between existing nodes and new ones could span zones, so
+	// existing nodes count only when they hold the whole request.
+	placed, err := c.placeOnExisting(ctx, pr, pods.all)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if placed == len(pods.all) {
+		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionTrue, ReasonCapacityIsFound, MsgCapacityIsFound, metav1.NewTime(now))
+		setDetail(pr, DetailBooking, BookingHeld)
+		return reconcile.Result{RequeueAfter: c.opts.BookingTTL}, nil
+	}
+	attempt := detailInt(pr, DetailAttempt) + 1
+	plan, why, err := c.PlanAtomic(ctx, pods.all)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if plan == nil {
+		setDetail(pr, DetailAttempt, strconv.Itoa(attempt))
+		return c.attemptFailed(ctx, pr, attempt, "no NodePool and zone hold every pod: "+why)
+	}
+	// Record the attempt before creating anything, so a restart in the
+	// middle finds it and rolls back what exists.
+	setDetail(pr, DetailAttempt, strconv.Itoa(attempt))
+	setDetail(pr, DetailStarted, now.UTC().Format(time.RFC3339Nano))
+	setDetail(pr, DetailZone, plan.Zone)
+	setDetail(pr, DetailCost, strconv.FormatFloat(plan.Cost, 'f', 4, 64))
+	setDetail(pr, DetailRetryAfter, "")
+	if err := c.kube.Status().Update(ctx, pr); err != nil {
+		return reconcile.Result{}, err
+	}
+	names, err := c.launch(ctx, pr, attempt, plan)
+	setDetail(pr, DetailNodeClaims, strings.Join(names, ","))
+	if err != nil {
+		return c.attemptFailed(ctx, pr, attempt, fmt.Sprintf("creating NodeClaims: %v", err))
+	}
+	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonProvisioning,
+		fmt.Sprintf("Attempt %d: launching %d nodes in %s ($%.2f/h); all must register within %s", attempt, len(names), plan.Zone, plan.Cost, c.opts.LaunchTimeout), metav1.NewTime(now))
+	log.FromContext(ctx).Info("launching gang", "attempt", attempt, "zone", plan.Zone, "nodeclaims", len(names), "costPerHour", plan.Cost)
+	return reconcile.Result{RequeueAfter: pollInterval}, nil
+}
+
+// launch creates the plan's NodeClaims, labelled and held for the request.
+func (c *Controller) launch(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, attempt int, plan *Plan) ([]string, error) {
+	names := make([]string, 0, len(plan.NodeClaims))
+	for _, snc := range plan.NodeClaims {
+		nc := snc.ToNodeClaim()
+		nc.Labels = lo.Assign(nc.Labels, map[string]string{LabelRequest: string(pr.UID), LabelAttempt: strconv.Itoa(attempt)})
+		nc.Annotations = lo.Assign(nc.Annotations, map[string]string{
+			karpv1.DoNotDisruptAnnotationKey: "true",
+			AnnotationRequest:                pr.Namespace + "/" + pr.Name,
+		})
+		if err := c.kube.Create(ctx, nc); err != nil {
+			return names, err
+		}
+		names = append(names, nc.Name)
+	}
+	return names, nil
+}
+
+// watchAttempt checks an attempt in flight: all registered → Provisioned;
+// one gone, deleting, or the timeout passed → roll back.
+func (c *Controller) watchAttempt(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (reconcile.Result, error) {
+	started, _ := detailTime(pr, DetailStarted)
+	attempt := detailInt(pr, DetailAttempt)
+	names := lo.Compact(strings.Split(detail(pr, DetailNodeClaims), ","))
+	age := c.clock.Now().Sub(started)
+	if len(names) == 0 {
+		if age < createGrace {
+			return reconcile.Result{RequeueAfter: createGrace - age}, nil
+		}
+		return c.attemptFailed(ctx, pr, attempt, "the attempt recorded no NodeClaims (interrupted before they were created)")
+	}
+	registered := 0
+	var launching []string
+	for _, name := range names {
+		nc := &karpv1.NodeClaim{}
+		if err := c.kube.Get(ctx, client.ObjectKey{Name: name}, nc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, err
+			}
+			if age < createGrace {
+				launching = append(launching, name)
+				continue
+			}
+			return c.attemptFailed(ctx, pr, attempt, fmt.Sprintf("NodeClaim %s was deleted before it registered (its launch was refused or failed)", name))
+		}
+		if !nc.DeletionTimestamp.IsZero() {
+			return c.attemptFailed(ctx, pr, attempt, fmt.Sprintf("NodeClaim %s is being deleted before it registered", name))
+		}
+		if nc.StatusConditions().Get(karpv1.ConditionTypeRegistered).IsTrue() {
+			registered++
+			continue
+		}
+		if l := nc.StatusConditions().Get(karpv1.ConditionTypeLaunched); l != nil && l.IsFalse() && l.Message != "" {
+			launching = append(launching, fmt.Sprintf("%s (%s)", name, l.Message))
+		} else {
+			launching = append(launching, name)
+		}
+	}
+	now := metav1.NewTime(c.clock.Now())
+	if registered == len(names) {
+		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionTrue, ReasonCapacityIsProvisioned, MsgCapacityIsProvisioned, now)
+		setDetail(pr, DetailStarted, "")
+		setDetail(pr, DetailBooking, BookingHeld)
+		log.FromContext(ctx).Info("gang provisioned", "attempt", attempt, "nodeclaims", len(names), "after", age.String())
+		return reconcile.Result{RequeueAfter: c.opts.BookingTTL}, nil
+	}
+	if age >= c.opts.LaunchTimeout {
+		return c.attemptFailed(ctx, pr, attempt, fmt.Sprintf("%d of %d nodes registered within %s; not registered: %s",
+			registered, len(names), c.opts.LaunchTimeout, strings.Join(lo.Slice(launching, 0, 5), ", ")))
+	}
+	return reconcile.Result{RequeueAfter: min(pollInterval, c.opts.LaunchTimeout-age)}, nil
+}
+
+// attemptFailed deletes everything launched for the request, then either
+// schedules the next attempt or, after MaxAttempts, fails the request.
+func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, attempt int, why string) (reconcile.Result, error) {
+	deleted, err := c.deleteNodeClaims(ctx, pr)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	now := c.clock.Now()
+	setDetail(pr, DetailStarted, "")
+	setDetail(pr, DetailNodeClaims, "")
+	log.FromContext(ctx).Info("gang attempt failed; rolled back", "attempt", attempt, "reason", why, "deletedNodeClaims", deleted)
+	if attempt >= c.opts.MaxAttempts {
+		msg := fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; nothing launched for the request is left", attempt, c.opts.MaxAttempts, why)
+		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
+		setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
+		return reconcile.Result{}, nil
+	}
+	backoff := Backoff(c.opts.RetryBackoff, attempt)
+	setDetail(pr, DetailRetryAfter, now.Add(backoff).UTC().Format(time.RFC3339Nano))
+	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound,
+		fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; everything launched for it was deleted; retrying in %s", attempt, c.opts.MaxAttempts, why, backoff), metav1.NewTime(now))
+	return reconcile.Result{RequeueAfter: backoff}, nil
+}
+
+// Backoff is the wait after the attempt-th failed attempt: base doubled
+// per attempt after the first, capped at MaxRetryBackoff.
+func Backoff(base time.Duration, attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := float64(base) * math.Pow(2, float64(attempt-1))
+	return time.Duration(math.Min(d, float64(MaxRetryBackoff)))
+}
+
+// deleteNodeClaims deletes every NodeClaim launched for the request (any
+// attempt) that is not deleting already; core's termination removes the
+// instances.
+func (c *Controller) deleteNodeClaims(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (int, error) {
+	list := &karpv1.NodeClaimList{}
+	if err := c.kube.List(ctx, list, client.MatchingLabels{LabelRequest: string(pr.UID)}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range list.Items {
+		nc := &list.Items[i]
+		if !nc.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := c.kube.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// PlanAtomic plans new capacity for every pod in one zone: for each zone the
+// NodePools offer, the GPU packer packs the pods pinned to it over the
+// NodePools in weight order (packing.PackPending); the cheapest zone whose
+// plan holds every pod wins (ties by zone name). Nil with a reason when no
+// zone holds them all.
+func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan, string, error) {
+	opts, err := c.packingOptions(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(opts.NodePools) == 0 {
+		return nil, "no ready NodePool", nil
+	}
+	zones := zonesOf(opts)
+	if len(zones) == 0 {
+		return nil, "no NodePool has an available offering", nil
+	}
+	var best *Plan
+	reasons := map[string]string{}
+	for _, z := range zones {
+		pinned, ok := withZone(pods, z)
+		if !ok {
+			reasons[z] = "pods select another zone"
+			continue
+		}
+		pp := packing.PackPending(pinned, opts)
+		if len(pp.Left) > 0 {
+			reasons[z] = fmt.Sprintf("%d of %d pods unplaced (%s)", len(pp.Left), len(pods), lo.Values(pp.Left)[0])
+			continue
+		}
+		if best == nil || pp.Cost < best.Cost-1e-9 {
+			best = &Plan{Zone: z, NodeClaims: pp.NodeClaims, Cost: pp.Cost}
+		}
+	}
+	if best == nil {
+		parts := lo.Map(zones, func(z string, _ int) string { return z + ": " + reasons[z] })
+		return nil, strings.Join(parts, "; "), nil
+	}
+	return best, "", nil
+}
+
+// packingOptions gathers the packer's inputs as the provisioning loop's
+// refiner does: the dynamic, ready NodePools, their instance types, their
+// remaining limits and the daemonset pods.
+func (c *Controller) packingOptions(ctx context.Context) (packing.Options, error) {
+	nps, err := nodepoolutils.ListManaged(ctx, c.kube, c.opts.CloudProvider)
+	if err != nil {
+		return packing.Options{}, err
+	}
+	nps = lo.Filter(nps, func(np *karpv1.NodePool, _ int) bool {
+		return !nodepoolutils.IsStatic(np) && np.StatusConditions().IsTrue(status.ConditionReady) && np.DeletionTimestamp.IsZero()
+	})
+	opts := packing.Options{
+		NodePools:         nps,
+		InstanceTypes:     map[string][]*karpcp.InstanceType{},
+		Remaining:         map[string]corev1.ResourceList{},
+		IgnorePreferences: options.FromContext(ctx).PreferencePolicy == options.PreferencePolicyIgnore,
+	}
+	for _, np := range nps {
+		its, err := c.opts.CloudProvider.GetInstanceTypes(ctx, np)
+		if err != nil {
+			return packing.Options{}, err
+		}
+		opts.InstanceTypes[np.Name] = its
+		if len(np.Spec.Limits) > 0 {
+			used := c.opts.Cluster.NodePoolResourcesFor(np.Name)
+			rem := corev1.ResourceList{}
+			for name, limit := range np.Spec.Limits {
+				q := limit.DeepCopy()
+				if u, ok := used[name]; ok {
+					q.Sub(u)
+				}
+				if q.Sign() < 0 {
+					q = resource.MustParse("0")
+				}
+				rem[name] = q
+			}
+			opts.Remaining[np.Name] = rem
+		}
+	}
+	if opts.DaemonSetPods, err = c.packing.DaemonSetPods(ctx); err != nil {
+		return packing.Options{}, err
+	}
+	return opts, nil
+}
+
+// zonesOf lists the zones with an available offering in any NodePool, sorted.
+func zonesOf(opts packing.Options) []string {
+	zones := map[string]bool{}
+	for _, its := range opts.InstanceTypes {
+		for _, it := range its {
+			for _, o := range it.Offerings.Available() {
+				zones[o.Zone()] = true
+			}
+		}
+	}
+	out := lo.Keys(zones)
+	sort.Strings(out)
+	return out
+}

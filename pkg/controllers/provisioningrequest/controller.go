@@ -1,0 +1,290 @@
+// Package provisioningrequest serves the ProvisioningRequest API
+// (autoscaling.x-k8s.io/v1, the API Kueue's provisioning admission check and
+// Cluster Autoscaler speak) on Karpenter: all-or-nothing GPU capacity for a
+// gang of pods.
+//
+//   - check-capacity.autoscaling.x-k8s.io: do the request's pods (each
+//     PodSet's PodTemplate × count) fit on the nodes that exist or are in
+//     flight? Karpenter core's scheduler answers with no NodePool, so nothing
+//     is launched.
+//   - best-effort-atomic-scale-up.autoscaling.x-k8s.io: the GPU packer plans
+//     the cheapest node set that holds every pod, over the NodePools by
+//     weight, in one zone; the controller creates every NodeClaim of the plan
+//     at once and waits until all of them registered. If one is refused,
+//     deleted or not registered within LaunchTimeout, all of them are
+//     deleted (core's termination removes their instances), the request says
+//     why, and a new attempt follows after a backoff; after MaxAttempts the
+//     request is Failed.
+//
+// Booking: the NodeClaims of a provisioned request carry
+// karpenter.sh/do-not-disrupt and the request's label until its pods are
+// bound, or until BookingTTL passes (BookingExpired), then the hold is
+// released and normal consolidation applies. See designs/gang.md.
+package provisioningrequest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/samber/lo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/runtime"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+)
+
+func init() {
+	// The manager's and the test environment's clients use client-go's
+	// scheme, as for Karpenter's own types.
+	runtime.Must(autoscalingv1.AddToScheme(scheme.Scheme))
+}
+
+// Labels and annotations on the NodeClaims launched for a request (NodeClaim
+// labels and annotations are copied to the Node when it registers).
+const (
+	// LabelRequest is the UID of the ProvisioningRequest a NodeClaim was
+	// launched for (names are not unique over time, and may be longer than
+	// a label value).
+	LabelRequest = v1alpha1.Group + "/provisioning-request"
+	// LabelAttempt is the launch attempt of the request that created it.
+	LabelAttempt = v1alpha1.Group + "/provisioning-request-attempt"
+	// AnnotationRequest is the request's namespace/name, for people and for
+	// the orphan check.
+	AnnotationRequest = v1alpha1.Group + "/provisioning-request"
+)
+
+// Keys in status.provisioningClassDetails.
+const (
+	DetailAttempt    = "attempt"
+	DetailStarted    = "attemptStarted"
+	DetailNodeClaims = "nodeClaims"
+	DetailZone       = "zone"
+	DetailCost       = "costPerHour"
+	DetailRetryAfter = "retryAfter"
+	DetailBooking    = "booking"
+)
+
+// Booking states (DetailBooking).
+const (
+	BookingHeld     = "held"
+	BookingConsumed = "released: pods bound"
+	BookingExpired  = "released: booking expired"
+	BookingRevoked  = "released: capacity revoked"
+)
+
+// Defaults.
+const (
+	DefaultBookingTTL    = 10 * time.Minute
+	DefaultLaunchTimeout = 10 * time.Minute
+	DefaultMaxAttempts   = 3
+	DefaultRetryBackoff  = 30 * time.Second
+	MaxRetryBackoff      = 10 * time.Minute
+	// pollInterval is how often an in-flight attempt or a held booking is
+	// looked at between NodeClaim events (pod binding is not watched).
+	pollInterval = 10 * time.Second
+	// createGrace: a NodeClaim this controller created less than this long
+	// ago and not yet in the informer cache is taken as in flight, not gone.
+	createGrace = 15 * time.Second
+)
+
+// Options configure the controller.
+type Options struct {
+	Clock         clock.Clock
+	KubeClient    client.Client
+	CloudProvider karpcp.CloudProvider
+	Cluster       *state.Cluster
+	Recorder      events.Recorder
+	// BookingTTL: how long capacity found or launched for a request is held
+	// for its pods (0 = DefaultBookingTTL).
+	BookingTTL time.Duration
+	// LaunchTimeout: every NodeClaim of an atomic attempt must register
+	// within it, or the whole attempt is rolled back (0 = default).
+	LaunchTimeout time.Duration
+	// MaxAttempts of an atomic request before it is Failed (0 = default).
+	MaxAttempts int
+	// RetryBackoff after the first failed attempt, doubled after each
+	// further one, capped at MaxRetryBackoff (0 = default).
+	RetryBackoff time.Duration
+}
+
+// Controller reconciles ProvisioningRequests.
+type Controller struct {
+	opts    Options
+	kube    client.Client
+	clock   clock.Clock
+	packing *packing.Refiner
+}
+
+// NewController returns the ProvisioningRequest controller.
+func NewController(opts Options) *Controller {
+	opts.BookingTTL = lo.Ternary(opts.BookingTTL <= 0, DefaultBookingTTL, opts.BookingTTL)
+	opts.LaunchTimeout = lo.Ternary(opts.LaunchTimeout <= 0, DefaultLaunchTimeout, opts.LaunchTimeout)
+	opts.MaxAttempts = lo.Ternary(opts.MaxAttempts <= 0, DefaultMaxAttempts, opts.MaxAttempts)
+	opts.RetryBackoff = lo.Ternary(opts.RetryBackoff <= 0, DefaultRetryBackoff, opts.RetryBackoff)
+	opts.Clock = lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock)
+	return &Controller{opts: opts, kube: opts.KubeClient, clock: opts.Clock,
+		packing: packing.NewRefiner(opts.KubeClient, opts.CloudProvider, opts.Cluster, false)}
+}
+
+// Name is the controller's name.
+func (c *Controller) Name() string { return "karpenter-gpu.provisioningrequest" }
+
+// Served reports whether the controller serves a provisioning class.
+func Served(class string) bool {
+	return class == autoscalingv1.ProvisioningClassCheckCapacity || class == autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp
+}
+
+// Reconcile moves a request one step: accept, answer or launch, watch the
+// launch, hold and release the booking.
+func (c *Controller) Reconcile(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (reconcile.Result, error) {
+	if !Served(pr.Spec.ProvisioningClassName) || !pr.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("ProvisioningRequest", client.ObjectKeyFromObject(pr), "class", pr.Spec.ProvisioningClassName))
+	stored := pr.DeepCopy()
+	res, err := c.step(ctx, pr)
+	if patchErr := c.patchStatus(ctx, stored, pr); patchErr != nil {
+		return reconcile.Result{}, patchErr
+	}
+	return res, err
+}
+
+func (c *Controller) step(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (reconcile.Result, error) {
+	now := metav1.NewTime(c.clock.Now())
+	if !isTrue(pr, autoscalingv1.Accepted) {
+		setCondition(pr, autoscalingv1.Accepted, metav1.ConditionTrue, ReasonAccepted, MsgAccepted, now)
+	}
+	if isTrue(pr, autoscalingv1.Failed) || isTrue(pr, autoscalingv1.BookingExpired) || isTrue(pr, autoscalingv1.CapacityRevoked) {
+		return reconcile.Result{}, c.release(ctx, pr, "")
+	}
+	if isTrue(pr, autoscalingv1.Provisioned) {
+		return c.book(ctx, pr)
+	}
+	pods, err := c.podsFor(ctx, pr)
+	if err != nil {
+		if msg, ok := isPodsError(err); ok {
+			setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonFailedToCreatePods, msg, now)
+			setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonFailedToCreatePods, msg, now)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if pr.Spec.ProvisioningClassName == autoscalingv1.ProvisioningClassCheckCapacity {
+		return c.checkCapacity(ctx, pr, pods)
+	}
+	return c.atomic(ctx, pr, pods)
+}
+
+// checkCapacity answers whether the pods fit on existing and in-flight
+// nodes, launching nothing. A negative answer is retried, as Cluster
+// Autoscaler retries it.
+func (c *Controller) checkCapacity(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, pods podList) (reconcile.Result, error) {
+	placed, err := c.placeOnExisting(ctx, pr, pods.all)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	now := metav1.NewTime(c.clock.Now())
+	if placed == len(pods.all) {
+		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionTrue, ReasonCapacityIsFound, MsgCapacityIsFound, now)
+		setDetail(pr, DetailBooking, BookingHeld)
+		return reconcile.Result{RequeueAfter: c.opts.BookingTTL}, nil
+	}
+	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound,
+		fmt.Sprintf("Capacity is not found: %d of %d pods fit on existing nodes; karpenter-gpu will check again", placed, len(pods.all)), now)
+	return reconcile.Result{RequeueAfter: c.opts.RetryBackoff}, nil
+}
+
+// Register wires the controller into a manager. NodeClaim events of a
+// request's nodes requeue the request.
+func (c *Controller) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).
+		Named(c.Name()).
+		For(&autoscalingv1.ProvisioningRequest{}).
+		Watches(&karpv1.NodeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			key, ok := requestKey(o)
+			if !ok {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: key}}
+		})).
+		Complete(reconcile.AsReconciler(m.GetClient(), c))
+}
+
+// requestKey is the request a NodeClaim (or Node) was launched for.
+func requestKey(o client.Object) (client.ObjectKey, bool) {
+	ns, name, ok := strings.Cut(o.GetAnnotations()[AnnotationRequest], "/")
+	if !ok || o.GetLabels()[LabelRequest] == "" {
+		return client.ObjectKey{}, false
+	}
+	return client.ObjectKey{Namespace: ns, Name: name}, true
+}
+
+func (c *Controller) patchStatus(ctx context.Context, stored, pr *autoscalingv1.ProvisioningRequest) error {
+	if equalStatus(stored, pr) {
+		return nil
+	}
+	if err := c.kube.Status().Patch(ctx, pr, client.MergeFrom(stored)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}
+
+func equalStatus(a, b *autoscalingv1.ProvisioningRequest) bool {
+	if len(a.Status.ProvisioningClassDetails) != len(b.Status.ProvisioningClassDetails) || len(a.Status.Conditions) != len(b.Status.Conditions) {
+		return false
+	}
+	for k, v := range a.Status.ProvisioningClassDetails {
+		if b.Status.ProvisioningClassDetails[k] != v {
+			return false
+		}
+	}
+	for i := range a.Status.Conditions {
+		x, y := a.Status.Conditions[i], b.Status.Conditions[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || !x.LastTransitionTime.Equal(&y.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
+}
+
+func detail(pr *autoscalingv1.ProvisioningRequest, key string) string {
+	return string(pr.Status.ProvisioningClassDetails[key])
+}
+
+func setDetail(pr *autoscalingv1.ProvisioningRequest, key, value string) {
+	if pr.Status.ProvisioningClassDetails == nil {
+		pr.Status.ProvisioningClassDetails = map[string]autoscalingv1.Detail{}
+	}
+	if value == "" {
+		delete(pr.Status.ProvisioningClassDetails, key)
+		return
+	}
+	pr.Status.ProvisioningClassDetails[key] = autoscalingv1.Detail(value)
+}
+
+func detailTime(pr *autoscalingv1.ProvisioningRequest, key string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, detail(pr, key))
+	return t, err == nil
+}
+
+func detailInt(pr *autoscalingv1.ProvisioningRequest, key string) int {
+	n, _ := strconv.Atoi(detail(pr, key))
+	return n
+}

@@ -1,0 +1,103 @@
+// Package gang_test runs the ProvisioningRequest controller against a real
+// kube-apiserver and etcd (bin/k8s, built by tools/build-envtest.sh) with the
+// ProvisioningRequest CRD from the pinned autoscaler API module, Karpenter
+// core's NodeClaim lifecycle controller, the fake fleet and its kwok-like
+// registrar: all-or-nothing GPU capacity, end to end below the scheduler.
+package gang_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/client-go/tools/record"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+)
+
+var (
+	ctx           context.Context
+	env           *test.Environment
+	fleet         *fake.Fleet
+	cloudProvider *gpucp.CloudProvider
+	cluster       *state.Cluster
+	lifecycleCtrl *lifecycle.Controller
+	nodeClassCtrl *nodeclass.Controller
+	registrar     *fake.Registrar
+	recorder      events.Recorder
+)
+
+func TestGang(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "karpenter-gpu gang (ProvisioningRequest) envtest")
+}
+
+var _ = BeforeSuite(func() {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
+			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
+		}
+	}
+	crds := append([]*apiextensionsv1.CustomResourceDefinition{provisioningrequest.CRD()}, apis.CRDs...)
+	env = test.NewEnvironment(test.WithCRDs(crds...), test.WithFieldIndexers(
+		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
+		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	ctx = options.ToContext(ctx, test.Options())
+	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
+	var err error
+	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
+	Expect(err).ToNot(HaveOccurred())
+	recorder = events.NewRecorder(&record.FakeRecorder{})
+	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
+	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
+	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
+	registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: env.Client, Fleet: fleet, Clock: env.Clock})
+})
+
+var _ = AfterSuite(func() {
+	Expect(env.Stop()).To(Succeed())
+})
+
+var _ = AfterEach(func() {
+	ExpectCleanedUp(ctx, env.Client)
+	env.Clock.SetTime(time.Now())
+	cloudProvider.Unavailable().Flush()
+	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
+	cluster.Reset()
+})
+
+// nodeClaimsOf lists the NodeClaims launched for a request.
+func nodeClaimsOf(uid string) []*karpv1.NodeClaim {
+	GinkgoHelper()
+	list := &karpv1.NodeClaimList{}
+	Expect(env.Client.List(ctx, list)).To(Succeed())
+	var out []*karpv1.NodeClaim
+	for i := range list.Items {
+		if list.Items[i].Labels[provisioningrequest.LabelRequest] == uid {
+			out = append(out, &list.Items[i])
+		}
+	}
+	return out
+}

@@ -7,12 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/samber/lo"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/karpenter/pkg/cloudprovider/metrics"
-	"sigs.k8s.io/karpenter/pkg/cloudprovider/overlay"
-	"sigs.k8s.io/karpenter/pkg/controllers/node/health"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	coreoperator "sigs.k8s.io/karpenter/pkg/operator"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
@@ -38,19 +33,21 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	provider, err := gpucp.New(gpucp.Options{KubeClient: op.GetClient(), Backend: backend, Clock: op.Clock, Entries: entries, ClusterName: opts.ClusterName})
+	// The provider with core's decorators and repair-policy matcher, built
+	// as the simulator builds it (operator.NewCloudProvider).
+	cloudProvider, err := operator.NewCloudProvider(ctx, operator.CloudProviderOptions{
+		Provider:          gpucp.Options{KubeClient: op.GetClient(), Backend: backend, Clock: op.Clock, Entries: entries, ClusterName: opts.ClusterName},
+		InstanceTypeStore: op.InstanceTypeStore,
+	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "creating cloud provider")
 		os.Exit(1)
 	}
-	undecorated := metrics.Decorate(provider)
-	cloudProvider := overlay.Decorate(undecorated, op.GetClient(), op.InstanceTypeStore)
-	matcher := lo.Must(health.NewRepairPolicyMatcher(ctx, cloudProvider))
-	cluster := state.NewCluster(op.Clock, op.GetClient(), cloudProvider, state.WithRepairPolicyMatcher(matcher))
+	cluster := cloudProvider.NewCluster(op.Clock, op.GetClient())
 	ctrls, err := operator.NewControllers(ctx, operator.Options{
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
-		CloudProvider: cloudProvider, Undecorated: undecorated, Backend: backend, Cluster: cluster,
-		InstanceTypeStore: op.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
+		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
+		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

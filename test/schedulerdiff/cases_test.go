@@ -1,0 +1,209 @@
+package schedulerdiff_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ks "github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+)
+
+// clusterCase is one randomized small cluster: nodes, the pods already
+// bound to them, and the pods to schedule in turn.
+type clusterCase struct {
+	index   int
+	nodes   []*corev1.Node
+	bound   map[string][]*corev1.Pod
+	pending []*corev1.Pod
+}
+
+type nodeTemplate struct {
+	milliCPU, memMi, gpus int64
+	model                 string
+}
+
+// Node sizes of GPU clusters: CPU nodes, and 1-, 4- and 8-GPU nodes.
+var templates = []nodeTemplate{
+	{4000, 16384, 0, ""}, {16000, 65536, 0, ""}, {8000, 32768, 1, "l4"},
+	{32000, 131072, 4, "l4"}, {48000, 196608, 4, "a100"}, {96000, 786432, 8, "a100"},
+}
+
+func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
+
+func chance(rng *rand.Rand, p float64) bool { return rng.Float64() < p }
+
+func requests(milliCPU, memMi, gpus int64) corev1.ResourceList {
+	r := corev1.ResourceList{}
+	if milliCPU >= 0 {
+		r[corev1.ResourceCPU] = *resource.NewMilliQuantity(milliCPU, resource.DecimalSI)
+	}
+	if memMi >= 0 {
+		r[corev1.ResourceMemory] = *resource.NewQuantity(memMi*1024*1024, resource.BinarySI)
+	}
+	if gpus > 0 {
+		r[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+	}
+	return r
+}
+
+func newPod(name string, reqs corev1.ResourceList) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs}}},
+			TerminationGracePeriodSeconds: new(int64)},
+	}
+}
+
+func generate(rng *rand.Rand, index int) *clusterCase {
+	c := &clusterCase{index: index, bound: map[string][]*corev1.Pod{}}
+	for n := range 2 + rng.IntN(5) {
+		tpl := templates[rng.IntN(len(templates))]
+		name := fmt.Sprintf("c%02d-n%d", index, n)
+		cpu, mem := tpl.milliCPU-int64(rng.IntN(4))*70, tpl.memMi-int64(rng.IntN(4))*300
+		alloc := corev1.ResourceList{
+			corev1.ResourceCPU:    *resource.NewMilliQuantity(cpu, resource.DecimalSI),
+			corev1.ResourceMemory: *resource.NewQuantity(mem*1024*1024, resource.BinarySI),
+			corev1.ResourcePods:   *resource.NewQuantity(pick[int64](rng, 110, 110, 110, 110, 110, 110, 110, 110, 2, 3), resource.DecimalSI),
+		}
+		labels := map[string]string{corev1.LabelHostname: name, "tier": pick(rng, "gold", "silver")}
+		var taints []corev1.Taint
+		if tpl.gpus > 0 {
+			alloc[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(tpl.gpus, resource.DecimalSI)
+			labels["gpu.model"] = tpl.model
+			if chance(rng, 0.7) {
+				taints = append(taints, corev1.Taint{Key: string(ks.ResourceNVIDIAGPU), Effect: corev1.TaintEffectNoSchedule})
+			}
+		}
+		if chance(rng, 0.35) {
+			taints = append(taints, corev1.Taint{Key: "spot", Value: "true", Effect: corev1.TaintEffectPreferNoSchedule})
+		}
+		if chance(rng, 0.2) {
+			taints = append(taints, corev1.Taint{Key: "maintenance", Value: "soon", Effect: corev1.TaintEffectPreferNoSchedule})
+		}
+		if chance(rng, 0.08) {
+			taints = append(taints, corev1.Taint{Key: "dedicated", Value: "infer", Effect: corev1.TaintEffectNoSchedule})
+		}
+		c.nodes = append(c.nodes, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec:       corev1.NodeSpec{Taints: taints},
+			Status: corev1.NodeStatus{Capacity: alloc, Allocatable: alloc,
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}},
+		})
+		// Partial occupancy: pods already bound, within the node's capacity.
+		freeCPU, freeMem, freeGPU := cpu, mem, tpl.gpus
+		for k := range rng.IntN(4) {
+			podName := fmt.Sprintf("%s-bound-%d", name, k)
+			if chance(rng, 0.2) {
+				c.bound[name] = append(c.bound[name], newPod(podName, nil)) // best effort
+				continue
+			}
+			pc, pm := int64(rng.IntN(int(freeCPU/2/50+1)))*50, int64(rng.IntN(int(freeMem/2/64+1)))*64
+			var pg int64
+			if freeGPU > 0 && chance(rng, 0.6) {
+				pg = 1 + int64(rng.IntN(int(freeGPU)))
+			}
+			freeCPU, freeMem, freeGPU = freeCPU-pc, freeMem-pm, freeGPU-pg
+			c.bound[name] = append(c.bound[name], newPod(podName, requests(pc, pm, pg)))
+		}
+	}
+	for range podsPerCase {
+		gpus := pick[int64](rng, 0, 0, 0, 1, 1, 2, 4, 8)
+		reqs := requests(pick[int64](rng, -1, 100, 500, 1000, 2000, 3500, 6000, 12000), pick[int64](rng, -1, 256, 1024, 4096, 8192, 24576, 65536), gpus)
+		p := newPod("", reqs)
+		if chance(rng, 0.1) {
+			// Limits only: the API server defaults the requests to them.
+			p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Limits: reqs}
+		}
+		if chance(rng, map[bool]float64{true: 0.85, false: 0.3}[gpus > 0]) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
+		}
+		if chance(rng, 0.3) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "spot", Operator: corev1.TolerationOpEqual, Value: "true",
+				Effect: pick(rng, corev1.TaintEffectPreferNoSchedule, "")})
+		}
+		if chance(rng, 0.1) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpExists})
+		}
+		if chance(rng, 0.15) {
+			p.Spec.NodeSelector = pick(rng, map[string]string{"tier": "gold"}, map[string]string{"gpu.model": "a100"})
+		}
+		if chance(rng, 0.35) {
+			terms := []corev1.PreferredSchedulingTerm{
+				{Weight: 1 + rng.Int32N(100), Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "tier", Operator: corev1.NodeSelectorOpIn, Values: []string{"gold"}}}}},
+				{Weight: 1 + rng.Int32N(100), Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "gpu.model", Operator: corev1.NodeSelectorOpIn, Values: []string{pick(rng, "a100", "l4")}}}}},
+				{Weight: 1 + rng.Int32N(100), Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "tier", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"silver"}}}}},
+			}
+			rng.Shuffle(len(terms), func(i, j int) { terms[i], terms[j] = terms[j], terms[i] })
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: terms[:1+rng.IntN(2)]}}
+		}
+		c.pending = append(c.pending, p)
+	}
+	return c
+}
+
+// createNode creates a Ready node with exactly the given taints: the API
+// server's TaintNodesByCondition admission adds node.kubernetes.io/not-ready
+// on creation, which the node lifecycle controller would lift (none runs
+// here).
+func createNode(ctx context.Context, t *testing.T, kube client.Client, n *corev1.Node) *corev1.Node {
+	t.Helper()
+	taints := n.Spec.Taints
+	if err := kube.Create(ctx, n); err != nil {
+		t.Fatalf("creating node %s: %v", n.Name, err)
+	}
+	n.Spec.Taints = taints
+	if err := kube.Update(ctx, n); err != nil {
+		t.Fatalf("updating node %s: %v", n.Name, err)
+	}
+	return n
+}
+
+// create writes the case to the API server, waits until kube-scheduler has
+// seen all of it, and returns the nodes as the simulator's kube-scheduler
+// sees them.
+func (c *clusterCase) create(ctx context.Context, t *testing.T, kube client.Client) []*ks.NodeInfo {
+	t.Helper()
+	var infos []*ks.NodeInfo
+	for _, n := range c.nodes {
+		n = createNode(ctx, t, kube, n.DeepCopy())
+		var pods []*corev1.Pod
+		for _, p := range c.bound[n.Name] {
+			p = p.DeepCopy()
+			p.Spec.NodeName = n.Name
+			if err := kube.Create(ctx, p); err != nil {
+				t.Fatalf("creating %s: %v", p.Name, err)
+			}
+			pods = append(pods, p)
+		}
+		infos = append(infos, ks.NewNodeInfo(n, pods...))
+	}
+	// The probe: a node created last, which only the probe pod tolerates.
+	// Once kube-scheduler binds the probe pod there, its node informer has
+	// seen every node before the probe node and its pod informer every pod
+	// before the probe pod: the case is in its cache.
+	probeName := fmt.Sprintf("c%02d-probe", c.index)
+	probe := createNode(ctx, t, kube, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: probeName, Labels: map[string]string{corev1.LabelHostname: probeName}},
+		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: probeTaint, Effect: corev1.TaintEffectNoSchedule}}},
+		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("10")},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	})
+	pp := newPod(probeName, nil)
+	pp.Spec.NodeSelector = map[string]string{corev1.LabelHostname: probeName}
+	pp.Spec.Tolerations = []corev1.Toleration{{Key: probeTaint, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	if err := kube.Create(ctx, pp); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitScheduled(ctx, t, kube, probeName); got != probeName {
+		t.Fatalf("probe pod bound to %q, want %s", got, probeName)
+	}
+	infos = append(infos, ks.NewNodeInfo(probe, pp))
+	ks.SortByName(infos)
+	return infos
+}

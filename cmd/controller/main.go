@@ -48,6 +48,7 @@ func main() {
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
 		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
 		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
+		ProvisioningRequests: opts.ProvisioningRequests, ProvisioningRequestBookingTTL: opts.ProvisioningRequestBookingTTL,
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

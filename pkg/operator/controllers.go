@@ -7,6 +7,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/awslabs/operatorpkg/controller"
 	"github.com/samber/lo"
@@ -59,6 +60,11 @@ type Options struct {
 	Refiner provisioning.Refiner
 	// DirectMinPods: see provisioning.Options.
 	DirectMinPods int
+	// ProvisioningRequests: "auto", "true", "false" or "" (off); see
+	// provisioningRequestController. ProvisioningRequestBookingTTL: see
+	// provisioningrequest.Options.BookingTTL.
+	ProvisioningRequests          string
+	ProvisioningRequestBookingTTL time.Duration
 }
 
 // Controllers is the full controller set and handles the simulator drives.
@@ -111,6 +117,13 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		// Karpenter core alone, for comparison.
 		out.IdleGPU = idlegpu.NewController(o.Clock, o.KubeClient, o.Recorder)
 		out.All = append(out.All, out.IdleGPU)
+	}
+	prc, err := provisioningRequestController(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if prc != nil {
+		out.All = append(out.All, prc)
 	}
 	return out, nil
 }

@@ -41,6 +41,12 @@ type Options struct {
 	// models from which a provisioning batch skips core's Solve for new
 	// capacity (0: the default, 100; negative: never).
 	DirectPackingMinPods int
+	// ProvisioningRequests serves autoscaling.x-k8s.io ProvisioningRequests
+	// (designs/gang.md): "auto" when the CRD is installed, "true", "false".
+	ProvisioningRequests string
+	// ProvisioningRequestBookingTTL is how long capacity found or launched
+	// for a request is held for its pods.
+	ProvisioningRequestBookingTTL time.Duration
 }
 
 // AddFlags registers the flags.
@@ -53,6 +59,8 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.DurationVar(&o.FakeLaunchLatency, "fake-launch-latency", env.WithDefaultDuration("FAKE_LAUNCH_LATENCY", 0), "With --backend=fake: how long instances stay pending")
 	fs.DurationVar(&o.FakeRegistrationDelay, "fake-registration-delay", env.WithDefaultDuration("FAKE_REGISTRATION_DELAY", 2*time.Second), "With --backend=fake: how long after running an instance's Node registers")
 	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
+	fs.StringVar(&o.ProvisioningRequests, "provisioning-requests", env.WithDefaultString("PROVISIONING_REQUESTS", "auto"), "Serve ProvisioningRequests (autoscaling.x-k8s.io/v1, classes best-effort-atomic-scale-up and check-capacity): auto (when the CRD is installed), true or false")
+	fs.DurationVar(&o.ProvisioningRequestBookingTTL, "provisioning-request-booking-ttl", env.WithDefaultDuration("PROVISIONING_REQUEST_BOOKING_TTL", 10*time.Minute), "How long capacity found or launched for a ProvisioningRequest is held for its pods before BookingExpired")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
 
@@ -69,6 +77,12 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	}
 	if o.Policy != "karpenter-gpu" && o.Policy != "stock" {
 		return fmt.Errorf("--policy must be karpenter-gpu or stock, got %q", o.Policy)
+	}
+	if o.ProvisioningRequests != "auto" && o.ProvisioningRequests != "true" && o.ProvisioningRequests != "false" {
+		return fmt.Errorf("--provisioning-requests must be auto, true or false, got %q", o.ProvisioningRequests)
+	}
+	if o.ProvisioningRequestBookingTTL <= 0 {
+		return fmt.Errorf("--provisioning-request-booking-ttl must be positive, got %s", o.ProvisioningRequestBookingTTL)
 	}
 	if o.Backend == "aws" && o.ClusterName == "" {
 		return fmt.Errorf("--cluster-name is required with --backend=aws")

@@ -1,6 +1,7 @@
 package gang_test
 
 import (
+	"context"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -68,6 +70,17 @@ func provReq(class string, tmpl *corev1.PodTemplate, count int32) *autoscalingv1
 			PodSets:               []autoscalingv1.PodSet{{PodTemplateRef: autoscalingv1.Reference{Name: tmpl.Name}, Count: count}},
 		},
 	}
+}
+
+// orphanReconciler is the controller's NodeClaim reconciler.
+func orphanReconciler(c *pr.Controller) (reconcile.ObjectReconciler[*karpv1.NodeClaim], error) {
+	return objectReconciler(c.ReconcileNodeClaim), nil
+}
+
+type objectReconciler func(context.Context, *karpv1.NodeClaim) (reconcile.Result, error)
+
+func (f objectReconciler) Reconcile(ctx context.Context, nc *karpv1.NodeClaim) (reconcile.Result, error) {
+	return f(ctx, nc)
 }
 
 func cond(p *autoscalingv1.ProvisioningRequest, typ string) *metav1.Condition {
@@ -336,6 +349,29 @@ var _ = Describe("ProvisioningRequest", func() {
 		env.Clock.Step(10*time.Minute + time.Second)
 		fits = reconcileReq(fits)
 		Expect(cond(fits, autoscalingv1.BookingExpired).Status).To(Equal(metav1.ConditionTrue))
+	})
+
+	It("deletes the in-flight NodeClaims of a request that is deleted, and releases registered ones", func() {
+		tmpl := podTemplate(8, "16", "64Gi", nil)
+		ExpectApplied(ctx, env.Client, tmpl)
+		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
+		ExpectApplied(ctx, env.Client, p)
+		p = reconcileReq(p)
+		claims := nodeClaimsOf(string(p.UID))
+		Expect(claims).To(HaveLen(4))
+		launch(claims)
+		register(claims[:1])
+		ExpectDeleted(ctx, env.Client, p)
+		for _, c := range nodeClaimsOf(string(p.UID)) {
+			ExpectObjectReconciled(ctx, env.Client, lo.Must(orphanReconciler(ctrl)), c)
+		}
+		left := nodeClaimsOf(string(p.UID))
+		Expect(lo.CountBy(left, func(c *karpv1.NodeClaim) bool { return c.DeletionTimestamp.IsZero() })).To(Equal(1), "only the registered node stays")
+		for _, c := range left {
+			if c.DeletionTimestamp.IsZero() {
+				Expect(c.Annotations).ToNot(HaveKey(karpv1.DoNotDisruptAnnotationKey), "and it is released")
+			}
+		}
 	})
 
 	It("fails a request whose PodTemplate is missing", func() {

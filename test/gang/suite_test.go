@@ -82,6 +82,15 @@ var _ = AfterSuite(func() {
 
 var _ = AfterEach(func() {
 	ExpectCleanedUp(ctx, env.Client)
+	// Each spec starts with an empty fleet: terminate what the last one
+	// left running (its NodeClaims were removed without core's finalizer).
+	insts, err := fleet.List(ctx)
+	Expect(err).ToNot(HaveOccurred())
+	for _, i := range insts {
+		if i.State != gpucp.InstanceStateTerminated {
+			Expect(fleet.Terminate(ctx, i.ID)).To(Succeed())
+		}
+	}
 	env.Clock.SetTime(time.Now())
 	cloudProvider.Unavailable().Flush()
 	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())

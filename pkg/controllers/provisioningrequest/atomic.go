@@ -174,7 +174,7 @@ func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.Provis
 	setDetail(pr, DetailNodeClaims, "")
 	log.FromContext(ctx).Info("gang attempt failed; rolled back", "attempt", attempt, "reason", why, "deletedNodeClaims", deleted)
 	if attempt >= c.opts.MaxAttempts {
-		msg := fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; nothing launched for the request is left", attempt, c.opts.MaxAttempts, why)
+		msg := fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; everything launched for it was deleted", attempt, c.opts.MaxAttempts, why)
 		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
 		setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
 		return reconcile.Result{}, nil

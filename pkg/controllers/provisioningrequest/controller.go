@@ -36,10 +36,12 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
@@ -212,8 +214,15 @@ func (c *Controller) checkCapacity(ctx context.Context, pr *autoscalingv1.Provis
 }
 
 // Register wires the controller into a manager. NodeClaim events of a
-// request's nodes requeue the request.
+// request's nodes requeue the request; a second reconciler over those
+// NodeClaims handles the ones whose request is gone (ReconcileNodeClaim).
 func (c *Controller) Register(_ context.Context, m manager.Manager) error {
+	if err := controllerruntime.NewControllerManagedBy(m).
+		Named(c.Name()+".orphans").
+		For(&karpv1.NodeClaim{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[LabelRequest] != "" }))).
+		Complete(reconcile.AsReconciler(m.GetClient(), reconcile.ObjectReconciler[*karpv1.NodeClaim](reconcilerFunc[*karpv1.NodeClaim](c.ReconcileNodeClaim)))); err != nil {
+		return err
+	}
 	return controllerruntime.NewControllerManagedBy(m).
 		Named(c.Name()).
 		For(&autoscalingv1.ProvisioningRequest{}).
@@ -263,6 +272,10 @@ func equalStatus(a, b *autoscalingv1.ProvisioningRequest) bool {
 	}
 	return true
 }
+
+type reconcilerFunc[T client.Object] func(context.Context, T) (reconcile.Result, error)
+
+func (f reconcilerFunc[T]) Reconcile(ctx context.Context, o T) (reconcile.Result, error) { return f(ctx, o) }
 
 func detail(pr *autoscalingv1.ProvisioningRequest, key string) string {
 	return string(pr.Status.ProvisioningClassDetails[key])

@@ -275,7 +275,9 @@ func equalStatus(a, b *autoscalingv1.ProvisioningRequest) bool {
 
 type reconcilerFunc[T client.Object] func(context.Context, T) (reconcile.Result, error)
 
-func (f reconcilerFunc[T]) Reconcile(ctx context.Context, o T) (reconcile.Result, error) { return f(ctx, o) }
+func (f reconcilerFunc[T]) Reconcile(ctx context.Context, o T) (reconcile.Result, error) {
+	return f(ctx, o)
+}
 
 func detail(pr *autoscalingv1.ProvisioningRequest, key string) string {
 	return string(pr.Status.ProvisioningClassDetails[key])

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/awslabs/operatorpkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	coreoperator "sigs.k8s.io/karpenter/pkg/operator"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
@@ -21,7 +23,7 @@ import (
 func main() {
 	ctx, op := coreoperator.NewOperator()
 	opts := options.FromContext(ctx)
-	backend, err := newBackend(ctx, opts, op)
+	backend, extra, err := newBackend(ctx, opts, op)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "creating backend")
 		os.Exit(1)
@@ -54,42 +56,47 @@ func main() {
 		log.FromContext(ctx).Error(err, "assembling controllers")
 		os.Exit(1)
 	}
-	if b, ok := backend.(*awsbackend.Backend); ok {
-		// Instances leaked by a crash between launch and NodeClaim update.
-		ctrls.All = append(ctrls.All, &awsbackend.GarbageCollector{Backend: b, KubeClient: op.GetClient()})
-	}
-	if fleet, ok := backend.(*fake.Fleet); ok {
-		// The fake cloud has no kubelets: its registrar plays their part
-		// (registers Nodes, marks bound pods Running), as kwok does.
-		ctrls.All = append(ctrls.All, fake.NewRegistrar(fake.RegistrarOptions{
-			KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay,
-		}), fake.NewNodeLifecycle(op.GetClient()), &fake.GarbageCollector{Fleet: fleet, KubeClient: op.GetClient(), GracePeriod: fake.DefaultOrphanGracePeriod})
-	}
+	ctrls.All = append(ctrls.All, extra...)
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
 }
 
-func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, error) {
+// newBackend returns the backend opts selects and the controllers that come
+// with it: the orphan collector over the backend's instances (leaked by a
+// crash between launch and NodeClaim update) and, for the fake cloud, its
+// kubelets.
+func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, []controller.Controller, error) {
 	switch opts.Backend {
 	case "aws":
 		cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{Region: opts.Region})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		clients := awsbackend.NewClients(cfg, "")
 		version, err := awsbackend.KubernetesVersion(op.KubernetesInterface.Discovery())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ca, err := awsbackend.CABundle(op.GetConfig())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return awsbackend.NewBackend(ctx, awsbackend.Options{Region: cfg.Region, ClusterName: opts.ClusterName,
+		b, err := awsbackend.NewBackend(ctx, awsbackend.Options{Region: cfg.Region, ClusterName: opts.ClusterName,
 			ClusterEndpoint: opts.ClusterEndpoint, ClusterCABundle: ca, KubernetesVersion: version,
 			EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: op.Clock})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, []controller.Controller{orphans.NewController(b.OrphanOptions(orphans.Options{KubeClient: op.GetClient(), Clock: op.Clock}))}, nil
 	case "fake":
-		return fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock, LaunchLatency: opts.FakeLaunchLatency}), nil
+		fleet := fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock, LaunchLatency: opts.FakeLaunchLatency})
+		return fleet, []controller.Controller{
+			orphans.NewController(fleet.OrphanOptions(orphans.Options{KubeClient: op.GetClient(), Clock: op.Clock})),
+			// The fake cloud has no kubelets: its registrar plays their
+			// part (registers Nodes, marks bound pods Running), as kwok does.
+			fake.NewRegistrar(fake.RegistrarOptions{KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay}),
+			fake.NewNodeLifecycle(op.GetClient()),
+		}, nil
 	default:
-		return nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)
+		return nil, nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)
 	}
 }

@@ -26,11 +26,6 @@ import (
 // unavailable.
 const MaxLaunchOptions = 60
 
-// capacityTypeRank orders capacity types the way Karpenter core assumes a
-// provider launches them (see Offerings.WorstLaunchPrice): a reservation with
-// room first (already paid for), then spot, then on-demand.
-var capacityTypeRank = map[string]int{karpv1.CapacityTypeReserved: 0, karpv1.CapacityTypeSpot: 1, karpv1.CapacityTypeOnDemand: 2}
-
 // candidate pairs a launch option with the instance type it belongs to.
 type candidate struct {
 	LaunchOption
@@ -38,9 +33,9 @@ type candidate struct {
 }
 
 // LaunchOptions returns the options a NodeClaim may launch on, in the order
-// Create tries them: reserved first, then by price, then by name for
-// determinism. Only available offerings of types that satisfy the NodeClaim's
-// requirements and hold its requests are returned.
+// Create tries them: by CompareLaunch (reserved first, then cheapest), then
+// by name and zone for determinism. Only available offerings of types that
+// satisfy the NodeClaim's requirements and hold its requests are returned.
 func LaunchOptions(nodeClaim *karpv1.NodeClaim, its []*karpcp.InstanceType) ([]LaunchOption, error) {
 	cands, err := launchCandidates(nodeClaim, its)
 	return lo.Map(cands, func(c candidate, _ int) LaunchOption { return c.LaunchOption }), err
@@ -69,11 +64,8 @@ func launchCandidates(nodeClaim *karpv1.NodeClaim, its []*karpcp.InstanceType) (
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
-		if ra, rb := capacityTypeRank[a.CapacityType], capacityTypeRank[b.CapacityType]; ra != rb && (ra == 0 || rb == 0) {
-			return ra < rb
-		}
-		if a.Price != b.Price {
-			return a.Price < b.Price
+		if c := CompareLaunch(a.CapacityType, a.Price, b.CapacityType, b.Price); c != 0 {
+			return c < 0
 		}
 		if a.InstanceType != b.InstanceType {
 			return a.InstanceType < b.InstanceType

@@ -18,16 +18,12 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
-	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // PollInterval is how often the fleet gauges are recomputed.
 const PollInterval = 30 * time.Second
-
-// AcceleratorResources are the extended resources counted as GPUs.
-var AcceleratorResources = []corev1.ResourceName{v1alpha1.ResourceNVIDIAGPU, v1alpha1.ResourceAMDGPU, v1alpha1.ResourceNeuron, v1alpha1.ResourceGaudi}
 
 // Controller recomputes the fleet gauges (cost, GPUs paid and requested,
 // namespace GPU cost) from NodeClaims, Nodes, Pods and the cloud provider's
@@ -130,7 +126,7 @@ func (c *Controller) compute(ctx context.Context) (*fleet, error) {
 			continue
 		}
 		for _, p := range podsByNode[node.Name] {
-			requested := PodGPUs(p)
+			requested := v1alpha1.PodAccelerators(p)
 			if requested == 0 {
 				continue
 			}
@@ -193,32 +189,14 @@ func nodeLabels(nc *karpv1.NodeClaim, node *corev1.Node) map[string]string {
 // the node registers.
 func nodeGPUs(nc *karpv1.NodeClaim, node *corev1.Node) int64 {
 	if node != nil {
-		if n := acceleratorCount(node.Status.Allocatable); n > 0 {
+		if n := v1alpha1.Accelerators(node.Status.Allocatable); n > 0 {
 			return n
 		}
 	}
-	if n := acceleratorCount(nc.Status.Allocatable); n > 0 {
+	if n := v1alpha1.Accelerators(nc.Status.Allocatable); n > 0 {
 		return n
 	}
-	return acceleratorCount(nc.Status.Capacity)
-}
-
-func acceleratorCount(rl corev1.ResourceList) int64 {
-	return lo.SumBy(AcceleratorResources, func(r corev1.ResourceName) int64 { q := rl[r]; return q.Value() })
-}
-
-// PodGPUs is the accelerators a pod requests, computed as the scheduler does
-// (init and sidecar containers included); a limit without a request counts
-// as the request, as the API server defaults extended resources.
-func PodGPUs(p *corev1.Pod) int64 {
-	ceiling := resources.Ceiling(p)
-	return lo.SumBy(AcceleratorResources, func(r corev1.ResourceName) int64 {
-		if q, ok := ceiling.Requests[r]; ok && !q.IsZero() {
-			return q.Value()
-		}
-		q := ceiling.Limits[r]
-		return q.Value()
-	})
+	return v1alpha1.Accelerators(nc.Status.Capacity)
 }
 
 // pricer finds the hourly price of a node from the cloud provider's instance

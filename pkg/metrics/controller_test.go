@@ -285,26 +285,6 @@ func TestPricingFallsBackWhenNodeClassIsMissing(t *testing.T) {
 	}
 }
 
-func TestPodGPUs(t *testing.T) {
-	gpu := func(n int64) corev1.ResourceList {
-		return corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: *resource.NewQuantity(n, resource.DecimalSI)}
-	}
-	p := &corev1.Pod{Spec: corev1.PodSpec{
-		InitContainers: []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{Requests: gpu(4), Limits: gpu(4)}}},
-		Containers: []corev1.Container{
-			{Name: "a", Resources: corev1.ResourceRequirements{Requests: gpu(1), Limits: gpu(1)}},
-			{Name: "b", Resources: corev1.ResourceRequirements{Requests: gpu(2), Limits: gpu(2)}},
-		},
-	}}
-	if got := PodGPUs(p); got != 4 {
-		t.Errorf("PodGPUs = %d, want 4 (init container ceiling)", got)
-	}
-	p.Spec.InitContainers = nil
-	if got := PodGPUs(p); got != 3 {
-		t.Errorf("PodGPUs = %d, want 3", got)
-	}
-}
-
 func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()

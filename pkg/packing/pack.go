@@ -43,8 +43,8 @@ type PackOptions struct {
 	// remaining NodePool limits); nil means no bound.
 	Budget corev1.ResourceList
 	// ValueResources are the resources whose quantity makes a pod "useful"
-	// when ranking types by price per unit absorbed. Nil means the GPU and
-	// accelerator resources the catalog knows.
+	// when ranking types by price per unit absorbed. Nil means
+	// v1alpha1.AcceleratorResources.
 	ValueResources []corev1.ResourceName
 	// NoImprove skips the improvement passes (greedy only); for
 	// comparisons.
@@ -81,12 +81,6 @@ func (p Plan) UnplacedCount() int {
 		n += u
 	}
 	return n
-}
-
-// DefaultValueResources are the resources Pack ranks by when
-// PackOptions.ValueResources is nil.
-var DefaultValueResources = []corev1.ResourceName{
-	v1alpha1.ResourceNVIDIAGPU, v1alpha1.ResourceAMDGPU, v1alpha1.ResourceNeuron, v1alpha1.ResourceGaudi,
 }
 
 const priceEps = 1e-9
@@ -165,7 +159,7 @@ func newProblem(items []Item, types []TypeOption, opts PackOptions) *problem {
 	}
 	valueRes := opts.ValueResources
 	if valueRes == nil {
-		valueRes = DefaultValueResources
+		valueRes = v1alpha1.AcceleratorResources
 	}
 	for _, it := range items {
 		p.req = append(p.req, vec(it.Requests))

@@ -5,17 +5,16 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // Models reports whether the packer can place pod on new capacity without
 // core's scheduler: a pod that requests an accelerator and carries none of
 // the constraints the packer leaves to core (pod affinity, topology spread,
-// host ports, volumes, DRA). accel nil means DefaultValueResources.
-func Models(p *corev1.Pod, accel []corev1.ResourceName) bool {
-	if accel == nil {
-		accel = DefaultValueResources
-	}
-	return hasAccelerator([]*corev1.Pod{p}, accel) && podUnsupported(p) == ""
+// host ports, volumes, DRA). Accelerators are v1alpha1.UsesAccelerator's.
+func Models(p *corev1.Pod) bool {
+	return v1alpha1.UsesAccelerator(p) && podUnsupported(p) == ""
 }
 
 // PendingPlan is PackPending's answer.

@@ -186,7 +186,7 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Po
 				meta = append(meta, option{it: it})
 			}
 		}
-		popts := PackOptions{ValueResources: opts.AcceleratorResources}
+		popts := PackOptions{}
 		if limited {
 			popts.Budget = remaining
 		}

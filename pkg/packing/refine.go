@@ -8,12 +8,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
-	"sigs.k8s.io/karpenter/pkg/utils/resources"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
 // Options are the inputs Refine needs besides core's results. NodePools,
@@ -39,9 +42,6 @@ type Options struct {
 	// MaxOptions caps the instance types per repacked NodeClaim; 0 means
 	// DefaultMaxOptions.
 	MaxOptions int
-	// AcceleratorResources make a pod a GPU pod; nil means
-	// DefaultValueResources.
-	AcceleratorResources []corev1.ResourceName
 }
 
 const (
@@ -109,10 +109,6 @@ func Refine(ctx context.Context, results *scheduling.Results, opts Options) (*sc
 	out := *results
 	out.NewNodeClaims = nil
 	d.NodeClaimsBefore = len(results.NewNodeClaims)
-	accel := opts.AcceleratorResources
-	if accel == nil {
-		accel = DefaultValueResources
-	}
 
 	byPool := map[string][]*scheduling.NodeClaim{}
 	var poolOrder []string
@@ -125,7 +121,7 @@ func Refine(ctx context.Context, results *scheduling.Results, opts Options) (*sc
 	}
 	var gpuClaims []*scheduling.NodeClaim
 	for _, nc := range results.NewNodeClaims {
-		if !hasAccelerator(nc.Pods, accel) {
+		if !hasAccelerator(nc.Pods) {
 			out.NewNodeClaims = append(out.NewNodeClaims, nc)
 			continue
 		}
@@ -212,16 +208,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func hasAccelerator(pods []*corev1.Pod, accel []corev1.ResourceName) bool {
-	for _, p := range pods {
-		req := resources.RequestsForPods(p)
-		for _, r := range accel {
-			if q, ok := req[r]; ok && q.Sign() > 0 {
-				return true
-			}
-		}
-	}
-	return false
+func hasAccelerator(pods []*corev1.Pod) bool {
+	return lo.ContainsBy(pods, v1alpha1.UsesAccelerator)
 }
 
 // claimUnsupported names the first constraint on nc the packer does not
@@ -317,44 +305,45 @@ func resourceKey(rl corev1.ResourceList) string {
 	return strings.Join(parts, ",")
 }
 
-// NodeClaimPrice is the hourly price core expects nc to launch at: the
-// cheapest launchable offering, compatible with its requirements, of its
-// instance-type options (what ToNodeClaim orders by and the provider
-// launches first). 0 when nothing is launchable.
+// NodeClaimPrice is the hourly price nc launches at: the offering the
+// provider launches first (gpucp.CompareLaunch: reserved first, then
+// cheapest) among the launchable offerings, compatible with its
+// requirements, of its instance-type options. 0 when nothing is launchable.
 func NodeClaimPrice(nc *scheduling.NodeClaim) float64 {
-	best := math.Inf(1)
+	var offerings cloudprovider.Offerings
 	for _, it := range nc.InstanceTypeOptions {
-		if p, _, ok := launchPrice(it, nc.Requirements, true); ok && p < best {
-			best = p
-		}
+		offerings = append(offerings, launchable(it, nc.Requirements, true)...)
 	}
-	if math.IsInf(best, 1) {
-		return 0
+	if o := gpucp.FirstLaunch(offerings); o != nil {
+		return o.Price
 	}
-	return best
+	return 0
 }
 
 // launchPrice is the price of the offering the provider would launch for
-// it under reqs: a reserved offering with room first, else the cheapest
-// launchable one. withReserved=false ignores reserved offerings.
+// it under reqs, by gpucp.CompareLaunch (a reserved offering with room
+// first, else the cheapest launchable one). withReserved=false ignores
+// reserved offerings.
 func launchPrice(it *cloudprovider.InstanceType, reqs kscheduling.Requirements, withReserved bool) (price float64, reserved, ok bool) {
-	best, bestReserved := math.Inf(1), math.Inf(1)
+	o := gpucp.FirstLaunch(launchable(it, reqs, withReserved))
+	if o == nil {
+		return 0, false, false
+	}
+	return o.Price, o.CapacityType() == karpv1.CapacityTypeReserved, true
+}
+
+// launchable is it's launchable offerings compatible with reqs, reserved
+// ones only if withReserved.
+func launchable(it *cloudprovider.InstanceType, reqs kscheduling.Requirements, withReserved bool) cloudprovider.Offerings {
+	var out cloudprovider.Offerings
 	for _, o := range it.Offerings {
-		if !o.Launchable() || !reqs.IsCompatible(o.Requirements, kscheduling.AllowUndefinedWellKnownLabels) {
+		if !o.Launchable() || !reqs.IsCompatible(o.Requirements, kscheduling.AllowUndefinedWellKnownLabels) ||
+			(!withReserved && o.CapacityType() == karpv1.CapacityTypeReserved) {
 			continue
 		}
-		if o.CapacityType() == karpv1.CapacityTypeReserved {
-			if withReserved {
-				bestReserved = math.Min(bestReserved, o.Price)
-			}
-			continue
-		}
-		best = math.Min(best, o.Price)
+		out = append(out, o)
 	}
-	if !math.IsInf(bestReserved, 1) {
-		return bestReserved, true, true
-	}
-	return best, false, !math.IsInf(best, 1)
+	return out
 }
 
 // reservedRoom sums the reservation capacity of it's launchable reserved

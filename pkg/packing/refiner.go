@@ -138,7 +138,7 @@ func (r *Refiner) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 }
 
 // Models implements the provisioning loop's direct path test: see Models.
-func (r *Refiner) Models(p *corev1.Pod) bool { return Models(p, nil) }
+func (r *Refiner) Models(p *corev1.Pod) bool { return Models(p) }
 
 // PackPending plans new NodeClaims for pending GPU pods that no existing
 // node holds (the provisioning loop's direct path, without core's Solve).

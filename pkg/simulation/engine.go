@@ -255,7 +255,7 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	e.fleet = fake.NewFleet(fake.Options{Clock: e.clk, Seed: cfg.Seed, LaunchLatency: cfg.LaunchLatency, Region: cfg.Region, Zones: cfg.Zones, CapacityTypes: cfg.CapacityTypes})
 	gpus := map[string]int64{}
 	for _, en := range entries {
-		if en.AcceleratorResource == v1alpha1.ResourceNVIDIAGPU || en.AcceleratorResource == v1alpha1.ResourceAMDGPU {
+		if v1alpha1.IsAcceleratorResource(corev1.ResourceName(en.AcceleratorResource)) {
 			gpus[en.Name] = en.AcceleratorCount
 		}
 	}

@@ -108,7 +108,7 @@ func (e *engine) timeSensitiveIdle() bool {
 		if v, ok := p.Annotations[karpv1.DoNotDisruptAnnotationKey]; ok && v != "true" {
 			return true
 		}
-		if p.Spec.NodeName != "" && podutils.IsActive(p) && idlegpu.RequestsAccelerator(p) {
+		if p.Spec.NodeName != "" && podutils.IsActive(p) && v1alpha1.UsesAccelerator(p) {
 			busy[p.Spec.NodeName] = true
 		}
 	}
@@ -136,7 +136,7 @@ func (e *engine) timeSensitiveIdle() bool {
 		if _, enabled := class.IdleAfter(); !enabled {
 			continue
 		}
-		if accelerators(node.Status.Allocatable) == 0 && accelerators(nc.Status.Allocatable) == 0 {
+		if v1alpha1.Accelerators(node.Status.Allocatable) == 0 && v1alpha1.Accelerators(nc.Status.Allocatable) == 0 {
 			continue
 		}
 		if !busy[node.Name] {
@@ -144,13 +144,4 @@ func (e *engine) timeSensitiveIdle() bool {
 		}
 	}
 	return false
-}
-
-func accelerators(rl corev1.ResourceList) int64 {
-	var n int64
-	for _, r := range idlegpu.AcceleratorResources {
-		q := rl[r]
-		n += q.Value()
-	}
-	return n
 }

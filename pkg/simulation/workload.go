@@ -35,14 +35,8 @@ type PodSpec struct {
 	Annotations       map[string]string
 }
 
-// GPUs is the number of nvidia.com/gpu the pod requests.
-func (p *PodSpec) GPUs() int64 {
-	q, ok := p.Requests[v1alpha1.ResourceNVIDIAGPU]
-	if !ok {
-		return 0
-	}
-	return q.Value()
-}
+// GPUs is the number of accelerators the pod requests (v1alpha1.Accelerators).
+func (p *PodSpec) GPUs() int64 { return v1alpha1.Accelerators(p.Requests) }
 
 // Workload is what a simulation replays: the cluster's provisioning
 // configuration and the pods.

@@ -12,6 +12,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -46,9 +47,9 @@ func TestGarbageCollectorNameTagProtectsOnlyLaunchingNodeClaims(t *testing.T) {
 				nc.Status.ProviderID = f.ProviderID(first)
 			}
 			kube := fakecr.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(nc).Build()
-			gc := &fake.GarbageCollector{Fleet: f, KubeClient: kube, GracePeriod: time.Minute}
+			gc := orphans.NewController(f.OrphanOptions(orphans.Options{KubeClient: kube, GracePeriod: time.Minute}))
 			clk.Step(2 * time.Minute)
-			collected, err := gc.CollectOrphans(ctx)
+			collected, err := gc.Collect(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
 )
@@ -90,7 +91,7 @@ type run struct {
 	logs   *chaos.LogBuffer
 	ci     *chaos.ConflictInjector
 	ctrl   *chaos.Controller
-	gcs    []*fake.GarbageCollector
+	gcs    []*orphans.Controller
 	slots  []*slot
 	start  time.Time
 	faults map[string]int // injected by the test itself (restarts, conflicts)
@@ -469,7 +470,7 @@ func report(t *testing.T, r *run, faultEnd time.Time, leaked []string) {
 	}
 	recreated := lo.SumBy(r.slots, func(s *slot) int { return s.gen })
 	dups := r.fleet.Duplicates()
-	collected := lo.Uniq(lo.FlatMap(r.gcs, func(g *fake.GarbageCollector, _ int) []string { return g.Collected() }))
+	collected := lo.Uniq(lo.FlatMap(r.gcs, func(g *orphans.Controller, _ int) []string { return g.Collected() }))
 	recs := r.fleet.LaunchRecords()
 	sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })
 	fmt.Fprintf(&b, "\n%-34s %d/%d (%d pods recreated after eviction)\n", "pods that eventually ran", ran, len(r.slots), recreated)

@@ -57,9 +57,11 @@ import (
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	gpuoptions "github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // RepoRoot is the module root.
@@ -76,15 +78,14 @@ type ControlPlane struct {
 	Kubeconfig string // admin kubeconfig file, for kube-scheduler
 }
 
-// StartControlPlane starts etcd and kube-apiserver from KUBEBUILDER_ASSETS
-// (failing, never skipping, when they are missing) with pkg/apis/crds.
+// StartControlPlane starts etcd and kube-apiserver from controlplane.Assets
+// (KUBEBUILDER_ASSETS, else bin/k8s; failing, never skipping, when they are
+// missing) with pkg/apis/crds.
 func StartControlPlane(t *testing.T) *ControlPlane {
 	t.Helper()
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, b := range []string{"etcd", "kube-apiserver"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); assets == "" || err != nil {
-			t.Fatalf("control-plane binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin`", b, assets)
-		}
+	assets, err := controlplane.Assets()
+	if err != nil {
+		t.Fatal(err)
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: assets, ErrorIfCRDPathMissing: true,
 		CRDDirectoryPaths: []string{filepath.Join(RepoRoot(), "pkg", "apis", "crds")}}
@@ -127,7 +128,11 @@ func (cp *ControlPlane) UserConfig(t *testing.T, name string) *rest.Config {
 // StartScheduler runs the real kube-scheduler until the test ends.
 func (cp *ControlPlane) StartScheduler(t *testing.T) {
 	t.Helper()
-	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-scheduler")
+	assets, err := controlplane.Assets("kube-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(assets, "kube-scheduler")
 	logPath := filepath.Join(t.TempDir(), "kube-scheduler.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -304,7 +309,7 @@ var starts atomic.Int32
 type Controller struct {
 	cancel context.CancelFunc
 	done   chan error
-	GC     *fake.GarbageCollector
+	GC     *orphans.Controller
 }
 
 // Options parses controller flags into core's and karpenter-gpu's options,
@@ -357,7 +362,7 @@ func StartController(parent context.Context, o ControllerOptions) (*Controller, 
 		return nil, err
 	}
 	c := &Controller{done: make(chan error, 1),
-		GC: &fake.GarbageCollector{Fleet: o.Fleet, KubeClient: kubeClient, GracePeriod: o.GCGracePeriod, Interval: o.GCInterval}}
+		GC: orphans.NewController(o.Fleet.OrphanOptions(orphans.Options{KubeClient: kubeClient, GracePeriod: o.GCGracePeriod, Interval: o.GCInterval}))}
 	// The fake cloud's kubelets use the uninjected client: they are not the
 	// controller.
 	all := append(ctrls.All, c.GC, fake.NewRegistrar(fake.RegistrarOptions{

@@ -33,6 +33,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 func repoRoot(t *testing.T) string {
@@ -106,11 +107,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 
 func TestEndToEnd(t *testing.T) {
 	root := repoRoot(t)
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); assets == "" || err != nil {
-			t.Fatalf("control-plane binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin`", b, assets)
-		}
+	assets, err := controlplane.Assets("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
+	if err != nil {
+		t.Fatal(err)
 	}
 	tm := &timer{t: t, start: time.Now(), last: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -5,9 +5,6 @@ package envtest_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,6 +34,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 var (
@@ -62,11 +60,8 @@ func TestEnvtest(t *testing.T) {
 // requireControlPlane fails (never skips) when the envtest binaries are
 // missing, naming the command that builds them.
 func requireControlPlane() {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
-			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
-		}
+	if _, err := controlplane.Assets(); err != nil {
+		Fail(err.Error())
 	}
 }
 
@@ -85,13 +80,16 @@ var _ = BeforeSuite(func() {
 	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
-	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
+	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
 	startupCtrl = gpustartup.NewController(env.Clock, env.Client, recorder)
 	taintCtrl = gputaint.NewController(env.Client, recorder)
 })
 
 var _ = AfterSuite(func() {
-	Expect(env.Stop()).To(Succeed())
+	// env is nil when BeforeSuite failed before starting it.
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
 })
 
 var _ = AfterEach(func() {

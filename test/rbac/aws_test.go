@@ -28,6 +28,7 @@ import (
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
@@ -250,7 +251,7 @@ func startAWSController(parent context.Context, cfg *rest.Config, srv *fakeaws.S
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range append(ctrls.All, &awsbackend.GarbageCollector{Backend: backend, KubeClient: kubeClient, Interval: 5 * time.Second}) {
+	for _, r := range append(ctrls.All, orphans.NewController(backend.OrphanOptions(orphans.Options{KubeClient: kubeClient, Interval: 5 * time.Second}))) {
 		if err := r.Register(ctx, mgr); err != nil {
 			return nil, fmt.Errorf("registering %T, %w", r, err)
 		}

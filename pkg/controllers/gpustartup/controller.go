@@ -26,7 +26,6 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 )
 
 // AnnotationStartupFailure records on the NodeClaim why it was replaced.
@@ -104,7 +103,7 @@ func (c *Controller) missingAccelerators(ctx context.Context, nc *karpv1.NodeCla
 		return nil
 	}
 	var missing []string
-	for _, r := range idlegpu.AcceleratorResources {
+	for _, r := range v1alpha1.AcceleratorResources {
 		want, ok := nc.Status.Capacity[r]
 		if !ok || want.IsZero() {
 			continue

@@ -17,9 +17,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
-// AcceleratorResources are the extended resources that count as GPU work.
-var AcceleratorResources = []corev1.ResourceName{v1alpha1.ResourceNVIDIAGPU, v1alpha1.ResourceAMDGPU, v1alpha1.ResourceNeuron, v1alpha1.ResourceGaudi}
-
 // gpuNode is an initialized GPU node managed by a GPUNodeClass.
 type gpuNode struct {
 	nodeClaim   *karpv1.NodeClaim
@@ -37,25 +34,6 @@ type snapshot struct {
 	// poolNodes counts nodes per pool and those already being disrupted, to
 	// apply budgets as core does.
 	poolNodes, poolDisrupting map[string]int
-}
-
-// RequestsAccelerator reports whether a pod asks for any accelerator.
-func RequestsAccelerator(p *corev1.Pod) bool {
-	for _, cs := range append(append([]corev1.Container{}, p.Spec.Containers...), p.Spec.InitContainers...) {
-		for _, r := range AcceleratorResources {
-			if q, ok := cs.Resources.Requests[r]; ok && !q.IsZero() {
-				return true
-			}
-			if q, ok := cs.Resources.Limits[r]; ok && !q.IsZero() {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func acceleratorCount(rl corev1.ResourceList) int64 {
-	return lo.SumBy(AcceleratorResources, func(r corev1.ResourceName) int64 { q := rl[r]; return q.Value() })
 }
 
 func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
@@ -96,9 +74,9 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 		if !ok || initialized == nil || !initialized.IsTrue() {
 			continue
 		}
-		gpus := acceleratorCount(node.Status.Allocatable)
+		gpus := v1alpha1.Accelerators(node.Status.Allocatable)
 		if gpus == 0 {
-			gpus = acceleratorCount(nc.Status.Allocatable)
+			gpus = v1alpha1.Accelerators(nc.Status.Allocatable)
 		}
 		if gpus == 0 {
 			continue
@@ -106,7 +84,7 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 		nodePods := podsByNode[node.Name]
 		s.gpuNodes = append(s.gpuNodes, gpuNode{
 			nodeClaim: nc, node: node, nodeClass: class, pods: nodePods, gpus: gpus,
-			hasGPUWork:  lo.ContainsBy(nodePods, RequestsAccelerator),
+			hasGPUWork:  lo.ContainsBy(nodePods, v1alpha1.UsesAccelerator),
 			initialized: initialized.LastTransitionTime.Time,
 		})
 	}

@@ -8,9 +8,6 @@ package envtest_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -38,6 +35,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 const clusterName = "envtest"
@@ -61,11 +59,8 @@ func TestAWSEnvtest(t *testing.T) {
 }
 
 func requireControlPlane() {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
-			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
-		}
+	if _, err := controlplane.Assets(); err != nil {
+		Fail(err.Error())
 	}
 }
 
@@ -105,7 +100,10 @@ var _ = AfterSuite(func() {
 	if srv != nil {
 		srv.Close()
 	}
-	Expect(env.Stop()).To(Succeed())
+	// env is nil when BeforeSuite failed before starting it.
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
 })
 
 var _ = AfterEach(func() {

@@ -21,7 +21,7 @@
 //     instance's launch latency plus a registration delay, and starts pods;
 //   - the batching window of core's provisioner (idle 1s, max 10s);
 //   - polling of the disruption singleton every 10s (skipped while nothing
-//     has changed, see disruption.go).
+//     has changed, see engine.markDisruptionDirty).
 package simulation
 
 import (

@@ -1,6 +1,7 @@
 package cloudprovider_test
 
 import (
+	"cmp"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,24 +37,14 @@ func TestCompareLaunch(t *testing.T) {
 		{"equal", onDemand, 2, onDemand, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := gpucp.CompareLaunch(tc.aCT, tc.aPrice, tc.bCT, tc.bPrice); sign(got) != tc.want {
+			if got := gpucp.CompareLaunch(tc.aCT, tc.aPrice, tc.bCT, tc.bPrice); cmp.Compare(got, 0) != tc.want {
 				t.Errorf("CompareLaunch = %d, want sign %d", got, tc.want)
 			}
-			if got := gpucp.CompareLaunch(tc.bCT, tc.bPrice, tc.aCT, tc.aPrice); sign(got) != -tc.want {
+			if got := gpucp.CompareLaunch(tc.bCT, tc.bPrice, tc.aCT, tc.aPrice); cmp.Compare(got, 0) != -tc.want {
 				t.Errorf("CompareLaunch swapped = %d, want sign %d (antisymmetric)", got, -tc.want)
 			}
 		})
 	}
-}
-
-func sign(n int) int {
-	switch {
-	case n < 0:
-		return -1
-	case n > 0:
-		return 1
-	}
-	return 0
 }
 
 func offering(ct, zone string, price float64) *karpcp.Offering {

@@ -3,6 +3,7 @@ package orphans_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -109,14 +110,14 @@ func TestCollect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld()
-			for _, label := range sortedKeys(tc.old) {
+			for _, label := range slices.Sorted(maps.Keys(tc.old)) {
 				w.launch(t, label, tc.old[label])
 			}
 			w.clk.Step(3 * time.Minute)
-			for _, label := range sortedKeys(tc.young) {
+			for _, label := range slices.Sorted(maps.Keys(tc.young)) {
 				w.launch(t, label, tc.young[label])
 			}
-			for _, name := range sortedKeys(tc.claims) {
+			for _, name := range slices.Sorted(maps.Keys(tc.claims)) {
 				w.claim(t, name, tc.claims[name])
 			}
 			c := orphans.NewController(w.fleet.OrphanOptions(orphans.Options{KubeClient: w.kube(), GracePeriod: 2 * time.Minute}))
@@ -141,15 +142,6 @@ func TestCollect(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Retag repairs the NodeClaim tag of instances a NodeClaim recorded and

@@ -28,7 +28,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
 // Policy selects whose decisions run.
@@ -56,7 +55,7 @@ type Options struct {
 	Policy            Policy
 	// Refiner overrides the GPU packer under PolicyKarpenterGPU (the
 	// simulator passes one that keeps its decisions); nil means
-	// packing.NewRefiner.
+	// provisioning.NewPacker.
 	Refiner provisioning.Refiner
 	// DirectMinPods: see provisioning.Options.
 	DirectMinPods int
@@ -104,7 +103,7 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		})
 		refiner := o.Refiner
 		if refiner == nil {
-			refiner = packing.NewRefiner(o.KubeClient, o.CloudProvider, o.Cluster, false)
+			refiner = provisioning.NewPacker(o.KubeClient, o.CloudProvider, o.Cluster, false)
 		}
 		out.Provisioning = provisioning.NewController(provisioning.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
 			Provisioner: p, Cluster: o.Cluster, Refiner: refiner, DirectMinPods: o.DirectMinPods})

@@ -48,7 +48,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -133,7 +132,7 @@ type engine struct {
 	registrar *fake.Registrar
 	prov      *provisioning.Controller
 	coreProv  *coreprov.Provisioner
-	refiner   *packing.Refiner
+	refiner   *provisioning.Packer
 
 	d dispatcher
 

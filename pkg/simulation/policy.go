@@ -10,7 +10,7 @@ import (
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 )
 
@@ -36,12 +36,12 @@ func ParsePolicy(s string) (Policy, error) {
 
 // refinerFor returns the provisioning refiner of a policy: nil (core's
 // decisions unchanged) for stock, else the controller's GPU packer
-// (packing.NewRefiner), keeping its decisions for the report.
-func refinerFor(p Policy, kube client.Client, cp karpcp.CloudProvider, cluster *state.Cluster) *packing.Refiner {
+// (provisioning.NewPacker), keeping its decisions for the report.
+func refinerFor(p Policy, kube client.Client, cp karpcp.CloudProvider, cluster *state.Cluster) *provisioning.Packer {
 	if p == PolicyStock {
 		return nil
 	}
-	return packing.NewRefiner(kube, cp, cluster, true)
+	return provisioning.NewPacker(kube, cp, cluster, true)
 }
 
 // lowerBound is the fluid LP bound ($/h) of shapes over types, from

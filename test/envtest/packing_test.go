@@ -14,7 +14,6 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpuprov "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
 // karpenter-gpu's provisioning loop (core's provisioner + the GPU packer)
@@ -24,13 +23,13 @@ var _ = Describe("karpenter-gpu provisioning loop", func() {
 	var (
 		nc      *v1alpha1.GPUNodeClass
 		loop    *gpuprov.Controller
-		refiner *packing.Refiner
+		refiner *gpuprov.Packer
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
 		ExpectApplied(ctx, env.Client, nc)
 		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		refiner = packing.NewRefiner(env.Client, cloudProvider, cluster, true)
+		refiner = gpuprov.NewPacker(env.Client, cloudProvider, cluster, true)
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
 			Provisioner: prov, Cluster: cluster, Refiner: refiner})
 	})

@@ -29,7 +29,7 @@ import (
 )
 
 // DirectPacker is a Refiner that can also plan new capacity for pending GPU
-// pods on its own (packing.Refiner).
+// pods on its own (Packer).
 type DirectPacker interface {
 	Refiner
 	// Models reports whether the packer places pod without core's Solve.

@@ -33,7 +33,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
 func init() {
@@ -51,7 +50,7 @@ type env struct {
 	cp      *fake.CloudProvider
 	cluster *state.Cluster
 	prov    *coreprov.Provisioner
-	refiner *packing.Refiner
+	refiner *provisioning.Packer
 	rec     events.Recorder
 	clk     *clock.FakeClock
 	seq     int
@@ -68,7 +67,7 @@ func newEnv(t testing.TB, pools ...*karpv1.NodePool) *env {
 	e := &env{ctx: ctx, kube: kube, cp: cp, clk: clock.NewFakeClock(metav1.Now().Time), rec: events.NewRecorder(&record.FakeRecorder{})}
 	e.cluster = state.NewCluster(e.clk, kube, cp)
 	e.prov = coreprov.NewProvisioner(kube, e.rec, cp, e.cluster, e.clk, nil, nil)
-	e.refiner = packing.NewRefiner(kube, cp, e.cluster, true)
+	e.refiner = provisioning.NewPacker(kube, cp, e.cluster, true)
 	for _, np := range pools {
 		np.StatusConditions().SetTrue(status.ConditionReady)
 		st := np.Status

@@ -24,6 +24,7 @@ package provisioningrequest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -49,7 +50,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 )
 
 func init() {
@@ -131,7 +132,7 @@ type Controller struct {
 	opts    Options
 	kube    client.Client
 	clock   clock.Clock
-	packing *packing.Refiner
+	packing *provisioning.Packer
 }
 
 // NewController returns the ProvisioningRequest controller.
@@ -142,7 +143,7 @@ func NewController(opts Options) *Controller {
 	opts.RetryBackoff = lo.Ternary(opts.RetryBackoff <= 0, DefaultRetryBackoff, opts.RetryBackoff)
 	opts.Clock = lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock)
 	return &Controller{opts: opts, kube: opts.KubeClient, clock: opts.Clock,
-		packing: packing.NewRefiner(opts.KubeClient, opts.CloudProvider, opts.Cluster, false)}
+		packing: provisioning.NewPacker(opts.KubeClient, opts.CloudProvider, opts.Cluster, false)}
 }
 
 // Name is the controller's name.
@@ -162,6 +163,9 @@ func (c *Controller) Reconcile(ctx context.Context, pr *autoscalingv1.Provisioni
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("ProvisioningRequest", client.ObjectKeyFromObject(pr), "class", pr.Spec.ProvisioningClassName))
 	stored := pr.DeepCopy()
 	res, err := c.step(ctx, pr)
+	if errors.Is(err, errNotSynced) {
+		res, err = reconcile.Result{RequeueAfter: time.Second}, nil // answer once cluster state caught up
+	}
 	if patchErr := c.patchStatus(ctx, stored, pr); patchErr != nil {
 		return reconcile.Result{}, patchErr
 	}

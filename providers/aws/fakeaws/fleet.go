@@ -85,6 +85,9 @@ func (s *Server) createFleet(form url.Values) ([]byte, *apiError) {
 	if defaultType == "spot" || form.Get("OnDemandOptions.AllocationStrategy") == "lowest-price" {
 		sort.SliceStable(overrides, func(i, j int) bool { return price(overrides[i]) < price(overrides[j]) })
 	}
+	if out, ok := s.gangFleet(form, token, total, overrides); ok {
+		return out, nil // MinTargetCapacity: all or nothing (gang.go)
+	}
 	var errs, launched []node
 	count := 0
 	for _, o := range overrides {

@@ -1,4 +1,4 @@
-package packing
+package provisioning
 
 import (
 	"context"
@@ -21,38 +21,41 @@ import (
 	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
 
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
-// Refiner plugs Refine into the provisioning loop
-// (pkg/controllers/provisioning.Refiner). It gathers the inputs core's
-// NewScheduler read for the same loop, so the packer sees the same NodePools,
-// instance types (the provider's cached objects), daemonsets and limits.
-type Refiner struct {
+// Packer is the glue between the cluster and the pure GPU packer
+// (pkg/packing): it gathers the inputs core's NewScheduler read for the same
+// loop, so the packer sees the same NodePools, instance types (the
+// provider's cached objects), daemonsets and limits, and plugs
+// packing.Refine (Refiner) and packing.PackPending (DirectPacker) into the
+// provisioning loop.
+type Packer struct {
 	kube    client.Client
 	cp      karpcp.CloudProvider
 	cluster *karpstate.Cluster
 
 	mu        sync.Mutex
-	decisions []Decision
+	decisions []packing.Decision
 	keep      bool
 }
 
-// NewRefiner returns the packer as a provisioning refiner. With
-// keepDecisions every Decision is retained for Decisions (the simulator's
-// report); the controller keeps none.
-func NewRefiner(kube client.Client, cp karpcp.CloudProvider, cluster *karpstate.Cluster, keepDecisions bool) *Refiner {
-	return &Refiner{kube: kube, cp: cp, cluster: cluster, keep: keepDecisions}
+// NewPacker returns the GPU packer for the provisioning loop. With
+// keepDecisions every packing.Decision is retained for Decisions (the
+// simulator's report); the controller keeps none.
+func NewPacker(kube client.Client, cp karpcp.CloudProvider, cluster *karpstate.Cluster, keepDecisions bool) *Packer {
+	return &Packer{kube: kube, cp: cp, cluster: cluster, keep: keepDecisions}
 }
 
-// Refine implements provisioning.Refiner. Any error leaves core's decision
-// standing.
-func (r *Refiner) Refine(ctx context.Context, results scheduling.Results) scheduling.Results {
-	opts, err := r.options(ctx)
+// Refine implements Refiner with packing.Refine. Any error leaves core's
+// decision standing.
+func (r *Packer) Refine(ctx context.Context, results scheduling.Results) scheduling.Results {
+	opts, err := r.Inputs(ctx)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "gathering packing inputs; launching core's NodeClaims")
 		return results
 	}
-	out, d := Refine(ctx, &results, opts)
+	out, d := packing.Refine(ctx, &results, opts)
 	gpumetrics.ObservePacking(d.CoreCost, d.PackedCost, d.Duration)
 	if d.PodsRepacked > 0 {
 		log.FromContext(ctx).Info("repacked GPU NodeClaims", "decision", d.String())
@@ -69,22 +72,25 @@ func (r *Refiner) Refine(ctx context.Context, results scheduling.Results) schedu
 }
 
 // Decisions returns the decisions kept so far.
-func (r *Refiner) Decisions() []Decision {
+func (r *Packer) Decisions() []packing.Decision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Decision(nil), r.decisions...)
+	return append([]packing.Decision(nil), r.decisions...)
 }
 
-func (r *Refiner) options(ctx context.Context) (Options, error) {
+// Inputs are the packer's inputs for this loop, read as core's NewScheduler
+// reads them: the dynamic, Ready, not deleting NodePools, their instance
+// types, their remaining limits and the daemonset pods.
+func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
 	nps, err := nodepoolutils.ListManaged(ctx, r.kube, r.cp)
 	if err != nil {
-		return Options{}, err
+		return packing.Options{}, err
 	}
 	// The pools core's NewScheduler keeps: dynamic, Ready, not deleting.
 	nps = lo.Filter(nps, func(np *karpv1.NodePool, _ int) bool {
 		return !nodepoolutils.IsStatic(np) && np.StatusConditions().IsTrue(status.ConditionReady) && np.DeletionTimestamp.IsZero()
 	})
-	opts := Options{
+	opts := packing.Options{
 		NodePools:         nps,
 		InstanceTypes:     map[string][]*karpcp.InstanceType{},
 		Remaining:         map[string]corev1.ResourceList{},
@@ -93,7 +99,7 @@ func (r *Refiner) options(ctx context.Context) (Options, error) {
 	for _, np := range nps {
 		its, err := r.cp.GetInstanceTypes(ctx, np)
 		if err != nil {
-			return Options{}, err
+			return packing.Options{}, err
 		}
 		opts.InstanceTypes[np.Name] = its
 		if len(np.Spec.Limits) > 0 {
@@ -101,7 +107,7 @@ func (r *Refiner) options(ctx context.Context) (Options, error) {
 		}
 	}
 	if opts.DaemonSetPods, err = r.DaemonSetPods(ctx); err != nil {
-		return Options{}, err
+		return packing.Options{}, err
 	}
 	return opts, nil
 }
@@ -110,7 +116,7 @@ func (r *Refiner) options(ctx context.Context) (Options, error) {
 // its scheduler: the pod the cluster last saw for each daemonset, or one
 // made from its template, with the template's required node affinity
 // (which the daemonset controller overwrites on the pods it creates).
-func (r *Refiner) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
+func (r *Packer) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 	dss := &appsv1.DaemonSetList{}
 	if err := r.kube.List(ctx, dss); err != nil {
 		return nil, err
@@ -137,26 +143,27 @@ func (r *Refiner) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 	return pods, nil
 }
 
-// Models implements the provisioning loop's direct path test: see Models.
-func (r *Refiner) Models(p *corev1.Pod) bool { return Models(p) }
+// Models implements DirectPacker: see packing.Models.
+func (r *Packer) Models(p *corev1.Pod) bool { return packing.Models(p) }
 
-// PackPending plans new NodeClaims for pending GPU pods that no existing
-// node holds (the provisioning loop's direct path, without core's Solve).
-// The pods it cannot place are returned for core's scheduler.
-func (r *Refiner) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*scheduling.NodeClaim, []*corev1.Pod, error) {
+// PackPending implements DirectPacker with packing.PackPending: new
+// NodeClaims for pending GPU pods that no existing node holds (the direct
+// path, without core's Solve). The pods it cannot place are returned for
+// core's scheduler.
+func (r *Packer) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*scheduling.NodeClaim, []*corev1.Pod, error) {
 	start := time.Now()
-	opts, err := r.options(ctx)
+	opts, err := r.Inputs(ctx)
 	if err != nil {
 		return nil, pods, err
 	}
-	plan := PackPending(pods, opts)
+	plan := packing.PackPending(pods, opts)
 	left := make([]*corev1.Pod, 0, len(plan.Left))
 	for _, p := range pods {
 		if _, ok := plan.Left[p]; ok {
 			left = append(left, p)
 		}
 	}
-	d := Decision{PodsConsidered: len(pods), PodsRepacked: len(pods) - len(left), NodeClaimsAfter: len(plan.NodeClaims),
+	d := packing.Decision{PodsConsidered: len(pods), PodsRepacked: len(pods) - len(left), NodeClaimsAfter: len(plan.NodeClaims),
 		PackedCost: plan.Cost, Direct: true, Duration: time.Since(start)}
 	gpumetrics.ObserveDirectPacking(d.Duration)
 	log.FromContext(ctx).V(1).Info("packed pending GPU pods", "decision", d.String())

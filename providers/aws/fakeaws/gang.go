@@ -1,0 +1,177 @@
+package fakeaws
+
+// Instant fleets with MinTargetCapacity (OnDemandOptions or SpotOptions),
+// SingleAvailabilityZone, SingleInstanceType and a cluster placement group
+// (Overrides.N.Placement.GroupName), as EC2 documents them: fewer than
+// MinTargetCapacity instances launchable means none launch; single zone and
+// type restrict the whole fleet to one of each. A placement group's room is
+// set with SetPlacementGroupCapacity.
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+)
+
+// gangState is the placement group bookkeeping, kept beside the Server and
+// guarded by its mutex.
+type gangState struct {
+	room    map[string]int    // placement group -> instances it holds
+	members map[string]string // instance ID -> placement group
+}
+
+var gangStates sync.Map // *Server -> *gangState
+
+func (s *Server) gangs() *gangState {
+	g, _ := gangStates.LoadOrStore(s, &gangState{room: map[string]int{}, members: map[string]string{}})
+	return g.(*gangState)
+}
+
+// SetPlacementGroupCapacity limits how many live instances a placement
+// group holds (n < 0: unlimited). Past it EC2 answers
+// InsufficientInstanceCapacity for the group.
+func (s *Server) SetPlacementGroupCapacity(name string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 0 {
+		delete(s.gangs().room, name)
+		return
+	}
+	s.gangs().room[name] = n
+}
+
+// PlacementGroupOf returns the placement group an instance launched into.
+func (s *Server) PlacementGroupOf(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gangs().members[id]
+}
+
+// gangFleet serves a CreateFleet with MinTargetCapacity; handled is false
+// for any other fleet (createFleet's own path). overrides are in allocation
+// order; the caller holds s.mu.
+func (s *Server) gangFleet(form url.Values, token string, total int, overrides []fleetOverride) (out []byte, handled bool) {
+	opts := "OnDemandOptions"
+	if form.Get("TargetCapacitySpecification.DefaultTargetCapacityType") == "spot" {
+		opts = "SpotOptions"
+	}
+	minCount, _ := strconv.Atoi(form.Get(opts + ".MinTargetCapacity"))
+	if minCount <= 0 {
+		return nil, false
+	}
+	group := form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName")
+	g := s.gangs()
+	pgRoom := total
+	if n, limited := g.room[group]; limited && group != "" {
+		used := 0
+		for _, inst := range s.instances {
+			if g.members[inst.ID] == group && inst.State != "terminated" && inst.State != "shutting-down" {
+				used++
+			}
+		}
+		pgRoom = max(0, n-used)
+	}
+	sets := [][]fleetOverride{overrides}
+	if form.Get(opts+".SingleAvailabilityZone") == "true" {
+		sets = splitOverrides(sets, func(o fleetOverride) string { return o.zone })
+	}
+	if form.Get(opts+".SingleInstanceType") == "true" {
+		sets = splitOverrides(sets, func(o fleetOverride) string { return o.instanceType })
+	}
+	var errs []node
+	for _, try := range sets {
+		before := len(s.instances)
+		var launched []node
+		count := 0
+		for _, o := range try {
+			spec := el("launchTemplateAndOverrides",
+				el("launchTemplateSpecification", txt("launchTemplateName", o.template), txt("version", "$Latest")),
+				el("overrides", txt("instanceType", o.instanceType), txt("subnetId", o.subnet), txt("availabilityZone", o.zone)))
+			lifecycle := txt("lifecycle", map[bool]string{true: "spot", false: "on-demand"}[o.capacityType == Spot])
+			var ids []node
+			for count < min(total, pgRoom) {
+				if code := s.refusal(o); code != "" {
+					s.faults[FaultFleetError]++
+					errs = append(errs, item(spec, lifecycle, txt("errorCode", code), txt("errorMessage", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", o.instanceType, o.zone))))
+					break
+				}
+				inst := &Instance{
+					ID: s.id("i-"), InstanceType: o.instanceType, Zone: o.zone, SubnetID: o.subnet,
+					ImageID: s.templates[o.template].Data["ImageId"], State: "pending", LaunchTemplate: o.template,
+					ReservationID: o.reservationID, LaunchTime: s.now(), Tags: tagSpecs(form, "TagSpecification")["instance"],
+				}
+				if o.capacityType == Spot {
+					inst.Lifecycle = "spot"
+				}
+				s.reserve(o.reservationID, -1)
+				s.instances = append(s.instances, inst)
+				ids = append(ids, item().withText(inst.ID))
+				count++
+			}
+			if len(ids) > 0 {
+				launched = append(launched, item(spec, lifecycle, set("instanceIds", ids...), txt("instanceType", o.instanceType), txt("platform", "Linux/UNIX")))
+			}
+		}
+		if count >= minCount {
+			if group != "" {
+				for _, inst := range s.instances[before:] {
+					g.members[inst.ID] = group
+				}
+			}
+			return s.fleetAnswer(token, nil, launched), true
+		}
+		// Below the minimum: nothing of this try stays.
+		for _, inst := range s.instances[before:] {
+			s.reserve(inst.ReservationID, +1)
+		}
+		s.instances = s.instances[:before]
+		if pgRoom < minCount {
+			errs = append(errs, item(txt("errorCode", "InsufficientInstanceCapacity"),
+				txt("errorMessage", fmt.Sprintf("Placement group %s has room for %d instances; the fleet needs at least %d.", group, pgRoom, minCount))))
+		}
+	}
+	return s.fleetAnswer(token, errs, nil), true
+}
+
+// fleetAnswer is a CreateFleet response, remembered for its client token.
+func (s *Server) fleetAnswer(token string, errs, launched []node) []byte {
+	out := document("CreateFleetResponse", ec2Namespace, txt("requestId", "req-fake"), txt("fleetId", s.id("fleet-")),
+		set("errorSet", errs...), set("fleetInstanceSet", launched...))
+	if token != "" {
+		s.tokens[token] = out
+	}
+	return out
+}
+
+// reserve adds delta to a reservation's available count.
+func (s *Server) reserve(id string, delta int32) {
+	if id == "" {
+		return
+	}
+	for _, r := range s.reservations {
+		if r.ID == id {
+			r.Available += delta
+		}
+	}
+}
+
+// splitOverrides splits every set by key, keeping first-seen order.
+func splitOverrides(sets [][]fleetOverride, key func(fleetOverride) string) [][]fleetOverride {
+	var out [][]fleetOverride
+	for _, set := range sets {
+		var order []string
+		by := map[string][]fleetOverride{}
+		for _, o := range set {
+			k := key(o)
+			if _, ok := by[k]; !ok {
+				order = append(order, k)
+			}
+			by[k] = append(by[k], o)
+		}
+		for _, k := range order {
+			out = append(out, by[k])
+		}
+	}
+	return out
+}

@@ -116,6 +116,9 @@ func notFound(code, msg string) *apiError {
 }
 
 func (s *Server) ec2Action(action string, form url.Values) ([]node, *apiError) {
+	if form.Get("DryRun") == "true" {
+		return nil, s.dryRun(action, form)
+	}
 	switch action {
 	case "DescribeSubnets":
 		return s.describeSubnets(form)

@@ -1,0 +1,154 @@
+package aws
+
+// Dry-run validation of a resolved GPUNodeClass: the launch template and an
+// instance launch are sent to EC2 with DryRun set, so a missing IAM
+// permission (ec2:CreateLaunchTemplate, ec2:RunInstances with the
+// cluster's tags, iam:PassRole on the node role, KMS on an encrypted
+// volume's key) or a parameter EC2 refuses shows on the GPUNodeClass
+// (condition ValidationSucceeded) instead of at the first launch, as
+// Karpenter-AWS's EC2NodeClass does.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// DryRunSucceeded is the error code EC2 answers a dry run that would have
+// succeeded with.
+const DryRunSucceeded = "DryRunOperation"
+
+// Instance types the launch dry run asks for, by architecture: the
+// smallest current NVIDIA types, launched in every commercial region.
+var validationInstanceTypes = map[string]string{"amd64": "g4dn.xlarge", "arm64": "g5g.xlarge"}
+
+// ValidationError is a dry run EC2 refused: the node class cannot launch
+// as configured. Reason is EC2's error code (UnauthorizedOperation,
+// InvalidParameterValue, ...).
+type ValidationError struct {
+	Operation, Reason, Message string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%s dry run refused: %s: %s", e.Operation, e.Reason, e.Message)
+}
+
+// Validate dry-runs CreateLaunchTemplate and RunInstances for a node class
+// Resolve has filled (subnets, security groups, images, instance profile).
+// It returns nil when EC2 would accept both, a *ValidationError when it
+// refuses one, and any other error when the answer is inconclusive
+// (throttling, a server error, an unresolved node class): the caller
+// retries rather than report a verdict.
+func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	if missing := unresolved(nc); len(missing) > 0 {
+		return fmt.Errorf("node class %s is not resolved (%v)", nc.Name, missing)
+	}
+	ami := nc.Status.AMIs[0]
+	spec, err := b.templateFor(nc, nil, ami.ID, "", false)
+	if err != nil {
+		return fmt.Errorf("building the launch template, %w", err)
+	}
+	data := b.templateData(spec)
+	ownTags := b.ownedTags(lo.Assign(nc.Spec.Tags, map[string]string{cloudprovider.TagNodeClass: nc.Name}))
+
+	cctx, cancel := b.call(ctx)
+	defer cancel()
+	_, err = b.ec2.CreateLaunchTemplate(cctx, &ec2.CreateLaunchTemplateInput{
+		DryRun:             lo.ToPtr(true),
+		LaunchTemplateName: str(spec.name()),
+		LaunchTemplateData: data,
+		TagSpecifications: []ec2types.TagSpecification{{
+			ResourceType: ec2types.ResourceTypeLaunchTemplate,
+			Tags:         toEC2Tags(b.ownedTags(map[string]string{cloudprovider.TagNodeClass: nc.Name})),
+		}},
+	})
+	if err := dryRunVerdict("CreateLaunchTemplate", err); err != nil {
+		return err
+	}
+
+	in := &ec2.RunInstancesInput{
+		DryRun:             lo.ToPtr(true),
+		MinCount:           i32(1),
+		MaxCount:           i32(1),
+		ImageId:            data.ImageId,
+		InstanceType:       ec2types.InstanceType(validationInstanceTypes[amiArch(ami)]),
+		UserData:           data.UserData,
+		IamInstanceProfile: &ec2types.IamInstanceProfileSpecification{Name: data.IamInstanceProfile.Name},
+		MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{
+			HttpEndpoint:            ec2types.InstanceMetadataEndpointState(data.MetadataOptions.HttpEndpoint),
+			HttpTokens:              ec2types.HttpTokensState(data.MetadataOptions.HttpTokens),
+			HttpPutResponseHopLimit: data.MetadataOptions.HttpPutResponseHopLimit,
+		},
+		BlockDeviceMappings: lo.Map(data.BlockDeviceMappings, func(d ec2types.LaunchTemplateBlockDeviceMappingRequest, _ int) ec2types.BlockDeviceMapping {
+			return ec2types.BlockDeviceMapping{DeviceName: d.DeviceName, Ebs: &ec2types.EbsBlockDevice{
+				VolumeType: d.Ebs.VolumeType, VolumeSize: d.Ebs.VolumeSize, Iops: d.Ebs.Iops, Throughput: d.Ebs.Throughput,
+				Encrypted: d.Ebs.Encrypted, KmsKeyId: d.Ebs.KmsKeyId, SnapshotId: d.Ebs.SnapshotId, DeleteOnTermination: d.Ebs.DeleteOnTermination,
+			}}
+		}),
+		TagSpecifications: []ec2types.TagSpecification{
+			{ResourceType: ec2types.ResourceTypeInstance, Tags: toEC2Tags(ownTags)},
+			{ResourceType: ec2types.ResourceTypeVolume, Tags: toEC2Tags(ownTags)},
+		},
+	}
+	subnet := nc.Status.Subnets[0].ID
+	if nc.Spec.AssociatePublicIPAddress != nil {
+		in.NetworkInterfaces = []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: i32(0), SubnetId: str(subnet),
+			AssociatePublicIpAddress: nc.Spec.AssociatePublicIPAddress, Groups: data.NetworkInterfaces[0].Groups, DeleteOnTermination: lo.ToPtr(true)}}
+	} else {
+		in.SubnetId, in.SecurityGroupIds = str(subnet), data.SecurityGroupIds
+	}
+	_, err = b.ec2.RunInstances(cctx, in)
+	return dryRunVerdict("RunInstances", err)
+}
+
+// dryRunVerdict maps a dry run's answer: DryRunOperation is success; a
+// capacity-class code says nothing about the node class (the dry run's
+// instance type may just be scarce there) and counts as success; a
+// throttle, a server error or a transport failure is inconclusive; any
+// other API error is a refusal.
+func dryRunVerdict(op string, err error) error {
+	code := errorCode(err)
+	switch {
+	case err == nil:
+		// EC2 never accepts a dry run; a server that did ignored DryRun.
+		return fmt.Errorf("%s dry run returned no DryRunOperation answer", op)
+	case code == DryRunSucceeded, isCapacityCode(code):
+		return nil
+	case code == "" || code == "RequestLimitExceeded" || code == "Throttling" || code == "InternalError" || serverError(err):
+		return fmt.Errorf("%s dry run, %w", op, err)
+	}
+	msg := err.Error()
+	var ae interface{ ErrorMessage() string }
+	if errors.As(err, &ae) {
+		msg = ae.ErrorMessage()
+	}
+	return &ValidationError{Operation: op, Reason: code, Message: msg}
+}
+
+func serverError(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() >= http.StatusInternalServerError
+}
+
+// amiArch is the image's kubernetes.io/arch requirement (amd64 when it
+// names none or several).
+func amiArch(ami v1alpha1.AMI) string {
+	for _, r := range ami.Requirements {
+		if r.Key == corev1.LabelArchStable && r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			if _, ok := validationInstanceTypes[r.Values[0]]; ok {
+				return r.Values[0]
+			}
+		}
+	}
+	return "amd64"
+}

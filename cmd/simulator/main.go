@@ -22,6 +22,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
 
 func main() {
@@ -38,6 +39,8 @@ type flags struct {
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
+
+	schedulerProfile string // --scheduler-profile
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -80,6 +83,7 @@ Flags:
 	fs.Float64Var(&f.lbExact, "lower-bound-exact", simulation.DefaultLowerBoundExactShare, "share of simulated time (longest-lived alive sets first) whose fluid LP lower bound is solved exactly; the other moments get solve-free bounds from their solved neighbours, still valid but looser (1 solves every moment; slow on long traces)")
 	fs.DurationVar(&f.disruptionInterval, "disruption-interval", 0, "APPROXIMATION for fast sweeps: after a disruption poll that found nothing, wait at least this long (instead of Karpenter's 10s) before evaluating consolidation again; 0 keeps Karpenter's cadence. Karpenter's consolidation simulations dominate replay time (see the report's profile)")
 	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
+	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar on stderr")
@@ -132,6 +136,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--disruption-interval: negative duration %s", f.disruptionInterval)
 	}
 	cfg.DisruptionInterval = f.disruptionInterval
+	if cfg.SchedulerProfile, err = kubescheduler.ParseProfile(f.schedulerProfile); err != nil {
+		return fmt.Errorf("--scheduler-profile: %w", err)
+	}
 	if f.zones != "" {
 		cfg.Zones = strings.Split(f.zones, ",")
 	}

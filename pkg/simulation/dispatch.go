@@ -163,8 +163,8 @@ const (
 func (e *engine) buildControllers() error {
 	e.refiner = refinerFor(e.cfg.Policy, e.kube, e.cp, e.cluster)
 	opts := operator.Options{
-		Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, CloudProvider: e.cp, Undecorated: e.cp,
-		Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
+		Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, CloudProvider: e.cp, Undecorated: e.provider.Undecorated,
+		InstanceTypeStore: e.provider.InstanceTypeStore, Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
 	}
 	if e.refiner != nil {
 		opts.Refiner = e.refiner

@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/disruption"
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
@@ -48,6 +49,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -94,6 +97,10 @@ type Config struct {
 	// approximation for fast sweeps (consolidation happens later than core
 	// would do it); 0 keeps core's cadence.
 	DisruptionInterval time.Duration
+	// SchedulerProfile is the kube-scheduler profile the binder scores
+	// nodes with: kubescheduler.ProfileDefault ("" too) or
+	// kubescheduler.ProfileBinPacking (designs/scheduler-profile.md).
+	SchedulerProfile kubescheduler.Profile
 	// FaithfulPolling polls the idle-GPU controller on every tick instead
 	// of skipping ticks that provably change nothing (for tests).
 	FaithfulPolling bool
@@ -126,7 +133,8 @@ type engine struct {
 
 	fleet     *fake.Fleet
 	backend   *meteredBackend
-	cp        *stableCloudProvider
+	cp        karpcp.CloudProvider    // provider.Decorated
+	provider  *operator.CloudProvider // as the controller binary builds it
 	cluster   *state.Cluster
 	rec       recorder
 	registrar *fake.Registrar
@@ -214,6 +222,11 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	if cfg.BatchIdle <= 0 || cfg.BatchMax <= 0 {
 		return nil, fmt.Errorf("batch idle and max durations must be positive")
 	}
+	profile, err := kubescheduler.ParseProfile(string(cfg.SchedulerProfile))
+	if err != nil {
+		return nil, err
+	}
+	cfg.SchedulerProfile = profile
 	for _, d := range []time.Duration{cfg.LaunchLatency, cfg.RegistrationDelay, cfg.PodStartDelay, cfg.Horizon} {
 		if d < 0 {
 			return nil, fmt.Errorf("negative duration %s", d)
@@ -261,12 +274,19 @@ func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
 	e.metrics = newCollector(e)
 	e.backend = &meteredBackend{Backend: e.fleet, clk: e.clk, gpus: func(t string) int64 { return gpus[t] }, instances: map[string]*instanceRecord{}, onChange: func(time.Time) {}}
 	e.backend.debugf = e.debugf
-	cp, err := gpucp.New(gpucp.Options{KubeClient: e.kube, Backend: e.backend, Clock: e.clk, Entries: entries, ClusterName: "simulator"})
+	// The provider as the controller binary builds it (core's decorators,
+	// repair-policy matcher), memoised on simulated state underneath.
+	e.provider, err = operator.NewCloudProvider(ctx, operator.CloudProviderOptions{
+		Provider: gpucp.Options{KubeClient: e.kube, Backend: e.backend, Clock: e.clk, Entries: entries, ClusterName: "simulator"},
+		Wrap: func(cp *gpucp.CloudProvider) karpcp.CloudProvider {
+			return &stableCloudProvider{CloudProvider: cp, kube: e.kube, cache: map[string]stableEntry{}}
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	e.cp = &stableCloudProvider{CloudProvider: cp, kube: e.kube, cache: map[string]stableEntry{}}
-	e.cluster = state.NewCluster(e.clk, e.kube, e.cp)
+	e.cp = e.provider.Decorated
+	e.cluster = e.provider.NewCluster(e.clk, e.kube)
 	e.registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: e.kube, Fleet: e.fleet, Clock: e.clk, RegistrationDelay: cfg.RegistrationDelay, PodStartDelay: cfg.PodStartDelay})
 	if err := e.buildControllers(); err != nil {
 		return nil, err

@@ -4,25 +4,25 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
-	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
-	"sigs.k8s.io/karpenter/pkg/utils/resources"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
 
 // kubeSchedule plays kube-scheduler, which Karpenter never replaces: each
-// pending pod (oldest first) is bound to a node it fits: Ready, schedulable,
-// every NoSchedule/NoExecute taint tolerated, node selector and required
-// node affinity matched (kube-scheduler's own helpers), requests within
-// allocatable minus what bound pods request. Among feasible nodes the node
-// of the NodeClaim Karpenter nominated the pod for is preferred, else the
-// first by name. A pod that fits nowhere is marked PodScheduled=False,
-// reason Unschedulable, which is what makes Karpenter provision for it.
+// pending pod (oldest first) is placed by kube-scheduler v1.36's filters and
+// scores under the configured profile (package kubescheduler): among the
+// Ready nodes it fits (schedulable, NoSchedule/NoExecute taints tolerated,
+// node selector and required affinity, resources), the pod's
+// status.nominatedNodeName if set, else the node with the highest score, the
+// first by name among equals. Karpenter's own nominations (the NodeClaim a
+// pod was planned on) are not a kube-scheduler input: real kube-scheduler
+// may bind the pod elsewhere, and so does this one. A pod that fits nowhere
+// is marked PodScheduled=False, reason Unschedulable, which is what makes
+// Karpenter provision for it.
 func (e *engine) kubeSchedule() error {
 	e.as("kube-scheduler")
 	pods := &corev1.PodList{}
@@ -33,22 +33,20 @@ func (e *engine) kubeSchedule() error {
 	if err := e.kube.List(e.ctx, nodes); err != nil {
 		return err
 	}
-	type nodeInfo struct {
-		node *corev1.Node
-		free corev1.ResourceList
-	}
-	var infos []*nodeInfo
-	byName := map[string]*nodeInfo{}
+	var infos []*kubescheduler.NodeInfo
+	byName := map[string]*kubescheduler.NodeInfo{}
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
-		if !n.DeletionTimestamp.IsZero() || n.Spec.Unschedulable || !nodeReady(n) {
+		// Not Ready: the node lifecycle controller's not-ready taint keeps
+		// kube-scheduler off it. Deleting: Karpenter's disrupted taint does.
+		if !n.DeletionTimestamp.IsZero() || !nodeReady(n) {
 			continue
 		}
-		ni := &nodeInfo{node: n, free: n.Status.Allocatable.DeepCopy()}
+		ni := kubescheduler.NewNodeInfo(n)
 		infos = append(infos, ni)
 		byName[n.Name] = ni
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].node.Name < infos[j].node.Name })
+	kubescheduler.SortByName(infos)
 	var pending []*corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -57,7 +55,7 @@ func (e *engine) kubeSchedule() error {
 		}
 		if p.Spec.NodeName != "" {
 			if ni := byName[p.Spec.NodeName]; ni != nil {
-				ni.free = resources.Subtract(ni.free, resources.RequestsForPods(p))
+				ni.AddPod(p)
 			}
 			continue
 		}
@@ -74,73 +72,39 @@ func (e *engine) kubeSchedule() error {
 		}
 		return pending[i].Name < pending[j].Name
 	})
-	// Nominations name NodeClaims; nodes carry their provider IDs.
-	claimNode := map[string]string{}
-	if len(e.nominated) > 0 {
-		ncs := &karpv1.NodeClaimList{}
-		if err := e.kube.List(e.ctx, ncs); err != nil {
-			return err
-		}
-		for i := range ncs.Items {
-			if n := ncs.Items[i].Status.NodeName; n != "" {
-				claimNode[ncs.Items[i].Name] = n
-			}
-		}
-	}
 	now := metav1.NewTime(e.clk.Now())
 	for _, p := range pending {
-		req := resources.RequestsForPods(p)
-		affinity := nodeaffinity.GetRequiredNodeAffinity(p)
-		fits := func(ni *nodeInfo) bool {
-			if ni == nil || !resources.Fits(req, ni.free) {
-				return false
-			}
-			if _, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logr.Discard(), ni.node.Spec.Taints, p.Spec.Tolerations, func(t *corev1.Taint) bool {
-				return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-			}, false); untolerated {
-				return false
-			}
-			ok, err := affinity.Match(ni.node)
-			return err == nil && ok
-		}
-		key := client.ObjectKeyFromObject(p)
-		var chosen *nodeInfo
-		if nc, ok := e.nominated[key]; ok {
-			if ni := byName[claimNode[nc]]; fits(ni) {
-				chosen = ni
-			}
-		}
-		if chosen == nil {
-			for _, ni := range infos {
-				if fits(ni) {
-					chosen = ni
-					break
-				}
-			}
-		}
-		if chosen == nil {
+		sp := kubescheduler.NewPod(p)
+		res := kubescheduler.Schedule(e.cfg.SchedulerProfile, sp, infos)
+		if res.Node == nil {
 			if !podutils.FailedToSchedule(p) {
+				msg := fmt.Sprintf("0/%d nodes are available", len(infos))
+				if res.Err != nil {
+					msg = res.Err.Error()
+				}
 				stored := p.DeepCopy()
 				setCondition(p, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
-					Message: "0/N nodes are available", LastTransitionTime: now})
+					Message: msg, LastTransitionTime: now})
 				if err := e.kube.Status().Patch(e.ctx, p, client.MergeFrom(stored)); err != nil {
 					return fmt.Errorf("marking pod %s unschedulable, %w", p.Name, err)
 				}
 			}
 			continue
 		}
-		chosen.free = resources.Subtract(chosen.free, req)
-		p.Spec.NodeName = chosen.node.Name
+		chosen := res.Node
+		sp.Reserve(chosen)
+		p.Spec.NodeName = chosen.Node.Name
 		if err := e.kube.Update(e.ctx, p); err != nil {
-			return fmt.Errorf("binding pod %s to %s, %w", p.Name, chosen.node.Name, err)
+			return fmt.Errorf("binding pod %s to %s, %w", p.Name, chosen.Node.Name, err)
 		}
 		stored := p.DeepCopy()
 		setCondition(p, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
 		if err := e.kube.Status().Patch(e.ctx, p, client.MergeFrom(stored)); err != nil {
 			return fmt.Errorf("binding pod %s, %w", p.Name, err)
 		}
+		key := client.ObjectKeyFromObject(p)
 		delete(e.nominated, key)
-		e.debugf("bind %s %s", p.Name, chosen.node.Name)
+		e.debugf("bind %s %s", p.Name, chosen.Node.Name)
 		e.enqueue(cPodEvents, key) // the bound transition Karpenter's pod-event tracking watches
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
 
 func load(t *testing.T, name string, opts TraceOptions) *Workload {
@@ -79,7 +80,9 @@ func TestHandChecked(t *testing.T) {
 		{PolicyKarpenterGPU, map[string]int{"g4dn.12xlarge": 1, "g4dn.2xlarge": 1, "g4dn.xlarge": 1}, 3.912 + 0.752 + 0.526, 6},
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
-			r := run(t, w, func(c *Config) { c.Policy = tc.policy })
+			// The bin-packing profile binds each pod to the node planned for
+			// it; the default profile does not (TestHandCheckedDefaultProfile).
+			r := run(t, w, func(c *Config) { c.Policy, c.SchedulerProfile = tc.policy, kubescheduler.ProfileBinPacking })
 			launched := map[string]int{}
 			for typ := range r.InstanceHoursByType {
 				launched[typ]++

@@ -39,6 +39,10 @@ type ValidationError struct {
 	Operation, Reason, Message string
 }
 
+// ConditionReason is the reason of GPUNodeClass's ValidationSucceeded=False
+// (nodeclass.ValidationFailure).
+func (e *ValidationError) ConditionReason() string { return e.Reason }
+
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("%s dry run refused: %s: %s", e.Operation, e.Reason, e.Message)
 }

@@ -80,7 +80,7 @@ var _ = BeforeSuite(func() {
 	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
-	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
+	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
 	startupCtrl = gpustartup.NewController(env.Clock, env.Client, recorder)
 	taintCtrl = gputaint.NewController(env.Client, recorder)
 })

@@ -35,11 +35,22 @@ type Controller struct {
 	cloudProvider karpcp.CloudProvider
 }
 
-// NewController returns the metrics controller. cloudProvider prices nodes
-// through GetInstanceTypes; pass the decorated provider to have NodeOverlay
-// price adjustments reflected in the cost metrics.
-func NewController(clk clock.Clock, kubeClient client.Client, cloudProvider karpcp.CloudProvider) *Controller {
-	return &Controller{clk: clk, kubeClient: kubeClient, cloudProvider: cloudProvider}
+// Options are NewController's inputs.
+type Options struct {
+	Clock      clock.Clock // nil means the real clock
+	KubeClient client.Client
+	// CloudProvider prices nodes through GetInstanceTypes; pass the
+	// decorated provider to have NodeOverlay price adjustments reflected in
+	// the cost metrics.
+	CloudProvider karpcp.CloudProvider
+}
+
+// NewController returns the metrics controller.
+func NewController(o Options) *Controller {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, cloudProvider: o.CloudProvider}
 }
 
 // Name is the controller's name.

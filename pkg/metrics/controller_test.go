@@ -199,7 +199,7 @@ func TestReconcile(t *testing.T) {
 		pod(podSpec{name: "elsewhere", namespace: "team-c", node: "e", gpuRequests: 1}),
 	)
 	kube := fake.NewClientBuilder().WithObjects(objs...).Build()
-	c := NewController(clock.NewFakeClock(time.Now()), kube, cp)
+	c := NewController(Options{Clock: clock.NewFakeClock(time.Now()), KubeClient: kube, CloudProvider: cp})
 
 	res, err := c.Reconcile(ctx)
 	if err != nil {
@@ -276,7 +276,7 @@ func TestPricingFallsBackWhenNodeClassIsMissing(t *testing.T) {
 	cp := &fakeCloudProvider{byPool: map[string][]*karpcp.InstanceType{}, defaults: []*karpcp.InstanceType{g6x}}
 	objs := launched{name: "a", pool: "broken", instanceType: "g6.xlarge", zone: "us-east-1a", capacityType: karpv1.CapacityTypeOnDemand, gpuName: "l4", gpus: 1, registered: true}.objects()
 	kube := fake.NewClientBuilder().WithObjects(append(objs, nodePool("broken"))...).Build()
-	if _, err := NewController(clock.NewFakeClock(time.Now()), kube, cp).Reconcile(ctx); err != nil {
+	if _, err := NewController(Options{Clock: clock.NewFakeClock(time.Now()), KubeClient: kube, CloudProvider: cp}).Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	approx(t, "cost", testutil.ToFloat64(FleetCostPerHour.WithLabelValues("broken", "l4", karpv1.CapacityTypeOnDemand)), 0.805)

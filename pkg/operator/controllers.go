@@ -109,8 +109,9 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 			Provisioner: p, Cluster: o.Cluster, Refiner: refiner, DirectMinPods: o.DirectMinPods})
 		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
 	}
-	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(o.KubeClient, o.Recorder),
-		gpustartup.NewController(o.Clock, o.KubeClient, o.Recorder), gpumetrics.NewController(o.Clock, o.KubeClient, o.CloudProvider))
+	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(gputaint.Options{KubeClient: o.KubeClient, Recorder: o.Recorder}),
+		gpustartup.NewController(gpustartup.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder}),
+		gpumetrics.NewController(gpumetrics.Options{Clock: o.Clock, KubeClient: o.KubeClient, CloudProvider: o.CloudProvider}))
 	if o.Policy != PolicyStock {
 		// Idle-GPU removal is karpenter-gpu behaviour; the stock policy is
 		// Karpenter core alone, for comparison.

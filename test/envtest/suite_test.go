@@ -81,8 +81,8 @@ var _ = BeforeSuite(func() {
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
 	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
-	startupCtrl = gpustartup.NewController(env.Clock, env.Client, recorder)
-	taintCtrl = gputaint.NewController(env.Client, recorder)
+	startupCtrl = gpustartup.NewController(gpustartup.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder})
+	taintCtrl = gputaint.NewController(gputaint.Options{KubeClient: env.Client, Recorder: recorder})
 })
 
 var _ = AfterSuite(func() {

@@ -46,9 +46,19 @@ type Controller struct {
 	recorder   events.Recorder
 }
 
+// Options are NewController's inputs.
+type Options struct {
+	Clock      clock.Clock // nil means the real clock
+	KubeClient client.Client
+	Recorder   events.Recorder
+}
+
 // NewController returns the startup-timeout controller.
-func NewController(clk clock.Clock, kubeClient client.Client, recorder events.Recorder) *Controller {
-	return &Controller{clk: clk, kubeClient: kubeClient, recorder: recorder}
+func NewController(o Options) *Controller {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder}
 }
 
 // Name is the controller's name.

@@ -33,9 +33,15 @@ type Controller struct {
 	recorder   events.Recorder
 }
 
+// Options are NewController's inputs.
+type Options struct {
+	KubeClient client.Client
+	Recorder   events.Recorder
+}
+
 // NewController returns the GPU-taint controller.
-func NewController(kubeClient client.Client, recorder events.Recorder) *Controller {
-	return &Controller{kubeClient: kubeClient, recorder: recorder}
+func NewController(o Options) *Controller {
+	return &Controller{kubeClient: o.KubeClient, recorder: o.Recorder}
 }
 
 // Name is the controller's name.

@@ -29,8 +29,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
@@ -47,8 +45,6 @@ var (
 	lifecycleCtrl *lifecycle.Controller
 	nodeClassCtrl *nodeclass.Controller
 	idleCtrl      *idlegpu.Controller
-	startupCtrl   *gpustartup.Controller
-	taintCtrl     *gputaint.Controller
 )
 
 func TestEnvtest(t *testing.T) {
@@ -81,8 +77,6 @@ var _ = BeforeSuite(func() {
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
 	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
-	startupCtrl = gpustartup.NewController(gpustartup.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder})
-	taintCtrl = gputaint.NewController(gputaint.Options{KubeClient: env.Client, Recorder: recorder})
 })
 
 var _ = AfterSuite(func() {

@@ -1,0 +1,93 @@
+package gputaint_test
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+)
+
+// The controller's own suite, against Karpenter core's test environment (a
+// real kube-apiserver and etcd from bin/k8s).
+var (
+	ctx  context.Context
+	env  *test.Environment
+	ctrl *gputaint.Controller
+)
+
+func TestGPUTaint(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "gputaint")
+}
+
+var _ = BeforeSuite(func() {
+	env = controlplane.NewEnvironment()
+	ctrl = gputaint.NewController(gputaint.Options{KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{})})
+})
+
+var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
+
+var _ = AfterEach(func() {
+	ExpectCleanedUp(ctx, env.Client)
+	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
+})
+
+func nodePoolOn(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
+	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
+	}}}})
+}
+
+func nodeClass() *v1alpha1.GPUNodeClass {
+	return &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
+			Role:                       "KarpenterNodeRole-envtest",
+		}}
+}
+
+var _ = Describe("GPU taint on NodePools", func() {
+	It("adds nvidia.com/gpu:NoSchedule to NodePools of a tainting GPUNodeClass", func() {
+		nc := nodeClass()
+		np := nodePoolOn(nc)
+		ExpectApplied(ctx, env.Client, nc, np)
+		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
+		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(ContainElement(gputaint.Taint))
+	})
+	It("adds the taint once, however often it reconciles", func() {
+		nc := nodeClass()
+		np := nodePoolOn(nc)
+		ExpectApplied(ctx, env.Client, nc, np)
+		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
+		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
+		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(HaveLen(1))
+	})
+	It("leaves NodePools alone when the GPUNodeClass opts out", func() {
+		nc := nodeClass()
+		nc.Spec.GPU.Taint = new(false)
+		np := nodePoolOn(nc)
+		ExpectApplied(ctx, env.Client, nc, np)
+		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
+		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(BeEmpty())
+	})
+	It("leaves NodePools of other node classes alone", func() {
+		np := test.NodePool()
+		ExpectApplied(ctx, env.Client, np)
+		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
+		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(BeEmpty())
+	})
+})

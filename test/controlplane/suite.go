@@ -1,0 +1,29 @@
+package controlplane
+
+import (
+	"github.com/awslabs/operatorpkg/option"
+	"github.com/onsi/ginkgo/v2"
+	"sigs.k8s.io/karpenter/pkg/test"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+)
+
+// NewEnvironment is Karpenter core's test environment (a real kube-apiserver
+// and etcd from Assets) with karpenter-gpu's CRDs, for a Ginkgo BeforeSuite:
+// missing binaries fail the suite naming `make envtest-bin`.
+func NewEnvironment(opts ...option.Function[test.EnvironmentOptions]) *test.Environment {
+	ginkgo.GinkgoHelper()
+	if _, err := Assets(); err != nil {
+		ginkgo.Fail(err.Error())
+	}
+	return test.NewEnvironment(append([]option.Function[test.EnvironmentOptions]{test.WithCRDs(apis.CRDs...)}, opts...)...)
+}
+
+// StopEnvironment stops env, for a Ginkgo AfterSuite; a nil env (BeforeSuite
+// failed before starting it) is not an error.
+func StopEnvironment(env *test.Environment) error {
+	if env == nil {
+		return nil
+	}
+	return env.Stop()
+}

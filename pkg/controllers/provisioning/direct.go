@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/samber/lo"
@@ -24,7 +23,6 @@ import (
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	nodeutils "sigs.k8s.io/karpenter/pkg/utils/node"
 )
 
@@ -179,19 +177,6 @@ func (c *Controller) solve(ctx context.Context, pods []*corev1.Pod, nodes []*sta
 		return scheduling.Results{}, err
 	}
 	return results, nil
-}
-
-// schedulerOptions are the options core's Schedule gives its scheduler.
-func schedulerOptions(ctx context.Context) []scheduling.Options {
-	opts := []scheduling.Options{
-		scheduling.DisableReservedCapacityFallback,
-		scheduling.NumConcurrentReconciles(int(math.Ceil(float64(options.FromContext(ctx).CPURequests) / 1000.0))),
-		scheduling.MinValuesPolicy(options.FromContext(ctx).MinValuesPolicy),
-	}
-	if options.FromContext(ctx).PreferencePolicy == options.PreferencePolicyIgnore {
-		opts = append(opts, scheduling.IgnorePreferences)
-	}
-	return opts
 }
 
 // realPodErrors and realPods drop capacity-buffer virtual pods, which never

@@ -5,20 +5,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/awslabs/operatorpkg/status"
-	"github.com/samber/lo"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	karpstate "sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/utils/daemonset"
-	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
 
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
@@ -82,14 +76,10 @@ func (r *Packer) Decisions() []packing.Decision {
 // reads them: the dynamic, Ready, not deleting NodePools, their instance
 // types, their remaining limits and the daemonset pods.
 func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
-	nps, err := nodepoolutils.ListManaged(ctx, r.kube, r.cp)
+	nps, err := schedulingNodePools(ctx, r.kube, r.cp)
 	if err != nil {
 		return packing.Options{}, err
 	}
-	// The pools core's NewScheduler keeps: dynamic, Ready, not deleting.
-	nps = lo.Filter(nps, func(np *karpv1.NodePool, _ int) bool {
-		return !nodepoolutils.IsStatic(np) && np.StatusConditions().IsTrue(status.ConditionReady) && np.DeletionTimestamp.IsZero()
-	})
 	opts := packing.Options{
 		NodePools:         nps,
 		InstanceTypes:     map[string][]*karpcp.InstanceType{},
@@ -113,34 +103,9 @@ func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
 }
 
 // DaemonSetPods are the daemonset pods as core's provisioner gives them to
-// its scheduler: the pod the cluster last saw for each daemonset, or one
-// made from its template, with the template's required node affinity
-// (which the daemonset controller overwrites on the pods it creates).
+// its scheduler (see daemonSetPods in core.go).
 func (r *Packer) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
-	dss := &appsv1.DaemonSetList{}
-	if err := r.kube.List(ctx, dss); err != nil {
-		return nil, err
-	}
-	pods := make([]*corev1.Pod, 0, len(dss.Items))
-	for i := range dss.Items {
-		d := &dss.Items[i]
-		p := r.cluster.GetDaemonSetPod(d)
-		if p == nil {
-			p = daemonset.PodForDaemonSet(d)
-		}
-		if a := d.Spec.Template.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
-			p = p.DeepCopy()
-			if p.Spec.Affinity == nil {
-				p.Spec.Affinity = &corev1.Affinity{}
-			}
-			if p.Spec.Affinity.NodeAffinity == nil {
-				p.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
-			}
-			p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
-		}
-		pods = append(pods, p)
-	}
-	return pods, nil
+	return daemonSetPods(ctx, r.kube, r.cluster)
 }
 
 // Models implements DirectPacker: see packing.Models.

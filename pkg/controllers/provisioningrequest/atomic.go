@@ -9,21 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/awslabs/operatorpkg/status"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
-	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
@@ -259,52 +254,12 @@ func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan,
 	return best, "", nil
 }
 
-// packingOptions gathers the packer's inputs as the provisioning loop's
-// refiner does: the dynamic, ready NodePools, their instance types, their
-// remaining limits and the daemonset pods.
+// packingOptions are the packer's inputs as the provisioning loop's packer
+// reads them (provisioning.Packer.Inputs).
 func (c *Controller) packingOptions(ctx context.Context) (packing.Options, error) {
-	nps, err := nodepoolutils.ListManaged(ctx, c.kube, c.opts.CloudProvider)
-	if err != nil {
-		return packing.Options{}, err
-	}
-	nps = lo.Filter(nps, func(np *karpv1.NodePool, _ int) bool {
-		return !nodepoolutils.IsStatic(np) && np.StatusConditions().IsTrue(status.ConditionReady) && np.DeletionTimestamp.IsZero()
-	})
-	opts := packing.Options{
-		NodePools:         nps,
-		InstanceTypes:     map[string][]*karpcp.InstanceType{},
-		Remaining:         map[string]corev1.ResourceList{},
-		IgnorePreferences: options.FromContext(ctx).PreferencePolicy == options.PreferencePolicyIgnore,
-	}
-	for _, np := range nps {
-		its, err := c.opts.CloudProvider.GetInstanceTypes(ctx, np)
-		if err != nil {
-			return packing.Options{}, err
-		}
-		opts.InstanceTypes[np.Name] = its
-		if len(np.Spec.Limits) > 0 {
-			used := c.opts.Cluster.NodePoolResourcesFor(np.Name)
-			rem := corev1.ResourceList{}
-			for name, limit := range np.Spec.Limits {
-				q := limit.DeepCopy()
-				if u, ok := used[name]; ok {
-					q.Sub(u)
-				}
-				if q.Sign() < 0 {
-					q = resource.MustParse("0")
-				}
-				rem[name] = q
-			}
-			opts.Remaining[np.Name] = rem
-		}
-	}
-	if opts.DaemonSetPods, err = c.packing.DaemonSetPods(ctx); err != nil {
-		return packing.Options{}, err
-	}
-	return opts, nil
+	return c.packing.Inputs(ctx)
 }
 
-// zonesOf lists the zones with an available offering in any NodePool, sorted.
 func zonesOf(opts packing.Options) []string {
 	zones := map[string]bool{}
 	for _, its := range opts.InstanceTypes {

@@ -123,8 +123,11 @@ func TestSchedulerDifferential(t *testing.T) {
 				if err := kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: p.Name}, stored); err != nil {
 					t.Fatal(err)
 				}
-				sp := ks.NewPod(stored)
-				res := ks.Schedule(profile, sp, infos)
+				// The pod as kube-scheduler saw it when it decided: before the
+				// binding (and any nominatedNodeName the binding cycle sets).
+				seen := stored.DeepCopy()
+				seen.Spec.NodeName, seen.Status.NominatedNodeName = "", ""
+				res := ks.Schedule(profile, ks.NewPod(seen), infos)
 				desc := describe(profile, stored, infos, res)
 				switch {
 				case res.Node == nil && real == "":

@@ -140,16 +140,34 @@ func TestBinaryAndSimulatorBuildTheSameProvider(t *testing.T) {
 		"sigs.k8s.io/karpenter/pkg/controllers/state.NewCluster":                   true,
 		"sigs.k8s.io/karpenter/pkg/controllers/nodeoverlay.NewInstanceTypeStore":   true,
 	}
-	for _, dir := range []string{"../../cmd/controller", "../simulation"} {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			calls := packageCalls(t, dir)
-			if calls[mod+"pkg/operator.NewCloudProvider"] == 0 {
-				t.Errorf("%s does not build its provider with operator.NewCloudProvider", dir)
-			}
-			for call := range calls {
-				if forbidden[call] {
-					t.Errorf("%s calls %s itself: build the provider and cluster state with operator.NewCloudProvider", dir, call)
+	// The simulator's packages (pkg/simulation and any package below it,
+	// and its command) count as one program.
+	var simulator []string
+	if err := filepath.WalkDir("../simulation", func(path string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil || !d.IsDir():
+			return err
+		case d.Name() == "testdata":
+			return filepath.SkipDir
+		}
+		simulator = append(simulator, path)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, dirs := range map[string][]string{"controller": {"../../cmd/controller"}, "simulator": append(simulator, "../../cmd/simulator")} {
+		t.Run(name, func(t *testing.T) {
+			calls := map[string]int{}
+			for _, dir := range dirs {
+				for call, n := range packageCalls(t, dir) {
+					calls[call] += n
+					if forbidden[call] {
+						t.Errorf("%s calls %s itself: build the provider and cluster state with operator.NewCloudProvider", dir, call)
+					}
 				}
+			}
+			if calls[mod+"pkg/operator.NewCloudProvider"] == 0 {
+				t.Errorf("the %s (%v) does not build its provider with operator.NewCloudProvider", name, dirs)
 			}
 		})
 	}

@@ -26,6 +26,10 @@ import (
 
 var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 
+// eightGPUNodes keeps each 8-GPU worker on its own 8-GPU node (the catalog
+// also has a 16-GPU type that would take two).
+var eightGPUNodes = map[string]string{v1alpha1.LabelGPUCount: "8"}
+
 func gpuNodeClass() *v1alpha1.GPUNodeClass {
 	return &v1alpha1.GPUNodeClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
@@ -158,7 +162,7 @@ var _ = Describe("ProvisioningRequest", func() {
 	// provisionGang takes a 4-node request through launch and registration.
 	provisionGang := func() (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim) {
 		GinkgoHelper()
-		tmpl := podTemplate(8, "16", "64Gi", nil)
+		tmpl := podTemplate(8, "16", "64Gi", eightGPUNodes)
 		ExpectApplied(ctx, env.Client, tmpl)
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
 		ExpectApplied(ctx, env.Client, p)
@@ -295,7 +299,7 @@ var _ = Describe("ProvisioningRequest", func() {
 	})
 
 	It("rolls back a gang whose nodes do not all register within the launch timeout", func() {
-		tmpl := podTemplate(8, "16", "64Gi", nil)
+		tmpl := podTemplate(8, "16", "64Gi", eightGPUNodes)
 		ExpectApplied(ctx, env.Client, tmpl)
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
 		ExpectApplied(ctx, env.Client, p)
@@ -352,7 +356,7 @@ var _ = Describe("ProvisioningRequest", func() {
 	})
 
 	It("deletes the in-flight NodeClaims of a request that is deleted, and releases registered ones", func() {
-		tmpl := podTemplate(8, "16", "64Gi", nil)
+		tmpl := podTemplate(8, "16", "64Gi", eightGPUNodes)
 		ExpectApplied(ctx, env.Client, tmpl)
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
 		ExpectApplied(ctx, env.Client, p)

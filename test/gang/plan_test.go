@@ -36,7 +36,7 @@ var _ = Describe("Gang planning", func() {
 			{"64 × 8-GPU workers", 8, "16", "64Gi", 64, 64},
 			{"512 × 1-GPU workers", 1, "4", "16Gi", 512, 0},
 		} {
-			tmpl := podTemplate(tt.gpus, tt.cpu, tt.mem, nil)
+			tmpl := podTemplate(tt.gpus, tt.cpu, tt.mem, lo.Ternary(tt.gpus == 8, eightGPUNodes, nil))
 			pods := make([]*corev1.Pod, tt.pods)
 			for i := range pods {
 				pods[i] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: "default", UID: types.UID(fmt.Sprintf("uid-%d", i))},

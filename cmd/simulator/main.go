@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
@@ -35,7 +36,8 @@ func main() {
 type flags struct {
 	trace, catalog, gpuMap, policy, jsonOut, htmlOut, cpuProfile, region, zones, cpuPods              string
 	ignoreGPUModel, compare, quiet, verbose, progressLines, lowerBoundOnly                            bool
-	snapshot                                                                                          string
+	snapshot, start, qosClasses, checkpoint                                                           string
+	serviceRestart                                                                                    time.Duration
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
@@ -82,7 +84,11 @@ Flags:
 	fs.BoolVar(&f.lowerBoundOnly, "lower-bound-only", false, "print only the workload's fluid LP lower bound (its cost floor over the catalog and NodePools) without replaying it")
 	fs.Float64Var(&f.lbExact, "lower-bound-exact", simulation.DefaultLowerBoundExactShare, "share of simulated time (longest-lived alive sets first) whose fluid LP lower bound is solved exactly; the other moments get solve-free bounds from their solved neighbours, still valid but looser (1 solves every moment; slow on long traces)")
 	fs.DurationVar(&f.disruptionInterval, "disruption-interval", 0, "APPROXIMATION for fast sweeps: after a disruption poll that found nothing, wait at least this long (instead of Karpenter's 10s) before evaluating consolidation again; 0 keeps Karpenter's cadence. Karpenter's consolidation simulations dominate replay time (see the report's profile)")
-	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
+	fs.DurationVar(&f.horizon, "duration", 0, "simulated duration (with --start: the window's length); pods arriving after it are not replayed nor counted; default: the input's last arrival or deletion plus 1h (for the fleet to drain or settle)")
+	fs.StringVar(&f.start, "start", "", "replay the window of the input that starts at this trace time (seconds or a duration such as 2784h) and lasts --duration: pods alive at the start arrive at t=0, later ones at their times; only they are counted")
+	fs.StringVar(&f.qosClasses, "qos-classes", "", "eviction model: workload class of the trace's qos values, e.g. \"BE=batch,LS=service\" (default: BE and empty → batch; LS, Guaranteed, Burstable → service)")
+	fs.StringVar(&f.checkpoint, "checkpoint-interval", def.Eviction.CheckpointInterval.String(), "eviction model: how often batch pods checkpoint (a duration, or never: an evicted batch pod restarts from zero); scenario pod groups may set their own")
+	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
 	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
@@ -170,7 +176,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := simulation.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods}
+	qos, err := simulation.ParseQoSClasses(f.qosClasses)
+	if err != nil {
+		return err
+	}
+	if cfg.Eviction.CheckpointInterval, err = evictioncost.ParseCheckpointInterval(f.checkpoint); err != nil {
+		return fmt.Errorf("--checkpoint-interval: %w", err)
+	}
+	if f.serviceRestart < 0 {
+		return fmt.Errorf("--service-restart: negative duration %s", f.serviceRestart)
+	}
+	cfg.Eviction.RestartTime = f.serviceRestart
+	opts := simulation.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods, QoSClasses: qos}
 	var w *simulation.Workload
 	if f.trace == "" {
 		w, err = simulation.DefaultInput(opts)
@@ -179,6 +196,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if f.start != "" || (f.horizon > 0 && f.snapshot == "") {
+		var start time.Duration
+		if f.start != "" {
+			if start, err = parseTraceTime(f.start); err != nil {
+				return fmt.Errorf("--start: %w", err)
+			}
+			if f.horizon == 0 {
+				return fmt.Errorf("--start needs --duration (the window's length)")
+			}
+		}
+		if w, err = w.Slice(start, f.horizon); err != nil {
+			return err
+		}
 	}
 	if f.snapshot != "" {
 		var at time.Duration

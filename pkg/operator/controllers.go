@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
@@ -64,6 +65,8 @@ type Options struct {
 	// provisioningrequest.Options.BookingTTL.
 	ProvisioningRequests          string
 	ProvisioningRequestBookingTTL time.Duration
+	// Eviction: the eviction-cost estimate's defaults (idlegpu.Options).
+	Eviction evictioncost.Model
 }
 
 // Controllers is the full controller set and handles the simulator drives.
@@ -115,7 +118,8 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 	if o.Policy != PolicyStock {
 		// Idle-GPU removal is karpenter-gpu behaviour; the stock policy is
 		// Karpenter core alone, for comparison.
-		out.IdleGPU = idlegpu.NewController(o.Clock, o.KubeClient, o.Recorder)
+		out.IdleGPU = idlegpu.NewController(idlegpu.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
+			CloudProvider: o.CloudProvider, Eviction: o.Eviction})
 		out.All = append(out.All, out.IdleGPU)
 	}
 	prc, err := provisioningRequestController(ctx, o)

@@ -165,6 +165,7 @@ func (e *engine) buildControllers() error {
 	opts := operator.Options{
 		Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, CloudProvider: e.cp, Undecorated: e.provider.Undecorated,
 		InstanceTypeStore: e.provider.InstanceTypeStore, Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
+		Eviction: e.cfg.Eviction,
 	}
 	if e.refiner != nil {
 		opts.Refiner = e.refiner

@@ -49,6 +49,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
@@ -104,6 +105,10 @@ type Config struct {
 	// FaithfulPolling polls the idle-GPU controller on every tick instead
 	// of skipping ticks that provably change nothing (for tests).
 	FaithfulPolling bool
+	// Eviction is the eviction cost model's defaults for pods that do not
+	// state their own (checkpoint interval of batch pods, restart time of
+	// service replicas): what an evicted pod loses (evictions.go).
+	Eviction evictioncost.Model
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -116,6 +121,7 @@ func DefaultConfig() Config {
 		BatchIdle:         time.Second,
 		BatchMax:          10 * time.Second,
 		Region:            "us-east-1",
+		Eviction:          evictioncost.Model{CheckpointInterval: evictioncost.DefaultCheckpointInterval, RestartTime: evictioncost.DefaultRestartTime},
 	}
 }
 
@@ -397,7 +403,8 @@ func (e *engine) run() error {
 	for _, ps := range e.pods {
 		e.push(simEvent{at: Epoch.Add(ps.spec.Arrival), kind: evArrive, pod: ps})
 		if ps.spec.Deletion != Forever {
-			e.push(simEvent{at: Epoch.Add(ps.spec.Deletion), kind: evDepart, pod: ps})
+			ps.departAt = Epoch.Add(ps.spec.Deletion)
+			e.push(simEvent{at: ps.departAt, kind: evDepart, pod: ps})
 		}
 	}
 	total := e.horizon.Sub(Epoch)
@@ -464,6 +471,9 @@ func (e *engine) handle(ev simEvent) error {
 	case evArrive:
 		return e.arrive(ev.pod)
 	case evDepart:
+		if ev.gen != ev.pod.departGen {
+			return nil // the pod was evicted since: its departure moved
+		}
 		return e.depart(ev.pod)
 	case evRequeue:
 		if at, ok := e.d.pending[ev.ck]; ok && at.Equal(ev.at) {
@@ -523,7 +533,7 @@ func (e *engine) setup() error {
 	}
 	e.pods = make([]*podState, len(e.w.Pods))
 	for i := range e.w.Pods {
-		e.pods[i] = &podState{spec: &e.w.Pods[i], idx: i}
+		e.pods[i] = &podState{spec: &e.w.Pods[i], idx: i, workLeft: -1}
 	}
 	return nil
 }

@@ -395,6 +395,17 @@ func (m *meteredBackend) Terminate(ctx context.Context, id string) error {
 	return err
 }
 
+// record returns the instance's record (nil when unknown).
+func (m *meteredBackend) record(id string) *instanceRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.instances[id]; ok {
+		c := *r
+		return &c
+	}
+	return nil
+}
+
 // records returns the instances in launch order.
 func (m *meteredBackend) records() []*instanceRecord {
 	m.mu.Lock()

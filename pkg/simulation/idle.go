@@ -50,6 +50,16 @@ func (e *engine) nextIdleTick(t time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if d.quiet && e.changes.writes() == d.writesAt && !e.cfg.FaithfulPolling {
+		// A node protected by the break-even rule may be released at a
+		// time the controller can tell (waste grows linearly, a batch
+		// pod's lost work falls at its checkpoints): the first tick at or
+		// after it runs.
+		if at, ok := d.ctrl.NextCheck(); ok && at.Before(t) {
+			n := (at.Sub(d.lastRun) + d.period - 1) / d.period
+			if tick := d.lastRun.Add(max(n, 1) * d.period); tick.Before(t) {
+				return tick, true
+			}
+		}
 		n := (t.Sub(d.lastRun) - 1) / d.period
 		next = d.lastRun.Add(n * d.period)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // point is one step of a step function of simulated time.
@@ -22,12 +24,14 @@ type collector struct {
 	waits     []float64
 
 	evictions, gpuEvictions int
+	// byClass is the eviction model's account, by workload class.
+	byClass                 map[evictioncost.Class]*classLoss
 	errors                  map[string]int
 	errorSamples            []string
 }
 
 func newCollector(e *engine) *collector {
-	return &collector{e: e, errors: map[string]int{}}
+	return &collector{e: e, errors: map[string]int{}, byClass: map[evictioncost.Class]*classLoss{}}
 }
 
 func (c *collector) now() time.Duration { return c.e.clk.Now().Sub(Epoch) }
@@ -56,6 +60,46 @@ func (c *collector) podEvicted(ps *podState, _ *corev1.Pod) {
 	c.evictions++
 	if ps.spec.GPUs() > 0 {
 		c.gpuEvictions++
+	}
+}
+
+// classLoss accumulates what evictions of one workload class cost.
+type classLoss struct {
+	evictions, gpuEvictions int
+	lostGPUHours, rerunUSD  float64
+	// delays are the completion delays (seconds) of batch pods that were
+	// evicted and finished within the horizon.
+	delays []float64
+}
+
+func (c *collector) class(cl evictioncost.Class) *classLoss {
+	if c.byClass[cl] == nil {
+		c.byClass[cl] = &classLoss{}
+	}
+	return c.byClass[cl]
+}
+
+// evictionLoss records an eviction: lost work on gpus GPUs priced at
+// usdPerGPUHour.
+func (c *collector) evictionLoss(cl evictioncost.Class, lost time.Duration, gpus int64, usdPerGPUHour float64) {
+	l := c.class(cl)
+	l.evictions++
+	if gpus > 0 {
+		l.gpuEvictions++
+	}
+	gh := lost.Hours() * float64(gpus)
+	l.lostGPUHours += gh
+	l.rerunUSD += gh * usdPerGPUHour
+}
+
+// podDeparted records a batch pod's completion delay when an eviction
+// moved its end.
+func (c *collector) podDeparted(ps *podState) {
+	if ps.evictions == 0 || ps.spec.Deletion == Forever {
+		return
+	}
+	if p := c.e.profileOf(ps); p.Class == evictioncost.Batch {
+		c.class(p.Class).delays = append(c.class(p.Class).delays, (c.now() - ps.spec.Deletion).Seconds())
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // Namespace holds every simulated pod.
@@ -33,6 +35,16 @@ type podState struct {
 	// everRan is true once any of its pod objects ran.
 	everRan   bool
 	evictions int
+
+	// Departure (evictions.go): departAt is when the pod leaves (zero when
+	// it never does, or when it is a batch pod re-running lost work after an
+	// eviction: it then leaves workLeft after its replacement starts
+	// running). departGen invalidates departure events scheduled before an
+	// eviction moved it.
+	departAt  time.Time
+	workLeft  time.Duration
+	departGen uint64
+	profile   *evictioncost.Profile
 }
 
 func (e *engine) podObject(ps *podState) *corev1.Pod {
@@ -47,7 +59,7 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: ps.name, Namespace: Namespace,
-			Labels: s.Labels, Annotations: lo.Assign(s.Annotations, map[string]string{workloadLabel: s.Name}),
+			Labels: s.Labels, Annotations: lo.Assign(s.Annotations, e.profileAnnotations(ps), map[string]string{workloadLabel: s.Name}),
 		},
 		Spec: corev1.PodSpec{
 			Containers:   []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs, Limits: limits}}},
@@ -88,6 +100,7 @@ func (e *engine) arrive(ps *podState) error {
 func (e *engine) depart(ps *podState) error {
 	e.as("workload")
 	ps.departed = true
+	e.metrics.podDeparted(ps)
 	if ps.name == "" {
 		return nil
 	}
@@ -133,6 +146,7 @@ func (e *engine) observePod(pod *corev1.Pod) {
 	if pod.Status.Phase == corev1.PodRunning && ps.running.IsZero() {
 		ps.running, ps.everRan = e.clk.Now(), true
 		e.metrics.podRunning(ps)
+		e.scheduleRerunDeparture(ps)
 	}
 }
 
@@ -164,6 +178,11 @@ func (e *engine) recreateEvicted() bool {
 		ps.evictions++
 		e.debugf("evicted %s from %s", pod.Name, pod.Spec.NodeName)
 		e.metrics.podEvicted(ps, pod)
+		if ps.name == pod.Name || ps.name == "" {
+			// The evicted object is the pod's latest (its deletion may
+			// already have been observed).
+			e.chargeEviction(ps, pod)
+		}
 		if ps.name == pod.Name {
 			e.observePodGone(client.ObjectKeyFromObject(pod))
 		}

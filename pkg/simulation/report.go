@@ -43,6 +43,10 @@ type Result struct {
 	IdleGPUHours float64 `json:"idle_gpu_hours"`
 
 	PodsTotal int `json:"pods_total"`
+	// PodsAliveAtStart and PodsArrived split PodsTotal when the run
+	// replays a window of its input (--start/--duration).
+	PodsAliveAtStart int `json:"pods_alive_at_start"`
+	PodsArrived      int `json:"pods_arrived"`
 	// PodsExcluded were left out of the replay (--cpu-pods=exclude), listed
 	// in ExcludedPods.
 	PodsExcluded int           `json:"pods_excluded"`
@@ -72,6 +76,14 @@ type Result struct {
 	NodeClaimDeletions map[string]int `json:"nodeclaim_deletions_by_controller"`
 	IdleGPURemovals    int            `json:"idle_gpu_removals"`
 	GPUPodEvictions    int            `json:"gpu_pod_evictions"`
+	// Evictions is the eviction model's account by workload class (batch,
+	// service): evictions, GPU-hours of work lost, what re-running it costs
+	// (at the evicted node's GPU price; the fleet cost already includes the
+	// re-run batch work), and batch pods' completion delay.
+	Evictions map[string]EvictionStats `json:"evictions_by_class"`
+	// LostGPUHours and RerunUSD sum Evictions over the classes.
+	LostGPUHours float64 `json:"lost_gpu_hours"`
+	RerunUSD     float64 `json:"rerun_usd"`
 
 	InstanceHoursByType map[string]float64 `json:"instance_hours_by_type"`
 	CostUSDByType       map[string]float64 `json:"cost_usd_by_type"`
@@ -97,6 +109,17 @@ type Result struct {
 	Profile map[string]PhaseTime `json:"profile"`
 
 	series *series
+}
+
+// EvictionStats is what evictions of one workload class cost.
+type EvictionStats struct {
+	Evictions    int     `json:"evictions"`
+	GPUEvictions int     `json:"gpu_pod_evictions"`
+	LostGPUHours float64 `json:"lost_gpu_hours"`
+	RerunUSD     float64 `json:"rerun_usd"`
+	// CompletionDelaySeconds: extra time to completion of evicted batch
+	// pods that finished within the horizon (p50, p95).
+	CompletionDelaySeconds *Percentiles `json:"completion_delay_seconds,omitempty"`
 }
 
 // Settings echo the simulation's timing parameters.
@@ -221,6 +244,10 @@ func (e *engine) result() (*Result, error) {
 	r.series = &series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
 
 	r.PodsTotal = len(e.pods)
+	r.PodsArrived = len(e.pods)
+	if win := e.w.Window; win != nil {
+		r.PodsAliveAtStart, r.PodsArrived = win.AliveAtStart, win.Arrived
+	}
 	r.PodsExcluded, r.ExcludedPods, r.CPUPods = len(e.w.Excluded), e.w.Excluded, string(e.w.CPUPods)
 	for _, ps := range e.pods {
 		if ps.spec.GPUs() > 0 {
@@ -247,6 +274,18 @@ func (e *engine) result() (*Result, error) {
 		r.PodWaitSeconds.Max = waits[len(waits)-1]
 	}
 	r.PodEvictions, r.GPUPodEvictions = e.metrics.evictions, e.metrics.gpuEvictions
+	r.Evictions = map[string]EvictionStats{}
+	for cl, l := range e.metrics.byClass {
+		st := EvictionStats{Evictions: l.evictions, GPUEvictions: l.gpuEvictions, LostGPUHours: l.lostGPUHours, RerunUSD: l.rerunUSD}
+		if len(l.delays) > 0 {
+			d := append([]float64(nil), l.delays...)
+			sort.Float64s(d)
+			st.CompletionDelaySeconds = &Percentiles{P50: percentile(d, 50), P95: percentile(d, 95), P99: percentile(d, 99), Max: d[len(d)-1], Count: len(d)}
+		}
+		r.Evictions[string(cl)] = st
+		r.LostGPUHours += l.lostGPUHours
+		r.RerunUSD += l.rerunUSD
+	}
 	e.changes.mu.Lock()
 	r.NodeClaimDeletions = map[string]int{}
 	for k, v := range e.changes.claimDeletions {
@@ -344,6 +383,8 @@ func Compare(gpu, stock *Result) *Comparison {
 			"cost_over_lower_bound_stock": stock.CostOverLowerBound,
 			"pod_wait_p95":                ratio(gpu.PodWaitSeconds.P95, stock.PodWaitSeconds.P95),
 			"launches":                    ratio(float64(gpu.Launches), float64(stock.Launches)),
+			"gpu_pod_evictions":           ratio(float64(gpu.GPUPodEvictions), float64(stock.GPUPodEvictions)),
+			"lost_gpu_hours":              ratio(gpu.LostGPUHours, stock.LostGPUHours),
 		},
 	}
 }
@@ -397,6 +438,8 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	row("gpu_hours_allocated", func(r *Result) float64 { return r.GPUHoursAllocated }, "%.1f")
 	row("idle_gpu_hours", func(r *Result) float64 { return r.IdleGPUHours }, "%.1f")
 	row("pods_total", func(r *Result) float64 { return float64(r.PodsTotal) }, "%.0f")
+	row("pods_alive_at_start", func(r *Result) float64 { return float64(r.PodsAliveAtStart) }, "%.0f")
+	row("pods_arrived", func(r *Result) float64 { return float64(r.PodsArrived) }, "%.0f")
 	row("pods_excluded", func(r *Result) float64 { return float64(r.PodsExcluded) }, "%.0f")
 	row("pods_unschedulable", func(r *Result) float64 { return float64(r.PodsUnschedulable) }, "%.0f")
 	row("pods_never_started", func(r *Result) float64 { return float64(r.PodsNeverStarted) }, "%.0f")
@@ -407,6 +450,13 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	row("disruptions", func(r *Result) float64 { return float64(r.Disruptions) }, "%.0f")
 	row("idle_gpu_removals", func(r *Result) float64 { return float64(r.IdleGPURemovals) }, "%.0f")
 	row("gpu_pod_evictions", func(r *Result) float64 { return float64(r.GPUPodEvictions) }, "%.0f")
+	for _, cl := range []string{"batch", "service"} {
+		row("  "+cl+" evictions", func(r *Result) float64 { return float64(r.Evictions[cl].Evictions) }, "%.0f")
+		row("  "+cl+" lost GPU-hours", func(r *Result) float64 { return r.Evictions[cl].LostGPUHours }, "%.2f")
+		row("  "+cl+" re-run $", func(r *Result) float64 { return r.Evictions[cl].RerunUSD }, "%.2f")
+	}
+	row("  batch completion delay p50 (s)", func(r *Result) float64 { return delay(r, 50) }, "%.0f")
+	row("  batch completion delay p95 (s)", func(r *Result) float64 { return delay(r, 95) }, "%.0f")
 	row("final fleet $/h", func(r *Result) float64 { return r.FinalFleetUSDPerHr }, "%.3f")
 	row("simulated hours", func(r *Result) float64 { return r.SimulatedHours }, "%.1f")
 	row("wall_seconds", func(r *Result) float64 { return r.WallSeconds }, "%.1f")
@@ -459,6 +509,17 @@ func WriteTable(w io.Writer, results ...*Result) error {
 		fmt.Fprintf(w, "\nGPU model constraints of the trace ignored (--ignore-gpu-model)\n")
 	}
 	return nil
+}
+
+func delay(r *Result, p int) float64 {
+	d := r.Evictions["batch"].CompletionDelaySeconds
+	if d == nil {
+		return 0
+	}
+	if p == 50 {
+		return d.P50
+	}
+	return d.P95
 }
 
 var _ = context.Background

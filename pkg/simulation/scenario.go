@@ -19,6 +19,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
 )
 
@@ -70,6 +71,11 @@ type PodGroup struct {
 	Tolerations  []corev1.Toleration              `json:"tolerations,omitempty"`
 	Labels       map[string]string                `json:"labels,omitempty"`
 	Annotations  map[string]string                `json:"annotations,omitempty"`
+	// Class is the eviction model's workload class (batch, service;
+	// default batch, as for bare pods); CheckpointInterval how often a batch
+	// group checkpoints (a duration or "never"; default --checkpoint-interval).
+	Class              string `json:"class,omitempty"`
+	CheckpointInterval string `json:"checkpointInterval,omitempty"`
 
 	line      int
 	modelLine int
@@ -239,6 +245,19 @@ func validatePodGroup(f yamlFile, n *yaml.Node, field string, g *PodGroup) error
 	if len(g.Requests) == 0 {
 		return f.errorf(n, field+".requests", "required")
 	}
+	if g.Class != "" {
+		if _, err := evictioncost.ParseClass(g.Class); err != nil {
+			return f.errorf(at("class"), field+".class", "%v", err)
+		}
+	}
+	if g.CheckpointInterval != "" {
+		if _, err := evictioncost.ParseCheckpointInterval(g.CheckpointInterval); err != nil {
+			return f.errorf(at("checkpointInterval"), field+".checkpointInterval", "%v", err)
+		}
+	}
+	if _, err := (evictioncost.Model{}).ProfileOf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: g.Name, Annotations: g.Annotations}}); err != nil {
+		return f.errorf(at("annotations"), field+".annotations", "%v", err)
+	}
 	for _, name := range lo.Keys(g.Requests) {
 		if q := g.Requests[name]; q.Sign() < 0 {
 			return f.errorf(at("requests"), field+".requests."+string(name), "negative quantity %s", q.String())
@@ -308,6 +327,15 @@ func (s *Scenario) Workload(opts TraceOptions) (*Workload, error) {
 				}
 				if g.Duration != nil {
 					p.Deletion = arrival + g.Duration.Duration
+				}
+				if g.Class != "" || g.CheckpointInterval != "" {
+					p.Annotations = lo.Assign(g.Annotations)
+					if g.Class != "" {
+						p.Annotations[evictioncost.AnnotationWorkloadClass] = g.Class
+					}
+					if g.CheckpointInterval != "" {
+						p.Annotations[evictioncost.AnnotationCheckpointInterval] = g.CheckpointInterval
+					}
 				}
 				w.Pods = append(w.Pods, p)
 			}

@@ -3,6 +3,7 @@ package simulation
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/samber/lo"
@@ -12,6 +13,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
 )
 
@@ -57,6 +59,17 @@ type Workload struct {
 	// the pods left out of the replay.
 	CPUPods  CPUPods
 	Excluded []ExcludedPod
+	// Window, when set, is the part of the input this workload replays
+	// (Slice): times are relative to its start.
+	Window *Window
+}
+
+// Window is a slice of an input's time: the pods alive at its start (they
+// arrive at once at t=0) and those arriving within it.
+type Window struct {
+	Start, Length time.Duration
+	// AliveAtStart and Arrived count the pods of each kind.
+	AliveAtStart, Arrived int
 }
 
 // ExcludedPod is an input pod the replay leaves out, and why.
@@ -64,6 +77,9 @@ type ExcludedPod struct {
 	Name   string `json:"name"`
 	Origin string `json:"origin"`
 	Reason string `json:"reason"`
+	// arrival and deletion place it in time (Slice keeps those of its
+	// window).
+	arrival, deletion time.Duration
 }
 
 // DefaultNodeClassName is the GPUNodeClass the default NodePool uses.
@@ -159,6 +175,40 @@ type TraceOptions struct {
 	GPUMap GPUMap
 	// CPUPods: what to do with pods without GPUs (default exclude).
 	CPUPods CPUPods
+	// QoSClasses maps the trace's qos column to the eviction model's
+	// workload class; nil means DefaultQoSClasses. A QoS it does not name
+	// is an error.
+	QoSClasses map[string]evictioncost.Class
+}
+
+// DefaultQoSClasses: Alibaba's best-effort (BE) pods are batch jobs (they
+// lose work since their last checkpoint when evicted); latency-sensitive
+// (LS), Guaranteed and Burstable pods are services (a replica restarts).
+// An empty qos is batch. Override with --qos-classes.
+func DefaultQoSClasses() map[string]evictioncost.Class {
+	return map[string]evictioncost.Class{"BE": evictioncost.Batch, "": evictioncost.Batch,
+		"LS": evictioncost.Service, "Guaranteed": evictioncost.Service, "Burstable": evictioncost.Service}
+}
+
+// ParseQoSClasses reads "BE=batch,LS=service,...": entries replace the
+// defaults' (the rest stay).
+func ParseQoSClasses(s string) (map[string]evictioncost.Class, error) {
+	out := DefaultQoSClasses()
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, fmt.Errorf("--qos-classes: %q is not QOS=class", kv)
+		}
+		c, err := evictioncost.ParseClass(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("--qos-classes: %w", err)
+		}
+		out[strings.TrimSpace(k)] = c
+	}
+	return out, nil
 }
 
 // FromTrace builds a workload from trace pods: requests from cpu_milli,
@@ -171,11 +221,16 @@ func FromTrace(pods []trace.Pod, source string, opts TraceOptions) (*Workload, e
 		opts.CPUPods = CPUPodsExclude
 	}
 	w := &Workload{Source: source, NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, GPUMap: gpuMap, IgnoredGPUModels: gpuMap == nil, CPUPods: opts.CPUPods}
+	qos := opts.QoSClasses
+	if qos == nil {
+		qos = DefaultQoSClasses()
+	}
 	seen := map[string]int{}
 	for i := range pods {
 		p := &pods[i]
 		if p.GPUs == 0 && opts.CPUPods == CPUPodsExclude {
-			w.Excluded = append(w.Excluded, ExcludedPod{Name: p.Name, Origin: fmt.Sprintf("%s:%d", source, p.Line), Reason: "requests no GPU (--cpu-pods=exclude)"})
+			w.Excluded = append(w.Excluded, ExcludedPod{Name: p.Name, Origin: fmt.Sprintf("%s:%d", source, p.Line), Reason: "requests no GPU (--cpu-pods=exclude)",
+				arrival: p.Created, deletion: p.Deleted})
 			continue
 		}
 		if prev, dup := seen[p.Name]; dup {
@@ -195,6 +250,12 @@ func FromTrace(pods []trace.Pod, source string, opts TraceOptions) (*Workload, e
 				corev1.ResourceMemory: *resource.NewQuantity(p.MemoryMiB*1024*1024, resource.BinarySI),
 			},
 		}
+		class, ok := qos[p.QoS]
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: field %q: QoS %q has no workload class (known: %s; map it with --qos-classes %s=batch|service)",
+				source, p.Line, trace.ColQoS, p.QoS, strings.Join(lo.Keys(qos), ", "), p.QoS)
+		}
+		spec.Annotations = map[string]string{evictioncost.AnnotationWorkloadClass: string(class)}
 		if p.GPUs == 0 && opts.CPUPods == CPUPodsGPUNodes {
 			// Every node of the trace's cluster was a GPU node, so its CPU
 			// pods ran on GPU nodes; they tolerate the GPU taint that
@@ -244,6 +305,52 @@ func (w *Workload) Snapshot(t time.Duration) *Workload {
 	}
 	out.sortPods()
 	return &out
+}
+
+// Slice keeps what happens in [start, start+length): pods alive at start
+// arrive at t=0 (one batch, as a cluster's fleet at that moment), pods
+// arriving later keep their times relative to start, deletions too (a
+// deletion past the window's end is simply not reached). Pods outside it are
+// dropped, so the report counts only pods the window replays.
+func (w *Workload) Slice(start, length time.Duration) (*Workload, error) {
+	if start < 0 || length <= 0 {
+		return nil, fmt.Errorf("window [%s, +%s): want start >= 0 and a positive length", start, length)
+	}
+	out := *w
+	out.Pods = nil
+	win := &Window{Start: start, Length: length}
+	end := start + length
+	for _, p := range w.Pods {
+		if p.Arrival >= end || (p.Deletion != Forever && p.Deletion <= start) {
+			continue
+		}
+		if p.Arrival <= start {
+			p.Arrival = 0
+			win.AliveAtStart++
+		} else {
+			p.Arrival -= start
+			win.Arrived++
+		}
+		if p.Deletion != Forever {
+			p.Deletion -= start
+		}
+		out.Pods = append(out.Pods, p)
+	}
+	if len(out.Pods) == 0 {
+		return nil, fmt.Errorf("%s: no pod is alive in the window [%s, %s)", w.Source, start, end)
+	}
+	out.Excluded = nil
+	for _, x := range w.Excluded {
+		if x.arrival < end && (x.deletion == Forever || x.deletion > start) {
+			out.Excluded = append(out.Excluded, x)
+		}
+	}
+	if start > 0 {
+		out.Source = fmt.Sprintf("%s, window %s+%s", w.Source, start, length)
+	}
+	out.Window = win
+	out.sortPods()
+	return &out, nil
 }
 
 // End is the last finite arrival or deletion.

@@ -76,7 +76,7 @@ var _ = BeforeSuite(func() {
 	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
 	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
-	idleCtrl = idlegpu.NewController(env.Clock, env.Client, recorder)
+	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
 })
 
 var _ = AfterSuite(func() {

@@ -165,7 +165,7 @@ func TestGPUNodeClassDefaults(t *testing.T) {
 		"startupTimeout: 15m",
 		"migStrategy: none",
 		"taint: true",
-		"protectRunningGPUPods: true",
+		"disruption: {}", // protection defaults to BreakEven in code (GPUWorkProtection)
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("defaulted spec lacks %q:\n%s", want, got)
@@ -223,6 +223,10 @@ func TestGPUNodeClassValidation(t *testing.T) {
 		{"metadata hop limit", nodeClass("  metadataOptions: {httpPutResponseHopLimit: 65}\n"), "httpPutResponseHopLimit"},
 		{"gpu full", nodeClass("  gpu:\n    taint: false\n    timeSlicing: {replicas: 4}\n    migStrategy: mixed\n    idleAfter: 1h30m\n    startupTimeout: 20m\n    disruption: {protectRunningGPUPods: false}\n"), ""},
 		{"gpu idleAfter Never", nodeClass("  gpu:\n    idleAfter: Never\n"), ""},
+		{"gpu protection break-even", nodeClass("  gpu:\n    disruption: {protection: BreakEven, breakEvenPercent: 300}\n"), ""},
+		{"gpu protection unknown", nodeClass("  gpu:\n    disruption: {protection: Sometimes}\n"), "protection"},
+		{"gpu protection and deprecated both", nodeClass("  gpu:\n    disruption: {protection: Always, protectRunningGPUPods: true}\n"), "not both"},
+		{"gpu breakEvenPercent negative", nodeClass("  gpu:\n    disruption: {breakEvenPercent: -1}\n"), "breakEvenPercent"},
 		{"gpu idleAfter bad", nodeClass("  gpu:\n    idleAfter: 10 minutes\n"), "idleAfter"},
 		{"gpu startupTimeout Never", nodeClass("  gpu:\n    startupTimeout: Never\n"), "startupTimeout"},
 		{"gpu bad mig", nodeClass("  gpu:\n    migStrategy: all\n"), "migStrategy"},

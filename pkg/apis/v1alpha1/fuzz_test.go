@@ -51,7 +51,9 @@ func FuzzGPUNodeClassDefaults(f *testing.F) {
 		if nc.MIGStrategy() == "" || nc.HTTPTokens() == "" {
 			t.Error("MIGStrategy or HTTPTokens returned empty")
 		}
-		_ = nc.ProtectRunningGPUPods()
+		if mode, _ := nc.GPUWorkProtection(); mode == "" {
+			t.Error("GPUWorkProtection returned no mode")
+		}
 		_ = nc.HTTPPutResponseHopLimit()
 		_ = nc.StatusConditions().Root()
 		_ = nc.GetConditions()

@@ -373,16 +373,44 @@ type TimeSlicing struct {
 }
 
 // GPUDisruption limits cost consolidation of nodes running GPU pods.
+// +kubebuilder:validation:XValidation:rule="!(has(self.protectRunningGPUPods) && has(self.protection))",message="set protection or the deprecated protectRunningGPUPods, not both"
 type GPUDisruption struct {
-	// ProtectRunningGPUPods forbids voluntary disruption (cost consolidation,
-	// drift) of nodes while a pod that requested an accelerator runs there:
-	// karpenter-gpu sets karpenter.sh/do-not-disrupt on such nodes and removes
-	// it when the GPU work ends. Expiry, spot interruption and repair still
-	// apply. Default: true.
-	// +kubebuilder:default=true
+	// Protection says how nodes running GPU pods are shielded from
+	// voluntary disruption (cost consolidation, drift); karpenter-gpu sets
+	// karpenter.sh/do-not-disrupt on a node while it is protected.
+	//   - BreakEven (default): protected while the money the node has
+	//     wasted since it became reclaimable (its price minus what a
+	//     right-sized set of nodes for its pods would cost) is below
+	//     breakEvenPercent % of what evicting its GPU pods would cost (work
+	//     lost since their last checkpoint, or a replica's restart); past
+	//     that it is released to consolidation.
+	//   - Always: protected while any GPU pod runs on it.
+	//   - Never: core's consolidation alone.
+	// Expiry, spot interruption and repair still apply; a user's own
+	// do-not-disrupt and PodDisruptionBudgets always win.
+	// +kubebuilder:validation:Enum=BreakEven;Always;Never
+	// +optional
+	Protection *string `json:"protection,omitempty"`
+	// BreakEvenPercent scales the break-even rule: a node is released once
+	// its wasted money reaches this percentage of its GPU pods' eviction
+	// cost (100 = the ski-rental break-even point). Default 100.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	BreakEvenPercent *int32 `json:"breakEvenPercent,omitempty"`
+	// ProtectRunningGPUPods is the earlier form of protection: true means
+	// Always (never evict GPU work for cost), false means Never. When unset,
+	// protection applies.
 	// +optional
 	ProtectRunningGPUPods *bool `json:"protectRunningGPUPods,omitempty"`
 }
+
+// Protection modes of spec.gpu.disruption.protection.
+const (
+	ProtectionBreakEven = "BreakEven"
+	ProtectionAlways    = "Always"
+	ProtectionNever     = "Never"
+)
 
 // GPUNodeClass is the karpenter-gpu.io NodeClass: the cloud and GPU
 // configuration NodePools reference via spec.template.spec.nodeClassRef.

@@ -32,7 +32,8 @@ const (
 	DefaultGPUTaint                = true
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
-	DefaultProtectRunningGPUPods   = true
+	DefaultProtection              = ProtectionBreakEven
+	DefaultBreakEvenPercent        = int32(100)
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when
@@ -104,14 +105,28 @@ func (in *GPUNodeClass) MIGStrategy() string {
 	return in.Spec.GPU.MIGStrategy
 }
 
-// ProtectRunningGPUPods reports whether cost consolidation must leave running
-// GPU pods alone. Unset means true.
-func (in *GPUNodeClass) ProtectRunningGPUPods() bool {
+// GPUWorkProtection returns how nodes running GPU pods are protected
+// (ProtectionBreakEven, ProtectionAlways or ProtectionNever) and the
+// break-even percentage. The deprecated protectRunningGPUPods wins when set
+// (true: Always, false: Never); unset means BreakEven at 100 %.
+func (in *GPUNodeClass) GPUWorkProtection() (string, int32) {
+	mode, percent := DefaultProtection, DefaultBreakEvenPercent
 	d := in.Spec.GPU.Disruption
-	if d == nil || d.ProtectRunningGPUPods == nil {
-		return DefaultProtectRunningGPUPods
+	if d == nil {
+		return mode, percent
 	}
-	return *d.ProtectRunningGPUPods
+	if d.BreakEvenPercent != nil {
+		percent = *d.BreakEvenPercent
+	}
+	switch {
+	case d.ProtectRunningGPUPods != nil && *d.ProtectRunningGPUPods:
+		mode = ProtectionAlways
+	case d.ProtectRunningGPUPods != nil:
+		mode = ProtectionNever
+	case d.Protection != nil && *d.Protection != "":
+		mode = *d.Protection
+	}
+	return mode, percent
 }
 
 // HTTPTokens returns spec.metadataOptions.httpTokens, or "required" when unset.

@@ -136,17 +136,21 @@ func TestDisruption(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		in          *v1alpha1.GPUDisruption
-		wantProtect bool
+		wantMode    string
+		wantPercent int32
 	}{
-		{"unset", nil, true},
-		{"empty", &v1alpha1.GPUDisruption{}, true},
-		{"explicit false", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false)}, false},
-		{"explicit true", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(true)}, true},
+		{"unset", nil, v1alpha1.ProtectionBreakEven, 100},
+		{"empty", &v1alpha1.GPUDisruption{}, v1alpha1.ProtectionBreakEven, 100},
+		{"percent", &v1alpha1.GPUDisruption{BreakEvenPercent: ptr(int32(300))}, v1alpha1.ProtectionBreakEven, 300},
+		{"always", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionAlways)}, v1alpha1.ProtectionAlways, 100},
+		{"never", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionNever)}, v1alpha1.ProtectionNever, 100},
+		{"deprecated false", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false)}, v1alpha1.ProtectionNever, 100},
+		{"deprecated true keeps its meaning", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(true)}, v1alpha1.ProtectionAlways, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := withGPU(v1alpha1.GPUOptions{Disruption: tc.in})
-			if got := nc.ProtectRunningGPUPods(); got != tc.wantProtect {
-				t.Errorf("ProtectRunningGPUPods() = %v, want %v", got, tc.wantProtect)
+			if mode, percent := nc.GPUWorkProtection(); mode != tc.wantMode || percent != tc.wantPercent {
+				t.Errorf("GPUWorkProtection() = %s, %d; want %s, %d", mode, percent, tc.wantMode, tc.wantPercent)
 			}
 		})
 	}

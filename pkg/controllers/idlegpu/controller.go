@@ -24,9 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/utils/pdb"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // PollInterval is how often GPU nodes are checked.
@@ -38,21 +41,42 @@ const BudgetReason = karpv1.DisruptionReasonUnderutilized
 
 // Controller is the idle-GPU singleton.
 type Controller struct {
-	clk        clock.Clock
-	kubeClient client.Client
-	recorder   events.Recorder
-	started    time.Time
+	clk           clock.Clock
+	kubeClient    client.Client
+	recorder      events.Recorder
+	cloudProvider karpcp.CloudProvider
+	eviction      evictioncost.Model
+	started       time.Time
 
 	mu sync.Mutex
 	// lastGPUWork is when each NodeClaim was last seen running a GPU pod. It
 	// is in memory on purpose: after a restart every node's timer restarts,
 	// which can only delay a removal, never hasten it.
 	lastGPUWork map[string]time.Time
+	// ledgers are the break-even accounts of protected nodes, by
+	// NodeClaim (in memory: a restart starts them again, which can only
+	// delay a release); rightSizedCache memoises the packer by pod shapes.
+	ledgers         map[string]*ledger
+	rightSizedCache map[string]float64
+}
+
+// Options configure the controller.
+type Options struct {
+	Clock      clock.Clock
+	KubeClient client.Client
+	Recorder   events.Recorder
+	// CloudProvider prices nodes and their right-sized replacements for
+	// break-even protection.
+	CloudProvider karpcp.CloudProvider
+	// Eviction holds the defaults of the eviction-cost estimate (pods
+	// override them with karpenter-gpu.io annotations).
+	Eviction evictioncost.Model
 }
 
 // NewController returns the idle-GPU controller.
-func NewController(clk clock.Clock, kubeClient client.Client, recorder events.Recorder) *Controller {
-	return &Controller{clk: clk, kubeClient: kubeClient, recorder: recorder, started: clk.Now(), lastGPUWork: map[string]time.Time{}}
+func NewController(o Options) *Controller {
+	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
+		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, rightSizedCache: map[string]float64{}}
 }
 
 // Name is the controller's name.
@@ -74,8 +98,9 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		return reconciler.Result{}, fmt.Errorf("listing PodDisruptionBudgets, %w", err)
 	}
 	budgets := snap.budgets(c.clk)
+	c.forgetGone(snap)
 	for _, gn := range snap.gpuNodes {
-		if err := c.protect(ctx, gn); err != nil {
+		if err := c.protect(ctx, gn, snap.nodePools[gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]]); err != nil {
 			return reconciler.Result{}, err
 		}
 		idleFor, idle := c.idleFor(gn)
@@ -102,6 +127,23 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		log.FromContext(ctx).Info("removing idle GPU node", "NodeClaim", gn.nodeClaim.Name, "gpus", gn.gpus, "idle", idleFor.String(), "idle-gpu-hours", gpuHours)
 	}
 	return reconciler.Result{RequeueAfter: PollInterval}, nil
+}
+
+// forgetGone drops the accounts and gauges of nodes that are no longer GPU
+// nodes of the snapshot.
+func (c *Controller) forgetGone(snap *snapshot) {
+	live := lo.SliceToMap(snap.gpuNodes, func(gn gpuNode) (string, string) {
+		return gn.nodeClaim.Name, gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.ledgers {
+		if _, ok := live[name]; !ok {
+			delete(c.ledgers, name)
+			NodeWastedUSD.DeletePartialMatch(map[string]string{"nodeclaim": name})
+			NodeEvictionCostUSD.DeletePartialMatch(map[string]string{"nodeclaim": name})
+		}
+	}
 }
 
 // idleFor updates the node's last GPU work time and reports how long it has

@@ -47,3 +47,46 @@ func blockedEvent(nc *karpv1.NodeClaim, reason string) events.Event {
 		DedupeTimeout: 10 * time.Minute,
 	}
 }
+
+var (
+	// NodeWastedUSD is the money a GPU node protected by the break-even
+	// rule has wasted since it became reclaimable.
+	NodeWastedUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "karpenter_gpu", Name: "node_wasted_usd",
+		Help: "Dollars a GPU node has billed beyond a right-sized set of nodes for its pods since it became reclaimable (break-even protection).",
+	}, []string{"nodepool", "nodeclaim"})
+	// NodeEvictionCostUSD is what evicting the node's GPU pods would cost
+	// now (lost work since checkpoints, replica restarts).
+	NodeEvictionCostUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "karpenter_gpu", Name: "eviction_cost_usd",
+		Help: "Dollars of GPU work that evicting a node's GPU pods would lose now (batch: work since the last checkpoint; service: restart time).",
+	}, []string{"nodepool", "nodeclaim"})
+	// ProtectionsTotal counts protection changes by outcome (protected,
+	// released past break-even, unprotected when the GPU work ended).
+	ProtectionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "karpenter_gpu", Name: "protection_changes_total",
+		Help: "Changes of GPU-work protection (do-not-disrupt) on GPU nodes, by NodePool and outcome: protected, released (past break-even), unprotected (GPU work ended or protection off).",
+	}, []string{"nodepool", "outcome"})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(NodeWastedUSD, NodeEvictionCostUSD, ProtectionsTotal)
+}
+
+func releasedEvent(nc *karpv1.NodeClaim, wasted float64, e economics) events.Event {
+	return events.Event{
+		InvolvedObject: nc, Type: corev1.EventTypeNormal, Reason: "GPUNodeReleased",
+		Message: fmt.Sprintf("Released to consolidation: it has wasted $%.2f since it became reclaimable ($%.3f/h vs $%.3f/h right-sized), at least the $%.2f evicting its GPU pods costs",
+			wasted, e.price, e.rightSized, e.evictionUSD),
+		DedupeValues: []string{string(nc.UID)},
+	}
+}
+
+func invalidAnnotationEvent(p *corev1.Pod, err error) events.Event {
+	return events.Event{
+		InvolvedObject: p, Type: corev1.EventTypeWarning, Reason: "InvalidEvictionCostAnnotation",
+		Message:       err.Error() + " (the defaults apply)",
+		DedupeValues:  []string{string(p.UID)},
+		DedupeTimeout: time.Hour,
+	}
+}

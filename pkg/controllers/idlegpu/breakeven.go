@@ -1,0 +1,250 @@
+package idlegpu
+
+// Break-even protection (ski rental): a node running GPU pods is kept out of
+// voluntary disruption while the money it has wasted since it became
+// reclaimable is below the cost of evicting its GPU pods; once waiting has
+// cost as much as evicting would, it is released to consolidation. Waiting
+// forever (the old protect-all) strands big nodes sized for pods that left;
+// evicting at once (stock) re-runs work and restarts replicas for savings
+// the pods' own departure would often have brought minutes later. The rule
+// keeps either loss within a factor of two of the better choice in
+// hindsight.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/utils/disruption"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+)
+
+// reclaimableMargin: a node whose right-sized replacement saves less than
+// this share of its price is not reclaimable (no consolidation would be
+// worth a disruption, and core's own price comparisons have the same
+// granularity).
+const reclaimableMargin = 0.05
+
+// ledger is one node's account of waiting.
+type ledger struct {
+	// wasted is the money ($) the node has billed beyond a right-sized
+	// fleet for its pods since it became reclaimable, as of last.
+	wasted float64
+	last   time.Time
+	rate   float64 // $/h wasted at last
+	// released is set once waste reached the eviction cost; it holds until
+	// the node is no longer reclaimable or its GPU work ends (a decision
+	// made is not revisited every time a pod's lost work grows back after a
+	// checkpoint).
+	released bool
+	// nextCheck is the earliest time the rule could release the node if
+	// nothing changes (zero when released or not reclaimable).
+	nextCheck time.Time
+}
+
+// economics is what the break-even rule weighs for one node.
+type economics struct {
+	price, rightSized float64 // $/h
+	evictionUSD       float64 // evicting its GPU pods now
+	// evictionSlope is d(evictionUSD)/dt ($/h) until the next checkpoint
+	// boundary of any batch pod (nextDrop), when it falls.
+	evictionSlope float64
+	nextDrop      time.Time
+	// reason, when set, says why the node cannot be judged (no price, pods
+	// the packer cannot place): it stays protected.
+	reason string
+}
+
+func (e economics) wasteRate() float64 {
+	if e.reason != "" || e.price <= 0 || e.rightSized >= e.price*(1-reclaimableMargin) {
+		return 0
+	}
+	return e.price - e.rightSized
+}
+
+// economicsOf prices the node, its right-sized replacement (the packer's
+// cheapest set of new nodes of the node's NodePool for its pods) and the
+// eviction of its GPU pods.
+func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.NodePool) economics {
+	if np == nil {
+		return economics{reason: "its NodePool is gone"}
+	}
+	its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
+	if err != nil {
+		return economics{reason: fmt.Sprintf("listing instance types, %v", err)}
+	}
+	var it *karpcp.InstanceType
+	for _, t := range its {
+		if t.Name == gn.nodeClaim.Labels[corev1.LabelInstanceTypeStable] {
+			it = t
+		}
+	}
+	price := disruption.ResolveOfferingPrice(gn.nodeClaim.Labels, it)
+	if price <= 0 {
+		return economics{reason: "no price for its offering"}
+	}
+	e := economics{price: price}
+	var movable []*corev1.Pod
+	for _, p := range gn.pods {
+		if podutils.IsOwnedByDaemonSet(p) || podutils.IsTerminating(p) {
+			continue
+		}
+		movable = append(movable, p)
+	}
+	rs, ok := c.rightSized(np, its, movable)
+	if !ok {
+		return economics{reason: "its pods cannot all be placed on new nodes of its NodePool"}
+	}
+	e.rightSized = rs
+	gpuPrice := price / float64(max(gn.gpus, 1))
+	now := c.clk.Now()
+	for _, p := range movable {
+		gpus := v1alpha1.PodAccelerators(p)
+		if gpus == 0 {
+			continue
+		}
+		prof, err := c.eviction.ProfileOf(p)
+		if err != nil {
+			c.recorder.Publish(invalidAnnotationEvent(p, err))
+		}
+		var ran time.Duration
+		if p.Status.StartTime != nil {
+			ran = now.Sub(p.Status.StartTime.Time)
+		}
+		e.evictionUSD += prof.USD(ran, gpus, gpuPrice)
+		if prof.FixedUSD == nil && prof.Class == evictioncost.Batch {
+			e.evictionSlope += float64(gpus) * gpuPrice
+			if prof.CheckpointInterval > 0 && p.Status.StartTime != nil {
+				next := now.Add(prof.CheckpointInterval - ran%prof.CheckpointInterval)
+				if e.nextDrop.IsZero() || next.Before(e.nextDrop) {
+					e.nextDrop = next
+				}
+			}
+		}
+	}
+	return e
+}
+
+// rightSized is the cheapest $/h of new nodes of np holding pods (memoised
+// by pod shapes), and false when the packer cannot place them all.
+func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod) (float64, bool) {
+	if len(pods) == 0 {
+		return 0, true
+	}
+	key := shapesKey(np, pods)
+	c.mu.Lock()
+	v, ok := c.rightSizedCache[key]
+	c.mu.Unlock()
+	if ok {
+		return v, !math.IsNaN(v)
+	}
+	copies := make([]*corev1.Pod, len(pods))
+	for i, p := range pods {
+		copies[i] = p.DeepCopy()
+		copies[i].Spec.NodeName = ""
+	}
+	plan := packing.PackPods(np, its, copies, packing.Options{})
+	v = plan.Cost
+	if len(plan.Rejected) > 0 || len(plan.NodeClaims) == 0 {
+		v = math.NaN()
+	}
+	c.mu.Lock()
+	if len(c.rightSizedCache) > 10000 {
+		c.rightSizedCache = map[string]float64{}
+	}
+	c.rightSizedCache[key] = v
+	c.mu.Unlock()
+	return v, !math.IsNaN(v)
+}
+
+// shapesKey identifies what the packer sees of pods on a NodePool: their
+// requests, selectors, affinities and tolerations, as a multiset.
+func shapesKey(np *karpv1.NodePool, pods []*corev1.Pod) string {
+	parts := make([]string, 0, len(pods))
+	for _, p := range pods {
+		var reqs []string
+		for _, ctr := range p.Spec.Containers {
+			for n, q := range ctr.Resources.Requests {
+				reqs = append(reqs, string(n)+"="+q.String())
+			}
+			for n, q := range ctr.Resources.Limits {
+				reqs = append(reqs, "l:"+string(n)+"="+q.String())
+			}
+		}
+		sort.Strings(reqs)
+		parts = append(parts, fmt.Sprintf("%v|%v|%v|%v", reqs, p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%s/%s/%d|%s", np.Name, np.UID, np.Generation, strings.Join(parts, "||"))
+}
+
+// breakEven updates the node's ledger and says whether it stays protected.
+func (c *Controller) breakEven(gn gpuNode, e economics, percent int32) (bool, *ledger) {
+	now := c.clk.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.ledgers[gn.nodeClaim.Name]
+	if l == nil {
+		l = &ledger{last: now}
+		c.ledgers[gn.nodeClaim.Name] = l
+	}
+	rate := e.wasteRate()
+	if rate <= 0 {
+		// Right-sized (or not judgeable): nothing is wasted; a later waste
+		// starts a new account.
+		*l = ledger{last: now}
+		return true, l
+	}
+	if l.rate > 0 {
+		l.wasted += l.rate * now.Sub(l.last).Hours()
+	}
+	l.rate, l.last = rate, now
+	threshold := float64(percent) / 100 * e.evictionUSD
+	if !l.released && l.wasted >= threshold {
+		l.released = true
+	}
+	l.nextCheck = time.Time{}
+	if !l.released {
+		l.nextCheck = nextCrossing(now, l.wasted, rate, threshold, float64(percent)/100*e.evictionSlope, e.nextDrop)
+	}
+	return !l.released, l
+}
+
+// nextCrossing is the earliest time waste (wasted + rate·t) can reach the
+// threshold (threshold + slope·t, falling at drop), if nothing changes: the
+// linear crossing, or the next drop, whichever comes first (zero: never).
+func nextCrossing(now time.Time, wasted, rate, threshold, slope float64, drop time.Time) time.Time {
+	var at time.Time
+	if gain := rate - slope; gain > 0 {
+		at = now.Add(time.Duration((threshold - wasted) / gain * float64(time.Hour)))
+	}
+	if !drop.IsZero() && (at.IsZero() || drop.Before(at)) {
+		at = drop
+	}
+	return at
+}
+
+// NextCheck is the earliest time a node protected by the break-even rule
+// could be released if the cluster does not change (false when none is
+// pending). The simulator uses it to skip polls that cannot act.
+func (c *Controller) NextCheck() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at time.Time
+	for _, l := range c.ledgers {
+		if !l.nextCheck.IsZero() && (at.IsZero() || l.nextCheck.Before(at)) {
+			at = l.nextCheck
+		}
+	}
+	return at, !at.IsZero()
+}

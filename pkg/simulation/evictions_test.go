@@ -1,0 +1,93 @@
+package simulation
+
+import (
+	"bufio"
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+)
+
+// logTime returns the simulated time of the first debug-log line
+// containing s.
+func logTime(t *testing.T, log *bytes.Buffer, s string) time.Duration {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(log.Bytes()))
+	for sc.Scan() {
+		if line := sc.Text(); strings.Contains(line, s) {
+			d, err := time.ParseDuration(strings.Fields(line)[0])
+			if err != nil {
+				t.Fatalf("debug log line %q: %v", line, err)
+			}
+			return d
+		}
+	}
+	t.Fatalf("no debug log line contains %q:\n%s", s, log.String())
+	return 0
+}
+
+// TestEvictionModel replays testdata/eviction.yaml under stock Karpenter,
+// which evicts the long pod when it replaces the g4dn.12xlarge ($3.912/h,
+// $0.978 per GPU-hour) by a g4dn.xlarge after the short pods leave at 2h.
+// The long pod started running when the first node registered (1s batch +
+// 60s launch + 90s registration = 151s) and was evicted at te.
+//   - batch, checkpoint 20m: it loses (te − 151s) mod 20m of work on one
+//     GPU, re-run at $0.978/GPU-h; its replacement runs the 10h − te it had
+//     left plus the lost part, so it completes late by the lost part plus
+//     the time its replacement waited to run.
+//   - service: it loses its 5m restart; it still leaves at 10h.
+func TestEvictionModel(t *testing.T) {
+	const gpuPrice = 3.912 / 4
+	started := 151 * time.Second
+	for _, class := range []evictioncost.Class{evictioncost.Batch, evictioncost.Service} {
+		t.Run(string(class), func(t *testing.T) {
+			w := load(t, "eviction.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+			for i := range w.Pods {
+				if w.Pods[i].Name == "long-0" && class == evictioncost.Service {
+					w.Pods[i].Annotations = map[string]string{evictioncost.AnnotationWorkloadClass: "service"}
+				}
+			}
+			var log bytes.Buffer
+			r := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.DebugLog = &log })
+			te := logTime(t, &log, "evicted long-0 from")
+			if te < 2*time.Hour || te > 2*time.Hour+10*time.Minute {
+				t.Fatalf("long-0 evicted at %s, want shortly after the short pods leave at 2h", te)
+			}
+			st, ok := r.Evictions[string(class)]
+			if !ok || st.Evictions != 1 || st.GPUEvictions != 1 {
+				t.Fatalf("evictions by class %+v, want one %s GPU-pod eviction", r.Evictions, class)
+			}
+			lost := 5 * time.Minute
+			if class == evictioncost.Batch {
+				lost = (te - started) % (20 * time.Minute)
+			}
+			if math.Abs(st.LostGPUHours-lost.Hours()) > 1e-9 {
+				t.Errorf("lost GPU-hours %.6f, want %.6f (%s of work on 1 GPU)", st.LostGPUHours, lost.Hours(), lost)
+			}
+			if math.Abs(st.RerunUSD-lost.Hours()*gpuPrice) > 1e-9 {
+				t.Errorf("re-run cost $%.6f, want $%.6f", st.RerunUSD, lost.Hours()*gpuPrice)
+			}
+			if r.LostGPUHours != st.LostGPUHours || r.RerunUSD != st.RerunUSD {
+				t.Errorf("totals %.6f GPU-h $%.6f differ from the class's", r.LostGPUHours, r.RerunUSD)
+			}
+			d := st.CompletionDelaySeconds
+			if class == evictioncost.Service {
+				if d != nil {
+					t.Errorf("a service replica has no completion delay, got %+v", d)
+				}
+				return
+			}
+			// The replacement runs once a node takes it (it goes pending at te).
+			if d == nil || d.Count != 1 {
+				t.Fatalf("completion delay %+v, want one batch pod", d)
+			}
+			wait := time.Duration(d.P50*float64(time.Second)) - lost
+			if wait < 0 || wait > 10*time.Minute {
+				t.Errorf("completion delay %.0fs = lost %s + a replacement wait of %s; want a wait within [0, 10m]", d.P50, lost, wait)
+			}
+		})
+	}
+}

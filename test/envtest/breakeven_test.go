@@ -1,0 +1,117 @@
+package envtest_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+)
+
+// A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods: any
+// right-sized set for them costs at most two g6.xlarge ($1.61/h), so it
+// wastes at least $11.7/h. Its two pods each cost $20 to evict (the
+// eviction-cost annotation), so break-even comes between 1h and 10h.
+var _ = Describe("Break-even protection of running GPU work", func() {
+	var (
+		nc    *v1alpha1.GPUNodeClass
+		np    *karpv1.NodePool
+		claim *karpv1.NodeClaim
+		node  *corev1.Node
+		pods  []*corev1.Pod
+	)
+	BeforeEach(func() {
+		nc = gpuNodeClass()
+		np = gpuNodePool(nc)
+		claim, node = test.NodeClaimAndNode(karpv1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
+				corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand}},
+			Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
+			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-breakeven" + test.RandomName(),
+				Capacity:    corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("192"), corev1.ResourcePods: resource.MustParse("100")},
+				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("190"), corev1.ResourcePods: resource.MustParse("100")}},
+		})
+		pods = nil
+		for range 2 {
+			p := test.Pod(test.PodOptions{NodeName: node.Name,
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "20"}},
+				ResourceRequirements: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}})
+			pods = append(pods, p)
+		}
+	})
+	apply := func() {
+		ExpectApplied(ctx, env.Client, nc, np, claim, node)
+		for _, p := range pods {
+			ExpectApplied(ctx, env.Client, p)
+		}
+		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+		ExpectApplied(ctx, env.Client, claim)
+	}
+	protected := func() bool {
+		GinkgoHelper()
+		return ExpectExists(ctx, env.Client, node).Annotations[karpv1.DoNotDisruptAnnotationKey] == "true"
+	}
+
+	It("holds protection below break-even and releases the node past it", func() {
+		apply()
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeTrue(), "protected while nothing is wasted yet")
+		env.Clock.Step(time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeTrue(), "at most $13.35 wasted after 1h, below the $40 eviction cost")
+		wasted := testutil.ToFloat64(idlegpu.NodeWastedUSD.WithLabelValues(np.Name, claim.Name))
+		Expect(wasted).To(And(BeNumerically(">=", 11.7), BeNumerically("<=", 13.35)))
+		Expect(testutil.ToFloat64(idlegpu.NodeEvictionCostUSD.WithLabelValues(np.Name, claim.Name))).To(BeNumerically("==", 40))
+		next, ok := idleCtrl.NextCheck()
+		Expect(ok).To(BeTrue())
+		Expect(next.Sub(env.Clock.Now())).To(And(BeNumerically(">", time.Hour), BeNumerically("<", 3*time.Hour)), "break-even at $40 / ($11.7..13.35)/h from the start")
+		env.Clock.Step(9 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeFalse(), "at least $117 wasted after 10h: released to consolidation")
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(idlegpu.AnnotationProtected))
+	})
+	It("keeps a right-sized node protected however long it runs", func() {
+		claim.Labels[corev1.LabelInstanceTypeStable] = "g6.xlarge"
+		claim.Status.Capacity[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
+		claim.Status.Allocatable[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
+		node.Status.Allocatable = claim.Status.Allocatable
+		pods = pods[:1]
+		apply()
+		for range 3 {
+			ExpectSingletonReconciled(ctx, idleCtrl)
+			Expect(protected()).To(BeTrue())
+			env.Clock.Step(24 * time.Hour)
+		}
+	})
+	It("never releases under protection: Always (the old protectRunningGPUPods: true)", func() {
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true)}
+		apply()
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		env.Clock.Step(100 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeTrue())
+	})
+	It("never touches a user's own do-not-disrupt", func() {
+		node.Annotations = map[string]string{karpv1.DoNotDisruptAnnotationKey: "true"}
+		apply()
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		env.Clock.Step(100 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).To(HaveKeyWithValue(karpv1.DoNotDisruptAnnotationKey, "true"))
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(idlegpu.AnnotationProtected))
+	})
+})
+
+func ptrTo[T any](v T) *T { return &v }

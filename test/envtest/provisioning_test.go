@@ -14,19 +14,11 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // gpuNodeClass is a minimal valid GPUNodeClass.
-func gpuNodeClass() *v1alpha1.GPUNodeClass {
-	return &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			Role:                       "KarpenterNodeRole-envtest",
-		},
-	}
-}
+func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() }
 
 // gpuNodePool is a NodePool on nc limited to amd64 (the arm64 g5g types are
 // cheapest otherwise and would hide what the tests look at).

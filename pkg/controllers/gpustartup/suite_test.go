@@ -70,12 +70,7 @@ var _ = Describe("Stuck GPU nodes", func() {
 		node  *corev1.Node
 	)
 	BeforeEach(func() {
-		nc = &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
-			Spec: v1alpha1.GPUNodeClassSpec{
-				SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-				SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-				Role:                       "KarpenterNodeRole-envtest",
-			}}
+		nc = controlplane.GPUNodeClass()
 		nc.Spec.GPU.StartupTimeout = &metav1.Duration{Duration: 15 * time.Minute}
 		claim, node = test.NodeClaimAndNode(karpv1.NodeClaim{
 			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: "stuck-pool", corev1.LabelInstanceTypeStable: "p4d.24xlarge"}},

@@ -6,7 +6,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
@@ -51,25 +50,16 @@ func nodePoolOn(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
 	}}}})
 }
 
-func nodeClass() *v1alpha1.GPUNodeClass {
-	return &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			Role:                       "KarpenterNodeRole-envtest",
-		}}
-}
-
 var _ = Describe("GPU taint on NodePools", func() {
 	It("adds nvidia.com/gpu:NoSchedule to NodePools of a tainting GPUNodeClass", func() {
-		nc := nodeClass()
+		nc := controlplane.GPUNodeClass()
 		np := nodePoolOn(nc)
 		ExpectApplied(ctx, env.Client, nc, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
 		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(ContainElement(gputaint.Taint))
 	})
 	It("adds the taint once, however often it reconciles", func() {
-		nc := nodeClass()
+		nc := controlplane.GPUNodeClass()
 		np := nodePoolOn(nc)
 		ExpectApplied(ctx, env.Client, nc, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
@@ -77,7 +67,7 @@ var _ = Describe("GPU taint on NodePools", func() {
 		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(HaveLen(1))
 	})
 	It("leaves NodePools alone when the GPUNodeClass opts out", func() {
-		nc := nodeClass()
+		nc := controlplane.GPUNodeClass()
 		nc.Spec.GPU.Taint = new(false)
 		np := nodePoolOn(nc)
 		ExpectApplied(ctx, env.Client, nc, np)

@@ -1,0 +1,21 @@
+package controlplane
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/karpenter/pkg/test"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+)
+
+// GPUNodeClass is a GPUNodeClass the CRD accepts, with a random name, for
+// the envtest suites.
+func GPUNodeClass() *v1alpha1.GPUNodeClass {
+	return &v1alpha1.GPUNodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
+		Spec: v1alpha1.GPUNodeClassSpec{
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
+			Role:                       "KarpenterNodeRole-envtest",
+		},
+	}
+}

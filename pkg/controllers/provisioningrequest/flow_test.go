@@ -160,7 +160,9 @@ func TestBooking(t *testing.T) {
 				return 10*time.Minute + time.Second
 			}},
 		{name: "within the booking time: held", wantBooking: pr.BookingHeld,
-			act: func(*testing.T, *env, *autoscalingv1.ProvisioningRequest, []karpv1.NodeClaim) time.Duration { return 9 * time.Minute }},
+			act: func(*testing.T, *env, *autoscalingv1.ProvisioningRequest, []karpv1.NodeClaim) time.Duration {
+				return 9 * time.Minute
+			}},
 		{name: "a booked node deleted: CapacityRevoked", wantBooking: pr.BookingRevoked, wantCond: autoscalingv1.CapacityRevoked,
 			act: func(t *testing.T, e *env, _ *autoscalingv1.ProvisioningRequest, c []karpv1.NodeClaim) time.Duration {
 				e.must(t, e.kube.Delete(e.ctx, &c[1]))

@@ -327,6 +327,7 @@ var _ = Describe("ProvisioningRequest", func() {
 				Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("96"), corev1.ResourceMemory: resource.MustParse("1000Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("110")},
 				Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("95"), corev1.ResourceMemory: resource.MustParse("990Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("110")}},
 		})
+		node.Spec.Taints = nil // registered: no karpenter.sh/unregistered taint
 		ExpectApplied(ctx, env.Client, claim, node)
 		ExpectMakeNodesInitialized(ctx, env.Client, env.Clock, node)
 		ExpectMakeNodeClaimsInitialized(ctx, env.Client, env.Clock, claim)

@@ -8,12 +8,15 @@ import (
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	"sigs.k8s.io/karpenter/pkg/test"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 )
 
@@ -237,5 +240,49 @@ func TestPlanFigures(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d nodes in %s, $%.2f/h, planned in %s", tt.name, len(plan.NodeClaims), plan.Zone, plan.Cost, took.Round(time.Millisecond))
+	}
+}
+
+// check-capacity answers from existing nodes with core's scheduler and
+// launches nothing.
+func TestCheckCapacity(t *testing.T) {
+	e := newEnv(t, pr.Options{})
+	// One existing 8-GPU node: room for two 4-GPU workers.
+	nc, node := test.NodeClaimAndNode(karpv1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{corev1.LabelTopologyZone: "us-east-1a", corev1.LabelInstanceTypeStable: "p4d.24xlarge",
+			karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand, karpv1.NodePoolLabelKey: "gpu", corev1.LabelArchStable: "amd64"}},
+		Status: karpv1.NodeClaimStatus{ProviderID: "fake:///existing",
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("96"), corev1.ResourceMemory: resource.MustParse("1000Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("110")},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("95"), corev1.ResourceMemory: resource.MustParse("990Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourcePods: resource.MustParse("110")}},
+	})
+	nc.StatusConditions().SetTrue(karpv1.ConditionTypeLaunched)
+	nc.StatusConditions().SetTrue(karpv1.ConditionTypeRegistered)
+	nc.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+	node.Spec.Taints = nil // registered: no karpenter.sh/unregistered taint
+	node.Labels[karpv1.NodeInitializedLabelKey] = "true"
+	node.Labels[karpv1.NodeRegisteredLabelKey] = "true"
+	e.must(t, e.kube.Create(e.ctx, nc))
+	e.must(t, e.kube.Create(e.ctx, node))
+	e.cluster.UpdateNodeClaim(nc)
+	e.must(t, e.cluster.UpdateNode(e.ctx, node))
+	for _, tt := range []struct {
+		count      int32
+		want       metav1.ConditionStatus
+		wantReason string
+		wantMsg    string
+	}{
+		{2, metav1.ConditionTrue, pr.ReasonCapacityIsFound, "Capacity is found"},
+		{3, metav1.ConditionFalse, pr.ReasonCapacityIsNotFound, "2 of 3 pods fit"},
+	} {
+		req := e.reconcile(t, e.request(t, autoscalingv1.ProvisioningClassCheckCapacity, 4, tt.count))
+		c := cond(req, autoscalingv1.Provisioned)
+		if c.Status != tt.want || c.Reason != tt.wantReason || !strings.Contains(c.Message, tt.wantMsg) {
+			t.Errorf("%d pods: Provisioned %s/%s %q, want %s/%s containing %q", tt.count, c.Status, c.Reason, c.Message, tt.want, tt.wantReason, tt.wantMsg)
+		}
+	}
+	list := &karpv1.NodeClaimList{}
+	e.must(t, e.kube.List(e.ctx, list))
+	if len(list.Items) != 1 {
+		t.Errorf("%d NodeClaims after check-capacity, want the 1 existing", len(list.Items))
 	}
 }

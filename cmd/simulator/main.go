@@ -20,6 +20,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
@@ -38,6 +41,9 @@ type flags struct {
 	ignoreGPUModel, compare, quiet, verbose, progressLines, lowerBoundOnly                            bool
 	snapshot, start, qosClasses, checkpoint                                                           string
 	serviceRestart                                                                                    time.Duration
+	protection, consolidationPolicy, csvOut                                                           string
+	noCache                                                                                           bool
+	breakEvenPercent                                                                                  int
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
@@ -88,6 +94,11 @@ Flags:
 	fs.StringVar(&f.start, "start", "", "replay the window of the input that starts at this trace time (seconds or a duration such as 2784h) and lasts --duration: pods alive at the start arrive at t=0, later ones at their times; only they are counted")
 	fs.StringVar(&f.qosClasses, "qos-classes", "", "eviction model: workload class of the trace's qos values, e.g. \"BE=batch,LS=service\" (default: BE and empty → batch; LS, Guaranteed, Burstable → service)")
 	fs.StringVar(&f.checkpoint, "checkpoint-interval", def.Eviction.CheckpointInterval.String(), "eviction model: how often batch pods checkpoint (a duration, or never: an evicted batch pod restarts from zero); scenario pod groups may set their own")
+	fs.StringVar(&f.csvOut, "csv", "", "write every policy's time series (fleet $/h, GPUs paid, allocated, requested, lower bound $/h) as CSV to this file")
+	fs.BoolVar(&f.noCache, "no-cache", false, "always replay stock Karpenter (by default a stock result is reused from the user's cache directory when everything that decides it is unchanged: binary, input, settings)")
+	fs.StringVar(&f.protection, "protection", "", "override the GPUNodeClass's gpu.disruption.protection for this run: BreakEven, Always (the old protectRunningGPUPods: true) or Never (karpenter-gpu policy; stock has no GPU-work protection)")
+	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
+	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
 	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
 	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
 	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
@@ -211,6 +222,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if err := overrideDisruption(w, f.protection, f.breakEvenPercent, f.consolidationPolicy); err != nil {
+		return err
+	}
 	if f.snapshot != "" {
 		var at time.Duration
 		if f.snapshot == "busiest" {
@@ -271,6 +285,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	for i, p := range policies {
 		c := cfg
 		c.Policy = p
+		var key string
+		if p == simulation.PolicyStock && !f.noCache {
+			if key, err = stockKey(w, c); err != nil {
+				fmt.Fprintf(stderr, "simulator: stock cache off: %v\n", err)
+			} else if r, ok := loadStock(key); ok {
+				r.Cached = true
+				results[i] = r
+				if board != nil {
+					board.update(i)(1, 1)
+				}
+				continue
+			}
+		}
 		if board != nil {
 			c.Progress = board.update(i)
 		}
@@ -278,6 +305,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		go func() {
 			defer wg.Done()
 			results[i], errs[i] = simulation.Run(context.Background(), w, c)
+			if errs[i] == nil && key != "" {
+				if err := storeStock(key, results[i]); err != nil {
+					fmt.Fprintf(stderr, "simulator: caching the stock result: %v\n", err)
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -302,9 +334,52 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if f.csvOut != "" {
+		if err := writeFile(f.csvOut, func(w io.Writer) error { return simulation.WriteCSV(w, results...) }); err != nil {
+			return err
+		}
+	}
 	if f.htmlOut != "" {
 		if err := writeFile(f.htmlOut, func(w io.Writer) error { return simulation.WriteHTML(w, results...) }); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// overrideDisruption applies --protection, --break-even-percent and
+// --consolidation-policy to the workload's node class and NodePools.
+func overrideDisruption(w *simulation.Workload, protection string, percent int, policy string) error {
+	if protection != "" || percent >= 0 {
+		nc := w.NodeClass.DeepCopy()
+		if nc.Spec.GPU.Disruption == nil {
+			nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{}
+		}
+		d := nc.Spec.GPU.Disruption
+		if protection != "" {
+			switch protection {
+			case v1alpha1.ProtectionBreakEven, v1alpha1.ProtectionAlways, v1alpha1.ProtectionNever:
+			default:
+				return fmt.Errorf("--protection: unknown %q (want BreakEven, Always or Never)", protection)
+			}
+			d.Protection, d.ProtectRunningGPUPods = &protection, nil
+		}
+		if percent >= 0 {
+			p := int32(percent)
+			d.BreakEvenPercent = &p
+		}
+		w.NodeClass = nc
+	}
+	if policy != "" {
+		switch karpv1.ConsolidationPolicy(policy) {
+		case karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, karpv1.ConsolidationPolicyBalanced, karpv1.ConsolidationPolicyWhenEmpty:
+		default:
+			return fmt.Errorf("--consolidation-policy: unknown %q (want WhenEmptyOrUnderutilized, Balanced or WhenEmpty)", policy)
+		}
+		for i, np := range w.NodePools {
+			np = np.DeepCopy()
+			np.Spec.Disruption.ConsolidationPolicy = karpv1.ConsolidationPolicy(policy)
+			w.NodePools[i] = np
 		}
 	}
 	return nil

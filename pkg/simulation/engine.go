@@ -531,11 +531,38 @@ func (e *engine) setup() error {
 			return fmt.Errorf("NodePool %q is not ready: %v", np.Name, why)
 		}
 	}
+	if err := e.checkPrices(); err != nil {
+		return err
+	}
 	e.pods = make([]*podState, len(e.w.Pods))
 	for i := range e.w.Pods {
 		e.pods[i] = &podState{spec: &e.w.Pods[i], idx: i, workLeft: -1}
 	}
 	return nil
+}
+
+// checkPrices refuses a run whose NodePools can launch nothing priced: a
+// region or catalog without prices would report a $0 fleet as if it were
+// free.
+func (e *engine) checkPrices() error {
+	for _, np := range e.w.NodePools {
+		got := &karpv1.NodePool{}
+		if err := e.kube.Get(e.ctx, client.ObjectKeyFromObject(np), got); err != nil {
+			return err
+		}
+		its, err := e.cp.GetInstanceTypes(e.ctx, got)
+		if err != nil {
+			return fmt.Errorf("instance types of NodePool %q, %w", np.Name, err)
+		}
+		for _, it := range its {
+			for _, o := range it.Offerings {
+				if o.Price > 0 {
+					return nil
+				}
+			}
+		}
+	}
+	return fmt.Errorf("region %q: no offering of any NodePool's instance types has a price (the embedded catalog holds us-east-1 on-demand prices; give --catalog with prices for this region)", e.cfg.Region)
 }
 
 // ---- provisioning batches ----

@@ -16,39 +16,41 @@ func WriteHTML(w io.Writer, results ...*Result) error {
 	if len(results) == 0 {
 		return fmt.Errorf("no results")
 	}
-	var table strings.Builder
-	if err := WriteTable(&table, results...); err != nil {
-		return err
-	}
+	rows := tableRows(results...)
 	end := time.Duration(results[0].SimulatedHours * float64(time.Hour))
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
 	var costLines []chartLine
 	for i, r := range results {
-		costLines = append(costLines, chartLine{Label: r.Policy + " fleet $/h", Color: colors[i%len(colors)], Points: r.series.Cost})
+		costLines = append(costLines, chartLine{Label: r.Policy + " fleet $/h", Color: colors[i%len(colors)], Points: r.Series.Cost})
 	}
-	costLines = append(costLines, chartLine{Label: "lower bound $/h", Color: "#555", Dashed: true, Points: results[0].series.LowerBound})
+	costLines = append(costLines, chartLine{Label: "lower bound $/h", Color: "#555", Dashed: true, Points: results[0].Series.LowerBound})
 	charts := []template.HTML{svgChart("Fleet cost ($/h)", end, costLines)}
 	for i, r := range results {
 		charts = append(charts, svgChart(fmt.Sprintf("GPUs: %s", r.Policy), end, []chartLine{
-			{Label: "paid (on running instances)", Color: colors[i%len(colors)], Points: r.series.GPUsPaid},
-			{Label: "allocated (bound pods)", Color: "#ff7f0e", Points: r.series.GPUsAllocated},
-			{Label: "requested (pods alive in the input)", Color: "#555", Dashed: true, Points: r.series.GPUsRequested},
+			{Label: "paid (on running instances)", Color: colors[i%len(colors)], Points: r.Series.GPUsPaid},
+			{Label: "allocated (bound pods)", Color: "#ff7f0e", Points: r.Series.GPUsAllocated},
+			{Label: "requested (pods alive in the input)", Color: "#555", Dashed: true, Points: r.Series.GPUsRequested},
 		}))
 	}
 	return htmlTemplate.Execute(w, struct {
 		Input  string
-		Table  string
+		Header []string
+		Rows   [][]string
 		Charts []template.HTML
-	}{results[0].Input, table.String(), charts})
+	}{results[0].Input, rows[0], rows[1:], charts})
 }
 
 var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>karpenter-gpu simulation</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:1100px} pre{background:#f6f6f6;padding:1em;overflow-x:auto} svg{margin:1em 0;border:1px solid #ddd}</style>
+<style>body{font-family:sans-serif;margin:2em;max-width:1100px} table{border-collapse:collapse} th,td{padding:2px 10px;border-bottom:1px solid #eee} td{text-align:right;font-variant-numeric:tabular-nums} td:first-child,th:first-child{text-align:left} svg{margin:1em 0;border:1px solid #ddd}</style>
 </head><body>
 <h1>karpenter-gpu simulation</h1>
 <p>Input: {{.Input}}</p>
-<pre>{{.Table}}</pre>
+<table>
+<thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Rows}}<tr>{{range $i, $c := .}}{{if eq $i 0}}<th scope="row">{{$c}}</th>{{else}}<td>{{$c}}</td>{{end}}{{end}}</tr>
+{{end}}</tbody>
+</table>
 {{range .Charts}}{{.}}{{end}}
 </body></html>
 `))

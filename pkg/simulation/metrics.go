@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -16,6 +17,21 @@ type point struct {
 	V float64
 }
 
+// MarshalJSON writes [hours, value].
+func (p point) MarshalJSON() ([]byte, error) {
+	return json.Marshal([2]float64{p.T.Hours(), p.V})
+}
+
+// UnmarshalJSON reads [hours, value].
+func (p *point) UnmarshalJSON(b []byte) error {
+	var v [2]float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	p.T, p.V = time.Duration(v[0]*float64(time.Hour)), v[1]
+	return nil
+}
+
 // collector gathers what the report needs while the simulation runs.
 type collector struct {
 	e         *engine
@@ -25,9 +41,9 @@ type collector struct {
 
 	evictions, gpuEvictions int
 	// byClass is the eviction model's account, by workload class.
-	byClass                 map[evictioncost.Class]*classLoss
-	errors                  map[string]int
-	errorSamples            []string
+	byClass      map[evictioncost.Class]*classLoss
+	errors       map[string]int
+	errorSamples []string
 }
 
 func newCollector(e *engine) *collector {

@@ -104,11 +104,16 @@ type Result struct {
 	Settings         Settings       `json:"settings"`
 
 	WallSeconds float64 `json:"wall_seconds"`
+	// Cached is set when this (stock) result was read from the simulator's
+	// cache instead of replayed; WallSeconds is then the original run's.
+	Cached bool `json:"cached,omitempty"`
 	// Profile is where the wall-clock time went, by controller or phase
 	// (seconds, and calls).
 	Profile map[string]PhaseTime `json:"profile"`
 
-	series *series
+	// Series are the run's time series (step functions): fleet $/h, GPUs
+	// paid, allocated and requested, and the lower bound's $/h.
+	Series *Series `json:"time_series,omitempty"`
 }
 
 // EvictionStats is what evictions of one workload class cost.
@@ -169,9 +174,14 @@ type PackerStats struct {
 	Unchanged        map[string]int `json:"unchanged_pods_by_reason,omitempty"`
 }
 
-// series are the time series of the HTML report.
-type series struct {
-	Cost, GPUsPaid, GPUsAllocated, GPUsRequested, LowerBound []point
+// Series are step functions of simulated time: each point is [hours since
+// the start, value], the value holding until the next point.
+type Series struct {
+	Cost          []point `json:"fleet_usd_per_hour"`
+	GPUsPaid      []point `json:"gpus_paid"`
+	GPUsAllocated []point `json:"gpus_allocated"`
+	GPUsRequested []point `json:"gpus_requested"`
+	LowerBound    []point `json:"lower_bound_usd_per_hour"`
 }
 
 func (e *engine) result() (*Result, error) {
@@ -241,7 +251,7 @@ func (e *engine) result() (*Result, error) {
 	if lb > 0 {
 		r.CostOverLowerBound = r.CostUSD / lb
 	}
-	r.series = &series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
+	r.Series = &Series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
 
 	r.PodsTotal = len(e.pods)
 	r.PodsArrived = len(e.pods)
@@ -404,31 +414,31 @@ func WriteJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// WriteTable prints results side by side, with ratios when there are two.
-func WriteTable(w io.Writer, results ...*Result) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	header := "metric\t"
+// tableRows are the summary table's rows, header first: one column per
+// result, and the ratio when there are two.
+func tableRows(results ...*Result) [][]string {
+	header := []string{"metric"}
 	for _, r := range results {
-		header += r.Policy + "\t"
+		header = append(header, r.Policy)
 	}
 	if len(results) == 2 {
-		header += "ratio\t"
+		header = append(header, "ratio")
 	}
-	fmt.Fprintln(tw, header)
+	rows := [][]string{header}
 	row := func(name string, f func(*Result) float64, format string) {
-		line := name + "\t"
+		line := []string{name}
 		for _, r := range results {
-			line += fmt.Sprintf(format, f(r)) + "\t"
+			line = append(line, fmt.Sprintf(format, f(r)))
 		}
 		if len(results) == 2 {
 			a, b := f(results[0]), f(results[1])
 			if b != 0 {
-				line += fmt.Sprintf("%.3f", a/b) + "\t"
+				line = append(line, fmt.Sprintf("%.3f", a/b))
 			} else {
-				line += "-\t"
+				line = append(line, "-")
 			}
 		}
-		fmt.Fprintln(tw, line)
+		rows = append(rows, line)
 	}
 	row("cost_usd", func(r *Result) float64 { return r.CostUSD }, "%.2f")
 	row("lower_bound_usd", func(r *Result) float64 { return r.LowerBoundUSD }, "%.2f")
@@ -460,6 +470,15 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	row("final fleet $/h", func(r *Result) float64 { return r.FinalFleetUSDPerHr }, "%.3f")
 	row("simulated hours", func(r *Result) float64 { return r.SimulatedHours }, "%.1f")
 	row("wall_seconds", func(r *Result) float64 { return r.WallSeconds }, "%.1f")
+	return rows
+}
+
+// WriteTable prints results side by side, with ratios when there are two.
+func WriteTable(w io.Writer, results ...*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	for _, row := range tableRows(results...) {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

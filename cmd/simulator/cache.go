@@ -1,0 +1,141 @@
+package main
+
+// The stock reference of a run is cached: a sweep of karpenter-gpu's
+// settings (protection, break-even percentage) replays the same stock run
+// each time, and the stock replay is the slow one. The key covers everything
+// that decides a stock run: the simulator binary itself (its code, Karpenter
+// core's, the embedded catalog and trace), the workload as parsed (pods,
+// NodePools, node class without its GPU-work protection, which only
+// karpenter-gpu's controllers read) and every simulation setting.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+)
+
+var (
+	binaryHashOnce sync.Once
+	binaryHash     string
+	binaryHashErr  error
+)
+
+// executableHash hashes the running binary (its build ID and everything it
+// embeds).
+func executableHash() (string, error) {
+	binaryHashOnce.Do(func() {
+		path, err := os.Executable()
+		if err != nil {
+			binaryHashErr = err
+			return
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			binaryHashErr = err
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			binaryHashErr = err
+			return
+		}
+		binaryHash = hex.EncodeToString(h.Sum(nil))
+	})
+	return binaryHash, binaryHashErr
+}
+
+// stockKey is the cache key of the stock run of w under cfg.
+func stockKey(w *simulation.Workload, cfg simulation.Config) (string, error) {
+	bin, err := executableHash()
+	if err != nil {
+		return "", err
+	}
+	nc := w.NodeClass.DeepCopy()
+	nc.Spec.GPU.Disruption = nil
+	settings := struct {
+		Seed                                            int64
+		LaunchLatency, RegistrationDelay, PodStartDelay string
+		BatchIdle, BatchMax, Horizon, Disruption        string
+		Catalog                                         any
+		Region                                          string
+		Zones, CapacityTypes                            []string
+		LowerBoundExactShare                            float64
+		Eviction                                        any
+		SchedulerProfile                                string
+	}{cfg.Seed, cfg.LaunchLatency.String(), cfg.RegistrationDelay.String(), cfg.PodStartDelay.String(),
+		cfg.BatchIdle.String(), cfg.BatchMax.String(), cfg.Horizon.String(), cfg.DisruptionInterval.String(),
+		cfg.Catalog, cfg.Region, cfg.Zones, cfg.CapacityTypes, cfg.LowerBoundExactShare, cfg.Eviction, string(cfg.SchedulerProfile)}
+	h := sha256.New()
+	fmt.Fprintf(h, "binary %s\n", bin)
+	enc := json.NewEncoder(h)
+	for _, v := range []any{w.Pods, w.NodePools, nc, w.Excluded, w.Window, w.GPUMap, w.CPUPods, settings} {
+		if err := enc.Encode(v); err != nil {
+			return "", fmt.Errorf("hashing the stock run's inputs, %w", err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// cacheDir is where stock results are kept.
+func cacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "karpenter-gpu", "simulator", "stock"), nil
+}
+
+// loadStock returns the cached stock result for key, if any.
+func loadStock(key string) (*simulation.Result, bool) {
+	d, err := cacheDir()
+	if err != nil {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(d, key+".json"))
+	if err != nil {
+		return nil, false
+	}
+	r := &simulation.Result{}
+	if err := json.Unmarshal(b, r); err != nil || r.Policy != string(simulation.PolicyStock) || r.Series == nil {
+		return nil, false
+	}
+	return r, true
+}
+
+// storeStock caches a stock result (atomically: a concurrent reader sees
+// the whole file or none).
+func storeStock(key string, r *simulation.Result) error {
+	d, err := cacheDir()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(d, key+".*.tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(d, key+".json"))
+}

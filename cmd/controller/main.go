@@ -51,6 +51,7 @@ func main() {
 		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
 		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
 		ProvisioningRequests: opts.ProvisioningRequests, ProvisioningRequestBookingTTL: opts.ProvisioningRequestBookingTTL,
+		Eviction: opts.Eviction(),
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

@@ -12,6 +12,8 @@ import (
 
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/utils/env"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 func init() {
@@ -47,6 +49,12 @@ type Options struct {
 	// ProvisioningRequestBookingTTL is how long capacity found or launched
 	// for a request is held for its pods.
 	ProvisioningRequestBookingTTL time.Duration
+	// CheckpointInterval and RestartTime are the eviction-cost estimate's
+	// defaults for GPU pods that do not state theirs (pkg/evictioncost):
+	// how often batch pods checkpoint ("never": they restart from zero),
+	// and how long a service replica takes to serve again.
+	CheckpointInterval string
+	RestartTime        time.Duration
 }
 
 // AddFlags registers the flags.
@@ -61,6 +69,8 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
 	fs.StringVar(&o.ProvisioningRequests, "provisioning-requests", env.WithDefaultString("PROVISIONING_REQUESTS", "auto"), "Serve ProvisioningRequests (autoscaling.x-k8s.io/v1, classes best-effort-atomic-scale-up and check-capacity): auto (when the CRD is installed), true or false")
 	fs.DurationVar(&o.ProvisioningRequestBookingTTL, "provisioning-request-booking-ttl", env.WithDefaultDuration("PROVISIONING_REQUEST_BOOKING_TTL", 10*time.Minute), "How long capacity found or launched for a ProvisioningRequest is held for its pods before BookingExpired")
+	fs.StringVar(&o.CheckpointInterval, "default-checkpoint-interval", env.WithDefaultString("DEFAULT_CHECKPOINT_INTERVAL", "1h"), "Eviction-cost estimate: how often batch GPU pods checkpoint unless they say (annotation karpenter-gpu.io/checkpoint-interval); a duration or never")
+	fs.DurationVar(&o.RestartTime, "default-restart-time", env.WithDefaultDuration("DEFAULT_RESTART_TIME", 5*time.Minute), "Eviction-cost estimate: how long a service GPU replica needs to serve again after an eviction unless it says (annotation karpenter-gpu.io/restart-time)")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
 
@@ -84,10 +94,23 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	if o.ProvisioningRequestBookingTTL <= 0 {
 		return fmt.Errorf("--provisioning-request-booking-ttl must be positive, got %s", o.ProvisioningRequestBookingTTL)
 	}
+	if _, err := evictioncost.ParseCheckpointInterval(o.CheckpointInterval); err != nil {
+		return fmt.Errorf("--default-checkpoint-interval: %w", err)
+	}
+	if o.RestartTime <= 0 {
+		return fmt.Errorf("--default-restart-time must be positive, got %s", o.RestartTime)
+	}
 	if o.Backend == "aws" && o.ClusterName == "" {
 		return fmt.Errorf("--cluster-name is required with --backend=aws")
 	}
 	return nil
+}
+
+// Eviction is the eviction-cost model the options describe (Parse has
+// validated them).
+func (o *Options) Eviction() evictioncost.Model {
+	ci, _ := evictioncost.ParseCheckpointInterval(o.CheckpointInterval)
+	return evictioncost.Model{CheckpointInterval: ci, RestartTime: o.RestartTime}
 }
 
 // ToContext stores the options in ctx.

@@ -53,16 +53,21 @@ func requests(milliCPU, memMi, gpus int64) corev1.ResourceList {
 }
 
 func newPod(name string, reqs corev1.ResourceList) *corev1.Pod {
+	var limits corev1.ResourceList
+	if gpus, ok := reqs[ks.ResourceNVIDIAGPU]; ok {
+		// Extended resources cannot be overcommitted: limits must equal requests.
+		limits = corev1.ResourceList{ks.ResourceNVIDIAGPU: gpus}
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs, Limits: limits}}},
 			TerminationGracePeriodSeconds: new(int64)},
 	}
 }
 
 func generate(rng *rand.Rand, index int) *clusterCase {
 	c := &clusterCase{index: index, bound: map[string][]*corev1.Pod{}}
-	for n := range 2 + rng.IntN(5) {
+	for n := range 3 + rng.IntN(5) {
 		tpl := templates[rng.IntN(len(templates))]
 		name := fmt.Sprintf("c%02d-n%d", index, n)
 		cpu, mem := tpl.milliCPU-int64(rng.IntN(4))*70, tpl.memMi-int64(rng.IntN(4))*300
@@ -113,14 +118,14 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 		}
 	}
 	for range podsPerCase {
-		gpus := pick[int64](rng, 0, 0, 0, 1, 1, 2, 4, 8)
-		reqs := requests(pick[int64](rng, -1, 100, 500, 1000, 2000, 3500, 6000, 12000), pick[int64](rng, -1, 256, 1024, 4096, 8192, 24576, 65536), gpus)
+		gpus := pick[int64](rng, 0, 0, 1, 1, 1, 2, 4, 8)
+		reqs := requests(pick[int64](rng, -1, 100, 500, 1000, 1500, 2000, 3500, 6000, 12000), pick[int64](rng, -1, 256, 1024, 2048, 4096, 8192, 24576, 65536), gpus)
 		p := newPod("", reqs)
 		if chance(rng, 0.1) {
 			// Limits only: the API server defaults the requests to them.
 			p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Limits: reqs}
 		}
-		if chance(rng, map[bool]float64{true: 0.85, false: 0.3}[gpus > 0]) {
+		if chance(rng, map[bool]float64{true: 0.9, false: 0.4}[gpus > 0]) {
 			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
 		}
 		if chance(rng, 0.3) {
@@ -130,7 +135,7 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 		if chance(rng, 0.1) {
 			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpExists})
 		}
-		if chance(rng, 0.15) {
+		if chance(rng, 0.1) {
 			p.Spec.NodeSelector = pick(rng, map[string]string{"tier": "gold"}, map[string]string{"gpu.model": "a100"})
 		}
 		if chance(rng, 0.35) {

@@ -38,7 +38,7 @@ const (
 	namespace = "schedulerdiff"
 	// cases is the number of randomized clusters; each schedules
 	// podsPerCase pending pods in turn.
-	cases       = 60
+	cases       = 100
 	podsPerCase = 2
 	seed        = 20260501
 	probeTaint  = "schedulerdiff/probe"
@@ -102,7 +102,9 @@ func TestSchedulerDifferential(t *testing.T) {
 	t.Logf("control plane and kube-scheduler up in %s", time.Since(start).Round(time.Millisecond))
 
 	rng := rand.New(rand.NewPCG(seed, 0))
-	var exact, tied, unschedulable, uniqueBest int
+	// scored counts the decisions between several feasible nodes with a
+	// single top score: the ones that tell scorers apart.
+	var exact, tied, unschedulable, single, scored int
 	for i := range cases {
 		profile := ks.Profiles[i%len(ks.Profiles)]
 		c := generate(rng, i)
@@ -136,8 +138,11 @@ func TestSchedulerDifferential(t *testing.T) {
 					t.Fatalf("%s: kube-scheduler bound %q, simulator chose %v\n%s", p.Name, real, nodeName(res.Node), desc)
 				case res.Node.Node.Name == real:
 					exact++
-					if res.Scores == nil || uniqueTop(res.Scores) {
-						uniqueBest++
+					switch {
+					case res.Scores == nil:
+						single++
+					case uniqueTop(res.Scores):
+						scored++
 					}
 				default:
 					realScore, found := scoreOf(res, real)
@@ -159,10 +164,10 @@ func TestSchedulerDifferential(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d cases, %d pods: %d same node (%d with a unique top score or a single candidate), %d a node with the same score, %d unschedulable for both; %s",
-		cases, cases*podsPerCase, exact, uniqueBest, tied, unschedulable, time.Since(start).Round(time.Millisecond))
-	if !t.Failed() && uniqueBest < cases*podsPerCase/2 {
-		t.Errorf("only %d of %d decisions had a unique best node: the cases do not tell scorers apart", uniqueBest, cases*podsPerCase)
+	t.Logf("%d cases, %d pods: %d same node (%d among several feasible nodes with a single top score, %d the only feasible node), %d a node with the same top score, %d unschedulable for both; %s",
+		cases, cases*podsPerCase, exact, scored, single, tied, unschedulable, time.Since(start).Round(time.Millisecond))
+	if !t.Failed() && scored < cases*podsPerCase/3 {
+		t.Errorf("only %d of %d decisions chose among several nodes with a single top score: the cases do not tell scorers apart", scored, cases*podsPerCase)
 	}
 }
 

@@ -137,7 +137,7 @@ var _ = Describe("Gang launches under chaos", func() {
 		live := lo.Filter(all, func(i *cloudprovider.Instance, _ int) bool { return i.State != cloudprovider.InstanceStateTerminated })
 		Expect(live).To(HaveLen(nodes), "no instance outlives its gang (0 leaked)")
 		Expect(provisioned).To(BeNumerically(">", 0))
-		Expect(provisioned).To(BeNumerically("<=", len(zones)*perZone/gangSize), "capacity bounds the gangs that fit")
+		Expect(provisioned).To(BeNumerically("<=", len(zones)*(perZone/gangSize)), "capacity bounds the gangs that fit")
 		AddReportEntry("gang chaos", fmt.Sprintf("gangs=%d size=%d rounds=%d provisioned=%d failed=%d instances launched=%d live=%d leaked=0 partial=0 faults=%v",
 			gangs, gangSize, rounds, provisioned, failed, launched, len(live), faults))
 		GinkgoWriter.Printf("gang chaos: gangs=%d provisioned=%d failed=%d rounds=%d instances launched=%d live=%d faults=%v\n",

@@ -279,12 +279,12 @@ var _ = Describe("ProvisioningRequest", func() {
 				c := cond(p, autoscalingv1.Provisioned)
 				Expect(c.Status).To(Equal(metav1.ConditionFalse))
 				Expect(c.Reason).To(Equal(pr.ReasonCapacityIsNotFound))
-				Expect(c.Message).To(ContainSubstring("retrying in 1m0s"))
+				Expect(c.Message).To(MatchRegexp(`retrying in 1m[0-9]+s`), "30 s doubled, plus up to a fifth")
 				Expect(cond(p, autoscalingv1.Failed)).To(BeNil())
 				// Within the backoff nothing is launched.
 				p = reconcileReq(p)
 				Expect(nodeClaimsOf(string(p.UID))).To(BeEmpty())
-				env.Clock.Step(time.Minute)
+				env.Clock.Step(time.Minute + 13*time.Second)
 			}
 		}
 		Expect(usedZones).To(HaveLen(2), "the retry avoids the zone that refused")

@@ -23,7 +23,9 @@ var _ = Describe("Gang planning", func() {
 		nc := gpuNodeClass()
 		ExpectApplied(ctx, env.Client, nc)
 		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		np := gpuNodePool(nc)
+		np.Spec.Limits = nil // test.NodePool's CPU limit would cap the 64-node gang (limits are honoured)
+		ExpectApplied(ctx, env.Client, np)
 		ctrl := pr.NewController(pr.Options{Clock: env.Clock, KubeClient: env.Client, CloudProvider: cloudProvider, Cluster: cluster, Recorder: recorder})
 		for _, tt := range []struct {
 			name      string

@@ -3,6 +3,7 @@ package provisioningrequest
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"sort"
 	"strconv"
@@ -55,9 +56,23 @@ func (c *Controller) atomic(ctx context.Context, pr *autoscalingv1.ProvisioningR
 		return reconcile.Result{RequeueAfter: c.opts.BookingTTL}, nil
 	}
 	attempt := detailInt(pr, DetailAttempt) + 1
-	plan, why, err := c.PlanAtomic(ctx, pods.all)
+	// One gang in flight per zone: gangs launched side by side in a zone
+	// compete for the same capacity, and when it runs short each loses a
+	// node and all of them roll back (and retry into each other again).
+	busy, err := c.busyZones(ctx, pr)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	plan, why, err := c.planAtomic(ctx, pods.all, busy)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if plan == nil && len(busy) > 0 {
+		if free, _, err := c.planAtomic(ctx, pods.all, nil); err == nil && free != nil {
+			setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonProvisioning,
+				fmt.Sprintf("Waiting: the zones that hold the gang (%s) are launching other gangs", free.Zone), metav1.NewTime(now))
+			return reconcile.Result{RequeueAfter: pollInterval}, nil
+		}
 	}
 	if plan == nil {
 		setDetail(pr, DetailAttempt, strconv.Itoa(attempt))
@@ -174,7 +189,7 @@ func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.Provis
 		setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
 		return reconcile.Result{}, nil
 	}
-	backoff := Backoff(c.opts.RetryBackoff, attempt)
+	backoff := jitter(Backoff(c.opts.RetryBackoff, attempt), string(pr.UID))
 	setDetail(pr, DetailRetryAfter, now.Add(backoff).UTC().Format(time.RFC3339Nano))
 	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound,
 		fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; everything launched for it was deleted; retrying in %s", attempt, c.opts.MaxAttempts, why, backoff), metav1.NewTime(now))
@@ -189,6 +204,14 @@ func Backoff(base time.Duration, attempt int) time.Duration {
 	}
 	d := float64(base) * math.Pow(2, float64(attempt-1))
 	return time.Duration(math.Min(d, float64(MaxRetryBackoff)))
+}
+
+// jitter adds up to a fifth to d, fixed per request, so requests that
+// failed together do not retry together.
+func jitter(d time.Duration, uid string) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(uid))
+	return d + time.Duration(float64(d)*0.2*float64(h.Sum32()%1000)/1000).Round(time.Second)
 }
 
 // deleteNodeClaims deletes every NodeClaim launched for the request (any
@@ -219,6 +242,11 @@ func (c *Controller) deleteNodeClaims(ctx context.Context, pr *autoscalingv1.Pro
 // plan holds every pod wins (ties by zone name). Nil with a reason when no
 // zone holds them all.
 func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan, string, error) {
+	return c.planAtomic(ctx, pods, nil)
+}
+
+// planAtomic is PlanAtomic leaving out the zones in skip.
+func (c *Controller) planAtomic(ctx context.Context, pods []*corev1.Pod, skip map[string]bool) (*Plan, string, error) {
 	opts, err := c.packingOptions(ctx)
 	if err != nil {
 		return nil, "", err
@@ -233,6 +261,10 @@ func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan,
 	var best *Plan
 	reasons := map[string]string{}
 	for _, z := range zones {
+		if skip[z] {
+			reasons[z] = "launching another gang"
+			continue
+		}
 		pinned, ok := withZone(pods, z)
 		if !ok {
 			reasons[z] = "pods select another zone"
@@ -252,6 +284,25 @@ func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan,
 		return nil, strings.Join(parts, "; "), nil
 	}
 	return best, "", nil
+}
+
+// busyZones are the zones where another request's attempt is in flight.
+func (c *Controller) busyZones(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (map[string]bool, error) {
+	list := &autoscalingv1.ProvisioningRequestList{}
+	if err := c.kube.List(ctx, list); err != nil {
+		return nil, err
+	}
+	busy := map[string]bool{}
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.UID == pr.UID || other.Spec.ProvisioningClassName != autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp {
+			continue
+		}
+		if _, inFlight := detailTime(other, DetailStarted); inFlight {
+			busy[detail(other, DetailZone)] = true
+		}
+	}
+	return busy, nil
 }
 
 // packingOptions are the packer's inputs as the provisioning loop's packer

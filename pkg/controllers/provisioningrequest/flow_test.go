@@ -117,7 +117,12 @@ func TestAtomicRetriesThenFails(t *testing.T) {
 		e.clk.Step(20 * time.Second)
 		req = e.reconcile(t, req)
 		if attempt < 3 {
-			wait := pr.Backoff(pr.DefaultRetryBackoff, attempt)
+			after, err := time.Parse(time.RFC3339Nano, string(req.Status.ProvisioningClassDetails[pr.DetailRetryAfter]))
+			e.must(t, err)
+			wait, base := after.Sub(e.clk.Now()), pr.Backoff(pr.DefaultRetryBackoff, attempt)
+			if wait < base || wait > base+base/5+time.Second {
+				t.Fatalf("attempt %d: retry in %s, want %s plus at most a fifth", attempt, wait, base)
+			}
 			if msg := cond(req, autoscalingv1.Provisioned).Message; !strings.Contains(msg, "retrying in "+wait.String()) {
 				t.Fatalf("attempt %d: %q does not say retrying in %s", attempt, msg, wait)
 			}

@@ -28,9 +28,11 @@ type nodeTemplate struct {
 	model                 string
 }
 
-// Node sizes of GPU clusters: CPU nodes, and 1-, 4- and 8-GPU nodes.
+// Node sizes of GPU clusters: CPU nodes (small ones, where the
+// scheduler's 100m / 200Mi stand-ins for missing requests weigh), and 1-,
+// 4- and 8-GPU nodes.
 var templates = []nodeTemplate{
-	{4000, 16384, 0, ""}, {16000, 65536, 0, ""}, {8000, 32768, 1, "l4"},
+	{2000, 4096, 0, ""}, {4000, 16384, 0, ""}, {16000, 65536, 0, ""}, {8000, 32768, 1, "l4"},
 	{32000, 131072, 4, "l4"}, {48000, 196608, 4, "a100"}, {96000, 786432, 8, "a100"},
 }
 
@@ -104,7 +106,7 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 		freeCPU, freeMem, freeGPU := cpu, mem, tpl.gpus
 		for k := range rng.IntN(4) {
 			podName := fmt.Sprintf("%s-bound-%d", name, k)
-			if chance(rng, 0.2) {
+			if chance(rng, 0.3) {
 				c.bound[name] = append(c.bound[name], newPod(podName, nil)) // best effort
 				continue
 			}
@@ -119,7 +121,7 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 	}
 	for range podsPerCase {
 		gpus := pick[int64](rng, 0, 0, 1, 1, 1, 2, 4, 8)
-		reqs := requests(pick[int64](rng, -1, 100, 500, 1000, 1500, 2000, 3500, 6000, 12000), pick[int64](rng, -1, 256, 1024, 2048, 4096, 8192, 24576, 65536), gpus)
+		reqs := requests(pick[int64](rng, -1, -1, 100, 500, 1000, 1500, 2000, 3500, 6000, 12000), pick[int64](rng, -1, -1, 256, 1024, 2048, 4096, 8192, 24576, 65536), gpus)
 		p := newPod("", reqs)
 		if chance(rng, 0.1) {
 			// Limits only: the API server defaults the requests to them.
@@ -211,4 +213,80 @@ func (c *clusterCase) create(ctx context.Context, t *testing.T, kube client.Clie
 	infos = append(infos, ks.NewNodeInfo(probe, pp))
 	ks.SortByName(infos)
 	return infos
+}
+
+// handCases are clusters built so that one detail of the scoring decides:
+// random clusters seldom hinge on it. Each runs under the profile given.
+func handCases() []struct {
+	profile ks.Profile
+	c       *clusterCase
+} {
+	ready := func(name string, milliCPU, memMi, gpus int64, taints ...corev1.Taint) *corev1.Node {
+		alloc := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110"),
+			corev1.ResourceCPU: *resource.NewMilliQuantity(milliCPU, resource.DecimalSI), corev1.ResourceMemory: *resource.NewQuantity(memMi<<20, resource.BinarySI)}
+		if gpus > 0 {
+			alloc[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		}
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}, Spec: corev1.NodeSpec{Taints: taints},
+			Status: corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	}
+	gpuPod := func(name string, milliCPU, memMi, gpus int64) *corev1.Pod {
+		p := newPod(name, requests(milliCPU, memMi, gpus))
+		p.Spec.Tolerations = []corev1.Toleration{{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists}}
+		return p
+	}
+	prefer := func(key string) corev1.Taint {
+		return corev1.Taint{Key: key, Value: "x", Effect: corev1.TaintEffectPreferNoSchedule}
+	}
+	var out []struct {
+		profile ks.Profile
+		c       *clusterCase
+	}
+	add := func(profile ks.Profile, c *clusterCase) {
+		out = append(out, struct {
+			profile ks.Profile
+			c       *clusterCase
+		}{profile, c})
+	}
+	for i, profile := range ks.Profiles {
+		// Pods without requests count 100m and 200Mi: a holds three of them
+		// (300m, 600Mi), b one pod asking 150m and 300Mi. Spreading picks
+		// b, packing a; counting missing requests as zero would reverse
+		// both.
+		ix := 200 + i
+		add(profile, &clusterCase{index: ix,
+			nodes: []*corev1.Node{ready(fmt.Sprintf("c%d-a", ix), 2000, 4096, 0), ready(fmt.Sprintf("c%d-b", ix), 2000, 4096, 0)},
+			bound: map[string][]*corev1.Pod{
+				fmt.Sprintf("c%d-a", ix): {newPod(fmt.Sprintf("c%d-a-0", ix), nil), newPod(fmt.Sprintf("c%d-a-1", ix), nil), newPod(fmt.Sprintf("c%d-a-2", ix), nil)},
+				fmt.Sprintf("c%d-b", ix): {newPod(fmt.Sprintf("c%d-b-0", ix), requests(150, 300, 0))},
+			},
+			pending: []*corev1.Pod{newPod("", nil)},
+		})
+		// GPU use against cpu and memory use: x has 6 of 8 GPUs in use and
+		// little cpu or memory, y 2 of 8 GPUs and most of its cpu and
+		// memory. Packing with the GPU weighted 10 picks x; with the GPU
+		// weighted like cpu and memory it would pick y.
+		ix = 210 + i
+		add(profile, &clusterCase{index: ix,
+			nodes: []*corev1.Node{ready(fmt.Sprintf("c%d-x", ix), 96000, 786432, 8), ready(fmt.Sprintf("c%d-y", ix), 96000, 786432, 8)},
+			bound: map[string][]*corev1.Pod{
+				fmt.Sprintf("c%d-x", ix): {gpuPod(fmt.Sprintf("c%d-x-0", ix), 1000, 1024, 6)},
+				fmt.Sprintf("c%d-y", ix): {gpuPod(fmt.Sprintf("c%d-y-0", ix), 90000, 720000, 2)},
+			},
+			pending: []*corev1.Pod{gpuPod("", 1000, 1024, 1)},
+		})
+		// PreferNoSchedule: two untolerated taints on p, one on q, none on
+		// r (the fullest): normalised 0, 50, 100 points, times 3.
+		ix = 220 + i
+		add(profile, &clusterCase{index: ix,
+			nodes: []*corev1.Node{
+				ready(fmt.Sprintf("c%d-p", ix), 8000, 32768, 0, prefer("spot"), prefer("maintenance")),
+				ready(fmt.Sprintf("c%d-q", ix), 8000, 32768, 0, prefer("spot")),
+				ready(fmt.Sprintf("c%d-r", ix), 8000, 32768, 0),
+			},
+			bound:   map[string][]*corev1.Pod{fmt.Sprintf("c%d-r", ix): {newPod(fmt.Sprintf("c%d-r-0", ix), requests(6000, 24000, 0))}},
+			pending: []*corev1.Pod{newPod("", requests(1000, 2048, 0))},
+		})
+	}
+	return out
 }

@@ -21,7 +21,8 @@ import (
 // A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods: any
 // right-sized set for them costs at most two g6.xlarge ($1.61/h), so it
 // wastes at least $11.7/h. Its two pods each cost $20 to evict (the
-// eviction-cost annotation), so break-even comes between 1h and 10h.
+// eviction-cost annotation); at breakEvenPercent 100 the node is released
+// once it has wasted $40: between 1h and 10h.
 var _ = Describe("Break-even protection of running GPU work", func() {
 	var (
 		nc    *v1alpha1.GPUNodeClass
@@ -32,6 +33,7 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100))}
 		np = gpuNodePool(nc)
 		claim, node = test.NodeClaimAndNode(karpv1.NodeClaim{
 			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
@@ -82,6 +84,17 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		Expect(protected()).To(BeFalse(), "at least $117 wasted after 10h: released to consolidation")
 		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(idlegpu.AnnotationProtected))
 	})
+	It("scales break-even with breakEvenPercent", func() {
+		nc.Spec.GPU.Disruption.BreakEvenPercent = ptrTo(int32(1000))
+		apply()
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		env.Clock.Step(2 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeTrue(), "at most $26.7 wasted after 2h, below 1000% of $40")
+		env.Clock.Step(40 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeFalse(), "at least $491 wasted after 42h, past 1000% of $40")
+	})
 	It("keeps a right-sized node protected however long it runs", func() {
 		claim.Labels[corev1.LabelInstanceTypeStable] = "g6.xlarge"
 		claim.Status.Capacity[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
@@ -96,7 +109,7 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		}
 	})
 	It("never releases under protection: Always (the old protectRunningGPUPods: true)", func() {
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true)}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true), BreakEvenPercent: ptrTo(int32(100))}
 		apply()
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		env.Clock.Step(100 * time.Hour)

@@ -207,7 +207,9 @@ func (c *clusterCase) create(ctx context.Context, t *testing.T, kube client.Clie
 	if err := kube.Create(ctx, pp); err != nil {
 		t.Fatal(err)
 	}
-	if got := waitScheduled(ctx, t, kube, probeName); got != probeName {
+	// The probe may find its node still not-ready (the taint's removal not
+	// seen yet) and be retried: wait for the binding.
+	if got := waitScheduled(ctx, t, kube, probeName, true); got != probeName {
 		t.Fatalf("probe pod bound to %q, want %s", got, probeName)
 	}
 	infos = append(infos, ks.NewNodeInfo(probe, pp))

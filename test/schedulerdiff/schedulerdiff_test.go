@@ -132,7 +132,7 @@ func TestSchedulerDifferential(t *testing.T) {
 				if err := kube.Create(ctx, p); err != nil {
 					t.Fatalf("creating %s: %v", p.Name, err)
 				}
-				real := waitScheduled(ctx, t, kube, p.Name)
+				real := waitScheduled(ctx, t, kube, p.Name, false)
 				stored := &corev1.Pod{}
 				if err := kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: p.Name}, stored); err != nil {
 					t.Fatal(err)
@@ -282,8 +282,8 @@ func cleanup(ctx context.Context, kube client.Client) error {
 }
 
 // waitScheduled waits until kube-scheduler has bound the pod (its node) or
-// marked it unschedulable ("").
-func waitScheduled(ctx context.Context, t *testing.T, kube client.Client, name string) string {
+// marked it unschedulable (""; with untilBound, only the binding counts).
+func waitScheduled(ctx context.Context, t *testing.T, kube client.Client, name string, untilBound bool) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -295,7 +295,7 @@ func waitScheduled(ctx context.Context, t *testing.T, kube client.Client, name s
 			return p.Spec.NodeName
 		}
 		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			if !untilBound && c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
 				return ""
 			}
 		}

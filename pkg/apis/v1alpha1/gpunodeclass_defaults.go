@@ -33,7 +33,7 @@ const (
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtection              = ProtectionBreakEven
-	DefaultBreakEvenPercent        = int32(100)
+	DefaultBreakEvenPercent        = int32(1000)
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when
@@ -108,7 +108,8 @@ func (in *GPUNodeClass) MIGStrategy() string {
 // GPUWorkProtection returns how nodes running GPU pods are protected
 // (ProtectionBreakEven, ProtectionAlways or ProtectionNever) and the
 // break-even percentage. The deprecated protectRunningGPUPods wins when set
-// (true: Always, false: Never); unset means BreakEven at 100 %.
+// (true: Always, false: Never); unset means BreakEven at
+// DefaultBreakEvenPercent.
 func (in *GPUNodeClass) GPUWorkProtection() (string, int32) {
 	mode, percent := DefaultProtection, DefaultBreakEvenPercent
 	d := in.Spec.GPU.Disruption

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -21,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
@@ -85,7 +87,7 @@ func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
 		MinCount:           i32(1),
 		MaxCount:           i32(1),
 		ImageId:            data.ImageId,
-		InstanceType:       ec2types.InstanceType(validationInstanceTypes[amiArch(ami)]),
+		InstanceType:       ec2types.InstanceType(b.validationInstanceType(ctx, amiArch(ami))),
 		UserData:           data.UserData,
 		IamInstanceProfile: &ec2types.IamInstanceProfileSpecification{Name: data.IamInstanceProfile.Name},
 		MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{
@@ -113,6 +115,32 @@ func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
 	}
 	_, err = b.ec2.RunInstances(cctx, in)
 	return dryRunVerdict("RunInstances", err)
+}
+
+// validationInstanceType is the type the launch dry run asks for: the
+// preferred small NVIDIA type of the architecture when the region offers it,
+// else the offered type of that architecture with the fewest accelerators
+// (then by name), so a region or account without the preferred type does
+// not fail validation for a reason that has nothing to do with the node
+// class.
+func (b *Backend) validationInstanceType(ctx context.Context, arch string) string {
+	want := validationInstanceTypes[arch]
+	entries, zones := b.types.current(ctx)
+	offered := func(name string) bool { return zones == nil || len(zones[name]) > 0 }
+	if offered(want) {
+		return want
+	}
+	candidates := lo.Filter(entries, func(e catalog.Entry, _ int) bool { return e.Arch == arch && e.AcceleratorCount > 0 && offered(e.Name) })
+	if len(candidates) == 0 {
+		return want
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		if candidates[i].AcceleratorCount != candidates[j].AcceleratorCount {
+			return candidates[i].AcceleratorCount < candidates[j].AcceleratorCount
+		}
+		return candidates[i].Name < candidates[j].Name
+	})
+	return candidates[0].Name
 }
 
 // dryRunVerdict maps a dry run's answer: DryRunOperation is success; a

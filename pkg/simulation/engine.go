@@ -628,7 +628,10 @@ func (e *engine) provision() error {
 }
 
 // updateNominations records which NodeClaim core (or the packer) planned
-// each pending pod on, for the kube-scheduler emulation to prefer. NodeClaims
+// each pending pod on, for the debug log only: kube-scheduler does not see
+// Karpenter's nominations (Karpenter v1.15 never sets
+// status.nominatedNodeName), so the binder scores nodes as kube-scheduler
+// does (kubescheduler.go) and may undo the plan. NodeClaims
 // with identical specs created in the same batch are interchangeable but
 // created concurrently by core, so which one got which pods depends on
 // goroutine scheduling; their pod sets are reassigned in name order to keep

@@ -14,10 +14,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
-	"strings"
 	"time"
 
+	"github.com/mitchellh/hashstructure/v2"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
@@ -145,7 +145,7 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 	c.mu.Lock()
 	v, ok := c.rightSizedCache[key]
 	c.mu.Unlock()
-	if ok {
+	if ok && key != "" {
 		return v, !math.IsNaN(v)
 	}
 	copies := make([]*corev1.Pod, len(pods))
@@ -168,24 +168,23 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 }
 
 // shapesKey identifies what the packer sees of pods on a NodePool: their
-// requests, selectors, affinities and tolerations, as a multiset.
+// requests and limits, selectors, affinities and tolerations, as a multiset
+// (hashed by value, so two pods of one shape share an entry).
 func shapesKey(np *karpv1.NodePool, pods []*corev1.Pod) string {
-	parts := make([]string, 0, len(pods))
+	shapes := make([]any, 0, len(pods))
 	for _, p := range pods {
-		var reqs []string
-		for _, ctr := range p.Spec.Containers {
-			for n, q := range ctr.Resources.Requests {
-				reqs = append(reqs, string(n)+"="+q.String())
-			}
-			for n, q := range ctr.Resources.Limits {
-				reqs = append(reqs, "l:"+string(n)+"="+q.String())
-			}
-		}
-		sort.Strings(reqs)
-		parts = append(parts, fmt.Sprintf("%v|%v|%v|%v", reqs, p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations))
+		shapes = append(shapes, struct {
+			Containers   []corev1.ResourceRequirements
+			NodeSelector map[string]string
+			Affinity     *corev1.Affinity
+			Tolerations  []corev1.Toleration
+		}{lo.Map(p.Spec.Containers, func(c corev1.Container, _ int) corev1.ResourceRequirements { return c.Resources }), p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations})
 	}
-	sort.Strings(parts)
-	return fmt.Sprintf("%s/%s/%d|%s", np.Name, np.UID, np.Generation, strings.Join(parts, "||"))
+	h, err := hashstructure.Hash(shapes, hashstructure.FormatV2, &hashstructure.HashOptions{SlicesAsSets: true})
+	if err != nil {
+		return "" // not memoised
+	}
+	return fmt.Sprintf("%s/%s/%d/%d", np.Name, np.UID, np.Generation, h)
 }
 
 // breakEven updates the node's ledger and says whether it stays protected.

@@ -352,3 +352,8 @@ func amiFor(nc *v1alpha1.GPUNodeClass, e *catalog.Entry) (v1alpha1.AMI, bool) {
 	labels := entryLabels(e)
 	return lo.Find(nc.Status.AMIs, func(a v1alpha1.AMI) bool { return matches(a.Requirements, labels) })
 }
+
+// amiDetail is what Resolve learned about an image beyond its status.
+type amiDetail struct {
+	ID, Name, Arch, RootDevice string
+}

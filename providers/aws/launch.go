@@ -417,9 +417,3 @@ func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequ
 	}
 	return nil, refused, nil
 }
-
-func (b *Backend) zoneOfSubnet(id string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.subnets[id].Zone
-}

@@ -80,3 +80,15 @@ func (b *Backend) resolveInstanceProfile(ctx context.Context, nc *v1alpha1.GPUNo
 	}
 	return name, "", nil
 }
+
+// instanceProfileName is the name of the profile managed for spec.role: one
+// per cluster and role, so node classes sharing a role share a profile.
+func (b *Backend) instanceProfileName(role string) string {
+	name := fmt.Sprintf("%s_%s", b.opts.ClusterName, shortHash(b.opts.Region+"/"+role))
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("+=,.@_-", r) {
+			return r
+		}
+		return '-'
+	}, lo.Substring(name, 0, 128))
+}

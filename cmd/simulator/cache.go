@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 var (
@@ -53,7 +54,7 @@ func executableHash() (string, error) {
 }
 
 // stockKey is the cache key of the stock run of w under cfg.
-func stockKey(w *simulation.Workload, cfg simulation.Config) (string, error) {
+func stockKey(w *workload.Workload, cfg simulation.Config) (string, error) {
 	bin, err := executableHash()
 	if err != nil {
 		return "", err

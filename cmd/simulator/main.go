@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 func main() {
@@ -75,7 +76,7 @@ Flags:
 	fs.StringVar(&f.catalog, "catalog", "", "instance catalog CSV replacing the embedded AWS catalog (same columns as pkg/catalog/data/aws-accelerated-instances.csv)")
 	fs.StringVar(&f.gpuMap, "gpu-map", "", "YAML file mapping trace GPU models (gpu_spec) to catalog GPUs, e.g. \"T4: {gpuNames: [t4]}\"; default: T4→t4, V100M16→v100, V100M32→v100 with >=32GiB, P100→v100, A10→a10g, G1/G2/G3→any GPU")
 	fs.BoolVar(&f.ignoreGPUModel, "ignore-gpu-model", false, "drop the trace's GPU model constraints (any GPU may run any GPU pod)")
-	fs.StringVar(&f.cpuPods, "cpu-pods", string(simulation.CPUPodsExclude), "what a trace replay does with pods that request no GPU: exclude (left out and counted: the GPU catalog has no CPU capacity and karpenter-gpu keeps CPU pods off GPU nodes), gpu-nodes (they tolerate the GPU taint and run on GPU nodes, as in the trace's all-GPU cluster), as-is (unschedulable unless a scenario NodePool offers CPU capacity)")
+	fs.StringVar(&f.cpuPods, "cpu-pods", string(workload.CPUPodsExclude), "what a trace replay does with pods that request no GPU: exclude (left out and counted: the GPU catalog has no CPU capacity and karpenter-gpu keeps CPU pods off GPU nodes), gpu-nodes (they tolerate the GPU taint and run on GPU nodes, as in the trace's all-GPU cluster), as-is (unschedulable unless a scenario NodePool offers CPU capacity)")
 	fs.StringVar(&f.snapshot, "snapshot", "", "provision every pod alive at this trace time (seconds, e.g. 10281600, a duration such as 2856h, or \"busiest\" for the moment with the most GPU pods alive) in one batch at t=0; pods never leave; default duration 1h (static comparison)")
 	fs.Int64Var(&f.seed, "seed", def.Seed, "seed of the fake fleet; the same seed and input give the same report")
 	fs.StringVar(&f.policy, "policy", string(def.Policy), "whose decisions run: karpenter-gpu (core's scheduler refined by the GPU packer, plus karpenter-gpu's controllers) or stock (Karpenter core alone)")
@@ -170,9 +171,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Catalog = entries
 	}
-	gpuMap, mapSource := simulation.DefaultGPUMap(), "default GPU map"
+	gpuMap, mapSource := workload.DefaultGPUMap(), "default GPU map"
 	if f.gpuMap != "" {
-		if gpuMap, err = simulation.LoadGPUMap(f.gpuMap); err != nil {
+		if gpuMap, err = workload.LoadGPUMap(f.gpuMap); err != nil {
 			return err
 		}
 		mapSource = f.gpuMap
@@ -183,11 +184,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if f.ignoreGPUModel {
 		gpuMap = nil
 	}
-	cpuPods, err := simulation.ParseCPUPods(f.cpuPods)
+	cpuPods, err := workload.ParseCPUPods(f.cpuPods)
 	if err != nil {
 		return err
 	}
-	qos, err := simulation.ParseQoSClasses(f.qosClasses)
+	qos, err := workload.ParseQoSClasses(f.qosClasses)
 	if err != nil {
 		return err
 	}
@@ -198,12 +199,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--service-restart: negative duration %s", f.serviceRestart)
 	}
 	cfg.Eviction.RestartTime = f.serviceRestart
-	opts := simulation.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods, QoSClasses: qos}
-	var w *simulation.Workload
+	opts := workload.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods, QoSClasses: qos}
+	var w *workload.Workload
 	if f.trace == "" {
-		w, err = simulation.DefaultInput(opts)
+		w, err = workload.DefaultInput(opts)
 	} else {
-		w, err = simulation.LoadInput(f.trace, opts)
+		w, err = workload.LoadInput(f.trace, opts)
 	}
 	if err != nil {
 		return err
@@ -349,7 +350,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // overrideDisruption applies --protection, --break-even-percent and
 // --consolidation-policy to the workload's node class and NodePools.
-func overrideDisruption(w *simulation.Workload, protection string, percent int, policy string) error {
+func overrideDisruption(w *workload.Workload, protection string, percent int, policy string) error {
 	if protection != "" || percent >= 0 {
 		nc := w.NodeClass.DeepCopy()
 		if nc.Spec.GPU.Disruption == nil {

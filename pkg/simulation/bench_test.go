@@ -2,13 +2,14 @@ package simulation
 
 import (
 	"context"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"sync"
 	"testing"
 )
 
 // benchCompare runs both policies concurrently on w, as `simulator
 // --compare` does, and reports the cost ratio.
-func benchCompare(b *testing.B, w *Workload, mutate func(*Config)) {
+func benchCompare(b *testing.B, w *workload.Workload, mutate func(*Config)) {
 	for i := 0; i < b.N; i++ {
 		lb := NewLowerBoundCache()
 		var wg sync.WaitGroup
@@ -42,7 +43,7 @@ func benchCompare(b *testing.B, w *Workload, mutate func(*Config)) {
 // BenchmarkSnapshotBusiestCompare: the busiest moment of the default trace
 // (53 GPU pods) provisioned in one batch, both policies, one hour.
 func BenchmarkSnapshotBusiestCompare(b *testing.B) {
-	full, err := DefaultInput(TraceOptions{GPUMap: DefaultGPUMap()})
+	full, err := workload.DefaultInput(workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func BenchmarkSnapshotBusiestCompare(b *testing.B) {
 //
 //	go test ./pkg/simulation -run '^$' -bench FullTraceCompare -benchtime 1x -timeout 3h
 func BenchmarkFullTraceCompare(b *testing.B) {
-	w, err := DefaultInput(TraceOptions{GPUMap: DefaultGPUMap()})
+	w, err := workload.DefaultInput(workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	if err != nil {
 		b.Fatal(err)
 	}

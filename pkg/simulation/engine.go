@@ -52,6 +52,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -87,7 +88,7 @@ type Config struct {
 	// LowerBoundExactShare is the share of simulated time whose fluid LP
 	// bound is solved exactly, longest-lived alive sets first; the rest
 	// gets solve-free bounds that stay valid but may be looser
-	// (boundfill.go). 0 means DefaultLowerBoundExactShare, 1 every moment.
+	// (bound/fill.go). 0 means DefaultLowerBoundExactShare, 1 every moment.
 	LowerBoundExactShare float64
 	// DebugLog, when set, receives one line per decision (provisioning,
 	// launches, bindings, disruption commands) with its simulated time, to
@@ -129,7 +130,7 @@ func DefaultConfig() Config {
 type engine struct {
 	ctx     context.Context
 	cfg     Config
-	w       *Workload
+	w       *workload.Workload
 	horizon time.Time
 
 	clk      *simClock
@@ -195,7 +196,7 @@ func (e *engine) timed(phase string, start time.Time) {
 }
 
 // Run simulates the workload under cfg and returns the result.
-func Run(ctx context.Context, w *Workload, cfg Config) (*Result, error) {
+func Run(ctx context.Context, w *workload.Workload, cfg Config) (*Result, error) {
 	e, err := newEngine(ctx, w, cfg)
 	if err != nil {
 		return nil, err
@@ -209,7 +210,7 @@ func Run(ctx context.Context, w *Workload, cfg Config) (*Result, error) {
 // LowerBound computes only the lower bound of w (the cluster is set up as
 // for Run, nothing is replayed): the cost floor of the workload, with the
 // number of LP solves and the share of time solved exactly.
-func LowerBound(ctx context.Context, w *Workload, cfg Config) (usd float64, solves int, exactTimeShare float64, err error) {
+func LowerBound(ctx context.Context, w *workload.Workload, cfg Config) (usd float64, solves int, exactTimeShare float64, err error) {
 	e, err := newEngine(ctx, w, cfg)
 	if err != nil {
 		return 0, 0, 0, err
@@ -224,7 +225,7 @@ func LowerBound(ctx context.Context, w *Workload, cfg Config) (usd float64, solv
 	return usd, e.cfg.LowerBound.solves, e.cfg.LowerBound.exactTime, err
 }
 
-func newEngine(ctx context.Context, w *Workload, cfg Config) (*engine, error) {
+func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, error) {
 	if cfg.BatchIdle <= 0 || cfg.BatchMax <= 0 {
 		return nil, fmt.Errorf("batch idle and max durations must be positive")
 	}
@@ -402,7 +403,7 @@ func (e *engine) run() error {
 	}
 	for _, ps := range e.pods {
 		e.push(simEvent{at: Epoch.Add(ps.spec.Arrival), kind: evArrive, pod: ps})
-		if ps.spec.Deletion != Forever {
+		if ps.spec.Deletion != workload.Forever {
 			ps.departAt = Epoch.Add(ps.spec.Deletion)
 			e.push(simEvent{at: ps.departAt, kind: evDepart, pod: ps})
 		}

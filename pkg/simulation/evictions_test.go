@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // logTime returns the simulated time of the first debug-log line
@@ -44,7 +45,7 @@ func TestEvictionModel(t *testing.T) {
 	started := 151 * time.Second
 	for _, class := range []evictioncost.Class{evictioncost.Batch, evictioncost.Service} {
 		t.Run(string(class), func(t *testing.T) {
-			w := load(t, "eviction.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+			w := load(t, "eviction.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 			for i := range w.Pods {
 				if w.Pods[i].Name == "long-0" && class == evictioncost.Service {
 					w.Pods[i].Annotations = map[string]string{evictioncost.AnnotationWorkloadClass: "service"}

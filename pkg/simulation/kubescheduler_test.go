@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // TestKubeScheduleProfiles drives the simulator's kube-scheduler on two
@@ -53,7 +54,7 @@ func TestKubeScheduleProfiles(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/nominated=%s/gpus=%d", tc.profile, tc.nominated, tc.gpus), func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.SchedulerProfile = tc.profile
-			e, err := newEngine(context.Background(), &Workload{}, cfg)
+			e, err := newEngine(context.Background(), &workload.Workload{}, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func TestKubeScheduleProfiles(t *testing.T) {
 			}
 		})
 	}
-	if _, err := newEngine(context.Background(), &Workload{}, func() Config { c := DefaultConfig(); c.SchedulerProfile = "spread"; return c }()); err == nil {
+	if _, err := newEngine(context.Background(), &workload.Workload{}, func() Config { c := DefaultConfig(); c.SchedulerProfile = "spread"; return c }()); err == nil {
 		t.Error("an unknown scheduler profile was accepted")
 	}
 }
@@ -95,7 +96,7 @@ func TestKubeScheduleProfiles(t *testing.T) {
 // same input and seed give the same report (karpenter-gpu policy; the
 // default profile is TestDeterminism's).
 func TestSchedulerProfileDeterminism(t *testing.T) {
-	w := load(t, "churn.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "churn.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	cfg := func(c *Config) { c.Seed, c.SchedulerProfile = 7, kubescheduler.ProfileBinPacking }
 	a, b := normalized(t, run(t, w, cfg)), normalized(t, run(t, w, cfg))
 	if a != b {
@@ -116,7 +117,7 @@ func TestSchedulerProfileDeterminism(t *testing.T) {
 // 2xlarge and xlarge, left empty, are consolidated within minutes. Under
 // the bin-packing profile the plan holds (TestHandChecked).
 func TestHandCheckedDefaultProfile(t *testing.T) {
-	w := load(t, "handchecked.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "handchecked.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	r := run(t, w, func(c *Config) { c.Policy, c.SchedulerProfile = PolicyKarpenterGPU, kubescheduler.ProfileDefault })
 	if r.Launches != 4 {
 		t.Errorf("%d launches, want 4 (the plan's three and a second g4dn.12xlarge)", r.Launches)

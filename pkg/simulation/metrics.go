@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // point is one step of a step function of simulated time.
@@ -111,7 +112,7 @@ func (c *collector) evictionLoss(cl evictioncost.Class, lost time.Duration, gpus
 // podDeparted records a batch pod's completion delay when an eviction
 // moved its end.
 func (c *collector) podDeparted(ps *podState) {
-	if ps.evictions == 0 || ps.spec.Deletion == Forever {
+	if ps.evictions == 0 || ps.spec.Deletion == workload.Forever {
 		return
 	}
 	if p := c.e.profileOf(ps); p.Class == evictioncost.Batch {
@@ -188,7 +189,7 @@ func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []point) {
 
 // requestedSeries is the step function of GPUs requested by pods alive in
 // the workload (whatever the simulation did with them).
-func requestedSeries(w *Workload) []point {
+func requestedSeries(w *workload.Workload) []point {
 	type delta struct {
 		t time.Duration
 		g int64
@@ -198,7 +199,7 @@ func requestedSeries(w *Workload) []point {
 		p := &w.Pods[i]
 		if g := p.GPUs(); g > 0 {
 			ds = append(ds, delta{p.Arrival, g})
-			if p.Deletion != Forever {
+			if p.Deletion != workload.Forever {
 				ds = append(ds, delta{p.Deletion, -g})
 			}
 		}

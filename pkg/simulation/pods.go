@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // Namespace holds every simulated pod.
@@ -22,7 +23,7 @@ const Namespace = "default"
 // podState follows one workload pod through the pod objects that represent
 // it (a new one after each eviction).
 type podState struct {
-	spec *PodSpec
+	spec *workload.PodSpec
 	idx  int
 	// name of the current pod object ("" before arrival and after
 	// departure).

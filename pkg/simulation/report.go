@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
@@ -49,10 +50,10 @@ type Result struct {
 	PodsArrived      int `json:"pods_arrived"`
 	// PodsExcluded were left out of the replay (--cpu-pods=exclude), listed
 	// in ExcludedPods.
-	PodsExcluded int           `json:"pods_excluded"`
-	ExcludedPods []ExcludedPod `json:"excluded_pods,omitempty"`
-	CPUPods      string        `json:"cpu_pods,omitempty"`
-	GPUPodsTotal int           `json:"gpu_pods_total"`
+	PodsExcluded int                    `json:"pods_excluded"`
+	ExcludedPods []workload.ExcludedPod `json:"excluded_pods,omitempty"`
+	CPUPods      string                 `json:"cpu_pods,omitempty"`
+	GPUPodsTotal int                    `json:"gpu_pods_total"`
 	// PodsUnschedulable never ran, and Karpenter's scheduler reported why
 	// (no instance type or NodePool can hold them).
 	PodsUnschedulable int                `json:"pods_unschedulable"`

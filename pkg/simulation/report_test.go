@@ -5,14 +5,14 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A region the catalog has no prices for is an error, never a $0 fleet.
 func TestNoPriceRegionIsAnError(t *testing.T) {
-	w := load(t, "handchecked.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "handchecked.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	cfg := DefaultConfig()
 	cfg.Region = "us-west-2"
 	_, err := Run(context.Background(), w, cfg)
@@ -21,43 +21,10 @@ func TestNoPriceRegionIsAnError(t *testing.T) {
 	}
 }
 
-// Slice keeps the pods alive in the window, counts those alive at its start
-// and those arriving in it, and drops the rest (before and after).
-func TestSliceCountsOnlyWindowPods(t *testing.T) {
-	w := &Workload{Source: "test", Pods: []PodSpec{
-		{Name: "gone", Arrival: 0, Deletion: time.Hour},                     // left before the window
-		{Name: "alive", Arrival: 30 * time.Minute, Deletion: 3 * time.Hour}, // alive at its start
-		{Name: "forever", Arrival: 0, Deletion: Forever},                    // alive at its start
-		{Name: "arrives", Arrival: 90 * time.Minute, Deletion: 5 * time.Hour},
-		{Name: "late", Arrival: 4 * time.Hour, Deletion: 6 * time.Hour}, // after its end
-	}, Excluded: []ExcludedPod{{Name: "cpu-early", deletion: time.Hour}, {Name: "cpu-in", arrival: 2 * time.Hour, deletion: Forever}}}
-	got, err := w.Slice(time.Hour, 2*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]PodSpec{}
-	for _, p := range got.Pods {
-		names[p.Name] = p
-	}
-	if len(names) != 3 || names["alive"].Arrival != 0 || names["forever"].Deletion != Forever || names["arrives"].Arrival != 30*time.Minute || names["alive"].Deletion != 2*time.Hour {
-		t.Fatalf("window pods %+v", got.Pods)
-	}
-	if got.Window.AliveAtStart != 2 || got.Window.Arrived != 1 {
-		t.Fatalf("window counts %+v, want 2 alive at start and 1 arrived", got.Window)
-	}
-	if len(got.Excluded) != 1 || got.Excluded[0].Name != "cpu-in" {
-		t.Fatalf("excluded %+v, want only the one alive in the window", got.Excluded)
-	}
-	w.Pods = w.Pods[:1]
-	if _, err := w.Slice(10*time.Hour, time.Hour); err == nil || !strings.Contains(err.Error(), "no pod is alive") {
-		t.Fatalf("an empty window: error %v", err)
-	}
-}
-
 // The report carries its time series in the JSON (and back), and as CSV
 // with one row per change and policy.
 func TestTimeSeriesJSONAndCSV(t *testing.T) {
-	w := load(t, "handchecked.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "handchecked.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	r := run(t, w, func(c *Config) { c.Policy = PolicyStock })
 	b, err := json.Marshal(r)
 	if err != nil {

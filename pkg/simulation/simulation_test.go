@@ -17,18 +17,19 @@ import (
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
-func load(t *testing.T, name string, opts TraceOptions) *Workload {
+func load(t *testing.T, name string, opts workload.TraceOptions) *workload.Workload {
 	t.Helper()
-	w, err := LoadInput(filepath.Join("testdata", name), opts)
+	w, err := workload.LoadInput(filepath.Join("testdata", name), opts)
 	if err != nil {
 		t.Fatalf("loading %s: %v", name, err)
 	}
 	return w
 }
 
-func run(t *testing.T, w *Workload, mutate func(*Config)) *Result {
+func run(t *testing.T, w *workload.Workload, mutate func(*Config)) *Result {
 	t.Helper()
 	cfg := DefaultConfig()
 	if mutate != nil {
@@ -69,7 +70,7 @@ func run(t *testing.T, w *Workload, mutate func(*Config)) *Result {
 // (the cheapest type holding it), multi → 12xlarge (the cheapest with 4
 // GPUs): $5.190/h over the hour the pods are alive.
 func TestHandChecked(t *testing.T) {
-	w := load(t, "handchecked.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "handchecked.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	for _, tc := range []struct {
 		policy   Policy
 		types    map[string]int // instances launched, by type
@@ -132,7 +133,7 @@ func normalized(t *testing.T, r *Result) string {
 }
 
 func TestDeterminism(t *testing.T) {
-	w := load(t, "churn.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "churn.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	for _, p := range []Policy{PolicyStock, PolicyKarpenterGPU} {
 		t.Run(string(p), func(t *testing.T) {
 			a := normalized(t, run(t, w, func(c *Config) { c.Policy, c.Seed = p, 7 }))
@@ -160,14 +161,14 @@ func firstDiff(a, b string) string {
 // CPU-only pods on GPU nodes (which that controller removes) and
 // consolidates.
 func TestIdlePollingEquivalence(t *testing.T) {
-	w := load(t, "churn.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "churn.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	cpu := w.Pods[0]
 	cpu.Name, cpu.Arrival, cpu.Deletion = "cpu-only", 30*time.Minute, 3*time.Hour
 	cpu.Requests = corev1.ResourceList{corev1.ResourceCPU: cpu.Requests[corev1.ResourceCPU]}
 	cpu.Tolerations = []corev1.Toleration{{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	w.Pods = append(w.Pods, cpu)
-	w.sortPods()
-	w.CPUPods = CPUPodsGPUNodes
+	w.SortPods()
+	w.CPUPods = workload.CPUPodsGPUNodes
 	skipping := run(t, w, nil)
 	faithful := run(t, w, func(c *Config) { c.FaithfulPolling = true })
 	// Reconcile counts differ by construction (fewer polls).
@@ -184,7 +185,7 @@ func TestIdlePollingEquivalence(t *testing.T) {
 // pods, each launched on its cheapest option (what the provider does), hold
 // the same pods as the nodes the simulation launched and bound them to.
 func TestStockMatchesCore(t *testing.T) {
-	full, err := DefaultInput(TraceOptions{GPUMap: DefaultGPUMap()})
+	full, err := workload.DefaultInput(workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func cheapest(t *testing.T, nc *scheduling.NodeClaim) string {
 }
 
 func TestUnschedulablePodsAreListed(t *testing.T) {
-	w := load(t, "unschedulable.yaml", TraceOptions{GPUMap: DefaultGPUMap()})
+	w := load(t, "unschedulable.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
 	r := run(t, w, nil)
 	if r.PodsUnschedulable != 1 || len(r.UnschedulablePods) != 1 || r.UnschedulablePods[0].Name != "huge-0" {
 		t.Fatalf("unschedulable %d %+v, want huge-0", r.PodsUnschedulable, r.UnschedulablePods)
@@ -290,46 +291,4 @@ func TestUnschedulablePodsAreListed(t *testing.T) {
 	if r.PodWaitSeconds.Count != 1 {
 		t.Errorf("%d pods ran, want 1", r.PodWaitSeconds.Count)
 	}
-}
-
-func TestBadInput(t *testing.T) {
-	for _, tc := range []struct {
-		file string
-		want []string // substrings of the error: file, line, field, problem
-	}{
-		{"bad_malformed.csv", []string{"bad_malformed.csv:3:", `field "cpu_milli"`, "malformed"}},
-		{"bad_unknown_column.csv", []string{"bad_unknown_column.csv:1:", `field "flavor"`, "unknown column"}},
-		{"bad_negative_duration.csv", []string{"bad_negative_duration.csv:4:", `field "deletion_time"`, "negative duration"}},
-		{"bad_gpu_model.csv", []string{"bad_gpu_model.csv:3:", `field "gpu_spec"`, `unknown GPU model "H800"`}},
-		{"bad_scenario_unknown_field.yaml", []string{"bad_scenario_unknown_field.yaml:6:", `field "podGroups[0].gpuModel"`, "unknown field"}},
-		{"bad_scenario_negative.yaml", []string{"bad_scenario_negative.yaml:5:", `field "podGroups[0].duration"`, "negative duration"}},
-		{"bad_scenario_gpu_model.yaml", []string{"bad_scenario_gpu_model.yaml:5:", `field "a.gpuModels"`, `unknown GPU model "H800"`}},
-		{"bad_scenario_nodepool.yaml", []string{"bad_scenario_nodepool.yaml:6:", `field "nodePools[0].spec.template.spec.requirement"`, "unknown field"}},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			_, err := LoadInput(filepath.Join("testdata", tc.file), TraceOptions{GPUMap: DefaultGPUMap()})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, s := range tc.want {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not contain %q", err, s)
-				}
-			}
-		})
-	}
-	t.Run("bad_gpumap.yaml", func(t *testing.T) {
-		_, err := LoadGPUMap(filepath.Join("testdata", "bad_gpumap.yaml"))
-		for _, s := range []string{"bad_gpumap.yaml:2:", `field "V100M32.minMemoryMiB"`, "unknown field"} {
-			if err == nil || !strings.Contains(err.Error(), s) {
-				t.Errorf("error %v does not contain %q", err, s)
-			}
-		}
-	})
-	t.Run("gpu map names a GPU the catalog lacks", func(t *testing.T) {
-		m := GPUMap{"X1": {GPUNames: []string{"x1"}}}
-		if err := m.Validate(nil, "map.yaml"); err == nil || !strings.Contains(err.Error(), `model "X1"`) {
-			t.Errorf("error %v does not name the model", err)
-		}
-	})
 }

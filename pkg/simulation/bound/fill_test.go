@@ -1,4 +1,4 @@
-package simulation
+package bound
 
 import (
 	"math"
@@ -23,29 +23,29 @@ func TestSolveFreeBoundsAreLowerBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
-	bp := &boundProblem{}
+	bp := &Problem{Solve: solve}
 	for _, it := range its {
-		bp.types = append(bp.types, lowerbound.Type{Name: it.Name, Allocatable: it.Allocatable(), Price: it.Offerings.Cheapest().Price})
+		bp.Types = append(bp.Types, lowerbound.Type{Name: it.Name, Allocatable: it.Allocatable(), Price: it.Offerings.Cheapest().Price})
 	}
 	for _, s := range [][3]int64{{4000, 16384, 1}, {8000, 30000, 1}, {12000, 60000, 2}, {32000, 120000, 4}, {64000, 400000, 8}, {2000, 8000, 0}, {900000, 1, 1}} {
 		req := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(s[0], resource.DecimalSI), corev1.ResourceMemory: *resource.NewQuantity(s[1]<<20, resource.BinarySI)}
 		if s[2] > 0 {
 			req[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(s[2], resource.DecimalSI)
 		}
-		bp.shapes = append(bp.shapes, lbShape{requests: req})
-		compat := make([]bool, len(bp.types))
+		bp.Shapes = append(bp.Shapes, Shape{Requests: req})
+		compat := make([]bool, len(bp.Types))
 		for i := range compat {
 			compat[i] = true
 		}
-		bp.compat = append(bp.compat, compat)
+		bp.Compat = append(bp.Compat, compat)
 	}
 	cb := bp.cheapBound()
-	if cb.single[len(bp.shapes)-1] != 0 {
-		t.Errorf("a shape no type holds must count 0 (the LP leaves it out), got %v", cb.single[len(bp.shapes)-1])
+	if cb.single[len(bp.Shapes)-1] != 0 {
+		t.Errorf("a shape no type holds must count 0 (the LP leaves it out), got %v", cb.single[len(bp.Shapes)-1])
 	}
 	r := rand.New(rand.NewSource(7))
 	random := func() []int {
-		c := make([]int, len(bp.shapes))
+		c := make([]int, len(bp.Shapes))
 		for i := range c {
 			c[i] = r.Intn(6)
 		}
@@ -99,4 +99,8 @@ func TestExactKeysCoverTheLongestLived(t *testing.T) {
 			t.Errorf("share 1 solved %d of %d", len(exact), len(d))
 		}
 	}
+}
+
+func solve(shapes []lowerbound.Shape, types []lowerbound.Type, compatible func(shape, typ int) bool) float64 {
+	return lowerbound.Bound(shapes, types, lowerbound.Options{Compatible: compatible}).Cost
 }

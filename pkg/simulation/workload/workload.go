@@ -1,4 +1,8 @@
-package simulation
+// Package workload holds what a simulation replays: the workload inputs
+// (Alibaba trace pods, native YAML scenarios, GPU model maps) parsed into
+// pods with arrival and deletion times, and the cluster's provisioning
+// configuration (GPUNodeClass, NodePools).
+package workload
 
 import (
 	"fmt"
@@ -274,11 +278,13 @@ func FromTrace(pods []trace.Pod, source string, opts TraceOptions) (*Workload, e
 		}
 		w.Pods = append(w.Pods, spec)
 	}
-	w.sortPods()
+	w.SortPods()
 	return w, nil
 }
 
-func (w *Workload) sortPods() {
+// SortPods orders the pods by arrival, then name (the order Workload.Pods
+// keeps); call it after adding pods.
+func (w *Workload) SortPods() {
 	sort.SliceStable(w.Pods, func(i, j int) bool {
 		if w.Pods[i].Arrival != w.Pods[j].Arrival {
 			return w.Pods[i].Arrival < w.Pods[j].Arrival
@@ -303,7 +309,7 @@ func (w *Workload) Snapshot(t time.Duration) *Workload {
 	for _, x := range w.Excluded {
 		out.Excluded = append(out.Excluded, x)
 	}
-	out.sortPods()
+	out.SortPods()
 	return &out
 }
 
@@ -349,7 +355,7 @@ func (w *Workload) Slice(start, length time.Duration) (*Workload, error) {
 		out.Source = fmt.Sprintf("%s, window %s+%s", w.Source, start, length)
 	}
 	out.Window = win
-	out.sortPods()
+	out.SortPods()
 	return &out, nil
 }
 

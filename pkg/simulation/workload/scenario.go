@@ -1,4 +1,4 @@
-package simulation
+package workload
 
 import (
 	"bytes"
@@ -340,7 +340,7 @@ func (s *Scenario) Workload(opts TraceOptions) (*Workload, error) {
 				w.Pods = append(w.Pods, p)
 			}
 		}
-		w.sortPods()
+		w.SortPods()
 	}
 	w.NodeClass = s.NodeClass
 	if len(s.NodePools) > 0 {

@@ -1,4 +1,4 @@
-package simulation
+package workload
 
 import (
 	"bytes"
@@ -22,16 +22,20 @@ var scenarioErrorRE = regexp.MustCompile(`^` + regexp.QuoteMeta(fuzzSource) + `(
 var fieldErrorRE = regexp.MustCompile(`^` + regexp.QuoteMeta(fuzzSource) + `:\d+: field "(?:[^"\\]|\\.)*": \S`)
 
 // FuzzScenario feeds ParseScenario (and, for small pod-group scenarios,
-// Workload) arbitrary bytes, seeded with every scenario in testdata and some
-// malformed ones. Properties: no panic; an error is non-empty, starts with
+// Workload) arbitrary bytes, seeded with every scenario in testdata (this
+// package's and the simulator's) and some malformed ones. Properties: no panic; an error is non-empty, starts with
 // the source, carries a line within the input when it has one, and reads
 // `field "path": problem` when it names a field; a scenario that parses
 // holds what the simulator relies on (a node class, NodePools referring to
 // it, valid pod groups or a trace).
 func FuzzScenario(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
+	var seeds []string
+	for _, dir := range []string{"testdata", filepath.Join("..", "testdata")} {
+		m, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, m...)
 	}
 	for _, p := range seeds {
 		b, err := os.ReadFile(p)

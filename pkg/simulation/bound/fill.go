@@ -1,4 +1,4 @@
-package simulation
+package bound
 
 // Solving the fluid LP at every change of the alive set costs ~0.1 s per
 // distinct multiset, thousands of times for a long trace: most of a replay's
@@ -22,9 +22,9 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 )
 
-// DefaultLowerBoundExactShare is the share of simulated time whose bound is
-// solved exactly by default.
-const DefaultLowerBoundExactShare = 0.9
+// DefaultExactShare is the share of simulated time whose bound is solved
+// exactly by default.
+const DefaultExactShare = 0.9
 
 // minExactSolves multisets are always solved exactly (cheap).
 const minExactSolves = 200
@@ -36,10 +36,10 @@ type cheapBound struct {
 	nRes    int
 }
 
-func (bp *boundProblem) cheapBound() *cheapBound {
+func (bp *Problem) cheapBound() *cheapBound {
 	resIdx := map[string]int{}
-	for _, s := range bp.shapes {
-		for name, q := range s.requests {
+	for _, s := range bp.Shapes {
+		for name, q := range s.Requests {
 			if q.Sign() > 0 && lowerbound.Modelled(name) {
 				if _, ok := resIdx[string(name)]; !ok {
 					resIdx[string(name)] = len(resIdx)
@@ -47,10 +47,10 @@ func (bp *boundProblem) cheapBound() *cheapBound {
 			}
 		}
 	}
-	cb := &cheapBound{single: make([]float64, len(bp.shapes)), perUnit: make([][]float64, len(bp.shapes)), nRes: len(resIdx)}
-	for s, sh := range bp.shapes {
+	cb := &cheapBound{single: make([]float64, len(bp.Shapes)), perUnit: make([][]float64, len(bp.Shapes)), nRes: len(resIdx)}
+	for s, sh := range bp.Shapes {
 		req := make([]float64, len(resIdx))
-		for name, q := range sh.requests {
+		for name, q := range sh.Requests {
 			if i, ok := resIdx[string(name)]; ok {
 				req[i] = math.Max(q.AsApproximateFloat64(), 0)
 			}
@@ -60,8 +60,8 @@ func (bp *boundProblem) cheapBound() *cheapBound {
 		for r := range per {
 			per[r] = math.Inf(1)
 		}
-		for t, typ := range bp.types {
-			if !bp.compat[s][t] {
+		for t, typ := range bp.Types {
+			if !bp.Compat[s][t] {
 				continue
 			}
 			share, fits := 0.0, true

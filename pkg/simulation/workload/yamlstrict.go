@@ -1,4 +1,4 @@
-package simulation
+package workload
 
 import (
 	"bytes"

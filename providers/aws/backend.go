@@ -1,9 +1,15 @@
 // Package aws is the EC2 backend of karpenter-gpu. It executes what the
 // provider (pkg/cloudprovider) decided: it resolves a GPUNodeClass's subnets,
-// security groups, images and instance profile (Resolve), describes where and
-// at what price a node class can launch (Offerings), launches an instance
-// through an instant EC2 Fleet over the provider's ordered options (Launch),
-// and finds, lists and terminates the instances it launched.
+// security groups, images and instance profile (Resolve, one
+// StatusReconciler per concern), dry-runs a launch (Validate), describes
+// where and at what price a node class can launch (Offerings), launches an
+// instance through an instant EC2 Fleet over the provider's ordered options
+// (Launch), and finds, lists and terminates the instances it launched.
+//
+// Each concern is a subpackage with its own Provider, as in
+// karpenter-provider-aws: subnet, securitygroup, ami, instanceprofile,
+// pricing, instancetype, capacityreservation, offering, launchtemplate and
+// instance; Backend assembles them (NewBackend) and delegates.
 //
 // Every call goes through aws-sdk-go-v2 clients; tests point them at the
 // in-process server in providers/aws/fakeaws through BaseEndpoint.
@@ -13,19 +19,28 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"sync"
 	"time"
 
-	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	awspricing "github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/samber/lo"
 	"k8s.io/utils/clock"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/ami"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/capacityreservation"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/instance"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/instanceprofile"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/instancetype"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/launchtemplate"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/offering"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/pricing"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/securitygroup"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/subnet"
 )
 
 // ProviderIDPrefix starts every provider ID this backend returns; the full
@@ -72,7 +87,7 @@ type Options struct {
 	EC2 *ec2.Client
 	SSM *ssm.Client
 	// Pricing refreshes on-demand prices; nil keeps the embedded prices.
-	Pricing *pricing.Client
+	Pricing *awspricing.Client
 	// IAM manages instance profiles for spec.role and verifies
 	// spec.instanceProfile; nil accepts spec.instanceProfile as given and
 	// reports spec.role as unresolvable.
@@ -108,32 +123,26 @@ type Options struct {
 	BatchMax  time.Duration
 }
 
-// Backend implements cloudprovider.Backend and nodeclass.Resolver on EC2.
+// Backend implements cloudprovider.Backend, nodeclass.Resolver and
+// nodeclass.Validator on EC2. It assembles one provider per concern (the
+// subpackages of providers/aws) and delegates to them.
 type Backend struct {
-	opts        Options
-	ec2         *ec2.Client
-	ssm         *ssm.Client
-	pricing     *pricing.Client
-	iam         *iam.Client
-	clock       clock.Clock
-	launchSlots chan struct{}
-	// started is when this backend (this controller process) started: a
-	// NodeClaim created before may have been launched by a previous process.
-	started time.Time
+	opts  Options
+	clock clock.Clock
 
-	prices       *priceBook
-	types        *typeBook
-	reservations *reservationBook
-	images       *imageBook
-	templates    *templateCache
-	batcher      *fleetBatcher
-
-	mu sync.Mutex
-	// subnets and amis remember details Resolve saw that the status does
-	// not hold (free IPs, root device names).
-	subnets map[string]subnetDetail
-	amis    map[string]amiDetail
-	zones   *refreshed[[]string]
+	subnets          *subnet.Provider
+	securityGroups   *securitygroup.Provider
+	amis             *ami.Provider
+	instanceProfiles *instanceprofile.Provider
+	prices           *pricing.Provider
+	types            *instancetype.Provider
+	reservations     *capacityreservation.Provider
+	offerings        *offering.Provider
+	templates        *launchtemplate.Provider
+	instances        *instance.Provider
+	// reconcilers resolve the GPUNodeClass status, one concern each, in
+	// this order (Resolve).
+	reconcilers []StatusReconciler
 }
 
 var _ cloudprovider.Backend = (*Backend)(nil)
@@ -172,25 +181,41 @@ func NewBackend(ctx context.Context, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("aws: loading embedded catalog, %w", err)
 		}
 	}
-	b := &Backend{
-		opts:        opts,
-		ec2:         opts.EC2,
-		ssm:         opts.SSM,
-		pricing:     opts.Pricing,
-		iam:         opts.IAM,
-		clock:       clk,
-		launchSlots: make(chan struct{}, opts.MaxConcurrentLaunches),
-		started:     clk.Now(),
-		subnets:     map[string]subnetDetail{},
-		amis:        map[string]amiDetail{},
-		zones:       newRefreshed[[]string](clk, time.Hour, opts.RefreshRetry),
+	b := &Backend{opts: opts, clock: clk}
+	b.subnets = subnet.NewProvider(subnet.Options{EC2: opts.EC2, CallTimeout: opts.CallTimeout})
+	b.securityGroups = securitygroup.NewProvider(securitygroup.Options{EC2: opts.EC2, CallTimeout: opts.CallTimeout})
+	b.types = instancetype.NewProvider(instancetype.Options{EC2: opts.EC2, Entries: entries, DisableDiscovery: opts.DisableInstanceTypeDiscovery,
+		Clock: clk, Refresh: opts.InstanceTypeRefresh, RefreshRetry: opts.RefreshRetry, CallTimeout: opts.CallTimeout})
+	b.amis = ami.NewProvider(ami.Options{EC2: opts.EC2, SSM: opts.SSM, KubernetesVersion: opts.KubernetesVersion, InstanceTypes: b.types,
+		Clock: clk, Refresh: opts.ImageRefresh, RefreshRetry: opts.RefreshRetry, CallTimeout: opts.CallTimeout})
+	ipOpts := instanceprofile.Options{ClusterName: opts.ClusterName, Region: opts.Region, CallTimeout: opts.CallTimeout}
+	if opts.IAM != nil { // a nil *iam.Client must stay a nil interface
+		ipOpts.IAM = opts.IAM
 	}
-	b.prices = newPriceBook(b, entries)
-	b.types = newTypeBook(b, entries)
-	b.reservations = newReservationBook(b)
-	b.images = newImageBook(b)
-	b.templates = newTemplateCache(clk, opts.LaunchTemplateTTL)
-	b.batcher = newFleetBatcher(b, lo.Ternary(opts.BatchIdle == 0, DefaultBatchIdle, opts.BatchIdle), lo.Ternary(opts.BatchMax <= 0, DefaultBatchMax, opts.BatchMax))
+	b.instanceProfiles = instanceprofile.NewProvider(ipOpts)
+	priceOpts := pricing.Options{EC2: opts.EC2, Region: opts.Region, Entries: entries, Clock: clk,
+		OnDemandRefresh: opts.OnDemandPriceRefresh, SpotRefresh: opts.SpotPriceRefresh, RefreshRetry: opts.RefreshRetry, CallTimeout: opts.CallTimeout}
+	if opts.Pricing != nil {
+		priceOpts.Pricing = opts.Pricing
+	}
+	b.prices = pricing.NewProvider(priceOpts)
+	b.reservations = capacityreservation.NewProvider(capacityreservation.Options{EC2: opts.EC2, Tags: opts.CapacityReservationTags,
+		Clock: clk, Refresh: opts.ReservationRefresh, RefreshRetry: opts.RefreshRetry, CallTimeout: opts.CallTimeout})
+	b.offerings = offering.NewProvider(offering.Options{EC2: opts.EC2, Region: opts.Region, InstanceTypes: b.types, Prices: b.prices,
+		Reservations: b.reservations, Clock: clk, RefreshRetry: opts.RefreshRetry, CallTimeout: opts.CallTimeout})
+	b.templates = launchtemplate.NewProvider(launchtemplate.Options{EC2: opts.EC2, ClusterName: opts.ClusterName,
+		ClusterEndpoint: opts.ClusterEndpoint, ClusterCABundle: opts.ClusterCABundle, ClusterCIDR: opts.ClusterCIDR, ClusterDNS: opts.ClusterDNS,
+		Images: b.amis, Clock: clk, TTL: opts.LaunchTemplateTTL, CallTimeout: opts.CallTimeout})
+	b.instances = instance.NewProvider(instance.Options{EC2: opts.EC2, ClusterName: opts.ClusterName, Clock: clk,
+		Subnets: b.subnets, Templates: b.templates, InstanceTypes: b.types, Reservations: b.reservations,
+		MaxConcurrentLaunches: opts.MaxConcurrentLaunches, CallTimeout: opts.CallTimeout, LaunchTimeout: opts.LaunchTimeout,
+		BatchIdle: opts.BatchIdle, BatchMax: opts.BatchMax})
+	b.reconcilers = []StatusReconciler{
+		&SubnetReconciler{Subnets: b.subnets},
+		&SecurityGroupReconciler{SecurityGroups: b.securityGroups},
+		&AMIReconciler{AMIs: b.amis},
+		&InstanceProfileReconciler{InstanceProfiles: b.instanceProfiles},
+	}
 	return b, nil
 }
 
@@ -213,20 +238,46 @@ func (b *Backend) InstanceID(providerID string) (string, error) {
 	return m[1], nil
 }
 
-// call bounds one API call with the call timeout.
-func (b *Backend) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, b.opts.CallTimeout)
+// Offerings implements cloudprovider.Backend (offering.Provider).
+func (b *Backend) Offerings(ctx context.Context, nc *v1alpha1.GPUNodeClass) (*cloudprovider.OfferingInfo, error) {
+	return b.offerings.Offerings(ctx, nc)
 }
 
-// clusterTagKey is the tag the AWS cloud controller and load balancer
-// controllers use to find a cluster's instances.
-func (b *Backend) clusterTagKey() string { return "kubernetes.io/cluster/" + b.opts.ClusterName }
+// Launch implements cloudprovider.Backend (instance.Provider).
+func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+	return b.instances.Launch(ctx, req)
+}
 
-// region returns the configured region.
-func (b *Backend) region() string { return b.opts.Region }
+// LaunchGang launches a gang all at once or not at all (instance.Provider).
+func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult, error) {
+	return b.instances.LaunchGang(ctx, req)
+}
 
-// ptr helpers kept short for the request builders.
-var (
-	str = awssdk.String
-	i32 = awssdk.Int32
+// Get implements cloudprovider.Backend.
+func (b *Backend) Get(ctx context.Context, id string) (*cloudprovider.Instance, error) {
+	return b.instances.Get(ctx, id)
+}
+
+// List implements cloudprovider.Backend: every instance of this cluster not
+// yet terminated that is tagged with a NodeClaim.
+func (b *Backend) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
+	return b.instances.List(ctx)
+}
+
+// Terminate implements cloudprovider.Backend.
+func (b *Backend) Terminate(ctx context.Context, id string) error {
+	return b.instances.Terminate(ctx, id)
+}
+
+// Gang launches (instance.Provider.LaunchGang); see designs/gang.md.
+type (
+	GangRequest       = instance.GangRequest
+	GangResult        = instance.GangResult
+	GangCapacityError = instance.GangCapacityError
 )
+
+// IsGangCapacityError reports whether err is a whole-gang refusal.
+func IsGangCapacityError(err error) bool { return instance.IsGangCapacityError(err) }
+
+// RestartLookupWindow: see instance.RestartLookupWindow.
+const RestartLookupWindow = instance.RestartLookupWindow

@@ -24,7 +24,7 @@ const DefaultOrphanGracePeriod = cloudprovider.DefaultOrphanGracePeriod
 func (b *Backend) OrphanOptions(o orphans.Options) orphans.Options {
 	o.Instances = everyInstance{b}
 	o.Retag = func(ctx context.Context, id, nodeClaim string) error {
-		return b.batcher.tag(ctx, id, map[string]string{cloudprovider.TagNodeClaim: nodeClaim, "Name": nodeClaim})
+		return b.instances.Tag(ctx, id, map[string]string{cloudprovider.TagNodeClaim: nodeClaim, "Name": nodeClaim})
 	}
 	if o.Clock == nil {
 		o.Clock = b.clock
@@ -37,7 +37,7 @@ func (b *Backend) OrphanOptions(o orphans.Options) orphans.Options {
 type everyInstance struct{ *Backend }
 
 func (e everyInstance) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
-	return e.list(ctx, false)
+	return e.instances.ListAll(ctx)
 }
 
 // CollectOrphans runs the orphan collector over this backend once and

@@ -3,44 +3,83 @@ package aws
 import (
 	"context"
 	"errors"
-	"sort"
 
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/subnet"
 )
 
-// Resolve implements nodeclass.Resolver: it resolves the node class's
-// subnets, security groups, images and instance profile into its status and
-// sets one condition per part. Unresolvable parts are reported as False
-// conditions with a reason, not as errors; an error is returned only when
-// EC2 could not be asked (the controller then retries with backoff).
-func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	conds := nc.StatusConditions()
-	var errs []error
+// StatusReconciler resolves one concern of a GPUNodeClass into its status:
+// it sets its status field and its condition. An unresolvable concern is a
+// False condition with a reason, not an error; an error means the cloud
+// could not be asked, and then the last resolved field is kept (only the
+// condition changes) so launches go on with it.
+type StatusReconciler interface {
+	Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
+}
 
-	subnets, err := b.resolveSubnets(ctx, nc)
+// Resolve implements nodeclass.Resolver: it runs the status reconcilers in
+// sequence (subnets, security groups, images, instance profile), each
+// whatever the others did, and returns their errors joined (the controller
+// then retries with backoff).
+func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	var errs []error
+	for _, r := range b.reconcilers {
+		if err := r.Reconcile(ctx, nc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		log.FromContext(ctx).Error(errors.Join(errs...), "resolving GPUNodeClass", "gpunodeclass", nc.Name)
+	}
+	return errors.Join(errs...)
+}
+
+// SubnetReconciler sets status.subnets and SubnetsReady.
+type SubnetReconciler struct {
+	Subnets interface {
+		List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]subnet.Subnet, error)
+	}
+}
+
+// Reconcile implements StatusReconciler.
+func (r *SubnetReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	conds := nc.StatusConditions()
+	subnets, err := r.Subnets.List(ctx, nc)
 	switch {
 	case err != nil:
-		errs = append(errs, err)
 		conds.SetFalse(v1alpha1.ConditionTypeSubnetsReady, "SubnetsResolutionFailed", err.Error())
+		return err
 	case len(subnets) == 0:
 		nc.Status.Subnets = nil
 		conds.SetFalse(v1alpha1.ConditionTypeSubnetsReady, "SubnetsNotFound", "no subnet matches subnetSelectorTerms")
 	default:
-		nc.Status.Subnets = lo.Map(subnets, func(s subnetDetail, _ int) v1alpha1.Subnet {
+		nc.Status.Subnets = lo.Map(subnets, func(s subnet.Subnet, _ int) v1alpha1.Subnet {
 			return v1alpha1.Subnet{ID: s.ID, Zone: s.Zone, ZoneID: s.ZoneID}
 		})
 		conds.SetTrue(v1alpha1.ConditionTypeSubnetsReady)
 	}
+	return nil
+}
 
-	sgs, err := b.resolveSecurityGroups(ctx, nc)
+// SecurityGroupReconciler sets status.securityGroups and
+// SecurityGroupsReady.
+type SecurityGroupReconciler struct {
+	SecurityGroups interface {
+		List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.SecurityGroup, error)
+	}
+}
+
+// Reconcile implements StatusReconciler.
+func (r *SecurityGroupReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	conds := nc.StatusConditions()
+	sgs, err := r.SecurityGroups.List(ctx, nc)
 	switch {
 	case err != nil:
-		errs = append(errs, err)
 		conds.SetFalse(v1alpha1.ConditionTypeSecurityGroupsReady, "SecurityGroupsResolutionFailed", err.Error())
+		return err
 	case len(sgs) == 0:
 		nc.Status.SecurityGroups = nil
 		conds.SetFalse(v1alpha1.ConditionTypeSecurityGroupsReady, "SecurityGroupsNotFound", "no security group matches securityGroupSelectorTerms")
@@ -48,12 +87,24 @@ func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error 
 		nc.Status.SecurityGroups = sgs
 		conds.SetTrue(v1alpha1.ConditionTypeSecurityGroupsReady)
 	}
+	return nil
+}
 
-	amis, reason, err := b.resolveAMIs(ctx, nc)
+// AMIReconciler sets status.amis and AMIsReady.
+type AMIReconciler struct {
+	AMIs interface {
+		List(ctx context.Context, nc *v1alpha1.GPUNodeClass) (amis []v1alpha1.AMI, reason string, err error)
+	}
+}
+
+// Reconcile implements StatusReconciler.
+func (r *AMIReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	conds := nc.StatusConditions()
+	amis, reason, err := r.AMIs.List(ctx, nc)
 	switch {
 	case err != nil:
-		errs = append(errs, err)
 		conds.SetFalse(v1alpha1.ConditionTypeAMIsReady, "AMIResolutionFailed", err.Error())
+		return err
 	case len(amis) == 0:
 		nc.Status.AMIs = nil
 		conds.SetFalse(v1alpha1.ConditionTypeAMIsReady, "AMIsNotFound", reason)
@@ -61,12 +112,25 @@ func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error 
 		nc.Status.AMIs = amis
 		conds.SetTrue(v1alpha1.ConditionTypeAMIsReady)
 	}
+	return nil
+}
 
-	profile, reason, err := b.resolveInstanceProfile(ctx, nc)
+// InstanceProfileReconciler sets status.instanceProfile and
+// InstanceProfileReady.
+type InstanceProfileReconciler struct {
+	InstanceProfiles interface {
+		Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) (name, reason string, err error)
+	}
+}
+
+// Reconcile implements StatusReconciler.
+func (r *InstanceProfileReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	conds := nc.StatusConditions()
+	profile, reason, err := r.InstanceProfiles.Resolve(ctx, nc)
 	switch {
 	case err != nil:
-		errs = append(errs, err)
 		conds.SetFalse(v1alpha1.ConditionTypeInstanceProfileReady, "InstanceProfileResolutionFailed", err.Error())
+		return err
 	case profile == "":
 		nc.Status.InstanceProfile = ""
 		conds.SetFalse(v1alpha1.ConditionTypeInstanceProfileReady, "InstanceProfileNotFound", reason)
@@ -74,22 +138,5 @@ func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error 
 		nc.Status.InstanceProfile = profile
 		conds.SetTrue(v1alpha1.ConditionTypeInstanceProfileReady)
 	}
-	if len(errs) > 0 {
-		log.FromContext(ctx).Error(errors.Join(errs...), "resolving GPUNodeClass", "gpunodeclass", nc.Name)
-	}
-	// Transient API failures keep the last good status (only the condition
-	// changes) and are retried by the controller.
-	return errors.Join(errs...)
-}
-
-// tagFilters turns selector tags into EC2 filters; "*" matches any value.
-func tagFilters(tags map[string]string) []ec2types.Filter {
-	keys := lo.Keys(tags)
-	sort.Strings(keys)
-	return lo.Map(keys, func(k string, _ int) ec2types.Filter {
-		if tags[k] == "*" {
-			return ec2types.Filter{Name: str("tag-key"), Values: []string{k}}
-		}
-		return ec2types.Filter{Name: str("tag:" + k), Values: []string{tags[k]}}
-	})
+	return nil
 }

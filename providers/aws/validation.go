@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"sort"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -24,6 +25,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/instance"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // DryRunSucceeded is the error code EC2 answers a dry run that would have
@@ -56,26 +59,26 @@ func (e *ValidationError) Error() string {
 // (throttling, a server error, an unresolved node class): the caller
 // retries rather than report a verdict.
 func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	if missing := unresolved(nc); len(missing) > 0 {
+	if missing := instance.Unresolved(nc); len(missing) > 0 {
 		return fmt.Errorf("node class %s is not resolved (%v)", nc.Name, missing)
 	}
 	ami := nc.Status.AMIs[0]
-	spec, err := b.templateFor(nc, nil, ami.ID, "", false)
+	spec, err := b.templates.Spec(nc, nil, ami.ID, "", false)
 	if err != nil {
 		return fmt.Errorf("building the launch template, %w", err)
 	}
-	data := b.templateData(spec)
-	ownTags := b.ownedTags(lo.Assign(nc.Spec.Tags, map[string]string{cloudprovider.TagNodeClass: nc.Name}))
+	data := b.templates.Data(spec)
+	ownTags := awsutil.OwnedTags(b.opts.ClusterName, lo.Assign(nc.Spec.Tags, map[string]string{cloudprovider.TagNodeClass: nc.Name}))
 
-	cctx, cancel := b.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
 	defer cancel()
-	_, err = b.ec2.CreateLaunchTemplate(cctx, &ec2.CreateLaunchTemplateInput{
+	_, err = b.opts.EC2.CreateLaunchTemplate(cctx, &ec2.CreateLaunchTemplateInput{
 		DryRun:             lo.ToPtr(true),
-		LaunchTemplateName: str(spec.name()),
+		LaunchTemplateName: awssdk.String(spec.Name()),
 		LaunchTemplateData: data,
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeLaunchTemplate,
-			Tags:         toEC2Tags(b.ownedTags(map[string]string{cloudprovider.TagNodeClass: nc.Name})),
+			Tags:         awsutil.ToEC2Tags(awsutil.OwnedTags(b.opts.ClusterName, map[string]string{cloudprovider.TagNodeClass: nc.Name})),
 		}},
 	})
 	if err := dryRunVerdict("CreateLaunchTemplate", err); err != nil {
@@ -84,8 +87,8 @@ func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
 
 	in := &ec2.RunInstancesInput{
 		DryRun:             lo.ToPtr(true),
-		MinCount:           i32(1),
-		MaxCount:           i32(1),
+		MinCount:           awssdk.Int32(1),
+		MaxCount:           awssdk.Int32(1),
 		ImageId:            data.ImageId,
 		InstanceType:       ec2types.InstanceType(b.validationInstanceType(ctx, amiArch(ami))),
 		UserData:           data.UserData,
@@ -102,18 +105,18 @@ func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
 			}}
 		}),
 		TagSpecifications: []ec2types.TagSpecification{
-			{ResourceType: ec2types.ResourceTypeInstance, Tags: toEC2Tags(ownTags)},
-			{ResourceType: ec2types.ResourceTypeVolume, Tags: toEC2Tags(ownTags)},
+			{ResourceType: ec2types.ResourceTypeInstance, Tags: awsutil.ToEC2Tags(ownTags)},
+			{ResourceType: ec2types.ResourceTypeVolume, Tags: awsutil.ToEC2Tags(ownTags)},
 		},
 	}
 	subnet := nc.Status.Subnets[0].ID
 	if nc.Spec.AssociatePublicIPAddress != nil {
-		in.NetworkInterfaces = []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: i32(0), SubnetId: str(subnet),
+		in.NetworkInterfaces = []ec2types.InstanceNetworkInterfaceSpecification{{DeviceIndex: awssdk.Int32(0), SubnetId: awssdk.String(subnet),
 			AssociatePublicIpAddress: nc.Spec.AssociatePublicIPAddress, Groups: data.NetworkInterfaces[0].Groups, DeleteOnTermination: lo.ToPtr(true)}}
 	} else {
-		in.SubnetId, in.SecurityGroupIds = str(subnet), data.SecurityGroupIds
+		in.SubnetId, in.SecurityGroupIds = awssdk.String(subnet), data.SecurityGroupIds
 	}
-	_, err = b.ec2.RunInstances(cctx, in)
+	_, err = b.opts.EC2.RunInstances(cctx, in)
 	return dryRunVerdict("RunInstances", err)
 }
 
@@ -125,7 +128,7 @@ func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error
 // class.
 func (b *Backend) validationInstanceType(ctx context.Context, arch string) string {
 	want := validationInstanceTypes[arch]
-	entries, zones := b.types.current(ctx)
+	entries, zones := b.types.List(ctx)
 	offered := func(name string) bool { return zones == nil || len(zones[name]) > 0 }
 	if offered(want) {
 		return want
@@ -149,12 +152,12 @@ func (b *Backend) validationInstanceType(ctx context.Context, arch string) strin
 // throttle, a server error or a transport failure is inconclusive; any
 // other API error is a refusal.
 func dryRunVerdict(op string, err error) error {
-	code := errorCode(err)
+	code := awsutil.ErrorCode(err)
 	switch {
 	case err == nil:
 		// EC2 never accepts a dry run; a server that did ignored DryRun.
 		return fmt.Errorf("%s dry run returned no DryRunOperation answer", op)
-	case code == DryRunSucceeded, isCapacityCode(code):
+	case code == DryRunSucceeded, awsutil.IsCapacityCode(code):
 		return nil
 	case code == "" || code == "RequestLimitExceeded" || code == "Throttling" || code == "InternalError" || serverError(err):
 		return fmt.Errorf("%s dry run, %w", op, err)

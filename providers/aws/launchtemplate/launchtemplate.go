@@ -1,16 +1,18 @@
-package aws
+// Package launchtemplate builds and ensures the EC2 launch templates a
+// GPUNodeClass launches with: content-addressed (the name is a hash of the
+// data), created on demand and cached, with the node's user data
+// (AL2023 nodeadm, Bottlerocket TOML or custom).
+package launchtemplate
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
@@ -20,16 +22,17 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // LaunchTemplatePrefix starts the name of every launch template this
 // backend creates (names are content-addressed: prefix + hash of the data).
 const LaunchTemplatePrefix = "karpenter-gpu/"
 
-// templateSpec is everything a launch template holds. Templates are named by
+// Spec is everything a launch template holds. Templates are named by
 // its hash, so equal specs share a template and any change (a new image, new
 // user data, a reservation) gets a new one.
-type templateSpec struct {
+type Spec struct {
 	NodeClass        string
 	ImageID          string
 	UserData         string
@@ -56,24 +59,66 @@ type blockDevice struct {
 	SnapshotID          string
 }
 
-func shortHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:16]
-}
-
-func (s *templateSpec) name() string {
+// Name is the template's content-addressed name.
+func (s *Spec) Name() string {
 	raw, _ := json.Marshal(s)
-	return LaunchTemplatePrefix + s.NodeClass + "/" + shortHash(string(raw))
+	return LaunchTemplatePrefix + s.NodeClass + "/" + awsutil.ShortHash(string(raw))
 }
 
-// templateFor builds the launch template spec of a launch.
-func (b *Backend) templateFor(nc *v1alpha1.GPUNodeClass, nodeClaim *karpv1.NodeClaim, imageID, reservationID string, capacityBlock bool) (*templateSpec, error) {
+// Options configure a Provider.
+type Options struct {
+	EC2         EC2API
+	ClusterName string
+	// ClusterEndpoint is the API server URL nodes join.
+	ClusterEndpoint string
+	// ClusterCABundle is the base64 PEM CA of the API server.
+	ClusterCABundle string
+	// ClusterCIDR is the service CIDR; ClusterDNS the kube-dns service IPs.
+	ClusterCIDR string
+	ClusterDNS  []string
+	// Images names the root device of an image.
+	Images Images
+	Clock  clock.Clock
+	// TTL is how long a template is trusted to exist without describing
+	// it again.
+	TTL         time.Duration
+	CallTimeout time.Duration
+}
+
+// EC2API is the EC2 calls the provider makes.
+type EC2API interface {
+	DescribeLaunchTemplates(ctx context.Context, in *ec2.DescribeLaunchTemplatesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error)
+	CreateLaunchTemplate(ctx context.Context, in *ec2.CreateLaunchTemplateInput, optFns ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error)
+}
+
+// Images is what the provider asks of the images.
+type Images interface {
+	// RootDevice is the root device name of an image, "" when unknown.
+	RootDevice(id string) string
+}
+
+// Provider builds and ensures launch templates.
+type Provider struct {
+	opts      Options
+	templates *templateCache
+}
+
+// NewProvider returns a Provider.
+func NewProvider(o Options) *Provider {
+	return &Provider{opts: o, templates: newTemplateCache(o.Clock, o.TTL)}
+}
+
+// Spec builds the launch template spec of a launch: the node class's image,
+// user data (with the NodeClaim's labels and taints, when given), profile,
+// security groups, block devices and metadata options, and the reservation
+// it targets.
+func (p *Provider) Spec(nc *v1alpha1.GPUNodeClass, nodeClaim *karpv1.NodeClaim, imageID, reservationID string, capacityBlock bool) (*Spec, error) {
 	bs := &bootstrap{
-		ClusterName:     b.opts.ClusterName,
-		ClusterEndpoint: b.opts.ClusterEndpoint,
-		ClusterCA:       b.opts.ClusterCABundle,
-		ClusterCIDR:     b.opts.ClusterCIDR,
-		ClusterDNS:      b.opts.ClusterDNS,
+		ClusterName:     p.opts.ClusterName,
+		ClusterEndpoint: p.opts.ClusterEndpoint,
+		ClusterCA:       p.opts.ClusterCABundle,
+		ClusterCIDR:     p.opts.ClusterCIDR,
+		ClusterDNS:      p.opts.ClusterDNS,
 		Kubelet:         nc.Spec.Kubelet,
 		CustomUserData:  lo.FromPtr(nc.Spec.UserData),
 	}
@@ -86,13 +131,13 @@ func (b *Backend) templateFor(nc *v1alpha1.GPUNodeClass, nodeClaim *karpv1.NodeC
 	if err != nil {
 		return nil, err
 	}
-	return &templateSpec{
+	return &Spec{
 		NodeClass:        nc.Name,
 		ImageID:          imageID,
 		UserData:         ud,
 		InstanceProfile:  nc.Status.InstanceProfile,
 		SecurityGroupIDs: lo.Map(nc.Status.SecurityGroups, func(g v1alpha1.SecurityGroup, _ int) string { return g.ID }),
-		BlockDevices:     b.blockDevices(nc, family, imageID),
+		BlockDevices:     p.blockDevices(nc, family, imageID),
 		HTTPTokens:       nc.HTTPTokens(),
 		HopLimit:         nc.HTTPPutResponseHopLimit(),
 		Monitoring:       lo.FromPtr(nc.Spec.DetailedMonitoring),
@@ -106,8 +151,8 @@ func (b *Backend) templateFor(nc *v1alpha1.GPUNodeClass, nodeClaim *karpv1.NodeC
 // blockDevices returns the node class's mappings, or the GPU default: a
 // 200Gi encrypted gp3 root volume (Bottlerocket keeps its small OS volume
 // and gets the 200Gi data volume, where images and containers live).
-func (b *Backend) blockDevices(nc *v1alpha1.GPUNodeClass, family, imageID string) []blockDevice {
-	root := lo.CoalesceOrEmpty(b.amiDetailOf(imageID).RootDevice, "/dev/xvda")
+func (p *Provider) blockDevices(nc *v1alpha1.GPUNodeClass, family, imageID string) []blockDevice {
+	root := lo.CoalesceOrEmpty(p.opts.Images.RootDevice(imageID), "/dev/xvda")
 	if len(nc.Spec.BlockDeviceMappings) == 0 {
 		def := blockDevice{DeviceName: root, VolumeSizeGiB: gib(v1alpha1.DefaultRootVolumeSize, 200), VolumeType: v1alpha1.DefaultRootVolumeType, Encrypted: true, DeleteOnTermination: true}
 		if family == v1alpha1.AMIFamilyBottlerocket {
@@ -188,51 +233,52 @@ func (c *templateCache) lock(name string) func() {
 	return l.Unlock
 }
 
-// ensureTemplate makes sure the template of spec exists and returns its name.
-func (b *Backend) ensureTemplate(ctx context.Context, spec *templateSpec) (string, error) {
-	name := spec.name()
-	if b.templates.has(name) {
+// Ensure makes sure the template of spec exists and returns its name.
+func (p *Provider) Ensure(ctx context.Context, spec *Spec) (string, error) {
+	name := spec.Name()
+	if p.templates.has(name) {
 		return name, nil
 	}
-	unlock := b.templates.lock(name)
+	unlock := p.templates.lock(name)
 	defer unlock()
-	if b.templates.has(name) {
+	if p.templates.has(name) {
 		return name, nil
 	}
-	cctx, cancel := b.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	out, err := b.ec2.DescribeLaunchTemplates(cctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{name}})
+	out, err := p.opts.EC2.DescribeLaunchTemplates(cctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{name}})
 	if err == nil && len(out.LaunchTemplates) > 0 {
-		b.templates.add(name)
+		p.templates.add(name)
 		return name, nil
 	}
-	if err != nil && !isNotFound(err) {
+	if err != nil && !awsutil.IsNotFound(err) {
 		return "", fmt.Errorf("describing launch template %s, %w", name, err)
 	}
-	_, err = b.ec2.CreateLaunchTemplate(cctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: str(name),
-		LaunchTemplateData: b.templateData(spec),
+	_, err = p.opts.EC2.CreateLaunchTemplate(cctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name),
+		LaunchTemplateData: p.Data(spec),
 		TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeLaunchTemplate,
-			Tags:         toEC2Tags(b.ownedTags(map[string]string{cloudprovider.TagNodeClass: spec.NodeClass})),
+			Tags:         awsutil.ToEC2Tags(awsutil.OwnedTags(p.opts.ClusterName, map[string]string{cloudprovider.TagNodeClass: spec.NodeClass})),
 		}},
 	})
-	if err != nil && errorCode(err) != "InvalidLaunchTemplateName.AlreadyExistsException" {
+	if err != nil && awsutil.ErrorCode(err) != "InvalidLaunchTemplateName.AlreadyExistsException" {
 		return "", fmt.Errorf("creating launch template %s, %w", name, err)
 	}
-	b.templates.add(name)
+	p.templates.add(name)
 	return name, nil
 }
 
-func (b *Backend) templateData(spec *templateSpec) *ec2types.RequestLaunchTemplateData {
+// Data is the launch template data of spec.
+func (p *Provider) Data(spec *Spec) *ec2types.RequestLaunchTemplateData {
 	data := &ec2types.RequestLaunchTemplateData{
-		ImageId:            str(spec.ImageID),
-		UserData:           str(base64.StdEncoding.EncodeToString([]byte(spec.UserData))),
-		IamInstanceProfile: &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: str(spec.InstanceProfile)},
+		ImageId:            aws.String(spec.ImageID),
+		UserData:           aws.String(base64.StdEncoding.EncodeToString([]byte(spec.UserData))),
+		IamInstanceProfile: &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: aws.String(spec.InstanceProfile)},
 		MetadataOptions: &ec2types.LaunchTemplateInstanceMetadataOptionsRequest{
 			HttpEndpoint:            ec2types.LaunchTemplateInstanceMetadataEndpointStateEnabled,
 			HttpTokens:              ec2types.LaunchTemplateHttpTokensState(spec.HTTPTokens),
-			HttpPutResponseHopLimit: i32(int32(spec.HopLimit)),
+			HttpPutResponseHopLimit: aws.Int32(int32(spec.HopLimit)),
 		},
 		Monitoring: &ec2types.LaunchTemplatesMonitoringRequest{Enabled: lo.ToPtr(spec.Monitoring)},
 		BlockDeviceMappings: lo.Map(spec.BlockDevices, func(d blockDevice, _ int) ec2types.LaunchTemplateBlockDeviceMappingRequest {
@@ -242,32 +288,32 @@ func (b *Backend) templateData(spec *templateSpec) *ec2types.RequestLaunchTempla
 				DeleteOnTermination: lo.ToPtr(d.DeleteOnTermination),
 			}
 			if d.VolumeSizeGiB > 0 {
-				ebs.VolumeSize = i32(d.VolumeSizeGiB)
+				ebs.VolumeSize = aws.Int32(d.VolumeSizeGiB)
 			}
 			if d.IOPS > 0 {
-				ebs.Iops = i32(d.IOPS)
+				ebs.Iops = aws.Int32(d.IOPS)
 			}
 			if d.Throughput > 0 {
-				ebs.Throughput = i32(d.Throughput)
+				ebs.Throughput = aws.Int32(d.Throughput)
 			}
 			if d.KMSKeyID != "" {
-				ebs.KmsKeyId = str(d.KMSKeyID)
+				ebs.KmsKeyId = aws.String(d.KMSKeyID)
 			}
 			if d.SnapshotID != "" {
-				ebs.SnapshotId = str(d.SnapshotID)
+				ebs.SnapshotId = aws.String(d.SnapshotID)
 			}
-			return ec2types.LaunchTemplateBlockDeviceMappingRequest{DeviceName: str(d.DeviceName), Ebs: ebs}
+			return ec2types.LaunchTemplateBlockDeviceMappingRequest{DeviceName: aws.String(d.DeviceName), Ebs: ebs}
 		}),
 		TagSpecifications: []ec2types.LaunchTemplateTagSpecificationRequest{{
 			ResourceType: ec2types.ResourceTypeNetworkInterface,
-			Tags:         toEC2Tags(b.ownedTags(lo.Assign(spec.Tags, map[string]string{cloudprovider.TagNodeClass: spec.NodeClass}))),
+			Tags:         awsutil.ToEC2Tags(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(spec.Tags, map[string]string{cloudprovider.TagNodeClass: spec.NodeClass}))),
 		}},
 	}
 	if spec.PublicIP != nil {
 		// A public-IP choice needs an explicit primary interface, which then
 		// carries the security groups.
 		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
-			DeviceIndex: i32(0), AssociatePublicIpAddress: spec.PublicIP, Groups: spec.SecurityGroupIDs, DeleteOnTermination: lo.ToPtr(true),
+			DeviceIndex: aws.Int32(0), AssociatePublicIpAddress: spec.PublicIP, Groups: spec.SecurityGroupIDs, DeleteOnTermination: lo.ToPtr(true),
 		}}
 	} else {
 		data.SecurityGroupIds = spec.SecurityGroupIDs
@@ -275,7 +321,7 @@ func (b *Backend) templateData(spec *templateSpec) *ec2types.RequestLaunchTempla
 	switch {
 	case spec.ReservationID != "":
 		data.CapacityReservationSpecification = &ec2types.LaunchTemplateCapacityReservationSpecificationRequest{
-			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: str(spec.ReservationID)},
+			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: aws.String(spec.ReservationID)},
 		}
 		if spec.CapacityBlock {
 			data.InstanceMarketOptions = &ec2types.LaunchTemplateInstanceMarketOptionsRequest{MarketType: ec2types.MarketTypeCapacityBlock}
@@ -291,17 +337,6 @@ func (b *Backend) templateData(spec *templateSpec) *ec2types.RequestLaunchTempla
 	return data
 }
 
-// ownedTags adds the cluster ownership tags to tags.
-func (b *Backend) ownedTags(tags map[string]string) map[string]string {
-	return lo.Assign(tags, map[string]string{
-		b.clusterTagKey():        "owned",
-		cloudprovider.TagCluster: b.opts.ClusterName,
-		"eks:eks-cluster-name":   b.opts.ClusterName,
-	})
-}
-
-func toEC2Tags(tags map[string]string) []ec2types.Tag {
-	keys := lo.Keys(tags)
-	sort.Strings(keys)
-	return lo.Map(keys, func(k string, _ int) ec2types.Tag { return ec2types.Tag{Key: str(k), Value: str(tags[k])} })
-}
+// Forget makes the next Ensure of a template describe it again (EC2 said it
+// is gone).
+func (p *Provider) Forget(name string) { p.templates.forget(name) }

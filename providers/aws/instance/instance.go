@@ -1,27 +1,29 @@
-package aws
+package instance
 
 import (
 	"context"
 	"fmt"
 	"sort"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // ListPageSize is the DescribeInstances page size List asks for.
 const ListPageSize = 1000
 
-// Get implements cloudprovider.Backend.
-func (b *Backend) Get(ctx context.Context, id string) (*cloudprovider.Instance, error) {
-	cctx, cancel := b.call(ctx)
+// Get is cloudprovider.Backend.Get.
+func (p *Provider) Get(ctx context.Context, id string) (*cloudprovider.Instance, error) {
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	out, err := b.ec2.DescribeInstances(cctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if isNotFound(err) {
+	out, err := p.opts.EC2.DescribeInstances(cctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if awsutil.IsNotFound(err) {
 		return nil, &cloudprovider.NotFoundError{ID: id}
 	}
 	if err != nil {
@@ -37,26 +39,33 @@ func (b *Backend) Get(ctx context.Context, id string) (*cloudprovider.Instance, 
 	return nil, &cloudprovider.NotFoundError{ID: id}
 }
 
-// List implements cloudprovider.Backend: every instance of this cluster not
+// List is cloudprovider.Backend.List: every instance of this cluster not
 // yet terminated, found by the cluster tag, across all pages.
-func (b *Backend) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
-	return b.list(ctx, true)
+func (p *Provider) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
+	return p.list(ctx, true)
+}
+
+// ListAll is List including the cluster's instances not yet tagged with a
+// NodeClaim (a batched launch tags them just after CreateFleet, and that
+// may fail), for the orphan collector.
+func (p *Provider) ListAll(ctx context.Context) ([]*cloudprovider.Instance, error) {
+	return p.list(ctx, false)
 }
 
 // list lists the cluster's live instances; claimed restricts it to those
 // tagged with a NodeClaim (a batched launch tags them just after launch).
-func (b *Backend) list(ctx context.Context, claimed bool) ([]*cloudprovider.Instance, error) {
+func (p *Provider) list(ctx context.Context, claimed bool) ([]*cloudprovider.Instance, error) {
 	filters := []ec2types.Filter{
-		{Name: str("tag:" + cloudprovider.TagCluster), Values: []string{b.opts.ClusterName}},
-		{Name: str("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
+		{Name: aws.String("tag:" + cloudprovider.TagCluster), Values: []string{p.opts.ClusterName}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}},
 	}
 	if claimed {
-		filters = append(filters, ec2types.Filter{Name: str("tag-key"), Values: []string{cloudprovider.TagNodeClaim}})
+		filters = append(filters, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{cloudprovider.TagNodeClaim}})
 	}
-	pager := ec2.NewDescribeInstancesPaginator(b.ec2, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: i32(ListPageSize)})
+	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(ListPageSize)})
 	var out []*cloudprovider.Instance
 	for pager.HasMorePages() {
-		cctx, cancel := b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		page, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -72,12 +81,12 @@ func (b *Backend) list(ctx context.Context, claimed bool) ([]*cloudprovider.Inst
 	return out, nil
 }
 
-// Terminate implements cloudprovider.Backend.
-func (b *Backend) Terminate(ctx context.Context, id string) error {
-	cctx, cancel := b.call(ctx)
+// Terminate is cloudprovider.Backend.Terminate.
+func (p *Provider) Terminate(ctx context.Context, id string) error {
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	out, err := b.ec2.TerminateInstances(cctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
-	if isNotFound(err) {
+	out, err := p.opts.EC2.TerminateInstances(cctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+	if awsutil.IsNotFound(err) {
 		return &cloudprovider.NotFoundError{ID: id}
 	}
 	if err != nil {

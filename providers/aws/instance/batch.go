@@ -1,4 +1,4 @@
-package aws
+package instance
 
 import (
 	"context"
@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // Defaults of the CreateFleet batcher.
@@ -38,7 +40,7 @@ var perClaimTagKeys = []string{cloudprovider.TagNodeClaim, "Name"}
 // own instance, plus the fleet's errors, so refusals map back exactly as
 // for a single launch.
 type fleetBatcher struct {
-	b         *Backend
+	p         *Provider
 	idle, max time.Duration
 	mu        sync.Mutex
 	pending   map[string]*fleetBatch
@@ -64,8 +66,8 @@ type batchAnswer struct {
 	err error
 }
 
-func newFleetBatcher(b *Backend, idle, max time.Duration) *fleetBatcher {
-	return &fleetBatcher{b: b, idle: idle, max: max, pending: map[string]*fleetBatch{}}
+func newFleetBatcher(p *Provider, idle, max time.Duration) *fleetBatcher {
+	return &fleetBatcher{p: p, idle: idle, max: max, pending: map[string]*fleetBatch{}}
 }
 
 // splitTags separates per-claim tags from the tag specifications of in.
@@ -95,7 +97,7 @@ func batchKey(in *ec2.CreateFleetInput) string {
 // createFleet runs in, batched with identical concurrent requests.
 func (fb *fleetBatcher) createFleet(ctx context.Context, in *ec2.CreateFleetInput) (*ec2.CreateFleetOutput, error) {
 	if fb.idle <= 0 {
-		return fb.b.ec2.CreateFleet(ctx, in)
+		return fb.p.opts.EC2.CreateFleet(ctx, in)
 	}
 	common, perClaim := splitTags(in)
 	key := batchKey(common)
@@ -143,25 +145,25 @@ func (fb *fleetBatcher) flush(key string, bt *fleetBatch) {
 
 // execute makes one CreateFleet for the members and hands each its share.
 func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMember) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), fb.b.opts.LaunchTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), fb.p.opts.LaunchTimeout)
 	defer cancel()
 	in := *common
 	in.TargetCapacitySpecification = lo.ToPtr(*common.TargetCapacitySpecification)
-	in.TargetCapacitySpecification.TotalTargetCapacity = i32(int32(len(members)))
+	in.TargetCapacitySpecification.TotalTargetCapacity = aws.Int32(int32(len(members)))
 	tokens := lo.Map(members, func(m *batchMember, _ int) string { return m.token })
 	if len(members) == 1 {
 		// A lone request launches exactly as it was asked for: its own
 		// tags and its own idempotency token.
 		in.TagSpecifications = lo.Map(in.TagSpecifications, func(ts ec2types.TagSpecification, _ int) ec2types.TagSpecification {
-			ts.Tags = append(append([]ec2types.Tag{}, ts.Tags...), toEC2Tags(members[0].tags)...)
+			ts.Tags = append(append([]ec2types.Tag{}, ts.Tags...), awsutil.ToEC2Tags(members[0].tags)...)
 			return ts
 		})
 		in.ClientToken = lo.EmptyableToPtr(tokens[0])
 	} else if !lo.Contains(tokens, "") {
 		sort.Strings(tokens)
-		in.ClientToken = str("batch-" + shortHash(strings.Join(tokens, ",")))
+		in.ClientToken = aws.String("batch-" + awsutil.ShortHash(strings.Join(tokens, ",")))
 	}
-	out, err := fb.b.ec2.CreateFleet(ctx, &in)
+	out, err := fb.p.opts.EC2.CreateFleet(ctx, &in)
 	if err != nil {
 		for _, m := range members {
 			m.done <- batchAnswer{err: err}
@@ -200,9 +202,9 @@ func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMe
 }
 
 func (fb *fleetBatcher) tag(ctx context.Context, id string, tags map[string]string) error {
-	cctx, cancel := fb.b.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, fb.p.opts.CallTimeout)
 	defer cancel()
-	_, err := fb.b.ec2.CreateTags(cctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: toEC2Tags(tags)})
+	_, err := fb.p.opts.EC2.CreateTags(cctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: awsutil.ToEC2Tags(tags)})
 	if err != nil {
 		return fmt.Errorf("tagging instance %s, %w", id, err)
 	}

@@ -1,4 +1,4 @@
-package aws
+package instance
 
 // Gang launches: a whole gang of GPU nodes in one instant CreateFleet with
 // MinTargetCapacity equal to the target and SingleAvailabilityZone (and
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // GangRequest asks EC2 for Count instances at once.
@@ -65,7 +67,7 @@ func IsGangCapacityError(err error) bool {
 // through MinTargetCapacity; if an answer is partial anyway (an endpoint
 // that ignores it), what launched is terminated and a *GangCapacityError
 // returned.
-func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult, error) {
+func (p *Provider) LaunchGang(ctx context.Context, req GangRequest) (*GangResult, error) {
 	switch {
 	case req.NodeClass == nil || req.NodeClaim == nil:
 		return nil, errors.New("gang launch needs a node class and a NodeClaim")
@@ -74,33 +76,33 @@ func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult,
 	case len(req.Options) == 0:
 		return nil, errors.New("gang launch has no options")
 	}
-	if missing := unresolved(req.NodeClass); len(missing) > 0 {
+	if missing := Unresolved(req.NodeClass); len(missing) > 0 {
 		return nil, fmt.Errorf("GPUNodeClass %q has no resolved %s", req.NodeClass.Name, strings.Join(missing, ", "))
 	}
-	groups := b.groupOptions(ctx, req.Options)
+	groups := p.groupOptions(ctx, req.Options)
 	if len(groups) != 1 {
 		return nil, fmt.Errorf("a gang launches in one fleet of one capacity type, got %v", lo.Map(groups, func(g launchGroup, _ int) fleetKind { return g.kind }))
 	}
 	g := groups[0]
 	lreq := &cloudprovider.LaunchRequest{NodeClaim: req.NodeClaim, NodeClass: req.NodeClass, Options: g.options, Tags: req.Tags, ClientToken: req.ClientToken}
-	plan, err := b.planFleet(ctx, lreq, g, false)
+	plan, err := p.planFleet(ctx, lreq, g, false)
 	if err != nil {
 		return nil, err
 	}
 	if plan.overrideCount() > MaxOverrides {
-		if plan, err = b.planFleet(ctx, lreq, g, true); err != nil {
+		if plan, err = p.planFleet(ctx, lreq, g, true); err != nil {
 			return nil, err
 		}
 	}
 	if len(plan.options) == 0 {
 		return nil, fmt.Errorf("none of the %d options can launch with GPUNodeClass %q", len(g.options), req.NodeClass.Name)
 	}
-	in := b.gangInput(lreq, g.kind, plan, req)
-	cctx, cancel := b.call(ctx)
+	in := p.gangInput(lreq, g.kind, plan, req)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	out, err := b.ec2.CreateFleet(cctx, in)
+	out, err := p.opts.EC2.CreateFleet(cctx, in)
 	if err != nil {
-		if code := errorCode(err); isCapacityCode(code) {
+		if code := awsutil.ErrorCode(err); awsutil.IsCapacityCode(code) {
 			return &GangResult{Refused: plan.options}, &GangCapacityError{Count: req.Count, Codes: []string{code}}
 		}
 		return nil, fmt.Errorf("creating gang fleet, %w", err)
@@ -110,7 +112,7 @@ func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult,
 	failed := map[int]bool{}
 	for _, e := range out.Errors {
 		codes = append(codes, lo.FromPtr(e.ErrorCode))
-		if i, ok := b.gangOption(plan, e.LaunchTemplateAndOverrides); ok && isCapacityCode(lo.FromPtr(e.ErrorCode)) {
+		if i, ok := p.gangOption(plan, e.LaunchTemplateAndOverrides); ok && awsutil.IsCapacityCode(lo.FromPtr(e.ErrorCode)) {
 			failed[i] = true
 		}
 	}
@@ -118,10 +120,10 @@ func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult,
 		res.Refused = append(res.Refused, plan.options[i])
 	}
 	for _, fi := range out.Instances {
-		i, ok := b.gangOption(plan, fi.LaunchTemplateAndOverrides)
+		i, ok := p.gangOption(plan, fi.LaunchTemplateAndOverrides)
 		for _, id := range fi.InstanceIds {
-			inst := &cloudprovider.Instance{ID: id, State: cloudprovider.InstanceStatePending, LaunchTime: b.clock.Now(),
-				Tags: lo.Assign(b.ownedTags(lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))}
+			inst := &cloudprovider.Instance{ID: id, State: cloudprovider.InstanceStatePending, LaunchTime: p.opts.Clock.Now(),
+				Tags: lo.Assign(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))}
 			if ok {
 				o := plan.options[i]
 				inst.InstanceType, inst.Zone, inst.CapacityType, inst.ReservationID = o.InstanceType, o.Zone, o.CapacityType, o.ReservationID
@@ -139,7 +141,7 @@ func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult,
 	if len(zones) > 1 {
 		codes = append(codes, fmt.Sprintf("spread over zones %v", zones))
 	}
-	if err := b.terminateAll(ctx, lo.Map(res.Instances, func(i *cloudprovider.Instance, _ int) string { return i.ID })); err != nil {
+	if err := p.terminateAll(ctx, lo.Map(res.Instances, func(i *cloudprovider.Instance, _ int) string { return i.ID })); err != nil {
 		return nil, fmt.Errorf("rolling back a partial gang of %d/%d, %w", launched, req.Count, err)
 	}
 	if len(codes) == 0 {
@@ -149,9 +151,9 @@ func (b *Backend) LaunchGang(ctx context.Context, req GangRequest) (*GangResult,
 }
 
 // gangInput is fleetInput for a whole gang.
-func (b *Backend) gangInput(lreq *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan, req GangRequest) *ec2.CreateFleetInput {
-	in := b.fleetInput(lreq, kind, plan)
-	n := i32(int32(req.Count))
+func (p *Provider) gangInput(lreq *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan, req GangRequest) *ec2.CreateFleetInput {
+	in := p.fleetInput(lreq, kind, plan)
+	n := aws.Int32(int32(req.Count))
 	in.TargetCapacitySpecification.TotalTargetCapacity = n
 	single := len(lo.Uniq(lo.Map(plan.options, func(o cloudprovider.LaunchOption, _ int) string { return o.InstanceType }))) == 1
 	if kind == kindSpot {
@@ -177,25 +179,25 @@ func (b *Backend) gangInput(lreq *cloudprovider.LaunchRequest, kind fleetKind, p
 }
 
 // gangOption maps a fleet answer's override to the plan's option.
-func (b *Backend) gangOption(plan *fleetPlan, lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
+func (p *Provider) gangOption(plan *fleetPlan, lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
 	if lto == nil || lto.LaunchTemplateSpecification == nil || lto.Overrides == nil {
 		return 0, false
 	}
 	zone := lo.FromPtr(lto.Overrides.AvailabilityZone)
 	if zone == "" {
-		zone = b.zoneOfSubnet(lo.FromPtr(lto.Overrides.SubnetId))
+		zone = p.opts.Subnets.ZoneOf(lo.FromPtr(lto.Overrides.SubnetId))
 	}
 	i, ok := plan.overrides[overrideKey(lo.FromPtr(lto.LaunchTemplateSpecification.LaunchTemplateName), string(lto.Overrides.InstanceType), zone)]
 	return i, ok
 }
 
 // terminateAll terminates instances in one call.
-func (b *Backend) terminateAll(ctx context.Context, ids []string) error {
+func (p *Provider) terminateAll(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	cctx, cancel := b.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	_, err := b.ec2.TerminateInstances(cctx, &ec2.TerminateInstancesInput{InstanceIds: ids})
+	_, err := p.opts.EC2.TerminateInstances(cctx, &ec2.TerminateInstancesInput{InstanceIds: ids})
 	return err
 }

@@ -1,4 +1,8 @@
-package aws
+// Package ami resolves a GPUNodeClass's images: an alias (or none) through
+// the EKS public SSM parameters of the NVIDIA, Neuron and standard
+// variants, amiSelectorTerms through DescribeImages. It also decides which
+// of a node class's images an instance type launches with (For).
+package ami
 
 import (
 	"context"
@@ -7,15 +11,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // Image variants of the EKS-optimized images. Each resolved image carries
@@ -42,16 +50,6 @@ var imageVariants = []imageVariant{
 
 func ec2Arch(arch string) string { return lo.Ternary(arch == "amd64", "x86_64", arch) }
 
-func kubeArch(ec2arch string) string {
-	switch ec2arch {
-	case "x86_64", "x86_64_mac":
-		return "amd64"
-	case "arm64", "arm64_mac":
-		return "arm64"
-	}
-	return ec2arch
-}
-
 // ssmParameter returns the public SSM parameter of an EKS image, or "" when
 // the family has no such variant.
 func ssmParameter(family, k8sVersion, version string, v imageVariant) string {
@@ -76,32 +74,64 @@ func ssmParameter(family, k8sVersion, version string, v imageVariant) string {
 	return ""
 }
 
-// imageBook caches SSM parameter values (shared by node classes).
-type imageBook struct {
-	b      *Backend
-	mu     sync.Mutex
-	params map[string]*refreshed[string]
+// Options configure a Provider.
+type Options struct {
+	EC2 ec2.DescribeImagesAPIClient
+	SSM SSMAPI
+	// KubernetesVersion ("1.33") names the EKS image SSM parameters; empty
+	// leaves aliases unresolvable.
+	KubernetesVersion string
+	// InstanceTypes names the Neuron devices the Neuron image is for.
+	InstanceTypes InstanceTypes
+	Clock         clock.Clock
+	// Refresh is how long an SSM parameter is trusted; RefreshRetry how
+	// long a failed read waits before the next.
+	Refresh, RefreshRetry time.Duration
+	CallTimeout           time.Duration
 }
 
-func newImageBook(b *Backend) *imageBook {
-	return &imageBook{b: b, params: map[string]*refreshed[string]{}}
+// SSMAPI is the SSM call the provider makes.
+type SSMAPI interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// InstanceTypes is what the provider asks of the instance types.
+type InstanceTypes interface {
+	// AcceleratorNames returns the names of the devices exposing resource.
+	AcceleratorNames(resource string) []string
+}
+
+// Provider resolves images; SSM parameter values are cached and shared by
+// node classes, and what DescribeImages said about an image (its root
+// device) is remembered for launch templates.
+type Provider struct {
+	opts Options
+
+	mu     sync.Mutex
+	params map[string]*awsutil.Refreshed[string]
+	amis   map[string]detail
+}
+
+// NewProvider returns a Provider.
+func NewProvider(o Options) *Provider {
+	return &Provider{opts: o, params: map[string]*awsutil.Refreshed[string]{}, amis: map[string]detail{}}
 }
 
 // parameter returns an SSM parameter's value; found is false when it does
 // not exist.
-func (ib *imageBook) parameter(ctx context.Context, name string) (value string, found bool, err error) {
-	ib.mu.Lock()
-	r, ok := ib.params[name]
+func (p *Provider) parameter(ctx context.Context, name string) (value string, found bool, err error) {
+	p.mu.Lock()
+	r, ok := p.params[name]
 	if !ok {
-		r = newRefreshed[string](ib.b.clock, ib.b.opts.ImageRefresh, ib.b.opts.RefreshRetry)
-		ib.params[name] = r
+		r = awsutil.NewRefreshed[string](p.opts.Clock, p.opts.Refresh, p.opts.RefreshRetry)
+		p.params[name] = r
 	}
-	ib.mu.Unlock()
-	v, ok, err := r.get(ctx, func(ctx context.Context, _ string, _ bool) (string, error) {
-		cctx, cancel := ib.b.call(ctx)
+	p.mu.Unlock()
+	v, ok, err := r.Get(ctx, func(ctx context.Context, _ string, _ bool) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		defer cancel()
-		out, err := ib.b.ssm.GetParameter(cctx, &ssm.GetParameterInput{Name: str(name)})
-		if isNotFound(err) {
+		out, err := p.opts.SSM.GetParameter(cctx, &ssm.GetParameterInput{Name: aws.String(name)})
+		if awsutil.IsNotFound(err) {
 			return "", nil
 		}
 		if err != nil {
@@ -115,9 +145,9 @@ func (ib *imageBook) parameter(ctx context.Context, name string) (value string, 
 	return v, v != "", nil
 }
 
-// resolveAMIs returns the node class's images with their requirements, or a
-// reason why none was found.
-func (b *Backend) resolveAMIs(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.AMI, string, error) {
+// List returns the node class's images with their requirements, or a
+// reason why none was found; an error means an API could not be asked.
+func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.AMI, string, error) {
 	terms := nc.Spec.AMISelectorTerms
 	family := nc.AMIFamilyOrDefault()
 	alias := ""
@@ -130,14 +160,14 @@ func (b *Backend) resolveAMIs(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([
 		alias = terms[0].Alias
 	}
 	if alias != "" {
-		return b.resolveAlias(ctx, family, alias)
+		return p.resolveAlias(ctx, family, alias)
 	}
-	return b.resolveSelectedImages(ctx, terms)
+	return p.resolveSelectedImages(ctx, terms)
 }
 
-func (b *Backend) resolveAlias(ctx context.Context, family, alias string) ([]v1alpha1.AMI, string, error) {
+func (p *Provider) resolveAlias(ctx context.Context, family, alias string) ([]v1alpha1.AMI, string, error) {
 	_, version, _ := strings.Cut(alias, "@")
-	if b.opts.KubernetesVersion == "" {
+	if p.opts.KubernetesVersion == "" {
 		return nil, "the Kubernetes version is unknown, so the EKS image parameters cannot be named; set amiSelectorTerms by id, name or tags", nil
 	}
 	type found struct {
@@ -146,11 +176,11 @@ func (b *Backend) resolveAlias(ctx context.Context, family, alias string) ([]v1a
 	}
 	var images []found
 	for _, v := range imageVariants {
-		name := ssmParameter(family, b.opts.KubernetesVersion, version, v)
+		name := ssmParameter(family, p.opts.KubernetesVersion, version, v)
 		if name == "" {
 			continue
 		}
-		id, ok, err := b.images.parameter(ctx, name)
+		id, ok, err := p.parameter(ctx, name)
 		if err != nil {
 			return nil, "", err
 		}
@@ -159,22 +189,22 @@ func (b *Backend) resolveAlias(ctx context.Context, family, alias string) ([]v1a
 		}
 	}
 	if len(images) == 0 {
-		return nil, fmt.Sprintf("no %s image is published for Kubernetes %s (alias %s)", family, b.opts.KubernetesVersion, alias), nil
+		return nil, fmt.Sprintf("no %s image is published for Kubernetes %s (alias %s)", family, p.opts.KubernetesVersion, alias), nil
 	}
-	details, err := b.describeImages(ctx, &ec2.DescribeImagesInput{ImageIds: lo.Uniq(lo.Map(images, func(f found, _ int) string { return f.id }))})
-	if err != nil && !isNotFound(err) {
+	details, err := p.describeImages(ctx, &ec2.DescribeImagesInput{ImageIds: lo.Uniq(lo.Map(images, func(f found, _ int) string { return f.id }))})
+	if err != nil && !awsutil.IsNotFound(err) {
 		return nil, "", err
 	}
-	byID := lo.SliceToMap(details, func(d amiDetail) (string, amiDetail) { return d.ID, d })
-	neuronNames := b.types.acceleratorNames(v1alpha1.ResourceNeuron)
+	byID := lo.SliceToMap(details, func(d detail) (string, detail) { return d.ID, d })
+	neuronNames := p.opts.InstanceTypes.AcceleratorNames(v1alpha1.ResourceNeuron)
 	var out []v1alpha1.AMI
 	for _, f := range images {
 		d, ok := byID[f.id]
 		if !ok {
-			d = amiDetail{ID: f.id, Arch: f.v.arch}
+			d = detail{ID: f.id, Arch: f.v.arch}
 		}
 		d.Arch = f.v.arch
-		b.rememberAMI(d)
+		p.remember(d)
 		reqs := []corev1.NodeSelectorRequirement{{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{f.v.arch}}}
 		switch f.v.variant {
 		case variantNVIDIA:
@@ -196,8 +226,8 @@ func (b *Backend) resolveAlias(ctx context.Context, family, alias string) ([]v1a
 
 // resolveSelectedImages resolves id/name/tags terms: the newest image per
 // architecture wins.
-func (b *Backend) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AMISelectorTerm) ([]v1alpha1.AMI, string, error) {
-	var all []amiDetailWithDate
+func (p *Provider) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AMISelectorTerm) ([]v1alpha1.AMI, string, error) {
+	var all []detailWithDate
 	for _, t := range terms {
 		in := &ec2.DescribeImagesInput{}
 		switch {
@@ -205,13 +235,13 @@ func (b *Backend) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AM
 			in.ImageIds = []string{t.ID}
 		default:
 			if t.Name != "" {
-				in.Filters = append(in.Filters, ec2types.Filter{Name: str("name"), Values: []string{t.Name}})
+				in.Filters = append(in.Filters, ec2types.Filter{Name: aws.String("name"), Values: []string{t.Name}})
 			}
-			in.Filters = append(in.Filters, tagFilters(t.Tags)...)
+			in.Filters = append(in.Filters, awsutil.TagFilters(t.Tags)...)
 			in.Owners = lo.Ternary(t.Owner != "", []string{t.Owner}, []string{"self", "amazon"})
 		}
-		imgs, err := b.describeImagesWithDate(ctx, in)
-		if err != nil && !isNotFound(err) {
+		imgs, err := p.describeImagesWithDate(ctx, in)
+		if err != nil && !awsutil.IsNotFound(err) {
 			return nil, "", err
 		}
 		all = append(all, imgs...)
@@ -229,7 +259,7 @@ func (b *Backend) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AM
 			continue
 		}
 		seen[d.Arch] = true
-		b.rememberAMI(d.amiDetail)
+		p.remember(d.detail)
 		out = append(out, v1alpha1.AMI{ID: d.ID, Name: d.Name, Requirements: []corev1.NodeSelectorRequirement{
 			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{d.Arch}},
 		}})
@@ -240,24 +270,24 @@ func (b *Backend) resolveSelectedImages(ctx context.Context, terms []v1alpha1.AM
 	return out, "", nil
 }
 
-type amiDetailWithDate struct {
-	amiDetail
+type detailWithDate struct {
+	detail
 	created string
 }
 
-func (b *Backend) describeImages(ctx context.Context, in *ec2.DescribeImagesInput) ([]amiDetail, error) {
-	imgs, err := b.describeImagesWithDate(ctx, in)
-	return lo.Map(imgs, func(d amiDetailWithDate, _ int) amiDetail { return d.amiDetail }), err
+func (p *Provider) describeImages(ctx context.Context, in *ec2.DescribeImagesInput) ([]detail, error) {
+	imgs, err := p.describeImagesWithDate(ctx, in)
+	return lo.Map(imgs, func(d detailWithDate, _ int) detail { return d.detail }), err
 }
 
-func (b *Backend) describeImagesWithDate(ctx context.Context, in *ec2.DescribeImagesInput) ([]amiDetailWithDate, error) {
-	var out []amiDetailWithDate
+func (p *Provider) describeImagesWithDate(ctx context.Context, in *ec2.DescribeImagesInput) ([]detailWithDate, error) {
+	var out []detailWithDate
 	if len(in.ImageIds) == 0 {
-		in.MaxResults = i32(1000)
+		in.MaxResults = aws.Int32(1000)
 	}
-	pager := ec2.NewDescribeImagesPaginator(b.ec2, in)
+	pager := ec2.NewDescribeImagesPaginator(p.opts.EC2, in)
 	for pager.HasMorePages() {
-		cctx, cancel := b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		page, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -267,28 +297,30 @@ func (b *Backend) describeImagesWithDate(ctx context.Context, in *ec2.DescribeIm
 			if img.State != "" && img.State != ec2types.ImageStateAvailable {
 				continue
 			}
-			out = append(out, amiDetailWithDate{
-				amiDetail: amiDetail{ID: lo.FromPtr(img.ImageId), Name: lo.FromPtr(img.Name), Arch: kubeArch(string(img.Architecture)), RootDevice: lo.FromPtr(img.RootDeviceName)},
-				created:   lo.FromPtr(img.CreationDate),
+			out = append(out, detailWithDate{
+				detail:  detail{ID: lo.FromPtr(img.ImageId), Name: lo.FromPtr(img.Name), Arch: awsutil.KubeArch(string(img.Architecture)), RootDevice: lo.FromPtr(img.RootDeviceName)},
+				created: lo.FromPtr(img.CreationDate),
 			})
 		}
 	}
 	return out, nil
 }
 
-func (b *Backend) rememberAMI(d amiDetail) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if old, ok := b.amis[d.ID]; ok && d.RootDevice == "" {
+func (p *Provider) remember(d detail) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.amis[d.ID]; ok && d.RootDevice == "" {
 		d.RootDevice = old.RootDevice
 	}
-	b.amis[d.ID] = d
+	p.amis[d.ID] = d
 }
 
-func (b *Backend) amiDetailOf(id string) amiDetail {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.amis[id]
+// RootDevice returns the root device name DescribeImages reported for an
+// image, or "" when it is unknown.
+func (p *Provider) RootDevice(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.amis[id].RootDevice
 }
 
 // entryLabels are the labels of an instance type that image requirements
@@ -346,14 +378,14 @@ func matches(reqs []corev1.NodeSelectorRequirement, labels map[string]string) bo
 	return true
 }
 
-// amiFor returns the first of the node class's images an instance type can
+// For returns the first of the node class's images an instance type can
 // launch with.
-func amiFor(nc *v1alpha1.GPUNodeClass, e *catalog.Entry) (v1alpha1.AMI, bool) {
+func For(nc *v1alpha1.GPUNodeClass, e *catalog.Entry) (v1alpha1.AMI, bool) {
 	labels := entryLabels(e)
 	return lo.Find(nc.Status.AMIs, func(a v1alpha1.AMI) bool { return matches(a.Requirements, labels) })
 }
 
-// amiDetail is what Resolve learned about an image beyond its status.
-type amiDetail struct {
+// detail is what DescribeImages said about an image beyond the status.
+type detail struct {
 	ID, Name, Arch, RootDevice string
 }

@@ -1,4 +1,7 @@
-package aws
+// Package pricing holds the on-demand and spot prices of the region:
+// on-demand from the embedded catalog refreshed by the Pricing API
+// (GetProducts), spot from DescribeSpotPriceHistory.
+package pricing
 
 import (
 	"context"
@@ -8,49 +11,71 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	pricingtypes "github.com/aws/aws-sdk-go-v2/service/pricing/types"
 	"github.com/samber/lo"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
-func spotKey(instanceType, zone string) string { return instanceType + "/" + zone }
+// SpotKey is the key of a type's spot price in a zone.
+func SpotKey(instanceType, zone string) string { return instanceType + "/" + zone }
 
-// priceBook holds on-demand and spot prices. On-demand starts from the
+// Provider holds on-demand and spot prices. On-demand starts from the
 // embedded catalog (us-east-1's column for regions the catalog lacks, a
 // better estimate than no price) and is refreshed from the Pricing API; spot
 // starts empty (no spot offering until EC2 reported a price) and is
 // refreshed from DescribeSpotPriceHistory. Refreshes merge into the old
 // prices, so a type missing from one answer keeps its last known price, and
 // a price is never 0.
-type priceBook struct {
-	b    *Backend
-	od   *refreshed[map[string]float64]
-	spot *refreshed[map[string]float64]
+type Provider struct {
+	opts Options
+	od   *awsutil.Refreshed[map[string]float64]
+	spot *awsutil.Refreshed[map[string]float64]
 	base map[string]float64
 }
 
-func newPriceBook(b *Backend, entries []catalog.Entry) *priceBook {
-	base := catalog.NewOnDemandPrices(entries, b.region())
+// Options configure a Provider.
+type Options struct {
+	// Pricing refreshes on-demand prices; nil keeps the catalog's.
+	Pricing pricing.GetProductsAPIClient
+	EC2     ec2.DescribeSpotPriceHistoryAPIClient
+	Region  string
+	// Entries are the catalog entries whose prices are the base.
+	Entries []catalog.Entry
+	Clock   clock.Clock
+	// OnDemandRefresh and SpotRefresh are how long prices are trusted;
+	// RefreshRetry how long a failed refresh waits before the next.
+	OnDemandRefresh, SpotRefresh, RefreshRetry time.Duration
+	CallTimeout                                time.Duration
+}
+
+// NewProvider returns a Provider; it makes no API call.
+func NewProvider(o Options) *Provider {
+	base := catalog.NewOnDemandPrices(o.Entries, o.Region)
 	if len(base) == 0 {
-		base = catalog.NewOnDemandPrices(entries, "us-east-1")
+		base = catalog.NewOnDemandPrices(o.Entries, "us-east-1")
 	}
-	return &priceBook{
-		b:    b,
-		od:   newRefreshed[map[string]float64](b.clock, b.opts.OnDemandPriceRefresh, b.opts.RefreshRetry),
-		spot: newRefreshed[map[string]float64](b.clock, b.opts.SpotPriceRefresh, b.opts.RefreshRetry),
+	return &Provider{
+		opts: o,
+		od:   awsutil.NewRefreshed[map[string]float64](o.Clock, o.OnDemandRefresh, o.RefreshRetry),
+		spot: awsutil.NewRefreshed[map[string]float64](o.Clock, o.SpotRefresh, o.RefreshRetry),
 		base: base,
 	}
 }
 
-func (p *priceBook) onDemand(ctx context.Context) map[string]float64 {
-	if p.b.pricing == nil {
+// OnDemand returns the on-demand price of each type, refreshed when due;
+// a failed refresh serves the last known prices.
+func (p *Provider) OnDemand(ctx context.Context) map[string]float64 {
+	if p.opts.Pricing == nil {
 		return p.base
 	}
-	v, ok, err := p.od.get(ctx, func(ctx context.Context, old map[string]float64, ok bool) (map[string]float64, error) {
+	v, ok, err := p.od.Get(ctx, func(ctx context.Context, old map[string]float64, ok bool) (map[string]float64, error) {
 		fresh, err := p.fetchOnDemand(ctx)
 		if err != nil {
 			return nil, err
@@ -67,22 +92,22 @@ func (p *priceBook) onDemand(ctx context.Context) map[string]float64 {
 
 // fetchOnDemand reads Linux, shared-tenancy, on-demand hourly prices of the
 // region from the Pricing API.
-func (p *priceBook) fetchOnDemand(ctx context.Context) (map[string]float64, error) {
+func (p *Provider) fetchOnDemand(ctx context.Context) (map[string]float64, error) {
 	filter := func(field, value string) pricingtypes.Filter {
-		return pricingtypes.Filter{Type: pricingtypes.FilterTypeTermMatch, Field: str(field), Value: str(value)}
+		return pricingtypes.Filter{Type: pricingtypes.FilterTypeTermMatch, Field: aws.String(field), Value: aws.String(value)}
 	}
 	in := &pricing.GetProductsInput{
-		ServiceCode: str("AmazonEC2"),
+		ServiceCode: aws.String("AmazonEC2"),
 		Filters: []pricingtypes.Filter{
-			filter("regionCode", p.b.region()), filter("operatingSystem", "Linux"), filter("tenancy", "Shared"),
+			filter("regionCode", p.opts.Region), filter("operatingSystem", "Linux"), filter("tenancy", "Shared"),
 			filter("preInstalledSw", "NA"), filter("capacitystatus", "Used"), filter("marketoption", "OnDemand"),
 		},
-		MaxResults: i32(100),
+		MaxResults: aws.Int32(100),
 	}
 	prices := map[string]float64{}
-	pager := pricing.NewGetProductsPaginator(p.b.pricing, in)
+	pager := pricing.NewGetProductsPaginator(p.opts.Pricing, in)
 	for pager.HasMorePages() {
-		cctx, cancel := p.b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		out, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -95,7 +120,7 @@ func (p *priceBook) fetchOnDemand(ctx context.Context) (map[string]float64, erro
 		}
 	}
 	if len(prices) == 0 {
-		return nil, fmt.Errorf("the Pricing API returned no on-demand price for %s", p.b.region())
+		return nil, fmt.Errorf("the Pricing API returned no on-demand price for %s", p.opts.Region)
 	}
 	return prices, nil
 }
@@ -132,8 +157,10 @@ func parsePriceListItem(doc string) (string, float64, bool) {
 	return "", 0, false
 }
 
-func (p *priceBook) spotPrices(ctx context.Context) map[string]float64 {
-	v, _, err := p.spot.get(ctx, func(ctx context.Context, old map[string]float64, ok bool) (map[string]float64, error) {
+// Spot returns the spot price of each type and zone (SpotKey), refreshed
+// when due; a failed refresh serves the last known prices.
+func (p *Provider) Spot(ctx context.Context) map[string]float64 {
+	v, _, err := p.spot.Get(ctx, func(ctx context.Context, old map[string]float64, ok bool) (map[string]float64, error) {
 		fresh, err := p.fetchSpot(ctx)
 		if err != nil {
 			return nil, err
@@ -152,19 +179,19 @@ func (p *priceBook) spotPrices(ctx context.Context) map[string]float64 {
 }
 
 // fetchSpot reads the current spot price of every type and zone.
-func (p *priceBook) fetchSpot(ctx context.Context) (map[string]float64, error) {
+func (p *Provider) fetchSpot(ctx context.Context) (map[string]float64, error) {
 	type stamped struct {
 		price float64
 		at    time.Time
 	}
 	latest := map[string]stamped{}
-	pager := ec2.NewDescribeSpotPriceHistoryPaginator(p.b.ec2, &ec2.DescribeSpotPriceHistoryInput{
+	pager := ec2.NewDescribeSpotPriceHistoryPaginator(p.opts.EC2, &ec2.DescribeSpotPriceHistoryInput{
 		ProductDescriptions: []string{"Linux/UNIX", "Linux/UNIX (Amazon VPC)"},
-		StartTime:           lo.ToPtr(p.b.clock.Now()),
-		MaxResults:          i32(1000),
+		StartTime:           lo.ToPtr(p.opts.Clock.Now()),
+		MaxResults:          aws.Int32(1000),
 	})
 	for pager.HasMorePages() {
-		cctx, cancel := p.b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		out, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -175,7 +202,7 @@ func (p *priceBook) fetchSpot(ctx context.Context) (map[string]float64, error) {
 			if err != nil || v <= 0 {
 				continue
 			}
-			k := spotKey(string(sp.InstanceType), lo.FromPtr(sp.AvailabilityZone))
+			k := SpotKey(string(sp.InstanceType), lo.FromPtr(sp.AvailabilityZone))
 			at := lo.FromPtr(sp.Timestamp)
 			if cur, ok := latest[k]; !ok || at.After(cur.at) {
 				latest[k] = stamped{v, at}

@@ -1,4 +1,4 @@
-package aws
+package instance
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/ami"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // MaxOverrides bounds the overrides of one CreateFleet call. Past it, each
@@ -38,31 +41,31 @@ type launchGroup struct {
 	options []cloudprovider.LaunchOption
 }
 
-// Launch implements cloudprovider.Backend. The provider's options are split
+// Launch is cloudprovider.Backend.Launch. The provider's options are split
 // into one instant CreateFleet per kind (reserved, capacity block, spot,
 // on-demand), tried in the order the provider ranked their best option, each
 // with overrides over its options × the node class's subnets in their zones.
 // An option is Refused when every one of its overrides failed with a
 // capacity error; other failures are errors. Requests are idempotent per
 // NodeClaim through the fleet client token.
-func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+func (p *Provider) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
 	select {
-	case b.launchSlots <- struct{}{}:
-		defer func() { <-b.launchSlots }()
+	case p.launchSlots <- struct{}{}:
+		defer func() { <-p.launchSlots }()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.LaunchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.LaunchTimeout)
 	defer cancel()
 	nc := req.NodeClass
 	if nc == nil {
 		return nil, fmt.Errorf("launch request has no node class")
 	}
-	if missing := unresolved(nc); len(missing) > 0 {
+	if missing := Unresolved(nc); len(missing) > 0 {
 		return nil, fmt.Errorf("GPUNodeClass %q has no resolved %s", nc.Name, strings.Join(missing, ", "))
 	}
-	if b.mayHaveLaunched(req.NodeClaim) {
-		inst, err := b.launchedBefore(ctx, req)
+	if p.mayHaveLaunched(req.NodeClaim) {
+		inst, err := p.launchedBefore(ctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -72,8 +75,8 @@ func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) 
 	}
 	res := &cloudprovider.LaunchResult{}
 	var errs []error
-	for _, g := range b.groupOptions(ctx, req.Options) {
-		inst, refused, err := b.launchGroup(ctx, req, g)
+	for _, g := range p.groupOptions(ctx, req.Options) {
+		inst, refused, err := p.launchGroup(ctx, req, g)
 		res.Refused = append(res.Refused, refused...)
 		if inst != nil {
 			res.Instance = inst
@@ -89,7 +92,7 @@ func (b *Backend) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) 
 	return res, errors.Join(errs...)
 }
 
-// RestartLookupWindow is how long after a backend starts the NodeClaims it
+// RestartLookupWindow is how long after a provider starts the NodeClaims it
 // launches are still looked up in EC2 first (NodeClaims created before the
 // start always are): it covers clock skew between the API server and the
 // controller.
@@ -101,24 +104,24 @@ const RestartLookupWindow = time.Minute
 // re-launch idempotent: the first launch may have been batched with other
 // NodeClaims (one token for the batch), or made with other options (offerings
 // the previous process had seen refused), and either is a new token.
-func (b *Backend) mayHaveLaunched(nc *karpv1.NodeClaim) bool {
-	return nc != nil && !nc.CreationTimestamp.IsZero() && nc.CreationTimestamp.Time.Before(b.started.Add(RestartLookupWindow))
+func (p *Provider) mayHaveLaunched(nc *karpv1.NodeClaim) bool {
+	return nc != nil && !nc.CreationTimestamp.IsZero() && nc.CreationTimestamp.Time.Before(p.started.Add(RestartLookupWindow))
 }
 
 // launchedBefore returns the live instance already launched for the
 // NodeClaim (found by its NodeClaim tag) on one of the request's options, or
 // nil. Instances tagged with the NodeClaim that it cannot use (an option no
 // longer offered, extra copies) are terminated: no NodeClaim refers to them.
-func (b *Backend) launchedBefore(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.Instance, error) {
+func (p *Provider) launchedBefore(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.Instance, error) {
 	filters := []ec2types.Filter{
-		{Name: str("tag:" + cloudprovider.TagCluster), Values: []string{b.opts.ClusterName}},
-		{Name: str("tag:" + cloudprovider.TagNodeClaim), Values: []string{req.NodeClaim.Name}},
-		{Name: str("instance-state-name"), Values: []string{"pending", "running"}},
+		{Name: aws.String("tag:" + cloudprovider.TagCluster), Values: []string{p.opts.ClusterName}},
+		{Name: aws.String("tag:" + cloudprovider.TagNodeClaim), Values: []string{req.NodeClaim.Name}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running"}},
 	}
-	pager := ec2.NewDescribeInstancesPaginator(b.ec2, &ec2.DescribeInstancesInput{Filters: filters})
+	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters})
 	var found []*cloudprovider.Instance
 	for pager.HasMorePages() {
-		cctx, cancel := b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		page, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -148,7 +151,7 @@ func (b *Backend) launchedBefore(ctx context.Context, req *cloudprovider.LaunchR
 			log.FromContext(ctx).Info("found the instance a previous launch of the NodeClaim started", "nodeclaim", req.NodeClaim.Name, "instance", inst.ID)
 			continue
 		}
-		if err := b.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
+		if err := p.Terminate(ctx, inst.ID); err != nil && !cloudprovider.IsNotFound(err) {
 			return nil, err
 		}
 		log.FromContext(ctx).Info("terminated an unusable instance of a previous launch of the NodeClaim", "nodeclaim", req.NodeClaim.Name, "instance", inst.ID, "offering", inst.InstanceType+"/"+inst.Zone+"/"+inst.CapacityType)
@@ -156,7 +159,9 @@ func (b *Backend) launchedBefore(ctx context.Context, req *cloudprovider.LaunchR
 	return keep, nil
 }
 
-func unresolved(nc *v1alpha1.GPUNodeClass) []string {
+// Unresolved names the parts of the node class a launch needs that are not
+// resolved yet.
+func Unresolved(nc *v1alpha1.GPUNodeClass) []string {
 	var missing []string
 	if len(nc.Status.Subnets) == 0 {
 		missing = append(missing, "subnets")
@@ -175,13 +180,13 @@ func unresolved(nc *v1alpha1.GPUNodeClass) []string {
 
 // groupOptions splits options by fleet kind, keeping the provider's order
 // within each group and ordering groups by their first option.
-func (b *Backend) groupOptions(ctx context.Context, options []cloudprovider.LaunchOption) []launchGroup {
+func (p *Provider) groupOptions(ctx context.Context, options []cloudprovider.LaunchOption) []launchGroup {
 	var groups []launchGroup
 	for _, o := range options {
 		kind := fleetKind(o.CapacityType)
 		if o.CapacityType == karpv1.CapacityTypeReserved {
 			kind = kindReserved
-			if r, ok := b.reservations.lookup(ctx, o.ReservationID); ok && r.CapacityBlock {
+			if r, ok := p.opts.Reservations.Get(ctx, o.ReservationID); ok && r.CapacityBlock {
 				kind = kindCapacityBlock
 			}
 		}
@@ -208,24 +213,24 @@ func overrideKey(template, instanceType, zone string) string {
 	return template + "|" + instanceType + "|" + zone
 }
 
-func (b *Backend) planFleet(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, oneSubnet bool) (*fleetPlan, error) {
+func (p *Provider) planFleet(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, oneSubnet bool) (*fleetPlan, error) {
 	nc := req.NodeClass
 	plan := &fleetPlan{images: map[string]string{}, overrides: map[string]int{}}
 	configIndex := map[string]int{}
 	templates := map[string]string{} // image|reservation -> template name
 	logger := log.FromContext(ctx)
 	for _, o := range g.options {
-		entry, ok := b.types.entry(ctx, o.InstanceType)
+		entry, ok := p.opts.InstanceTypes.Get(ctx, o.InstanceType)
 		if !ok {
 			logger.Info("skipping launch option of an unknown instance type", "option", o.String())
 			continue
 		}
-		ami, ok := amiFor(nc, &entry)
+		ami, ok := ami.For(nc, &entry)
 		if !ok {
 			logger.Info("skipping launch option without a compatible image", "option", o.String())
 			continue
 		}
-		subnets := b.subnetsInZone(nc, o.Zone)
+		subnets := p.opts.Subnets.InZone(nc, o.Zone)
 		if len(subnets) == 0 {
 			logger.Info("skipping launch option in a zone without a subnet", "option", o.String())
 			continue
@@ -236,11 +241,11 @@ func (b *Backend) planFleet(ctx context.Context, req *cloudprovider.LaunchReques
 		tkey := ami.ID + "|" + o.ReservationID
 		name, ok := templates[tkey]
 		if !ok {
-			spec, err := b.templateFor(nc, req.NodeClaim, ami.ID, o.ReservationID, g.kind == kindCapacityBlock)
+			spec, err := p.opts.Templates.Spec(nc, req.NodeClaim, ami.ID, o.ReservationID, g.kind == kindCapacityBlock)
 			if err != nil {
 				return nil, err
 			}
-			if name, err = b.ensureTemplate(ctx, spec); err != nil {
+			if name, err = p.opts.Templates.Ensure(ctx, spec); err != nil {
 				return nil, err
 			}
 			templates[tkey] = name
@@ -249,7 +254,7 @@ func (b *Backend) planFleet(ctx context.Context, req *cloudprovider.LaunchReques
 		ci, ok := configIndex[name]
 		if !ok {
 			plan.configs = append(plan.configs, ec2types.FleetLaunchTemplateConfigRequest{
-				LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: str(name), Version: str("$Latest")},
+				LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String(name), Version: aws.String("$Latest")},
 			})
 			ci = len(plan.configs) - 1
 			configIndex[name] = ci
@@ -261,8 +266,8 @@ func (b *Backend) planFleet(ctx context.Context, req *cloudprovider.LaunchReques
 		for _, s := range subnets {
 			plan.configs[ci].Overrides = append(plan.configs[ci].Overrides, ec2types.FleetLaunchTemplateOverridesRequest{
 				InstanceType:     ec2types.InstanceType(o.InstanceType),
-				SubnetId:         str(s),
-				AvailabilityZone: str(o.Zone),
+				SubnetId:         aws.String(s),
+				AvailabilityZone: aws.String(o.Zone),
 			})
 		}
 	}
@@ -274,53 +279,53 @@ func (p *fleetPlan) overrideCount() int {
 }
 
 // launchGroup runs one CreateFleet.
-func (b *Backend) launchGroup(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
-	plan, err := b.planFleet(ctx, req, g, false)
+func (p *Provider) launchGroup(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
+	plan, err := p.planFleet(ctx, req, g, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	if plan.overrideCount() > MaxOverrides {
-		if plan, err = b.planFleet(ctx, req, g, true); err != nil {
+		if plan, err = p.planFleet(ctx, req, g, true); err != nil {
 			return nil, nil, err
 		}
 	}
 	if len(plan.options) == 0 {
 		return nil, nil, fmt.Errorf("none of the %d %s options can launch with GPUNodeClass %q", len(g.options), g.kind, req.NodeClass.Name)
 	}
-	in := b.fleetInput(req, g.kind, plan)
+	in := p.fleetInput(req, g.kind, plan)
 	var out *ec2.CreateFleetOutput
 	for attempt := 0; ; attempt++ {
-		out, err = b.batcher.createFleet(ctx, in)
+		out, err = p.batcher.createFleet(ctx, in)
 		if err == nil {
 			break
 		}
-		code := errorCode(err)
-		if isLaunchTemplateNotFound(code) && attempt == 0 {
+		code := awsutil.ErrorCode(err)
+		if awsutil.IsLaunchTemplateNotFound(code) && attempt == 0 {
 			// Deleted behind the cache's back: recreate and retry once.
 			for name := range plan.images {
-				b.templates.forget(name)
+				p.opts.Templates.Forget(name)
 			}
-			if plan, err = b.planFleet(ctx, req, g, plan.overrideCount() > MaxOverrides); err != nil {
+			if plan, err = p.planFleet(ctx, req, g, plan.overrideCount() > MaxOverrides); err != nil {
 				return nil, nil, err
 			}
-			in = b.fleetInput(req, g.kind, plan)
+			in = p.fleetInput(req, g.kind, plan)
 			continue
 		}
-		if isCapacityCode(code) {
+		if awsutil.IsCapacityCode(code) {
 			return nil, plan.options, nil
 		}
 		return nil, nil, fmt.Errorf("creating %s fleet, %w", g.kind, err)
 	}
-	return b.fleetResult(ctx, req, g, plan, out)
+	return p.fleetResult(ctx, req, g, plan, out)
 }
 
-func (b *Backend) fleetInput(req *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan) *ec2.CreateFleetInput {
-	tags := toEC2Tags(b.ownedTags(lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))
+func (p *Provider) fleetInput(req *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan) *ec2.CreateFleetInput {
+	tags := awsutil.ToEC2Tags(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))
 	in := &ec2.CreateFleetInput{
 		Type:                  ec2types.FleetTypeInstant,
 		LaunchTemplateConfigs: plan.configs,
 		TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{
-			TotalTargetCapacity: i32(1),
+			TotalTargetCapacity: aws.Int32(1),
 		},
 		TagSpecifications: []ec2types.TagSpecification{
 			{ResourceType: ec2types.ResourceTypeInstance, Tags: tags},
@@ -342,20 +347,20 @@ func (b *Backend) fleetInput(req *cloudprovider.LaunchRequest, kind fleetKind, p
 		// controller restart returns the instance already launched, while a
 		// changed request (refused options dropped) is a new launch instead
 		// of an IdempotentParameterMismatch.
-		in.ClientToken = str(lo.Substring(req.ClientToken, 0, 40) + "-" + shortHash(fmt.Sprintf("%s/%v", kind, plan.overrides)))
+		in.ClientToken = aws.String(lo.Substring(req.ClientToken, 0, 40) + "-" + awsutil.ShortHash(fmt.Sprintf("%s/%v", kind, plan.overrides)))
 	}
 	return in
 }
 
 // fleetResult maps a CreateFleet answer onto the plan's options.
-func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, plan *fleetPlan, out *ec2.CreateFleetOutput) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
+func (p *Provider) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, plan *fleetPlan, out *ec2.CreateFleetOutput) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
 	optionOf := func(lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
 		if lto == nil || lto.LaunchTemplateSpecification == nil || lto.Overrides == nil {
 			return 0, false
 		}
 		zone := lo.FromPtr(lto.Overrides.AvailabilityZone)
 		if zone == "" {
-			zone = b.zoneOfSubnet(lo.FromPtr(lto.Overrides.SubnetId))
+			zone = p.opts.Subnets.ZoneOf(lo.FromPtr(lto.Overrides.SubnetId))
 		}
 		i, ok := plan.overrides[overrideKey(lo.FromPtr(lto.LaunchTemplateSpecification.LaunchTemplateName), string(lto.Overrides.InstanceType), zone)]
 		return i, ok
@@ -366,9 +371,9 @@ func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequ
 		code := lo.FromPtr(e.ErrorCode)
 		i, ok := optionOf(e.LaunchTemplateAndOverrides)
 		switch {
-		case isCapacityCode(code) && ok:
+		case awsutil.IsCapacityCode(code) && ok:
 			failed[i]++
-		case isCapacityCode(code):
+		case awsutil.IsCapacityCode(code):
 			unmapped = append(unmapped, code)
 		default:
 			other = append(other, fmt.Sprintf("%s: %s", code, lo.FromPtr(e.ErrorMessage)))
@@ -393,7 +398,7 @@ func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequ
 		}
 		o := plan.options[i]
 		if o.ReservationID != "" {
-			b.reservations.r.invalidate()
+			p.opts.Reservations.Invalidate()
 		}
 		return &cloudprovider.Instance{
 			ID:            fi.InstanceIds[0],
@@ -403,8 +408,8 @@ func (b *Backend) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequ
 			ReservationID: o.ReservationID,
 			ImageID:       plan.images[lo.FromPtr(fi.LaunchTemplateAndOverrides.LaunchTemplateSpecification.LaunchTemplateName)],
 			State:         cloudprovider.InstanceStatePending,
-			LaunchTime:    b.clock.Now(),
-			Tags:          lo.Assign(b.ownedTags(lo.Assign(req.NodeClass.Spec.Tags, req.Tags))),
+			LaunchTime:    p.opts.Clock.Now(),
+			Tags:          lo.Assign(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(req.NodeClass.Spec.Tags, req.Tags))),
 		}, refused, nil
 	}
 	if len(other) > 0 {

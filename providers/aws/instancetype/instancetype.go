@@ -1,18 +1,26 @@
-package aws
+// Package instancetype merges the embedded catalog with what EC2 reports for
+// the region (DescribeInstanceTypes, DescribeInstanceTypeOfferings): GPU
+// types released after this build appear, types the region lacks are
+// dropped, and each type's zones are known.
+package instancetype
 
 import (
 	"context"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // typeData is the catalog merged with what EC2 reports for the region.
@@ -21,48 +29,69 @@ type typeData struct {
 	zones   map[string]map[string]bool // type -> zones EC2 offers it in
 }
 
-// typeBook merges the embedded catalog with DescribeInstanceTypes, so GPU
-// types released after this build appear without a release, and drops types
-// the region does not have.
-type typeBook struct {
-	b    *Backend
-	base []catalog.Entry
-	r    *refreshed[typeData]
+// EC2API is the EC2 calls the provider makes.
+type EC2API interface {
+	ec2.DescribeInstanceTypesAPIClient
+	ec2.DescribeInstanceTypeOfferingsAPIClient
 }
 
-func newTypeBook(b *Backend, base []catalog.Entry) *typeBook {
-	return &typeBook{b: b, base: base, r: newRefreshed[typeData](b.clock, b.opts.InstanceTypeRefresh, b.opts.RefreshRetry)}
+// Options configure a Provider.
+type Options struct {
+	EC2 EC2API
+	// Entries is the catalog (the base EC2's answers are merged into).
+	Entries []catalog.Entry
+	// DisableDiscovery keeps Entries as they are (no API call).
+	DisableDiscovery bool
+	Clock            clock.Clock
+	// Refresh is how long EC2's answer is trusted; RefreshRetry how long a
+	// failed refresh waits before the next.
+	Refresh, RefreshRetry time.Duration
+	CallTimeout           time.Duration
 }
 
-// current returns the entries and, when known, the zones of each type.
-func (tb *typeBook) current(ctx context.Context) ([]catalog.Entry, map[string]map[string]bool) {
-	if tb.b.opts.DisableInstanceTypeDiscovery {
-		return tb.base, nil
+// Provider merges the catalog with DescribeInstanceTypes, so GPU types
+// released after this build appear without a release, and drops types the
+// region does not have.
+type Provider struct {
+	opts Options
+	r    *awsutil.Refreshed[typeData]
+}
+
+// NewProvider returns a Provider; it makes no API call.
+func NewProvider(o Options) *Provider {
+	return &Provider{opts: o, r: awsutil.NewRefreshed[typeData](o.Clock, o.Refresh, o.RefreshRetry)}
+}
+
+// List returns the entries and, when known, the zones EC2 offers each type
+// in (nil when unknown: every zone). A failed refresh serves the last known
+// answer, or the catalog.
+func (p *Provider) List(ctx context.Context) ([]catalog.Entry, map[string]map[string]bool) {
+	if p.opts.DisableDiscovery {
+		return p.opts.Entries, nil
 	}
-	v, ok, err := tb.r.get(ctx, func(ctx context.Context, _ typeData, _ bool) (typeData, error) { return tb.fetch(ctx) })
+	v, ok, err := p.r.Get(ctx, func(ctx context.Context, _ typeData, _ bool) (typeData, error) { return p.fetch(ctx) })
 	if err != nil {
 		log.FromContext(ctx).Error(err, "refreshing instance types; serving the last known ones")
 	}
 	if !ok {
-		return tb.base, nil
+		return p.opts.Entries, nil
 	}
 	return v.entries, v.zones
 }
 
-// entry returns the current entry of a type.
-func (tb *typeBook) entry(ctx context.Context, name string) (catalog.Entry, bool) {
-	entries, _ := tb.current(ctx)
+// Get returns the current entry of a type.
+func (p *Provider) Get(ctx context.Context, name string) (catalog.Entry, bool) {
+	entries, _ := p.List(ctx)
 	return lo.Find(entries, func(e catalog.Entry) bool { return e.Name == name })
 }
 
-// acceleratorNames returns the names of the devices exposing resource.
-func (tb *typeBook) acceleratorNames(resource string) []string {
-	entries := tb.base
-	tb.r.mu.Lock()
-	if tb.r.ok {
-		entries = tb.r.value.entries
+// AcceleratorNames returns the names of the devices exposing resource among
+// the last listed entries (the catalog before the first List).
+func (p *Provider) AcceleratorNames(resource string) []string {
+	entries := p.opts.Entries
+	if v, ok := p.r.Peek(); ok {
+		entries = v.entries
 	}
-	tb.r.mu.Unlock()
 	names := lo.Uniq(lo.FilterMap(entries, func(e catalog.Entry, _ int) (string, bool) {
 		return e.GPUName, e.AcceleratorResource == resource && e.GPUName != ""
 	}))
@@ -70,11 +99,11 @@ func (tb *typeBook) acceleratorNames(resource string) []string {
 	return names
 }
 
-func (tb *typeBook) fetch(ctx context.Context) (typeData, error) {
+func (p *Provider) fetch(ctx context.Context) (typeData, error) {
 	var infos []ec2types.InstanceTypeInfo
-	pager := ec2.NewDescribeInstanceTypesPaginator(tb.b.ec2, &ec2.DescribeInstanceTypesInput{MaxResults: i32(100)})
+	pager := ec2.NewDescribeInstanceTypesPaginator(p.opts.EC2, &ec2.DescribeInstanceTypesInput{MaxResults: aws.Int32(100)})
 	for pager.HasMorePages() {
-		cctx, cancel := tb.b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		page, err := pager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -83,11 +112,11 @@ func (tb *typeBook) fetch(ctx context.Context) (typeData, error) {
 		infos = append(infos, page.InstanceTypes...)
 	}
 	zones := map[string]map[string]bool{}
-	opager := ec2.NewDescribeInstanceTypeOfferingsPaginator(tb.b.ec2, &ec2.DescribeInstanceTypeOfferingsInput{
-		LocationType: ec2types.LocationTypeAvailabilityZone, MaxResults: i32(1000),
+	opager := ec2.NewDescribeInstanceTypeOfferingsPaginator(p.opts.EC2, &ec2.DescribeInstanceTypeOfferingsInput{
+		LocationType: ec2types.LocationTypeAvailabilityZone, MaxResults: aws.Int32(1000),
 	})
 	for opager.HasMorePages() {
-		cctx, cancel := tb.b.call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		page, err := opager.NextPage(cctx)
 		cancel()
 		if err != nil {
@@ -104,7 +133,7 @@ func (tb *typeBook) fetch(ctx context.Context) (typeData, error) {
 	if len(infos) == 0 {
 		return typeData{}, fmt.Errorf("DescribeInstanceTypes returned no instance type")
 	}
-	return typeData{entries: mergeEntries(tb.base, infos), zones: zones}, nil
+	return typeData{entries: mergeEntries(p.opts.Entries, infos), zones: zones}, nil
 }
 
 // mergeEntries combines the catalog with DescribeInstanceTypes. A type in
@@ -163,7 +192,7 @@ func entryFromEC2(info ec2types.InstanceTypeInfo) catalog.Entry {
 	e := catalog.Entry{Name: name, Family: family, Size: size}
 	if info.ProcessorInfo != nil {
 		for _, a := range info.ProcessorInfo.SupportedArchitectures {
-			if k := kubeArch(string(a)); k == "amd64" || k == "arm64" {
+			if k := awsutil.KubeArch(string(a)); k == "amd64" || k == "arm64" {
 				e.Arch = k
 				break
 			}

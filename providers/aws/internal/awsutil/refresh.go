@@ -1,4 +1,4 @@
-package aws
+package awsutil
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// refreshed holds a value fetched from EC2 that is refreshed lazily: the
+// Refreshed holds a value fetched from EC2 that is refreshed lazily: the
 // first caller after it falls due fetches it while concurrent callers wait,
 // and a failed fetch keeps the last known good value and is retried after
 // the retry interval, so an API outage degrades to stale data, never to none.
-type refreshed[T any] struct {
+type Refreshed[T any] struct {
 	clock    clock.Clock
 	interval time.Duration
 	retry    time.Duration
@@ -24,14 +24,16 @@ type refreshed[T any] struct {
 	lastErr error
 }
 
-func newRefreshed[T any](clk clock.Clock, interval, retry time.Duration) *refreshed[T] {
-	return &refreshed[T]{clock: clk, interval: interval, retry: retry}
+// NewRefreshed returns a value fetched at most every interval, and retried
+// after retry when a fetch fails.
+func NewRefreshed[T any](clk clock.Clock, interval, retry time.Duration) *Refreshed[T] {
+	return &Refreshed[T]{clock: clk, interval: interval, retry: retry}
 }
 
-// get returns the value, fetching it when due. fetch receives the current
+// Get returns the value, fetching it when due. fetch receives the current
 // value (to merge into) and whether there is one. err is the error of this
 // call's fetch, if any; ok reports whether value was ever fetched.
-func (r *refreshed[T]) get(ctx context.Context, fetch func(ctx context.Context, old T, ok bool) (T, error)) (value T, ok bool, err error) {
+func (r *Refreshed[T]) Get(ctx context.Context, fetch func(ctx context.Context, old T, ok bool) (T, error)) (value T, ok bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.clock.Now()
@@ -51,10 +53,18 @@ func (r *refreshed[T]) get(ctx context.Context, fetch func(ctx context.Context, 
 	return r.value, true, nil
 }
 
-// invalidate makes the next get fetch again.
-func (r *refreshed[T]) invalidate() {
+// Invalidate makes the next get fetch again.
+func (r *Refreshed[T]) Invalidate() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.due = time.Time{}
 	r.lastErr = nil
+}
+
+// Peek returns the last fetched value without fetching; ok is false when
+// none was fetched yet.
+func (r *Refreshed[T]) Peek() (value T, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.value, r.ok
 }

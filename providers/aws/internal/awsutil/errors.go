@@ -1,4 +1,7 @@
-package aws
+// Package awsutil holds what every AWS provider package shares: how EC2,
+// IAM and SSM errors are classified, values refreshed lazily with a last
+// known good fallback, and the tags and filters of the cluster's resources.
+package awsutil
 
 import (
 	"errors"
@@ -27,11 +30,11 @@ var capacityErrorCodes = map[string]bool{
 	"InstanceLimitExceeded":                true,
 }
 
-// isCapacityCode reports whether an EC2 error code is capacity-class.
-func isCapacityCode(code string) bool { return capacityErrorCodes[code] }
+// IsCapacityCode reports whether an EC2 error code is capacity-class.
+func IsCapacityCode(code string) bool { return capacityErrorCodes[code] }
 
-// errorCode returns the API error code of err, or "".
-func errorCode(err error) string {
+// ErrorCode returns the API error code of err, or "".
+func ErrorCode(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		return ae.ErrorCode()
@@ -39,15 +42,15 @@ func errorCode(err error) string {
 	return ""
 }
 
-// isNotFound reports EC2/IAM/SSM "does not exist" errors.
-func isNotFound(err error) bool {
-	code := errorCode(err)
+// IsNotFound reports EC2/IAM/SSM "does not exist" errors.
+func IsNotFound(err error) bool {
+	code := ErrorCode(err)
 	return strings.HasSuffix(code, ".NotFound") || strings.HasSuffix(code, "NotFoundException") ||
 		code == "NoSuchEntity" || code == "ParameterNotFound" || code == "InvalidInstanceID.Malformed"
 }
 
-// isLaunchTemplateNotFound reports a launch template deleted behind the
+// IsLaunchTemplateNotFound reports a launch template deleted behind the
 // cache's back (by a user or another controller).
-func isLaunchTemplateNotFound(code string) bool {
+func IsLaunchTemplateNotFound(code string) bool {
 	return strings.HasPrefix(code, "InvalidLaunchTemplateName.NotFound") || strings.HasPrefix(code, "InvalidLaunchTemplateId.NotFound")
 }

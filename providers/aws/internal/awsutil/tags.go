@@ -1,0 +1,64 @@
+package awsutil
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+)
+
+// TagFilters turns selector tags into EC2 filters; "*" matches any value.
+func TagFilters(tags map[string]string) []ec2types.Filter {
+	keys := lo.Keys(tags)
+	sort.Strings(keys)
+	return lo.Map(keys, func(k string, _ int) ec2types.Filter {
+		if tags[k] == "*" {
+			return ec2types.Filter{Name: aws.String("tag-key"), Values: []string{k}}
+		}
+		return ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}}
+	})
+}
+
+// ClusterTagKey is the tag the AWS cloud controller and load balancer
+// controllers use to find a cluster's instances.
+func ClusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }
+
+// OwnedTags adds the cluster ownership tags to tags.
+func OwnedTags(cluster string, tags map[string]string) map[string]string {
+	return lo.Assign(tags, map[string]string{
+		ClusterTagKey(cluster):   "owned",
+		cloudprovider.TagCluster: cluster,
+		"eks:eks-cluster-name":   cluster,
+	})
+}
+
+// ToEC2Tags converts tags, sorted by key.
+func ToEC2Tags(tags map[string]string) []ec2types.Tag {
+	keys := lo.Keys(tags)
+	sort.Strings(keys)
+	return lo.Map(keys, func(k string, _ int) ec2types.Tag {
+		return ec2types.Tag{Key: aws.String(k), Value: aws.String(tags[k])}
+	})
+}
+
+// ShortHash is the first 16 hex digits of the SHA-256 of s.
+func ShortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// KubeArch maps an EC2 architecture onto kubernetes.io/arch.
+func KubeArch(ec2arch string) string {
+	switch ec2arch {
+	case "x86_64", "x86_64_mac":
+		return "amd64"
+	case "arm64", "arm64_mac":
+		return "arm64"
+	}
+	return ec2arch
+}

@@ -1,0 +1,67 @@
+// Package securitygroup resolves a GPUNodeClass's
+// securityGroupSelectorTerms with DescribeSecurityGroups.
+package securitygroup
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
+)
+
+// Options configure a Provider.
+type Options struct {
+	EC2         ec2.DescribeSecurityGroupsAPIClient
+	CallTimeout time.Duration
+}
+
+// Provider resolves security groups.
+type Provider struct {
+	ec2     ec2.DescribeSecurityGroupsAPIClient
+	timeout time.Duration
+}
+
+// NewProvider returns a Provider.
+func NewProvider(o Options) *Provider { return &Provider{ec2: o.EC2, timeout: o.CallTimeout} }
+
+// List returns the security groups matching the node class's selector
+// terms (an ID, a name, or tags with "*" for any value), by ID.
+func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.SecurityGroup, error) {
+	found := map[string]v1alpha1.SecurityGroup{}
+	for _, term := range nc.Spec.SecurityGroupSelectorTerms {
+		var filters []ec2types.Filter
+		switch {
+		case term.ID != "":
+			filters = []ec2types.Filter{{Name: aws.String("group-id"), Values: []string{term.ID}}}
+		case term.Name != "":
+			filters = []ec2types.Filter{{Name: aws.String("group-name"), Values: []string{term.Name}}}
+		case len(term.Tags) > 0:
+			filters = awsutil.TagFilters(term.Tags)
+		default:
+			continue
+		}
+		pager := ec2.NewDescribeSecurityGroupsPaginator(p.ec2, &ec2.DescribeSecurityGroupsInput{Filters: filters, MaxResults: aws.Int32(1000)})
+		for pager.HasMorePages() {
+			cctx, cancel := context.WithTimeout(ctx, p.timeout)
+			out, err := pager.NextPage(cctx)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("describing security groups, %w", err)
+			}
+			for _, g := range out.SecurityGroups {
+				found[lo.FromPtr(g.GroupId)] = v1alpha1.SecurityGroup{ID: lo.FromPtr(g.GroupId), Name: lo.FromPtr(g.GroupName)}
+			}
+		}
+	}
+	out := lo.Values(found)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

@@ -21,7 +21,7 @@ envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into b
 	@./tools/build-envtest.sh
 
 test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
-	@cd tools/crdpatch && go test -count=1 ./... # CEL rules compiled and exercised offline
+	@cd tools/crdcheck && go test -count=1 ./... # CEL rules compiled and exercised offline
 	@FUZZTIME=10s ./tools/fuzz.sh # parsers and the LP bound must not panic on any input
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./... # unit, property, envtest and e2e suites; prints the totals last
 
@@ -45,7 +45,7 @@ unit: ## tests that need no API server
 vet: ## go vet
 	go vet ./...
 
-generate: ## regenerate deepcopy, CRDs and the patched Karpenter CRD copies (also into the chart)
+generate: ## regenerate deepcopy and the GPUNodeClass CRD; copy it and core's karpenter.sh CRDs into the chart
 	./tools/codegen/generate.sh
 	./tools/helm/sync-crds.sh
 

@@ -29,6 +29,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -56,6 +57,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
@@ -80,15 +82,25 @@ type ControlPlane struct {
 
 // StartControlPlane starts etcd and kube-apiserver from controlplane.Assets
 // (KUBEBUILDER_ASSETS, else bin/k8s; failing, never skipping, when they are
-// missing) with pkg/apis/crds.
+// missing) with pkg/apis.CRDs (GPUNodeClass and core's karpenter.sh CRDs).
 func StartControlPlane(t *testing.T) *ControlPlane {
+	t.Helper()
+	return StartControlPlaneWithCRDs(t, apis.CRDs)
+}
+
+// StartControlPlaneWithCRDs is StartControlPlane with the given CRDs, e.g.
+// another Karpenter's karpenter.sh CRDs beside karpenter-gpu's own.
+func StartControlPlaneWithCRDs(t *testing.T, crds []*apiextensionsv1.CustomResourceDefinition) *ControlPlane {
 	t.Helper()
 	assets, err := controlplane.Assets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, ErrorIfCRDPathMissing: true,
-		CRDDirectoryPaths: []string{filepath.Join(RepoRoot(), "pkg", "apis", "crds")}}
+	copies := make([]*apiextensionsv1.CustomResourceDefinition, len(crds))
+	for i, crd := range crds {
+		copies[i] = crd.DeepCopy()
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, ErrorIfCRDPathMissing: true, CRDs: copies}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting control plane: %v", err)

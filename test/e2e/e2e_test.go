@@ -116,7 +116,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 
 	// Control plane with the CRDs the Helm chart installs.
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{crdDir(root)}, ErrorIfCRDPathMissing: true}
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: crdDirs(root), ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting control plane: %v", err)
@@ -274,13 +274,12 @@ func TestEndToEnd(t *testing.T) {
 	tm.mark("scaled to zero: every GPU node and NodeClaim removed")
 }
 
-// crdDir prefers the chart's CRDs (what a user installs).
-func crdDir(root string) string {
-	chart := filepath.Join(root, "charts", "karpenter-gpu", "crds")
-	if _, err := os.Stat(chart); err == nil {
-		return chart
-	}
-	return filepath.Join(root, "pkg", "apis", "crds")
+// crdDirs are the CRDs the Helm chart installs in a cluster without
+// Karpenter: its own (crds/) and core's karpenter.sh CRDs
+// (files/karpenter-crds, crds.karpenter.install).
+func crdDirs(root string) []string {
+	chart := filepath.Join(root, "charts", "karpenter-gpu")
+	return []string{filepath.Join(chart, "crds"), filepath.Join(chart, "files", "karpenter-crds")}
 }
 
 func assertMetrics(t *testing.T, ctx context.Context, port int) {

@@ -2,8 +2,9 @@
 # Regenerates everything derived from pkg/apis:
 #   - pkg/apis/v1alpha1/zz_generated.deepcopy.go   (controller-gen object)
 #   - pkg/apis/crds/karpenter-gpu.io_*.yaml         (controller-gen crd)
-#   - pkg/apis/crds/karpenter.sh_*.yaml             (Karpenter core's CRDs,
-#     NodePool/NodeClaim patched by tools/crdpatch to restrict karpenter-gpu.io)
+# Karpenter core's karpenter.sh CRDs are used as core ships them (pkg/apis
+# embeds sigs.k8s.io/karpenter/pkg/apis; tools/helm/sync-crds.sh copies them
+# into the chart).
 # controller-gen is built once into bin/controller-gen from the version pinned
 # in tools/codegen/go.mod, and rebuilt when that pin changes.
 set -euo pipefail
@@ -22,6 +23,3 @@ fi
 cd "$root"
 "$bin/controller-gen" object paths=./pkg/apis/...
 "$bin/controller-gen" crd paths=./pkg/apis/... output:crd:artifacts:config=pkg/apis/crds
-
-core="$(go list -m -f '{{.Dir}}' sigs.k8s.io/karpenter)/pkg/apis/crds"
-(cd "$root/tools/crdpatch" && go run . -core "$core" -out "$root/pkg/apis/crds")

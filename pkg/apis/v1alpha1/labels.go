@@ -66,11 +66,7 @@ func init() {
 
 // LabelNodeClass is the label Karpenter core puts on every NodeClaim and Node
 // it launches for a GPUNodeClass (karpv1.NodeClassLabelKey), valued with the
-// GPUNodeClass name. Core also copies it into NodeClaim spec.requirements, so
-// the patched NodeClaim/NodePool CRDs must accept it as a requirement key.
+// GPUNodeClass name. Core also copies it into NodeClaim spec.requirements;
+// core's karpenter.sh CRDs accept it (they do not restrict karpenter-gpu.io:
+// core's runtime NodePool validation does, against RestrictedLabelDomains).
 const LabelNodeClass = Group + "/gpunodeclass"
-
-// RequirementLabels are the karpenter-gpu.io keys the patched core CRDs
-// accept in NodePool/NodeClaim requirements: the well-known labels plus
-// LabelNodeClass. NodePool template labels accept only WellKnownLabels.
-var RequirementLabels = append(append([]string{}, WellKnownLabels...), LabelNodeClass)

@@ -1,13 +1,13 @@
-// Module crdpatch patches Karpenter core's CRDs for this provider (see
-// main.go). It is a separate module so it can import pkg/apis/v1alpha1 via the
-// replace below without joining the product's build.
-module github.com/karpenter-gpu/karpenter-gpu/tools/crdpatch
+// Module crdcheck checks the CRDs karpenter-gpu installs (pkg/apis.CRDs) with
+// the API server's own validation libraries, offline (crds_test.go). It is a
+// separate module so k8s.io/apiserver stays out of the product's build; it
+// imports pkg/apis via the replace below.
+module github.com/karpenter-gpu/karpenter-gpu/tools/crdcheck
 
 go 1.26.9
 
 require (
 	github.com/karpenter-gpu/karpenter-gpu v0.0.0
-	go.yaml.in/yaml/v3 v3.0.4
 	k8s.io/apiextensions-apiserver v0.36.0
 	k8s.io/apimachinery v0.36.1
 	k8s.io/apiserver v0.36.0
@@ -79,6 +79,7 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/exp v0.0.0-20251219203646-944ab1f22d93 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect

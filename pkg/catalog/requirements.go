@@ -23,7 +23,7 @@ func requirements(e *Entry, region string, zones, capacityTypes, reservationIDs 
 		return scheduling.NewRequirement(key, corev1.NodeSelectorOpIn, values...)
 	}
 	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
-	r := make(scheduling.Requirements, len(karpv1.WellKnownLabels)+len(v1alpha1.WellKnownLabels)+2)
+	r := make(scheduling.Requirements, len(karpv1.WellKnownLabels)+2)
 	add := func(req *scheduling.Requirement) { r[req.Key] = req }
 
 	add(in(corev1.LabelInstanceTypeStable, e.Name))
@@ -55,6 +55,8 @@ func requirements(e *Entry, region string, zones, capacityTypes, reservationIDs 
 		add(in(v1alpha1.LabelAcceleratorName, e.GPUName))
 		add(in(v1alpha1.LabelAcceleratorCount, itoa(e.AcceleratorCount)))
 	}
+
+	addAWSLabels(e, add)
 
 	// Reserved offerings carry their reservation ID; the type allows the IDs
 	// of its reservations, or none.
@@ -93,4 +95,82 @@ func setByNodePool(key string) bool {
 	// and node class kinds end in "nodeclass" by convention.
 	_, name, _ := strings.Cut(key, "/")
 	return strings.HasSuffix(name, "nodeclass")
+}
+
+// addAWSLabels states the type in Karpenter-AWS's well-known labels, with the
+// values Karpenter-AWS gives them (the catalog's columns are its labels):
+// family, size, category and generation from the name, vCPUs, memory, local
+// NVMe and network bandwidth where stated, and its devices as instance-gpu-*
+// (EC2 GPUs: NVIDIA, AMD and Habana Gaudi) or instance-accelerator-* (AWS
+// Neuron). Keys without a value are left to the DoesNotExist pass.
+func addAWSLabels(e *Entry, add func(*scheduling.Requirement)) {
+	in := func(key string, values ...string) *scheduling.Requirement {
+		return scheduling.NewRequirement(key, corev1.NodeSelectorOpIn, values...)
+	}
+	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
+	add(in(v1alpha1.AWSLabelInstanceFamily, e.Family))
+	if e.Size != "" {
+		add(in(v1alpha1.AWSLabelInstanceSize, e.Size))
+	}
+	if category, generation, ok := categoryGeneration(e.Name); ok {
+		add(in(v1alpha1.AWSLabelInstanceCategory, category))
+		add(in(v1alpha1.AWSLabelInstanceGeneration, generation))
+	}
+	add(in(v1alpha1.AWSLabelInstanceCapabilityFlex, strconv.FormatBool(strings.Contains(e.Family, "-flex"))))
+	add(in(v1alpha1.AWSLabelInstanceCPU, itoa(e.VCPU)))
+	add(in(v1alpha1.AWSLabelInstanceMemory, itoa(e.MemoryMiB)))
+	if e.LocalNVMeGiB > 0 {
+		add(in(v1alpha1.AWSLabelInstanceLocalNVMe, itoa(e.LocalNVMeGiB)))
+	}
+	if e.NetworkBandwidthMbps > 0 {
+		add(in(v1alpha1.AWSLabelInstanceNetwork, itoa(e.NetworkBandwidthMbps)))
+	}
+	if e.GPUName == "" || e.GPUCount <= 0 {
+		return
+	}
+	if e.AcceleratorResource == v1alpha1.ResourceNeuron {
+		add(in(v1alpha1.AWSLabelAcceleratorName, e.GPUName))
+		add(in(v1alpha1.AWSLabelAcceleratorManufacture, e.GPUManufacturer))
+		add(in(v1alpha1.AWSLabelAcceleratorCount, itoa(e.GPUCount)))
+		return
+	}
+	add(in(v1alpha1.AWSLabelInstanceGPUName, e.GPUName))
+	add(in(v1alpha1.AWSLabelInstanceGPUManufacture, e.GPUManufacturer))
+	add(in(v1alpha1.AWSLabelInstanceGPUCount, itoa(e.GPUCount)))
+	if e.GPUMemoryMiB > 0 {
+		add(in(v1alpha1.AWSLabelInstanceGPUMemory, itoa(e.GPUMemoryMiB)))
+	}
+}
+
+// categoryGeneration splits an EC2 instance type name as Karpenter-AWS's
+// instance-category and instance-generation labels do: the leading letters,
+// then the digits that follow (after a "-<n>tb" memory suffix of the u-*
+// families), e.g. "g4dn.xlarge" -> "g", "4" and "p6e-gb200.36xlarge" -> "p", "6".
+func categoryGeneration(name string) (category, generation string, ok bool) {
+	family, _, found := strings.Cut(name, ".")
+	if !found {
+		return "", "", false
+	}
+	i := 0
+	for i < len(family) && family[i] >= 'a' && family[i] <= 'z' {
+		i++
+	}
+	category, rest := family[:i], family[i:]
+	if strings.HasPrefix(rest, "-") {
+		if j := strings.Index(rest, "tb"); j > 1 && allDigits(rest[1:j]) {
+			rest = rest[j+2:]
+		}
+	}
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	if category == "" || j == 0 {
+		return "", "", false
+	}
+	return category, rest[:j], true
+}
+
+func allDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

@@ -71,6 +71,7 @@ type fleet struct {
 	cost, nodes, paid, requested map[fleetKey]float64
 	unpriced                     map[string]float64
 	namespaceCost                map[string]float64
+	offerings                    map[offeringKey]*offeringValue
 }
 
 // Reconcile recomputes every fleet gauge.
@@ -106,7 +107,7 @@ func (c *Controller) compute(ctx context.Context) (*fleet, error) {
 			podsByNode[p.Spec.NodeName] = append(podsByNode[p.Spec.NodeName], p)
 		}
 	}
-	prices := &pricer{ctx: ctx, cloudProvider: c.cloudProvider, pools: lo.SliceToMap(pools.Items, func(np karpv1.NodePool) (string, *karpv1.NodePool) { return np.Name, &np }), byPool: map[string]map[string]*karpcp.InstanceType{}}
+	prices := &pricer{ctx: ctx, cloudProvider: c.cloudProvider, pools: lo.SliceToMap(pools.Items, func(np karpv1.NodePool) (string, *karpv1.NodePool) { return np.Name, &np }), byPool: map[string]map[string]*karpcp.InstanceType{}, failed: map[string]bool{}}
 
 	f := &fleet{
 		cost: map[fleetKey]float64{}, nodes: map[fleetKey]float64{}, paid: map[fleetKey]float64{}, requested: map[fleetKey]float64{},
@@ -147,8 +148,9 @@ func (c *Controller) compute(ctx context.Context) (*fleet, error) {
 			}
 		}
 	}
+	f.offerings = prices.offerings()
 	if prices.err != nil {
-		log.FromContext(ctx).V(1).Info("some nodes could not be priced", "error", prices.err.Error())
+		log.FromContext(ctx).V(1).Info("some nodes or offerings could not be priced", "error", prices.err.Error())
 	}
 	return f, nil
 }
@@ -180,6 +182,7 @@ func (f *fleet) publish() {
 	for ns, v := range f.namespaceCost {
 		NamespaceGPUCostPerHour.WithLabelValues(ns).Set(v)
 	}
+	publishOfferings(f.offerings)
 }
 
 // nodeLabels returns the NodeClaim's labels completed by its Node's (core
@@ -217,6 +220,7 @@ type pricer struct {
 	cloudProvider karpcp.CloudProvider
 	pools         map[string]*karpv1.NodePool
 	byPool        map[string]map[string]*karpcp.InstanceType
+	failed        map[string]bool // NodePools whose GetInstanceTypes failed
 	defaultTypes  map[string]*karpcp.InstanceType
 	err           error
 }
@@ -235,6 +239,7 @@ func (p *pricer) instanceTypes(pool string) map[string]*karpcp.InstanceType {
 	its, err := p.cloudProvider.GetInstanceTypes(p.ctx, np)
 	if err != nil {
 		p.err = fmt.Errorf("getting instance types of NodePool %q, %w", pool, err)
+		p.failed[pool] = true
 		p.byPool[pool] = p.defaults()
 		return p.byPool[pool]
 	}

@@ -119,7 +119,7 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		// Idle-GPU removal is karpenter-gpu behaviour; the stock policy is
 		// Karpenter core alone, for comparison.
 		out.IdleGPU = idlegpu.NewController(idlegpu.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
-			CloudProvider: o.CloudProvider, Eviction: o.Eviction})
+			CloudProvider: o.CloudProvider, Eviction: o.Eviction, Provisioner: p})
 		out.All = append(out.All, out.IdleGPU)
 	}
 	prc, err := provisioningRequestController(ctx, o)

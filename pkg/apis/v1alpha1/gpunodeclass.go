@@ -405,6 +405,24 @@ type GPUDisruption struct {
 	// protection applies.
 	// +optional
 	ProtectRunningGPUPods *bool `json:"protectRunningGPUPods,omitempty"`
+	// DrainByAttrition soft-cordons a node while the break-even rule finds
+	// it reclaimable: karpenter-gpu adds the PreferNoSchedule taint
+	// karpenter-gpu.io/draining, so kube-scheduler places new pods on other
+	// nodes and the node may empty by itself, with no eviction. The
+	// provisioning loop lifts the taint (for UncordonHoldOff) whenever a
+	// pending pod would otherwise need new capacity that the node could
+	// hold, so the cordon never causes a launch. BreakEven protection only.
+	// +optional
+	DrainByAttrition *bool `json:"drainByAttrition,omitempty"`
+	// Repack lets karpenter-gpu replace a node released by the break-even
+	// rule with the packer's cheapest set of new nodes for its pods when
+	// that set has more than one node (a split, which core's consolidation
+	// never makes) and costs less by a margin: the new nodes are launched
+	// and Ready before the old node's NodeClaim is deleted (core's
+	// termination then drains it within PodDisruptionBudgets), within the
+	// NodePool's disruption budget. BreakEven protection only.
+	// +optional
+	Repack *bool `json:"repack,omitempty"`
 }
 
 // Protection modes of spec.gpu.disruption.protection.

@@ -34,6 +34,8 @@ const (
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtection              = ProtectionBreakEven
 	DefaultBreakEvenPercent        = int32(1000)
+	DefaultDrainByAttrition        = false
+	DefaultRepack                  = false
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when
@@ -128,6 +130,24 @@ func (in *GPUNodeClass) GPUWorkProtection() (string, int32) {
 		mode = *d.Protection
 	}
 	return mode, percent
+}
+
+// DrainByAttrition says whether nodes the break-even rule finds
+// reclaimable are soft-cordoned (default DefaultDrainByAttrition).
+func (in *GPUNodeClass) DrainByAttrition() bool {
+	if d := in.Spec.GPU.Disruption; d != nil && d.DrainByAttrition != nil {
+		return *d.DrainByAttrition
+	}
+	return DefaultDrainByAttrition
+}
+
+// RepackEnabled says whether nodes released by the break-even rule may be
+// split into the packer's cheaper set of new nodes (default DefaultRepack).
+func (in *GPUNodeClass) RepackEnabled() bool {
+	if d := in.Spec.GPU.Disruption; d != nil && d.Repack != nil {
+		return *d.Repack
+	}
+	return DefaultRepack
 }
 
 // HTTPTokens returns spec.metadataOptions.httpTokens, or "required" when unset.

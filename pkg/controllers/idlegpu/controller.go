@@ -25,10 +25,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/utils/pdb"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
@@ -58,6 +61,8 @@ type Controller struct {
 	// delay a release); rightSizedCache memoises the packer by pod shapes.
 	ledgers         map[string]*ledger
 	rightSizedCache map[string]float64
+	// repacker runs repacking moves on released nodes (nil: none).
+	repacker *repack.Repacker
 }
 
 // Options configure the controller.
@@ -71,12 +76,20 @@ type Options struct {
 	// Eviction holds the defaults of the eviction-cost estimate (pods
 	// override them with karpenter-gpu.io annotations).
 	Eviction evictioncost.Model
+	// Provisioner, when set, lets released nodes of GPUNodeClasses with
+	// gpu.disruption.repack be split into the packer's cheaper set of new
+	// nodes (pkg/controllers/repack); nil disables repacking.
+	Provisioner *coreprov.Provisioner
 }
 
 // NewController returns the idle-GPU controller.
 func NewController(o Options) *Controller {
-	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
+	c := &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
 		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, rightSizedCache: map[string]float64{}}
+	if o.Provisioner != nil {
+		c.repacker = repack.New(repack.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, CloudProvider: o.CloudProvider, Provisioner: o.Provisioner})
+	}
+	return c
 }
 
 // Name is the controller's name.
@@ -99,9 +112,15 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 	}
 	budgets := snap.budgets(c.clk)
 	c.forgetGone(snap)
+	var candidates []repack.Candidate
 	for _, gn := range snap.gpuNodes {
-		if err := c.protect(ctx, gn, snap.nodePools[gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]]); err != nil {
+		np := snap.nodePools[gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]]
+		l, e, err := c.protect(ctx, gn, np)
+		if err != nil {
 			return reconciler.Result{}, err
+		}
+		if mode, _ := gn.nodeClass.GPUWorkProtection(); l != nil && l.released && mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.RepackEnabled() && np != nil {
+			candidates = append(candidates, repack.Candidate{NodeClaim: gn.nodeClaim, Node: gn.node, NodePool: np, Pods: gn.pods, Price: e.price})
 		}
 		idleFor, idle := c.idleFor(gn)
 		if !idle {
@@ -125,6 +144,11 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		IdleGPUHoursReclaimed.WithLabelValues(pool).Add(gpuHours)
 		c.recorder.Publish(removedEvent(gn.nodeClaim, gn.gpus, idleFor))
 		log.FromContext(ctx).Info("removing idle GPU node", "NodeClaim", gn.nodeClaim.Name, "gpus", gn.gpus, "idle", idleFor.String(), "idle-gpu-hours", gpuHours)
+	}
+	if c.repacker != nil {
+		if err := c.repacker.Reconcile(ctx, candidates, budgets); err != nil {
+			return reconciler.Result{}, err
+		}
 	}
 	return reconciler.Result{RequeueAfter: PollInterval}, nil
 }

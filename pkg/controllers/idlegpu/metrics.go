@@ -9,6 +9,8 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 var (
@@ -88,5 +90,21 @@ func invalidAnnotationEvent(p *corev1.Pod, err error) events.Event {
 		Message:       err.Error() + " (the defaults apply)",
 		DedupeValues:  []string{string(p.UID)},
 		DedupeTimeout: time.Hour,
+	}
+}
+
+func softCordonEvent(nc *karpv1.NodeClaim, cordoned bool, l *ledger, e economics) events.Event {
+	if !cordoned {
+		return events.Event{
+			InvolvedObject: nc, Type: corev1.EventTypeNormal, Reason: "GPUNodeUncordoned",
+			Message:      "Soft cordon removed: the node is right-sized for its pods again, or its GPU work ended",
+			DedupeValues: []string{string(nc.UID), "uncordoned"},
+		}
+	}
+	return events.Event{
+		InvolvedObject: nc, Type: corev1.EventTypeNormal, Reason: "GPUNodeSoftCordoned",
+		Message: fmt.Sprintf("Soft-cordoned (PreferNoSchedule %s) to drain by attrition: it bills $%.3f/h where its pods need $%.3f/h; wasted $%.2f so far",
+			v1alpha1.TaintKeyDraining, e.price, e.rightSized, l.wasted),
+		DedupeValues: []string{string(nc.UID), "cordoned"},
 	}
 }

@@ -5,17 +5,20 @@ import (
 	"fmt"
 
 	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // AnnotationProtected marks a karpenter.sh/do-not-disrupt annotation as set
 // by this controller, so it is removed again when the GPU work ends and a
 // user's own annotation is never touched.
-const AnnotationProtected = v1alpha1.Group + "/protected-gpu-work"
+const AnnotationProtected = v1alpha1.AnnotationProtectedGPUWork
 
 // protect shields nodes running GPU pods from voluntary disruption as their
 // GPUNodeClass asks (gpu.disruption.protection): BreakEven (default) while
@@ -24,11 +27,15 @@ const AnnotationProtected = v1alpha1.Group + "/protected-gpu-work"
 // honours for all its voluntary disruption methods. Expiration, spot
 // interruption and repair still apply; a user's own do-not-disrupt is never
 // touched.
-func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePool) error {
+func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePool) (*ledger, economics, error) {
 	mode, percent := gn.nodeClass.GPUWorkProtection()
 	want := false
 	var l *ledger
 	var e economics
+	if repack.IsReplacement(gn.node) || repack.IsReplacement(gn.nodeClaim) {
+		// Held by its repacking move (pkg/controllers/repack) until it is over.
+		return nil, e, nil
+	}
 	switch {
 	case !gn.hasGPUWork || mode == v1alpha1.ProtectionNever:
 		c.forget(gn.nodeClaim.Name)
@@ -38,6 +45,10 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 	default:
 		e = c.economicsOf(ctx, gn, np)
 		want, l = c.breakEven(gn, e, percent)
+	}
+	if repack.InFlight(gn.nodeClaim) {
+		// Being repacked: core's consolidation must not act on it meanwhile.
+		want = true
 	}
 	pool := gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]
 	if l != nil {
@@ -49,18 +60,45 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 	}
 	ours := gn.node.Annotations[AnnotationProtected] == "true"
 	_, annotated := gn.node.Annotations[karpv1.DoNotDisruptAnnotationKey]
-	if want == ours || (want && annotated) {
-		return nil
+	changeProtection := !(want == ours || (want && annotated))
+	// Drain by attrition: soft-cordon the node while the rule finds it
+	// reclaimable (or has released it) and it still runs GPU work, unless
+	// the provisioning loop just lifted the cordon for a pending pod.
+	cordon := mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.DrainByAttrition() && gn.hasGPUWork &&
+		l != nil && (l.rate > 0 || l.released) && !v1alpha1.RecentlyUncordoned(gn.node, c.clk.Now())
+	changeCordon := cordon != v1alpha1.SoftCordoned(gn.node)
+	if !changeProtection && !changeCordon {
+		return l, e, nil
 	}
 	stored := gn.node.DeepCopy()
-	if want {
-		gn.node.Annotations = lo.Assign(gn.node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", AnnotationProtected: "true"})
-	} else {
-		delete(gn.node.Annotations, karpv1.DoNotDisruptAnnotationKey)
-		delete(gn.node.Annotations, AnnotationProtected)
+	if changeProtection {
+		if want {
+			gn.node.Annotations = lo.Assign(gn.node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", AnnotationProtected: "true"})
+		} else {
+			delete(gn.node.Annotations, karpv1.DoNotDisruptAnnotationKey)
+			delete(gn.node.Annotations, AnnotationProtected)
+		}
 	}
-	if err := c.kubeClient.Patch(ctx, gn.node, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("patching protection of node %s, %w", gn.node.Name, err)
+	patch := client.MergeFrom(stored)
+	if changeCordon {
+		// Taints are a list a merge patch replaces whole: lock against
+		// concurrent writers (core's disrupted taint, the GPU taint).
+		patch = client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})
+		gn.node.Spec.Taints = lo.Reject(gn.node.Spec.Taints, func(t corev1.Taint, _ int) bool { return t.MatchTaint(&v1alpha1.DrainingTaint) })
+		if cordon {
+			gn.node.Spec.Taints = append(gn.node.Spec.Taints, v1alpha1.DrainingTaint)
+		}
+	}
+	if err := c.kubeClient.Patch(ctx, gn.node, patch); client.IgnoreNotFound(err) != nil {
+		return l, e, fmt.Errorf("patching protection of node %s, %w", gn.node.Name, err)
+	}
+	if changeCordon {
+		outcome := lo.Ternary(cordon, "cordoned", "uncordoned")
+		gpumetrics.SoftCordonsTotal.WithLabelValues(pool, outcome).Inc()
+		c.recorder.Publish(softCordonEvent(gn.nodeClaim, cordon, l, e))
+	}
+	if !changeProtection {
+		return l, e, nil
 	}
 	switch {
 	case want:
@@ -73,7 +111,7 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 	default:
 		ProtectionsTotal.WithLabelValues(pool, "unprotected").Inc()
 	}
-	return nil
+	return l, e, nil
 }
 
 // forget drops a node's break-even account.

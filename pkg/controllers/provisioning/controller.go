@@ -123,7 +123,11 @@ func (c *Controller) Schedule(ctx context.Context) (scheduling.Results, error) {
 			return scheduling.Results{}, err
 		}
 		if burst {
-			return c.scheduleDirect(ctx, packer)
+			results, err := c.scheduleDirect(ctx, packer)
+			if err != nil {
+				return results, err
+			}
+			return c.unlessSoftCordoned(ctx, results)
 		}
 	}
 	results, err := c.provisioner.Schedule(ctx)
@@ -132,6 +136,22 @@ func (c *Controller) Schedule(ctx context.Context) (scheduling.Results, error) {
 	}
 	if c.refiner != nil && len(results.NewNodeClaims) > 0 {
 		results = c.refiner.Refine(ctx, results)
+	}
+	return c.unlessSoftCordoned(ctx, results)
+}
+
+// unlessSoftCordoned returns the results, or none when soft cordons had to
+// be lifted for their new NodeClaims' pods (attrition.go).
+func (c *Controller) unlessSoftCordoned(ctx context.Context, results scheduling.Results) (scheduling.Results, error) {
+	if len(results.NewNodeClaims) == 0 {
+		return results, nil
+	}
+	lifted, err := c.liftSoftCordons(ctx, results.NewNodeClaims)
+	if err != nil {
+		return scheduling.Results{}, err
+	}
+	if lifted > 0 {
+		return scheduling.Results{}, nil
 	}
 	return results, nil
 }

@@ -1,0 +1,178 @@
+package repack_test
+
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider"
+	"sigs.k8s.io/karpenter/pkg/test"
+	"sigs.k8s.io/karpenter/pkg/utils/resources"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
+)
+
+func catalogTypes(t *testing.T) []*cloudprovider.InstanceType {
+	t.Helper()
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
+	return its
+}
+
+func nodePool() *karpv1.NodePool {
+	np := test.NodePool(karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}})
+	np.Spec.Template.Spec.Requirements = []karpv1.NodeSelectorRequirementWithMinValues{
+		{Key: v1alpha1.LabelGPUManufacturer, Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia"}},
+		{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+	}
+	np.Spec.Template.Spec.Taints = []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}}
+	return np
+}
+
+var uid int
+
+func pod(cpuMilli, memMiB, gpus int64) *corev1.Pod {
+	uid++
+	req := corev1.ResourceList{
+		corev1.ResourceCPU:         *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+		corev1.ResourceMemory:      *resource.NewQuantity(memMiB<<20, resource.BinarySI),
+		v1alpha1.ResourceNVIDIAGPU: *resource.NewQuantity(gpus, resource.DecimalSI),
+	}
+	return test.Pod(test.PodOptions{
+		ObjectMeta:           metav1.ObjectMeta{Name: fmt.Sprintf("p%d", uid), Namespace: "default", UID: types.UID(fmt.Sprintf("uid-%d", uid))},
+		NodeName:             "old-node",
+		Tolerations:          []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists}},
+		ResourceRequirements: corev1.ResourceRequirements{Requests: req, Limits: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: req[v1alpha1.ResourceNVIDIAGPU]}},
+	})
+}
+
+func cheapest(it *cloudprovider.InstanceType) float64 {
+	return lo.MinBy(it.Offerings, func(a, b *cloudprovider.Offering) bool { return a.Price < b.Price }).Price
+}
+
+// TestPlanProperties: on random GPU nodes of the catalog left with random
+// GPU pods that fit them, a move Plan proposes (1) lowers the hourly cost
+// by at least the margin, (2) places every movable pod exactly once and no
+// other pod, (3) puts on each replacement only pods that one of its
+// instance-type options holds (requests within allocatable), and (4) has
+// more than one replacement; and Plan proposes nothing for a node whose
+// cheapest repacking is not cheaper.
+func TestPlanProperties(t *testing.T) {
+	its := catalogTypes(t)
+	np := nodePool()
+	multi := lo.Filter(its, func(it *cloudprovider.InstanceType, _ int) bool {
+		g := it.Capacity[v1alpha1.ResourceNVIDIAGPU]
+		return g.Value() >= 2 && lo.Contains(it.Requirements.Get(corev1.LabelArchStable).Values(), "amd64") &&
+			lo.Contains(it.Requirements.Get(v1alpha1.LabelGPUManufacturer).Values(), "nvidia")
+	})
+	if len(multi) < 5 {
+		t.Fatalf("catalog has %d multi-GPU NVIDIA amd64 types", len(multi))
+	}
+	rng := rand.New(rand.NewSource(7))
+	moves, splits := 0, 0
+	for trial := range 300 {
+		node := multi[rng.Intn(len(multi))]
+		price := cheapest(node)
+		alloc := node.Allocatable()
+		gpus := alloc[v1alpha1.ResourceNVIDIAGPU]
+		var pods []*corev1.Pod
+		used := corev1.ResourceList{}
+		for range 1 + rng.Intn(int(gpus.Value())) {
+			p := pod(int64(500+rng.Intn(8000)), int64(1024+rng.Intn(60000)), 1+int64(rng.Intn(2)))
+			next := resources.Merge(used, resources.RequestsForPods(p))
+			if !resources.Fits(next, alloc) {
+				continue
+			}
+			used = next
+			pods = append(pods, p)
+		}
+		// A daemonset pod rides along and must not be moved.
+		ds := pod(100, 128, 0)
+		ds.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds", UID: "ds", Controller: lo.ToPtr(true)}}
+		move, why := repack.Plan(np, its, append(pods, ds), price)
+		if why != "" {
+			if len(move.NodeClaims) != 0 {
+				t.Fatalf("trial %d: no move (%s) but %d NodeClaims", trial, why, len(move.NodeClaims))
+			}
+			continue
+		}
+		moves++
+		if move.Cost > price*(1-repack.Margin)+1e-9 {
+			t.Fatalf("trial %d: move to $%.3f/h from a $%.3f/h %s raises the cost or saves less than the margin", trial, move.Cost, price, node.Name)
+		}
+		if len(move.NodeClaims) < 2 {
+			t.Fatalf("trial %d: a single replacement is core's move, not a repack", trial)
+		}
+		splits++
+		seen := map[types.UID]int{}
+		total := 0.0
+		for _, nc := range move.NodeClaims {
+			req := resources.RequestsForPods(nc.Pods...)
+			fits := lo.Filter(nc.InstanceTypeOptions, func(it *cloudprovider.InstanceType, _ int) bool { return resources.Fits(req, it.Allocatable()) })
+			if len(fits) == 0 {
+				t.Fatalf("trial %d: no instance type option of a replacement holds its %d pods (%v)", trial, len(nc.Pods), req)
+			}
+			total += lo.Min(lo.Map(fits, func(it *cloudprovider.InstanceType, _ int) float64 { return cheapest(it) }))
+			for _, p := range nc.Pods {
+				seen[p.UID]++
+			}
+		}
+		if total > price*(1-repack.Margin)+1e-9 {
+			t.Fatalf("trial %d: replacements' cheapest options cost $%.3f/h, not below $%.3f/h", trial, total, price)
+		}
+		for _, p := range pods {
+			if seen[p.UID] != 1 {
+				t.Fatalf("trial %d: pod %s placed %d times", trial, p.Name, seen[p.UID])
+			}
+		}
+		if seen[ds.UID] != 0 || len(seen) != len(pods) {
+			t.Fatalf("trial %d: the move places pods that are not the node's movable pods", trial)
+		}
+	}
+	if moves == 0 || splits == 0 {
+		t.Fatalf("no trial produced a move: the property was never exercised")
+	}
+	t.Logf("%d of 300 random nodes get a repacking move", moves)
+}
+
+// TestPlanRefusals: the cases Plan must refuse, each for its reason.
+func TestPlanRefusals(t *testing.T) {
+	its := catalogTypes(t)
+	np := nodePool()
+	price := func(name string) float64 {
+		it, ok := lo.Find(its, func(it *cloudprovider.InstanceType) bool { return it.Name == name })
+		if !ok {
+			t.Fatalf("no %s in the catalog", name)
+		}
+		return cheapest(it)
+	}
+	for _, tc := range []struct {
+		name  string
+		node  string
+		pods  []*corev1.Pod
+		split bool
+	}{
+		{"8-GPU node with two 1-GPU pods splits", "g6.48xlarge", []*corev1.Pod{pod(2000, 8192, 1), pod(2000, 8192, 1)}, true},
+		{"one pod left: one smaller node is core's replace", "g6.48xlarge", []*corev1.Pod{pod(2000, 8192, 1)}, false},
+		{"a full node is not repacked", "g4dn.12xlarge", []*corev1.Pod{pod(11000, 40000, 1), pod(11000, 40000, 1), pod(11000, 40000, 1), pod(11000, 40000, 1)}, false},
+		{"no pods", "g6.48xlarge", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			move, why := repack.Plan(np, its, tc.pods, price(tc.node))
+			if tc.split != (why == "") {
+				t.Fatalf("split=%v, got reason %q and %d NodeClaims", tc.split, why, len(move.NodeClaims))
+			}
+		})
+	}
+}

@@ -1,0 +1,474 @@
+// Package repack is the GPU repacking move: a GPU node that break-even
+// protection has released to consolidation (pkg/controllers/idlegpu) is
+// replaced by the packer's cheapest set of new nodes for its pods when that
+// set has more than one node and costs less by a margin. Karpenter core's
+// consolidation can delete a node whose pods fit elsewhere or replace it
+// with exactly one cheaper node; it never splits an 8-GPU node left with
+// two 1-GPU pods into two 1-GPU nodes. The move is make-before-break: the
+// replacements are launched and Initialized before the old NodeClaim is
+// deleted, and core's termination then drains the old node within
+// PodDisruptionBudgets. A user's do-not-disrupt (node or pod) and PDBs that
+// would block the evictions stop a move before it starts; it counts
+// against the NodePool's disruption budget (underutilized).
+//
+// The move's state lives in annotations (pkg/apis/v1alpha1, Repack*), so a
+// restart continues it. The idle-GPU controller drives the Repacker on its
+// poll, right after break-even protection, and keeps the node being
+// repacked protected from core's consolidation while the move runs.
+package repack
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/utils/pdb"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+)
+
+const (
+	// Margin: a move is made only when its replacements cost at most
+	// (1 − Margin) × the node's price (a move disrupts pods; core's own
+	// consolidation decisions are no finer than this).
+	Margin = 0.10
+	// ReadyTimeout: a move whose replacements are not all Initialized
+	// this long after launch is abandoned (they are deleted).
+	ReadyTimeout = 15 * time.Minute
+	// HoldAfterMove: replacements stay out of consolidation this long after
+	// the old node was deleted, or until they run a pod, so core does not
+	// remove them as empty before the evicted pods land.
+	HoldAfterMove = 5 * time.Minute
+	// Backoff: a node whose move was abandoned is not repacked again for
+	// this long.
+	Backoff = time.Hour
+	// Reason is the NodeClaim creation reason of replacements.
+	Reason = "repack"
+)
+
+// Options are New's inputs.
+type Options struct {
+	Clock         clock.Clock
+	KubeClient    client.Client
+	Recorder      events.Recorder
+	CloudProvider karpcp.CloudProvider
+	// Provisioner creates the replacement NodeClaims exactly as core's
+	// provisioner creates its own.
+	Provisioner *coreprov.Provisioner
+}
+
+// Repacker plans and runs repacking moves.
+type Repacker struct {
+	clk         clock.Clock
+	kube        client.Client
+	recorder    events.Recorder
+	cp          karpcp.CloudProvider
+	provisioner *coreprov.Provisioner
+	// backoff: NodeClaim name → time before which it is not repacked.
+	backoff map[string]time.Time
+}
+
+// New returns a Repacker.
+func New(o Options) *Repacker {
+	return &Repacker{clk: o.Clock, kube: o.KubeClient, recorder: o.Recorder, cp: o.CloudProvider, provisioner: o.Provisioner, backoff: map[string]time.Time{}}
+}
+
+// Candidate is a GPU node break-even protection has released.
+type Candidate struct {
+	NodeClaim *karpv1.NodeClaim
+	Node      *corev1.Node
+	NodePool  *karpv1.NodePool
+	Pods      []*corev1.Pod // active pods bound to the node
+	Price     float64       // $/h of its offering
+}
+
+// Move is a planned repack of one node.
+type Move struct {
+	NodeClaims []*scheduling.NodeClaim
+	Cost       float64 // $/h of the replacements
+	Pods       []*corev1.Pod
+}
+
+// Plan is the pure decision: the packer's cheapest set of new NodeClaims of
+// np for the pods (daemonset and terminating pods excluded), when every pod
+// is placed, the set has more than one NodeClaim (one cheaper node is a
+// replacement core's consolidation makes itself) and it costs at most
+// (1 − Margin) × price. Otherwise it returns why not.
+func Plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, price float64) (Move, string) {
+	movable := Movable(pods)
+	if len(movable) == 0 {
+		return Move{}, "no pods to move"
+	}
+	copies := lo.Map(movable, func(p *corev1.Pod, _ int) *corev1.Pod {
+		c := p.DeepCopy()
+		c.Spec.NodeName = ""
+		return c
+	})
+	plan := packing.PackPods(np, its, copies, packing.Options{})
+	switch {
+	case len(plan.Rejected) > 0:
+		return Move{}, fmt.Sprintf("the packer cannot place %d of its pods on new nodes", len(plan.Rejected))
+	case len(plan.NodeClaims) < 2:
+		return Move{}, "its cheapest replacement is a single node (core's consolidation replaces it)"
+	case plan.Cost > price*(1-Margin):
+		return Move{}, fmt.Sprintf("replacements cost $%.3f/h against $%.3f/h (less than %.0f%% saved)", plan.Cost, price, Margin*100)
+	}
+	return Move{NodeClaims: plan.NodeClaims, Cost: plan.Cost, Pods: movable}, ""
+}
+
+// Movable are the pods a move relocates: active, not owned by a daemonset.
+func Movable(pods []*corev1.Pod) []*corev1.Pod {
+	return lo.Filter(pods, func(p *corev1.Pod, _ int) bool {
+		return !podutils.IsOwnedByDaemonSet(p) && !podutils.IsTerminating(p) && podutils.IsActive(p)
+	})
+}
+
+// InFlight reports whether the NodeClaim is being repacked.
+func InFlight(nc *karpv1.NodeClaim) bool {
+	return nc.Annotations[v1alpha1.AnnotationRepackReplacements] != ""
+}
+
+// IsReplacement reports whether the object (NodeClaim or Node) is a
+// replacement still held by its move.
+func IsReplacement(obj client.Object) bool {
+	return obj.GetAnnotations()[v1alpha1.AnnotationRepackOf] != ""
+}
+
+// Reconcile advances the moves in flight, then starts new ones among the
+// candidates: at most one move in flight per NodePool, each within the
+// pool's remaining budget (budgets is decremented).
+func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budgets map[string]int) error {
+	var ncs karpv1.NodeClaimList
+	if err := r.kube.List(ctx, &ncs); err != nil {
+		return fmt.Errorf("listing NodeClaims, %w", err)
+	}
+	var pods corev1.PodList
+	if err := r.kube.List(ctx, &pods); err != nil {
+		return fmt.Errorf("listing pods, %w", err)
+	}
+	byName := lo.SliceToMap(ncs.Items, func(nc karpv1.NodeClaim) (string, *karpv1.NodeClaim) { return nc.Name, &nc })
+	podsByNode := lo.GroupBy(lo.Filter(lo.ToSlicePtr(pods.Items), func(p *corev1.Pod, _ int) bool { return p.Spec.NodeName != "" && podutils.IsActive(p) }),
+		func(p *corev1.Pod) string { return p.Spec.NodeName })
+	busyPools := map[string]bool{}
+	for _, name := range sortedKeys(byName) {
+		nc := byName[name]
+		switch {
+		case InFlight(nc) && nc.DeletionTimestamp.IsZero():
+			busyPools[nc.Labels[karpv1.NodePoolLabelKey]] = true
+			if err := r.advance(ctx, nc, byName, podsByNode[nc.Status.NodeName]); err != nil {
+				return err
+			}
+		case IsReplacement(nc):
+			if err := r.releaseReplacement(ctx, nc, byName, podsByNode[nc.Status.NodeName]); err != nil {
+				return err
+			}
+		}
+	}
+	limits, err := pdb.NewLimits(ctx, r.kube)
+	if err != nil {
+		return fmt.Errorf("listing PodDisruptionBudgets, %w", err)
+	}
+	type planned struct {
+		c    Candidate
+		move Move
+	}
+	var moves []planned
+	for _, c := range candidates {
+		pool := c.NodePool.Name
+		if busyPools[pool] || budgets[pool] <= 0 || InFlight(c.NodeClaim) || r.clk.Now().Before(r.backoff[c.NodeClaim.Name]) {
+			continue
+		}
+		if reason, blocked := r.blocked(c, limits); blocked {
+			log.FromContext(ctx).V(1).Info("not repacking", "NodeClaim", c.NodeClaim.Name, "reason", reason)
+			continue
+		}
+		its, err := r.cp.GetInstanceTypes(ctx, c.NodePool)
+		if err != nil {
+			return fmt.Errorf("listing instance types of NodePool %s, %w", pool, err)
+		}
+		move, why := Plan(c.NodePool, its, c.Pods, c.Price)
+		if why != "" {
+			continue
+		}
+		moves = append(moves, planned{c, move})
+	}
+	// The biggest saving first.
+	sort.SliceStable(moves, func(i, j int) bool {
+		return moves[i].c.Price-moves[i].move.Cost > moves[j].c.Price-moves[j].move.Cost
+	})
+	for _, m := range moves {
+		pool := m.c.NodePool.Name
+		if busyPools[pool] || budgets[pool] <= 0 {
+			continue
+		}
+		if err := r.start(ctx, m.c, m.move); err != nil {
+			return err
+		}
+		busyPools[pool] = true
+		budgets[pool]--
+	}
+	return nil
+}
+
+// blocked applies the user's protections: do-not-disrupt on the node (one
+// karpenter-gpu did not set) or a pod, and PDBs that forbid the evictions.
+func (r *Repacker) blocked(c Candidate, limits pdb.Limits) (string, bool) {
+	for _, obj := range []client.Object{c.NodeClaim, c.Node} {
+		a := obj.GetAnnotations()
+		if _, ok := a[karpv1.DoNotDisruptAnnotationKey]; ok && a[v1alpha1.AnnotationProtectedGPUWork] != "true" {
+			return fmt.Sprintf("%s has the %s annotation", obj.GetName(), karpv1.DoNotDisruptAnnotationKey), true
+		}
+	}
+	for _, p := range c.Pods {
+		if !podutils.IsDisruptable(p, r.clk, r.recorder) {
+			return fmt.Sprintf("pod %s/%s may not be disrupted", p.Namespace, p.Name), true
+		}
+	}
+	evictable := lo.Filter(c.Pods, func(p *corev1.Pod, _ int) bool { return podutils.IsEvictable(p, r.clk, r.recorder) })
+	if keys, ok := limits.CanEvictPods(evictable, r.clk, r.recorder); !ok {
+		return fmt.Sprintf("PodDisruptionBudget %v blocks eviction", keys), true
+	}
+	return "", false
+}
+
+// start launches the replacements (held out of consolidation) and records
+// the move on the old NodeClaim.
+func (r *Repacker) start(ctx context.Context, c Candidate, m Move) error {
+	for _, nc := range m.NodeClaims {
+		nc.Annotations = lo.Assign(nc.Annotations, map[string]string{
+			karpv1.DoNotDisruptAnnotationKey: "true",
+			v1alpha1.AnnotationRepackOf:      c.NodeClaim.Name,
+		})
+		// The pods are not pending: kube-scheduler places the evicted pods
+		// when they come back. Core's CreateNodeClaims records nothing for
+		// them without RecordPodNomination.
+	}
+	names, err := r.provisioner.CreateNodeClaims(ctx, m.NodeClaims, coreprov.WithReason(Reason))
+	names = lo.Compact(names)
+	if err != nil {
+		r.deleteNames(ctx, names)
+		return fmt.Errorf("launching repack replacements for %s, %w", c.NodeClaim.Name, err)
+	}
+	stored := c.NodeClaim.DeepCopy()
+	c.NodeClaim.Annotations = lo.Assign(c.NodeClaim.Annotations, map[string]string{
+		v1alpha1.AnnotationRepackReplacements: strings.Join(names, ","),
+		v1alpha1.AnnotationRepackStartedAt:    r.clk.Now().UTC().Format(time.RFC3339),
+		v1alpha1.AnnotationRepackPods:         podsKey(m.Pods),
+	})
+	if err := r.kube.Patch(ctx, c.NodeClaim, client.MergeFrom(stored)); err != nil {
+		r.deleteNames(ctx, names)
+		return client.IgnoreNotFound(fmt.Errorf("recording the repack of %s, %w", c.NodeClaim.Name, err))
+	}
+	// Keep core's consolidation off the node while the move runs (marked
+	// as break-even protection's, which holds it while the move is in
+	// flight and releases it after).
+	storedNode := c.Node.DeepCopy()
+	c.Node.Annotations = lo.Assign(c.Node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", v1alpha1.AnnotationProtectedGPUWork: "true"})
+	if err := r.kube.Patch(ctx, c.Node, client.MergeFrom(storedNode)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("protecting node %s during its repack, %w", c.Node.Name, err)
+	}
+	pool := c.NodePool.Name
+	gpumetrics.RepacksTotal.WithLabelValues(pool, "started").Inc()
+	r.recorder.Publish(events.Event{
+		InvolvedObject: c.NodeClaim, Type: corev1.EventTypeNormal, Reason: "GPUNodeRepacking",
+		Message: fmt.Sprintf("Repacking %d pods onto %d new nodes (%s) at $%.3f/h instead of $%.3f/h; this node is deleted once they are Ready",
+			len(m.Pods), len(names), strings.Join(names, ", "), m.Cost, c.Price),
+		DedupeValues: []string{string(c.NodeClaim.UID), "started"},
+	})
+	log.FromContext(ctx).Info("repacking GPU node", "NodeClaim", c.NodeClaim.Name, "replacements", names, "price", c.Price, "replacements-price", m.Cost)
+	return nil
+}
+
+// advance moves a move in flight on: delete the old NodeClaim once every
+// replacement is Initialized; abandon the move when a replacement failed,
+// the node's pods changed, or the replacements are late.
+func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
+	names := strings.Split(old.Annotations[v1alpha1.AnnotationRepackReplacements], ",")
+	started, _ := time.Parse(time.RFC3339, old.Annotations[v1alpha1.AnnotationRepackStartedAt])
+	ready := 0
+	for _, n := range names {
+		nc, ok := byName[n]
+		switch {
+		case !ok || !nc.DeletionTimestamp.IsZero():
+			return r.abort(ctx, old, names, fmt.Sprintf("replacement %s failed to launch or was deleted", n))
+		case nc.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue():
+			ready++
+		}
+	}
+	if podsKey(Movable(pods)) != old.Annotations[v1alpha1.AnnotationRepackPods] {
+		return r.abort(ctx, old, names, "its pods changed since the move was planned")
+	}
+	if ready < len(names) {
+		if r.clk.Since(started) > ReadyTimeout {
+			return r.abort(ctx, old, names, fmt.Sprintf("%d of %d replacements not Ready after %s", len(names)-ready, len(names), ReadyTimeout))
+		}
+		return nil
+	}
+	// Make-before-break: every replacement is Ready. Mark them so they are
+	// held until the evicted pods land, then delete the old node; core's
+	// termination drains it within PDBs.
+	now := r.clk.Now().UTC().Format(time.RFC3339)
+	var saved float64
+	for _, n := range names {
+		nc := byName[n]
+		stored := nc.DeepCopy()
+		nc.Annotations = lo.Assign(nc.Annotations, map[string]string{v1alpha1.AnnotationRepackCompletedAt: now})
+		if err := r.kube.Patch(ctx, nc, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("marking repack replacement %s, %w", n, err)
+		}
+	}
+	if err := r.kube.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting repacked NodeClaim %s, %w", old.Name, err)
+	}
+	pool := old.Labels[karpv1.NodePoolLabelKey]
+	gpumetrics.RepacksTotal.WithLabelValues(pool, "completed").Inc()
+	if saved = r.savings(ctx, old, names, byName); saved > 0 {
+		gpumetrics.RepackSavingsUSDPerHour.WithLabelValues(pool).Add(saved)
+	}
+	r.recorder.Publish(events.Event{
+		InvolvedObject: old, Type: corev1.EventTypeNormal, Reason: "GPUNodeRepacked",
+		Message:      fmt.Sprintf("Replacements %s are Ready; deleting this node (saves $%.3f/h)", strings.Join(names, ", "), saved),
+		DedupeValues: []string{string(old.UID), "completed"},
+	})
+	log.FromContext(ctx).Info("repacked GPU node", "NodeClaim", old.Name, "replacements", names, "saved-usd-per-hour", saved)
+	return nil
+}
+
+// savings is the old node's price minus its replacements' (by their
+// launched offering), 0 when a price is unknown.
+func (r *Repacker) savings(ctx context.Context, old *karpv1.NodeClaim, names []string, byName map[string]*karpv1.NodeClaim) float64 {
+	price := func(nc *karpv1.NodeClaim) float64 {
+		np := &karpv1.NodePool{}
+		if err := r.kube.Get(ctx, client.ObjectKey{Name: nc.Labels[karpv1.NodePoolLabelKey]}, np); err != nil {
+			return 0
+		}
+		its, err := r.cp.GetInstanceTypes(ctx, np)
+		if err != nil {
+			return 0
+		}
+		it, ok := lo.Find(its, func(it *karpcp.InstanceType) bool { return it.Name == nc.Labels[corev1.LabelInstanceTypeStable] })
+		if !ok {
+			return 0
+		}
+		of, ok := lo.Find(it.Offerings, func(o *karpcp.Offering) bool {
+			return o.CapacityType() == nc.Labels[karpv1.CapacityTypeLabelKey] && o.Zone() == nc.Labels[corev1.LabelTopologyZone]
+		})
+		if !ok {
+			return 0
+		}
+		return of.Price
+	}
+	saved := price(old)
+	if saved == 0 {
+		return 0
+	}
+	for _, n := range names {
+		p := price(byName[n])
+		if p == 0 {
+			return 0
+		}
+		saved -= p
+	}
+	return saved
+}
+
+// abort deletes the replacements, clears the move and backs the node off.
+func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []string, why string) error {
+	r.deleteNames(ctx, names)
+	stored := old.DeepCopy()
+	for _, k := range []string{v1alpha1.AnnotationRepackReplacements, v1alpha1.AnnotationRepackStartedAt, v1alpha1.AnnotationRepackPods} {
+		delete(old.Annotations, k)
+	}
+	if err := r.kube.Patch(ctx, old, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("clearing the repack of %s, %w", old.Name, err)
+	}
+	r.backoff[old.Name] = r.clk.Now().Add(Backoff)
+	gpumetrics.RepacksTotal.WithLabelValues(old.Labels[karpv1.NodePoolLabelKey], "aborted").Inc()
+	r.recorder.Publish(events.Event{
+		InvolvedObject: old, Type: corev1.EventTypeWarning, Reason: "GPUNodeRepackAborted",
+		Message: "Repack abandoned, replacements deleted: " + why, DedupeValues: []string{string(old.UID), "aborted"},
+	})
+	log.FromContext(ctx).Info("abandoned GPU repack", "NodeClaim", old.Name, "reason", why)
+	return nil
+}
+
+// releaseReplacement ends a replacement's hold once its move is over: the
+// old node gone (or its move abandoned) and the replacement running a pod,
+// or HoldAfterMove past completion.
+func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
+	old, ok := byName[nc.Annotations[v1alpha1.AnnotationRepackOf]]
+	if ok && InFlight(old) && old.DeletionTimestamp.IsZero() {
+		return nil // still in flight
+	}
+	completed, err := time.Parse(time.RFC3339, nc.Annotations[v1alpha1.AnnotationRepackCompletedAt])
+	if err == nil && len(Movable(pods)) == 0 && r.clk.Since(completed) < HoldAfterMove {
+		return nil
+	}
+	strip := func(obj client.Object) error {
+		stored := obj.DeepCopyObject().(client.Object)
+		a := obj.GetAnnotations()
+		for _, k := range []string{karpv1.DoNotDisruptAnnotationKey, v1alpha1.AnnotationRepackOf, v1alpha1.AnnotationRepackCompletedAt} {
+			delete(a, k)
+		}
+		obj.SetAnnotations(a)
+		return client.IgnoreNotFound(r.kube.Patch(ctx, obj, client.MergeFrom(stored)))
+	}
+	if nc.Status.NodeName != "" {
+		node := &corev1.Node{}
+		if err := r.kube.Get(ctx, client.ObjectKey{Name: nc.Status.NodeName}, node); err == nil && IsReplacement(node) {
+			if err := strip(node); err != nil {
+				return fmt.Errorf("releasing repack replacement node %s, %w", node.Name, err)
+			}
+		}
+	}
+	if err := strip(nc); err != nil {
+		return fmt.Errorf("releasing repack replacement %s, %w", nc.Name, err)
+	}
+	return nil
+}
+
+func (r *Repacker) deleteNames(ctx context.Context, names []string) {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if err := r.kube.Delete(ctx, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}}); client.IgnoreNotFound(err) != nil {
+			log.FromContext(ctx).Error(err, "deleting repack replacement", "NodeClaim", n)
+		}
+	}
+}
+
+// podsKey identifies a set of pods by UID.
+func podsKey(pods []*corev1.Pod) string {
+	uids := lo.Map(pods, func(p *corev1.Pod, _ int) string { return string(p.UID) })
+	sort.Strings(uids)
+	h := fnv.New64a()
+	for _, u := range uids {
+		_, _ = h.Write([]byte(u))
+		_, _ = h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%d-%x", len(uids), h.Sum64())
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := lo.Keys(m)
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,170 @@
+package envtest_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpuprov "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+)
+
+// Drain by attrition: a g6.48xlarge ($13.35/h, 8 GPUs) left with two 1-GPU
+// pods that cost $20 each to evict is reclaimable but, at
+// breakEvenPercent 1000, far from release: it stays protected and is
+// soft-cordoned. Core's scheduler treats the PreferNoSchedule taint as
+// hard, so a pending pod that only fits there would launch a node while
+// kube-scheduler binds it to the cordoned node; karpenter-gpu's
+// provisioning loop lifts the cordon instead and launches nothing.
+var _ = Describe("Drain by attrition (soft cordon)", func() {
+	var (
+		nc    *v1alpha1.GPUNodeClass
+		np    *karpv1.NodePool
+		claim *karpv1.NodeClaim
+		node  *corev1.Node
+		pods  []*corev1.Pod
+		loop  *gpuprov.Controller
+	)
+	bigNode := func(name string) (*karpv1.NodeClaim, *corev1.Node) {
+		c, n := test.NodeClaimAndNode(karpv1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
+				corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand, corev1.LabelArchStable: "amd64",
+				corev1.LabelOSStable: "linux", v1alpha1.LabelGPUName: "l4", v1alpha1.LabelGPUManufacturer: "nvidia"}},
+			Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
+			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-" + name + test.RandomName(),
+				Capacity: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("192"),
+					corev1.ResourceMemory: resource.MustParse("768Gi"), corev1.ResourcePods: resource.MustParse("100")},
+				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("190"),
+					corev1.ResourceMemory: resource.MustParse("700Gi"), corev1.ResourcePods: resource.MustParse("100")}},
+		})
+		n.Spec.Taints = []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}}
+		return c, n
+	}
+	BeforeEach(func() {
+		nc = gpuNodeClass()
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true)}
+		np = gpuNodePool(nc)
+		claim, node = bigNode("attrition")
+		pods = nil
+		for range 2 {
+			pods = append(pods, test.Pod(test.PodOptions{NodeName: node.Name,
+				ObjectMeta:  metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "20"}},
+				Tolerations: []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists}},
+				ResourceRequirements: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}}))
+		}
+		recorder := events.NewRecorder(&record.FakeRecorder{})
+		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, Provisioner: prov, Cluster: cluster,
+			Refiner: gpuprov.NewPacker(env.Client, cloudProvider, cluster, false), DirectMinPods: -1})
+	})
+	// applyNode creates a node with its pods and tells cluster state, as
+	// core's informers would.
+	applyNode := func(c *karpv1.NodeClaim, n *corev1.Node, ps ...*corev1.Pod) {
+		GinkgoHelper()
+		ExpectApplied(ctx, env.Client, c, n)
+		for _, p := range ps {
+			ExpectApplied(ctx, env.Client, p)
+		}
+		c.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+		ExpectApplied(ctx, env.Client, c)
+		syncState(c, n, ps...)
+	}
+	cordoned := func() bool {
+		GinkgoHelper()
+		return v1alpha1.SoftCordoned(ExpectExists(ctx, env.Client, node))
+	}
+	pendingPod := func() *corev1.Pod {
+		p := gpuPod(1, "2", "8Gi")
+		p.Spec.Tolerations = []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists}}
+		return p
+	}
+
+	It("soft-cordons a reclaimable node, lifts the cordon instead of launching for a pod only it can hold, and re-cordons after the hold-off", func() {
+		ExpectApplied(ctx, env.Client, nc, np)
+		applyNode(claim, node, pods...)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		n := ExpectExists(ctx, env.Client, node)
+		Expect(n.Annotations).To(HaveKeyWithValue(karpv1.DoNotDisruptAnnotationKey, "true"), "still protected: far below break-even")
+		Expect(n.Spec.Taints).To(ContainElement(v1alpha1.DrainingTaint), "reclaimable: soft-cordoned")
+		Expect(n.Spec.Taints).To(ContainElement(HaveField("Key", v1alpha1.ResourceNVIDIAGPU)), "the other taints are kept")
+		syncState(claim, n)
+
+		By("a pending pod that fits only on the cordoned node: no launch, the cordon is lifted")
+		ExpectApplied(ctx, env.Client, pendingPod())
+		results, err := loop.Schedule(ctx)
+		Expect(err).ToNot(HaveOccurred())
+		Expect(results.NewNodeClaims).To(BeEmpty(), "no phantom launch")
+		Expect(cordoned()).To(BeFalse())
+		Expect(ExpectExists(ctx, env.Client, node).Annotations).To(HaveKey(v1alpha1.AnnotationUncordonedAt))
+
+		By("the next decision sees the uncordoned node and launches nothing either")
+		syncState(claim, ExpectExists(ctx, env.Client, node))
+		results, err = loop.Schedule(ctx)
+		Expect(err).ToNot(HaveOccurred())
+		Expect(results.NewNodeClaims).To(BeEmpty(), "the pod fits on the existing node")
+
+		By("not cordoned again during the hold-off, cordoned again after it")
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeFalse())
+		env.Clock.Step(v1alpha1.UncordonHoldOff + time.Minute)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeTrue())
+	})
+	It("keeps the cordon when other capacity holds the pending pod (core places it there, nothing launches)", func() {
+		ExpectApplied(ctx, env.Client, nc, np)
+		applyNode(claim, node, pods...)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeTrue())
+		syncState(claim, ExpectExists(ctx, env.Client, node))
+		// A second node with room, not reclaimable enough to matter here
+		// (it is never reconciled by the idle controller in this spec).
+		other, otherNode := bigNode("other")
+		applyNode(other, otherNode)
+
+		ExpectApplied(ctx, env.Client, pendingPod())
+		results, err := loop.Schedule(ctx)
+		Expect(err).ToNot(HaveOccurred())
+		Expect(results.NewNodeClaims).To(BeEmpty())
+		Expect(results.ExistingNodes).ToNot(BeEmpty())
+		Expect(results.ExistingNodes[0].Node.Name).To(Equal(otherNode.Name), "steered to the node that is not draining")
+		Expect(cordoned()).To(BeTrue(), "the cordon stays: the pod did not need the draining node")
+	})
+	It("never cordons without drainByAttrition, and removes the cordon when the node's GPU work ends", func() {
+		nc.Spec.GPU.Disruption.DrainByAttrition = nil
+		ExpectApplied(ctx, env.Client, nc, np)
+		applyNode(claim, node, pods...)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeFalse(), "attrition is off by default")
+		nc.Spec.GPU.Disruption.DrainByAttrition = ptrTo(true)
+		ExpectApplied(ctx, env.Client, nc)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeTrue())
+		for _, p := range pods {
+			ExpectDeleted(ctx, env.Client, p)
+		}
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(cordoned()).To(BeFalse(), "no GPU work left: idle-GPU removal takes over, the cordon goes")
+	})
+})
+
+// syncState tells cluster state about a node, its NodeClaim and pods, as
+// core's informer controllers do.
+func syncState(c *karpv1.NodeClaim, n *corev1.Node, pods ...*corev1.Pod) {
+	GinkgoHelper()
+	cluster.UpdateNodeClaim(ExpectExists(ctx, env.Client, c))
+	Expect(cluster.UpdateNode(ctx, n)).To(Succeed())
+	for _, p := range pods {
+		Expect(cluster.UpdatePod(ctx, ExpectExists(ctx, env.Client, p))).To(Succeed())
+	}
+}

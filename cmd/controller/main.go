@@ -95,7 +95,7 @@ func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Ope
 			// The fake cloud has no kubelets: its registrar plays their
 			// part (registers Nodes, marks bound pods Running), as kwok does.
 			fake.NewRegistrar(fake.RegistrarOptions{KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay}),
-			fake.NewNodeLifecycle(op.GetClient()),
+			fake.NewNodeLifecycle(fake.NodeLifecycleOptions{KubeClient: op.GetClient()}),
 		}, nil
 	default:
 		return nil, nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)

@@ -110,9 +110,10 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		}
 		out.Provisioning = provisioning.NewController(provisioning.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
 			Provisioner: p, Cluster: o.Cluster, Refiner: refiner, DirectMinPods: o.DirectMinPods})
-		core = append(core, out.Provisioning, provisioning.NewPodTrigger(out.Provisioning, o.Cluster), provisioning.NewNodeTrigger(out.Provisioning))
+		core = append(core, out.Provisioning, provisioning.NewPodTrigger(provisioning.TriggerOptions{Provisioner: out.Provisioning, Cluster: o.Cluster}),
+			provisioning.NewNodeTrigger(provisioning.TriggerOptions{Provisioner: out.Provisioning}))
 	}
-	out.All = append(core, nodeclass.NewController(o.KubeClient, o.Backend), gputaint.NewController(gputaint.Options{KubeClient: o.KubeClient, Recorder: o.Recorder}),
+	out.All = append(core, nodeclass.NewController(nodeclass.Options{KubeClient: o.KubeClient, Backend: o.Backend}), gputaint.NewController(gputaint.Options{KubeClient: o.KubeClient, Recorder: o.Recorder}),
 		gpustartup.NewController(gpustartup.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder}),
 		gpumetrics.NewController(gpumetrics.Options{Clock: o.Clock, KubeClient: o.KubeClient, CloudProvider: o.CloudProvider}))
 	if o.Policy != PolicyStock {

@@ -26,9 +26,14 @@ type NodeLifecycle struct {
 	kubeClient client.Client
 }
 
+// NodeLifecycleOptions are NewNodeLifecycle's inputs.
+type NodeLifecycleOptions struct {
+	KubeClient client.Client
+}
+
 // NewNodeLifecycle returns the fake nodes' lifecycle controller.
-func NewNodeLifecycle(kubeClient client.Client) *NodeLifecycle {
-	return &NodeLifecycle{kubeClient: kubeClient}
+func NewNodeLifecycle(o NodeLifecycleOptions) *NodeLifecycle {
+	return &NodeLifecycle{kubeClient: o.KubeClient}
 }
 
 // Name is the controller's name.

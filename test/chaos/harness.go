@@ -379,7 +379,7 @@ func StartController(parent context.Context, o ControllerOptions) (*Controller, 
 	// controller.
 	all := append(ctrls.All, c.GC, fake.NewRegistrar(fake.RegistrarOptions{
 		KubeClient: mgr.GetClient(), Fleet: o.Fleet, Clock: kubeletClk, RegistrationDelay: o.RegistrationDelay, StatusInterval: 2 * time.Second,
-	}), fake.NewNodeLifecycle(mgr.GetClient()))
+	}), fake.NewNodeLifecycle(fake.NodeLifecycleOptions{KubeClient: mgr.GetClient()}))
 	for _, r := range all {
 		if err := r.Register(ctx, mgr); err != nil {
 			return nil, fmt.Errorf("registering %T, %w", r, err)

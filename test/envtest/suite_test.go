@@ -75,7 +75,7 @@ var _ = BeforeSuite(func() {
 	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
 	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
-	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
+	nodeClassCtrl = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: fleet})
 	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
 })
 

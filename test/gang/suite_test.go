@@ -72,7 +72,7 @@ var _ = BeforeSuite(func() {
 	recorder = events.NewRecorder(&record.FakeRecorder{})
 	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
-	nodeClassCtrl = nodeclass.NewController(env.Client, fleet)
+	nodeClassCtrl = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: fleet})
 	registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: env.Client, Fleet: fleet, Clock: env.Clock})
 })
 

@@ -56,6 +56,15 @@ type ValidationFailure interface {
 // same name). With a Validator backend, Ready depends on it.
 const ConditionTypeValidationSucceeded = "ValidationSucceeded"
 
+// Options are NewController's inputs.
+type Options struct {
+	KubeClient client.Client
+	// Backend resolves and validates node classes when it implements
+	// Resolver and Validator; any other backend makes node classes Ready
+	// once it can describe their offerings.
+	Backend cloudprovider.Backend
+}
+
 // Controller sets GPUNodeClass status.
 type Controller struct {
 	kubeClient client.Client
@@ -63,8 +72,8 @@ type Controller struct {
 }
 
 // NewController returns the GPUNodeClass status controller.
-func NewController(kubeClient client.Client, backend cloudprovider.Backend) *Controller {
-	return &Controller{kubeClient: kubeClient, backend: backend}
+func NewController(o Options) *Controller {
+	return &Controller{kubeClient: o.KubeClient, backend: o.Backend}
 }
 
 // Name is the controller's name.

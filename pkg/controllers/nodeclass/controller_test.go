@@ -96,7 +96,7 @@ func TestValidationSucceededCondition(t *testing.T) {
 	kube := startAPIServer(t)
 	srv := fakeaws.New(inventory())
 	t.Cleanup(srv.Close)
-	ctrl := nodeclass.NewController(kube, awsBackend(t, srv))
+	ctrl := nodeclass.NewController(nodeclass.Options{KubeClient: kube, Backend: awsBackend(t, srv)})
 	ctx := context.Background()
 
 	nc := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}, Spec: v1alpha1.GPUNodeClassSpec{

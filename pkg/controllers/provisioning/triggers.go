@@ -23,9 +23,18 @@ type PodTrigger struct {
 	cluster     *state.Cluster
 }
 
+// TriggerOptions are NewPodTrigger's and NewNodeTrigger's inputs.
+type TriggerOptions struct {
+	// Provisioner is the provisioning controller the triggers batch for.
+	Provisioner *Controller
+	// Cluster is core's cluster state; the pod trigger acknowledges the
+	// pods it saw (core's pod-scheduling metrics).
+	Cluster *state.Cluster
+}
+
 // NewPodTrigger returns the pod trigger.
-func NewPodTrigger(provisioner *Controller, cluster *state.Cluster) *PodTrigger {
-	return &PodTrigger{provisioner: provisioner, cluster: cluster}
+func NewPodTrigger(o TriggerOptions) *PodTrigger {
+	return &PodTrigger{provisioner: o.Provisioner, cluster: o.Cluster}
 }
 
 // Name is the controller's name.
@@ -55,8 +64,8 @@ func (c *PodTrigger) Register(_ context.Context, m manager.Manager) error {
 type NodeTrigger struct{ provisioner *Controller }
 
 // NewNodeTrigger returns the node trigger.
-func NewNodeTrigger(provisioner *Controller) *NodeTrigger {
-	return &NodeTrigger{provisioner: provisioner}
+func NewNodeTrigger(o TriggerOptions) *NodeTrigger {
+	return &NodeTrigger{provisioner: o.Provisioner}
 }
 
 // Name is the controller's name.

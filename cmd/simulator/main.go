@@ -50,6 +50,8 @@ type flags struct {
 	lbExact                                                                                           float64
 
 	schedulerProfile string // --scheduler-profile
+
+	fin finopsFlags // finops.go
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -59,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: simulator [flags]
+       simulator preview --cluster PODS --add MANIFEST [flags]   (see simulator preview --help)
 
 Replays a GPU workload through karpenter-gpu's and Karpenter core's real
 provisioning, NodeClaim lifecycle, consolidation and termination code over a
@@ -108,6 +111,7 @@ Flags:
 	fs.BoolVar(&f.progressLines, "progress-lines", false, "print progress as lines on stderr even when it is not a terminal (for logs)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log controller activity to stderr (slow)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	addFinOpsFlags(fs, &f.fin)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -122,6 +126,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// every scheduling simulation) but keeps little alive: trade memory for
 	// less garbage collection.
 	debug.SetGCPercent(400)
+	if len(args) > 0 && args[0] == "preview" {
+		return runPreview(args[1:], stdout, stderr)
+	}
 	f, err := parseFlags(args, stderr)
 	if err != nil {
 		if err == flag.ErrHelp {
@@ -201,7 +208,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg.Eviction.RestartTime = f.serviceRestart
 	opts := workload.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods, QoSClasses: qos}
 	var w *workload.Workload
-	if f.trace == "" {
+	if f.fin.prometheus != "" {
+		w, err = loadPrometheus(&f.fin, f.trace, opts)
+	} else if f.trace == "" {
 		w, err = workload.DefaultInput(opts)
 	} else {
 		w, err = workload.LoadInput(f.trace, opts)
@@ -237,6 +246,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if cfg.Horizon == 0 {
 			cfg.Horizon = time.Hour
 		}
+	}
+	if err := applyFinOps(&f.fin, &cfg, entries, w); err != nil {
+		return err
 	}
 	if f.verbose {
 		z, err := zap.NewDevelopment()
@@ -339,6 +351,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err := writeFile(f.csvOut, func(w io.Writer) error { return simulation.WriteCSV(w, results...) }); err != nil {
 			return err
 		}
+	}
+	if err := writeFinOpsOutputs(&f.fin, results); err != nil {
+		return err
 	}
 	if f.htmlOut != "" {
 		if err := writeFile(f.htmlOut, func(w io.Writer) error { return simulation.WriteHTML(w, results...) }); err != nil {

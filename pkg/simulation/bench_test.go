@@ -2,9 +2,10 @@ package simulation
 
 import (
 	"context"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"sync"
 	"testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // benchCompare runs both policies concurrently on w, as `simulator

@@ -110,6 +110,18 @@ type Config struct {
 	// state their own (checkpoint interval of batch pods, restart time of
 	// service replicas): what an evicted pod loses (evictions.go).
 	Eviction evictioncost.Model
+	// GroupBy is the pod label the report's cost allocation sums by
+	// (besides namespace and pod group); "" for none.
+	GroupBy string
+	// Prices, when set, price the fleet's offerings (--prices: AWS CLI
+	// price files, pkg/simulation/prices) instead of the catalog's
+	// on-demand column for Region.
+	Prices catalog.PriceSource
+	// PricesDescription says where Prices come from, for the report.
+	PricesDescription string
+	// SpotInterruptionsPerDay is each spot instance's interruption rate
+	// (fake.Options); the engine plays the interruption notice (spot.go).
+	SpotInterruptionsPerDay float64
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -170,6 +182,7 @@ type engine struct {
 	metrics  *collector
 
 	soloErrors map[string]string
+	spot       spotState
 
 	wallStart time.Time
 	phases    map[string]time.Duration
@@ -271,7 +284,8 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 			return nil, fmt.Errorf("loading embedded catalog, %w", err)
 		}
 	}
-	e.fleet = fake.NewFleet(fake.Options{Clock: e.clk, Seed: cfg.Seed, LaunchLatency: cfg.LaunchLatency, Region: cfg.Region, Zones: cfg.Zones, CapacityTypes: cfg.CapacityTypes})
+	e.fleet = fake.NewFleet(fake.Options{Clock: e.clk, Seed: cfg.Seed, LaunchLatency: cfg.LaunchLatency, Region: cfg.Region, Zones: cfg.Zones, CapacityTypes: cfg.CapacityTypes,
+		Prices: cfg.Prices, SpotInterruptionsPerDay: cfg.SpotInterruptionsPerDay})
 	gpus := map[string]int64{}
 	for _, en := range entries {
 		if v1alpha1.IsAcceleratorResource(corev1.ResourceName(en.AcceleratorResource)) {
@@ -415,6 +429,15 @@ func (e *engine) run() error {
 		limit := e.horizon.Add(time.Nanosecond)
 		if e.events.Len() > 0 && e.events[0].at.Before(limit) {
 			limit = e.events[0].at
+		}
+		if at, ok := e.nextSpotEvent(limit); ok {
+			limit = at // a spot notice or reclaim comes first, unless an idle tick does
+			if _, tick := e.nextIdleTick(limit); !tick {
+				if err := e.spotEvent(at); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if tick, ok := e.nextIdleTick(limit); ok {
 			if err := e.idleTick(tick); err != nil {
@@ -563,7 +586,7 @@ func (e *engine) checkPrices() error {
 			}
 		}
 	}
-	return fmt.Errorf("region %q: no offering of any NodePool's instance types has a price (the embedded catalog holds us-east-1 on-demand prices; give --catalog with prices for this region)", e.cfg.Region)
+	return fmt.Errorf("region %q: no offering of any NodePool's instance types has a price (the embedded catalog holds us-east-1 on-demand prices; give --prices with `aws pricing get-products` or `aws ec2 describe-spot-price-history` output for this region, or --catalog)", e.cfg.Region)
 }
 
 // ---- provisioning batches ----

@@ -338,9 +338,11 @@ func (recorder) Publish(...events.Event) {}
 // instanceRecord is one instance of the fleet, for cost accounting.
 type instanceRecord struct {
 	ID, Type, Zone, CapacityType string
-	Price                        float64 // $/h of the offering launched
-	GPUs                         int64
-	Start, End                   time.Time // End zero while running
+	// NodeClaim launched it (its Node has the same name); NodePool owns it.
+	NodeClaim, NodePool string
+	Price               float64 // $/h of the offering launched
+	GPUs                int64
+	Start, End          time.Time // End zero while running
 }
 
 // meteredBackend wraps the fake fleet to meter launches and terminations in
@@ -372,6 +374,9 @@ func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (
 		}
 		m.instances[res.Instance.ID] = &instanceRecord{ID: res.Instance.ID, Type: res.Instance.InstanceType, Zone: res.Instance.Zone,
 			CapacityType: res.Instance.CapacityType, Price: price, GPUs: m.gpus(res.Instance.InstanceType), Start: m.clk.Now()}
+		if nc := req.NodeClaim; nc != nil {
+			m.instances[res.Instance.ID].NodeClaim, m.instances[res.Instance.ID].NodePool = nc.Name, nc.Labels[karpv1.NodePoolLabelKey]
+		}
 		m.order = append(m.order, res.Instance.ID)
 		if m.debugf != nil {
 			m.debugf("launch %s %s %s for %s", res.Instance.ID, res.Instance.InstanceType, res.Instance.Zone, req.NodeClaim.Name)

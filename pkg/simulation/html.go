@@ -32,12 +32,19 @@ func WriteHTML(w io.Writer, results ...*Result) error {
 			{Label: "requested (pods alive in the input)", Color: "#555", Dashed: true, Points: r.Series.GPUsRequested},
 		}))
 	}
+	method := ""
+	if results[0].CostAllocation != nil {
+		method = results[0].CostAllocation.Method
+	}
 	return htmlTemplate.Execute(w, struct {
-		Input  string
-		Header []string
-		Rows   [][]string
-		Charts []template.HTML
-	}{results[0].Input, rows[0], rows[1:], charts})
+		Input      string
+		Header     []string
+		Rows       [][]string
+		Charts     []template.HTML
+		Method     string
+		Allocation []AllocationTable
+		Notes      []string
+	}{results[0].Input, rows[0], rows[1:], charts, method, allocationTables(results...), results[0].Notes})
 }
 
 var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -52,7 +59,16 @@ var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 {{end}}</tbody>
 </table>
 {{range .Charts}}{{.}}{{end}}
-</body></html>
+{{if .Allocation}}<h2>Cost allocation</h2>
+<p>{{.Method}}</p>
+{{range .Allocation}}<h3>By {{.Title}}</h3>
+<table>
+<thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Rows}}<tr>{{range $i, $c := .}}{{if eq $i 0}}<th scope="row">{{$c}}</th>{{else}}<td>{{$c}}</td>{{end}}{{end}}</tr>
+{{end}}</tbody>
+</table>
+{{end}}{{end}}{{range .Notes}}<p>Note: {{.}}</p>
+{{end}}</body></html>
 `))
 
 type chartLine struct {

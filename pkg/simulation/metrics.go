@@ -45,6 +45,10 @@ type collector struct {
 	byClass      map[evictioncost.Class]*classLoss
 	errors       map[string]int
 	errorSamples []string
+	// binds are the pod objects' stays on nodes, for cost allocation
+	// (allocation.go); open ones by pod.
+	binds    []bindInterval
+	openBind map[*podState]int
 }
 
 func newCollector(e *engine) *collector {
@@ -60,6 +64,7 @@ func (c *collector) podBound(ps *podState) {
 		c.allocGPUs += g
 		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
 	}
+	c.bindStart(ps)
 }
 
 func (c *collector) podRunning(ps *podState) {
@@ -71,6 +76,7 @@ func (c *collector) podGone(ps *podState) {
 		c.allocGPUs -= g
 		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
 	}
+	c.bindEnd(ps)
 }
 
 func (c *collector) podEvicted(ps *podState, _ *corev1.Pod) {

@@ -17,8 +17,8 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
-// Namespace holds every simulated pod.
-const Namespace = "default"
+// Namespace holds the simulated pods whose input names no namespace.
+const Namespace = workload.DefaultNamespace
 
 // podState follows one workload pod through the pod objects that represent
 // it (a new one after each eviction).
@@ -51,7 +51,10 @@ type podState struct {
 func (e *engine) podObject(ps *podState) *corev1.Pod {
 	s := ps.spec
 	reqs := s.Requests.DeepCopy()
-	limits := corev1.ResourceList{}
+	limits := s.Limits.DeepCopy()
+	if limits == nil {
+		limits = corev1.ResourceList{}
+	}
 	for name, q := range reqs {
 		if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
 			limits[name] = q // extended resources must have limits == requests
@@ -59,8 +62,8 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: ps.name, Namespace: Namespace,
-			Labels: s.Labels, Annotations: lo.Assign(s.Annotations, e.profileAnnotations(ps), map[string]string{workloadLabel: s.Name}),
+			Name: ps.name, Namespace: s.NamespaceOrDefault(),
+			Labels: s.Labels, Annotations: lo.Assign(s.Annotations, e.profileAnnotations(ps), map[string]string{workloadLabel: s.Key()}),
 		},
 		Spec: corev1.PodSpec{
 			Containers:   []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{Requests: reqs, Limits: limits}}},
@@ -68,13 +71,27 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 		},
 	}
 	pod.Spec.Tolerations = append(append([]corev1.Toleration{}, s.Tolerations...), extendedResourceTolerations(reqs)...)
+	if s.NodeAffinity != nil {
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: s.NodeAffinity.DeepCopy()}
+	}
 	if len(s.Requirements) > 0 {
-		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: s.Requirements}},
-		}}}
+		if pod.Spec.Affinity == nil {
+			pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{}}
+		}
+		na := pod.Spec.Affinity.NodeAffinity
+		if na.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+			na.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{}}}
+		}
+		terms := na.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+		for i := range terms {
+			terms[i].MatchExpressions = append(terms[i].MatchExpressions, s.Requirements...)
+		}
 	}
 	return pod
 }
+
+// objectKey keys e.byName: namespace/name of a pod object.
+func objectKey(namespace, name string) string { return namespace + "/" + name }
 
 // arrive creates the pod, pending; kube-scheduler sees it next.
 func (e *engine) arrive(ps *podState) error {
@@ -85,7 +102,7 @@ func (e *engine) arrive(ps *podState) error {
 	}
 	ps.attempts++
 	ps.created, ps.bound, ps.running, ps.node = e.clk.Now(), time.Time{}, time.Time{}, ""
-	e.byName[ps.name] = ps
+	e.byName[objectKey(ps.spec.NamespaceOrDefault(), ps.name)] = ps
 	pod := e.podObject(ps)
 	pod.Status.Phase = corev1.PodPending
 	if err := e.kube.Create(e.ctx, pod); err != nil {
@@ -105,7 +122,7 @@ func (e *engine) depart(ps *podState) error {
 	if ps.name == "" {
 		return nil
 	}
-	key := types.NamespacedName{Namespace: Namespace, Name: ps.name}
+	key := types.NamespacedName{Namespace: ps.spec.NamespaceOrDefault(), Name: ps.name}
 	pod := &corev1.Pod{}
 	if err := e.kube.Get(e.ctx, key, pod); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -136,7 +153,7 @@ func (e *engine) depart(ps *podState) error {
 // observePod updates bookkeeping from a pod object the dispatcher saw
 // change.
 func (e *engine) observePod(pod *corev1.Pod) {
-	ps := e.byName[pod.Name]
+	ps := e.byName[objectKey(pod.Namespace, pod.Name)]
 	if ps == nil || ps.name != pod.Name {
 		return
 	}
@@ -153,11 +170,11 @@ func (e *engine) observePod(pod *corev1.Pod) {
 
 // observePodGone accounts for a pod object that no longer exists.
 func (e *engine) observePodGone(key types.NamespacedName) {
-	ps := e.byName[key.Name]
+	ps := e.byName[objectKey(key.Namespace, key.Name)]
 	if ps == nil || ps.name != key.Name {
 		return
 	}
-	delete(e.byName, key.Name)
+	delete(e.byName, objectKey(key.Namespace, key.Name))
 	e.metrics.podGone(ps)
 	ps.name = ""
 }
@@ -205,7 +222,7 @@ func (e *engine) byWorkloadName(name string) *podState {
 	if e.podIndex == nil {
 		e.podIndex = map[string]*podState{}
 		for _, ps := range e.pods {
-			e.podIndex[ps.spec.Name] = ps
+			e.podIndex[ps.spec.Key()] = ps
 		}
 	}
 	return e.podIndex[name]

@@ -11,10 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // Result is the outcome of one simulation run. Its JSON form is the
@@ -76,7 +78,13 @@ type Result struct {
 	// the idle-GPU controller's.
 	NodeClaimDeletions map[string]int `json:"nodeclaim_deletions_by_controller"`
 	IdleGPURemovals    int            `json:"idle_gpu_removals"`
-	GPUPodEvictions    int            `json:"gpu_pod_evictions"`
+	// SpotInterruptions counts spot instances reclaimed
+	// (--spot-interruptions-per-day): their NodeClaims are deleted at the
+	// notice.
+	SpotInterruptions int `json:"spot_interruptions"`
+	// Prices says where offering prices came from (--prices).
+	Prices          string `json:"prices,omitempty"`
+	GPUPodEvictions int    `json:"gpu_pod_evictions"`
 	// Evictions is the eviction model's account by workload class (batch,
 	// service): evictions, GPU-hours of work lost, what re-running it costs
 	// (at the evicted node's GPU price; the fleet cost already includes the
@@ -88,6 +96,10 @@ type Result struct {
 
 	InstanceHoursByType map[string]float64 `json:"instance_hours_by_type"`
 	CostUSDByType       map[string]float64 `json:"cost_usd_by_type"`
+	// CostUSDByCapacityType splits cost_usd into on-demand and spot.
+	CostUSDByCapacityType map[string]float64 `json:"cost_usd_by_capacity_type"`
+	// Instances are every instance launched, in launch order.
+	Instances []InstanceRun `json:"instances,omitempty"`
 	// FinalFleet counts instances running at the end of the horizon.
 	FinalFleet         map[string]int `json:"final_fleet"`
 	FinalFleetUSDPerHr float64        `json:"final_fleet_usd_per_hour"`
@@ -115,6 +127,26 @@ type Result struct {
 	// Series are the run's time series (step functions): fleet $/h, GPUs
 	// paid, allocated and requested, and the lower bound's $/h.
 	Series *Series `json:"time_series,omitempty"`
+
+	// CostAllocation splits cost_usd by namespace, label (--group-by) and
+	// pod group, with idle cost by NodePool (allocation.go).
+	CostAllocation *CostAllocation `json:"cost_allocation,omitempty"`
+	// Notes say what of the input the simulation left out or approximated.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// InstanceRun is one instance of the fleet: its offering and when it ran
+// (hours since the start; EndHours is the horizon's when it still runs).
+type InstanceRun struct {
+	Type         string  `json:"type"`
+	CapacityType string  `json:"capacity_type"`
+	Zone         string  `json:"zone"`
+	NodePool     string  `json:"nodepool"`
+	USDPerHour   float64 `json:"usd_per_hour"`
+	GPUs         int64   `json:"gpus"`
+	StartHours   float64 `json:"start_hours"`
+	EndHours     float64 `json:"end_hours"`
+	Running      bool    `json:"running_at_end"`
 }
 
 // EvictionStats is what evictions of one workload class cost.
@@ -190,17 +222,18 @@ func (e *engine) result() (*Result, error) {
 	endD := end.Sub(Epoch)
 	r := &Result{
 		Policy: string(e.cfg.Policy), Input: e.w.Source, Seed: e.cfg.Seed,
-		SimulatedHours:      endD.Hours(),
-		DisruptionsByReason: map[string]int{},
-		InstanceHoursByType: map[string]float64{},
-		CostUSDByType:       map[string]float64{},
-		FinalFleet:          map[string]int{},
-		GPUModelsIgnored:    e.w.IgnoredGPUModels,
-		Reconciles:          e.d.reconciles,
-		ControllerErrors:    e.metrics.errors,
-		ErrorSamples:        e.metrics.errorSamples,
-		Controllers:         e.controllerNames(),
-		ProvisioningRuns:    e.batch.provisions,
+		SimulatedHours:        endD.Hours(),
+		DisruptionsByReason:   map[string]int{},
+		InstanceHoursByType:   map[string]float64{},
+		CostUSDByType:         map[string]float64{},
+		CostUSDByCapacityType: map[string]float64{},
+		FinalFleet:            map[string]int{},
+		GPUModelsIgnored:      e.w.IgnoredGPUModels,
+		Reconciles:            e.d.reconciles,
+		ControllerErrors:      e.metrics.errors,
+		ErrorSamples:          e.metrics.errorSamples,
+		Controllers:           e.controllerNames(),
+		ProvisioningRuns:      e.batch.provisions,
 		Settings: Settings{
 			LaunchLatencySeconds: e.cfg.LaunchLatency.Seconds(), RegistrationDelaySeconds: e.cfg.RegistrationDelay.Seconds(),
 			PodStartDelaySeconds: e.cfg.PodStartDelay.Seconds(), BatchIdleSeconds: e.cfg.BatchIdle.Seconds(), BatchMaxSeconds: e.cfg.BatchMax.Seconds(),
@@ -231,10 +264,13 @@ func (e *engine) result() (*Result, error) {
 		if h < 0 {
 			h = 0
 		}
+		r.Instances = append(r.Instances, InstanceRun{Type: rec.Type, CapacityType: rec.CapacityType, Zone: rec.Zone, NodePool: rec.NodePool,
+			USDPerHour: rec.Price, GPUs: rec.GPUs, StartHours: rec.Start.Sub(Epoch).Hours(), EndHours: stop.Sub(Epoch).Hours(), Running: stop.Equal(end)})
 		r.CostUSD += rec.Price * h
 		r.GPUHoursPaid += float64(rec.GPUs) * h
 		r.InstanceHoursByType[rec.Type] += h
 		r.CostUSDByType[rec.Type] += rec.Price * h
+		r.CostUSDByCapacityType[rec.CapacityType] += rec.Price * h
 	}
 	cost, gpus := fleetSeries(recs, end)
 	requested := requestedSeries(e.w)
@@ -253,6 +289,10 @@ func (e *engine) result() (*Result, error) {
 		r.CostOverLowerBound = r.CostUSD / lb
 	}
 	r.Series = &Series{Cost: cost, GPUsPaid: gpus, GPUsAllocated: e.metrics.alloc, GPUsRequested: requested, LowerBound: lbSeries}
+	r.CostAllocation = e.costAllocation(recs, endD)
+	r.SpotInterruptions = e.spot.interruptions
+	r.Prices = e.cfg.PricesDescription
+	r.Notes = e.w.Notes
 
 	r.PodsTotal = len(e.pods)
 	r.PodsArrived = len(e.pods)
@@ -346,7 +386,7 @@ func (e *engine) unschedulable(ps *podState) (string, error) {
 	if reason, ok := e.soloErrors[key]; ok {
 		return reason, nil
 	}
-	pod.Namespace, pod.UID = Namespace, types.UID("probe-"+ps.spec.Name)
+	pod.UID = types.UID("probe-" + ps.spec.Key())
 	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
 	s, err := e.coreProv.NewScheduler(e.ctx, []*corev1.Pod{pod}, nil, nil)
 	if err != nil {
@@ -460,6 +500,7 @@ func tableRows(results ...*Result) [][]string {
 	row("launches", func(r *Result) float64 { return float64(r.Launches) }, "%.0f")
 	row("disruptions", func(r *Result) float64 { return float64(r.Disruptions) }, "%.0f")
 	row("idle_gpu_removals", func(r *Result) float64 { return float64(r.IdleGPURemovals) }, "%.0f")
+	row("spot_interruptions", func(r *Result) float64 { return float64(r.SpotInterruptions) }, "%.0f")
 	row("gpu_pod_evictions", func(r *Result) float64 { return float64(r.GPUPodEvictions) }, "%.0f")
 	for _, cl := range []string{"batch", "service"} {
 		row("  "+cl+" evictions", func(r *Result) float64 { return float64(r.Evictions[cl].Evictions) }, "%.0f")
@@ -494,6 +535,9 @@ func WriteTable(w io.Writer, results ...*Result) error {
 			parts = append(parts, fmt.Sprintf("%s %.1fh ($%.2f)", t, r.InstanceHoursByType[t], r.CostUSDByType[t]))
 		}
 		fmt.Fprintf(w, "\n%s instance hours: %s\n", r.Policy, strings.Join(parts, ", "))
+		if len(r.CostUSDByCapacityType) > 1 {
+			fmt.Fprintf(w, "%s cost by capacity type: %s\n", r.Policy, formatMoneyMap(r.CostUSDByCapacityType))
+		}
 		if len(r.UnschedulablePods) > 0 {
 			fmt.Fprintf(w, "%s unschedulable pods (%d):\n", r.Policy, len(r.UnschedulablePods))
 			for i, u := range r.UnschedulablePods {
@@ -511,8 +555,28 @@ func WriteTable(w io.Writer, results ...*Result) error {
 			}
 		}
 	}
+	if err := writeAllocation(w, results...); err != nil {
+		return err
+	}
+	if len(results) > 0 {
+		for _, n := range results[0].Notes {
+			fmt.Fprintf(w, "\nNote: %s\n", n)
+		}
+	}
 	if len(results) > 0 && results[0].PodsExcluded > 0 {
-		fmt.Fprintf(w, "\n%d pods excluded from the replay: CPU-only pods (--cpu-pods=%s; the GPU catalog offers no CPU capacity; gpu-nodes runs them on GPU nodes)\n", results[0].PodsExcluded, results[0].CPUPods)
+		reasons := map[string]int{}
+		for _, x := range results[0].ExcludedPods {
+			reasons[x.Reason]++
+		}
+		var parts []string
+		for _, k := range lo.Keys(reasons) {
+			parts = append(parts, fmt.Sprintf("%d %s", reasons[k], k))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "\n%d pods excluded from the replay: %s (the GPU catalog offers no CPU capacity; --cpu-pods=gpu-nodes runs CPU-only pods on GPU nodes)\n", results[0].PodsExcluded, strings.Join(parts, ", "))
+	}
+	if len(results) > 0 && results[0].Prices != "" {
+		fmt.Fprintf(w, "\nPrices: %s\n", results[0].Prices)
 	}
 	if len(results) > 0 && len(results[0].GPUMapping) > 0 {
 		models := make([]string, 0, len(results[0].GPUMapping))
@@ -529,6 +593,16 @@ func WriteTable(w io.Writer, results ...*Result) error {
 		fmt.Fprintf(w, "\nGPU model constraints of the trace ignored (--ignore-gpu-model)\n")
 	}
 	return nil
+}
+
+func formatMoneyMap(m map[string]float64) string {
+	keys := lo.Keys(m)
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s $%.2f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func delay(r *Result, p int) float64 {

@@ -5,9 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"strings"
 	"testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // A region the catalog has no prices for is an error, never a $0 fleet.

@@ -45,6 +45,13 @@ type Options struct {
 	LaunchLatency time.Duration
 	Clock         clock.Clock
 	Seed          int64
+	// SpotInterruptionsPerDay is the rate at which each spot instance is
+	// reclaimed (a Poisson process: its lifetime until interruption is
+	// exponential with mean 1/rate days, drawn at launch from a random
+	// source seeded by Seed, separate from the one behind instance IDs).
+	// The fleet only schedules them (SpotInterruptions); whoever plays the
+	// cloud's interruption notices acts on them. 0: never.
+	SpotInterruptionsPerDay float64
 }
 
 // Fleet is the in-memory backend. It is safe for concurrent use.
@@ -60,6 +67,9 @@ type Fleet struct {
 	apiErrors map[string][]error
 	launches  int
 	faults    launchFaults // per-launch fault plan and per-instance faults (faults.go)
+	// spot interruption schedule (spot.go)
+	spotRNG    *rand.Rand
+	interrupts map[string]time.Time
 }
 
 var _ cloudprovider.Backend = (*Fleet)(nil)
@@ -82,6 +92,9 @@ func NewFleet(opts Options) *Fleet {
 		refuse:    map[Offering]int{},
 		apiErrors: map[string][]error{},
 		faults:    newLaunchFaults(),
+		// A stream of its own, so a rate changes no instance ID.
+		spotRNG:    rand.New(rand.NewSource(opts.Seed ^ 0x5b07)),
+		interrupts: map[string]time.Time{},
 	}
 }
 
@@ -150,6 +163,7 @@ func (f *Fleet) launch(req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchR
 		if req.ClientToken != "" {
 			f.tokens[req.ClientToken] = inst.ID
 		}
+		f.scheduleInterruption(inst)
 		post := f.faults.assign(inst.ID, req.ClientToken)
 		res.Instance = f.copyOf(inst)
 		return res, post, nil

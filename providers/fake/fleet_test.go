@@ -2,6 +2,8 @@ package fake_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -112,5 +114,52 @@ func TestProviderIDRoundTrip(t *testing.T) {
 		if _, err := f.InstanceID(bad); err == nil {
 			t.Errorf("InstanceID(%q) accepted", bad)
 		}
+	}
+}
+
+// Spot instances get an interruption time drawn at the configured rate:
+// the mean lifetime of many is 1/rate days, on-demand ones get none, and a
+// rate changes no instance ID (its own random stream).
+func TestSpotInterruptionSchedule(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	launch := func(rate float64, ct string, n int) (*fake.Fleet, []string) {
+		f := fake.NewFleet(fake.Options{Clock: clk, Seed: 3, CapacityTypes: []string{"on-demand", "spot"}, SpotInterruptionsPerDay: rate})
+		var ids []string
+		for i := 0; i < n; i++ {
+			res, err := f.Launch(context.Background(), &cloudprovider.LaunchRequest{Options: []cloudprovider.LaunchOption{{InstanceType: "g5.xlarge", Zone: "us-east-1a", CapacityType: ct}}})
+			if err != nil || res.Instance == nil {
+				t.Fatalf("launch: %v", err)
+			}
+			ids = append(ids, res.Instance.ID)
+		}
+		return f, ids
+	}
+	f, spotIDs := launch(0.5, "spot", 2000)
+	sched := f.SpotInterruptions()
+	if len(sched) != 2000 {
+		t.Fatalf("%d interruptions scheduled for 2000 spot instances", len(sched))
+	}
+	var sum time.Duration
+	for i, s := range sched {
+		sum += s.At.Sub(time.Unix(0, 0))
+		if i > 0 && s.At.Before(sched[i-1].At) {
+			t.Fatalf("not sorted by time")
+		}
+	}
+	// Mean of 2000 exponentials with mean 2 days: within 10% (5 sigma is
+	// 11%, the seed is fixed).
+	if mean := sum.Hours() / 24 / 2000; math.Abs(mean-2) > 0.2 {
+		t.Errorf("mean lifetime %.3f days, want about 2 (0.5 interruptions per day)", mean)
+	}
+	if !f.Interrupt(sched[0].InstanceID) || len(f.SpotInterruptions()) != 1999 {
+		t.Errorf("a terminated instance stays scheduled")
+	}
+	od, _ := launch(0.5, "on-demand", 10)
+	if n := len(od.SpotInterruptions()); n != 0 {
+		t.Errorf("%d interruptions for on-demand instances", n)
+	}
+	_, noRate := launch(0, "spot", 2000)
+	if fmt.Sprint(noRate) != fmt.Sprint(spotIDs) {
+		t.Errorf("the interruption rate changed instance IDs")
 	}
 }

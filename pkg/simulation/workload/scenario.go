@@ -315,6 +315,7 @@ func (s *Scenario) Workload(opts TraceOptions) (*Workload, error) {
 				arrival := g.Arrival.Duration + time.Duration(i)*g.Interval.Duration
 				p := PodSpec{
 					Name:         fmt.Sprintf("%s-%d", g.Name, i),
+					Group:        g.Name,
 					Origin:       fmt.Sprintf("%s:%d", s.Source, g.line),
 					Arrival:      arrival,
 					Deletion:     Forever,
@@ -363,22 +364,56 @@ func loadTrace(path string) ([]trace.Pod, error) {
 	return trace.Parse(f, path)
 }
 
-// LoadInput reads --trace FILE: a scenario when it ends in .yaml or .yml,
-// else an Alibaba pod list CSV.
+// LoadInput reads --trace FILE, recognised by its content: Kubernetes
+// objects (a `kubectl get pods -o json|yaml` pod list, Pods, Deployments,
+// StatefulSets, Jobs, JobSets; JSON or YAML with apiVersion and kind), a
+// Prometheus range-query response (JSON with status and data; see
+// prometheus.go), a scenario (other YAML), else an Alibaba pod list CSV.
 func LoadInput(path string, opts TraceOptions) (*Workload, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".yaml", ".yml":
-		s, err := LoadScenario(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	t := bytes.TrimSpace(b)
+	if len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		if IsPrometheusResponse(t) {
+			return FromPrometheusFile(t, path, opts)
+		}
+		if IsKubeInput(t) {
+			return FromKube(t, path, opts)
+		}
+		return nil, fmt.Errorf("%s: JSON that is neither Kubernetes objects (apiVersion, kind) nor a Prometheus API response (status, data)", path)
+	}
+	yamlExt := map[string]bool{".yaml": true, ".yml": true}[strings.ToLower(filepath.Ext(path))]
+	if (yamlExt || looksLikeYAMLObject(b)) && IsKubeInput(b) {
+		return FromKube(b, path, opts)
+	}
+	if yamlExt {
+		s, err := ParseScenario(bytes.NewReader(b), path)
 		if err != nil {
 			return nil, err
 		}
 		return s.Workload(opts)
 	}
-	pods, err := loadTrace(path)
+	pods, err := trace.Parse(bytes.NewReader(b), path)
 	if err != nil {
 		return nil, err
 	}
 	return FromTrace(pods, path, opts)
+}
+
+// looksLikeYAMLObject: the first line that is not blank or a comment starts
+// a YAML document or mapping of Kubernetes objects (kubectl -o yaml output
+// saved under any name).
+func looksLikeYAMLObject(b []byte) bool {
+	for _, l := range strings.SplitN(string(b[:min(len(b), 4096)]), "\n", 50) {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		return t == "---" || strings.HasPrefix(t, "apiVersion:") || strings.HasPrefix(t, "kind:")
+	}
+	return false
 }
 
 // DefaultInput is the bundled Alibaba v2023 default pod list (8,152 pods,

@@ -28,18 +28,44 @@ const Forever = trace.Forever
 // asks the scheduler for.
 type PodSpec struct {
 	Name string
+	// Namespace is the pod's namespace ("" means DefaultNamespace).
+	Namespace string
+	// Group names the workload the pod belongs to for cost reports
+	// ("Deployment/web", "JobSet/train", a scenario's pod group; "" for
+	// trace pods).
+	Group string
 	// Origin names where the pod came from ("file:line") for reports.
 	Origin string
 	// Arrival and Deletion bound the pod's life as the workload states it,
 	// [Arrival, Deletion); Deletion is Forever for pods that never leave.
 	Arrival, Deletion time.Duration
 	Requests          corev1.ResourceList
-	NodeSelector      map[string]string
-	Requirements      []corev1.NodeSelectorRequirement
-	Tolerations       []corev1.Toleration
-	Labels            map[string]string
-	Annotations       map[string]string
+	// Limits, when set, are the pod's limits (else extended resources get
+	// limits equal to their requests, as the API server requires).
+	Limits       corev1.ResourceList
+	NodeSelector map[string]string
+	// NodeAffinity is the pod's own node affinity (Kubernetes inputs);
+	// Requirements are added to each of its required terms.
+	NodeAffinity *corev1.NodeAffinity
+	Requirements []corev1.NodeSelectorRequirement
+	Tolerations  []corev1.Toleration
+	Labels       map[string]string
+	Annotations  map[string]string
 }
+
+// DefaultNamespace holds pods whose input names no namespace.
+const DefaultNamespace = "default"
+
+// NamespaceOrDefault is the pod's namespace.
+func (p *PodSpec) NamespaceOrDefault() string {
+	if p.Namespace == "" {
+		return DefaultNamespace
+	}
+	return p.Namespace
+}
+
+// Key identifies the pod in its workload: namespace/name.
+func (p *PodSpec) Key() string { return p.NamespaceOrDefault() + "/" + p.Name }
 
 // GPUs is the number of accelerators the pod requests (v1alpha1.Accelerators).
 func (p *PodSpec) GPUs() int64 { return v1alpha1.Accelerators(p.Requests) }
@@ -66,6 +92,9 @@ type Workload struct {
 	// Window, when set, is the part of the input this workload replays
 	// (Slice): times are relative to its start.
 	Window *Window
+	// Notes say what of the input the simulation leaves out or
+	// approximates (printed with the report).
+	Notes []string `json:",omitempty"`
 }
 
 // Window is a slice of an input's time: the pods alive at its start (they

@@ -1,0 +1,315 @@
+package main
+
+// simulator preview: the cost of a manifest before it is deployed. The
+// cluster's pods (a kubectl pod list, manifests or a scenario) are
+// provisioned as a snapshot; once the fleet has settled the manifest's pods
+// arrive; the preview is the fleet's $/h and GPUs after they are placed
+// minus before, under karpenter-gpu and under stock Karpenter, with the
+// instances that launch (or "fits on free capacity").
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
+)
+
+// PreviewResult is one policy's preview (--json: a list of them).
+type PreviewResult struct {
+	Policy string `json:"policy"`
+	// BeforeUSDPerHour is the settled fleet's $/h just before the manifest
+	// arrives; AfterUSDPerHour at the end (the added pods placed and the
+	// fleet settled again).
+	BeforeUSDPerHour      float64 `json:"before_usd_per_hour"`
+	AfterUSDPerHour       float64 `json:"after_usd_per_hour"`
+	IncrementalUSDPerHour float64 `json:"incremental_usd_per_hour"`
+	GPUsBefore            float64 `json:"gpus_before"`
+	GPUsAfter             float64 `json:"gpus_after"`
+	// Launched are the instances launched after the manifest arrived and
+	// still running at the end; Terminated those running before it and not
+	// at the end (consolidation replaced them).
+	Launched   []simulation.InstanceRun `json:"launched"`
+	Terminated []simulation.InstanceRun `json:"terminated"`
+	// FitsOnFreeCapacity: nothing launched, every added pod ran.
+	FitsOnFreeCapacity bool `json:"fits_on_free_capacity"`
+	AddedPods          int  `json:"added_pods"`
+	// AddedPodsPending never ran by the end (unschedulable or still
+	// waiting), with Karpenter's reason when it has one.
+	AddedPodsPending []simulation.UnschedulablePod `json:"added_pods_pending,omitempty"`
+	Result           *simulation.Result            `json:"-"`
+}
+
+func runPreview(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulator preview", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cluster, jsonOut, region, catalogPath, profile string
+	var add stringList
+	var at, settle time.Duration
+	var seed int64
+	fin := &finopsFlags{}
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS --add MANIFEST [flags]
+
+Prints what adding a manifest's pods to a cluster would cost per hour, under
+karpenter-gpu and under stock Karpenter: the cluster's pods (kubectl get pods
+-A -o json|yaml, manifests or a scenario) are provisioned as a snapshot, the
+manifest's pods (Deployment, StatefulSet, Job, JobSet, Pods) arrive once the
+fleet has settled, and the fleet's $/h and GPUs after are compared with
+before, with the instances that launch (or: fits on free capacity).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cluster, "cluster", "", "the cluster's pods: a kubectl pod list (JSON or YAML), manifests or a scenario (required)")
+	fs.Var(&add, "add", "manifest whose pods are added (repeatable; required)")
+	fs.DurationVar(&at, "at", 30*time.Minute, "when the manifest arrives (the cluster's fleet settles before)")
+	fs.DurationVar(&settle, "settle", 30*time.Minute, "how long after the manifest arrives the fleet is compared")
+	fs.StringVar(&jsonOut, "json", "", "write the preview as JSON to this file")
+	fs.StringVar(&region, "region", simulation.DefaultConfig().Region, "region whose prices are used")
+	fs.StringVar(&catalogPath, "catalog", "", "instance catalog CSV replacing the embedded AWS catalog")
+	fs.StringVar(&profile, "scheduler-profile", string(kubescheduler.ProfileBinPacking), "kube-scheduler profile (default, bin-packing)")
+	fs.Int64Var(&seed, "seed", 1, "seed of the fake fleet")
+	addFinOpsFlags(fs, fin)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("preview: unexpected arguments %q", fs.Args())
+	}
+	if cluster == "" || len(add) == 0 {
+		return fmt.Errorf("preview: --cluster and --add are required")
+	}
+	if at <= 0 || settle <= 0 {
+		return fmt.Errorf("preview: --at and --settle must be positive")
+	}
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		return err
+	}
+	cfg := simulation.DefaultConfig()
+	cfg.Seed, cfg.Region = seed, region
+	if catalogPath != "" {
+		if entries, _, err = catalog.LoadFile(catalogPath); err != nil {
+			return err
+		}
+		cfg.Catalog = entries
+	}
+	if cfg.SchedulerProfile, err = kubescheduler.ParseProfile(profile); err != nil {
+		return fmt.Errorf("--scheduler-profile: %w", err)
+	}
+	opts := workload.TraceOptions{GPUMap: workload.DefaultGPUMap()}
+	w, added, err := previewWorkload(cluster, add, at, opts)
+	if err != nil {
+		return err
+	}
+	if err := applyFinOps(fin, &cfg, entries, w); err != nil {
+		return err
+	}
+	cfg.Horizon = at + settle
+	l := logr.Discard()
+	cfg.Logger = &l
+	policies := []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
+	out := make([]*PreviewResult, len(policies))
+	errs := make([]error, len(policies))
+	var wg sync.WaitGroup
+	cfg.LowerBound = simulation.NewLowerBoundCache()
+	for i, p := range policies {
+		c := cfg
+		c.Policy = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := simulation.Run(context.Background(), w, c)
+			if err != nil {
+				errs[i] = fmt.Errorf("simulating %s: %w", p, err)
+				return
+			}
+			out[i] = preview(r, at, added)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	if err := writePreview(stdout, w, cluster, add, at, settle, out); err != nil {
+		return err
+	}
+	if jsonOut != "" {
+		return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+	}
+	return nil
+}
+
+// previewWorkload is the cluster's pods at t=0 (a snapshot) plus the
+// manifests' pods arriving at `at`, none leaving; added lists the keys of
+// the added pods.
+func previewWorkload(cluster string, add []string, at time.Duration, opts workload.TraceOptions) (*workload.Workload, map[string]bool, error) {
+	w, err := workload.LoadInput(cluster, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	w = w.Snapshot(0)
+	w.Source = cluster
+	keys := map[string]string{}
+	for _, p := range w.Pods {
+		keys[p.Key()] = p.Origin
+	}
+	added := map[string]bool{}
+	for _, path := range add {
+		m, err := workload.LoadInput(path, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(m.Pods) == 0 {
+			return nil, nil, fmt.Errorf("%s: no pod to add", path)
+		}
+		for _, p := range m.Pods {
+			if prev, dup := keys[p.Key()]; dup {
+				return nil, nil, fmt.Errorf("%s: pod %s is already in the cluster (%s)", p.Origin, p.Key(), prev)
+			}
+			keys[p.Key()] = p.Origin
+			p.Arrival, p.Deletion = at, workload.Forever
+			w.Pods = append(w.Pods, p)
+			added[p.Key()] = true
+		}
+		w.Notes = append(w.Notes, m.Notes...)
+	}
+	w.SortPods()
+	return w, added, nil
+}
+
+// preview reads one policy's result: the fleet before `at` and at the end.
+func preview(r *simulation.Result, at time.Duration, added map[string]bool) *PreviewResult {
+	atH := at.Hours()
+	p := &PreviewResult{Policy: r.Policy, AfterUSDPerHour: r.FinalFleetUSDPerHr, AddedPods: len(added), Result: r}
+	for _, in := range r.Instances {
+		runningBefore := in.StartHours < atH && in.EndHours >= atH
+		if runningBefore {
+			p.BeforeUSDPerHour += in.USDPerHour
+			p.GPUsBefore += float64(in.GPUs)
+		}
+		if in.Running {
+			p.GPUsAfter += float64(in.GPUs)
+		}
+		switch {
+		case in.StartHours >= atH && in.Running:
+			p.Launched = append(p.Launched, in)
+		case runningBefore && !in.Running:
+			p.Terminated = append(p.Terminated, in)
+		}
+	}
+	p.IncrementalUSDPerHour = p.AfterUSDPerHour - p.BeforeUSDPerHour
+	if math.Abs(p.IncrementalUSDPerHour) < 1e-9 {
+		p.IncrementalUSDPerHour = 0
+	}
+	for _, u := range r.UnschedulablePods {
+		if added[u.Name] || added["default/"+u.Name] || matchesKey(added, u.Name) {
+			p.AddedPodsPending = append(p.AddedPodsPending, u)
+		}
+	}
+	p.FitsOnFreeCapacity = len(p.Launched) == 0 && len(p.AddedPodsPending) == 0 && r.PodsNeverStarted == 0
+	return p
+}
+
+func matchesKey(keys map[string]bool, name string) bool {
+	for k := range keys {
+		if strings.HasSuffix(k, "/"+name) {
+			return true
+		}
+	}
+	return false
+}
+
+func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []string, at, settle time.Duration, out []*PreviewResult) error {
+	addedGPUs := int64(0)
+	addedPods := 0
+	for _, p := range wl.Pods {
+		if p.Arrival == at {
+			addedGPUs += p.GPUs()
+			addedPods++
+		}
+	}
+	fmt.Fprintf(w, "preview: adding %s (%d pods, %d GPUs requested) to %s (%d pods); fleet compared %s after they arrive\n\n",
+		strings.Join(add, ", "), addedPods, addedGPUs, cluster, len(wl.Pods)-addedPods, settle)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tbefore $/h\tafter $/h\tincremental $/h\tGPUs before\tGPUs after\t+GPUs\t")
+	for _, p := range out {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.3f\t%.0f\t%.0f\t%+.0f\t\n", p.Policy, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.IncrementalUSDPerHour, p.GPUsBefore, p.GPUsAfter, p.GPUsAfter-p.GPUsBefore)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range out {
+		fmt.Fprintf(w, "\n%s: ", p.Policy)
+		switch {
+		case p.FitsOnFreeCapacity:
+			fmt.Fprintln(w, "fits on existing free capacity (no instance launched)")
+		case len(p.Launched) > 0:
+			fmt.Fprintf(w, "launches %s\n", describeInstances(p.Launched))
+		default:
+			fmt.Fprintln(w, "launches nothing")
+		}
+		if len(p.Terminated) > 0 {
+			fmt.Fprintf(w, "  and retires %s\n", describeInstances(p.Terminated))
+		}
+		for _, u := range p.AddedPodsPending {
+			fmt.Fprintf(w, "  pod %s does not run: %s\n", u.Name, u.Reason)
+		}
+		if n := p.Result.PodsNeverStarted; n > 0 {
+			fmt.Fprintf(w, "  %d pods had not started by the end (raise --settle)\n", n)
+		}
+	}
+	if len(out) > 0 && out[0].Result.Prices != "" {
+		fmt.Fprintf(w, "\nPrices: %s\n", out[0].Result.Prices)
+	}
+	for _, n := range wl.Notes {
+		fmt.Fprintf(w, "Note: %s\n", n)
+	}
+	return nil
+}
+
+// describeInstances: "2 × g5.12xlarge (on-demand, $5.672/h), ...".
+func describeInstances(ins []simulation.InstanceRun) string {
+	type k struct {
+		typ, ct string
+		price   float64
+	}
+	count := map[k]int{}
+	for _, in := range ins {
+		count[k{in.Type, in.CapacityType, in.USDPerHour}]++
+	}
+	keys := make([]k, 0, len(count))
+	for key := range count {
+		keys = append(keys, key)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].typ != keys[j].typ {
+			return keys[i].typ < keys[j].typ
+		}
+		return keys[i].ct < keys[j].ct
+	})
+	parts := make([]string, 0, len(keys))
+	for _, key := range keys {
+		parts = append(parts, fmt.Sprintf("%d × %s (%s, $%.3f/h)", count[key], key.typ, key.ct, key.price))
+	}
+	return strings.Join(parts, ", ")
+}

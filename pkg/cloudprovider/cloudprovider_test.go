@@ -214,3 +214,26 @@ func TestReservationLabelOnlyOnReservedLaunches(t *testing.T) {
 		t.Errorf("reserved launch labels = %v", got.Labels)
 	}
 }
+
+// TestGetInstanceTypesOfOtherProvidersNodePools: a NodePool of
+// Karpenter-AWS's EC2NodeClass has no instance types here and is no error
+// (core's NodeOverlay controller asks for every NodePool's); a GPUNodeClass
+// NodePool whose class is missing still is one.
+func TestGetInstanceTypesOfOtherProvidersNodePools(t *testing.T) {
+	e := newEnv(t, fakefleet.Options{})
+	pool := func(group, kind, name string) *karpv1.NodePool {
+		return &karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+			NodeClassRef: &karpv1.NodeClassReference{Group: group, Kind: kind, Name: name},
+		}}}}
+	}
+	its, err := e.cp.GetInstanceTypes(e.ctx, pool(v1alpha1.AWSGroup, "EC2NodeClass", "default"))
+	if err != nil || len(its) != 0 {
+		t.Errorf("EC2NodeClass NodePool: %d instance types, error %v; want none, no error", len(its), err)
+	}
+	if its, err := e.cp.GetInstanceTypes(e.ctx, pool(v1alpha1.Group, "GPUNodeClass", "gpu")); err != nil || len(its) == 0 {
+		t.Errorf("GPUNodeClass NodePool: %d instance types, error %v", len(its), err)
+	}
+	if _, err := e.cp.GetInstanceTypes(e.ctx, pool(v1alpha1.Group, "GPUNodeClass", "missing")); err == nil {
+		t.Error("GPUNodeClass NodePool with a missing class: no error")
+	}
+}

@@ -18,8 +18,17 @@ import (
 // GetInstanceTypes implements CloudProvider. It returns every type of the
 // catalog, with refused offerings kept as Available=false (dropping a type
 // would make core see running nodes as drifted and price them at zero).
+//
+// A NodePool of another provider's node class (Karpenter-AWS's
+// EC2NodeClass in a cluster running both) has no instance types here, and
+// that is no error: core's NodeOverlay controller asks for the types of
+// every NodePool, managed or not, and would otherwise fail and requeue for
+// as long as such a NodePool exists.
 func (c *CloudProvider) GetInstanceTypes(ctx context.Context, nodePool *karpv1.NodePool) ([]*karpcp.InstanceType, error) {
 	var nodeClass *v1alpha1.GPUNodeClass
+	if nodePool != nil && !managedRef(nodePool.Spec.Template.Spec.NodeClassRef) {
+		return nil, nil
+	}
 	if nodePool != nil {
 		nc, err := c.resolveNodeClass(ctx, nodePool.Spec.Template.Spec.NodeClassRef)
 		if err != nil {
@@ -88,4 +97,11 @@ func singleValuedLabels(reqs scheduling.Requirements) map[string]string {
 		}
 	}
 	return labels
+}
+
+// managedRef reports whether a nodeClassRef is a GPUNodeClass (core's
+// IsManaged rule for GetSupportedNodeClasses); a missing ref is left to
+// resolveNodeClass, which reports it.
+func managedRef(ref *karpv1.NodeClassReference) bool {
+	return ref == nil || (ref.Group == v1alpha1.Group && ref.Kind == "GPUNodeClass")
 }

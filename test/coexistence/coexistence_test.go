@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpv1alpha1 "sigs.k8s.io/karpenter/pkg/apis/v1alpha1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -292,6 +293,14 @@ func TestBesideKarpenterAWS(t *testing.T) {
 	if q := awsGPUPool.Spec.Limits[v1alpha1.ResourceNVIDIAGPU]; !q.IsZero() || len(awsGPUPool.Spec.Limits) != 1 {
 		t.Errorf("Karpenter-AWS's GPU NodePool limits after the walk-through's patch: %v", awsGPUPool.Spec.Limits)
 	}
+	// A NodeOverlay written for Karpenter-AWS's labels: core's NodeOverlay
+	// controller in karpenter-gpu evaluates it against the instance types of
+	// every NodePool, Karpenter-AWS's included.
+	overlay := &karpv1alpha1.NodeOverlay{ObjectMeta: metav1.ObjectMeta{Name: "l4-discount"}, Spec: karpv1alpha1.NodeOverlaySpec{
+		Requirements:    []karpv1alpha1.NodeSelectorRequirement{{Key: v1alpha1.AWSLabelInstanceGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}}},
+		PriceAdjustment: lo.ToPtr("-10%"),
+	}}
+	must(kube.Create(ctx, overlay, strict))
 	// Karpenter-AWS's CRD refuses keys of its domain it does not know.
 	bad := gpuNodePool("gpu-bad-aws-key", karpv1.NodeSelectorRequirementWithMinValues{Key: v1alpha1.AWSGroup + "/gpu-model", Operator: corev1.NodeSelectorOpExists})
 	if err := kube.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), `label domain "karpenter.k8s.aws" is restricted`) {
@@ -308,7 +317,7 @@ func TestBesideKarpenterAWS(t *testing.T) {
 	fleet := fake.NewFleet(fake.Options{Seed: 1})
 	ctrl, err := chaos.StartController(ctx, chaos.ControllerOptions{
 		Config: cp.Config, Fleet: fleet, RegistrationDelay: time.Second, Logger: logs.Logger(),
-		Args: []string{"--batch-idle-duration=1s", "--batch-max-duration=3s"},
+		Args: []string{"--batch-idle-duration=1s", "--batch-max-duration=3s", "--feature-gates=NodeOverlay=true"},
 	})
 	must(err)
 	defer func() { _ = ctrl.Stop() }()
@@ -343,6 +352,13 @@ func TestBesideKarpenterAWS(t *testing.T) {
 			}
 		}
 		return true, nil
+	})
+	eventually(t, ctx, 30*time.Second, "the NodeOverlay validated by karpenter-gpu", func() (bool, error) {
+		c, err := condition(&karpv1alpha1.NodeOverlay{ObjectMeta: metav1.ObjectMeta{Name: overlay.Name}}, karpv1alpha1.ConditionTypeValidationSucceeded)
+		if err != nil {
+			return false, err
+		}
+		return c.IsTrue(), fmt.Errorf("%s: %s", c.Status, c.Message)
 	})
 	eventually(t, ctx, 30*time.Second, "NodePool gpu-bad-gpu-key refused by runtime validation", func() (bool, error) {
 		v, err := condition(&karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu-bad-gpu-key"}}, karpv1.ConditionTypeValidationSucceeded)
@@ -408,6 +424,12 @@ func TestBesideKarpenterAWS(t *testing.T) {
 	}
 	if insts, err := fleet.List(ctx); err != nil || len(insts) != 1 {
 		t.Errorf("fleet has %d instances (%v), want 1", len(insts), err)
+	}
+	// Karpenter-AWS's NodePools have no instance types in karpenter-gpu,
+	// and are no error for its NodeOverlay controller.
+	if l := logs.String(); strings.Contains(l, "listing instance types for nodepool") {
+		i := strings.Index(l, "listing instance types for nodepool")
+		t.Errorf("karpenter-gpu's NodeOverlay controller failed on a NodePool: %s", l[max(0, i-200):min(len(l), i+300)])
 	}
 	web := &corev1.Pod{}
 	must(kube.Get(ctx, client.ObjectKeyFromObject(cpuPod()), web))

@@ -99,9 +99,10 @@ func singleValuedLabels(reqs scheduling.Requirements) map[string]string {
 	return labels
 }
 
-// managedRef reports whether a nodeClassRef is a GPUNodeClass (core's
-// IsManaged rule for GetSupportedNodeClasses); a missing ref is left to
-// resolveNodeClass, which reports it.
+// managedRef reports whether a nodeClassRef may be a GPUNodeClass: of this
+// provider's group (the only kind in it), or with no group, as
+// resolveNodeClass accepts it; a missing ref is left to resolveNodeClass,
+// which reports it.
 func managedRef(ref *karpv1.NodeClassReference) bool {
-	return ref == nil || (ref.Group == v1alpha1.Group && ref.Kind == "GPUNodeClass")
+	return ref == nil || ref.Group == "" || ref.Group == v1alpha1.Group
 }

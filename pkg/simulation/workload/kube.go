@@ -36,6 +36,9 @@ import (
 // pods of any other owner, and bare pods, are batch.
 var serviceOwners = map[string]bool{"ReplicaSet": true, "Deployment": true, "StatefulSet": true, "ReplicationController": true}
 
+// MaxKubePods bounds the pods one input of Kubernetes objects may expand to.
+const MaxKubePods = 100000
+
 // JobSetGroup is the API group of JobSet.
 const JobSetGroup = "jobset.x-k8s.io"
 
@@ -404,6 +407,9 @@ func (k *kubeReader) replicas(d kubeDoc, kind string, meta *metav1.ObjectMeta, n
 func (k *kubeReader) expand(d kubeDoc, object, field, group string, meta *metav1.ObjectMeta, count int32, tmpl *corev1.PodTemplateSpec, class evictioncost.Class) error {
 	if len(tmpl.Spec.Containers) == 0 {
 		return k.errorf(d, object, field+".spec.containers", "required")
+	}
+	if total := len(k.out.Pods) + int(count); total > MaxKubePods {
+		return k.errorf(d, object, "", "%d pods: more than the simulator expands from one input (%d)", count, MaxKubePods)
 	}
 	for i := int32(0); i < count; i++ {
 		pod := &corev1.Pod{ObjectMeta: *tmpl.ObjectMeta.DeepCopy(), Spec: *tmpl.Spec.DeepCopy()}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 )
@@ -45,7 +46,7 @@ import (
 // (partial fleet answers), capacity limits, small pages, and controller
 // crashes between a launch and the NodeClaim status update, after which a new
 // backend and provider re-create the same NodeClaims. The orphan
-// GarbageCollector runs throughout. At the end every NodeClaim launched or got
+// orphan collector runs throughout. At the end every NodeClaim launched or got
 // an insufficient capacity error, and no instance runs that no live
 // NodeClaim uses.
 const (
@@ -108,7 +109,7 @@ type chaosStack struct {
 	n       int
 	backend *awsbackend.Backend
 	cp      *gpucp.CloudProvider
-	gc      *awsbackend.GarbageCollector
+	gc      *orphans.Controller
 	dead    *atomic.Bool
 }
 
@@ -143,7 +144,7 @@ func newChaosStack(t *testing.T, n int, srv *fakeaws.Server, clk *clocktesting.F
 		t.Fatal(err)
 	}
 	return &chaosStack{n: n, backend: backend, cp: cp, dead: dead,
-		gc: &awsbackend.GarbageCollector{Backend: backend, KubeClient: kube, GracePeriod: awsbackend.DefaultOrphanGracePeriod}}
+		gc: orphans.NewController(backend.OrphanOptions(orphans.Options{KubeClient: kube, GracePeriod: gpucp.DefaultOrphanGracePeriod}))}
 }
 
 // chaosClaim is one NodeClaim's life as core would drive it.
@@ -258,7 +259,7 @@ func TestChaos(t *testing.T) {
 	}
 	// Past the grace period, the collector runs twice (the first pass may
 	// terminate, the second sees the result).
-	r.clk.Step(awsbackend.DefaultOrphanGracePeriod + time.Second)
+	r.clk.Step(gpucp.DefaultOrphanGracePeriod + time.Second)
 	for range 2 {
 		if _, err := r.stack.gc.Reconcile(context.Background()); err != nil {
 			t.Errorf("final garbage collection: %v", err)

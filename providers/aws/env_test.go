@@ -19,6 +19,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 )
@@ -206,4 +207,10 @@ func claim(name string, gpus int64, reqs ...karpv1.NodeSelectorRequirementWithMi
 
 func req(key string, op corev1.NodeSelectorOperator, values ...string) karpv1.NodeSelectorRequirementWithMinValues {
 	return karpv1.NodeSelectorRequirementWithMinValues{Key: key, Operator: op, Values: values}
+}
+
+// collectOrphans runs the orphan collector (pkg/controllers/orphans) over
+// the backend once, as cmd/controller wires it.
+func (e *env) collectOrphans(grace time.Duration) ([]string, error) {
+	return orphans.NewController(e.backend.OrphanOptions(orphans.Options{KubeClient: e.kube, GracePeriod: grace, Clock: e.clock})).Collect(e.ctx)
 }

@@ -2,17 +2,10 @@ package aws
 
 import (
 	"context"
-	"time"
-
-	"github.com/awslabs/operatorpkg/reconciler"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 )
-
-// DefaultOrphanGracePeriod: see cloudprovider.DefaultOrphanGracePeriod.
-const DefaultOrphanGracePeriod = cloudprovider.DefaultOrphanGracePeriod
 
 // OrphanOptions completes the options of the orphan collector
 // (pkg/controllers/orphans) for this backend: it lists every live instance
@@ -38,25 +31,4 @@ type everyInstance struct{ *Backend }
 
 func (e everyInstance) List(ctx context.Context) ([]*cloudprovider.Instance, error) {
 	return e.instances.ListAll(ctx)
-}
-
-// CollectOrphans runs the orphan collector over this backend once and
-// returns the IDs it terminated.
-func (b *Backend) CollectOrphans(ctx context.Context, kubeClient client.Client, gracePeriod time.Duration) ([]string, error) {
-	return orphans.NewController(b.OrphanOptions(orphans.Options{KubeClient: kubeClient, GracePeriod: gracePeriod})).Collect(ctx)
-}
-
-// GarbageCollector runs the orphan collector over Backend on each
-// Reconcile, for callers that hold the backend and a client as fields
-// (cmd/controller wires orphans.NewController(b.OrphanOptions(...))).
-type GarbageCollector struct {
-	Backend     *Backend
-	KubeClient  client.Client
-	GracePeriod time.Duration
-	Interval    time.Duration
-}
-
-// Reconcile collects orphans.
-func (g *GarbageCollector) Reconcile(ctx context.Context) (reconciler.Result, error) {
-	return orphans.NewController(g.Backend.OrphanOptions(orphans.Options{KubeClient: g.KubeClient, GracePeriod: g.GracePeriod, Interval: g.Interval})).Reconcile(ctx)
 }

@@ -88,7 +88,7 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 		}
 	}
 	e.clock.Step(time.Hour)
-	if _, err := e.backend.CollectOrphans(e.ctx, e.kube, time.Minute); err != nil {
+	if _, err := e.collectOrphans(time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	used := lo.Uniq(lo.Map(e.srv.Requests(""), func(r fakeaws.Request, _ int) string { return r.Service + ":" + r.Action }))

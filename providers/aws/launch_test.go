@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
@@ -474,7 +475,7 @@ func TestCollectOrphans(t *testing.T) {
 	foreign := e.srv.AddInstance(fakeaws.Instance{InstanceType: "g4dn.xlarge", Zone: "us-east-1a", LaunchTime: old,
 		Tags: map[string]string{gpucp.TagCluster: "other", gpucp.TagNodeClaim: "theirs"}})
 	e.clock.Step(60 * 1e9)
-	got, err := e.backend.CollectOrphans(e.ctx, e.kube, 2*60*1e9)
+	got, err := e.collectOrphans(2 * time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func TestCollectOrphansDuplicatesAndLostTags(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := e.backend.CollectOrphans(e.ctx, e.kube, awsbackend.DefaultOrphanGracePeriod)
+	got, err := e.collectOrphans(gpucp.DefaultOrphanGracePeriod)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,27 @@ func (b *Backend) Resolve(ctx context.Context, nc *v1alpha1.GPUNodeClass) error 
 	return errors.Join(errs...)
 }
 
+// settle records one concern's answer in the status: err keeps the stored
+// field (launches go on with it) and sets the condition False with reason
+// failed; an empty answer clears the field (set(false)) and sets it False
+// with reason notFound and msg; an answer sets the field (set(true)) and
+// the condition True.
+func settle(nc *v1alpha1.GPUNodeClass, condition, failed, notFound, msg string, err error, empty bool, set func(found bool)) error {
+	conds := nc.StatusConditions()
+	switch {
+	case err != nil:
+		conds.SetFalse(condition, failed, err.Error())
+		return err
+	case empty:
+		set(false)
+		conds.SetFalse(condition, notFound, msg)
+	default:
+		set(true)
+		conds.SetTrue(condition)
+	}
+	return nil
+}
+
 // SubnetReconciler sets status.subnets and SubnetsReady.
 type SubnetReconciler struct {
 	Subnets interface {
@@ -46,22 +67,16 @@ type SubnetReconciler struct {
 
 // Reconcile implements StatusReconciler.
 func (r *SubnetReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	conds := nc.StatusConditions()
 	subnets, err := r.Subnets.List(ctx, nc)
-	switch {
-	case err != nil:
-		conds.SetFalse(v1alpha1.ConditionTypeSubnetsReady, "SubnetsResolutionFailed", err.Error())
-		return err
-	case len(subnets) == 0:
-		nc.Status.Subnets = nil
-		conds.SetFalse(v1alpha1.ConditionTypeSubnetsReady, "SubnetsNotFound", "no subnet matches subnetSelectorTerms")
-	default:
-		nc.Status.Subnets = lo.Map(subnets, func(s subnet.Subnet, _ int) v1alpha1.Subnet {
-			return v1alpha1.Subnet{ID: s.ID, Zone: s.Zone, ZoneID: s.ZoneID}
+	return settle(nc, v1alpha1.ConditionTypeSubnetsReady, "SubnetsResolutionFailed", "SubnetsNotFound", "no subnet matches subnetSelectorTerms",
+		err, len(subnets) == 0, func(found bool) {
+			nc.Status.Subnets = nil
+			if found {
+				nc.Status.Subnets = lo.Map(subnets, func(s subnet.Subnet, _ int) v1alpha1.Subnet {
+					return v1alpha1.Subnet{ID: s.ID, Zone: s.Zone, ZoneID: s.ZoneID}
+				})
+			}
 		})
-		conds.SetTrue(v1alpha1.ConditionTypeSubnetsReady)
-	}
-	return nil
 }
 
 // SecurityGroupReconciler sets status.securityGroups and
@@ -74,20 +89,9 @@ type SecurityGroupReconciler struct {
 
 // Reconcile implements StatusReconciler.
 func (r *SecurityGroupReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	conds := nc.StatusConditions()
 	sgs, err := r.SecurityGroups.List(ctx, nc)
-	switch {
-	case err != nil:
-		conds.SetFalse(v1alpha1.ConditionTypeSecurityGroupsReady, "SecurityGroupsResolutionFailed", err.Error())
-		return err
-	case len(sgs) == 0:
-		nc.Status.SecurityGroups = nil
-		conds.SetFalse(v1alpha1.ConditionTypeSecurityGroupsReady, "SecurityGroupsNotFound", "no security group matches securityGroupSelectorTerms")
-	default:
-		nc.Status.SecurityGroups = sgs
-		conds.SetTrue(v1alpha1.ConditionTypeSecurityGroupsReady)
-	}
-	return nil
+	return settle(nc, v1alpha1.ConditionTypeSecurityGroupsReady, "SecurityGroupsResolutionFailed", "SecurityGroupsNotFound", "no security group matches securityGroupSelectorTerms",
+		err, len(sgs) == 0, func(found bool) { nc.Status.SecurityGroups = lo.Ternary(found, sgs, nil) })
 }
 
 // AMIReconciler sets status.amis and AMIsReady.
@@ -99,20 +103,9 @@ type AMIReconciler struct {
 
 // Reconcile implements StatusReconciler.
 func (r *AMIReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	conds := nc.StatusConditions()
 	amis, reason, err := r.AMIs.List(ctx, nc)
-	switch {
-	case err != nil:
-		conds.SetFalse(v1alpha1.ConditionTypeAMIsReady, "AMIResolutionFailed", err.Error())
-		return err
-	case len(amis) == 0:
-		nc.Status.AMIs = nil
-		conds.SetFalse(v1alpha1.ConditionTypeAMIsReady, "AMIsNotFound", reason)
-	default:
-		nc.Status.AMIs = amis
-		conds.SetTrue(v1alpha1.ConditionTypeAMIsReady)
-	}
-	return nil
+	return settle(nc, v1alpha1.ConditionTypeAMIsReady, "AMIResolutionFailed", "AMIsNotFound", reason,
+		err, len(amis) == 0, func(found bool) { nc.Status.AMIs = lo.Ternary(found, amis, nil) })
 }
 
 // InstanceProfileReconciler sets status.instanceProfile and
@@ -125,18 +118,7 @@ type InstanceProfileReconciler struct {
 
 // Reconcile implements StatusReconciler.
 func (r *InstanceProfileReconciler) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
-	conds := nc.StatusConditions()
 	profile, reason, err := r.InstanceProfiles.Resolve(ctx, nc)
-	switch {
-	case err != nil:
-		conds.SetFalse(v1alpha1.ConditionTypeInstanceProfileReady, "InstanceProfileResolutionFailed", err.Error())
-		return err
-	case profile == "":
-		nc.Status.InstanceProfile = ""
-		conds.SetFalse(v1alpha1.ConditionTypeInstanceProfileReady, "InstanceProfileNotFound", reason)
-	default:
-		nc.Status.InstanceProfile = profile
-		conds.SetTrue(v1alpha1.ConditionTypeInstanceProfileReady)
-	}
-	return nil
+	return settle(nc, v1alpha1.ConditionTypeInstanceProfileReady, "InstanceProfileResolutionFailed", "InstanceProfileNotFound", reason,
+		err, profile == "", func(found bool) { nc.Status.InstanceProfile = profile })
 }

@@ -13,7 +13,6 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/ami"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/capacityreservation"
@@ -39,14 +38,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	base, _, err := catalog.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := awstest.Server(t, awstest.Inventory())
-	clk := clocktesting.NewFakeClock(awstest.Epoch)
-	srv.SetClock(clk.Now)
-	clients := awstest.Clients(t, srv)
+	e := awstest.NewEnv(t, awstest.Inventory())
+	srv, clk, clients, base := e.Server, e.Clock, e.Clients, e.Catalog
 	call := 5 * time.Second
 	subnets := subnet.NewProvider(subnet.Options{EC2: clients.EC2, CallTimeout: call})
 	types := instancetype.NewProvider(instancetype.Options{EC2: clients.EC2, Entries: base, Clock: clk, Refresh: time.Hour, RefreshRetry: time.Minute, CallTimeout: call})

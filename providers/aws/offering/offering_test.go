@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
-	clocktesting "k8s.io/utils/clock/testing"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -25,14 +24,8 @@ import (
 // pricing and reservation providers, as aws.NewBackend does.
 func newProvider(t *testing.T) (*offering.Provider, *fakeaws.Server) {
 	t.Helper()
-	base, _, err := catalog.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := awstest.Server(t, awstest.Inventory())
-	clk := clocktesting.NewFakeClock(awstest.Epoch)
-	srv.SetClock(clk.Now)
-	clients := awstest.Clients(t, srv)
+	e := awstest.NewEnv(t, awstest.Inventory())
+	srv, clk, clients, base := e.Server, e.Clock, e.Clients, e.Catalog
 	call := 5 * time.Second
 	types := instancetype.NewProvider(instancetype.Options{EC2: clients.EC2, Entries: base, Clock: clk, Refresh: time.Hour, RefreshRetry: time.Minute, CallTimeout: call})
 	prices := pricing.NewProvider(pricing.Options{Pricing: clients.Pricing, EC2: clients.EC2, Region: "us-east-1", Entries: base, Clock: clk,

@@ -13,8 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 )
@@ -57,6 +59,28 @@ func Clients(t testing.TB, srv *fakeaws.Server) aws.Clients {
 		t.Fatal(err)
 	}
 	return aws.NewClients(cfg, srv.URL)
+}
+
+// Env is what a provider test runs against: a fakeaws server on its clock,
+// the production clients pointed at it, and the embedded catalog.
+type Env struct {
+	Server  *fakeaws.Server
+	Clock   *clocktesting.FakeClock
+	Clients aws.Clients
+	Catalog []catalog.Entry
+}
+
+// NewEnv starts a server on inv at Epoch, closed when the test ends.
+func NewEnv(t testing.TB, inv fakeaws.Inventory) *Env {
+	t.Helper()
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := Server(t, inv)
+	clk := clocktesting.NewFakeClock(Epoch)
+	srv.SetClock(clk.Now)
+	return &Env{Server: srv, Clock: clk, Clients: Clients(t, srv), Catalog: entries}
 }
 
 // Inventory is a small us-east-1: tagged subnets in two zones (two in 1a),

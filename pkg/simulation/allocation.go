@@ -354,7 +354,10 @@ func allocationTables(results ...*Result) []AllocationTable {
 				byKey[row.Key][i] = &row
 			}
 		}
-		t := AllocationTable{Title: d.title, Header: header}
+		t := AllocationTable{Title: "By " + d.title, Header: header}
+		if d.idle {
+			t.Title = "Idle cost by NodePool"
+		}
 		for n, k := range keys {
 			if d.limit > 0 && n == d.limit {
 				t.Rows = append(t.Rows, []string{fmt.Sprintf("... %d more (see --json, --allocation-csv)", len(keys)-d.limit)})
@@ -382,7 +385,7 @@ func allocationTables(results ...*Result) []AllocationTable {
 	for _, r := range results {
 		header = append(header, r.Policy+" $")
 	}
-	total := AllocationTable{Title: "total", Header: header}
+	total := AllocationTable{Title: "Total: pods + idle = fleet", Header: header}
 	for _, name := range []string{"allocated to pods", "idle (NodePools)", "fleet cost"} {
 		line := []string{name}
 		for _, r := range results {

@@ -274,6 +274,9 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 	horizon := cfg.Horizon
 	if horizon == 0 {
 		horizon = w.End() + time.Hour
+		if w.Span > 0 {
+			horizon = w.Span // the input's observed range (Prometheus)
+		}
 	}
 	e.horizon = Epoch.Add(horizon)
 	e.kube = newKubeClient(e.clk, e.changes, &e.deleting)

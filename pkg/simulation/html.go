@@ -61,7 +61,7 @@ var htmlTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 {{range .Charts}}{{.}}{{end}}
 {{if .Allocation}}<h2>Cost allocation</h2>
 <p>{{.Method}}</p>
-{{range .Allocation}}<h3>By {{.Title}}</h3>
+{{range .Allocation}}<h3>{{.Title}}</h3>
 <table>
 <thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
 <tbody>{{range .Rows}}<tr>{{range $i, $c := .}}{{if eq $i 0}}<th scope="row">{{$c}}</th>{{else}}<td>{{$c}}</td>{{end}}{{end}}</tr>

@@ -582,7 +582,8 @@ func FromKube(b []byte, source string, opts TraceOptions) (*Workload, error) {
 		CPUPods: cpu, Pods: objs.Pods, Excluded: objs.Excluded, Notes: objs.Notes}
 	if len(objs.Ignored) > 0 {
 		sort.Strings(objs.Ignored)
-		w.Notes = append(w.Notes, fmt.Sprintf("%d objects are not workloads and were ignored: %s", len(objs.Ignored), strings.Join(lo.Slice(objs.Ignored, 0, 10), ", ")))
+		what := lo.Ternary(len(objs.Ignored) == 1, "object is not a workload and was", "objects are not workloads and were")
+		w.Notes = append(w.Notes, fmt.Sprintf("%d %s ignored: %s", len(objs.Ignored), what, strings.Join(lo.Slice(objs.Ignored, 0, 10), ", ")))
 	}
 	if len(w.Pods) == 0 {
 		return nil, fmt.Errorf("%s: no pod to replay (%d excluded, e.g. %s: %s)", source, len(w.Excluded), w.Excluded[0].Name, w.Excluded[0].Reason)

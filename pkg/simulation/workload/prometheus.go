@@ -248,6 +248,7 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 	}
 	w := &Workload{Source: fmt.Sprintf("%s (kube-state-metrics, %s to %s)", source, start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339)),
 		NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, CPUPods: opts.CPUPods,
+		Span:  end.Sub(start),
 		Notes: []string{"kube-state-metrics carries no node selectors, affinity or tolerations: pods are placed by their requests only"}}
 	keys := make([]string, 0, len(pods))
 	for k := range pods {

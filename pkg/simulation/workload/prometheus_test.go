@@ -16,7 +16,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
-// testdata/ksm-range.json is a query_range response of the kube-state-
+// examples/finops/ksm-range.json is a query_range response of the kube-state-
 // metrics series over 2026-11-30 00:00–06:00 UTC, step 5 min (built by hand,
 // in the API's exact shape): train-a created an hour before the range and
 // completed at 02:00; web-abc12-xyz created at 00:30 and alive at the end;
@@ -59,13 +59,16 @@ func checkKSMWorkload(t *testing.T, w *Workload) {
 	if pods["inference/web-abc12-xyz"].Labels["team"] != "serving" {
 		t.Errorf("labels %v, want team=serving", pods["inference/web-abc12-xyz"].Labels)
 	}
+	if w.Span != 6*time.Hour {
+		t.Errorf("span %s, want the range's 6h (the default horizon)", w.Span)
+	}
 	if len(w.Excluded) != 2 {
 		t.Errorf("excluded %v, want the DaemonSet pod and the CPU-only pod", w.Excluded)
 	}
 }
 
 func TestPrometheusSavedResponse(t *testing.T) {
-	w, err := LoadInput(filepath.Join("testdata", "ksm-range.json"), TraceOptions{})
+	w, err := LoadInput(filepath.Join(examples, "ksm-range.json"), TraceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +78,7 @@ func TestPrometheusSavedResponse(t *testing.T) {
 // The same series served by a Prometheus HTTP API on loopback, one
 // query_range per metric, through client_golang's API client.
 func TestPrometheusLive(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("testdata", "ksm-range.json"))
+	b, err := os.ReadFile(filepath.Join(examples, "ksm-range.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

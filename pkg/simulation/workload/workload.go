@@ -92,6 +92,9 @@ type Workload struct {
 	// Window, when set, is the part of the input this workload replays
 	// (Slice): times are relative to its start.
 	Window *Window
+	// Span, when set, is the length of time the input observed (a
+	// Prometheus range): the default horizon.
+	Span time.Duration `json:",omitempty"`
 	// Notes say what of the input the simulation leaves out or
 	// approximates (printed with the report).
 	Notes []string `json:",omitempty"`

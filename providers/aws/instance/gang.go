@@ -112,7 +112,7 @@ func (p *Provider) LaunchGang(ctx context.Context, req GangRequest) (*GangResult
 	failed := map[int]bool{}
 	for _, e := range out.Errors {
 		codes = append(codes, lo.FromPtr(e.ErrorCode))
-		if i, ok := p.gangOption(plan, e.LaunchTemplateAndOverrides); ok && awsutil.IsCapacityCode(lo.FromPtr(e.ErrorCode)) {
+		if i, ok := p.optionOf(plan, e.LaunchTemplateAndOverrides); ok && awsutil.IsCapacityCode(lo.FromPtr(e.ErrorCode)) {
 			failed[i] = true
 		}
 	}
@@ -120,7 +120,7 @@ func (p *Provider) LaunchGang(ctx context.Context, req GangRequest) (*GangResult
 		res.Refused = append(res.Refused, plan.options[i])
 	}
 	for _, fi := range out.Instances {
-		i, ok := p.gangOption(plan, fi.LaunchTemplateAndOverrides)
+		i, ok := p.optionOf(plan, fi.LaunchTemplateAndOverrides)
 		for _, id := range fi.InstanceIds {
 			inst := &cloudprovider.Instance{ID: id, State: cloudprovider.InstanceStatePending, LaunchTime: p.opts.Clock.Now(),
 				Tags: lo.Assign(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(req.NodeClass.Spec.Tags, req.Tags)))}
@@ -178,8 +178,8 @@ func (p *Provider) gangInput(lreq *cloudprovider.LaunchRequest, kind fleetKind, 
 	return in
 }
 
-// gangOption maps a fleet answer's override to the plan's option.
-func (p *Provider) gangOption(plan *fleetPlan, lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
+// optionOf maps a fleet answer's override to the plan's option.
+func (p *Provider) optionOf(plan *fleetPlan, lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
 	if lto == nil || lto.LaunchTemplateSpecification == nil || lto.Overrides == nil {
 		return 0, false
 	}

@@ -354,17 +354,7 @@ func (p *Provider) fleetInput(req *cloudprovider.LaunchRequest, kind fleetKind, 
 
 // fleetResult maps a CreateFleet answer onto the plan's options.
 func (p *Provider) fleetResult(ctx context.Context, req *cloudprovider.LaunchRequest, g launchGroup, plan *fleetPlan, out *ec2.CreateFleetOutput) (*cloudprovider.Instance, []cloudprovider.LaunchOption, error) {
-	optionOf := func(lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) {
-		if lto == nil || lto.LaunchTemplateSpecification == nil || lto.Overrides == nil {
-			return 0, false
-		}
-		zone := lo.FromPtr(lto.Overrides.AvailabilityZone)
-		if zone == "" {
-			zone = p.opts.Subnets.ZoneOf(lo.FromPtr(lto.Overrides.SubnetId))
-		}
-		i, ok := plan.overrides[overrideKey(lo.FromPtr(lto.LaunchTemplateSpecification.LaunchTemplateName), string(lto.Overrides.InstanceType), zone)]
-		return i, ok
-	}
+	optionOf := func(lto *ec2types.LaunchTemplateAndOverridesResponse) (int, bool) { return p.optionOf(plan, lto) }
 	failed := make([]int, len(plan.options))
 	var unmapped, other []string
 	for _, e := range out.Errors {

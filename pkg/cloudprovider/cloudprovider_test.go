@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -17,6 +18,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	fakefleet "github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -99,12 +101,24 @@ func TestLaunchOptionsOrder(t *testing.T) {
 func TestCreateFallsBackAndRemembersRefusals(t *testing.T) {
 	e := newEnv(t, fakefleet.Options{Zones: []string{"us-east-1a"}})
 	e.fleet.RefuseCapacity(fakefleet.Offering{InstanceType: "g4dn.xlarge", Zone: "us-east-1a", CapacityType: karpv1.CapacityTypeOnDemand}, -1)
+	refusals := func(it string) float64 {
+		return testutil.ToFloat64(gpumetrics.CapacityErrors.WithLabelValues(it, "us-east-1a", karpv1.CapacityTypeOnDemand))
+	}
+	refusedBefore, launchedBefore := refusals("g4dn.xlarge"), refusals("g3s.xlarge")
 	got, err := e.cp.Create(e.ctx, nodeClaim())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if it := got.Labels[corev1.LabelInstanceTypeStable]; it != "g3s.xlarge" {
 		t.Errorf("launched %s, want g3s.xlarge (next cheapest after the refused g4dn.xlarge)", it)
+	}
+	// karpenter_gpu_cloudprovider_capacity_errors_total counts the refusal,
+	// for the refused offering only.
+	if d := refusals("g4dn.xlarge") - refusedBefore; d != 1 {
+		t.Errorf("capacity errors of the refused offering rose by %v, want 1", d)
+	}
+	if d := refusals("g3s.xlarge") - launchedBefore; d != 0 {
+		t.Errorf("capacity errors of the launched offering rose by %v, want 0", d)
 	}
 	if !e.cp.Unavailable().IsUnavailable("g4dn.xlarge", "us-east-1a", karpv1.CapacityTypeOnDemand) {
 		t.Error("refused offering not remembered")

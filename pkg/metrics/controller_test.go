@@ -314,12 +314,6 @@ func TestObservePacking(t *testing.T) {
 	}
 }
 
-func TestCapacityErrors(t *testing.T) {
-	before := testutil.ToFloat64(CapacityErrors.WithLabelValues("p5.48xlarge", "us-east-1a", karpv1.CapacityTypeSpot))
-	CapacityErrors.WithLabelValues("p5.48xlarge", "us-east-1a", karpv1.CapacityTypeSpot).Inc()
-	approx(t, "capacity errors", testutil.ToFloat64(CapacityErrors.WithLabelValues("p5.48xlarge", "us-east-1a", karpv1.CapacityTypeSpot))-before, 1)
-}
-
 // TestRegistered checks every metric is served by controller-runtime's
 // registry under the documented names.
 func TestRegistered(t *testing.T) {

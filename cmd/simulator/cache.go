@@ -71,9 +71,15 @@ func stockKey(w *workload.Workload, cfg simulation.Config) (string, error) {
 		LowerBoundExactShare                            float64
 		Eviction                                        any
 		SchedulerProfile                                string
+		// FinOps: prices (fmt prints maps sorted), interruptions, the
+		// allocation's label, the input's span.
+		Prices, PricesDescription, GroupBy string
+		SpotInterruptionsPerDay            float64
+		Span                               string
 	}{cfg.Seed, cfg.LaunchLatency.String(), cfg.RegistrationDelay.String(), cfg.PodStartDelay.String(),
 		cfg.BatchIdle.String(), cfg.BatchMax.String(), cfg.Horizon.String(), cfg.DisruptionInterval.String(),
-		cfg.Catalog, cfg.Region, cfg.Zones, cfg.CapacityTypes, cfg.LowerBoundExactShare, cfg.Eviction, string(cfg.SchedulerProfile)}
+		cfg.Catalog, cfg.Region, cfg.Zones, cfg.CapacityTypes, cfg.LowerBoundExactShare, cfg.Eviction, string(cfg.SchedulerProfile),
+		fmt.Sprint(cfg.Prices), cfg.PricesDescription, cfg.GroupBy, cfg.SpotInterruptionsPerDay, w.Span.String()}
 	h := sha256.New()
 	fmt.Fprintf(h, "binary %s\n", bin)
 	enc := json.NewEncoder(h)

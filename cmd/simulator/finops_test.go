@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 const ex = "../../examples/finops"
@@ -153,5 +155,42 @@ func TestPricesFlags(t *testing.T) {
 	}
 	if !strings.Contains(r.Prices, "discounts: on-demand 28.0%") || !strings.Contains(out.String(), "Prices: us-west-2") {
 		t.Errorf("prices description %q", r.Prices)
+	}
+}
+
+// The stock cache key changes with everything FinOps adds to a run: prices,
+// interruption rate, allocation label.
+func TestStockKeyCoversFinOps(t *testing.T) {
+	w, err := workload.LoadInput(filepath.Join(ex, "cluster-pods.json"), workload.TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := simulation.DefaultConfig()
+	key := func(mutate func(*simulation.Config)) string {
+		c := base
+		mutate(&c)
+		k, err := stockKey(w, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k0 := key(func(*simulation.Config) {})
+	for name, m := range map[string]func(*simulation.Config){
+		"prices": func(c *simulation.Config) {
+			c.Prices = catalog.StaticPrices{{InstanceType: "g4dn.xlarge", CapacityType: "on-demand"}: 0.4}
+		},
+		"other prices": func(c *simulation.Config) {
+			c.Prices = catalog.StaticPrices{{InstanceType: "g4dn.xlarge", CapacityType: "on-demand"}: 0.5}
+		},
+		"interruptions": func(c *simulation.Config) { c.SpotInterruptionsPerDay = 1 },
+		"group-by":      func(c *simulation.Config) { c.GroupBy = "team" },
+	} {
+		if key(m) == k0 {
+			t.Errorf("%s: same stock cache key", name)
+		}
+	}
+	if key(func(*simulation.Config) {}) != k0 {
+		t.Errorf("the key is not deterministic")
 	}
 }

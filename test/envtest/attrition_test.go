@@ -5,11 +5,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -48,6 +50,11 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 					corev1.ResourceMemory: resource.MustParse("700Gi"), corev1.ResourcePods: resource.MustParse("100")}},
 		})
 		n.Spec.Taints = []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}}
+		// Registered and initialized, as core's lifecycle labels them: core's
+		// scheduler reads such a node's own taints (an unregistered one's
+		// come from its NodeClaim).
+		n.Labels[karpv1.NodeRegisteredLabelKey] = "true"
+		n.Labels[karpv1.NodeInitializedLabelKey] = "true"
 		return c, n
 	}
 	BeforeEach(func() {
@@ -73,9 +80,17 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 	applyNode := func(c *karpv1.NodeClaim, n *corev1.Node, ps ...*corev1.Pod) {
 		GinkgoHelper()
 		ExpectApplied(ctx, env.Client, c, n)
+		// The API server's TaintNodesByCondition admission adds the
+		// not-ready taint; the node lifecycle controller (not running
+		// here) removes it once the node is Ready.
+		n = ExpectExists(ctx, env.Client, n)
+		n.Spec.Taints = lo.Reject(n.Spec.Taints, func(t corev1.Taint, _ int) bool { return t.Key == corev1.TaintNodeNotReady })
+		ExpectApplied(ctx, env.Client, n)
 		for _, p := range ps {
 			ExpectApplied(ctx, env.Client, p)
 		}
+		c.StatusConditions().SetTrue(karpv1.ConditionTypeLaunched)
+		c.StatusConditions().SetTrue(karpv1.ConditionTypeRegistered)
 		c.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
 		ExpectApplied(ctx, env.Client, c)
 		syncState(c, n, ps...)
@@ -136,8 +151,9 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		results, err := loop.Schedule(ctx)
 		Expect(err).ToNot(HaveOccurred())
 		Expect(results.NewNodeClaims).To(BeEmpty())
-		Expect(results.ExistingNodes).ToNot(BeEmpty())
-		Expect(results.ExistingNodes[0].Node.Name).To(Equal(otherNode.Name), "steered to the node that is not draining")
+		placed := lo.Filter(results.ExistingNodes, func(en *scheduling.ExistingNode, _ int) bool { return len(en.Pods) > 0 })
+		Expect(placed).To(HaveLen(1))
+		Expect(placed[0].Name()).To(Equal(otherNode.Name), "placed on the node that is not draining")
 		Expect(cordoned()).To(BeTrue(), "the cordon stays: the pod did not need the draining node")
 	})
 	It("never cordons without drainByAttrition, and removes the cordon when the node's GPU work ends", func() {

@@ -163,20 +163,35 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 	if err := r.kube.List(ctx, &pods); err != nil {
 		return fmt.Errorf("listing pods, %w", err)
 	}
+	var nodes corev1.NodeList
+	if err := r.kube.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("listing nodes, %w", err)
+	}
 	byName := lo.SliceToMap(ncs.Items, func(nc karpv1.NodeClaim) (string, *karpv1.NodeClaim) { return nc.Name, &nc })
+	nodeByProviderID := lo.SliceToMap(nodes.Items, func(n corev1.Node) (string, *corev1.Node) { return n.Spec.ProviderID, &n })
 	podsByNode := lo.GroupBy(lo.Filter(lo.ToSlicePtr(pods.Items), func(p *corev1.Pod, _ int) bool { return p.Spec.NodeName != "" && podutils.IsActive(p) }),
 		func(p *corev1.Pod) string { return p.Spec.NodeName })
+	// podsOf are the pods bound to the NodeClaim's node, and the node.
+	podsOf := func(nc *karpv1.NodeClaim) ([]*corev1.Pod, *corev1.Node) {
+		n := nodeByProviderID[nc.Status.ProviderID]
+		if n == nil || nc.Status.ProviderID == "" {
+			return nil, nil
+		}
+		return podsByNode[n.Name], n
+	}
 	busyPools := map[string]bool{}
 	for _, name := range sortedKeys(byName) {
 		nc := byName[name]
 		switch {
 		case InFlight(nc) && nc.DeletionTimestamp.IsZero():
 			busyPools[nc.Labels[karpv1.NodePoolLabelKey]] = true
-			if err := r.advance(ctx, nc, byName, podsByNode[nc.Status.NodeName]); err != nil {
+			pods, _ := podsOf(nc)
+			if err := r.advance(ctx, nc, byName, pods); err != nil {
 				return err
 			}
 		case IsReplacement(nc):
-			if err := r.releaseReplacement(ctx, nc, byName, podsByNode[nc.Status.NodeName]); err != nil {
+			pods, node := podsOf(nc)
+			if err := r.releaseReplacement(ctx, nc, node, byName, pods); err != nil {
 				return err
 			}
 		}
@@ -412,7 +427,7 @@ func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []str
 // releaseReplacement ends a replacement's hold once its move is over: the
 // old node gone (or its move abandoned) and the replacement running a pod,
 // or HoldAfterMove past completion.
-func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
+func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim, node *corev1.Node, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
 	old, ok := byName[nc.Annotations[v1alpha1.AnnotationRepackOf]]
 	if ok && InFlight(old) && old.DeletionTimestamp.IsZero() {
 		return nil // still in flight
@@ -430,12 +445,9 @@ func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim,
 		obj.SetAnnotations(a)
 		return client.IgnoreNotFound(r.kube.Patch(ctx, obj, client.MergeFrom(stored)))
 	}
-	if nc.Status.NodeName != "" {
-		node := &corev1.Node{}
-		if err := r.kube.Get(ctx, client.ObjectKey{Name: nc.Status.NodeName}, node); err == nil && IsReplacement(node) {
-			if err := strip(node); err != nil {
-				return fmt.Errorf("releasing repack replacement node %s, %w", node.Name, err)
-			}
+	if node != nil && IsReplacement(node) {
+		if err := strip(node); err != nil {
+			return fmt.Errorf("releasing repack replacement node %s, %w", node.Name, err)
 		}
 	}
 	if err := strip(nc); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,7 @@ type flags struct {
 	protection, consolidationPolicy, csvOut                                                           string
 	noCache                                                                                           bool
 	breakEvenPercent                                                                                  int
+	attrition, repack                                                                                 string
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
@@ -101,6 +103,8 @@ Flags:
 	fs.StringVar(&f.csvOut, "csv", "", "write every policy's time series (fleet $/h, GPUs paid, allocated, requested, lower bound $/h) as CSV to this file")
 	fs.BoolVar(&f.noCache, "no-cache", false, "always replay stock Karpenter (by default a stock result is reused from the user's cache directory when everything that decides it is unchanged: binary, input, settings)")
 	fs.StringVar(&f.protection, "protection", "", "override the GPUNodeClass's gpu.disruption.protection for this run: BreakEven, Always (the old protectRunningGPUPods: true) or Never (karpenter-gpu policy; stock has no GPU-work protection)")
+	fs.StringVar(&f.attrition, "drain-by-attrition", "", "override the GPUNodeClass's gpu.disruption.drainByAttrition (true or false): soft-cordon nodes the break-even rule finds reclaimable")
+	fs.StringVar(&f.repack, "repack", "", "override the GPUNodeClass's gpu.disruption.repack (true or false): split nodes released by the break-even rule into the packer's cheaper set of new nodes")
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
 	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
@@ -232,7 +236,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := overrideDisruption(w, f.protection, f.breakEvenPercent, f.consolidationPolicy); err != nil {
+	if err := overrideDisruption(w, f.protection, f.breakEvenPercent, f.consolidationPolicy, f.attrition, f.repack); err != nil {
 		return err
 	}
 	if f.snapshot != "" {
@@ -365,8 +369,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // overrideDisruption applies --protection, --break-even-percent and
 // --consolidation-policy to the workload's node class and NodePools.
-func overrideDisruption(w *workload.Workload, protection string, percent int, policy string) error {
-	if protection != "" || percent >= 0 {
+func overrideDisruption(w *workload.Workload, protection string, percent int, policy, attrition, repack string) error {
+	if protection != "" || percent >= 0 || attrition != "" || repack != "" {
 		nc := w.NodeClass.DeepCopy()
 		if nc.Spec.GPU.Disruption == nil {
 			nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{}
@@ -383,6 +387,19 @@ func overrideDisruption(w *workload.Workload, protection string, percent int, po
 		if percent >= 0 {
 			p := int32(percent)
 			d.BreakEvenPercent = &p
+		}
+		for _, o := range []struct {
+			flag, value string
+			field       **bool
+		}{{"--drain-by-attrition", attrition, &d.DrainByAttrition}, {"--repack", repack, &d.Repack}} {
+			if o.value == "" {
+				continue
+			}
+			b, err := strconv.ParseBool(o.value)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not true or false", o.flag, o.value)
+			}
+			*o.field = &b
 		}
 		w.NodeClass = nc
 	}

@@ -3,6 +3,7 @@ package idlegpu
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +67,16 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 	// the provisioning loop just lifted the cordon for a pending pod.
 	cordon := mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.DrainByAttrition() && gn.hasGPUWork &&
 		l != nil && (l.rate > 0 || l.released) && !v1alpha1.RecentlyUncordoned(gn.node, c.clk.Now())
+	if held := v1alpha1.RecentlyUncordoned(gn.node, c.clk.Now()); held && !cordon && l != nil && (l.rate > 0 || l.released) {
+		// Re-cordon when the hold-off ends: a time NextCheck must report,
+		// since nothing in the cluster changes then.
+		at, _ := time.Parse(time.RFC3339, gn.node.Annotations[v1alpha1.AnnotationUncordonedAt])
+		c.mu.Lock()
+		if end := at.Add(v1alpha1.UncordonHoldOff); l.nextCheck.IsZero() || end.Before(l.nextCheck) {
+			l.nextCheck = end
+		}
+		c.mu.Unlock()
+	}
 	changeCordon := cordon != v1alpha1.SoftCordoned(gn.node)
 	if !changeProtection && !changeCordon {
 		return l, e, nil

@@ -136,7 +136,9 @@ func applyFinOps(f *finopsFlags, cfg *simulation.Config, entries []catalog.Entry
 				return fmt.Errorf("--capacity-types spot needs spot prices: give --prices with `aws ec2 describe-spot-price-history` output for %s", cfg.Region)
 			}
 		}
-		setDefaultPoolCapacityTypes(w, cts)
+		if !setDefaultPoolCapacityTypes(w, cts) {
+			return fmt.Errorf("--capacity-types applies to the default NodePool %q; this input's NodePools (%s) state their own karpenter.sh/capacity-type", workload.DefaultNodePool().Name, poolNames(w))
+		}
 	}
 	return nil
 }
@@ -150,13 +152,24 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+func poolNames(w *workload.Workload) string {
+	var names []string
+	for _, np := range w.NodePools {
+		names = append(names, np.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
 // setDefaultPoolCapacityTypes replaces the capacity-type requirement of the
-// default NodePool (inputs without their own NodePools).
-func setDefaultPoolCapacityTypes(w *workload.Workload, cts []string) {
+// default NodePool (inputs without their own NodePools); false when the
+// workload has none.
+func setDefaultPoolCapacityTypes(w *workload.Workload, cts []string) bool {
+	found := false
 	for i, np := range w.NodePools {
 		if np.Name != workload.DefaultNodePool().Name {
 			continue
 		}
+		found = true
 		np = np.DeepCopy()
 		reqs := np.Spec.Template.Spec.Requirements
 		for j := range reqs {
@@ -166,6 +179,7 @@ func setDefaultPoolCapacityTypes(w *workload.Workload, cts []string) {
 		}
 		w.NodePools[i] = np
 	}
+	return found
 }
 
 // writeFinOpsOutputs writes --allocation-csv.

@@ -136,6 +136,10 @@ func TestPricesFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "spot prices") {
 		t.Errorf("spot without spot prices: %v", err)
 	}
+	err = run([]string{"--trace", "../../pkg/simulation/testdata/handchecked.yaml", "--capacity-types", "on-demand", "--quiet"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "NodePools (g4dn) state their own") {
+		t.Errorf("--capacity-types on a scenario with its own NodePools: %v", err)
+	}
 	dir := t.TempDir()
 	jsonOut := filepath.Join(dir, "r.json")
 	out.Reset()

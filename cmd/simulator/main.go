@@ -109,7 +109,7 @@ Flags:
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
 	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
 	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
-	fs.StringVar(&f.region, "region", def.Region, "region whose on-demand prices the catalog uses")
+	fs.StringVar(&f.region, "region", def.Region, "region of the fake fleet; the embedded catalog holds us-east-1 on-demand prices only: for another region (or spot) give --prices; a region without any price is an error")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar on stderr")
 	fs.BoolVar(&f.progressLines, "progress-lines", false, "print progress as lines on stderr even when it is not a terminal (for logs)")

@@ -167,7 +167,13 @@ func previewWorkload(cluster string, add []string, at time.Duration, opts worklo
 	if err != nil {
 		return nil, nil, err
 	}
-	w = w.Snapshot(0)
+	// The cluster as it is: its pods at the end of a Prometheus range,
+	// every pod of a pod list or manifests (they all arrive at 0).
+	snap := time.Duration(0)
+	if w.Span > 0 {
+		snap = w.Span - time.Second
+	}
+	w = w.Snapshot(snap)
 	w.Source = cluster
 	keys := map[string]string{}
 	for _, p := range w.Pods {

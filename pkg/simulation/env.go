@@ -356,6 +356,8 @@ type meteredBackend struct {
 	order     []string
 	onChange  func(t time.Time)
 	debugf    func(format string, args ...any)
+	// version counts launches and terminations (spot.go caches on it).
+	version atomic.Uint64
 }
 
 func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (*gpucp.LaunchResult, error) {
@@ -378,6 +380,7 @@ func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (
 			m.instances[res.Instance.ID].NodeClaim, m.instances[res.Instance.ID].NodePool = nc.Name, nc.Labels[karpv1.NodePoolLabelKey]
 		}
 		m.order = append(m.order, res.Instance.ID)
+		m.version.Add(1)
 		if m.debugf != nil {
 			m.debugf("launch %s %s %s for %s", res.Instance.ID, res.Instance.InstanceType, res.Instance.Zone, req.NodeClaim.Name)
 		}
@@ -394,6 +397,7 @@ func (m *meteredBackend) Terminate(ctx context.Context, id string) error {
 		if r, ok := m.instances[id]; ok && r.End.IsZero() {
 			r.End = m.clk.Now()
 		}
+		m.version.Add(1)
 		m.mu.Unlock()
 		m.onChange(m.clk.Now())
 	}

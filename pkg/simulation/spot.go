@@ -21,6 +21,13 @@ type spotState struct {
 	noticed map[string]bool
 	// interruptions counts instances reclaimed (noticed).
 	interruptions int
+	// The earliest notice or reclaim, valid while no instance launched or
+	// terminated (backend version) and no notice was played.
+	cached       bool
+	cacheVersion uint64
+	cacheNoticed int
+	next         time.Time
+	hasNext      bool
 }
 
 // nextSpotEvent is the earliest notice or reclaim before limit.
@@ -28,17 +35,20 @@ func (e *engine) nextSpotEvent(limit time.Time) (time.Time, bool) {
 	if e.cfg.SpotInterruptionsPerDay <= 0 {
 		return time.Time{}, false
 	}
-	best, ok := time.Time{}, false
-	for _, s := range e.fleet.SpotInterruptions() {
-		at := s.At
-		if !e.spot.noticed[s.InstanceID] {
-			at = e.noticeTime(s)
-		}
-		if at.Before(limit) && (!ok || at.Before(best)) {
-			best, ok = at, true
+	st := &e.spot
+	if v := e.backend.version.Load(); !st.cached || st.cacheVersion != v || st.cacheNoticed != len(st.noticed) {
+		st.cached, st.cacheVersion, st.cacheNoticed, st.hasNext = true, v, len(st.noticed), false
+		for _, s := range e.fleet.SpotInterruptions() {
+			at := s.At
+			if !st.noticed[s.InstanceID] {
+				at = e.noticeTime(s)
+			}
+			if !st.hasNext || at.Before(st.next) {
+				st.next, st.hasNext = at, true
+			}
 		}
 	}
-	return best, ok
+	return st.next, st.hasNext && st.next.Before(limit)
 }
 
 func (e *engine) noticeTime(s fake.ScheduledInterruption) time.Time {
@@ -57,6 +67,7 @@ func (e *engine) spotEvent(at time.Time) error {
 	if e.spot.noticed == nil {
 		e.spot.noticed = map[string]bool{}
 	}
+	e.spot.cached = false // whatever happens below, look again
 	for _, s := range e.fleet.SpotInterruptions() {
 		switch {
 		case !e.spot.noticed[s.InstanceID] && !e.noticeTime(s).After(at):

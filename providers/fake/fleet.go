@@ -242,6 +242,7 @@ func (f *Fleet) Terminate(ctx context.Context, id string) error {
 		return &cloudprovider.NotFoundError{ID: id}
 	}
 	inst.State = cloudprovider.InstanceStateTerminated
+	delete(f.interrupts, id) // spot.go: nothing left to reclaim
 	return nil
 }
 

@@ -7,15 +7,11 @@ package gang_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
@@ -27,12 +23,12 @@ import (
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 var (
@@ -54,14 +50,7 @@ func TestGang(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
-			Fail(fmt.Sprintf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir))
-		}
-	}
-	crds := append([]*apiextensionsv1.CustomResourceDefinition{provisioningrequest.CRD()}, apis.CRDs...)
-	env = test.NewEnvironment(test.WithCRDs(crds...), test.WithFieldIndexers(
+	env = controlplane.NewEnvironment(test.WithCRDs(provisioningrequest.CRD()), test.WithFieldIndexers(
 		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
 		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
 	ctx = options.ToContext(ctx, test.Options())
@@ -76,9 +65,7 @@ var _ = BeforeSuite(func() {
 	registrar = fake.NewRegistrar(fake.RegistrarOptions{KubeClient: env.Client, Fleet: fleet, Clock: env.Clock})
 })
 
-var _ = AfterSuite(func() {
-	Expect(env.Stop()).To(Succeed())
-})
+var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
 var _ = AfterEach(func() {
 	ExpectCleanedUp(ctx, env.Client)

@@ -128,3 +128,82 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 })
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Eight g3.4xlarge ($1.14/h, 1 M60) each run one 10-vCPU 1-GPU pod: alone,
+// each node is right-sized (no cheaper node holds its pod), but one
+// g4dn.metal ($7.824/h, 8 T4, 96 vCPU) holds all eight pods for less than
+// the eight nodes' $9.12/h. Break-even counts the fleet's waste: each node
+// is charged its share ($1.14 × (1 − 7.824/9.12) ≈ $0.162/h) and released
+// once that reaches its pod's $1 eviction cost (breakEvenPercent 100),
+// between 1h and 8h; a single such node stays protected.
+var _ = Describe("Break-even protection counts the fleet's waste", func() {
+	var (
+		nc     *v1alpha1.GPUNodeClass
+		np     *karpv1.NodePool
+		claims []*karpv1.NodeClaim
+		nodes  []*corev1.Node
+		pods   []*corev1.Pod
+	)
+	BeforeEach(func() {
+		nc = gpuNodeClass()
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100))}
+		np = gpuNodePool(nc)
+		claims, nodes, pods = nil, nil, nil
+		for range 8 {
+			claim, node := test.NodeClaimAndNode(karpv1.NodeClaim{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g3.4xlarge",
+					corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand}},
+				Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
+				Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-fleet" + test.RandomName(),
+					Capacity:    corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourcePods: resource.MustParse("50")},
+					Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("15"), corev1.ResourcePods: resource.MustParse("50")}},
+			})
+			claims, nodes = append(claims, claim), append(nodes, node)
+			pods = append(pods, test.Pod(test.PodOptions{NodeName: node.Name,
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "1"}},
+				ResourceRequirements: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10"), corev1.ResourceMemory: resource.MustParse("16Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
+					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}}))
+		}
+	})
+	apply := func(n int) {
+		GinkgoHelper()
+		ExpectApplied(ctx, env.Client, nc, np)
+		for i := range n {
+			ExpectApplied(ctx, env.Client, claims[i], nodes[i], pods[i])
+			claims[i].StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+			ExpectApplied(ctx, env.Client, claims[i])
+		}
+	}
+	protected := func(n int) int {
+		GinkgoHelper()
+		count := 0
+		for i := range n {
+			if ExpectExists(ctx, env.Client, nodes[i]).Annotations[karpv1.DoNotDisruptAnnotationKey] == "true" {
+				count++
+			}
+		}
+		return count
+	}
+
+	It("releases nodes that are right-sized alone but merge into a cheaper node together", func() {
+		apply(8)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected(8)).To(Equal(8))
+		env.Clock.Step(time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected(8)).To(Equal(8), "about $0.16 wasted per node after 1h, below its $1 eviction cost")
+		wasted := testutil.ToFloat64(idlegpu.NodeWastedUSD.WithLabelValues(np.Name, claims[0].Name))
+		Expect(wasted).To(And(BeNumerically(">", 0.1), BeNumerically("<", 0.25)))
+		env.Clock.Step(7 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected(8)).To(Equal(0), "about $1.3 wasted per node after 8h: released for core's multi-node consolidation to merge")
+	})
+	It("keeps a node that is right-sized and has nothing to merge with", func() {
+		apply(1)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		env.Clock.Step(100 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected(1)).To(Equal(1))
+	})
+})

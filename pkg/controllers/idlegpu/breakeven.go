@@ -105,7 +105,11 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 	if !ok {
 		return economics{reason: "its pods cannot all be placed on new nodes of its NodePool"}
 	}
-	e.rightSized = rs
+	// Right-sized as part of the fleet: several nodes that are each
+	// right-sized alone may together fit on fewer, cheaper nodes (eight
+	// 1-GPU nodes on one 8-GPU node); the pool's merge factor scales every
+	// node's share down accordingly (fleet.go).
+	e.rightSized = rs * c.mergeFactor(np.Name)
 	gpuPrice := price / float64(max(gn.gpus, 1))
 	now := c.clk.Now()
 	for _, p := range movable {

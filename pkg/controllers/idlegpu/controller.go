@@ -63,6 +63,8 @@ type Controller struct {
 	rightSizedCache map[string]float64
 	// repacker runs repacking moves on released nodes (nil: none).
 	repacker *repack.Repacker
+	// merge is each NodePool's merge factor of the current poll (fleet.go).
+	merge map[string]float64
 }
 
 // Options configure the controller.
@@ -112,6 +114,10 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 	}
 	budgets := snap.budgets(c.clk)
 	c.forgetGone(snap)
+	merge := c.fleetFactors(ctx, snap)
+	c.mu.Lock()
+	c.merge = merge
+	c.mu.Unlock()
 	var candidates []repack.Candidate
 	for _, gn := range snap.gpuNodes {
 		np := snap.nodePools[gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]]

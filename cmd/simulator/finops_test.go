@@ -77,10 +77,10 @@ func TestPreview(t *testing.T) {
 // the allocation CSV add up to each policy's fleet cost.
 func TestReportAllocationJSONAndCSV(t *testing.T) {
 	dir := t.TempDir()
-	jsonOut, csvOut := filepath.Join(dir, "r.json"), filepath.Join(dir, "a.csv")
+	jsonOut, csvOut, htmlOut := filepath.Join(dir, "r.json"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "r.html")
 	var out, errOut bytes.Buffer
 	args := []string{"--trace", filepath.Join(ex, "cluster-pods.json"), "--compare", "--no-cache", "--quiet", "--scheduler-profile", "bin-packing",
-		"--group-by", "team", "--json", jsonOut, "--allocation-csv", csvOut}
+		"--group-by", "team", "--json", jsonOut, "--allocation-csv", csvOut, "--html", htmlOut}
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
@@ -109,6 +109,12 @@ func TestReportAllocationJSONAndCSV(t *testing.T) {
 			if got := sums[r.Policy+"/"+dim] + sums[r.Policy+"/idle_nodepool"]; math.Abs(got-r.CostUSD) > 0.01 {
 				t.Errorf("%s: CSV %s + idle = $%.4f, fleet $%.4f", r.Policy, dim, got, r.CostUSD)
 			}
+		}
+	}
+	html, _ := os.ReadFile(htmlOut)
+	for _, s := range []string{"<h2>Cost allocation</h2>", "<h3>By namespace</h3>", "<h3>By label team</h3>", `<th scope="row">inference/Deployment/web</th>`, "<h3>Idle cost by NodePool</h3>"} {
+		if !strings.Contains(string(html), s) {
+			t.Errorf("HTML report lacks %q", s)
 		}
 	}
 	for _, s := range []string{"inference", "serving", "inference/Deployment/web", "idle by NodePool", "fleet cost"} {

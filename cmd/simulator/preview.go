@@ -254,8 +254,8 @@ func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []stri
 			addedPods++
 		}
 	}
-	fmt.Fprintf(w, "preview: adding %s (%d pods, %d GPUs requested) to %s (%d pods); fleet compared %s after they arrive\n\n",
-		strings.Join(add, ", "), addedPods, addedGPUs, cluster, len(wl.Pods)-addedPods, settle)
+	fmt.Fprintf(w, "preview: adding %s (%s, %d GPUs requested) to %s (%s); fleet compared %s after they arrive\n\n",
+		strings.Join(add, ", "), plural(addedPods, "pod"), addedGPUs, cluster, plural(len(wl.Pods)-addedPods, "pod"), settle)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "policy\tbefore $/h\tafter $/h\tincremental $/h\tGPUs before\tGPUs after\t+GPUs\t")
 	for _, p := range out {
@@ -291,6 +291,13 @@ func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []stri
 		fmt.Fprintf(w, "Note: %s\n", n)
 	}
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // describeInstances: "2 × g5.12xlarge (on-demand, $5.672/h), ...".

@@ -244,7 +244,7 @@ func (e *engine) costAllocation(recs []*instanceRecord, end time.Duration) *Cost
 		}
 		g := ps.spec.Group
 		if g == "" {
-			g = "trace"
+			g = "Pod/" + ps.spec.Name
 		}
 		add("group", ns+"/"+g, ps)
 	}

@@ -278,6 +278,7 @@ func FromTrace(pods []trace.Pod, source string, opts TraceOptions) (*Workload, e
 		}
 		spec := PodSpec{
 			Name:     p.Name,
+			Group:    "qos/" + lo.CoalesceOrEmpty(p.QoS, "none"), // the trace's only grouping
 			Origin:   fmt.Sprintf("%s:%d", source, p.Line),
 			Arrival:  p.Created,
 			Deletion: p.Deleted,

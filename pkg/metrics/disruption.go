@@ -16,13 +16,13 @@ var (
 		Namespace: Namespace, Subsystem: "attrition", Name: "soft_cordons_total",
 		Help: "Soft-cordon (PreferNoSchedule karpenter-gpu.io/draining) changes on GPU nodes, by NodePool and outcome: cordoned, uncordoned, lifted.",
 	}, []string{"nodepool", "outcome"})
-	// RepacksTotal counts repacking moves by outcome: "started"
-	// (replacements launched), "completed" (the old node deleted once they
-	// were Ready), "aborted" (replacements failed, timed out, or the old
-	// node's pods changed).
+	// RepacksTotal counts the nodes of repacking moves by outcome:
+	// "started" (replacements launched), "completed" (the old node deleted
+	// once they were Ready), "aborted" (replacements failed, timed out, or
+	// the old node's pods changed). A merge of three nodes counts three.
 	RepacksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "repack", Name: "moves_total",
-		Help: "GPU repacking moves (one released node replaced by the packer's cheaper set of new nodes), by NodePool and outcome: started, completed, aborted.",
+		Help: "Nodes of GPU repacking moves (released nodes replaced by the packer's cheaper set of new nodes), by NodePool and outcome: started, completed, aborted.",
 	}, []string{"nodepool", "outcome"})
 	// RepackSavingsUSDPerHour sums the $/h completed moves saved (old
 	// node's price minus its replacements' prices).

@@ -1,6 +1,7 @@
 package envtest_test
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,7 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
@@ -198,6 +201,25 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		env.Clock.Step(7 * time.Hour)
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(protected(8)).To(Equal(0), "about $1.3 wasted per node after 8h: released for core's multi-node consolidation to merge")
+	})
+	It("with repack, merges the released nodes into the packer's cheaper node (a merge core's consolidation does not find)", func() {
+		nc.Spec.GPU.Disruption.Repack = ptrTo(true)
+		np.Spec.Disruption.Budgets = []karpv1.Budget{{Nodes: "100%"}}
+		apply(8)
+		ctrl := idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
+			CloudProvider: cloudProvider, Provisioner: prov})
+		ExpectSingletonReconciled(ctx, ctrl)
+		env.Clock.Step(8 * time.Hour)
+		ExpectSingletonReconciled(ctx, ctrl)
+		reps := ExpectExists(ctx, env.Client, claims[0]).Annotations[v1alpha1.AnnotationRepackReplacements]
+		Expect(reps).ToNot(BeEmpty())
+		Expect(strings.Split(reps, ",")).To(HaveLen(1), "one 8-GPU node for the eight pods")
+		for i := range 8 {
+			Expect(ExpectExists(ctx, env.Client, claims[i]).Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationRepackReplacements, reps))
+			Expect(ExpectExists(ctx, env.Client, nodes[i]).Annotations).To(HaveKeyWithValue(karpv1.DoNotDisruptAnnotationKey, "true"), "kept from core while the merge runs")
+		}
+		rep := ExpectExists(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: reps}})
+		Expect(strings.Split(rep.Annotations[v1alpha1.AnnotationRepackOf], ",")).To(HaveLen(8))
 	})
 	It("keeps a node that is right-sized and has nothing to merge with", func() {
 		apply(1)

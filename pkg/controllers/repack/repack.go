@@ -112,6 +112,10 @@ type Move struct {
 // replacement core's consolidation makes itself) and it costs at most
 // (1 − Margin) × price. Otherwise it returns why not.
 func Plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, price float64) (Move, string) {
+	return plan(np, its, pods, price, true)
+}
+
+func plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, price float64, split bool) (Move, string) {
 	movable := Movable(pods)
 	if len(movable) == 0 {
 		return Move{}, "no pods to move"
@@ -125,12 +129,44 @@ func Plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, p
 	switch {
 	case len(plan.Rejected) > 0:
 		return Move{}, fmt.Sprintf("the packer cannot place %d of its pods on new nodes", len(plan.Rejected))
-	case len(plan.NodeClaims) < 2:
+	case split && len(plan.NodeClaims) < 2:
 		return Move{}, "its cheapest replacement is a single node (core's consolidation replaces it)"
 	case plan.Cost > price*(1-Margin):
 		return Move{}, fmt.Sprintf("replacements cost $%.3f/h against $%.3f/h (less than %.0f%% saved)", plan.Cost, price, Margin*100)
 	}
 	return Move{NodeClaims: plan.NodeClaims, Cost: plan.Cost, Pods: movable}, ""
+}
+
+// Best picks one move among a pool's released candidates: the merge of up
+// to budget of them (the most expensive first) into the packer's cheapest
+// set of new nodes for all their pods, when it saves at least Margin of
+// their price (core's multi-node consolidation replaces several nodes with
+// at most one, and only with its own first-fit packing), or else the
+// single-node split (Plan) that saves the most.
+func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate, budget int) ([]Candidate, Move, bool) {
+	sorted := append([]Candidate(nil), cands...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Price > sorted[j].Price })
+	var bestOlds []Candidate
+	var best Move
+	bestSaving := 0.0
+	if n := min(len(sorted), budget); n >= 2 {
+		group := sorted[:n]
+		var pods []*corev1.Pod
+		price := 0.0
+		for _, c := range group {
+			pods = append(pods, c.Pods...)
+			price += c.Price
+		}
+		if m, why := plan(np, its, pods, price, false); why == "" {
+			bestOlds, best, bestSaving = group, m, price-m.Cost
+		}
+	}
+	for _, c := range sorted {
+		if m, why := Plan(np, its, c.Pods, c.Price); why == "" && c.Price-m.Cost > bestSaving {
+			bestOlds, best, bestSaving = []Candidate{c}, m, c.Price-m.Cost
+		}
+	}
+	return bestOlds, best, bestSaving > 0
 }
 
 // Movable are the pods a move relocates: active, not owned by a daemonset.
@@ -200,11 +236,10 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 	if err != nil {
 		return fmt.Errorf("listing PodDisruptionBudgets, %w", err)
 	}
-	type planned struct {
-		c    Candidate
-		move Move
-	}
-	var moves []planned
+	// Eligible candidates per pool: not blocked, not backed off, in a pool
+	// with no move in flight and budget left.
+	eligible := map[string][]Candidate{}
+	var poolOrder []string
 	for _, c := range candidates {
 		pool := c.NodePool.Name
 		if busyPools[pool] || budgets[pool] <= 0 || InFlight(c.NodeClaim) || r.clk.Now().Before(r.backoff[c.NodeClaim.Name]) {
@@ -214,30 +249,26 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 			log.FromContext(ctx).V(1).Info("not repacking", "NodeClaim", c.NodeClaim.Name, "reason", reason)
 			continue
 		}
-		its, err := r.cp.GetInstanceTypes(ctx, c.NodePool)
+		if _, ok := eligible[pool]; !ok {
+			poolOrder = append(poolOrder, pool)
+		}
+		eligible[pool] = append(eligible[pool], c)
+	}
+	for _, pool := range poolOrder {
+		cands := eligible[pool]
+		its, err := r.cp.GetInstanceTypes(ctx, cands[0].NodePool)
 		if err != nil {
 			return fmt.Errorf("listing instance types of NodePool %s, %w", pool, err)
 		}
-		move, why := Plan(c.NodePool, its, c.Pods, c.Price)
-		if why != "" {
+		olds, move, ok := Best(cands[0].NodePool, its, cands, budgets[pool])
+		if !ok {
 			continue
 		}
-		moves = append(moves, planned{c, move})
-	}
-	// The biggest saving first.
-	sort.SliceStable(moves, func(i, j int) bool {
-		return moves[i].c.Price-moves[i].move.Cost > moves[j].c.Price-moves[j].move.Cost
-	})
-	for _, m := range moves {
-		pool := m.c.NodePool.Name
-		if busyPools[pool] || budgets[pool] <= 0 {
-			continue
-		}
-		if err := r.start(ctx, m.c, m.move); err != nil {
+		if err := r.start(ctx, olds, move); err != nil {
 			return err
 		}
 		busyPools[pool] = true
-		budgets[pool]--
+		budgets[pool] -= len(olds)
 	}
 	return nil
 }
@@ -264,12 +295,13 @@ func (r *Repacker) blocked(c Candidate, limits pdb.Limits) (string, bool) {
 }
 
 // start launches the replacements (held out of consolidation) and records
-// the move on the old NodeClaim.
-func (r *Repacker) start(ctx context.Context, c Candidate, m Move) error {
+// the move on every old NodeClaim.
+func (r *Repacker) start(ctx context.Context, olds []Candidate, m Move) error {
+	oldNames := lo.Map(olds, func(c Candidate, _ int) string { return c.NodeClaim.Name })
 	for _, nc := range m.NodeClaims {
 		nc.Annotations = lo.Assign(nc.Annotations, map[string]string{
 			karpv1.DoNotDisruptAnnotationKey: "true",
-			v1alpha1.AnnotationRepackOf:      c.NodeClaim.Name,
+			v1alpha1.AnnotationRepackOf:      strings.Join(oldNames, ","),
 		})
 		// The pods are not pending: kube-scheduler places the evicted pods
 		// when they come back. Core's CreateNodeClaims records nothing for
@@ -279,35 +311,38 @@ func (r *Repacker) start(ctx context.Context, c Candidate, m Move) error {
 	names = lo.Compact(names)
 	if err != nil {
 		r.deleteNames(ctx, names)
-		return fmt.Errorf("launching repack replacements for %s, %w", c.NodeClaim.Name, err)
+		return fmt.Errorf("launching repack replacements for %v, %w", oldNames, err)
 	}
-	stored := c.NodeClaim.DeepCopy()
-	c.NodeClaim.Annotations = lo.Assign(c.NodeClaim.Annotations, map[string]string{
-		v1alpha1.AnnotationRepackReplacements: strings.Join(names, ","),
-		v1alpha1.AnnotationRepackStartedAt:    r.clk.Now().UTC().Format(time.RFC3339),
-		v1alpha1.AnnotationRepackPods:         podsKey(m.Pods),
-	})
-	if err := r.kube.Patch(ctx, c.NodeClaim, client.MergeFrom(stored)); err != nil {
-		r.deleteNames(ctx, names)
-		return client.IgnoreNotFound(fmt.Errorf("recording the repack of %s, %w", c.NodeClaim.Name, err))
+	price := 0.0
+	for _, c := range olds {
+		price += c.Price
+		stored := c.NodeClaim.DeepCopy()
+		c.NodeClaim.Annotations = lo.Assign(c.NodeClaim.Annotations, map[string]string{
+			v1alpha1.AnnotationRepackReplacements: strings.Join(names, ","),
+			v1alpha1.AnnotationRepackStartedAt:    r.clk.Now().UTC().Format(time.RFC3339),
+			v1alpha1.AnnotationRepackPods:         podsKey(Movable(c.Pods)),
+		})
+		if err := r.kube.Patch(ctx, c.NodeClaim, client.MergeFrom(stored)); err != nil {
+			r.deleteNames(ctx, names)
+			return client.IgnoreNotFound(fmt.Errorf("recording the repack of %s, %w", c.NodeClaim.Name, err))
+		}
+		// Keep core's consolidation off the node while the move runs
+		// (marked as break-even protection's, which holds it while the move
+		// is in flight and releases it after).
+		storedNode := c.Node.DeepCopy()
+		c.Node.Annotations = lo.Assign(c.Node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", v1alpha1.AnnotationProtectedGPUWork: "true"})
+		if err := r.kube.Patch(ctx, c.Node, client.MergeFrom(storedNode)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("protecting node %s during its repack, %w", c.Node.Name, err)
+		}
+		r.recorder.Publish(events.Event{
+			InvolvedObject: c.NodeClaim, Type: corev1.EventTypeNormal, Reason: "GPUNodeRepacking",
+			Message: fmt.Sprintf("Repacking the %d pods of %d nodes ($%.3f/h) onto %d new nodes (%s) at $%.3f/h; this node is deleted once they are Ready",
+				len(m.Pods), len(olds), price, len(names), strings.Join(names, ", "), m.Cost),
+			DedupeValues: []string{string(c.NodeClaim.UID), "started"},
+		})
 	}
-	// Keep core's consolidation off the node while the move runs (marked
-	// as break-even protection's, which holds it while the move is in
-	// flight and releases it after).
-	storedNode := c.Node.DeepCopy()
-	c.Node.Annotations = lo.Assign(c.Node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", v1alpha1.AnnotationProtectedGPUWork: "true"})
-	if err := r.kube.Patch(ctx, c.Node, client.MergeFrom(storedNode)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("protecting node %s during its repack, %w", c.Node.Name, err)
-	}
-	pool := c.NodePool.Name
-	gpumetrics.RepacksTotal.WithLabelValues(pool, "started").Inc()
-	r.recorder.Publish(events.Event{
-		InvolvedObject: c.NodeClaim, Type: corev1.EventTypeNormal, Reason: "GPUNodeRepacking",
-		Message: fmt.Sprintf("Repacking %d pods onto %d new nodes (%s) at $%.3f/h instead of $%.3f/h; this node is deleted once they are Ready",
-			len(m.Pods), len(names), strings.Join(names, ", "), m.Cost, c.Price),
-		DedupeValues: []string{string(c.NodeClaim.UID), "started"},
-	})
-	log.FromContext(ctx).Info("repacking GPU node", "NodeClaim", c.NodeClaim.Name, "replacements", names, "price", c.Price, "replacements-price", m.Cost)
+	gpumetrics.RepacksTotal.WithLabelValues(olds[0].NodePool.Name, "started").Add(float64(len(olds)))
+	log.FromContext(ctx).Info("repacking GPU nodes", "NodeClaims", oldNames, "replacements", names, "price", price, "replacements-price", m.Cost)
 	return nil
 }
 
@@ -399,7 +434,9 @@ func (r *Repacker) savings(ctx context.Context, old *karpv1.NodeClaim, names []s
 		if p == 0 {
 			return 0
 		}
-		saved -= p
+		// A merge's replacements serve all of its old nodes: charge each
+		// its share.
+		saved -= p / float64(len(strings.Split(byName[n].Annotations[v1alpha1.AnnotationRepackOf], ",")))
 	}
 	return saved
 }
@@ -428,9 +465,10 @@ func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []str
 // old node gone (or its move abandoned) and the replacement running a pod,
 // or HoldAfterMove past completion.
 func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim, node *corev1.Node, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
-	old, ok := byName[nc.Annotations[v1alpha1.AnnotationRepackOf]]
-	if ok && InFlight(old) && old.DeletionTimestamp.IsZero() {
-		return nil // still in flight
+	for _, name := range strings.Split(nc.Annotations[v1alpha1.AnnotationRepackOf], ",") {
+		if old, ok := byName[name]; ok && InFlight(old) && old.DeletionTimestamp.IsZero() {
+			return nil // still in flight
+		}
 	}
 	completed, err := time.Parse(time.RFC3339, nc.Annotations[v1alpha1.AnnotationRepackCompletedAt])
 	if err == nil && len(Movable(pods)) == 0 && r.clk.Since(completed) < HoldAfterMove {

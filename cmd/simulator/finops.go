@@ -40,7 +40,7 @@ type finopsFlags struct {
 }
 
 func addFinOpsFlags(fs *flag.FlagSet, f *finopsFlags) {
-	fs.Var(&f.prices, "prices", "price file (repeatable): the JSON of `aws ec2 describe-spot-price-history` (spot prices per zone) or `aws pricing get-products --service-code AmazonEC2` (on-demand prices) for --region; on-demand prices it lacks come from the catalog. Spot prices add spot offerings in their zones")
+	fs.Var(&f.prices, "prices", "price `FILE` (repeatable): the JSON of \"aws ec2 describe-spot-price-history\" (spot prices per zone) or \"aws pricing get-products --service-code AmazonEC2\" (on-demand prices) for --region; on-demand prices it lacks come from the catalog. Spot prices add spot offerings in their zones")
 	fs.Float64Var(&f.discount, "discount", 0, "percent off on-demand prices (savings plan, EDP), e.g. 28")
 	fs.Float64Var(&f.spotDiscount, "spot-discount", 0, "percent off spot prices (e.g. an EDP that covers spot)")
 	fs.Float64Var(&f.spotRate, "spot-interruptions-per-day", 0, "rate at which each spot instance is reclaimed (Poisson; e.g. 0.1 = once per 10 instance-days): a two-minute notice deletes its NodeClaim, its pods are evicted and rescheduled")

@@ -1,9 +1,13 @@
 package simulation
 
 import (
+	"context"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
@@ -163,4 +167,25 @@ func TestSpotPricesAndInterruptions(t *testing.T) {
 		t.Errorf("unschedulable %d, cost $%.4f, allocation %+v", r.PodsUnschedulable, r.CostUSD, r.CostAllocation)
 	}
 	t.Logf("12/day: %d interruptions, %d launches, $%.4f (calm $%.4f), lost GPU-h %.3f", r.SpotInterruptions, r.Launches, r.CostUSD, calm.CostUSD, r.LostGPUHours)
+}
+
+// A spot-only NodePool without spot prices (the embedded catalog has none)
+// is an error when it is the only NodePool, and a note naming it when another
+// NodePool can launch — never pods left unschedulable with core's generic
+// message and nothing said.
+func TestSpotWithoutSpotPrices(t *testing.T) {
+	w := load(t, "spot.yaml", workload.TraceOptions{})
+	_, err := Run(context.Background(), w, DefaultConfig())
+	if err == nil || !strings.Contains(err.Error(), `region "us-east-1"`) || !strings.Contains(err.Error(), "--prices") {
+		t.Fatalf("error %v, want one naming the region and --prices", err)
+	}
+	both := *w
+	both.NodePools = append(append([]*karpv1.NodePool{}, w.NodePools...), workload.DefaultNodePool())
+	r := run(t, &both, nil)
+	if !strings.Contains(strings.Join(r.Notes, "\n"), `NodePool "spot" can launch nothing priced in us-east-1`) {
+		t.Errorf("notes %v, want the spot NodePool named", r.Notes)
+	}
+	if r.PodsUnschedulable != 0 || r.Launches != 1 || r.CostUSDByCapacityType["on-demand"] <= 0 {
+		t.Errorf("unschedulable %d, launches %d, cost %v: the on-demand NodePool should run the pod", r.PodsUnschedulable, r.Launches, r.CostUSDByCapacityType)
+	}
 }

@@ -30,10 +30,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +44,7 @@ import (
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/disruption"
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
+	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 
@@ -183,6 +186,9 @@ type engine struct {
 
 	soloErrors map[string]string
 	spot       spotState
+	// notes say what the report should warn about (NodePools without
+	// prices).
+	notes []string
 
 	wallStart time.Time
 	phases    map[string]time.Duration
@@ -572,6 +578,7 @@ func (e *engine) setup() error {
 // region or catalog without prices would report a $0 fleet as if it were
 // free.
 func (e *engine) checkPrices() error {
+	priced := 0
 	for _, np := range e.w.NodePools {
 		got := &karpv1.NodePool{}
 		if err := e.kube.Get(e.ctx, client.ObjectKeyFromObject(np), got); err != nil {
@@ -581,15 +588,29 @@ func (e *engine) checkPrices() error {
 		if err != nil {
 			return fmt.Errorf("instance types of NodePool %q, %w", np.Name, err)
 		}
+		reqs := scheduling.NewNodeClaimTemplate(got).Requirements
+		ok := false
 		for _, it := range its {
-			for _, o := range it.Offerings {
-				if o.Price > 0 {
-					return nil
-				}
+			if it.Requirements.Intersects(reqs) != nil {
+				continue
+			}
+			for _, o := range it.Offerings.Compatible(reqs) {
+				ok = ok || o.Price > 0
 			}
 		}
+		if ok {
+			priced++
+			continue
+		}
+		// A NodePool that can launch nothing priced leaves its pods
+		// unschedulable with core's generic message: say why.
+		e.notes = append(e.notes, fmt.Sprintf("NodePool %q can launch nothing priced in %s: no offering its requirements allow (capacity types offered: %s) has a price; spot needs --prices with spot prices",
+			np.Name, e.cfg.Region, strings.Join(lo.Ternary(len(e.cfg.CapacityTypes) > 0, e.cfg.CapacityTypes, []string{karpv1.CapacityTypeOnDemand}), ", ")))
 	}
-	return fmt.Errorf("region %q: no offering of any NodePool's instance types has a price (the embedded catalog holds us-east-1 on-demand prices; give --prices with `aws pricing get-products` or `aws ec2 describe-spot-price-history` output for this region, or --catalog)", e.cfg.Region)
+	if priced > 0 {
+		return nil
+	}
+	return fmt.Errorf("region %q: no offering any NodePool allows has a price (the embedded catalog holds us-east-1 on-demand prices; give --prices with `aws pricing get-products` or `aws ec2 describe-spot-price-history` output for this region, or --catalog)", e.cfg.Region)
 }
 
 // ---- provisioning batches ----

@@ -292,7 +292,7 @@ func (e *engine) result() (*Result, error) {
 	r.CostAllocation = e.costAllocation(recs, endD)
 	r.SpotInterruptions = e.spot.interruptions
 	r.Prices = e.cfg.PricesDescription
-	r.Notes = e.w.Notes
+	r.Notes = append(append([]string(nil), e.w.Notes...), e.notes...)
 
 	r.PodsTotal = len(e.pods)
 	r.PodsArrived = len(e.pods)

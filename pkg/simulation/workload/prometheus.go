@@ -134,6 +134,7 @@ type promPod struct {
 	ownerKind, ownerName        string
 	labels                      map[string]string
 	series                      string // a series of it, for errors
+	specName                    string // name in the workload (name.N for later incarnations)
 }
 
 // promResource maps kube-state-metrics' sanitised resource label
@@ -175,7 +176,9 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 		if name == "" {
 			return nil, fmt.Errorf("%s: series %s: label \"pod\": required", source, s.Metric)
 		}
-		key := podKey(ns, name)
+		// One pod object per UID: a pod recreated under the same name (a
+		// StatefulSet's, a Job's) is another incarnation.
+		key := podKey(ns, name) + "|" + string(s.Metric["uid"])
 		p := pods[key]
 		if p == nil {
 			p = &promPod{namespace: ns, name: name, created: math.NaN(), completed: math.NaN(), deleted: math.NaN(),
@@ -254,11 +257,34 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 	for k := range pods {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	// By pod, incarnations in creation order: the first keeps the pod's
+	// name, the next are name.2, name.3 (valid pod names, and not ones a
+	// controller generates).
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := pods[keys[i]], pods[keys[j]]
+		if ka, kb := podKey(a.namespace, a.name), podKey(b.namespace, b.name); ka != kb {
+			return ka < kb
+		}
+		if a.created != b.created && !math.IsNaN(a.created) && !math.IsNaN(b.created) {
+			return a.created < b.created
+		}
+		return keys[i] < keys[j]
+	})
+	incarnation := map[string]int{}
+	for _, k := range keys {
+		p := pods[k]
+		pk := podKey(p.namespace, p.name)
+		incarnation[pk]++
+		p.specName = p.name
+		if n := incarnation[pk]; n > 1 {
+			p.specName = fmt.Sprintf("%s.%d", p.name, n)
+		}
+	}
 	t0 := float64(start.UnixNano()) / 1e9
 	horizon := end.Sub(start)
-	for _, key := range keys {
-		p := pods[key]
+	for _, k := range keys {
+		p := pods[k]
+		key := podKey(p.namespace, p.specName)
 		if math.IsNaN(p.created) {
 			return nil, fmt.Errorf("%s: pod %s (series %s): no kube_pod_created series: its arrival is unknown", source, key, p.series)
 		}
@@ -303,12 +329,12 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 		if serviceOwners[ownerKind] {
 			class = evictioncost.Service
 		}
-		spec := PodSpec{Name: p.name, Namespace: p.namespace, Group: group, Origin: origin, Arrival: arrival, Deletion: deletion,
+		spec := PodSpec{Name: p.specName, Namespace: p.namespace, Group: group, Origin: origin, Arrival: arrival, Deletion: deletion,
 			Requests: reqs, Labels: p.labels, Annotations: map[string]string{evictioncost.AnnotationWorkloadClass: string(class)}}
 		if q, ok := reqs[v1alpha1.ResourceNVIDIAGPU]; ok && q.MilliValue()%1000 != 0 {
 			return nil, fmt.Errorf("%s: pod %s: kube_pod_container_resource_requests{resource=\"nvidia_com_gpu\"}: %s GPUs, want a whole number", source, key, q.String())
 		}
-		if errs := validationErrors(p.name); errs != "" {
+		if errs := validationErrors(p.specName); errs != "" {
 			return nil, fmt.Errorf("%s: pod %s: label \"pod\": not a valid pod name: %s", source, key, errs)
 		}
 		if spec.GPUs() == 0 {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
@@ -157,5 +158,38 @@ func TestBadPrometheusInput(t *testing.T) {
 				t.Errorf("error %v, want %q with the file name", err, tc.want)
 			}
 		})
+	}
+}
+
+// A pod recreated under the same name (a new UID: a StatefulSet's pod, a
+// Job's) is two pods: the first keeps the name and leaves when its series
+// stop, the second is name.2 from its own creation.
+func TestPrometheusPodIncarnations(t *testing.T) {
+	t0 := model.TimeFromUnix(ksmStart.Unix())
+	stream := func(uid string, from, to time.Duration, created time.Duration) *model.SampleStream {
+		s := &model.SampleStream{Metric: model.Metric{"__name__": "kube_pod_created", "namespace": "db", "pod": "store-0", "uid": model.LabelValue(uid)}}
+		for d := from; d <= to; d += time.Minute {
+			s.Values = append(s.Values, model.SamplePair{Timestamp: t0.Add(d), Value: model.SampleValue(ksmStart.Add(created).Unix())})
+		}
+		return s
+	}
+	gpu := func(uid string, from, to time.Duration) *model.SampleStream {
+		s := &model.SampleStream{Metric: model.Metric{"__name__": "kube_pod_container_resource_requests", "namespace": "db", "pod": "store-0", "uid": model.LabelValue(uid),
+			"container": "c", "resource": "nvidia_com_gpu", "unit": "integer"}}
+		for d := from; d <= to; d += time.Minute {
+			s.Values = append(s.Values, model.SamplePair{Timestamp: t0.Add(d), Value: 1})
+		}
+		return s
+	}
+	m := model.Matrix{stream("u2", 2*time.Hour, 3*time.Hour, 2*time.Hour), gpu("u2", 2*time.Hour, 3*time.Hour),
+		stream("u1", 0, time.Hour, -time.Hour), gpu("u1", 0, time.Hour)}
+	w, err := FromPrometheus(m, "m", ksmStart, ksmStart.Add(3*time.Hour), TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := podsByKey(w)
+	first, second := pods["db/store-0"], pods["db/store-0.2"]
+	if len(pods) != 2 || first.Arrival != 0 || first.Deletion != time.Hour || second.Arrival != 2*time.Hour || second.Deletion != Forever {
+		t.Errorf("incarnations %v, want store-0 [0, 1h) and store-0.2 [2h, forever)", w.Pods)
 	}
 }

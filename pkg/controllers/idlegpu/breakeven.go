@@ -105,11 +105,7 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 	if !ok {
 		return economics{reason: "its pods cannot all be placed on new nodes of its NodePool"}
 	}
-	// Right-sized as part of the fleet: several nodes that are each
-	// right-sized alone may together fit on fewer, cheaper nodes (eight
-	// 1-GPU nodes on one 8-GPU node); the pool's merge factor scales every
-	// node's share down accordingly (fleet.go).
-	e.rightSized = rs * c.mergeFactor(np.Name)
+	e.rightSized = rs
 	gpuPrice := price / float64(max(gn.gpus, 1))
 	now := c.clk.Now()
 	for _, p := range movable {
@@ -193,13 +189,19 @@ func shapesKey(np *karpv1.NodePool, pods []*corev1.Pod) string {
 
 // breakEven updates the node's ledger and says whether it stays protected.
 func (c *Controller) breakEven(gn gpuNode, e economics, percent int32) (bool, *ledger) {
+	return c.breakEvenIn(c.ledgers, gn, e, percent)
+}
+
+// breakEvenIn is breakEven on one set of accounts (c.ledgers, or
+// c.fleetLedgers for the fleet's waste, fleet.go).
+func (c *Controller) breakEvenIn(ledgers map[string]*ledger, gn gpuNode, e economics, percent int32) (bool, *ledger) {
 	now := c.clk.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l := c.ledgers[gn.nodeClaim.Name]
+	l := ledgers[gn.nodeClaim.Name]
 	if l == nil {
 		l = &ledger{last: now}
-		c.ledgers[gn.nodeClaim.Name] = l
+		ledgers[gn.nodeClaim.Name] = l
 	}
 	rate := e.wasteRate()
 	if rate <= 0 {
@@ -244,7 +246,7 @@ func (c *Controller) NextCheck() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var at time.Time
-	for _, l := range c.ledgers {
+	for _, l := range lo.Flatten([][]*ledger{lo.Values(c.ledgers), lo.Values(c.fleetLedgers)}) {
 		if !l.nextCheck.IsZero() && (at.IsZero() || l.nextCheck.Before(at)) {
 			at = l.nextCheck
 		}

@@ -63,8 +63,10 @@ type Controller struct {
 	rightSizedCache map[string]float64
 	// repacker runs repacking moves on released nodes (nil: none).
 	repacker *repack.Repacker
-	// merge is each NodePool's merge factor of the current poll (fleet.go).
-	merge map[string]float64
+	// merge is each NodePool's merge factor of the current poll, and
+	// fleetLedgers the break-even accounts of the fleet's waste (fleet.go).
+	merge        map[string]float64
+	fleetLedgers map[string]*ledger
 }
 
 // Options configure the controller.
@@ -87,7 +89,7 @@ type Options struct {
 // NewController returns the idle-GPU controller.
 func NewController(o Options) *Controller {
 	c := &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
-		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, rightSizedCache: map[string]float64{}}
+		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, fleetLedgers: map[string]*ledger{}, rightSizedCache: map[string]float64{}}
 	if o.Provisioner != nil {
 		c.repacker = repack.New(repack.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, CloudProvider: o.CloudProvider, Provisioner: o.Provisioner})
 	}
@@ -125,7 +127,7 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		if err != nil {
 			return reconciler.Result{}, err
 		}
-		if mode, _ := gn.nodeClass.GPUWorkProtection(); l != nil && l.released && mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.RepackEnabled() && np != nil {
+		if mode, _ := gn.nodeClass.GPUWorkProtection(); l != nil && (l.released || c.fleetReleased(gn.nodeClaim.Name)) && mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.RepackEnabled() && np != nil {
 			candidates = append(candidates, repack.Candidate{NodeClaim: gn.nodeClaim, Node: gn.node, NodePool: np, Pods: gn.pods, Price: e.price})
 		}
 		idleFor, idle := c.idleFor(gn)
@@ -167,6 +169,11 @@ func (c *Controller) forgetGone(snap *snapshot) {
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for name := range c.fleetLedgers {
+		if _, ok := live[name]; !ok {
+			delete(c.fleetLedgers, name)
+		}
+	}
 	for name := range c.ledgers {
 		if _, ok := live[name]; !ok {
 			delete(c.ledgers, name)

@@ -11,18 +11,22 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 )
 
-// Right-sized against the fleet, not the node alone. A node whose pods fit
-// no cheaper set of new nodes wastes nothing on its own, yet eight such
-// 1-GPU nodes may hold pods that one 8-GPU node would hold for less: the
-// waste is the fleet's. Per NodePool, the merge factor is
+// Right-sized against the fleet, not the node alone, for repacking. A node
+// whose pods fit no cheaper set of new nodes wastes nothing on its own, yet
+// eight such 1-GPU nodes may hold pods that one 8-GPU node would hold for
+// less: the waste is the fleet's. Per NodePool, the merge factor is
 //
 //	ρ = cost of the packer's cheapest set of new nodes for all the pool's
 //	    GPU-node pods together  /  Σ over its nodes of their own right-sized cost
 //
-// (at most 1), and each node's right-sized cost is scaled by ρ: the node is
-// charged its share of what merging would save, and break-even releases the
-// pool's nodes to core's consolidation, whose multi-node move merges them,
-// once that share has added up to their eviction cost.
+// (at most 1). With repack on, each node keeps a second break-even account
+// in which its right-sized cost is scaled by ρ: it is charged its share of
+// what merging would save, and once that share adds up to its eviction cost
+// it becomes a candidate of the repacking move's merge
+// (pkg/controllers/repack). It stays protected from core's consolidation,
+// which cannot make the merge (it replaces several nodes by at most one, by
+// first-fit): releasing such nodes to core evicts pods for little or no
+// saving (measured: designs/online.md).
 
 // fleetFactors computes the merge factor of each NodePool over the GPU
 // nodes break-even protection judges (1 when the packer cannot place the
@@ -35,7 +39,7 @@ func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[strin
 	}
 	pools := map[string]*acc{}
 	for _, gn := range snap.gpuNodes {
-		if mode, _ := gn.nodeClass.GPUWorkProtection(); mode != v1alpha1.ProtectionBreakEven || !gn.hasGPUWork ||
+		if mode, _ := gn.nodeClass.GPUWorkProtection(); mode != v1alpha1.ProtectionBreakEven || !gn.hasGPUWork || !gn.nodeClass.RepackEnabled() ||
 			repack.InFlight(gn.nodeClaim) || repack.IsReplacement(gn.node) {
 			continue
 		}
@@ -95,4 +99,27 @@ func (c *Controller) mergeFactor(pool string) float64 {
 		return f
 	}
 	return 1
+}
+
+// fleetBreakEven updates the node's account of the fleet's waste (repack
+// on, its pool mergeable); otherwise it drops it.
+func (c *Controller) fleetBreakEven(gn gpuNode, e economics, percent int32) {
+	f := c.mergeFactor(gn.nodeClaim.Labels[karpv1.NodePoolLabelKey])
+	if !gn.nodeClass.RepackEnabled() || f >= 1 || e.reason != "" {
+		c.mu.Lock()
+		delete(c.fleetLedgers, gn.nodeClaim.Name)
+		c.mu.Unlock()
+		return
+	}
+	e.rightSized *= f
+	c.breakEvenIn(c.fleetLedgers, gn, e, percent)
+}
+
+// fleetReleased reports whether the node's fleet account has reached
+// break-even.
+func (c *Controller) fleetReleased(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.fleetLedgers[name]
+	return l != nil && l.released
 }

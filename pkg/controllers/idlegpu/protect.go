@@ -46,6 +46,7 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 	default:
 		e = c.economicsOf(ctx, gn, np)
 		want, l = c.breakEven(gn, e, percent)
+		c.fleetBreakEven(gn, e, percent)
 	}
 	if repack.InFlight(gn.nodeClaim) {
 		// Being repacked: core's consolidation must not act on it meanwhile.
@@ -129,5 +130,6 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 func (c *Controller) forget(name string) {
 	c.mu.Lock()
 	delete(c.ledgers, name)
+	delete(c.fleetLedgers, name)
 	c.mu.Unlock()
 }

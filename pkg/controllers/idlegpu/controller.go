@@ -28,9 +28,9 @@ import (
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/utils/pdb"
-	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/guard"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
@@ -204,21 +204,8 @@ func (c *Controller) idleFor(gn gpuNode) (time.Duration, bool) {
 	return now.Sub(last), enabled && now.Sub(last) >= idleAfter
 }
 
-// blocked applies the same protections core applies to its own disruptions.
+// blocked applies the same protections core applies to its own
+// disruptions (pkg/controllers/guard).
 func (c *Controller) blocked(gn gpuNode, limits pdb.Limits) (string, bool) {
-	for _, obj := range []client.Object{gn.nodeClaim, gn.node} {
-		if _, ok := obj.GetAnnotations()[karpv1.DoNotDisruptAnnotationKey]; ok && obj.GetAnnotations()[AnnotationProtected] != "true" {
-			return fmt.Sprintf("%s has the %s annotation", obj.GetName(), karpv1.DoNotDisruptAnnotationKey), true
-		}
-	}
-	for _, p := range gn.pods {
-		if !podutils.IsDisruptable(p, c.clk, c.recorder) {
-			return fmt.Sprintf("pod %s/%s may not be disrupted", p.Namespace, p.Name), true
-		}
-	}
-	evictable := lo.Filter(gn.pods, func(p *corev1.Pod, _ int) bool { return podutils.IsEvictable(p, c.clk, c.recorder) })
-	if keys, ok := limits.CanEvictPods(evictable, c.clk, c.recorder); !ok {
-		return fmt.Sprintf("PodDisruptionBudget %v blocks eviction", keys), true
-	}
-	return "", false
+	return guard.Blocked(c.clk, c.recorder, limits, gn.nodeClaim, gn.node, gn.pods)
 }

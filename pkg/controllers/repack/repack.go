@@ -40,6 +40,7 @@ import (
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/guard"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
@@ -273,25 +274,9 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 	return nil
 }
 
-// blocked applies the user's protections: do-not-disrupt on the node (one
-// karpenter-gpu did not set) or a pod, and PDBs that forbid the evictions.
+// blocked applies the user's protections (pkg/controllers/guard).
 func (r *Repacker) blocked(c Candidate, limits pdb.Limits) (string, bool) {
-	for _, obj := range []client.Object{c.NodeClaim, c.Node} {
-		a := obj.GetAnnotations()
-		if _, ok := a[karpv1.DoNotDisruptAnnotationKey]; ok && a[v1alpha1.AnnotationProtectedGPUWork] != "true" {
-			return fmt.Sprintf("%s has the %s annotation", obj.GetName(), karpv1.DoNotDisruptAnnotationKey), true
-		}
-	}
-	for _, p := range c.Pods {
-		if !podutils.IsDisruptable(p, r.clk, r.recorder) {
-			return fmt.Sprintf("pod %s/%s may not be disrupted", p.Namespace, p.Name), true
-		}
-	}
-	evictable := lo.Filter(c.Pods, func(p *corev1.Pod, _ int) bool { return podutils.IsEvictable(p, r.clk, r.recorder) })
-	if keys, ok := limits.CanEvictPods(evictable, r.clk, r.recorder); !ok {
-		return fmt.Sprintf("PodDisruptionBudget %v blocks eviction", keys), true
-	}
-	return "", false
+	return guard.Blocked(r.clk, r.recorder, limits, c.NodeClaim, c.Node, c.Pods)
 }
 
 // start launches the replacements (held out of consolidation) and records

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Summarises tools/online/floor.sh: the packed fleet's $/h at each sampled
+moment (final_fleet_usd_per_hour of a --snapshot run) against the LP bound's
+$/h there, integrated over time (each sample holds until the next)."""
+import glob
+import json
+import os
+import statistics
+import sys
+
+out = sys.argv[1]
+rows = []
+for f in glob.glob(os.path.join(out, "*.json")):
+    r = json.load(open(f))
+    r = r["results"][0] if "results" in r else r
+    hours = r["simulated_hours"] or 2 / 60
+    rows.append((int(os.path.basename(f)[:-5]), r["final_fleet_usd_per_hour"], r["lower_bound_usd"] / hours))
+if not rows:
+    sys.exit("no snapshot reports in " + out)
+rows.sort()
+packed = lp = 0.0
+ratios = []
+for i, (h, p, l) in enumerate(rows):
+    dt = (rows[i + 1][0] if i + 1 < len(rows) else h + 1) - h
+    packed += p * dt
+    lp += l * dt
+    if l > 0:
+        ratios.append(p / l)
+print(f"samples {len(rows)} from {rows[0][0]}h to {rows[-1][0]}h")
+print(f"packed floor ${packed:,.2f}  LP ${lp:,.2f}  floor/LP {packed / lp:.3f}")
+print(f"per-moment floor/LP: median {statistics.median(ratios):.3f}, max {max(ratios):.3f}")

@@ -10,7 +10,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST)
 # time-sensitive controllers; on 2 cores they must not compete.
 GO_TEST_FLAGS ?= -count=1 -timeout 40m -p 1
 
-.PHONY: all simulate test unit envtest-bin chart e2e generate verify vet fuzz clean help
+.PHONY: all simulate test unit envtest-bin kueue-bin chart e2e generate verify vet fuzz clean help
 
 all: test
 
@@ -19,6 +19,9 @@ help: ## list targets
 
 envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into bin/k8s (once)
 	@./tools/build-envtest.sh
+
+kueue-bin: ## build Kueue's manager (sigs.k8s.io/kueue, tools/kueue/go.mod) and copy its CRDs into bin/kueue (once)
+	@./tools/build-kueue.sh
 
 test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
 	@cd tools/crdcheck && go test -count=1 ./... # CEL rules compiled and exercised offline

@@ -203,6 +203,17 @@ func TestDriftOnLaunchRelevantChangesOnly(t *testing.T) {
 	if gpucp.NodeClassHash(base) == gpucp.NodeClassHash(ts) {
 		t.Error("time-slicing change must drift nodes")
 	}
+	// A Quantity's value is unexported: hashed as a struct, 100Gi and 300Gi
+	// were the same volume and a resize drifted nothing.
+	vol := func(size string) *v1alpha1.GPUNodeClass {
+		nc := base.DeepCopy()
+		q := resource.MustParse(size)
+		nc.Spec.BlockDeviceMappings = []v1alpha1.BlockDeviceMapping{{DeviceName: "/dev/xvda", RootVolume: true, EBS: &v1alpha1.BlockDevice{VolumeSize: &q}}}
+		return nc
+	}
+	if gpucp.NodeClassHash(vol("100Gi")) == gpucp.NodeClassHash(vol("300Gi")) {
+		t.Error("a root volume resize must drift nodes")
+	}
 }
 
 func TestReservationLabelOnlyOnReservedLaunches(t *testing.T) {

@@ -226,7 +226,7 @@ type BlockDevice struct {
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:Pattern="^[1-9][0-9]*(Gi|G|Ti|T)$"
 	// +optional
-	VolumeSize *resource.Quantity `json:"volumeSize,omitempty"`
+	VolumeSize *resource.Quantity `json:"volumeSize,omitempty" hash:"string"`
 	// VolumeType is the EBS volume type. Default: gp3.
 	// +kubebuilder:validation:Enum:={gp2,gp3,io1,io2,st1,sc1,standard}
 	// +kubebuilder:default=gp3

@@ -14,9 +14,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"encoding/binary"
+	"encoding/json"
+	"hash/fnv"
+	"slices"
 	"time"
 
-	"github.com/mitchellh/hashstructure/v2"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -168,23 +171,33 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 }
 
 // shapesKey identifies what the packer sees of pods on a NodePool: their
-// requests and limits, selectors, affinities and tolerations, as a multiset
-// (hashed by value, so two pods of one shape share an entry).
+// requests and limits, selectors, affinities and tolerations, as a multiset.
+// Each pod's shape is its JSON (quantities as their canonical strings, maps
+// sorted) hashed; the hashes are sorted, so two pods of one shape count
+// twice. (A struct hash such as hashstructure sees none of a Quantity's
+// unexported value, and its set mode XORs identical shapes away.)
 func shapesKey(np *karpv1.NodePool, pods []*corev1.Pod) string {
-	shapes := make([]any, 0, len(pods))
+	hashes := make([]uint64, 0, len(pods))
 	for _, p := range pods {
-		shapes = append(shapes, struct {
+		shape, err := json.Marshal(struct {
 			Containers   []corev1.ResourceRequirements
 			NodeSelector map[string]string
 			Affinity     *corev1.Affinity
 			Tolerations  []corev1.Toleration
 		}{lo.Map(p.Spec.Containers, func(c corev1.Container, _ int) corev1.ResourceRequirements { return c.Resources }), p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations})
+		if err != nil {
+			return "" // not memoised
+		}
+		h := fnv.New64a()
+		_, _ = h.Write(shape)
+		hashes = append(hashes, h.Sum64())
 	}
-	h, err := hashstructure.Hash(shapes, hashstructure.FormatV2, &hashstructure.HashOptions{SlicesAsSets: true})
-	if err != nil {
-		return "" // not memoised
+	slices.Sort(hashes)
+	f := fnv.New128a()
+	for _, h := range hashes {
+		_ = binary.Write(f, binary.LittleEndian, h)
 	}
-	return fmt.Sprintf("%s/%s/%d/%d", np.Name, np.UID, np.Generation, h)
+	return fmt.Sprintf("%s/%s/%d/%d/%x", np.Name, np.UID, np.Generation, len(hashes), f.Sum(nil))
 }
 
 // breakEven updates the node's ledger and says whether it stays protected.

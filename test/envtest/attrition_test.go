@@ -8,17 +8,14 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpuprov "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // Drain by attrition: a g6.48xlarge ($13.35/h, 8 GPUs) left with two 1-GPU
@@ -38,17 +35,13 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		loop  *gpuprov.Controller
 	)
 	bigNode := func(name string) (*karpv1.NodeClaim, *corev1.Node) {
-		c, n := test.NodeClaimAndNode(karpv1.NodeClaim{
-			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
-				corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand, corev1.LabelArchStable: "amd64",
-				corev1.LabelOSStable: "linux", v1alpha1.LabelGPUName: "l4", v1alpha1.LabelGPUManufacturer: "nvidia"}},
-			Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
-			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-" + name + test.RandomName(),
-				Capacity: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("192"),
-					corev1.ResourceMemory: resource.MustParse("768Gi"), corev1.ResourcePods: resource.MustParse("100")},
-				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("190"),
-					corev1.ResourceMemory: resource.MustParse("700Gi"), corev1.ResourcePods: resource.MustParse("100")}},
-		})
+		c, n := runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+		for _, rl := range []corev1.ResourceList{c.Status.Capacity, c.Status.Allocatable, n.Status.Capacity, n.Status.Allocatable} {
+			rl[corev1.ResourceMemory] = resource.MustParse("700Gi")
+		}
+		c.Labels = lo.Assign(c.Labels, map[string]string{corev1.LabelArchStable: "amd64", corev1.LabelOSStable: "linux",
+			v1alpha1.LabelGPUName: "l4", v1alpha1.LabelGPUManufacturer: "nvidia"})
+		n.Labels = lo.Assign(n.Labels, c.Labels)
 		n.Spec.Taints = []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}}
 		// Registered and initialized, as core's lifecycle labels them: core's
 		// scheduler reads such a node's own taints (an unregistered one's
@@ -62,15 +55,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true)}
 		np = gpuNodePool(nc)
 		claim, node = bigNode("attrition")
-		pods = nil
-		for range 2 {
-			pods = append(pods, test.Pod(test.PodOptions{NodeName: node.Name,
-				ObjectMeta:  metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "20"}},
-				Tolerations: []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists}},
-				ResourceRequirements: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
-					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}}))
-		}
+		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
 		recorder := events.NewRecorder(&record.FakeRecorder{})
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, Provisioner: prov, Cluster: cluster,
 			Refiner: gpuprov.NewPacker(env.Client, cloudProvider, cluster, false), DirectMinPods: -1})

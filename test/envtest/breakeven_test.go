@@ -13,12 +13,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods: any
@@ -38,23 +36,8 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		nc = gpuNodeClass()
 		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100))}
 		np = gpuNodePool(nc)
-		claim, node = test.NodeClaimAndNode(karpv1.NodeClaim{
-			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
-				corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand}},
-			Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
-			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-breakeven" + test.RandomName(),
-				Capacity:    corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("192"), corev1.ResourcePods: resource.MustParse("100")},
-				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("190"), corev1.ResourcePods: resource.MustParse("100")}},
-		})
-		pods = nil
-		for range 2 {
-			p := test.Pod(test.PodOptions{NodeName: node.Name,
-				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "20"}},
-				ResourceRequirements: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
-					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}})
-			pods = append(pods, p)
-		}
+		claim, node = runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
 	})
 	apply := func() {
 		ExpectApplied(ctx, env.Client, nc, np, claim, node)
@@ -154,20 +137,9 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		np = gpuNodePool(nc)
 		claims, nodes, pods = nil, nil, nil
 		for range 8 {
-			claim, node := test.NodeClaimAndNode(karpv1.NodeClaim{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g3.4xlarge",
-					corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand}},
-				Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
-				Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-fleet" + test.RandomName(),
-					Capacity:    corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourcePods: resource.MustParse("50")},
-					Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("15"), corev1.ResourcePods: resource.MustParse("50")}},
-			})
+			claim, node := runningGPUNode(nc, np, "g3.4xlarge", 1, 16)
 			claims, nodes = append(claims, claim), append(nodes, node)
-			pods = append(pods, test.Pod(test.PodOptions{NodeName: node.Name,
-				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "1"}},
-				ResourceRequirements: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10"), corev1.ResourceMemory: resource.MustParse("16Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
-					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}}))
+			pods = append(pods, gpuWorkPod(node, "10", "16Gi", 1, "1"))
 		}
 	})
 	apply := func(n int) {

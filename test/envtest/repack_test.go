@@ -8,19 +8,16 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods. With
@@ -42,21 +39,12 @@ var _ = Describe("GPU repacking move", func() {
 		nc = gpuNodeClass()
 		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(0)), Repack: ptrTo(true)}
 		np = gpuNodePool(nc)
-		claim, node = test.NodeClaimAndNode(karpv1.NodeClaim{
-			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{karpv1.NodePoolLabelKey: np.Name, corev1.LabelInstanceTypeStable: "g6.48xlarge",
-				corev1.LabelTopologyZone: "us-east-1a", karpv1.CapacityTypeLabelKey: karpv1.CapacityTypeOnDemand}},
-			Spec: karpv1.NodeClaimSpec{NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name}},
-			Status: karpv1.NodeClaimStatus{ProviderID: "fake://us-east-1a/i-repack" + test.RandomName(),
-				Capacity:    corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("192"), corev1.ResourcePods: resource.MustParse("100")},
-				Allocatable: corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8"), corev1.ResourceCPU: resource.MustParse("190"), corev1.ResourcePods: resource.MustParse("100")}},
-		})
+		claim, node = runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		pods = nil
 		for range 2 {
-			pods = append(pods, test.Pod(test.PodOptions{NodeName: node.Name,
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabel, Annotations: map[string]string{evictioncost.AnnotationEvictionCost: "1"}},
-				ResourceRequirements: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")},
-					Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}}}))
+			p := gpuWorkPod(node, "2", "8Gi", 1, "1")
+			p.Labels = podLabel
+			pods = append(pods, p)
 		}
 		ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
 			CloudProvider: cloudProvider, Provisioner: prov})

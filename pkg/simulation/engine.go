@@ -689,6 +689,11 @@ func (e *engine) updateNominations() {
 	created := e.changes.createdClaims
 	e.changes.createdClaims = map[string]string{}
 	e.changes.mu.Unlock()
+	if e.cfg.DebugLog == nil {
+		// Nothing but the debug log reads the nominations: skip listing
+		// the pending pods after every provisioning run.
+		return
+	}
 	pods := &corev1.PodList{}
 	if err := e.kube.List(e.ctx, pods, client.MatchingFields{"spec.nodeName": ""}); err != nil {
 		return

@@ -23,10 +23,11 @@ envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into b
 kueue-bin: ## build Kueue's manager (sigs.k8s.io/kueue, tools/kueue/go.mod) and copy its CRDs into bin/kueue (once)
 	@./tools/build-kueue.sh
 
-test: envtest-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
+test: envtest-bin kueue-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
 	@cd tools/crdcheck && go test -count=1 ./... # CEL rules compiled and exercised offline
 	@FUZZTIME=10s ./tools/fuzz.sh # parsers and the LP bound must not panic on any input
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./... # unit, property, envtest and e2e suites; prints the totals last
+	@cd test/kueue && go vet ./... && ../../tools/gotest.sh $(GO_TEST_FLAGS) ./... # Kueue end to end (its own module, ~1 min); its totals
 
 # A busy day of the bundled trace (day 116: 27 GPU pods alive at its start,
 # 158 arriving and 153 leaving within it); the whole trace (SIM_WINDOW=)
@@ -39,8 +40,9 @@ simulate: ## replay the bundled Alibaba trace with karpenter-gpu and stock Karpe
 chart: ## helm lint + helm template of charts/karpenter-gpu into bin/rendered (builds helm once)
 	@./tools/helm/lint.sh
 
-e2e: envtest-bin ## only the end-to-end run on a real control plane
+e2e: envtest-bin kueue-bin ## only the end-to-end runs on a real control plane (test/e2e, and test/kueue with the real Kueue)
 	go test -count=1 -v ./test/e2e/
+	cd test/kueue && go test -count=1 -v ./...
 
 unit: ## tests that need no API server
 	go test $(GO_TEST_FLAGS) ./pkg/catalog/... ./pkg/cloudprovider/... ./pkg/packing/... ./pkg/trace/... ./providers/fake/... ./providers/aws/

@@ -722,11 +722,15 @@ func dumpState(t *testing.T, kube client.Client) {
 	for _, w := range wls.Items {
 		t.Logf("workload %s conditions=%v checks=%v", w.Name,
 			lo.Map(w.Status.Conditions, func(c metav1.Condition, _ int) string { return c.Type + "=" + string(c.Status) + "(" + c.Message + ")" }),
-			lo.Map(w.Status.AdmissionChecks, func(c kueue.AdmissionCheckState, _ int) string { return string(c.Name) + "=" + string(c.State) + "(" + c.Message + ")" }))
+			lo.Map(w.Status.AdmissionChecks, func(c kueue.AdmissionCheckState, _ int) string {
+				return string(c.Name) + "=" + string(c.State) + "(" + c.Message + ")"
+			}))
 	}
 	for _, p := range prs.Items {
 		t.Logf("provisioningrequest %s class=%s conditions=%v details=%v", p.Name, p.Spec.ProvisioningClassName,
-			lo.Map(p.Status.Conditions, func(c metav1.Condition, _ int) string { return c.Type + "=" + string(c.Status) + "/" + c.Reason + "(" + c.Message + ")" }),
+			lo.Map(p.Status.Conditions, func(c metav1.Condition, _ int) string {
+				return c.Type + "=" + string(c.Status) + "/" + c.Reason + "(" + c.Message + ")"
+			}),
 			p.Status.ProvisioningClassDetails)
 	}
 	for _, c := range claims.Items {

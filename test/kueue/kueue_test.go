@@ -533,6 +533,24 @@ integrations:
 	types := lo.Map(claims, func(c *karpv1.NodeClaim, _ int) string { return c.Labels[corev1.LabelInstanceTypeStable] })
 	sort.Strings(types)
 	t.Logf("request %s: %d NodeClaims %v in %v; %s", pr.Name, len(claims), types, lo.Keys(zones), provisioned.Message)
+	// The booking: the capacity was held for the gang's pods (Kueue
+	// annotates them with the request's name) and is released once they
+	// are all bound, without BookingExpired.
+	eventually(t, 30*time.Second, "the request's booking released with its pods bound", func() (bool, error) {
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(pr), pr); err != nil {
+			return false, err
+		}
+		held := lo.CountBy(claimsOf(ctx, t, kube, string(pr.UID)), func(c *karpv1.NodeClaim) bool {
+			_, ok := c.Annotations[karpv1.DoNotDisruptAnnotationKey]
+			return ok
+		})
+		booking := string(pr.Status.ProvisioningClassDetails[provisioningrequest.DetailBooking])
+		return booking == provisioningrequest.BookingConsumed && held == 0, fmt.Errorf("booking %q, %d NodeClaims still held", booking, held)
+	})
+	if meta.FindStatusCondition(pr.Status.Conditions, autoscalingv1.BookingExpired) != nil {
+		t.Errorf("request %s has BookingExpired although its pods were bound", pr.Name)
+	}
+	tm.mark(fmt.Sprintf("booking released (%s): the gang's nodes are ordinary nodes again", provisioningrequest.BookingConsumed))
 	allClaims := &karpv1.NodeClaimList{}
 	if err := kube.List(ctx, allClaims); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,9 @@ LABELS = {
     "binpack": "break-even 1000 % + bin-packing",
     "binpack100": "break-even 100 % + bin-packing",
     "balanced": "break-even 1000 % + Balanced",
+    "repackbp": "break-even 1000 % + repack + bin-packing",
+    "repack": "break-even 1000 % + repack",
+    "attrition": "break-even 1000 % + drain by attrition",
     "never": "no protection",
 }
 

@@ -21,6 +21,9 @@ settings=(
   "binpack:--break-even-percent 1000 --scheduler-profile bin-packing"
   "binpack100:--break-even-percent 100 --scheduler-profile bin-packing"
   "balanced:--break-even-percent 1000 --consolidation-policy Balanced"
+  "repackbp:--break-even-percent 1000 --scheduler-profile bin-packing --repack true"
+  "repack:--break-even-percent 1000 --repack true"
+  "attrition:--break-even-percent 1000 --drain-by-attrition true"
 )
 for w in $WINDOWS; do
   for s in "${settings[@]}"; do

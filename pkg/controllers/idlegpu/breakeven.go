@@ -264,5 +264,10 @@ func (c *Controller) NextCheck() (time.Time, bool) {
 			at = l.nextCheck
 		}
 	}
+	if c.repacker != nil {
+		if next, ok := c.repacker.NextCheck(); ok && (at.IsZero() || next.Before(at)) {
+			at = next
+		}
+	}
 	return at, !at.IsZero()
 }

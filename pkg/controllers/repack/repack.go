@@ -84,6 +84,21 @@ type Repacker struct {
 	provisioner *coreprov.Provisioner
 	// backoff: NodeClaim name → time before which it is not repacked.
 	backoff map[string]time.Time
+	// next is the earliest time a move's own timer (Ready timeout, a
+	// replacement's hold, a backoff) ends, as of the last Reconcile.
+	next time.Time
+}
+
+// NextCheck is when a timer of the moves in flight ends if the cluster does
+// not change (false: none); the simulator's idle driver wakes for it.
+func (r *Repacker) NextCheck() (time.Time, bool) {
+	return r.next, !r.next.IsZero()
+}
+
+func (r *Repacker) wakeAt(t time.Time) {
+	if t.After(r.clk.Now()) && (r.next.IsZero() || t.Before(r.next)) {
+		r.next = t
+	}
 }
 
 // New returns a Repacker.
@@ -217,6 +232,14 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 		return podsByNode[n.Name], n
 	}
 	busyPools := map[string]bool{}
+	r.next = time.Time{}
+	for name, until := range r.backoff {
+		if !until.After(r.clk.Now()) {
+			delete(r.backoff, name)
+			continue
+		}
+		r.wakeAt(until)
+	}
 	for _, name := range sortedKeys(byName) {
 		nc := byName[name]
 		switch {
@@ -351,6 +374,7 @@ func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName ma
 		return r.abort(ctx, old, names, "its pods changed since the move was planned")
 	}
 	if ready < len(names) {
+		r.wakeAt(started.Add(ReadyTimeout + time.Second))
 		if r.clk.Since(started) > ReadyTimeout {
 			return r.abort(ctx, old, names, fmt.Sprintf("%d of %d replacements not Ready after %s", len(names)-ready, len(names), ReadyTimeout))
 		}
@@ -457,6 +481,7 @@ func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim,
 	}
 	completed, err := time.Parse(time.RFC3339, nc.Annotations[v1alpha1.AnnotationRepackCompletedAt])
 	if err == nil && len(Movable(pods)) == 0 && r.clk.Since(completed) < HoldAfterMove {
+		r.wakeAt(completed.Add(HoldAfterMove))
 		return nil
 	}
 	strip := func(obj client.Object) error {

@@ -12,11 +12,11 @@ package idlegpu
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"time"
 

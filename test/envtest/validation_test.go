@@ -6,6 +6,8 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	nodepoolvalidation "sigs.k8s.io/karpenter/pkg/controllers/nodepool/validation"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
@@ -41,17 +43,25 @@ var _ = Describe("GPUNodeClass admission (CEL in the CRD, real API server)", fun
 	})
 })
 
-var _ = Describe("NodePool requirements on karpenter-gpu.io labels (patched core CRD)", func() {
+// The chart ships core's karpenter.sh CRDs unpatched (so it can run beside
+// Karpenter-AWS): an unknown karpenter-gpu.io key passes admission and is
+// refused by core's runtime NodePool validation, with karpenter-gpu's
+// well-known labels registered.
+var _ = Describe("NodePool requirements on karpenter-gpu.io labels (core's CRDs, runtime validation)", func() {
 	It("accepts a well-known GPU label with Gt", func() {
 		nc := gpuNodeClass()
 		np := gpuNodePool(nc, karpv1.NodeSelectorRequirementWithMinValues{Key: v1alpha1.LabelGPUMemory, Operator: corev1.NodeSelectorOpGt, Values: []string{"40959"}})
-		Expect(env.Client.Create(ctx, np)).To(Succeed())
+		ExpectApplied(ctx, env.Client, nc, np)
+		ExpectObjectReconciled(ctx, env.Client, nodepoolvalidation.NewController(env.Clock, env.Client, cloudProvider), np)
+		Expect(ExpectExists(ctx, env.Client, np).StatusConditions().Get(karpv1.ConditionTypeValidationSucceeded).IsTrue()).To(BeTrue())
 	})
-	It("rejects an unknown key in the karpenter-gpu.io domain", func() {
+	It("refuses an unknown key in the karpenter-gpu.io domain", func() {
 		nc := gpuNodeClass()
 		np := gpuNodePool(nc, karpv1.NodeSelectorRequirementWithMinValues{Key: v1alpha1.Group + "/gpu-colour", Operator: corev1.NodeSelectorOpIn, Values: []string{"green"}})
-		err := env.Client.Create(ctx, np)
-		Expect(err).To(HaveOccurred())
-		Expect(err.Error()).To(ContainSubstring("karpenter-gpu.io"))
+		ExpectApplied(ctx, env.Client, nc, np)
+		ExpectObjectReconciled(ctx, env.Client, nodepoolvalidation.NewController(env.Clock, env.Client, cloudProvider), np)
+		c := ExpectExists(ctx, env.Client, np).StatusConditions().Get(karpv1.ConditionTypeValidationSucceeded)
+		Expect(c.IsFalse()).To(BeTrue())
+		Expect(c.Message).To(ContainSubstring("karpenter-gpu.io"))
 	})
 })

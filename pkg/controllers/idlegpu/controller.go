@@ -153,7 +153,11 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		c.recorder.Publish(removedEvent(gn.nodeClaim, gn.gpus, idleFor))
 		log.FromContext(ctx).Info("removing idle GPU node", "NodeClaim", gn.nodeClaim.Name, "gpus", gn.gpus, "idle", idleFor.String(), "idle-gpu-hours", gpuHours)
 	}
-	if c.repacker != nil {
+	// The repacker lists the cluster again; only when a node class asks for
+	// repacking or a move is in flight (not on every default poll).
+	if c.repacker != nil && lo.SomeBy(snap.gpuNodes, func(gn gpuNode) bool {
+		return gn.nodeClass.RepackEnabled() || repack.InFlight(gn.nodeClaim) || repack.IsReplacement(gn.nodeClaim)
+	}) {
 		if err := c.repacker.Reconcile(ctx, candidates, budgets); err != nil {
 			return reconciler.Result{}, err
 		}

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -33,6 +34,7 @@ import (
 // pool's pods together, or merging saves nothing).
 func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[string]float64 {
 	type acc struct {
+		its  []*karpcp.InstanceType // the pool's, fetched once a poll
 		pods []*corev1.Pod
 		own  float64
 		ok   bool
@@ -53,10 +55,13 @@ func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[strin
 			a = &acc{ok: true}
 			pools[name] = a
 		}
-		its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
-		if err != nil {
-			a.ok = false
-			continue
+		if a.its == nil {
+			its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
+			if err != nil {
+				a.ok = false
+				continue
+			}
+			a.its = its
 		}
 		var movable []*corev1.Pod
 		for _, p := range gn.pods {
@@ -64,7 +69,7 @@ func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[strin
 				movable = append(movable, p)
 			}
 		}
-		rs, ok := c.rightSized(np, its, movable)
+		rs, ok := c.rightSized(np, a.its, movable)
 		if !ok {
 			a.ok = false
 			continue
@@ -77,12 +82,7 @@ func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[strin
 		if !a.ok || a.own <= 0 {
 			continue
 		}
-		np := snap.nodePools[name]
-		its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
-		if err != nil {
-			continue
-		}
-		together, ok := c.rightSized(np, its, a.pods)
+		together, ok := c.rightSized(snap.nodePools[name], a.its, a.pods)
 		if !ok || together >= a.own {
 			continue
 		}

@@ -21,6 +21,8 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +38,7 @@ import (
 	coreprov "sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/utils/disruption"
 	"sigs.k8s.io/karpenter/pkg/utils/pdb"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
@@ -240,7 +243,7 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 		}
 		r.wakeAt(until)
 	}
-	for _, name := range sortedKeys(byName) {
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		nc := byName[name]
 		switch {
 		case InFlight(nc) && nc.DeletionTimestamp.IsZero():
@@ -422,17 +425,9 @@ func (r *Repacker) savings(ctx context.Context, old *karpv1.NodeClaim, names []s
 		if err != nil {
 			return 0
 		}
-		it, ok := lo.Find(its, func(it *karpcp.InstanceType) bool { return it.Name == nc.Labels[corev1.LabelInstanceTypeStable] })
-		if !ok {
-			return 0
-		}
-		of, ok := lo.Find(it.Offerings, func(o *karpcp.Offering) bool {
-			return o.CapacityType() == nc.Labels[karpv1.CapacityTypeLabelKey] && o.Zone() == nc.Labels[corev1.LabelTopologyZone]
-		})
-		if !ok {
-			return 0
-		}
-		return of.Price
+		it, _ := lo.Find(its, func(it *karpcp.InstanceType) bool { return it.Name == nc.Labels[corev1.LabelInstanceTypeStable] })
+		// Core's own rule for a NodeClaim's price (as break-even uses).
+		return max(disruption.ResolveOfferingPrice(nc.Labels, it), 0)
 	}
 	saved := price(old)
 	if saved == 0 {
@@ -525,10 +520,4 @@ func podsKey(pods []*corev1.Pod) string {
 		_, _ = h.Write([]byte{0})
 	}
 	return fmt.Sprintf("%d-%x", len(uids), h.Sum64())
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := lo.Keys(m)
-	sort.Strings(keys)
-	return keys
 }

@@ -155,9 +155,7 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 	}
 	// The repacker lists the cluster again; only when a node class asks for
 	// repacking or a move is in flight (not on every default poll).
-	if c.repacker != nil && lo.SomeBy(snap.gpuNodes, func(gn gpuNode) bool {
-		return gn.nodeClass.RepackEnabled() || repack.InFlight(gn.nodeClaim) || repack.IsReplacement(gn.nodeClaim)
-	}) {
+	if c.repacker != nil && (snap.repacking || lo.SomeBy(snap.gpuNodes, func(gn gpuNode) bool { return gn.nodeClass.RepackEnabled() })) {
 		if err := c.repacker.Reconcile(ctx, candidates, budgets); err != nil {
 			return reconciler.Result{}, err
 		}

@@ -15,6 +15,7 @@ import (
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 )
 
 // gpuNode is an initialized GPU node managed by a GPUNodeClass.
@@ -34,6 +35,9 @@ type snapshot struct {
 	// poolNodes counts nodes per pool and those already being disrupted, to
 	// apply budgets as core does.
 	poolNodes, poolDisrupting map[string]int
+	// repacking: some NodeClaim is being repacked or is a replacement
+	// still held by its move (the repacker must run).
+	repacking bool
 }
 
 func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
@@ -59,6 +63,7 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 	}
 	for i := range ncs.Items {
 		nc := &ncs.Items[i]
+		s.repacking = s.repacking || repack.InFlight(nc) || repack.IsReplacement(nc)
 		pool := nc.Labels[karpv1.NodePoolLabelKey]
 		s.poolNodes[pool]++
 		node := nodesByProviderID[nc.Status.ProviderID]

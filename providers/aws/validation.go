@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -52,6 +54,21 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("%s dry run refused: %s: %s", e.Operation, e.Reason, e.Message)
 }
 
+// TagError is a node class whose spec.tags holds keys of Karpenter for AWS
+// (awsutil.KarpenterAWSTagKey): the CRD refuses karpenter.k8s.aws/ keys but
+// not eks:eks-cluster-name, and an object stored before that rule keeps
+// its tags. The controller leaves them off everything it creates; the
+// condition says so, so the user removes them.
+type TagError struct{ Keys []string }
+
+// ConditionReason is the reason of GPUNodeClass's ValidationSucceeded=False.
+func (e *TagError) ConditionReason() string { return "KarpenterAWSTag" }
+
+func (e *TagError) Error() string {
+	return fmt.Sprintf("spec.tags: %s belong to Karpenter for AWS, which takes launch templates and instances carrying them for its own (and deletes them); they are left off every resource: remove them",
+		strings.Join(lo.Map(e.Keys, func(k string, _ int) string { return strconv.Quote(k) }), ", "))
+}
+
 // Validate dry-runs CreateLaunchTemplate and RunInstances for a node class
 // Resolve has filled (subnets, security groups, images, instance profile).
 // It returns nil when EC2 would accept both, a *ValidationError when it
@@ -59,6 +76,10 @@ func (e *ValidationError) Error() string {
 // (throttling, a server error, an unresolved node class): the caller
 // retries rather than report a verdict.
 func (b *Backend) Validate(ctx context.Context, nc *v1alpha1.GPUNodeClass) error {
+	if keys := lo.Filter(lo.Keys(nc.Spec.Tags), func(k string, _ int) bool { return awsutil.KarpenterAWSTagKey(k) }); len(keys) > 0 {
+		sort.Strings(keys)
+		return &TagError{Keys: keys}
+	}
 	if missing := instance.Unresolved(nc); len(missing) > 0 {
 		return fmt.Errorf("node class %s is not resolved (%v)", nc.Name, missing)
 	}

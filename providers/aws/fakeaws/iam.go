@@ -3,7 +3,9 @@ package fakeaws
 import (
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,6 +49,30 @@ func (s *Server) iamAction(action string, form url.Values) ([]node, *apiError) {
 		}
 		s.profiles[name] = p
 		return []node{s.profileNode(p)}, nil
+	case "ListInstanceProfiles":
+		// One page: IsTruncated is always false.
+		prefix := form.Get("PathPrefix")
+		if prefix == "" {
+			prefix = "/"
+		}
+		names := make([]string, 0, len(s.profiles))
+		for n, p := range s.profiles {
+			path := p.Path
+			if path == "" {
+				path = "/"
+			}
+			if strings.HasPrefix(path, prefix) {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		members := make([]node, 0, len(names))
+		for _, n := range names {
+			m := s.profileNode(s.profiles[n])
+			m.name = "member"
+			members = append(members, m)
+		}
+		return []node{el("InstanceProfiles", members...), txt("IsTruncated", "false")}, nil
 	case "AddRoleToInstanceProfile":
 		p, ok := s.profiles[name]
 		if !ok {

@@ -89,10 +89,15 @@ func TestTags(t *testing.T) {
 		t.Errorf("filters (-want +got):\n%s", diff)
 	}
 	owned := awsutil.OwnedTags("c1", map[string]string{"team": "ml"})
-	if diff := cmp.Diff(map[string]string{"team": "ml", "kubernetes.io/cluster/c1": "owned", "karpenter-gpu.io/cluster": "c1", "eks:eks-cluster-name": "c1"}, owned); diff != "" {
+	if diff := cmp.Diff(map[string]string{"team": "ml", "kubernetes.io/cluster/c1": "owned", "karpenter-gpu.io/cluster": "c1"}, owned); diff != "" {
 		t.Errorf("owned tags (-want +got):\n%s", diff)
 	}
-	if keys := lo.Map(awsutil.ToEC2Tags(owned), func(tg ec2types.Tag, _ int) string { return *tg.Key }); !cmp.Equal(keys, []string{"eks:eks-cluster-name", "karpenter-gpu.io/cluster", "kubernetes.io/cluster/c1", "team"}) {
+	if keys := lo.Map(awsutil.ToEC2Tags(owned), func(tg ec2types.Tag, _ int) string { return *tg.Key }); !cmp.Equal(keys, []string{"karpenter-gpu.io/cluster", "kubernetes.io/cluster/c1", "team"}) {
 		t.Errorf("EC2 tags not sorted by key: %v", keys)
+	}
+	// Karpenter for AWS's keys never reach EC2, whoever asks for them.
+	owned = awsutil.OwnedTags("c1", map[string]string{"team": "ml", "eks:eks-cluster-name": "c1", "karpenter.k8s.aws/ec2nodeclass": "default", "karpenter.k8s.awsx": "kept"})
+	if diff := cmp.Diff(map[string]string{"team": "ml", "karpenter.k8s.awsx": "kept", "kubernetes.io/cluster/c1": "owned", "karpenter-gpu.io/cluster": "c1"}, owned); diff != "" {
+		t.Errorf("owned tags with Karpenter for AWS's keys (-want +got):\n%s", diff)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sort"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -28,12 +29,33 @@ func TagFilters(tags map[string]string) []ec2types.Filter {
 // controllers use to find a cluster's instances.
 func ClusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }
 
-// OwnedTags adds the cluster ownership tags to tags.
+// KarpenterAWSClusterTagKey is the tag Karpenter for AWS puts on what it
+// creates, with the cluster's name as value, and requires in every query
+// for what it owns. On a launch template it alone is enough: Karpenter for
+// AWS v1.15 caches every launch template carrying it at start and deletes
+// each when its cache entry expires. karpenter-gpu never sets it.
+const KarpenterAWSClusterTagKey = "eks:eks-cluster-name"
+
+// KarpenterAWSTagPrefix is Karpenter for AWS's tag domain; with
+// karpenter.k8s.aws/ec2nodeclass (and karpenter.sh/nodepool, which
+// karpenter-gpu sets too) an instance is one Karpenter for AWS garbage
+// collects when none of its NodeClaims holds it.
+const KarpenterAWSTagPrefix = "karpenter.k8s.aws/"
+
+// KarpenterAWSTagKey reports whether k is a tag key karpenter-gpu must not
+// put on anything it creates, because Karpenter for AWS running in the same
+// cluster would take the resource for its own.
+func KarpenterAWSTagKey(k string) bool {
+	return k == KarpenterAWSClusterTagKey || strings.HasPrefix(k, KarpenterAWSTagPrefix)
+}
+
+// OwnedTags adds the cluster ownership tags to tags and leaves out
+// Karpenter for AWS's keys (KarpenterAWSTagKey), whatever tags holds:
+// node class validation reports them, this keeps them off EC2.
 func OwnedTags(cluster string, tags map[string]string) map[string]string {
-	return lo.Assign(tags, map[string]string{
+	return lo.Assign(lo.OmitBy(tags, func(k, _ string) bool { return KarpenterAWSTagKey(k) }), map[string]string{
 		ClusterTagKey(cluster):   "owned",
 		cloudprovider.TagCluster: cluster,
-		"eks:eks-cluster-name":   cluster,
 	})
 }
 

@@ -35,8 +35,8 @@ func provisioningRequestController(ctx context.Context, o Options) (controller.C
 		log.FromContext(ctx).Info("ProvisioningRequest CRD not installed; not serving ProvisioningRequests (restart after installing it)")
 		return nil, nil
 	}
-	return provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, CloudProvider: o.CloudProvider,
-		Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL}), nil
+	return provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: o.Manager.GetAPIReader(),
+		CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL}), nil
 }
 
 // provisioningRequestsServed asks the API server (discovery, through the

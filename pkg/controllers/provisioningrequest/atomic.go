@@ -40,7 +40,8 @@ func (c *Controller) atomic(ctx context.Context, pr *autoscalingv1.ProvisioningR
 		return c.watchAttempt(ctx, pr)
 	}
 	if after, ok := detailTime(pr, DetailRetryAfter); ok && now.Before(after) {
-		return reconcile.Result{RequeueAfter: after.Sub(now)}, nil
+		// Between attempts nothing of the request runs.
+		return reconcile.Result{RequeueAfter: after.Sub(now)}, c.sweep(ctx, pr)
 	}
 	// Everything on nodes that exist: nothing to launch (as Cluster
 	// Autoscaler, which scales up only for pods that do not fit). A gang
@@ -133,12 +134,12 @@ func (c *Controller) watchAttempt(ctx context.Context, pr *autoscalingv1.Provisi
 	registered := 0
 	var launching []string
 	for _, name := range names {
-		nc := &karpv1.NodeClaim{}
-		if err := c.kube.Get(ctx, client.ObjectKey{Name: name}, nc); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
-			}
-			if age < createGrace {
+		nc, err := c.getNodeClaim(ctx, name)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if nc == nil {
+			if age < createGrace && c.opts.APIReader == nil {
 				launching = append(launching, name)
 				continue
 			}
@@ -175,7 +176,7 @@ func (c *Controller) watchAttempt(ctx context.Context, pr *autoscalingv1.Provisi
 // attemptFailed deletes everything launched for the request, then either
 // schedules the next attempt or, after MaxAttempts, fails the request.
 func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, attempt int, why string) (reconcile.Result, error) {
-	deleted, err := c.deleteNodeClaims(ctx, pr)
+	deleted, err := c.deleteNodeClaims(ctx, pr, lo.Compact(strings.Split(detail(pr, DetailNodeClaims), ",")))
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -215,16 +216,19 @@ func jitter(d time.Duration, uid string) time.Duration {
 }
 
 // deleteNodeClaims deletes every NodeClaim launched for the request (any
-// attempt) that is not deleting already; core's termination removes the
-// instances.
-func (c *Controller) deleteNodeClaims(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (int, error) {
+// attempt) that is not deleting already, and the named ones (the attempt's
+// own, deleted by name: the informer cache may not list a NodeClaim created
+// a moment ago); core's termination removes the instances.
+func (c *Controller) deleteNodeClaims(ctx context.Context, pr *autoscalingv1.ProvisioningRequest, names []string) (int, error) {
 	list := &karpv1.NodeClaimList{}
 	if err := c.kube.List(ctx, list, client.MatchingLabels{LabelRequest: string(pr.UID)}); err != nil {
 		return 0, err
 	}
 	n := 0
+	seen := map[string]bool{}
 	for i := range list.Items {
 		nc := &list.Items[i]
+		seen[nc.Name] = true
 		if !nc.DeletionTimestamp.IsZero() {
 			continue
 		}
@@ -233,7 +237,47 @@ func (c *Controller) deleteNodeClaims(ctx context.Context, pr *autoscalingv1.Pro
 		}
 		n++
 	}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		err := c.kube.Delete(ctx, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		if client.IgnoreNotFound(err) != nil {
+			return n, err
+		}
+		if err == nil {
+			n++
+		}
+	}
 	return n, nil
+}
+
+// sweep deletes whatever of the request is still around while no attempt
+// is in flight (between attempts, once Failed).
+func (c *Controller) sweep(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) error {
+	n, err := c.deleteNodeClaims(ctx, pr, nil)
+	if n > 0 {
+		log.FromContext(ctx).Info("deleted NodeClaims of a gang with no attempt in flight", "deletedNodeClaims", n)
+	}
+	return err
+}
+
+// getNodeClaim reads a NodeClaim from the cache and, when the cache does
+// not have it and an API reader is set, from the API server; nil when it
+// does not exist.
+func (c *Controller) getNodeClaim(ctx context.Context, name string) (*karpv1.NodeClaim, error) {
+	nc := &karpv1.NodeClaim{}
+	err := c.kube.Get(ctx, client.ObjectKey{Name: name}, nc)
+	if apierrors.IsNotFound(err) && c.opts.APIReader != nil {
+		err = c.opts.APIReader.Get(ctx, client.ObjectKey{Name: name}, nc)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nc, nil
 }
 
 // PlanAtomic plans new capacity for every pod in one zone: for each zone the

@@ -114,6 +114,12 @@ type Options struct {
 	CloudProvider karpcp.CloudProvider
 	Cluster       *state.Cluster
 	Recorder      events.Recorder
+	// APIReader, when set, reads around the informer cache (the manager's
+	// GetAPIReader): a NodeClaim of an attempt missing from the cache is
+	// looked up on the API server, so a NodeClaim core deleted (a refused
+	// launch) is known gone at once instead of after the cache grace, and
+	// one the cache has not seen yet is not taken for gone.
+	APIReader client.Reader
 	// BookingTTL: how long capacity found or launched for a request is held
 	// for its pods (0 = DefaultBookingTTL).
 	BookingTTL time.Duration
@@ -176,6 +182,13 @@ func (c *Controller) step(ctx context.Context, pr *autoscalingv1.ProvisioningReq
 	now := metav1.NewTime(c.clock.Now())
 	if !isTrue(pr, autoscalingv1.Accepted) {
 		setCondition(pr, autoscalingv1.Accepted, metav1.ConditionTrue, ReasonAccepted, MsgAccepted, now)
+	}
+	if isTrue(pr, autoscalingv1.Failed) && !isTrue(pr, autoscalingv1.Provisioned) {
+		// Nothing of a failed request is kept: whatever of it is still
+		// around (a NodeClaim the cache had not shown when its attempt
+		// was rolled back, one created by an interrupted attempt) is
+		// deleted. NodeClaim events requeue the request.
+		return reconcile.Result{}, c.sweep(ctx, pr)
 	}
 	if isTrue(pr, autoscalingv1.Failed) || isTrue(pr, autoscalingv1.BookingExpired) || isTrue(pr, autoscalingv1.CapacityRevoked) {
 		return reconcile.Result{}, c.release(ctx, pr, "")

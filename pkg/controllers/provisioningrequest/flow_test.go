@@ -291,3 +291,65 @@ func TestCheckCapacity(t *testing.T) {
 		t.Errorf("%d NodeClaims after check-capacity, want the 1 existing", len(list.Items))
 	}
 }
+
+// Nothing of a request runs while no attempt is in flight: a NodeClaim of
+// it that the rollback missed (the informer cache had not listed it yet, or
+// an interrupted attempt created it) is deleted between attempts and once
+// the request is Failed.
+func TestSweepLeftovers(t *testing.T) {
+	leftover := func(t *testing.T, e *env, req *autoscalingv1.ProvisioningRequest, name string) {
+		t.Helper()
+		nc := test.NodeClaim(karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels:      map[string]string{pr.LabelRequest: string(req.UID), pr.LabelAttempt: "1"},
+			Annotations: map[string]string{pr.AnnotationRequest: req.Namespace + "/" + req.Name, karpv1.DoNotDisruptAnnotationKey: "true"}}})
+		e.must(t, e.kube.Create(e.ctx, nc))
+	}
+	for _, tt := range []struct {
+		name     string
+		attempts int
+	}{{"between attempts", 3}, {"failed", 1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, pr.Options{MaxAttempts: tt.attempts})
+			req := e.reconcile(t, e.request(t, atomic, 8, 4))
+			claims := e.claims(t, req)
+			e.must(t, e.kube.Delete(e.ctx, &claims[0]))
+			e.clk.Step(20 * time.Second)
+			req = e.reconcile(t, req)
+			if n := len(e.claims(t, req)); n != 0 {
+				t.Fatalf("%d NodeClaims after the rollback", n)
+			}
+			if failed := cond(req, autoscalingv1.Failed).Status == metav1.ConditionTrue; failed != (tt.attempts == 1) {
+				t.Fatalf("Failed = %v after attempt 1 of %d", failed, tt.attempts)
+			}
+			leftover(t, e, req, "late")
+			req = e.reconcile(t, req)
+			if left := e.claims(t, req); len(left) != 0 {
+				t.Fatalf("NodeClaim %s of the request left running with no attempt in flight", left[0].Name)
+			}
+			if _, after := req.Status.ProvisioningClassDetails[pr.DetailRetryAfter]; after != (tt.attempts > 1) {
+				t.Fatalf("retryAfter %v, want it only between attempts", req.Status.ProvisioningClassDetails)
+			}
+		})
+	}
+}
+
+// With an API reader (the manager's, uncached), a NodeClaim core deleted
+// for a refused launch is known gone at once, without waiting out the
+// cache grace, and the attempt is rolled back.
+func TestAPIReaderSeesRefusalAtOnce(t *testing.T) {
+	e := newEnv(t, pr.Options{MaxAttempts: 3})
+	opts := pr.Options{MaxAttempts: 3, APIReader: e.kube}
+	e.ctrl = e.newController(opts)
+	req := e.reconcile(t, e.request(t, atomic, 8, 4))
+	claims := e.claims(t, req)
+	e.must(t, e.kube.Delete(e.ctx, &claims[0]))
+	e.clk.Step(time.Second)
+	req = e.reconcile(t, req)
+	got := cond(req, autoscalingv1.Provisioned)
+	if got.Reason != pr.ReasonCapacityIsNotFound || !strings.Contains(got.Message, claims[0].Name+" was deleted before it registered") {
+		t.Fatalf("Provisioned = %s %q, want the refusal reported", got.Reason, got.Message)
+	}
+	if n := len(e.claims(t, req)); n != 0 {
+		t.Fatalf("%d NodeClaims left after the rollback", n)
+	}
+}

@@ -48,6 +48,7 @@ type env struct {
 	clk     *clock.FakeClock
 	cluster *state.Cluster
 	ctrl    *pr.Controller
+	cp      *fake.CloudProvider
 	seq     int
 }
 
@@ -65,7 +66,7 @@ func newEnv(t testing.TB, opts pr.Options) *env {
 	cp.InstanceTypes, _ = catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c"},
 		CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
 	clk := clock.NewFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	e := &env{ctx: ctx, kube: kube, clk: clk, cluster: state.NewCluster(clk, kube, cp)}
+	e := &env{ctx: ctx, kube: kube, clk: clk, cluster: state.NewCluster(clk, kube, cp), cp: cp}
 	np := test.NodePool(karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}})
 	np.Spec.Limits = nil
 	np.Spec.Template.Spec.Requirements = []karpv1.NodeSelectorRequirementWithMinValues{{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}}}
@@ -74,9 +75,15 @@ func newEnv(t testing.TB, opts pr.Options) *env {
 	e.must(t, kube.Create(ctx, np))
 	np.Status = st
 	e.must(t, kube.Status().Update(ctx, np))
-	opts.Clock, opts.KubeClient, opts.CloudProvider, opts.Cluster, opts.Recorder = clk, kube, cp, e.cluster, events.NewRecorder(&record.FakeRecorder{})
-	e.ctrl = pr.NewController(opts)
+	e.ctrl = e.newController(opts)
 	return e
+}
+
+// newController is the controller over the env's client, clock, cloud
+// provider and cluster state.
+func (e *env) newController(opts pr.Options) *pr.Controller {
+	opts.Clock, opts.KubeClient, opts.CloudProvider, opts.Cluster, opts.Recorder = e.clk, e.kube, e.cp, e.cluster, events.NewRecorder(&record.FakeRecorder{})
+	return pr.NewController(opts)
 }
 
 func (e *env) must(t testing.TB, err error) {

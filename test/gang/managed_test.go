@@ -1,0 +1,136 @@
+package gang_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/cost"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+)
+
+// The same failure as "rolls back a gang the capacity cannot hold", with
+// nothing stepped by hand: the controller, Karpenter core's NodeClaim
+// lifecycle and cluster-state informers run in a controller-runtime manager
+// (informer cache, watches, requeues on the real clock) against the real
+// API server. Every attempt gets a partial answer (3 of 4 p4d launch in a
+// zone, the fourth is refused); each is rolled back, retried with backoff
+// in another zone, and the request ends Failed with no NodeClaim and no
+// instance left running.
+var _ = Describe("ProvisioningRequest under a running manager", func() {
+	It("a request the capacity cannot satisfy becomes Failed with no instance left running", func() {
+		offering := func(z string) fake.Offering {
+			return fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}
+		}
+		for _, z := range zones {
+			fleet.SetCapacity(offering(z), 3)
+		}
+		DeferCleanup(func() {
+			for _, z := range zones {
+				fleet.SetCapacity(offering(z), -1)
+			}
+		})
+		nc := gpuNodeClass()
+		ExpectApplied(ctx, env.Client, nc)
+		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		before, err := fleet.List(ctx)
+		Expect(err).ToNot(HaveOccurred())
+
+		mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
+		Expect(err).ToNot(HaveOccurred())
+		kube := mgr.GetClient()
+		clk := clock.RealClock{}
+		rec := events.NewRecorder(&record.FakeRecorder{})
+		st := state.NewCluster(clk, kube, cloudProvider)
+		clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
+		ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
+			Recorder: rec, MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
+		Expect(ctrl.Register(ctx, mgr)).To(Succeed())
+		Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(runCtx) }()
+		DeferCleanup(func() {
+			cancel()
+			Eventually(done, 30*time.Second).Should(Receive(BeNil()))
+		})
+
+		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
+		ExpectApplied(ctx, env.Client, tmpl)
+		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
+		start := time.Now()
+		ExpectApplied(ctx, env.Client, p)
+
+		// Watch the request until it fails, recording the attempts' zones
+		// and the messages it reported on the way.
+		zonesTried, messages := map[string]bool{}, map[string]bool{}
+		Eventually(func(g Gomega) {
+			cur := &autoscalingv1.ProvisioningRequest{}
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
+			if z := string(cur.Status.ProvisioningClassDetails[pr.DetailZone]); z != "" {
+				zonesTried[z] = true
+			}
+			if c := cond(cur, autoscalingv1.Provisioned); c != nil {
+				messages[c.Message] = true
+			}
+			g.Expect(cond(cur, autoscalingv1.Failed)).ToNot(BeNil(), "not failed yet: %v", cur.Status.Conditions)
+			p = cur
+		}).WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		failedAfter := time.Since(start)
+
+		f := cond(p, autoscalingv1.Failed)
+		Expect(f.Status).To(Equal(metav1.ConditionTrue))
+		Expect(f.Reason).To(Equal(pr.ReasonCapacityIsNotFound))
+		Expect(f.Message).To(ContainSubstring("attempt 3 of 3 failed"))
+		Expect(f.Message).To(ContainSubstring("everything launched for it was deleted"))
+		Expect(cond(p, autoscalingv1.Provisioned).Status).To(Equal(metav1.ConditionFalse))
+		Expect(zonesTried).To(HaveLen(3), "each retry goes to a zone that has not refused")
+		retries := lo.Filter(lo.Keys(messages), func(m string, _ int) bool { return strings.Contains(m, "retrying in") })
+		Expect(retries).ToNot(BeEmpty(), "the retries and their backoff were reported: %v", lo.Keys(messages))
+
+		// Nothing of the gang is left: no NodeClaim, no running instance.
+		Eventually(func(g Gomega) {
+			g.Expect(nodeClaimsOf(string(p.UID))).To(BeEmpty())
+			all, err := fleet.List(ctx)
+			g.Expect(err).ToNot(HaveOccurred())
+			g.Expect(lo.Filter(all, func(i *cloudprovider.Instance, _ int) bool { return i.State != cloudprovider.InstanceStateTerminated })).To(BeEmpty())
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		all, err := fleet.List(ctx)
+		Expect(err).ToNot(HaveOccurred())
+		launched := len(all) - len(before)
+		Expect(launched).To(Equal(9), "three attempts, each a partial answer of 3 of 4")
+		// Failed is final: nothing launches afterwards.
+		Consistently(func() int { return len(nodeClaimsOf(string(p.UID))) }).WithTimeout(3 * time.Second).Should(BeZero())
+		AddReportEntry("gang failed under a manager", fmt.Sprintf("Failed after %s; zones tried %v; instances launched %d, running 0", failedAfter.Round(100*time.Millisecond), lo.Keys(zonesTried), launched))
+		GinkgoWriter.Printf("gang failed under a manager after %s: zones %v, instances launched %d, running 0\n", failedAfter.Round(100*time.Millisecond), lo.Keys(zonesTried), launched)
+	})
+})

@@ -315,7 +315,15 @@ var _ = Describe("ProvisioningRequest", func() {
 		Expect(c.Message).To(ContainSubstring("3 of 4 nodes registered"))
 		for _, nc := range nodeClaimsOf(string(p.UID)) {
 			Expect(nc.DeletionTimestamp.IsZero()).To(BeFalse(), "every NodeClaim of the gang is deleted")
+			// What core's node termination does before the NodeClaim's own finalizer runs.
+			if nc.Status.NodeName != "" {
+				node := ExpectNodeExists(ctx, env.Client, nc.Status.NodeName)
+				ExpectFinalizersRemoved(ctx, env.Client, node)
+				ExpectDeleted(ctx, env.Client, node)
+			}
 		}
+		terminate(string(p.UID))
+		Expect(runningInstances()).To(BeEmpty(), "the registered nodes' instances and the one that never registered are terminated")
 	})
 
 	It("answers check-capacity from existing nodes without launching", func() {

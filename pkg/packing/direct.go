@@ -59,16 +59,16 @@ func PackPods(np *karpv1.NodePool, its []*cloudprovider.InstanceType, pods []*co
 	}
 	// As core's addToNewNodeClaim records for a NodeClaim without relaxed minValues.
 	base.Annotations[karpv1.NodeClaimMinValuesRelaxedAnnotationKey] = "false"
-	ncs, cost, unplaced, reason := pp.pack(&base, ok, nil)
+	res, reason := pp.pack(&base, ok, opts.Expected[np.Name], nil)
 	if reason != "" {
 		for _, p := range ok {
 			plan.Rejected[p] = reason
 		}
 		return plan
 	}
-	for _, p := range unplaced {
+	for _, p := range res.unplaced {
 		plan.Rejected[p] = "no instance type holds the pod within the limits"
 	}
-	plan.NodeClaims, plan.Cost = ncs, cost
+	plan.NodeClaims, plan.Cost = res.nodeClaims, res.cost
 	return plan
 }

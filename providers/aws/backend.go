@@ -121,6 +121,10 @@ type Options struct {
 	// batching.
 	BatchIdle time.Duration
 	BatchMax  time.Duration
+	// GangWait is how long the launches of a gang attempt (NodeClaims a
+	// ProvisioningRequest created together) wait for the rest of the gang
+	// before one all-or-nothing CreateFleet launches them (default 10s).
+	GangWait time.Duration
 }
 
 // Backend implements cloudprovider.Backend, nodeclass.Resolver and
@@ -209,7 +213,7 @@ func NewBackend(ctx context.Context, opts Options) (*Backend, error) {
 	b.instances = instance.NewProvider(instance.Options{EC2: opts.EC2, ClusterName: opts.ClusterName, Clock: clk,
 		Subnets: b.subnets, Templates: b.templates, InstanceTypes: b.types, Reservations: b.reservations,
 		MaxConcurrentLaunches: opts.MaxConcurrentLaunches, CallTimeout: opts.CallTimeout, LaunchTimeout: opts.LaunchTimeout,
-		BatchIdle: opts.BatchIdle, BatchMax: opts.BatchMax})
+		BatchIdle: opts.BatchIdle, BatchMax: opts.BatchMax, GangWait: opts.GangWait})
 	b.reconcilers = []StatusReconciler{
 		&SubnetReconciler{Subnets: b.subnets},
 		&SecurityGroupReconciler{SecurityGroups: b.securityGroups},

@@ -109,6 +109,7 @@ func (c *Controller) launch(ctx context.Context, pr *autoscalingv1.ProvisioningR
 		nc.Annotations = lo.Assign(nc.Annotations, map[string]string{
 			karpv1.DoNotDisruptAnnotationKey: "true",
 			AnnotationRequest:                pr.Namespace + "/" + pr.Name,
+			AnnotationGangSize:               strconv.Itoa(len(plan.NodeClaims)),
 		})
 		if err := c.kube.Create(ctx, nc); err != nil {
 			return names, err

@@ -50,6 +50,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 )
 
@@ -65,9 +66,14 @@ const (
 	// LabelRequest is the UID of the ProvisioningRequest a NodeClaim was
 	// launched for (names are not unique over time, and may be longer than
 	// a label value).
-	LabelRequest = v1alpha1.Group + "/provisioning-request"
+	LabelRequest = gpucp.LabelGangRequest
 	// LabelAttempt is the launch attempt of the request that created it.
-	LabelAttempt = v1alpha1.Group + "/provisioning-request-attempt"
+	LabelAttempt = gpucp.LabelGangAttempt
+	// AnnotationGangSize is how many NodeClaims the attempt created: with
+	// the two labels, it lets a backend launch the attempt's NodeClaims in
+	// one all-or-nothing call (the AWS backend: one CreateFleet with
+	// MinTargetCapacity).
+	AnnotationGangSize = gpucp.AnnotationGangSize
 	// AnnotationRequest is the request's namespace/name, for people and for
 	// the orphan check.
 	AnnotationRequest = v1alpha1.Group + "/provisioning-request"

@@ -19,6 +19,8 @@ import (
 type gangState struct {
 	room    map[string]int    // placement group -> instances it holds
 	members map[string]string // instance ID -> placement group
+	// ignoreMin: serve fleets as if they had no MinTargetCapacity.
+	ignoreMin bool
 }
 
 var gangStates sync.Map // *Server -> *gangState
@@ -41,6 +43,15 @@ func (s *Server) SetPlacementGroupCapacity(name string, n int) {
 	s.gangs().room[name] = n
 }
 
+// IgnoreMinTargetCapacity makes the endpoint misbehave as an endpoint
+// that does not know MinTargetCapacity: fleets launch whatever they can,
+// so a gang can get a partial answer. Off by default.
+func (s *Server) IgnoreMinTargetCapacity(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gangs().ignoreMin = on
+}
+
 // PlacementGroupOf returns the placement group an instance launched into.
 func (s *Server) PlacementGroupOf(id string) string {
 	s.mu.Lock()
@@ -57,11 +68,11 @@ func (s *Server) gangFleet(form url.Values, token string, total int, overrides [
 		opts = "SpotOptions"
 	}
 	minCount, _ := strconv.Atoi(form.Get(opts + ".MinTargetCapacity"))
-	if minCount <= 0 {
+	g := s.gangs()
+	if minCount <= 0 || g.ignoreMin {
 		return nil, false
 	}
 	group := form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName")
-	g := s.gangs()
 	pgRoom := total
 	if n, limited := g.room[group]; limited && group != "" {
 		used := 0

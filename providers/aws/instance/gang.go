@@ -153,21 +153,9 @@ func (p *Provider) LaunchGang(ctx context.Context, req GangRequest) (*GangResult
 // gangInput is fleetInput for a whole gang.
 func (p *Provider) gangInput(lreq *cloudprovider.LaunchRequest, kind fleetKind, plan *fleetPlan, req GangRequest) *ec2.CreateFleetInput {
 	in := p.fleetInput(lreq, kind, plan)
-	n := aws.Int32(int32(req.Count))
-	in.TargetCapacitySpecification.TotalTargetCapacity = n
+	in.TargetCapacitySpecification.TotalTargetCapacity = aws.Int32(int32(req.Count))
 	single := len(lo.Uniq(lo.Map(plan.options, func(o cloudprovider.LaunchOption, _ int) string { return o.InstanceType }))) == 1
-	if kind == kindSpot {
-		in.SpotOptions.MinTargetCapacity = n
-		in.SpotOptions.SingleAvailabilityZone = lo.ToPtr(true)
-		in.SpotOptions.SingleInstanceType = lo.ToPtr(single)
-	} else {
-		if in.OnDemandOptions == nil {
-			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{}
-		}
-		in.OnDemandOptions.MinTargetCapacity = n
-		in.OnDemandOptions.SingleAvailabilityZone = lo.ToPtr(true)
-		in.OnDemandOptions.SingleInstanceType = lo.ToPtr(single)
-	}
+	setGangOptions(in, req.Count, single)
 	if req.PlacementGroup != "" {
 		for ci := range in.LaunchTemplateConfigs {
 			for oi := range in.LaunchTemplateConfigs[ci].Overrides {

@@ -49,11 +49,16 @@ type launchGroup struct {
 // capacity error; other failures are errors. Requests are idempotent per
 // NodeClaim through the fleet client token.
 func (p *Provider) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
-	select {
-	case p.launchSlots <- struct{}{}:
-		defer func() { <-p.launchSlots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if _, gang := cloudprovider.GangOf(req.NodeClaim); !gang {
+		// A gang's members wait for one another and make one CreateFleet
+		// (gang_batch.go): holding slots while waiting could starve the
+		// rest of their gang.
+		select {
+		case p.launchSlots <- struct{}{}:
+			defer func() { <-p.launchSlots }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.LaunchTimeout)
 	defer cancel()
@@ -295,7 +300,7 @@ func (p *Provider) launchGroup(ctx context.Context, req *cloudprovider.LaunchReq
 	in := p.fleetInput(req, g.kind, plan)
 	var out *ec2.CreateFleetOutput
 	for attempt := 0; ; attempt++ {
-		out, err = p.batcher.createFleet(ctx, in)
+		out, err = p.createFleet(ctx, req, in)
 		if err == nil {
 			break
 		}

@@ -70,6 +70,9 @@ type Options struct {
 	// BatchIdle is how long identical concurrent launches wait for one
 	// another (negative: no batching); BatchMax bounds the wait.
 	BatchIdle, BatchMax time.Duration
+	// GangWait is how long the launches of a gang attempt wait for the rest
+	// of the gang (0: DefaultGangWait).
+	GangWait time.Duration
 }
 
 // Provider launches and manages instances.
@@ -80,6 +83,7 @@ type Provider struct {
 	// NodeClaim created before may have been launched by a previous process.
 	started time.Time
 	batcher *fleetBatcher
+	gangs   *gangCollector
 }
 
 // NewProvider returns a Provider; it makes no API call.
@@ -94,6 +98,7 @@ func NewProvider(o Options) *Provider {
 		maxWait = DefaultBatchMax
 	}
 	p.batcher = newFleetBatcher(p, idle, maxWait)
+	p.gangs = newGangCollector(p, o.GangWait)
 	return p
 }
 

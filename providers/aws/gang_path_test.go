@@ -1,0 +1,177 @@
+package aws_test
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
+
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+)
+
+// gangClaim is a NodeClaim of a gang attempt as the ProvisioningRequest
+// controller creates it: the request and attempt labels, the gang size, the
+// plan's instance type and zone.
+func gangClaim(name, uid string, size int, instanceType, zone string) *karpv1.NodeClaim {
+	nc := claim(name, 8,
+		req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand),
+		req(corev1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, instanceType),
+		req(corev1.LabelTopologyZone, corev1.NodeSelectorOpIn, zone))
+	nc.Labels[gpucp.LabelGangRequest] = uid
+	nc.Labels[gpucp.LabelGangAttempt] = "1"
+	nc.Annotations = map[string]string{gpucp.AnnotationGangSize: strconv.Itoa(size)}
+	return nc
+}
+
+type createResult struct {
+	name string
+	nc   *karpv1.NodeClaim
+	err  error
+}
+
+// createAll runs CloudProvider.Create for the claims at once, as core's
+// NodeClaim lifecycle does for the NodeClaims the controller created.
+func (e *env) createAll(claims []*karpv1.NodeClaim) []createResult {
+	results := make([]createResult, len(claims))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := e.cp.Create(e.ctx, c)
+			results[i] = createResult{c.Name, nc, err}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func live(srv *fakeaws.Server) []fakeaws.Instance {
+	return lo.Filter(srv.Instances(), func(i fakeaws.Instance, _ int) bool { return i.State != "terminated" && i.State != "shutting-down" })
+}
+
+// The controller's gang launch on the AWS backend: core launches each
+// NodeClaim of the attempt through CloudProvider.Create; the backend
+// gathers them into one instant CreateFleet with MinTargetCapacity equal to
+// the gang, SingleAvailabilityZone and SingleInstanceType, through the real
+// SDK against the in-process EC2 endpoint.
+func TestGangOnTheControllerPath(t *testing.T) {
+	const size = 4
+	tests := []struct {
+		name      string
+		room      int  // p5.48xlarge on-demand room in us-east-1b; -1 unlimited
+		ignoreMin bool // the endpoint answers partially
+		arrive    int  // members that call Create (default size)
+		wantFleet []string
+		wantLive  int
+	}{
+		{name: "the gang launches whole from one fleet", room: -1, wantFleet: []string{"4"}, wantLive: size},
+		{name: "room for 3 of 4: refused whole, nothing launched", room: 3, wantFleet: []string{"4"}},
+		{name: "partial answer (the endpoint ignores the minimum): rolled back, 0 left", room: 3, ignoreMin: true, wantFleet: []string{"4"}},
+		{name: "a member never arrives: those that did launch as a gang of their own", room: -1, arrive: 3, wantFleet: []string{"3"}, wantLive: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, inventory(), func(o *awsbackend.Options, _ *awsbackend.RetryOptions) { o.GangWait = 2 * time.Second })
+			e.resolved(nodeClass())
+			e.srv.SetCapacity(od("p5.48xlarge", "us-east-1b"), tt.room)
+			e.srv.IgnoreMinTargetCapacity(tt.ignoreMin)
+			claims := make([]*karpv1.NodeClaim, lo.Ternary(tt.arrive > 0, tt.arrive, size))
+			for i := range claims {
+				claims[i] = gangClaim(fmt.Sprintf("gang-%d", i), "req-uid", size, "p5.48xlarge", "us-east-1b")
+			}
+			start := time.Now()
+			results := e.createAll(claims)
+			took := time.Since(start)
+
+			fleets := e.srv.Requests("CreateFleet")
+			if got := lo.Map(fleets, func(r fakeaws.Request, _ int) string {
+				return r.Form.Get("TargetCapacitySpecification.TotalTargetCapacity")
+			}); fmt.Sprint(got) != fmt.Sprint(tt.wantFleet) {
+				t.Fatalf("CreateFleet calls with targets %v, want %v", got, tt.wantFleet)
+			}
+			form := fleets[0].Form
+			for k, want := range map[string]string{
+				"Type":                                   "instant",
+				"OnDemandOptions.MinTargetCapacity":      tt.wantFleet[0],
+				"OnDemandOptions.SingleAvailabilityZone": "true",
+				"OnDemandOptions.SingleInstanceType":     "true",
+			} {
+				if got := form.Get(k); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			if form.Get("ClientToken") == "" {
+				t.Error("the gang fleet has no client token (not idempotent)")
+			}
+			running := live(e.srv)
+			if len(running) != tt.wantLive {
+				t.Fatalf("%d instances running, want %d", len(running), tt.wantLive)
+			}
+			if tt.wantLive == 0 {
+				for _, r := range results {
+					if !karpcp.IsInsufficientCapacityError(r.err) {
+						t.Errorf("%s: err = %v, want insufficient capacity (core deletes the NodeClaim and the controller rolls the gang back)", r.name, r.err)
+					}
+				}
+				if !e.cp.Unavailable().IsUnavailable("p5.48xlarge", "us-east-1b", karpv1.CapacityTypeOnDemand) {
+					t.Error("the refused offering is not remembered: the retry would plan it again")
+				}
+				launched := len(e.srv.Instances())
+				terminated := e.srv.Requests("TerminateInstances")
+				if tt.ignoreMin {
+					if launched != 3 || len(terminated) != 1 {
+						t.Errorf("partial answer: %d launched, %d TerminateInstances calls; want 3 launched and terminated in one call", launched, len(terminated))
+					}
+				} else if launched != 0 {
+					t.Errorf("EC2 refused the fleet but %d instances exist", launched)
+				}
+				return
+			}
+			byID := lo.SliceToMap(e.srv.Instances(), func(i fakeaws.Instance) (string, fakeaws.Instance) { return i.ID, i })
+			for _, r := range results {
+				if r.err != nil {
+					t.Fatalf("%s: %v", r.name, r.err)
+				}
+				id, err := e.backend.InstanceID(r.nc.Status.ProviderID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				inst := byID[id]
+				if inst.Zone != "us-east-1b" || inst.InstanceType != "p5.48xlarge" || inst.Tags[gpucp.TagNodeClaim] != r.name {
+					t.Errorf("%s got %s: %s in %s tagged %v", r.name, id, inst.InstanceType, inst.Zone, inst.Tags)
+				}
+			}
+			if ids := lo.Uniq(lo.Map(results, func(r createResult, _ int) string { return r.nc.Status.ProviderID })); len(ids) != len(results) {
+				t.Errorf("members share instances: %v", ids)
+			}
+			if tt.arrive > 0 && took < 2*time.Second {
+				t.Errorf("an incomplete gang launched after %s, before the gang wait", took)
+			}
+			t.Logf("%s: %d CreateFleet, %d running, %s", tt.name, len(fleets), len(running), took.Round(time.Millisecond))
+		})
+	}
+}
+
+// A NodeClaim that is not part of a gang launches as before: no minimum.
+func TestNonGangLaunchHasNoMinimum(t *testing.T) {
+	e := newEnv(t, inventory())
+	e.resolved(nodeClass())
+	nc := gangClaim("solo", "req-uid", 4, "p5.48xlarge", "us-east-1b")
+	delete(nc.Annotations, gpucp.AnnotationGangSize)
+	if _, err := e.cp.Create(e.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	fleets := e.srv.Requests("CreateFleet")
+	if len(fleets) != 1 || fleets[0].Form.Get("OnDemandOptions.MinTargetCapacity") != "" {
+		t.Fatalf("CreateFleet %v, want one without MinTargetCapacity", lo.Map(fleets, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
+	}
+}

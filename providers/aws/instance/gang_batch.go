@@ -1,0 +1,229 @@
+package instance
+
+// Gang launches on the controller path. The ProvisioningRequest controller
+// creates every NodeClaim of a gang attempt at once, labelled with the
+// request and the attempt and annotated with the gang's size
+// (cloudprovider.GangOf); Karpenter core then launches each through
+// CloudProvider.Create. Their CreateFleet requests are gathered here until
+// the whole attempt has arrived and made as one instant CreateFleet per
+// identical request with TotalTargetCapacity = MinTargetCapacity = the
+// number of NodeClaims, SingleAvailabilityZone, and SingleInstanceType when
+// the overrides have one type: EC2 launches the gang whole or not at all.
+// If an answer is partial anyway, what launched is terminated and every
+// member is refused, so core deletes every NodeClaim and the controller
+// retries the request.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/samber/lo"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
+)
+
+// DefaultGangWait is how long the launches of a gang attempt wait for the
+// rest of the gang before those that arrived launch as a gang of their own.
+const DefaultGangWait = 10 * time.Second
+
+// gangCollector gathers the CreateFleet requests of gang attempts.
+type gangCollector struct {
+	p       *Provider
+	wait    time.Duration
+	mu      sync.Mutex
+	pending map[string]*gangBatch
+}
+
+// gangBatch is one attempt's requests of one fleet kind, by identical
+// request (a plan with several instance types or templates makes several).
+type gangBatch struct {
+	size    int
+	arrived int
+	order   []string
+	inputs  map[string]*ec2.CreateFleetInput
+	members map[string][]*batchMember
+	timer   *time.Timer
+	closed  bool
+}
+
+func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
+	if wait <= 0 {
+		wait = DefaultGangWait
+	}
+	// A member waits inside its launch's timeout.
+	wait = min(wait, p.opts.LaunchTimeout/2)
+	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}}
+}
+
+// createFleet is the CreateFleet of one launch: a gang member's goes
+// through the collector, any other through the batcher.
+func (p *Provider) createFleet(ctx context.Context, req *cloudprovider.LaunchRequest, in *ec2.CreateFleetInput) (*ec2.CreateFleetOutput, error) {
+	if g, ok := cloudprovider.GangOf(req.NodeClaim); ok {
+		return p.gangs.createFleet(ctx, in, g)
+	}
+	return p.batcher.createFleet(ctx, in)
+}
+
+func (gc *gangCollector) createFleet(ctx context.Context, in *ec2.CreateFleetInput, g cloudprovider.Gang) (*ec2.CreateFleetOutput, error) {
+	common, perClaim := splitTags(in)
+	ik := batchKey(common)
+	gk := g.Key + "|" + string(common.TargetCapacitySpecification.DefaultTargetCapacityType)
+	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
+	gc.mu.Lock()
+	gb, ok := gc.pending[gk]
+	if !ok {
+		gb = &gangBatch{size: g.Size, inputs: map[string]*ec2.CreateFleetInput{}, members: map[string][]*batchMember{}}
+		gc.pending[gk] = gb
+		gb.timer = time.AfterFunc(gc.wait, func() { gc.flush(gk, gb) })
+	}
+	if _, ok := gb.inputs[ik]; !ok {
+		gb.inputs[ik] = common
+		gb.order = append(gb.order, ik)
+	}
+	gb.members[ik] = append(gb.members[ik], m)
+	gb.arrived++
+	if gb.arrived >= gb.size {
+		gb.timer.Stop()
+		go gc.flush(gk, gb)
+	}
+	gc.mu.Unlock()
+	select {
+	case a := <-m.done:
+		return a.out, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (gc *gangCollector) flush(gk string, gb *gangBatch) {
+	gc.mu.Lock()
+	if gb.closed {
+		gc.mu.Unlock()
+		return
+	}
+	gb.closed = true
+	if gc.pending[gk] == gb {
+		delete(gc.pending, gk)
+	}
+	gc.mu.Unlock()
+	if gb.arrived < gb.size {
+		log.FromContext(gb.members[gb.order[0]][0].ctx).Info("launching part of a gang: the rest did not arrive in time",
+			"gang", gk, "arrived", gb.arrived, "size", gb.size, "waited", gc.wait)
+	}
+	var wg sync.WaitGroup
+	for _, ik := range gb.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gc.execute(gb.inputs[ik], gb.members[ik])
+		}()
+	}
+	wg.Wait()
+}
+
+// execute makes one all-or-nothing CreateFleet for the members and hands
+// each its instance, or refuses every one.
+func (gc *gangCollector) execute(common *ec2.CreateFleetInput, members []*batchMember) {
+	p := gc.p
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), p.opts.LaunchTimeout)
+	defer cancel()
+	n := len(members)
+	in := *common
+	in.TargetCapacitySpecification = lo.ToPtr(*common.TargetCapacitySpecification)
+	in.TargetCapacitySpecification.TotalTargetCapacity = aws.Int32(int32(n))
+	types := lo.Uniq(lo.FlatMap(in.LaunchTemplateConfigs, func(c ec2types.FleetLaunchTemplateConfigRequest, _ int) []ec2types.InstanceType {
+		return lo.Map(c.Overrides, func(o ec2types.FleetLaunchTemplateOverridesRequest, _ int) ec2types.InstanceType {
+			return o.InstanceType
+		})
+	}))
+	setGangOptions(&in, n, len(types) == 1)
+	if tokens := lo.Map(members, func(m *batchMember, _ int) string { return m.token }); !lo.Contains(tokens, "") {
+		sort.Strings(tokens)
+		in.ClientToken = aws.String("gang-" + awsutil.ShortHash(strings.Join(tokens, ",")))
+	}
+	out, err := p.opts.EC2.CreateFleet(ctx, &in)
+	if err != nil {
+		for _, m := range members {
+			m.done <- batchAnswer{err: err}
+		}
+		return
+	}
+	type launched struct {
+		fi ec2types.CreateFleetInstance
+		id string
+	}
+	var ids []launched
+	zones := map[string]bool{}
+	for _, fi := range out.Instances {
+		if lto := fi.LaunchTemplateAndOverrides; lto != nil && lto.Overrides != nil {
+			zones[lo.CoalesceOrEmpty(lo.FromPtr(lto.Overrides.AvailabilityZone), p.opts.Subnets.ZoneOf(lo.FromPtr(lto.Overrides.SubnetId)))] = true
+		}
+		for _, id := range fi.InstanceIds {
+			ids = append(ids, launched{fi, id})
+		}
+	}
+	if len(ids) < n || len(zones) > 1 {
+		// Partial (or spread over zones): nothing of it stays, and every
+		// member is refused with the fleet's errors (none attributed: all
+		// of its options count as refused).
+		all := lo.Map(ids, func(l launched, _ int) string { return l.id })
+		if err := p.terminateAll(ctx, all); err != nil {
+			err = fmt.Errorf("rolling back a partial gang of %d/%d (instances %v), %w", len(ids), n, all, err)
+			for _, m := range members {
+				m.done <- batchAnswer{err: err}
+			}
+			return
+		}
+		log.FromContext(ctx).Info("gang fleet answered partially; terminated what it launched", "launched", len(ids), "gang", n, "zones", lo.Keys(zones))
+		for _, m := range members {
+			m.done <- batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}}
+		}
+		return
+	}
+	for i, m := range members {
+		fi := ids[i].fi
+		fi.InstanceIds = []string{ids[i].id}
+		if len(m.tags) > 0 {
+			if err := p.batcher.tag(ctx, ids[i].id, m.tags); err != nil {
+				// Launched and carrying the cluster tags: a lost NodeClaim
+				// tag only delays its collection as an orphan.
+				log.FromContext(ctx).Error(err, "tagging gang instance", "instance", ids[i].id)
+			}
+		}
+		m.done <- batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Instances: []ec2types.CreateFleetInstance{fi}}}
+	}
+}
+
+// setGangOptions makes a fleet of n all-or-nothing: MinTargetCapacity n in
+// one zone (and of one type when single).
+func setGangOptions(in *ec2.CreateFleetInput, n int, single bool) {
+	minCount := aws.Int32(int32(n))
+	if in.TargetCapacitySpecification.DefaultTargetCapacityType == ec2types.DefaultTargetCapacityTypeSpot {
+		if in.SpotOptions == nil {
+			in.SpotOptions = &ec2types.SpotOptionsRequest{}
+		} else {
+			in.SpotOptions = lo.ToPtr(*in.SpotOptions)
+		}
+		in.SpotOptions.MinTargetCapacity = minCount
+		in.SpotOptions.SingleAvailabilityZone = lo.ToPtr(true)
+		in.SpotOptions.SingleInstanceType = lo.ToPtr(single)
+		return
+	}
+	if in.OnDemandOptions == nil {
+		in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{}
+	} else {
+		in.OnDemandOptions = lo.ToPtr(*in.OnDemandOptions)
+	}
+	in.OnDemandOptions.MinTargetCapacity = minCount
+	in.OnDemandOptions.SingleAvailabilityZone = lo.ToPtr(true)
+	in.OnDemandOptions.SingleInstanceType = lo.ToPtr(single)
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/samber/lo"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
@@ -30,6 +31,10 @@ import (
 // PreviewResult is one policy's preview (--json: a list of them).
 type PreviewResult struct {
 	Policy string `json:"policy"`
+	// Baseline is what "before" is: "cluster nodes" (the cluster's actual
+	// nodes, --nodes or Nodes in --cluster) or "simulated fleet" (the
+	// fleet the policy builds for the cluster's pods).
+	Baseline string `json:"baseline"`
 	// BeforeUSDPerHour is the settled fleet's $/h just before the manifest
 	// arrives; AfterUSDPerHour at the end (the added pods placed and the
 	// fleet settled again).
@@ -49,26 +54,38 @@ type PreviewResult struct {
 	// AddedPodsPending never ran by the end (unschedulable or still
 	// waiting), with Karpenter's reason when it has one.
 	AddedPodsPending []simulation.UnschedulablePod `json:"added_pods_pending,omitempty"`
-	Result           *simulation.Result            `json:"-"`
+	// OnClusterNodes are the added pods placed on the cluster's nodes' free
+	// capacity, ClusterNodes those nodes as priced (baseline "cluster
+	// nodes" only).
+	OnClusterNodes []NodePlacement    `json:"on_cluster_nodes,omitempty"`
+	ClusterNodes   []ClusterNodePrice `json:"cluster_nodes,omitempty"`
+	Result         *simulation.Result `json:"-"`
 }
 
 func runPreview(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulator preview", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cluster, jsonOut, region, catalogPath, profile string
+	var cluster, nodesFile, jsonOut, region, catalogPath, profile string
 	var add stringList
 	var at, settle time.Duration
 	var seed int64
 	fin := &finopsFlags{}
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS --add MANIFEST [flags]
+		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS [--nodes NODES] --add MANIFEST [flags]
 
 Prints what adding a manifest's pods to a cluster would cost per hour, under
-karpenter-gpu and under stock Karpenter: the cluster's pods (kubectl get pods
--A -o json|yaml, manifests or a scenario) are provisioned as a snapshot, the
-manifest's pods (Deployment, StatefulSet, Job, JobSet, Pods) arrive once the
-fleet has settled, and the fleet's $/h and GPUs after are compared with
-before, with the instances that launch (or: fits on free capacity).
+karpenter-gpu and under stock Karpenter.
+
+With the cluster's nodes (--nodes: kubectl get nodes -o json|yaml; or the
+Nodes of a v1 List given as --cluster, e.g. kubectl get nodes,pods -A -o
+json): the manifest's pods are placed by kube-scheduler's rules on the free
+capacity the nodes have left after the pods bound to them, and each policy
+launches for the pods that fit nowhere; before is the nodes' $/h.
+
+Without nodes: the cluster's pods (kubectl get pods -A -o json|yaml,
+manifests or a scenario) are provisioned as a snapshot, the manifest's pods
+(Deployment, StatefulSet, Job, JobSet, Pods) arrive once the fleet has
+settled, and each policy's fleet after is compared with its fleet before.
 
 Flags:
 `)
@@ -76,6 +93,7 @@ Flags:
 	}
 	fs.StringVar(&cluster, "cluster", "", "the cluster's pods: a kubectl pod list (JSON or YAML), manifests or a scenario (required)")
 	fs.Var(&add, "add", "manifest whose pods are added (repeatable; required)")
+	fs.StringVar(&nodesFile, "nodes", "", "the cluster's nodes (kubectl get nodes -o json|yaml): place the added pods on their free capacity first")
 	fs.DurationVar(&at, "at", 30*time.Minute, "when the manifest arrives (the cluster's fleet settles before)")
 	fs.DurationVar(&settle, "settle", 30*time.Minute, "how long after the manifest arrives the fleet is compared")
 	fs.StringVar(&jsonOut, "json", "", "write the preview as JSON to this file")
@@ -121,6 +139,24 @@ Flags:
 	}
 	if err := applyFinOps(fin, &cfg, entries, w); err != nil {
 		return err
+	}
+	nodes, err := workload.LoadClusterNodes(cluster, nodesFile)
+	if err != nil {
+		return err
+	}
+	if nodes != nil {
+		w.Notes = lo.Filter(w.Notes, func(n string, _ int) bool { return !strings.Contains(n, workload.NodesNotReplayed) })
+		out, np, err := runPreviewOnNodes(w, added, nodes, cfg, entries, settle)
+		if err != nil {
+			return err
+		}
+		if err := writePreviewOnNodes(stdout, w, cluster, nodesFile, add, settle, nodes, np, out); err != nil {
+			return err
+		}
+		if jsonOut != "" {
+			return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+		}
+		return nil
 	}
 	cfg.Horizon = at + settle
 	l := logr.Discard()
@@ -206,7 +242,7 @@ func previewWorkload(cluster string, add []string, at time.Duration, opts worklo
 // preview reads one policy's result: the fleet before `at` and at the end.
 func preview(r *simulation.Result, at time.Duration, added map[string]bool) *PreviewResult {
 	atH := at.Hours()
-	p := &PreviewResult{Policy: r.Policy, AfterUSDPerHour: r.FinalFleetUSDPerHr, AddedPods: len(added), Result: r}
+	p := &PreviewResult{Policy: r.Policy, Baseline: baselineFleet, AfterUSDPerHour: r.FinalFleetUSDPerHr, AddedPods: len(added), Result: r}
 	for _, in := range r.Instances {
 		runningBefore := in.StartHours < atH && in.EndHours >= atH
 		if runningBefore {

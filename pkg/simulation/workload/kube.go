@@ -126,6 +126,11 @@ type KubeObjects struct {
 	Ignored []string
 	// Notes say what of the input the simulator does not model.
 	Notes []string
+	// Nodes are the input's Nodes (kubectl get nodes, or a v1 List of
+	// nodes and pods); Bound its pods that a node runs (nodes.go). Only
+	// simulator preview uses them.
+	Nodes []ClusterNode
+	Bound []BoundPod
 }
 
 // ParseKube reads Kubernetes objects: Pods (alone, in a PodList or a v1
@@ -140,6 +145,22 @@ type KubeObjects struct {
 // pod arrives at 0 and never leaves (a snapshot). Errors name the file
 // (and line of a YAML document), the object and the field.
 func ParseKube(b []byte, source string, opts TraceOptions) (*KubeObjects, error) {
+	k, err := readKube(b, source, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(k.Pods) == 0 && len(k.Excluded) == 0 {
+		if len(k.Nodes) > 0 {
+			return nil, fmt.Errorf("%s: no pod and no workload (Deployment, StatefulSet, Job, JobSet) in the input, only %d Nodes: nodes are an input of `simulator preview --nodes`", source, len(k.Nodes))
+		}
+		return nil, fmt.Errorf("%s: no pod and no workload (Deployment, StatefulSet, Job, JobSet) in the input; ignored: %s", source, strings.Join(k.Ignored, ", "))
+	}
+	return k, nil
+}
+
+// readKube reads Kubernetes objects as ParseKube does, without requiring
+// a pod or a workload among them.
+func readKube(b []byte, source string, opts TraceOptions) (*KubeObjects, error) {
 	docs, err := splitDocuments(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
@@ -147,7 +168,7 @@ func ParseKube(b []byte, source string, opts TraceOptions) (*KubeObjects, error)
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("%s: no Kubernetes object", source)
 	}
-	k := &kubeReader{source: source, opts: opts, out: &KubeObjects{}, seen: map[string]string{}}
+	k := &kubeReader{source: source, opts: opts, out: &KubeObjects{}, seen: map[string]string{}, nodeSeen: map[string]string{}}
 	if k.opts.CPUPods == "" {
 		k.opts.CPUPods = CPUPodsExclude
 	}
@@ -160,9 +181,6 @@ func ParseKube(b []byte, source string, opts TraceOptions) (*KubeObjects, error)
 			return nil, err
 		}
 	}
-	if len(k.out.Pods) == 0 && len(k.out.Excluded) == 0 {
-		return nil, fmt.Errorf("%s: no pod and no workload (Deployment, StatefulSet, Job, JobSet) in the input; ignored: %s", source, strings.Join(k.out.Ignored, ", "))
-	}
 	if k.interPod > 0 {
 		k.out.Notes = append(k.out.Notes, fmt.Sprintf("%d pods have inter-pod affinity or topology spread constraints: not simulated (node affinity, selectors and tolerations are)", k.interPod))
 	}
@@ -174,6 +192,7 @@ type kubeReader struct {
 	opts     TraceOptions
 	out      *KubeObjects
 	seen     map[string]string // namespace/name -> where defined
+	nodeSeen map[string]string // node name -> where defined
 	interPod int
 }
 
@@ -221,7 +240,7 @@ func (k *kubeReader) decodeError(d kubeDoc, object string, err error) error {
 		return k.errorf(d, object, field, "%s", msg)
 	}
 	if strings.Contains(msg, "quantities must match") {
-		return k.errorf(d, object, "resources", "%s", msg)
+		return k.errorf(d, object, lo.Ternary(strings.HasPrefix(object, "Node "), "status.capacity or status.allocatable", "resources"), "%s", msg)
 	}
 	return k.errorf(d, object, "", "%s", msg)
 }
@@ -282,6 +301,16 @@ func (k *kubeReader) object(d kubeDoc) error {
 		}
 	case *corev1.Pod:
 		return k.pod(d, o)
+	case *corev1.NodeList:
+		for i := range o.Items {
+			sub := d
+			sub.path = strings.TrimSpace(d.path + fmt.Sprintf(" items[%d]", i))
+			if err := k.node(sub, &o.Items[i]); err != nil {
+				return err
+			}
+		}
+	case *corev1.Node:
+		return k.node(d, o)
 	case *appsv1.Deployment:
 		return k.replicas(d, "Deployment", &o.ObjectMeta, o.Spec.Replicas, &o.Spec.Template, evictioncost.Service)
 	case *appsv1.StatefulSet:
@@ -431,6 +460,11 @@ func (k *kubeReader) pod(d kubeDoc, pod *corev1.Pod) error {
 	}
 	group, ownerKind := podGroup(pod)
 	origin := k.origin(d)
+	if terminal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed; pod.Spec.NodeName != "" && !terminal {
+		bound := pod.DeepCopy()
+		defaultRequestsFromLimits(bound)
+		k.out.Bound = append(k.out.Bound, BoundPod{Key: podKey(pod.Namespace, pod.Name), Node: pod.Spec.NodeName, Pod: bound})
+	}
 	switch {
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		k.exclude(pod, origin, fmt.Sprintf("completed (phase %s)", pod.Status.Phase))
@@ -496,17 +530,10 @@ func (k *kubeReader) add(d kubeDoc, object, field string, pod *corev1.Pod, group
 	k.seen[key] = k.origin(d)
 	// Limits default requests (the API server's defaulting), then the
 	// pod's effective requests as kube-scheduler computes them.
+	defaultRequestsFromLimits(pod)
 	for ci, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			c := &cs[i]
-			for name, q := range c.Resources.Limits {
-				if _, ok := c.Resources.Requests[name]; !ok {
-					if c.Resources.Requests == nil {
-						c.Resources.Requests = corev1.ResourceList{}
-					}
-					c.Resources.Requests[name] = q.DeepCopy()
-				}
-			}
 			for name, q := range c.Resources.Requests {
 				if q.Sign() < 0 {
 					kind := lo.Ternary(ci == 0, "initContainers", "containers")
@@ -567,6 +594,24 @@ func (k *kubeReader) add(d kubeDoc, object, field string, pod *corev1.Pod, group
 	return nil
 }
 
+// defaultRequestsFromLimits sets a container's missing requests to its
+// limits, as the API server defaults them.
+func defaultRequestsFromLimits(pod *corev1.Pod) {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			for name, q := range c.Resources.Limits {
+				if _, ok := c.Resources.Requests[name]; !ok {
+					if c.Resources.Requests == nil {
+						c.Resources.Requests = corev1.ResourceList{}
+					}
+					c.Resources.Requests[name] = q.DeepCopy()
+				}
+			}
+		}
+	}
+}
+
 // FromKube builds a workload from Kubernetes objects (ParseKube) with the
 // default GPUNodeClass and NodePool.
 func FromKube(b []byte, source string, opts TraceOptions) (*Workload, error) {
@@ -584,6 +629,9 @@ func FromKube(b []byte, source string, opts TraceOptions) (*Workload, error) {
 		sort.Strings(objs.Ignored)
 		what := lo.Ternary(len(objs.Ignored) == 1, "object is not a workload and was", "objects are not workloads and were")
 		w.Notes = append(w.Notes, fmt.Sprintf("%d %s ignored: %s", len(objs.Ignored), what, strings.Join(lo.Slice(objs.Ignored, 0, 10), ", ")))
+	}
+	if len(objs.Nodes) > 0 {
+		w.Notes = append(w.Notes, fmt.Sprintf("%d %s: the simulation builds each policy's own fleet (simulator preview places pods on them)", len(objs.Nodes), NodesNotReplayed))
 	}
 	if len(w.Pods) == 0 {
 		return nil, fmt.Errorf("%s: no pod to replay (%d excluded, e.g. %s: %s)", source, len(w.Excluded), w.Excluded[0].Name, w.Excluded[0].Reason)

@@ -96,6 +96,9 @@ func loadPrometheus(f *finopsFlags, trace string, opts workload.TraceOptions) (*
 // cost allocation label.
 func applyFinOps(f *finopsFlags, cfg *simulation.Config, entries []catalog.Entry, w *workload.Workload) error {
 	cfg.GroupBy = f.groupBy
+	// kube-state-metrics renames label keys (app.kubernetes.io/name →
+	// label_app_kubernetes_io_name): give its pods the --group-by key.
+	w.Notes = append(w.Notes, w.MapKSMLabel(f.groupBy)...)
 	if f.spotRate < 0 {
 		return fmt.Errorf("--spot-interruptions-per-day: negative rate %v", f.spotRate)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -251,7 +252,7 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 	}
 	w := &Workload{Source: fmt.Sprintf("%s (kube-state-metrics, %s to %s)", source, start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339)),
 		NodeClass: DefaultNodeClass(), NodePools: []*karpv1.NodePool{DefaultNodePool()}, CPUPods: opts.CPUPods,
-		Span:  end.Sub(start),
+		Span: end.Sub(start), KSMLabels: true,
 		Notes: []string{"kube-state-metrics carries no node selectors, affinity or tolerations: pods are placed by their requests only"}}
 	keys := make([]string, 0, len(pods))
 	for k := range pods {
@@ -375,4 +376,75 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// KSMLabelName is the name kube-state-metrics (v2) gives a Kubernetes label
+// key in kube_pod_labels, without its "label_" prefix: every character
+// other than an ASCII letter, digit or underscore becomes an underscore, an
+// underscore goes between a lower-case letter or digit and the upper-case
+// letter after it, and the result is lower-cased. So
+// app.kubernetes.io/name → app_kubernetes_io_name, teamName → team_name,
+// Team → team. Distinct keys can share a name (team-a and team_a, Team and
+// team); kube-state-metrics then suffixes the names of one pod's colliding
+// keys _conflict1, _conflict2, ... in the order of the sorted keys.
+func KSMLabelName(key string) string {
+	var b strings.Builder
+	prevLowerOrDigit := false
+	for _, r := range key {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+			prevLowerOrDigit = true
+		case r >= 'A' && r <= 'Z':
+			if prevLowerOrDigit {
+				b.WriteByte('_')
+			}
+			b.WriteRune(r - 'A' + 'a')
+			prevLowerOrDigit = false
+		default: // '_' and every character a Prometheus label name cannot hold
+			b.WriteByte('_')
+			prevLowerOrDigit = false
+		}
+	}
+	return b.String()
+}
+
+// MapKSMLabel gives every pod of a kube-state-metrics workload the
+// Kubernetes label key (e.g. app.kubernetes.io/name, for --group-by) whose
+// kube-state-metrics name it carries (label_app_kubernetes_io_name). A pod
+// whose labels collided on that name (label_<name>_conflictN) gets no
+// value: which of them was key is unknown. The returned notes say how many
+// pods were mapped and which were ambiguous. Other workloads are left as
+// they are.
+func (w *Workload) MapKSMLabel(key string) []string {
+	if !w.KSMLabels || key == "" {
+		return nil
+	}
+	name := KSMLabelName(key)
+	var mapped int
+	var ambiguous []string
+	for i := range w.Pods {
+		p := &w.Pods[i]
+		if _, conflict := p.Labels[name+"_conflict1"]; conflict {
+			ambiguous = append(ambiguous, p.Key())
+			continue
+		}
+		v, ok := p.Labels[name]
+		if !ok {
+			continue
+		}
+		if name != key {
+			p.Labels = lo.Assign(p.Labels, map[string]string{key: v})
+		}
+		mapped++
+	}
+	var notes []string
+	if name != key {
+		notes = append(notes, fmt.Sprintf("kube-state-metrics names label %q label_%s: %d %s it", key, name, mapped, lo.Ternary(mapped == 1, "pod carries", "pods carry")))
+	}
+	if len(ambiguous) > 0 {
+		notes = append(notes, fmt.Sprintf("%d %s several labels kube-state-metrics names label_%s (label_%s_conflict1, ...), so which one is %q is unknown: counted as <none> (%s)",
+			len(ambiguous), lo.Ternary(len(ambiguous) == 1, "pod carries", "pods carry"), name, name, key, strings.Join(lo.Slice(ambiguous, 0, 3), ", ")))
+	}
+	return notes
 }

@@ -98,6 +98,10 @@ type Workload struct {
 	// Notes say what of the input the simulation leaves out or
 	// approximates (printed with the report).
 	Notes []string `json:",omitempty"`
+	// KSMLabels: the pods' label keys are kube-state-metrics' label names
+	// without their label_ prefix (KSMLabelName), not Kubernetes keys;
+	// MapKSMLabel recovers a key where that is unambiguous.
+	KSMLabels bool `json:",omitempty"`
 }
 
 // Window is a slice of an input's time: the pods alive at its start (they

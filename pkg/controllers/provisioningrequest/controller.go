@@ -39,6 +39,7 @@ import (
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -243,6 +244,21 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 	if err := controllerruntime.NewControllerManagedBy(m).
 		Named(c.Name()+".orphans").
 		For(&karpv1.NodeClaim{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[LabelRequest] != "" }))).
+		// A deleted request changes none of its NodeClaims: its deletion
+		// enqueues them.
+		Watches(&autoscalingv1.ProvisioningRequest{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			list := &karpv1.NodeClaimList{}
+			if err := m.GetClient().List(ctx, list, client.MatchingLabels{LabelRequest: string(o.GetUID())}); err != nil {
+				log.FromContext(ctx).Error(err, "listing the NodeClaims of a deleted ProvisioningRequest", "ProvisioningRequest", client.ObjectKeyFromObject(o))
+				return nil
+			}
+			return lo.Map(list.Items, func(nc karpv1.NodeClaim, _ int) reconcile.Request {
+				return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)}
+			})
+		}), builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false }, UpdateFunc: func(event.UpdateEvent) bool { return false },
+			DeleteFunc: func(event.DeleteEvent) bool { return true }, GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
 		Complete(reconcile.AsReconciler(m.GetClient(), reconcile.ObjectReconciler[*karpv1.NodeClaim](reconcilerFunc[*karpv1.NodeClaim](c.ReconcileNodeClaim)))); err != nil {
 		return err
 	}

@@ -1,0 +1,284 @@
+// Package aws_test runs the ProvisioningRequest controller on the AWS
+// backend: a real kube-apiserver and etcd, the controller, Karpenter core's
+// NodeClaim lifecycle and cluster-state informers in a controller-runtime
+// manager, and the production aws-sdk-go-v2 clients against the in-process
+// EC2 endpoint (providers/aws/fakeaws). A gang attempt's NodeClaims,
+// launched one by one by core, reach EC2 as one instant CreateFleet with
+// MinTargetCapacity equal to the gang (providers/aws/instance/gang_batch.go).
+package aws_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/go-logr/logr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/cost"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+)
+
+const clusterName = "gang-aws"
+
+var (
+	ctx           context.Context
+	env           *test.Environment
+	srv           *fakeaws.Server
+	backend       *awsbackend.Backend
+	cloudProvider *gpucp.CloudProvider
+	nodeClassCtrl *nodeclass.Controller
+	zones         = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
+)
+
+func TestGangAWS(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "karpenter-gpu gang on the AWS backend (envtest, in-process EC2)")
+}
+
+var _ = BeforeSuite(func() {
+	env = controlplane.NewEnvironment(test.WithCRDs(pr.CRD()), test.WithFieldIndexers(
+		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
+		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	ctx = options.ToContext(ctx, test.Options())
+	srv = fakeaws.New(inventory())
+	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
+		Region: "us-east-1",
+		Retry:  awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond},
+		Extra: []func(*config.LoadOptions) error{
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		},
+	})
+	Expect(err).ToNot(HaveOccurred())
+	clients := awsbackend.NewClients(cfg, srv.URL)
+	backend, err = awsbackend.NewBackend(ctx, awsbackend.Options{
+		Region: "us-east-1", ClusterName: clusterName, ClusterEndpoint: "https://api.gang.example", ClusterCABundle: "Q0E=",
+		KubernetesVersion: "1.33", EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: clock.RealClock{},
+		GangWait: 5 * time.Second,
+	})
+	Expect(err).ToNot(HaveOccurred())
+	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: clock.RealClock{}, ClusterName: clusterName})
+	Expect(err).ToNot(HaveOccurred())
+	nodeClassCtrl = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: backend})
+})
+
+var _ = AfterSuite(func() {
+	if srv != nil {
+		srv.Close()
+	}
+	Expect(controlplane.StopEnvironment(env)).To(Succeed())
+})
+
+var _ = AfterEach(func() {
+	ExpectCleanedUp(ctx, env.Client)
+	cloudProvider.Unavailable().Flush()
+	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
+})
+
+// inventory: three zones, one 8-GPU type (p5.48xlarge) and a 1-GPU one.
+func inventory() fakeaws.Inventory {
+	disc := map[string]string{"karpenter.sh/discovery": clusterName}
+	return fakeaws.Inventory{
+		Region: "us-east-1",
+		Subnets: []fakeaws.Subnet{
+			{ID: "subnet-a", Zone: "us-east-1a", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-b", Zone: "us-east-1b", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-c", Zone: "us-east-1c", FreeIPs: 500, Tags: disc},
+		},
+		SecurityGroups: []fakeaws.SecurityGroup{{ID: "sg-nodes", Name: "nodes", Tags: disc}},
+		Images:         []fakeaws.Image{{ID: "ami-nvx86", Name: "al2023-nvidia-x86_64", Arch: "x86_64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)}},
+		InstanceTypes: []fakeaws.InstanceType{
+			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
+		},
+		OnDemandPrices: map[string]float64{"g6.xlarge": 0.8048, "p5.48xlarge": 55.04},
+		SSMParameters: map[string]string{
+			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id": "ami-nvx86",
+		},
+		Roles: []string{"KarpenterNodeRole-gang"},
+	}
+}
+
+// startManager runs the ProvisioningRequest controller, core's NodeClaim
+// lifecycle (which calls the provider's Create, concurrently, for each
+// NodeClaim) and core's cluster-state informers until the spec ends.
+func startManager() {
+	GinkgoHelper()
+	mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
+	Expect(err).ToNot(HaveOccurred())
+	kube, clk := mgr.GetClient(), clock.RealClock{}
+	rec := events.NewRecorder(&record.FakeRecorder{})
+	st := state.NewCluster(clk, kube, cloudProvider)
+	clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
+	ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
+		Recorder: rec, MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: 2 * time.Minute})
+	Expect(ctrl.Register(ctx, mgr)).To(Succeed())
+	Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
+	Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+	Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
+	Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
+	Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+	Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(runCtx) }()
+	DeferCleanup(func() {
+		cancel()
+		Eventually(done, 30*time.Second).Should(Receive(BeNil()))
+	})
+}
+
+func liveInstances() []fakeaws.Instance {
+	return lo.Filter(srv.Instances(), func(i fakeaws.Instance, _ int) bool { return i.State != "terminated" && i.State != "shutting-down" })
+}
+
+func nodeClaimsOf(uid string) []karpv1.NodeClaim {
+	GinkgoHelper()
+	list := &karpv1.NodeClaimList{}
+	Expect(env.Client.List(ctx, list, client.MatchingLabels{pr.LabelRequest: uid})).To(Succeed())
+	return list.Items
+}
+
+// gangRequest is a best-effort-atomic request for four 8-GPU workers.
+func gangRequest() *autoscalingv1.ProvisioningRequest {
+	GinkgoHelper()
+	tmpl := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: "worker-" + test.RandomName(), Namespace: "default"},
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Tolerations: []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{Name: "w", Image: "trainer", Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("64Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8")},
+				Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8")}}}}}}}
+	ExpectApplied(ctx, env.Client, tmpl)
+	return &autoscalingv1.ProvisioningRequest{ObjectMeta: metav1.ObjectMeta{Name: "job-" + test.RandomName(), Namespace: "default"},
+		Spec: autoscalingv1.ProvisioningRequestSpec{ProvisioningClassName: autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp,
+			PodSets: []autoscalingv1.PodSet{{PodTemplateRef: autoscalingv1.Reference{Name: tmpl.Name}, Count: 4}}}}
+}
+
+var _ = Describe("Gang launches on EC2", func() {
+	BeforeEach(func() {
+		nc := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()}, Spec: v1alpha1.GPUNodeClassSpec{
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
+			Role:                       "KarpenterNodeRole-gang",
+		}}
+		ExpectApplied(ctx, env.Client, nc)
+		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+		Expect(ExpectExists(ctx, env.Client, nc).StatusConditions().Root().IsTrue()).To(BeTrue())
+		ExpectApplied(ctx, env.Client, test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
+			Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
+				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+				{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
+			},
+		}}}}))
+		srv.ResetRequests()
+		DeferCleanup(func() {
+			for _, z := range zones {
+				srv.SetCapacity(fakeaws.Offering{InstanceType: "p5.48xlarge", Zone: z, CapacityType: fakeaws.OnDemand}, -1)
+			}
+		})
+	})
+
+	It("launches the gang's NodeClaims from one CreateFleet with MinTargetCapacity 4 in one zone", func() {
+		startManager()
+		p := gangRequest()
+		start := time.Now()
+		ExpectApplied(ctx, env.Client, p)
+		p = ExpectExists(ctx, env.Client, p)
+		Eventually(func(g Gomega) {
+			claims := nodeClaimsOf(string(p.UID))
+			g.Expect(claims).To(HaveLen(4))
+			for _, c := range claims {
+				g.Expect(c.StatusConditions().Get(karpv1.ConditionTypeLaunched).IsTrue()).To(BeTrue(), "NodeClaim %s launched", c.Name)
+			}
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		launched := time.Since(start)
+		fleets := srv.Requests("CreateFleet")
+		Expect(fleets).To(HaveLen(1), "one CreateFleet for the whole gang")
+		form := fleets[0].Form
+		Expect(form.Get("Type")).To(Equal("instant"))
+		Expect(form.Get("TargetCapacitySpecification.TotalTargetCapacity")).To(Equal("4"))
+		Expect(form.Get("OnDemandOptions.MinTargetCapacity")).To(Equal("4"))
+		Expect(form.Get("OnDemandOptions.SingleAvailabilityZone")).To(Equal("true"))
+		Expect(form.Get("OnDemandOptions.SingleInstanceType")).To(Equal("true"))
+		insts := liveInstances()
+		Expect(insts).To(HaveLen(4))
+		Expect(lo.Uniq(lo.Map(insts, func(i fakeaws.Instance, _ int) string { return i.Zone }))).To(HaveLen(1), "every instance in one zone")
+		claims := nodeClaimsOf(string(p.UID))
+		Expect(lo.Map(insts, func(i fakeaws.Instance, _ int) string { return i.Tags[gpucp.TagNodeClaim] })).To(
+			ConsistOf(lo.Map(claims, func(c karpv1.NodeClaim, _ int) any { return c.Name })...), "each instance tagged with its own NodeClaim")
+		AddReportEntry("gang on EC2", fmt.Sprintf("4 x p5.48xlarge from 1 CreateFleet (MinTargetCapacity 4) in %s, %s from request to every NodeClaim launched",
+			insts[0].Zone, launched.Round(10*time.Millisecond)))
+
+		// Deleting the request deletes its in-flight NodeClaims; core
+		// terminates their instances.
+		ExpectDeleted(ctx, env.Client, p)
+		Eventually(func(g Gomega) {
+			g.Expect(lo.Map(nodeClaimsOf(string(p.UID)), func(c karpv1.NodeClaim, _ int) string {
+				return fmt.Sprintf("%s deleting=%v finalizers=%v conditions=%v", c.Name, !c.DeletionTimestamp.IsZero(), c.Finalizers, c.Status.Conditions)
+			})).To(BeEmpty())
+			g.Expect(liveInstances()).To(BeEmpty())
+		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	})
+
+	It("a gang no zone holds is refused by EC2 whole in each zone and the request fails with no instance ever launched", func() {
+		for _, z := range zones {
+			srv.SetCapacity(fakeaws.Offering{InstanceType: "p5.48xlarge", Zone: z, CapacityType: fakeaws.OnDemand}, 3)
+		}
+		startManager()
+		before := len(srv.Instances())
+		p := gangRequest()
+		ExpectApplied(ctx, env.Client, p)
+		Eventually(func(g Gomega) {
+			cur := &autoscalingv1.ProvisioningRequest{}
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(cur.Status.Conditions, autoscalingv1.Failed)).To(BeTrue(), "conditions %v", cur.Status.Conditions)
+			p = cur
+		}).WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		f := meta.FindStatusCondition(p.Status.Conditions, autoscalingv1.Failed)
+		Expect(f.Reason).To(Equal(pr.ReasonCapacityIsNotFound))
+		Expect(f.Message).To(ContainSubstring("attempt 3 of 3 failed"))
+		fleets := srv.Requests("CreateFleet")
+		Expect(fleets).To(HaveLen(3), "one all-or-nothing CreateFleet per attempt")
+		fleetZones := lo.Uniq(lo.Map(fleets, func(r fakeaws.Request, _ int) string {
+			Expect(r.Form.Get("OnDemandOptions.MinTargetCapacity")).To(Equal("4"))
+			return r.Form.Get("LaunchTemplateConfigs.1.Overrides.1.AvailabilityZone")
+		}))
+		Expect(fleetZones).To(ConsistOf(zones), "each retry in a zone that has not refused")
+		Expect(srv.Instances()).To(HaveLen(before), "EC2 refused each gang whole: no instance was ever started")
+		Eventually(func() []karpv1.NodeClaim { return nodeClaimsOf(string(p.UID)) }).WithTimeout(30 * time.Second).Should(BeEmpty())
+	})
+})

@@ -20,7 +20,6 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"golang.org/x/term"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
@@ -48,7 +47,6 @@ type flags struct {
 	noCache                                                                                           bool
 	breakEvenPercent                                                                                  int
 	attrition, repack                                                                                 string
-	arrivalWindow                                                                                     time.Duration
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
@@ -106,7 +104,6 @@ Flags:
 	fs.BoolVar(&f.noCache, "no-cache", false, "always replay stock Karpenter (by default a stock result is reused from the user's cache directory when everything that decides it is unchanged: binary, input, settings)")
 	fs.StringVar(&f.protection, "protection", "", "override the GPUNodeClass's gpu.disruption.protection for this run: BreakEven, Always (the old protectRunningGPUPods: true) or Never (karpenter-gpu policy; stock has no GPU-work protection)")
 	fs.StringVar(&f.attrition, "drain-by-attrition", "", "override the GPUNodeClass's gpu.disruption.drainByAttrition (true or false): soft-cordon nodes the break-even rule finds reclaimable")
-	fs.DurationVar(&f.arrivalWindow, "arrival-window", -1, "override the GPUNodeClass's gpu.packing.arrivalWindow: plan new nodes with room for the pods of a pending shape that arrived this long before it (0 turns it off)")
 	fs.StringVar(&f.repack, "repack", "", "override the GPUNodeClass's gpu.disruption.repack (true or false): split nodes released by the break-even rule into the packer's cheaper set of new nodes")
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
@@ -241,11 +238,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := overrideDisruption(w, f.protection, f.breakEvenPercent, f.consolidationPolicy, f.attrition, f.repack); err != nil {
 		return err
-	}
-	if f.arrivalWindow >= 0 {
-		nc := w.NodeClass.DeepCopy()
-		nc.Spec.GPU.Packing = &v1alpha1.GPUPacking{ArrivalWindow: &metav1.Duration{Duration: f.arrivalWindow}}
-		w.NodeClass = nc
 	}
 	if f.snapshot != "" {
 		var at time.Duration

@@ -59,16 +59,16 @@ func PackPods(np *karpv1.NodePool, its []*cloudprovider.InstanceType, pods []*co
 	}
 	// As core's addToNewNodeClaim records for a NodeClaim without relaxed minValues.
 	base.Annotations[karpv1.NodeClaimMinValuesRelaxedAnnotationKey] = "false"
-	res, reason := pp.pack(&base, ok, opts.Expected[np.Name], nil)
+	ncs, cost, unplaced, reason := pp.pack(&base, ok, nil)
 	if reason != "" {
 		for _, p := range ok {
 			plan.Rejected[p] = reason
 		}
 		return plan
 	}
-	for _, p := range res.unplaced {
+	for _, p := range unplaced {
 		plan.Rejected[p] = "no instance type holds the pod within the limits"
 	}
-	plan.NodeClaims, plan.Cost = res.nodeClaims, res.cost
+	plan.NodeClaims, plan.Cost = ncs, cost
 	return plan
 }

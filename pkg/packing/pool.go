@@ -3,10 +3,8 @@ package packing
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 
-	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
@@ -18,54 +16,12 @@ import (
 // class is a set of pods with identical node requirements; Pack co-locates
 // pods of one class only.
 type class struct {
-	key    string
-	reqs   kscheduling.Requirements // template ∪ pod requirements
-	shapes []*shape                 // pods grouped by identical requests
-	shape  map[string]*shape        // by resourceKey
-}
-
-// shape is the pods of a class with identical requests: those being packed
-// and the expected ones (Options.Expected).
-type shape struct {
-	requests corev1.ResourceList
-	pods     []*corev1.Pod
-	expected []*corev1.Pod
-}
-
-// maxExpectedPerClass bounds the expected pods planned with a class, so a
-// long arrival window over a busy shape cannot make the packer buy a large
-// fleet of room for one pending pod.
-const maxExpectedPerClass = 64
-
-// items lists the class's shapes as Pack items with their pods in hand-out
-// order (the pods being packed first, so Pack's unplaced pods, the last of
-// each item, are expected ones first); withExpected adds the expected pods.
-func (c *class) items(withExpected bool) ([]Item, [][]*corev1.Pod) {
-	var items []Item
-	var pods [][]*corev1.Pod
-	for _, sh := range c.shapes {
-		list := sh.pods
-		if withExpected {
-			list = append(slices.Clone(sh.pods), sh.expected...)
-		}
-		if len(list) == 0 {
-			continue
-		}
-		items = append(items, Item{Requests: sh.requests, Count: len(list)})
-		pods = append(pods, list)
-	}
-	return items, pods
-}
-
-// expectedItems lists the expected pods alone as Pack items.
-func (c *class) expectedItems() []Item {
-	var items []Item
-	for _, sh := range c.shapes {
-		if len(sh.expected) > 0 {
-			items = append(items, Item{Requests: sh.requests, Count: len(sh.expected)})
-		}
-	}
-	return items
+	key  string
+	reqs kscheduling.Requirements // template ∪ pod requirements
+	// items: pods grouped by identical requests
+	items    []Item
+	itemPods [][]*corev1.Pod
+	itemKey  map[string]int
 }
 
 // option is a TypeOption with what Refine needs to turn it into a NodeClaim.
@@ -113,10 +69,10 @@ func newPoolPacker(np *karpv1.NodePool, its []*cloudprovider.InstanceType, opts 
 
 // refinePool repacks the NodeClaims of one NodePool. It returns the new
 // NodeClaims, or a reason to keep core's.
-func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*scheduling.NodeClaim, opts Options, reservedUsed map[string]int) (packResult, string) {
+func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*scheduling.NodeClaim, opts Options, reservedUsed map[string]int) ([]*scheduling.NodeClaim, string) {
 	pp, reason := newPoolPacker(np, its, opts)
 	if pp == nil {
-		return packResult{}, reason
+		return nil, reason
 	}
 	// Check that core's NodeClaims are what the packer would have built
 	// from the template and pod requirements alone.
@@ -126,120 +82,66 @@ func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*s
 		expected := kscheduling.NewRequirements(pp.tmpl.Requirements.Values()...)
 		for _, p := range nc.Pods {
 			if err := pp.taints.ToleratesPod(p); err != nil {
-				return packResult{}, "a pod does not tolerate the template taints"
+				return nil, "a pod does not tolerate the template taints"
 			}
 			expected.Add(podRequirements(p, opts.IgnorePreferences).Values()...)
 		}
 		if requirementsKey(expected, corev1.LabelHostname) != requirementsKey(nc.Requirements, corev1.LabelHostname) {
-			return packResult{}, "requirements narrowed beyond template and pod requirements (topology, volumes or preferences)"
+			return nil, "requirements narrowed beyond template and pod requirements (topology, volumes or preferences)"
 		}
 		// The daemon overhead core added must be what this package computes
 		// from Options.DaemonSetPods.
 		implied := resources.Subtract(nc.Spec.Resources.Requests, resources.RequestsForPods(nc.Pods...))
 		mine := minOverhead(pp.groups, nc.InstanceTypeOptions)
 		if !resources.Fits(implied, mine) || !resources.Fits(mine, implied) {
-			return packResult{}, "daemonset overhead differs from core's (Options.DaemonSetPods not those core used?)"
+			return nil, "daemonset overhead differs from core's (Options.DaemonSetPods not those core used?)"
 		}
 		coreCost += NodeClaimPrice(nc)
 		pods = append(pods, nc.Pods...)
 	}
-	res, reason := pp.pack(&ncs[0].NodeClaimTemplate, pods, opts.Expected[np.Name], reservedUsed)
+	out, packedCost, unplaced, reason := pp.pack(&ncs[0].NodeClaimTemplate, pods, reservedUsed)
 	if reason != "" {
-		return packResult{}, reason
+		return nil, reason
 	}
-	if len(res.unplaced) > 0 {
-		return packResult{}, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", len(res.unplaced))
+	if len(unplaced) > 0 {
+		return nil, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", len(unplaced))
 	}
-	// With expected pods, core's NodeClaims are worth their cost plus the
-	// expected pods' own capacity (their room on core's nodes is not
-	// credited).
-	if res.value >= coreCost+res.expectedAlone-priceEps {
-		return packResult{}, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, res.cost)
+	if packedCost >= coreCost-priceEps {
+		return nil, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, packedCost)
 	}
-	return res, ""
-}
-
-// packResult is pack's answer.
-type packResult struct {
-	nodeClaims []*scheduling.NodeClaim
-	cost       float64 // $/h of nodeClaims
-	// value is the plan judged with the expected pods: per class, the cost
-	// of every node planned for pending and expected pods together where
-	// that plan was taken (its nodes holding only expected pods are not
-	// launched but counted), else the cost of the pending pods' nodes plus
-	// the expected pods' own packing. Without expected pods it is cost.
-	value float64
-	// expectedAlone is what the expected pods cost packed alone: another
-	// plan for the same pending pods is worth its cost plus this.
-	expectedAlone float64
-	// roomFor counts the expected pods the NodeClaims keep room for, and
-	// roomCost is what the NodeClaims of those plans cost beyond the plain
-	// plans for the same classes.
-	roomFor  int
-	roomCost float64
-	unplaced []*corev1.Pod
+	return out, ""
 }
 
 // pack packs pods (all tolerating the template and free of unmodelled
-// constraints) into NodeClaims built from base, and returns them with their
-// cost and the pods it could not place, or a reason it failed.
-//
-// Expected pods (Options.Expected) stand for the next arrivals: per class
-// that has pods to pack, the expected pods of that class are planned with
-// them, and that plan is taken when it costs less than the pending pods'
-// plan plus the expected pods packed alone (buying the room now is cheaper
-// than buying it later) and places every pending pod the plain plan places.
-// Then its nodes keep their type (and launch options) with room for the
-// expected pods, and nodes holding only expected pods are not built.
+// constraints) into NodeClaims built from base. It returns the NodeClaims,
+// their cost, the pods it could not place, or a reason it failed.
 //
 //nolint:gocyclo
-func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods, expected []*corev1.Pod, reservedUsed map[string]int) (packResult, string) {
+func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Pod, reservedUsed map[string]int) ([]*scheduling.NodeClaim, float64, []*corev1.Pod, string) {
 	np, opts, tmpl, poolTypes, overhead, groups, taints := pp.np, pp.opts, pp.tmpl, pp.poolTypes, pp.overhead, pp.groups, pp.taints
-	var res packResult
 	classes := map[string]*class{}
 	var classOrder []string
-	shapeOf := func(c *class, p *corev1.Pod) *shape {
-		req := resources.RequestsForPods(p)
-		rk := resourceKey(req)
-		sh, ok := c.shape[rk]
-		if !ok {
-			sh = &shape{requests: req}
-			c.shape[rk] = sh
-			c.shapes = append(c.shapes, sh)
-		}
-		return sh
-	}
-	classKey := func(p *corev1.Pod) (string, kscheduling.Requirements) {
+	for _, p := range pods {
 		reqs := kscheduling.NewRequirements(tmpl.Requirements.Values()...)
 		reqs.Add(podRequirements(p, opts.IgnorePreferences).Values()...)
-		return requirementsKey(reqs), reqs
-	}
-	for _, p := range pods {
-		key, reqs := classKey(p)
+		key := requirementsKey(reqs)
 		c, ok := classes[key]
 		if !ok {
-			c = &class{key: key, reqs: reqs, shape: map[string]*shape{}}
+			c = &class{key: key, reqs: reqs, itemKey: map[string]int{}}
 			classes[key] = c
 			classOrder = append(classOrder, key)
 		}
-		sh := shapeOf(c, p)
-		sh.pods = append(sh.pods, p)
-	}
-	isExpected := map[*corev1.Pod]bool{}
-	perClass := map[string]int{}
-	for _, p := range expected {
-		if podUnsupported(p) != "" || taints.ToleratesPod(p) != nil {
-			continue
+		req := resources.RequestsForPods(p)
+		rk := resourceKey(req)
+		idx, ok := c.itemKey[rk]
+		if !ok {
+			idx = len(c.items)
+			c.itemKey[rk] = idx
+			c.items = append(c.items, Item{Requests: req})
+			c.itemPods = append(c.itemPods, nil)
 		}
-		key, _ := classKey(p)
-		c, ok := classes[key]
-		if !ok || perClass[key] >= maxExpectedPerClass {
-			continue
-		}
-		perClass[key]++
-		isExpected[p] = true
-		sh := shapeOf(c, p)
-		sh.expected = append(sh.expected, p)
+		c.items[idx].Count++
+		c.itemPods[idx] = append(c.itemPods[idx], p)
 	}
 
 	tolerance := opts.FallbackTolerance
@@ -261,6 +163,9 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods, expected []
 		reservedLeft[it.Name] = max(n-reservedUsed[it.Name], 0)
 	}
 
+	var out []*scheduling.NodeClaim
+	var unplaced []*corev1.Pod
+	packedCost := 0.0
 	for _, key := range classOrder {
 		c := classes[key]
 		var types []TypeOption
@@ -285,27 +190,11 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods, expected []
 		if limited {
 			popts.Budget = remaining
 		}
-		items, itemPods := c.items(false)
-		plan := Pack(items, types, popts)
-		plain := -1.0 // the plain plan's cost when the room plan is taken
-		value := plan.Cost
-		if perClass[key] > 0 {
-			alone := Pack(c.expectedItems(), types, popts)
-			res.expectedAlone += alone.Cost
-			value += alone.Cost
-			wItems, wPods := c.items(true)
-			with := Pack(wItems, types, popts)
-			if with.Cost < value-priceEps && pendingUnplaced(with, wPods, isExpected) <= plan.UnplacedCount() {
-				plain = plan.Cost
-				items, itemPods, plan, value = wItems, wPods, with, with.Cost
-			}
-		}
-		res.value += value
-		classCost := res.cost
+		plan := Pack(c.items, types, popts)
 		// Hand out the actual pods; the unplaced ones are the last of each item.
-		next := make([]int, len(items))
+		next := make([]int, len(c.items))
 		for i, u := range plan.Unplaced {
-			res.unplaced = append(res.unplaced, lo.Reject(itemPods[i][len(itemPods[i])-u:], func(p *corev1.Pod, _ int) bool { return isExpected[p] })...)
+			unplaced = append(unplaced, c.itemPods[i][len(c.itemPods[i])-u:]...)
 		}
 		for _, g := range plan.Nodes {
 			chosen := meta[g.Option]
@@ -313,6 +202,7 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods, expected []
 			reqs := kscheduling.NewRequirements(c.reqs.Values()...)
 			var launch []*cloudprovider.InstanceType
 			if chosen.reserved {
+				reservedLeft[chosen.it.Name] -= g.Count
 				reqs[karpv1.CapacityTypeLabelKey] = kscheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeReserved)
 				reqs.Add(kscheduling.NewRequirement(cloudprovider.ReservationIDLabel, corev1.NodeSelectorOpIn, chosen.reservation...))
 				launch = []*cloudprovider.InstanceType{chosen.it}
@@ -322,61 +212,40 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods, expected []
 					// taken by this node.
 					reqs.Add(kscheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpNotIn, karpv1.CapacityTypeReserved))
 				}
-				// Launch options hold the node's planned pods, expected ones
-				// included, so the room planned for them stays.
-				podReq := resources.Merge(requestsOf(items, g.Pods)...)
+				podReq := resources.Merge(requestsOf(c.items, g.Pods)...)
 				launch = fallbackTypes(chosen.it, price, podReq, reqs, poolTypes, overhead, tolerance, maxOptions, limited)
 			}
 			for n := 0; n < g.Count; n++ {
-				var pods, room []*corev1.Pod
+				var pods []*corev1.Pod
 				for i, k := range g.Pods {
-					planned := itemPods[i][next[i] : next[i]+k]
+					pods = append(pods, c.itemPods[i][next[i]:next[i]+k]...)
 					next[i] += k
-					pods = append(pods, lo.Reject(planned, func(p *corev1.Pod, _ int) bool { return isExpected[p] })...)
-					room = append(room, lo.Filter(planned, func(p *corev1.Pod, _ int) bool { return isExpected[p] })...)
 				}
-				if len(pods) == 0 {
-					continue // room for expected pods only: not launched
-				}
-				res.roomFor += len(room)
 				nc := newNodeClaim(base, np, reqs, launch, groups, pods)
 				if reason := validate(nc, taints, overhead, opts.IgnorePreferences); reason != "" {
-					return packResult{}, "validation of the repacked NodeClaims failed: " + reason
+					return nil, 0, nil, "validation of the repacked NodeClaims failed: " + reason
 				}
-				res.nodeClaims = append(res.nodeClaims, nc)
-				res.cost += price
-				if chosen.reserved {
-					reservedLeft[chosen.it.Name]--
-				}
-				if limited {
-					remaining = resources.Subtract(remaining, maxCapacity(launch))
+				out = append(out, nc)
+				packedCost += price
+			}
+			if limited {
+				charge := maxCapacity(launch)
+				for i := 0; i < g.Count; i++ {
+					remaining = resources.Subtract(remaining, charge)
 				}
 			}
-		}
-		if plain >= 0 {
-			res.roomCost += res.cost - classCost - plain
 		}
 	}
 	if limited {
 		for name, q := range remaining {
 			if q.Sign() < 0 && opts.Remaining[np.Name] != nil {
 				if orig, ok := opts.Remaining[np.Name][name]; ok && orig.Sign() >= 0 {
-					return packResult{}, fmt.Sprintf("repacked fleet would exceed the NodePool limit on %s", name)
+					return nil, 0, nil, fmt.Sprintf("repacked fleet would exceed the NodePool limit on %s", name)
 				}
 			}
 		}
 	}
-	return res, ""
-}
-
-// pendingUnplaced counts the pods a plan leaves unplaced that are not
-// expected ones (Pack's unplaced pods are the last of each item).
-func pendingUnplaced(plan Plan, itemPods [][]*corev1.Pod, isExpected map[*corev1.Pod]bool) int {
-	n := 0
-	for i, u := range plan.Unplaced {
-		n += lo.CountBy(itemPods[i][len(itemPods[i])-u:], func(p *corev1.Pod) bool { return !isExpected[p] })
-	}
-	return n
+	return out, packedCost, unplaced, ""
 }
 
 func requestsOf(items []Item, pods []int) []corev1.ResourceList {

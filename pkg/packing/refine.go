@@ -42,12 +42,6 @@ type Options struct {
 	// MaxOptions caps the instance types per repacked NodeClaim; 0 means
 	// DefaultMaxOptions.
 	MaxOptions int
-	// Expected are, by NodePool name, pods taken as the next arrivals
-	// (the pool's GPUNodeClass gpu.packing.arrivalWindow: pods that arrived
-	// recently, none of them being packed). A pod among them counts only
-	// when pods being packed share its constraints; it is planned with
-	// them and dropped from the plan: see poolPacker.pack.
-	Expected map[string][]*corev1.Pod
 }
 
 const (
@@ -64,12 +58,7 @@ type Decision struct {
 	// CoreCost and PackedCost are the $/h of the GPU NodeClaims before and
 	// after, each NodeClaim priced at its cheapest launchable offering.
 	CoreCost, PackedCost float64
-	// RoomFor counts the expected pods (Options.Expected) the returned
-	// NodeClaims keep room for; RoomCost is the $/h of those NodeClaims
-	// beyond the plain plan for their pods alone.
-	RoomFor   int
-	RoomCost  float64
-	Unchanged []Unchanged
+	Unchanged            []Unchanged
 	// Direct marks a decision of the direct path (PackPending): core's
 	// scheduler did not run for these pods, so CoreCost is unknown (0).
 	Direct   bool
@@ -92,9 +81,6 @@ func (d Decision) String() string {
 	}
 	fmt.Fprintf(&b, "gpu pods %d (repacked %d), nodeclaims %d -> %d, $/h %.4f -> %.4f in %s",
 		d.PodsConsidered, d.PodsRepacked, d.NodeClaimsBefore, d.NodeClaimsAfter, d.CoreCost, d.PackedCost, d.Duration)
-	if d.RoomFor > 0 {
-		fmt.Fprintf(&b, ", room for %d expected pods at $%.4f/h", d.RoomFor, d.RoomCost)
-	}
 	for _, u := range d.Unchanged {
 		fmt.Fprintf(&b, "; unchanged %s: %d nodeclaims, %d pods: %s", u.NodePool, u.NodeClaims, u.Pods, u.Reason)
 	}
@@ -165,8 +151,7 @@ func Refine(ctx context.Context, results *scheduling.Results, opts Options) (*sc
 			continue
 		}
 		ncs := byPool[name]
-		res, reason := refinePool(pools[name], opts.InstanceTypes[name], ncs, opts, reservedUsed)
-		repacked := res.nodeClaims
+		repacked, reason := refinePool(pools[name], opts.InstanceTypes[name], ncs, opts, reservedUsed)
 		if reason != "" {
 			for _, nc := range ncs {
 				keep(nc, reason)
@@ -176,8 +161,6 @@ func Refine(ctx context.Context, results *scheduling.Results, opts Options) (*sc
 		for _, nc := range ncs {
 			d.PodsRepacked += len(nc.Pods)
 		}
-		d.RoomFor += res.roomFor
-		d.RoomCost += res.roomCost
 		out.NewNodeClaims = append(out.NewNodeClaims, repacked...)
 		for _, nc := range repacked {
 			d.PackedCost += NodeClaimPrice(nc)

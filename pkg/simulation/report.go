@@ -197,18 +197,14 @@ type Percentiles struct {
 
 // PackerStats sums the GPU packer's decisions (karpenter-gpu policy).
 type PackerStats struct {
-	Runs             int     `json:"runs"`
-	PodsConsidered   int     `json:"pods_considered"`
-	PodsRepacked     int     `json:"pods_repacked"`
-	NodeClaimsBefore int     `json:"nodeclaims_before"`
-	NodeClaimsAfter  int     `json:"nodeclaims_after"`
-	CoreUSDPerHour   float64 `json:"core_usd_per_hour"`
-	PackedUSDPerHour float64 `json:"packed_usd_per_hour"`
-	// RoomFor and RoomUSDPerHour sum packing.Decision's RoomFor and
-	// RoomCost (gpu.packing.arrivalWindow).
-	RoomFor        int            `json:"room_for_expected_pods,omitempty"`
-	RoomUSDPerHour float64        `json:"room_usd_per_hour,omitempty"`
-	Unchanged      map[string]int `json:"unchanged_pods_by_reason,omitempty"`
+	Runs             int            `json:"runs"`
+	PodsConsidered   int            `json:"pods_considered"`
+	PodsRepacked     int            `json:"pods_repacked"`
+	NodeClaimsBefore int            `json:"nodeclaims_before"`
+	NodeClaimsAfter  int            `json:"nodeclaims_after"`
+	CoreUSDPerHour   float64        `json:"core_usd_per_hour"`
+	PackedUSDPerHour float64        `json:"packed_usd_per_hour"`
+	Unchanged        map[string]int `json:"unchanged_pods_by_reason,omitempty"`
 }
 
 // Series are step functions of simulated time: each point is [hours since
@@ -363,8 +359,6 @@ func (e *engine) result() (*Result, error) {
 			ps.NodeClaimsAfter += d.NodeClaimsAfter
 			ps.CoreUSDPerHour += d.CoreCost
 			ps.PackedUSDPerHour += d.PackedCost
-			ps.RoomFor += d.RoomFor
-			ps.RoomUSDPerHour += d.RoomCost
 			for _, u := range d.Unchanged {
 				ps.Unchanged[u.Reason] += u.Pods
 			}

@@ -1,14 +1,10 @@
 package envtest_test
 
 import (
-	"strconv"
-	"time"
-
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -76,48 +72,6 @@ var _ = Describe("karpenter-gpu provisioning loop", func() {
 		Expect(d.Direct).To(BeFalse(), "a small batch goes through core's Solve, then the packer")
 		Expect(d.PackedCost).To(BeNumerically("<", d.CoreCost), "core's own choice is more expensive: %s", d)
 	})
-
-	DescribeTable("room for the recent arrivals of a pending shape (gpu.packing.arrivalWindow)",
-		func(window time.Duration, wantClaims int, wantRoom bool) {
-			if window > 0 {
-				nc.Spec.GPU.Packing = &v1alpha1.GPUPacking{ArrivalWindow: &metav1.Duration{Duration: window}}
-				ExpectApplied(ctx, env.Client, nc)
-			}
-			ExpectApplied(ctx, env.Client, gpuNodePool(nc))
-			// Five 10-vCPU 1-GPU pods arrived a moment ago and run on a node;
-			// three more are pending now. A slot of a g4dn.metal ($7.824/h
-			// for 8) is cheaper than a g3.4xlarge ($1.14/h), the cheapest
-			// node for one such pod.
-			for i := 0; i < 5; i++ {
-				p := gpuPod(1, "10", "8Gi")
-				p.Spec.NodeName = "elsewhere"
-				ExpectApplied(ctx, env.Client, p)
-			}
-			for i := 0; i < 3; i++ {
-				ExpectApplied(ctx, env.Client, gpuPod(1, "10", "8Gi"))
-			}
-			claims := provision()
-			if wantClaims > 0 {
-				Expect(claims).To(HaveLen(wantClaims))
-			}
-			gpus := 0
-			for _, c := range claims {
-				n, err := strconv.Atoi(c.Labels[v1alpha1.LabelGPUCount])
-				Expect(err).ToNot(HaveOccurred())
-				gpus += n
-			}
-			d := refiner.Decisions()[0]
-			if wantRoom {
-				Expect(gpus).To(BeNumerically(">=", 4), "room beyond the 3 pending pods")
-				Expect(d.RoomFor).To(BeNumerically(">", 0), "decision: %s", d)
-			} else {
-				Expect(gpus).To(Equal(3), "the cheapest set for the pending pods alone")
-				Expect(d.RoomFor).To(BeZero())
-			}
-		},
-		Entry("with a 1h window: one node with room for the expected pods", time.Hour, 1, true),
-		Entry("without a window: the cheapest nodes for the three pods alone", time.Duration(0), 0, false),
-	)
 
 	It("decides a burst of GPU pods on the direct path and reuses in-flight capacity on the next loop", func() {
 		ExpectApplied(ctx, env.Client, gpuNodePool(nc))

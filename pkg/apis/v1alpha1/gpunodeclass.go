@@ -364,25 +364,6 @@ type GPUOptions struct {
 	// +kubebuilder:default={}
 	// +optional
 	Disruption *GPUDisruption `json:"disruption,omitempty"`
-
-	// Packing tunes how the GPU packer chooses new capacity.
-	// +optional
-	Packing *GPUPacking `json:"packing,omitempty"`
-}
-
-// GPUPacking tunes the GPU packer's choice of new nodes.
-type GPUPacking struct {
-	// ArrivalWindow makes the packer plan new nodes for the pending GPU pods
-	// and for the pods of the same shape and constraints that arrived in the
-	// last ArrivalWindow, as the expected next arrivals: a node chosen for
-	// pending pods keeps free room for them when buying that room now is
-	// cheaper than buying their capacity separately later. Only nodes that
-	// hold pending pods are launched. "0s" (the default) plans for the
-	// pending pods alone.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(s|m|h))+$`
-	// +kubebuilder:validation:Type="string"
-	// +optional
-	ArrivalWindow *metav1.Duration `json:"arrivalWindow,omitempty"`
 }
 
 // TimeSlicing configures device-plugin time-slicing.

@@ -35,7 +35,6 @@ const (
 	DefaultProtection              = ProtectionBreakEven
 	DefaultBreakEvenPercent        = int32(1000)
 	DefaultDrainByAttrition        = false
-	DefaultArrivalWindow           = time.Duration(0)
 	DefaultRepack                  = false
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
@@ -168,14 +167,4 @@ func (in *GPUNodeClass) HTTPPutResponseHopLimit() int64 {
 		return DefaultHTTPPutResponseHopLimit
 	}
 	return *mo.HTTPPutResponseHopLimit
-}
-
-// ArrivalWindow returns spec.gpu.packing.arrivalWindow (0 when unset or
-// negative): how far back the packer counts arrivals of a pending pod's
-// shape as expected future arrivals (DefaultArrivalWindow).
-func (in *GPUNodeClass) ArrivalWindow() time.Duration {
-	if p := in.Spec.GPU.Packing; p != nil && p.ArrivalWindow != nil && p.ArrivalWindow.Duration > 0 {
-		return p.ArrivalWindow.Duration
-	}
-	return DefaultArrivalWindow
 }

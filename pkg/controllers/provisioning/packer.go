@@ -5,19 +5,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	karpstate "sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
@@ -52,13 +48,6 @@ func (r *Packer) Refine(ctx context.Context, results scheduling.Results) schedul
 	if err != nil {
 		log.FromContext(ctx).Error(err, "gathering packing inputs; launching core's NodeClaims")
 		return results
-	}
-	var pods []*corev1.Pod
-	for _, nc := range results.NewNodeClaims {
-		pods = append(pods, nc.Pods...)
-	}
-	if opts.Expected, err = r.Expected(ctx, opts.NodePools, pods); err != nil {
-		log.FromContext(ctx).Error(err, "listing recent GPU pods; packing without expected arrivals")
 	}
 	out, d := packing.Refine(ctx, &results, opts)
 	gpumetrics.ObservePacking(d.CoreCost, d.PackedCost, d.Duration)
@@ -113,53 +102,6 @@ func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
 	return opts, nil
 }
 
-// Expected returns, per NodePool whose GPUNodeClass sets
-// gpu.packing.arrivalWindow, the GPU pods (packing.Models) already bound to
-// a node that were created within that window before the newest of the
-// pods being packed: the arrivals the packer may plan room for (see
-// packing.Options.Expected). The window is measured from the pending pods'
-// own creation, not a clock, so a decision depends on the pods alone.
-func (r *Packer) Expected(ctx context.Context, nps []*karpv1.NodePool, pending []*corev1.Pod) (map[string][]*corev1.Pod, error) {
-	windows := map[string]time.Duration{}
-	for _, np := range nps {
-		ref := np.Spec.Template.Spec.NodeClassRef
-		if ref == nil || ref.Group != v1alpha1.Group {
-			continue
-		}
-		nc := &v1alpha1.GPUNodeClass{}
-		if err := r.kube.Get(ctx, client.ObjectKey{Name: ref.Name}, nc); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		if w := nc.ArrivalWindow(); w > 0 {
-			windows[np.Name] = w
-		}
-	}
-	if len(windows) == 0 || len(pending) == 0 {
-		return nil, nil
-	}
-	newest := lo.MaxBy(pending, func(a, b *corev1.Pod) bool { return a.CreationTimestamp.After(b.CreationTimestamp.Time) }).CreationTimestamp.Time
-	list := &corev1.PodList{}
-	if err := r.kube.List(ctx, list); err != nil {
-		return nil, err
-	}
-	out := map[string][]*corev1.Pod{}
-	for i := range list.Items {
-		p := &list.Items[i]
-		if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || !packing.Models(p) || p.CreationTimestamp.After(newest) {
-			continue
-		}
-		for pool, w := range windows {
-			if !p.CreationTimestamp.Time.Before(newest.Add(-w)) {
-				out[pool] = append(out[pool], p)
-			}
-		}
-	}
-	return out, nil
-}
-
 // DaemonSetPods are the daemonset pods as core's provisioner gives them to
 // its scheduler (see daemonSetPods in core.go).
 func (r *Packer) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
@@ -178,9 +120,6 @@ func (r *Packer) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*schedu
 	opts, err := r.Inputs(ctx)
 	if err != nil {
 		return nil, pods, err
-	}
-	if opts.Expected, err = r.Expected(ctx, opts.NodePools, pods); err != nil {
-		log.FromContext(ctx).Error(err, "listing recent GPU pods; packing without expected arrivals")
 	}
 	plan := packing.PackPending(pods, opts)
 	left := make([]*corev1.Pod, 0, len(plan.Left))

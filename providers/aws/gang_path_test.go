@@ -175,3 +175,66 @@ func TestNonGangLaunchHasNoMinimum(t *testing.T) {
 		t.Fatalf("CreateFleet %v, want one without MinTargetCapacity", lo.Map(fleets, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
 	}
 }
+
+// Capacity reservations first: a gang allowed reserved capacity launches
+// from the reservation when it has a seat for every member, and when it has
+// fewer, the reserved fleet is refused whole (no member takes a seat) and
+// the gang launches whole on demand. Capacity blocks likewise.
+func TestGangReservationsFirst(t *testing.T) {
+	tests := []struct {
+		name      string
+		res       fakeaws.Reservation
+		wantKinds []string // DefaultTargetCapacityType of each CreateFleet
+		wantRes   int      // instances in the reservation
+	}{
+		{name: "an ODCR with a seat for each: the gang takes it",
+			res: fakeaws.Reservation{ID: "cr-gang", InstanceType: "p5.48xlarge", Zone: "us-east-1b", Total: 4, Available: 4}, wantKinds: []string{"on-demand"}, wantRes: 4},
+		{name: "an ODCR with 2 seats for 4: refused whole, the gang on demand",
+			res: fakeaws.Reservation{ID: "cr-gang", InstanceType: "p5.48xlarge", Zone: "us-east-1b", Total: 4, Available: 2}, wantKinds: []string{"on-demand", "on-demand"}},
+		{name: "a capacity block with a seat for each: the gang takes it",
+			res: fakeaws.Reservation{ID: "cr-gang", InstanceType: "p5.48xlarge", Zone: "us-east-1b", Total: 4, Available: 4, CapacityBlock: true}, wantKinds: []string{"capacity-block"}, wantRes: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inv := inventory()
+			inv.Reservations = []fakeaws.Reservation{tt.res}
+			e := newEnv(t, inv, func(o *awsbackend.Options, _ *awsbackend.RetryOptions) { o.GangWait = 2 * time.Second })
+			e.resolved(nodeClass())
+			claims := make([]*karpv1.NodeClaim, 4)
+			for i := range claims {
+				claims[i] = gangClaim(fmt.Sprintf("gang-%d", i), "req-uid", 4, "p5.48xlarge", "us-east-1b")
+				claims[i].Spec.Requirements[1] = req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeReserved, karpv1.CapacityTypeOnDemand)
+			}
+			results := e.createAll(claims)
+			for _, r := range results {
+				if r.err != nil {
+					t.Fatalf("%s: %v", r.name, r.err)
+				}
+			}
+			fleets := e.srv.Requests("CreateFleet")
+			kinds := lo.Map(fleets, func(r fakeaws.Request, _ int) string { return r.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType") })
+			if fmt.Sprint(kinds) != fmt.Sprint(tt.wantKinds) {
+				t.Fatalf("CreateFleet kinds %v, want %v", kinds, tt.wantKinds)
+			}
+			for _, f := range fleets {
+				if f.Form.Get("OnDemandOptions.MinTargetCapacity") != "4" || f.Form.Get("TargetCapacitySpecification.TotalTargetCapacity") != "4" {
+					t.Errorf("fleet %s not all-or-nothing for 4: %v", f.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType"), f.Form)
+				}
+			}
+			running := live(e.srv)
+			inRes := lo.CountBy(running, func(i fakeaws.Instance) bool { return i.ReservationID == tt.res.ID })
+			if len(running) != 4 || inRes != tt.wantRes {
+				t.Fatalf("%d running, %d in the reservation; want 4 and %d", len(running), inRes, tt.wantRes)
+			}
+			if r, _ := e.srv.Reservation(tt.res.ID); r.Available != tt.res.Available-int32(tt.wantRes) {
+				t.Errorf("reservation has %d seats left, want %d (a refused gang takes none)", r.Available, tt.res.Available-int32(tt.wantRes))
+			}
+			wantType := lo.Ternary(tt.wantRes > 0, karpv1.CapacityTypeReserved, karpv1.CapacityTypeOnDemand)
+			for _, r := range results {
+				if got := r.nc.Labels[karpv1.CapacityTypeLabelKey]; got != wantType {
+					t.Errorf("%s launched as %s, want %s", r.name, got, wantType)
+				}
+			}
+		})
+	}
+}

@@ -212,7 +212,9 @@ func TestGangReservationsFirst(t *testing.T) {
 				}
 			}
 			fleets := e.srv.Requests("CreateFleet")
-			kinds := lo.Map(fleets, func(r fakeaws.Request, _ int) string { return r.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType") })
+			kinds := lo.Map(fleets, func(r fakeaws.Request, _ int) string {
+				return r.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType")
+			})
 			if fmt.Sprint(kinds) != fmt.Sprint(tt.wantKinds) {
 				t.Fatalf("CreateFleet kinds %v, want %v", kinds, tt.wantKinds)
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awstest"
 )
@@ -248,6 +249,10 @@ func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
 		t.Errorf("DescribeInstances by %s found %d instances, want %d", gpucp.TagCluster, n, ours)
 	}
 }
+
+// The node class controller reports a TagError as ValidationSucceeded=False
+// with its reason.
+var _ nodeclass.ValidationFailure = &awsbackend.TagError{}
 
 // TestKarpenterAWSTagsInANodeClass: a GPUNodeClass stored with tags
 // Karpenter for AWS owns (before the CRD refused karpenter.k8s.aws/ keys,

@@ -10,9 +10,10 @@ import (
 // FuzzKube feeds the Kubernetes-object reader arbitrary bytes, seeded with
 // the examples and malformed objects. Properties: no panic; an error names
 // the source first; a workload that parses has pods with valid keys, each
-// once, arriving at 0 and never leaving.
+// once, arriving at 0 and never leaving, and nodes with names and
+// allocatable cpu, memory and pods.
 func FuzzKube(f *testing.F) {
-	for _, name := range []string{"cluster-pods.json", "manifests.yaml", "train-job.yaml"} {
+	for _, name := range []string{"cluster-pods.json", "cluster-nodes.json", "manifests.yaml", "train-job.yaml"} {
 		b, err := os.ReadFile(filepath.Join(examples, name))
 		if err != nil {
 			f.Fatal(err)
@@ -28,6 +29,8 @@ func FuzzKube(f *testing.F) {
 		"apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {karpenter-gpu.io/workload-class: maybe}}\nspec: {containers: [{name: c, resources: {limits: {nvidia.com/gpu: 1}}}]}\n",
 		"---\n---\n# nothing\n",
 		"apiVersion: v1\nkind: Pod\n",
+		"apiVersion: v1\nkind: NodeList\nitems: [{metadata: {name: n}, status: {allocatable: {cpu: '-1', memory: 1Gi, pods: '0'}}}, null]\n",
+		`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Node","metadata":{"name":"n"}},{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"nodeName":"n","containers":[{"name":"c"}]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -51,6 +54,11 @@ func FuzzKube(f *testing.F) {
 				t.Fatalf("pod %+v invalid or repeated", p)
 			}
 			seen[p.Key()] = true
+		}
+		for _, n := range objs.Nodes {
+			if n.Node.Name == "" || n.Node.Status.Allocatable.Pods().Sign() <= 0 || n.Node.Status.Allocatable.Cpu().Sign() <= 0 {
+				t.Fatalf("node %+v accepted", n.Node)
+			}
 		}
 	})
 }

@@ -89,7 +89,8 @@ func requestTagKeys(form url.Values) []string {
 // CreateFleet tagged per NodeClaim afterwards, a gang) and runs the dry-run
 // validation, then puts Karpenter for AWS's discovery queries to EC2 and
 // IAM through the SDK: they find only the resources a Karpenter-AWS-style
-// launch created beside them, none of karpenter-gpu's. No request
+// launch created beside them, none of karpenter-gpu's; karpenter-gpu's own
+// listing and orphan collection leave that instance alone. No request
 // karpenter-gpu sent carries a karpenter.k8s.aws/ or eks:eks-cluster-name
 // tag (volumes and network interfaces included).
 func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
@@ -222,6 +223,27 @@ func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{awsProfile}, lo.Map(profiles.InstanceProfiles, func(p iamtypes.InstanceProfile, _ int) string { return awssdk.ToString(p.InstanceProfileName) })); diff != "" {
 		t.Errorf("instance profiles Karpenter for AWS's garbage collector lists (-want +got):\n%s", diff)
+	}
+
+	// The other way round: karpenter-gpu's List (what its orphan collector
+	// and core's garbage collection see) leaves Karpenter-AWS's instance
+	// out, and the orphan collector, with none of karpenter-gpu's
+	// NodeClaims stored here, terminates karpenter-gpu's instances only.
+	listed, err := e.backend.List(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo.ContainsBy(listed, func(i *gpucp.Instance) bool { return i.ID == awsInstance }) || len(listed) != ours {
+		t.Errorf("karpenter-gpu lists %d instances (want %d), Karpenter-AWS's %s among them: %v", len(listed), ours, awsInstance,
+			lo.Map(listed, func(i *gpucp.Instance, _ int) string { return i.ID }))
+	}
+	e.clock.Step(10 * time.Minute)
+	collected, err := e.collectOrphans(2 * time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo.Contains(collected, awsInstance) || len(collected) != ours {
+		t.Errorf("orphan collection took %v (want karpenter-gpu's %d, never Karpenter-AWS's %s)", collected, ours, awsInstance)
 	}
 
 	// karpenter-gpu's own instances, found by its own tag, carry no

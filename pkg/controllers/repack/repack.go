@@ -8,8 +8,11 @@
 // replacements are launched and Initialized before the old NodeClaim is
 // deleted, and core's termination then drains the old node within
 // PodDisruptionBudgets. A user's do-not-disrupt (node or pod) and PDBs that
-// would block the evictions stop a move before it starts; it counts
-// against the NodePool's disruption budget (underutilized).
+// would block the evictions stop a move before it starts. A move may merge
+// more nodes than the NodePool's disruption budget (underutilized) allows at
+// once: the old nodes are deleted a budget's worth at a time, each once
+// every replacement is Ready, so no more nodes are disrupting at any moment
+// than the budget allows (a staged merge).
 //
 // The move's state lives in annotations (pkg/apis/v1alpha1, Repack*), so a
 // restart continues it. The idle-GPU controller drives the Repacker on its
@@ -63,6 +66,9 @@ const (
 	// Backoff: a node whose move was abandoned is not repacked again for
 	// this long.
 	Backoff = time.Hour
+	// MaxMerge caps how many released nodes one merge takes (the most
+	// expensive first); their deletions are staged within the budget.
+	MaxMerge = 16
 	// Reason is the NodeClaim creation reason of replacements.
 	Reason = "repack"
 )
@@ -157,18 +163,18 @@ func plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, p
 }
 
 // Best picks one move among a pool's released candidates: the merge of up
-// to budget of them (the most expensive first) into the packer's cheapest
+// to maxMerge of them (the most expensive first) into the packer's cheapest
 // set of new nodes for all their pods, when it saves at least Margin of
 // their price (core's multi-node consolidation replaces several nodes with
 // at most one, and only with its own first-fit packing), or else the
 // single-node split (Plan) that saves the most.
-func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate, budget int) ([]Candidate, Move, bool) {
+func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate, maxMerge int) ([]Candidate, Move, bool) {
 	sorted := append([]Candidate(nil), cands...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Price > sorted[j].Price })
 	var bestOlds []Candidate
 	var best Move
 	bestSaving := 0.0
-	if n := min(len(sorted), budget); n >= 2 {
+	if n := min(len(sorted), maxMerge); n >= 2 {
 		group := sorted[:n]
 		var pods []*corev1.Pod
 		price := 0.0
@@ -207,8 +213,9 @@ func IsReplacement(obj client.Object) bool {
 }
 
 // Reconcile advances the moves in flight, then starts new ones among the
-// candidates: at most one move in flight per NodePool, each within the
-// pool's remaining budget (budgets is decremented).
+// candidates: at most one move in flight per NodePool, started when the
+// pool has budget left. Every old node's deletion takes one of its pool's
+// budget (budgets is decremented); a Ready move waits for budget.
 func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budgets map[string]int) error {
 	var ncs karpv1.NodeClaimList
 	if err := r.kube.List(ctx, &ncs); err != nil {
@@ -249,7 +256,7 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 		case InFlight(nc) && nc.DeletionTimestamp.IsZero():
 			busyPools[nc.Labels[karpv1.NodePoolLabelKey]] = true
 			pods, _ := podsOf(nc)
-			if err := r.advance(ctx, nc, byName, pods); err != nil {
+			if err := r.advance(ctx, nc, byName, pods, budgets); err != nil {
 				return err
 			}
 		case IsReplacement(nc):
@@ -287,7 +294,7 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 		if err != nil {
 			return fmt.Errorf("listing instance types of NodePool %s, %w", pool, err)
 		}
-		olds, move, ok := Best(cands[0].NodePool, its, cands, budgets[pool])
+		olds, move, ok := Best(cands[0].NodePool, its, cands, MaxMerge)
 		if !ok {
 			continue
 		}
@@ -295,7 +302,6 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 			return err
 		}
 		busyPools[pool] = true
-		budgets[pool] -= len(olds)
 	}
 	return nil
 }
@@ -358,9 +364,10 @@ func (r *Repacker) start(ctx context.Context, olds []Candidate, m Move) error {
 }
 
 // advance moves a move in flight on: delete the old NodeClaim once every
-// replacement is Initialized; abandon the move when a replacement failed,
-// the node's pods changed, or the replacements are late.
-func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod) error {
+// replacement is Initialized and its pool has budget; abandon the move when
+// a replacement failed, the node's pods changed, or the replacements are
+// late.
+func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName map[string]*karpv1.NodeClaim, pods []*corev1.Pod, budgets map[string]int) error {
 	names := strings.Split(old.Annotations[v1alpha1.AnnotationRepackReplacements], ",")
 	started, _ := time.Parse(time.RFC3339, old.Annotations[v1alpha1.AnnotationRepackStartedAt])
 	ready := 0
@@ -368,20 +375,24 @@ func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName ma
 		nc, ok := byName[n]
 		switch {
 		case !ok || !nc.DeletionTimestamp.IsZero():
-			return r.abort(ctx, old, names, fmt.Sprintf("replacement %s failed to launch or was deleted", n))
+			return r.abort(ctx, old, names, byName, fmt.Sprintf("replacement %s failed to launch or was deleted", n))
 		case nc.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue():
 			ready++
 		}
 	}
 	if podsKey(Movable(pods)) != old.Annotations[v1alpha1.AnnotationRepackPods] {
-		return r.abort(ctx, old, names, "its pods changed since the move was planned")
+		return r.abort(ctx, old, names, byName, "its pods changed since the move was planned")
 	}
 	if ready < len(names) {
 		r.wakeAt(started.Add(ReadyTimeout + time.Second))
 		if r.clk.Since(started) > ReadyTimeout {
-			return r.abort(ctx, old, names, fmt.Sprintf("%d of %d replacements not Ready after %s", len(names)-ready, len(names), ReadyTimeout))
+			return r.abort(ctx, old, names, byName, fmt.Sprintf("%d of %d replacements not Ready after %s", len(names)-ready, len(names), ReadyTimeout))
 		}
 		return nil
+	}
+	pool := old.Labels[karpv1.NodePoolLabelKey]
+	if budgets[pool] <= 0 {
+		return nil // staged: the next poll after a deletion ends
 	}
 	// Make-before-break: every replacement is Ready. Mark them so they are
 	// held until the evicted pods land, then delete the old node; core's
@@ -399,7 +410,7 @@ func (r *Repacker) advance(ctx context.Context, old *karpv1.NodeClaim, byName ma
 	if err := r.kube.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting repacked NodeClaim %s, %w", old.Name, err)
 	}
-	pool := old.Labels[karpv1.NodePoolLabelKey]
+	budgets[pool]--
 	gpumetrics.RepacksTotal.WithLabelValues(pool, "completed").Inc()
 	if saved = r.savings(ctx, old, names, byName); saved > 0 {
 		gpumetrics.RepackSavingsUSDPerHour.WithLabelValues(pool).Add(saved)
@@ -446,8 +457,19 @@ func (r *Repacker) savings(ctx context.Context, old *karpv1.NodeClaim, names []s
 }
 
 // abort deletes the replacements, clears the move and backs the node off.
-func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []string, why string) error {
-	r.deleteNames(ctx, names)
+// Once another old node of the move was deleted (the replacements are
+// marked completed), its pods are on the replacements: they stay, and only
+// this node leaves the move.
+func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []string, byName map[string]*karpv1.NodeClaim, why string) error {
+	if lo.SomeBy(names, func(n string) bool {
+		nc, ok := byName[n]
+		return ok && nc.Annotations[v1alpha1.AnnotationRepackCompletedAt] != ""
+	}) {
+		why += "; the replacements stay for the nodes already moved"
+	} else {
+		r.deleteNames(ctx, names)
+		why += "; replacements deleted"
+	}
 	stored := old.DeepCopy()
 	for _, k := range []string{v1alpha1.AnnotationRepackReplacements, v1alpha1.AnnotationRepackStartedAt, v1alpha1.AnnotationRepackPods} {
 		delete(old.Annotations, k)
@@ -459,7 +481,7 @@ func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []str
 	gpumetrics.RepacksTotal.WithLabelValues(old.Labels[karpv1.NodePoolLabelKey], "aborted").Inc()
 	r.recorder.Publish(events.Event{
 		InvolvedObject: old, Type: corev1.EventTypeWarning, Reason: "GPUNodeRepackAborted",
-		Message: "Repack abandoned, replacements deleted: " + why, DedupeValues: []string{string(old.UID), "aborted"},
+		Message: "Repack abandoned: " + why, DedupeValues: []string{string(old.UID), "aborted"},
 	})
 	log.FromContext(ctx).Info("abandoned GPU repack", "NodeClaim", old.Name, "reason", why)
 	return nil

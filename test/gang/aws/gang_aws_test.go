@@ -144,7 +144,7 @@ func startManager() {
 	st := state.NewCluster(clk, kube, cloudProvider)
 	clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
 	ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
-		Recorder: rec, MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: 2 * time.Minute})
+		Recorder: rec, MaxAttempts: 3, RetryBackoff: 2 * time.Second, LaunchTimeout: 20 * time.Second})
 	Expect(ctrl.Register(ctx, mgr)).To(Succeed())
 	Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
 	Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
@@ -187,30 +187,45 @@ func gangRequest() *autoscalingv1.ProvisioningRequest {
 			PodSets: []autoscalingv1.PodSet{{PodTemplateRef: autoscalingv1.Reference{Name: tmpl.Name}, Count: 4}}}}
 }
 
-var _ = Describe("Gang launches on EC2", func() {
-	BeforeEach(func() {
-		nc := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()}, Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-			Role:                       "KarpenterNodeRole-gang",
-		}}
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		Expect(ExpectExists(ctx, env.Client, nc).StatusConditions().Root().IsTrue()).To(BeTrue())
-		ExpectApplied(ctx, env.Client, test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-			Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-				{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
-			},
-		}}}}))
-		srv.ResetRequests()
-		DeferCleanup(func() {
-			for _, z := range zones {
-				srv.SetCapacity(fakeaws.Offering{InstanceType: "p5.48xlarge", Zone: z, CapacityType: fakeaws.OnDemand}, -1)
-			}
-		})
+// setupNodeClassAndPool applies a resolved GPUNodeClass and an on-demand
+// amd64 NodePool over it, and clears the endpoint's request log.
+func setupNodeClassAndPool() {
+	nc := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()}, Spec: v1alpha1.GPUNodeClassSpec{
+		SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
+		SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
+		Role:                       "KarpenterNodeRole-gang",
+	}}
+	ExpectApplied(ctx, env.Client, nc)
+	ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+	Expect(ExpectExists(ctx, env.Client, nc).StatusConditions().Root().IsTrue()).To(BeTrue())
+	np := test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
+		Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
+			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+			{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
+		},
+	}}}})
+	np.Spec.Limits = nil // the endpoint's capacity bounds the gangs, not a limit
+	ExpectApplied(ctx, env.Client, np)
+	// Ready at the NodePool's generation, as core's NodePool validation and
+	// readiness controllers (not run here) keep it: core's registration
+	// marks NodeRegistrationHealthy at the generation, and conditions of an
+	// older one would leave the NodePool not Ready.
+	np = ExpectExists(ctx, env.Client, np)
+	for _, t := range []string{karpv1.ConditionTypeValidationSucceeded, karpv1.ConditionTypeNodeClassReady, karpv1.ConditionTypeNodeRegistrationHealthy} {
+		np.StatusConditions().SetTrue(t)
+	}
+	Expect(env.Client.Status().Update(ctx, np)).To(Succeed())
+	srv.ResetRequests()
+	DeferCleanup(func() {
+		for _, z := range zones {
+			srv.SetCapacity(fakeaws.Offering{InstanceType: "p5.48xlarge", Zone: z, CapacityType: fakeaws.OnDemand}, -1)
+		}
 	})
+}
+
+var _ = Describe("Gang launches on EC2", func() {
+	BeforeEach(setupNodeClassAndPool)
 
 	It("launches the gang's NodeClaims from one CreateFleet with MinTargetCapacity 4 in one zone", func() {
 		startManager()

@@ -49,6 +49,18 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
 			CloudProvider: cloudProvider, Provisioner: prov})
 	})
+	// launchReady launches the replacements (core's lifecycle controller)
+	// and marks them Initialized.
+	launchReady := func(names []string) {
+		GinkgoHelper()
+		for _, n := range names {
+			r := ExpectExists(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})
+			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, r)
+			r = ExpectExists(ctx, env.Client, r)
+			r.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+			ExpectApplied(ctx, env.Client, r)
+		}
+	}
 	deleting := func() []*karpv1.NodeClaim {
 		GinkgoHelper()
 		var out []*karpv1.NodeClaim
@@ -73,13 +85,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		}
 
 		By("replacements Ready: one old node is deleted, the budget holds the others")
-		for _, n := range names {
-			r := ExpectExists(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})
-			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, r)
-			r = ExpectExists(ctx, env.Client, r)
-			r.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-			ExpectApplied(ctx, env.Client, r)
-		}
+		launchReady(names)
 		ExpectSingletonReconciled(ctx, ctrl)
 		Expect(deleting()).To(HaveLen(1))
 		ExpectSingletonReconciled(ctx, ctrl)
@@ -104,13 +110,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 	It("keeps the replacements when a node left in the move changes after another was moved", func() {
 		ExpectSingletonReconciled(ctx, ctrl)
 		names := strings.Split(ExpectExists(ctx, env.Client, claims[0]).Annotations[v1alpha1.AnnotationRepackReplacements], ",")
-		for _, n := range names {
-			r := ExpectExists(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})
-			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, r)
-			r = ExpectExists(ctx, env.Client, r)
-			r.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-			ExpectApplied(ctx, env.Client, r)
-		}
+		launchReady(names)
 		ExpectSingletonReconciled(ctx, ctrl)
 		moved := deleting()
 		Expect(moved).To(HaveLen(1))

@@ -9,12 +9,16 @@ import (
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/instance"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // gangClaim is a NodeClaim of a gang attempt as the ProvisioningRequest
@@ -228,6 +232,14 @@ func TestGangReservationsFirst(t *testing.T) {
 			if len(running) != 4 || inRes != tt.wantRes {
 				t.Fatalf("%d running, %d in the reservation; want 4 and %d", len(running), inRes, tt.wantRes)
 			}
+			for i, f := range fleets {
+				pg := f.Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName")
+				if reserved := i == 0; reserved && pg != "" {
+					t.Errorf("the reserved fleet names placement group %q; reserved capacity is used where it was reserved", pg)
+				} else if !reserved && pg == "" {
+					t.Error("the on-demand fleet of an EFA gang names no placement group")
+				}
+			}
 			if r, _ := e.srv.Reservation(tt.res.ID); r.Available != tt.res.Available-int32(tt.wantRes) {
 				t.Errorf("reservation has %d seats left, want %d (a refused gang takes none)", r.Available, tt.res.Available-int32(tt.wantRes))
 			}
@@ -239,4 +251,116 @@ func TestGangReservationsFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A gang of EFA-capable instance types launches into a cluster placement
+// group created for it; a gang of other types uses none; a full group
+// refuses the gang whole; empty groups are deleted after the grace.
+func TestGangPlacementGroup(t *testing.T) {
+	launch := func(t *testing.T, e *env, uid, instanceType string, gpus int64) []createResult {
+		t.Helper()
+		claims := make([]*karpv1.NodeClaim, 4)
+		for i := range claims {
+			claims[i] = gangClaim(fmt.Sprintf("%s-%d", uid, i), uid, 4, instanceType, "us-east-1b")
+			claims[i].Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		}
+		return e.createAll(claims)
+	}
+	groupOf := func(e *env, uid string) string {
+		for name, pg := range e.srv.PlacementGroups() {
+			if pg.Tags["karpenter-gpu.io/gang"] == uid+"/1" {
+				return name
+			}
+		}
+		return ""
+	}
+	t.Run("EFA types: one cluster group per gang, every instance in it", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		for _, r := range launch(t, e, "efa", "p5.48xlarge", 8) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		creates := e.srv.Requests("CreatePlacementGroup")
+		if len(creates) != 1 || creates[0].Form.Get("Strategy") != "cluster" {
+			t.Fatalf("CreatePlacementGroup %v, want one cluster group", lo.Map(creates, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
+		}
+		name := groupOf(e, "efa")
+		if name == "" || e.srv.PlacementGroups()[name].Tags[gpucp.TagCluster] != cluster {
+			t.Fatalf("no group tagged with the cluster and the gang: %v", e.srv.PlacementGroups())
+		}
+		fleet := e.srv.Requests("CreateFleet")[0].Form
+		if got := fleet.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); got != name {
+			t.Errorf("fleet overrides name placement group %q, want %q", got, name)
+		}
+		for _, i := range live(e.srv) {
+			if g := e.srv.PlacementGroupOf(i.ID); g != name {
+				t.Errorf("instance %s in placement group %q, want %q", i.ID, g, name)
+			}
+		}
+	})
+	t.Run("types without EFA: no placement group", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		for _, r := range launch(t, e, "noefa", "g6.xlarge", 1) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
+			t.Errorf("%d placement groups created for g6.xlarge", n)
+		}
+		if g := e.srv.Requests("CreateFleet")[0].Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); g != "" {
+			t.Errorf("fleet names placement group %q", g)
+		}
+	})
+	t.Run("a full placement group refuses the gang whole", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		name := "karpenter-gpu-" + awsutil.ShortHash(cluster+"/full/1")
+		e.srv.SetPlacementGroupCapacity(name, 3)
+		for _, r := range launch(t, e, "full", "p5.48xlarge", 8) {
+			if !karpcp.IsInsufficientCapacityError(r.err) {
+				t.Errorf("%s: %v, want insufficient capacity", r.name, r.err)
+			}
+		}
+		if n := len(e.srv.Instances()); n != 0 {
+			t.Errorf("%d instances started for a gang its placement group cannot hold", n)
+		}
+	})
+	t.Run("empty groups are deleted after the grace, groups in use are kept", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		first := launch(t, e, "first", "p5.48xlarge", 8)
+		second := launch(t, e, "second", "p5.48xlarge", 8)
+		for _, r := range append(first, second...) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		for _, r := range first {
+			if err := e.cp.Delete(e.ctx, r.nc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// DescribeInstances moves them on: shutting-down, then terminated.
+		for range 2 {
+			if _, err := e.backend.List(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.clock.Step(instance.PlacementGroupGrace + time.Minute)
+		for _, r := range launch(t, e, "third", "p5.48xlarge", 8) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		if g := groupOf(e, "first"); g != "" {
+			t.Errorf("the first gang's empty group %s was not deleted", g)
+		}
+		if groupOf(e, "second") == "" || groupOf(e, "third") == "" {
+			t.Errorf("a group in use was deleted: %v", lo.Keys(e.srv.PlacementGroups()))
+		}
+	})
 }

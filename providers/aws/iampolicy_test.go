@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"sort"
 	"testing"
@@ -87,7 +88,28 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 			}
 		}
 	}
-	e.clock.Step(time.Hour)
+	// A gang of EFA-capable types: its placement group, then, an hour
+	// later, the collection of the empty group before the next gang.
+	for _, uid := range []string{"gang-1", "gang-2"} {
+		var claims []*karpv1.NodeClaim
+		for i := range 2 {
+			claims = append(claims, gangClaim(fmt.Sprintf("%s-%d", uid, i), uid, 2, "p5.48xlarge", "us-east-1b"))
+		}
+		for _, r := range e.createAll(claims) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if err := e.cp.Delete(e.ctx, r.nc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			if _, err := e.backend.List(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.clock.Step(time.Hour)
+	}
 	if _, err := e.collectOrphans(time.Minute); err != nil {
 		t.Fatal(err)
 	}

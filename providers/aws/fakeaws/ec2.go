@@ -119,6 +119,9 @@ func (s *Server) ec2Action(action string, form url.Values) ([]node, *apiError) {
 	if form.Get("DryRun") == "true" {
 		return nil, s.dryRun(action, form)
 	}
+	if out, aerr, ok := s.placementGroupAction(action, form); ok {
+		return out, aerr
+	}
 	switch action {
 	case "DescribeSubnets":
 		return s.describeSubnets(form)

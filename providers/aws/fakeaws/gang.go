@@ -9,8 +9,11 @@ package fakeaws
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -21,12 +24,21 @@ type gangState struct {
 	members map[string]string // instance ID -> placement group
 	// ignoreMin: serve fleets as if they had no MinTargetCapacity.
 	ignoreMin bool
+	// groups are the placement groups that exist (created, or given a
+	// capacity by SetPlacementGroupCapacity).
+	groups map[string]*PlacementGroup
+}
+
+// PlacementGroup is a placement group of the endpoint.
+type PlacementGroup struct {
+	Name, ID, Strategy string
+	Tags               map[string]string
 }
 
 var gangStates sync.Map // *Server -> *gangState
 
 func (s *Server) gangs() *gangState {
-	g, _ := gangStates.LoadOrStore(s, &gangState{room: map[string]int{}, members: map[string]string{}})
+	g, _ := gangStates.LoadOrStore(s, &gangState{room: map[string]int{}, members: map[string]string{}, groups: map[string]*PlacementGroup{}})
 	return g.(*gangState)
 }
 
@@ -36,11 +48,103 @@ func (s *Server) gangs() *gangState {
 func (s *Server) SetPlacementGroupCapacity(name string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.gangs().groups[name]; !ok {
+		s.gangs().groups[name] = &PlacementGroup{Name: name, ID: s.id("pg-"), Strategy: "cluster"}
+	}
 	if n < 0 {
 		delete(s.gangs().room, name)
 		return
 	}
 	s.gangs().room[name] = n
+}
+
+// PlacementGroups returns the placement groups that exist, by name.
+func (s *Server) PlacementGroups() map[string]PlacementGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]PlacementGroup{}
+	for n, g := range s.gangs().groups {
+		c := *g
+		c.Tags = cloneMap(g.Tags)
+		out[n] = c
+	}
+	return out
+}
+
+// placementGroupAction serves CreatePlacementGroup, DescribePlacementGroups
+// and DeletePlacementGroup as EC2 does (a duplicate name, an unknown group
+// and a group that still holds instances are errors); handled is false for
+// any other action. The caller holds s.mu.
+func (s *Server) placementGroupAction(action string, form url.Values) (out []node, aerr *apiError, handled bool) {
+	g := s.gangs()
+	render := func(pg *PlacementGroup) []node {
+		return []node{txt("groupName", pg.Name), txt("groupId", pg.ID), txt("strategy", pg.Strategy), txt("state", "available"), tagSet(pg.Tags)}
+	}
+	switch action {
+	case "CreatePlacementGroup":
+		name := form.Get("GroupName")
+		if name == "" {
+			return nil, &apiError{code: "MissingParameter", message: "The request must contain the parameter GroupName", status: http.StatusBadRequest}, true
+		}
+		if _, ok := g.groups[name]; ok {
+			return nil, &apiError{code: "InvalidPlacementGroup.Duplicate", message: fmt.Sprintf("The placement group '%s' already exists.", name), status: http.StatusBadRequest}, true
+		}
+		pg := &PlacementGroup{Name: name, ID: s.id("pg-"), Strategy: form.Get("Strategy"), Tags: tagSpecs(form, "TagSpecification")["placement-group"]}
+		g.groups[name] = pg
+		return []node{el("placementGroup", render(pg)...)}, nil, true
+	case "DescribePlacementGroups":
+		var items []node
+		names := sortedKeys(g.groups)
+		for _, name := range names {
+			pg := g.groups[name]
+			if !matchesTagFilters(form, pg.Tags) {
+				continue
+			}
+			items = append(items, item(render(pg)...))
+		}
+		return []node{set("placementGroupSet", items...)}, nil, true
+	case "DeletePlacementGroup":
+		name := form.Get("GroupName")
+		if _, ok := g.groups[name]; !ok {
+			return nil, notFound("InvalidPlacementGroup.Unknown", fmt.Sprintf("The Placement Group '%s' is unknown.", name)), true
+		}
+		for _, inst := range s.instances {
+			if g.members[inst.ID] == name && inst.State != "terminated" {
+				return nil, &apiError{code: "InvalidPlacementGroup.InUse", message: fmt.Sprintf("There are instances in placement group %s", name), status: http.StatusBadRequest}, true
+			}
+		}
+		delete(g.groups, name)
+		delete(g.room, name)
+		return []node{txt("return", "true")}, nil, true
+	}
+	return nil, nil, false
+}
+
+// matchesTagFilters applies the request's tag:KEY filters to tags.
+func matchesTagFilters(form url.Values, tags map[string]string) bool {
+	for i := 1; ; i++ {
+		name := form.Get(fmt.Sprintf("Filter.%d.Name", i))
+		if name == "" {
+			return true
+		}
+		key, ok := strings.CutPrefix(name, "tag:")
+		if !ok {
+			continue
+		}
+		want := form.Get(fmt.Sprintf("Filter.%d.Value.1", i))
+		if tags[key] != want {
+			return false
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // IgnoreMinTargetCapacity makes the endpoint misbehave as an endpoint
@@ -73,6 +177,10 @@ func (s *Server) gangFleet(form url.Values, token string, total int, overrides [
 		return nil, false
 	}
 	group := form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName")
+	if _, ok := g.groups[group]; group != "" && !ok {
+		err := item(txt("errorCode", "InvalidPlacementGroup.Unknown"), txt("errorMessage", fmt.Sprintf("The Placement Group '%s' is unknown.", group)))
+		return s.fleetAnswer(token, []node{err}, nil), true
+	}
 	pgRoom := total
 	if n, limited := g.room[group]; limited && group != "" {
 		used := 0

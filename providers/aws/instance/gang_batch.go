@@ -41,6 +41,8 @@ type gangCollector struct {
 	wait    time.Duration
 	mu      sync.Mutex
 	pending map[string]*gangBatch
+	// lastCollect is when empty placement groups were last collected.
+	lastCollect time.Time
 }
 
 // gangBatch is one attempt's requests of one fleet kind, by identical
@@ -66,8 +68,14 @@ func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
 
 // createFleet is the CreateFleet of one launch: a gang member's goes
 // through the collector, any other through the batcher.
-func (p *Provider) createFleet(ctx context.Context, req *cloudprovider.LaunchRequest, in *ec2.CreateFleetInput) (*ec2.CreateFleetOutput, error) {
+func (p *Provider) createFleet(ctx context.Context, req *cloudprovider.LaunchRequest, kind fleetKind, in *ec2.CreateFleetInput) (*ec2.CreateFleetOutput, error) {
 	if g, ok := cloudprovider.GangOf(req.NodeClaim); ok {
+		// Reserved capacity is where it was reserved (an ODCR is used in a
+		// cluster placement group only if it was made in it; a capacity
+		// block is already close together): no group of our own.
+		if name := p.gangPlacementGroup(ctx, in, g); name != "" && (kind == kindOnDemand || kind == kindSpot) {
+			in = withPlacementGroup(in, name)
+		}
 		return p.gangs.createFleet(ctx, in, g)
 	}
 	return p.batcher.createFleet(ctx, in)
@@ -119,12 +127,13 @@ func (gc *gangCollector) flush(gk string, gb *gangBatch) {
 		log.FromContext(gb.members[gb.order[0]][0].ctx).Info("launching part of a gang: the rest did not arrive in time",
 			"gang", gk, "arrived", gb.arrived, "size", gb.size, "waited", gc.wait)
 	}
+	gc.collectPlacementGroups(gb.members[gb.order[0]][0].ctx)
 	var wg sync.WaitGroup
 	for _, ik := range gb.order {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			gc.execute(gb.inputs[ik], gb.members[ik])
+			gc.execute(gk, gb.inputs[ik], gb.members[ik])
 		}()
 	}
 	wg.Wait()
@@ -132,7 +141,7 @@ func (gc *gangCollector) flush(gk string, gb *gangBatch) {
 
 // execute makes one all-or-nothing CreateFleet for the members and hands
 // each its instance, or refuses every one.
-func (gc *gangCollector) execute(common *ec2.CreateFleetInput, members []*batchMember) {
+func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, members []*batchMember) {
 	p := gc.p
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), p.opts.LaunchTimeout)
 	defer cancel()
@@ -146,6 +155,15 @@ func (gc *gangCollector) execute(common *ec2.CreateFleetInput, members []*batchM
 		})
 	}))
 	setGangOptions(&in, n, len(types) == 1)
+	if name := placementGroupOf(&in); name != "" {
+		gang, _, _ := strings.Cut(gk, "|")
+		if err := gc.ensurePlacementGroup(ctx, name, gang); err != nil {
+			for _, m := range members {
+				m.done <- batchAnswer{err: err}
+			}
+			return
+		}
+	}
 	if tokens := lo.Map(members, func(m *batchMember, _ int) string { return m.token }); !lo.Contains(tokens, "") {
 		sort.Strings(tokens)
 		in.ClientToken = aws.String("gang-" + awsutil.ShortHash(strings.Join(tokens, ",")))
@@ -226,4 +244,119 @@ func setGangOptions(in *ec2.CreateFleetInput, n int, single bool) {
 	in.OnDemandOptions.MinTargetCapacity = minCount
 	in.OnDemandOptions.SingleAvailabilityZone = lo.ToPtr(true)
 	in.OnDemandOptions.SingleInstanceType = lo.ToPtr(single)
+}
+
+// Placement groups: a gang whose instance types all support EFA (the
+// catalog's EFA count) launches into a cluster placement group created for
+// it, so its nodes sit close together on the network. The group is named
+// after the cluster and the gang attempt, tagged with the cluster, the
+// gang and its creation time, and deleted once empty and older than
+// PlacementGroupGrace (collected before each gang launch: an account holds
+// 500 groups).
+const (
+	tagGang             = "karpenter-gpu.io/gang"
+	tagCreatedAt        = "karpenter-gpu.io/created-at"
+	PlacementGroupGrace = 10 * time.Minute
+	collectEvery        = time.Minute
+)
+
+// gangPlacementGroup is the placement group of a gang whose every override
+// is an EFA-capable type; "" otherwise.
+func (p *Provider) gangPlacementGroup(ctx context.Context, in *ec2.CreateFleetInput, g cloudprovider.Gang) string {
+	n := 0
+	for _, c := range in.LaunchTemplateConfigs {
+		for _, o := range c.Overrides {
+			e, ok := p.opts.InstanceTypes.Get(ctx, string(o.InstanceType))
+			if !ok || e.EFACount <= 0 {
+				return ""
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return "karpenter-gpu-" + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
+}
+
+// withPlacementGroup is in with every override in the placement group.
+func withPlacementGroup(in *ec2.CreateFleetInput, name string) *ec2.CreateFleetInput {
+	c := *in
+	c.LaunchTemplateConfigs = lo.Map(in.LaunchTemplateConfigs, func(cfg ec2types.FleetLaunchTemplateConfigRequest, _ int) ec2types.FleetLaunchTemplateConfigRequest {
+		cfg.Overrides = lo.Map(cfg.Overrides, func(o ec2types.FleetLaunchTemplateOverridesRequest, _ int) ec2types.FleetLaunchTemplateOverridesRequest {
+			o.Placement = &ec2types.Placement{GroupName: aws.String(name)}
+			return o
+		})
+		return cfg
+	})
+	return &c
+}
+
+// placementGroupOf is the placement group a fleet's overrides name.
+func placementGroupOf(in *ec2.CreateFleetInput) string {
+	for _, c := range in.LaunchTemplateConfigs {
+		for _, o := range c.Overrides {
+			if o.Placement != nil && lo.FromPtr(o.Placement.GroupName) != "" {
+				return lo.FromPtr(o.Placement.GroupName)
+			}
+		}
+	}
+	return ""
+}
+
+// ensurePlacementGroup creates a gang's cluster placement group unless it
+// exists.
+func (gc *gangCollector) ensurePlacementGroup(ctx context.Context, name, gang string) error {
+	p := gc.p
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	defer cancel()
+	tags := awsutil.OwnedTags(p.opts.ClusterName, map[string]string{tagGang: gang, tagCreatedAt: p.opts.Clock.Now().UTC().Format(time.RFC3339)})
+	_, err := p.opts.EC2.CreatePlacementGroup(cctx, &ec2.CreatePlacementGroupInput{
+		GroupName: aws.String(name), Strategy: ec2types.PlacementStrategyCluster,
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypePlacementGroup, Tags: awsutil.ToEC2Tags(tags)}},
+	})
+	if err != nil && awsutil.ErrorCode(err) != "InvalidPlacementGroup.Duplicate" {
+		return fmt.Errorf("creating placement group %s for gang %s, %w", name, gang, err)
+	}
+	return nil
+}
+
+// collectPlacementGroups deletes the cluster's gang placement groups older
+// than PlacementGroupGrace that hold no instance (EC2 refuses to delete one
+// that does), at most once per collectEvery. Errors are logged: a group
+// left now is collected next time.
+func (gc *gangCollector) collectPlacementGroups(ctx context.Context) {
+	p := gc.p
+	now := p.opts.Clock.Now()
+	gc.mu.Lock()
+	if now.Sub(gc.lastCollect) < collectEvery {
+		gc.mu.Unlock()
+		return
+	}
+	gc.lastCollect = now
+	gc.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	defer cancel()
+	out, err := p.opts.EC2.DescribePlacementGroups(cctx, &ec2.DescribePlacementGroupsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + cloudprovider.TagCluster), Values: []string{p.opts.ClusterName}},
+	}})
+	if err != nil {
+		log.FromContext(ctx).Error(err, "listing gang placement groups")
+		return
+	}
+	for _, pg := range out.PlacementGroups {
+		tags := lo.SliceToMap(pg.Tags, func(t ec2types.Tag) (string, string) { return lo.FromPtr(t.Key), lo.FromPtr(t.Value) })
+		created, err := time.Parse(time.RFC3339, tags[tagCreatedAt])
+		if tags[tagGang] == "" || err != nil || now.Sub(created) < PlacementGroupGrace {
+			continue
+		}
+		_, err = p.opts.EC2.DeletePlacementGroup(cctx, &ec2.DeletePlacementGroupInput{GroupName: pg.GroupName})
+		switch code := awsutil.ErrorCode(err); {
+		case err == nil:
+			log.FromContext(ctx).Info("deleted an empty gang placement group", "placementGroup", lo.FromPtr(pg.GroupName), "gang", tags[tagGang])
+		case code == "InvalidPlacementGroup.InUse" || code == "InvalidPlacementGroup.Unknown":
+		default:
+			log.FromContext(ctx).Error(err, "deleting gang placement group", "placementGroup", lo.FromPtr(pg.GroupName))
+		}
+	}
 }

@@ -300,7 +300,7 @@ func (p *Provider) launchGroup(ctx context.Context, req *cloudprovider.LaunchReq
 	in := p.fleetInput(req, g.kind, plan)
 	var out *ec2.CreateFleetOutput
 	for attempt := 0; ; attempt++ {
-		out, err = p.createFleet(ctx, req, in)
+		out, err = p.createFleet(ctx, req, g.kind, in)
 		if err == nil {
 			break
 		}

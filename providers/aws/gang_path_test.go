@@ -315,6 +315,39 @@ func TestGangPlacementGroup(t *testing.T) {
 			t.Errorf("fleet names placement group %q", g)
 		}
 	})
+	t.Run("node class placementGroup None: no group for an EFA gang", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass(func(nc *v1alpha1.GPUNodeClass) { nc.Spec.Gang.PlacementGroup = v1alpha1.GangPlacementNone }))
+		for _, r := range launch(t, e, "none", "p5.48xlarge", 8) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
+			t.Errorf("%d placement groups created with placementGroup None", n)
+		}
+		if g := e.srv.Requests("CreateFleet")[0].Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); g != "" {
+			t.Errorf("fleet names placement group %q", g)
+		}
+	})
+	t.Run("node class names its group: the gang launches into it, none created", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.srv.SetPlacementGroupCapacity("team-pg", -1) // exists, unlimited
+		e.resolved(nodeClass(func(nc *v1alpha1.GPUNodeClass) { nc.Spec.Gang.PlacementGroupName = lo.ToPtr("team-pg") }))
+		for _, r := range launch(t, e, "named", "p5.48xlarge", 8) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
+			t.Errorf("%d placement groups created beside the node class's own", n)
+		}
+		for _, i := range live(e.srv) {
+			if g := e.srv.PlacementGroupOf(i.ID); g != "team-pg" {
+				t.Errorf("instance %s in placement group %q, want team-pg", i.ID, g)
+			}
+		}
+	})
 	t.Run("a full placement group refuses the gang whole", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass())

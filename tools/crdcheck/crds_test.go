@@ -164,6 +164,7 @@ func TestGPUNodeClassDefaults(t *testing.T) {
 		"migStrategy: none",
 		"taint: true",
 		"disruption: {}", // protection defaults to BreakEven in code (GPUWorkProtection)
+		"placementGroup: Cluster",
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("defaulted spec lacks %q:\n%s", want, got)
@@ -175,6 +176,12 @@ func TestGPUNodeClassValidation(t *testing.T) {
 	v := newValidator(t, "gpunodeclasses.karpenter-gpu.io")
 	run(t, v, []tc{
 		{"minimal", nodeClass(""), ""},
+		{"gang placement group None", nodeClass("  gang:\n    placementGroup: None\n"), ""},
+		{"gang named placement group", nodeClass("  gang:\n    placementGroupName: team-pg\n"), ""},
+		{"gang bad placement strategy", nodeClass("  gang:\n    placementGroup: Spread\n"), "placementGroup"},
+		{"gang named group with None", nodeClass("  gang:\n    placementGroup: None\n    placementGroupName: team-pg\n"), "placementGroupName requires placementGroup Cluster"},
+		{"gang group name with a space", nodeClass("  gang:\n    placementGroupName: team pg\n"), "placementGroupName"},
+		{"gang empty group name", nodeClass("  gang:\n    placementGroupName: ''\n"), "placementGroupName"},
 		{"instanceProfile instead of role", nodeClass("  instanceProfile: my-profile\n", "role"), ""},
 		{"role and instanceProfile", nodeClass("  instanceProfile: my-profile\n"), "exactly one of role or instanceProfile must be set"},
 		{"neither role nor instanceProfile", nodeClass("", "role"), "exactly one of role or instanceProfile must be set"},

@@ -124,6 +124,14 @@ type GPUNodeClassSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	GPU GPUOptions `json:"gpu,omitempty"`
+
+	// Gang configures the placement of all-or-nothing gangs launched for
+	// ProvisioningRequests (a cluster placement group per gang of
+	// EFA-capable types by default). Defaults to {} so every inner default
+	// applies.
+	// +kubebuilder:default={}
+	// +optional
+	Gang GangOptions `json:"gang,omitempty"`
 }
 
 // SubnetSelectorTerm selects subnets by tags or by id (exactly one).

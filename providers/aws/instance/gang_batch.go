@@ -27,6 +27,7 @@ import (
 	"github.com/samber/lo"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
@@ -43,6 +44,9 @@ type gangCollector struct {
 	pending map[string]*gangBatch
 	// lastCollect is when empty placement groups were last collected.
 	lastCollect time.Time
+	// owned are the placement groups this provider names for gangs (and so
+	// creates); a node class's own group is used as it is.
+	owned map[string]bool
 }
 
 // gangBatch is one attempt's requests of one fleet kind, by identical
@@ -63,7 +67,7 @@ func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
 	}
 	// A member waits inside its launch's timeout.
 	wait = min(wait, p.opts.LaunchTimeout/2)
-	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}}
+	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}, owned: map[string]bool{}}
 }
 
 // createFleet is the CreateFleet of one launch: a gang member's goes
@@ -73,7 +77,7 @@ func (p *Provider) createFleet(ctx context.Context, req *cloudprovider.LaunchReq
 		// Reserved capacity is where it was reserved (an ODCR is used in a
 		// cluster placement group only if it was made in it; a capacity
 		// block is already close together): no group of our own.
-		if name := p.gangPlacementGroup(ctx, in, g); name != "" && (kind == kindOnDemand || kind == kindSpot) {
+		if name := p.gangPlacementGroup(ctx, req.NodeClass, in, g); name != "" && (kind == kindOnDemand || kind == kindSpot) {
 			in = withPlacementGroup(in, name)
 		}
 		return p.gangs.createFleet(ctx, in, g)
@@ -155,7 +159,10 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 		})
 	}))
 	setGangOptions(&in, n, len(types) == 1)
-	if name := placementGroupOf(&in); name != "" {
+	gc.mu.Lock()
+	owned := gc.owned[placementGroupOf(&in)]
+	gc.mu.Unlock()
+	if name := placementGroupOf(&in); owned {
 		gang, _, _ := strings.Cut(gk, "|")
 		if err := gc.ensurePlacementGroup(ctx, name, gang); err != nil {
 			for _, m := range members {
@@ -254,15 +261,25 @@ func setGangOptions(in *ec2.CreateFleetInput, n int, single bool) {
 // PlacementGroupGrace (collected before each gang launch: an account holds
 // 500 groups).
 const (
+	gangGroupPrefix     = "karpenter-gpu-"
 	tagGang             = "karpenter-gpu.io/gang"
 	tagCreatedAt        = "karpenter-gpu.io/created-at"
 	PlacementGroupGrace = 10 * time.Minute
 	collectEvery        = time.Minute
 )
 
-// gangPlacementGroup is the placement group of a gang whose every override
-// is an EFA-capable type; "" otherwise.
-func (p *Provider) gangPlacementGroup(ctx context.Context, in *ec2.CreateFleetInput, g cloudprovider.Gang) string {
+// gangPlacementGroup is the placement group of a gang: none when the node
+// class says None, the node class's own group when it names one, else one
+// created for the gang when every override is an EFA-capable type.
+func (p *Provider) gangPlacementGroup(ctx context.Context, nc *v1alpha1.GPUNodeClass, in *ec2.CreateFleetInput, g cloudprovider.Gang) string {
+	if nc != nil {
+		if nc.Spec.Gang.PlacementGroup == v1alpha1.GangPlacementNone {
+			return ""
+		}
+		if name := lo.FromPtr(nc.Spec.Gang.PlacementGroupName); name != "" {
+			return name
+		}
+	}
 	n := 0
 	for _, c := range in.LaunchTemplateConfigs {
 		for _, o := range c.Overrides {
@@ -276,7 +293,11 @@ func (p *Provider) gangPlacementGroup(ctx context.Context, in *ec2.CreateFleetIn
 	if n == 0 {
 		return ""
 	}
-	return "karpenter-gpu-" + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
+	name := gangGroupPrefix + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
+	p.gangs.mu.Lock()
+	p.gangs.owned[name] = true
+	p.gangs.mu.Unlock()
+	return name
 }
 
 // withPlacementGroup is in with every override in the placement group.
@@ -353,6 +374,9 @@ func (gc *gangCollector) collectPlacementGroups(ctx context.Context) {
 		_, err = p.opts.EC2.DeletePlacementGroup(cctx, &ec2.DeletePlacementGroupInput{GroupName: pg.GroupName})
 		switch code := awsutil.ErrorCode(err); {
 		case err == nil:
+			gc.mu.Lock()
+			delete(gc.owned, lo.FromPtr(pg.GroupName))
+			gc.mu.Unlock()
 			log.FromContext(ctx).Info("deleted an empty gang placement group", "placementGroup", lo.FromPtr(pg.GroupName), "gang", tags[tagGang])
 		case code == "InvalidPlacementGroup.InUse" || code == "InvalidPlacementGroup.Unknown":
 		default:

@@ -3,6 +3,7 @@ package aws_test
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,6 +395,93 @@ func TestGangPlacementGroup(t *testing.T) {
 		}
 		if groupOf(e, "second") == "" || groupOf(e, "third") == "" {
 			t.Errorf("a group in use was deleted: %v", lo.Keys(e.srv.PlacementGroups()))
+		}
+	})
+}
+
+// EFA: a gang member of an EFA-capable type (or a NodeClaim that requests
+// EFA devices) launches from a template with one EFA interface per network
+// card, as many as the catalog gives the type; other launches have none.
+func TestEFAInterfaces(t *testing.T) {
+	templateOf := func(t *testing.T, e *env, fleet int) fakeaws.LaunchTemplate {
+		t.Helper()
+		name := e.srv.Requests("CreateFleet")[fleet].Form.Get("LaunchTemplateConfigs.1.LaunchTemplateSpecification.LaunchTemplateName")
+		lt, ok := e.srv.LaunchTemplates()[name]
+		if !ok {
+			t.Fatalf("fleet %d names launch template %q, which does not exist", fleet, name)
+		}
+		return lt
+	}
+	efaCount := func(lt fakeaws.LaunchTemplate) int {
+		n := 0
+		for k, v := range lt.Data {
+			if strings.HasSuffix(k, ".InterfaceType") && v == "efa" {
+				n++
+			}
+		}
+		return n
+	}
+	t.Run("a p5 gang: 32 EFA interfaces, one per card, groups on the interfaces", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		claims := make([]*karpv1.NodeClaim, 2)
+		for i := range claims {
+			claims[i] = gangClaim(fmt.Sprintf("efa-%d", i), "efa", 2, "p5.48xlarge", "us-east-1b")
+		}
+		for _, r := range e.createAll(claims) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		lt := templateOf(t, e, 0)
+		if n := efaCount(lt); n != 32 {
+			t.Fatalf("%d EFA interfaces, want 32 (p5.48xlarge): %v", n, lt.Data)
+		}
+		for i := 1; i <= 32; i++ {
+			card, dev := lt.Data[fmt.Sprintf("NetworkInterface.%d.NetworkCardIndex", i)], lt.Data[fmt.Sprintf("NetworkInterface.%d.DeviceIndex", i)]
+			if card != fmt.Sprint(i-1) || dev != map[bool]string{true: "0", false: "1"}[i == 1] {
+				t.Errorf("interface %d on card %s device %s", i, card, dev)
+			}
+			if lt.Data[fmt.Sprintf("NetworkInterface.%d.SecurityGroupId.1", i)] != "sg-nodes" {
+				t.Errorf("interface %d carries no security group", i)
+			}
+		}
+		if _, ok := lt.Data["SecurityGroupId.1"]; ok {
+			t.Error("security groups both on the template and on its interfaces (EC2 refuses that)")
+		}
+	})
+	t.Run("a g6 gang: none", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		claims := make([]*karpv1.NodeClaim, 2)
+		for i := range claims {
+			claims[i] = gangClaim(fmt.Sprintf("g6-%d", i), "g6", 2, "g6.xlarge", "us-east-1b")
+			claims[i].Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
+		}
+		for _, r := range e.createAll(claims) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		if n := efaCount(templateOf(t, e, 0)); n != 0 {
+			t.Errorf("%d EFA interfaces on g6.xlarge", n)
+		}
+	})
+	t.Run("a lone p5: none, unless it requests EFA devices", func(t *testing.T) {
+		e := newEnv(t, inventory())
+		e.resolved(nodeClass())
+		plain := gangClaim("plain", "x", 2, "p5.48xlarge", "us-east-1b")
+		delete(plain.Annotations, gpucp.AnnotationGangSize)
+		wants := gangClaim("wants", "y", 2, "p5.48xlarge", "us-east-1b")
+		delete(wants.Annotations, gpucp.AnnotationGangSize)
+		wants.Spec.Resources.Requests[v1alpha1.ResourceEFA] = resource.MustParse("1")
+		for i, nc := range []*karpv1.NodeClaim{plain, wants} {
+			if _, err := e.cp.Create(e.ctx, nc); err != nil {
+				t.Fatal(err)
+			}
+			if n, want := efaCount(templateOf(t, e, i)), []int{0, 32}[i]; n != want {
+				t.Errorf("%s: %d EFA interfaces, want %d", nc.Name, n, want)
+			}
 		}
 	})
 }

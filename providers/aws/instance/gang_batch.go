@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
@@ -383,4 +384,19 @@ func (gc *gangCollector) collectPlacementGroups(ctx context.Context) {
 			log.FromContext(ctx).Error(err, "deleting gang placement group", "placementGroup", lo.FromPtr(pg.GroupName))
 		}
 	}
+}
+
+// efaInterfaces is how many EFA network interfaces a launch attaches: every
+// one its instance type supports (the catalog's count) for a member of a
+// gang, or for a NodeClaim that requests EFA devices; 0 otherwise.
+func efaInterfaces(req *cloudprovider.LaunchRequest, e *catalog.Entry) int {
+	if e == nil || e.EFACount <= 0 || req.NodeClaim == nil {
+		return 0
+	}
+	_, gang := cloudprovider.GangOf(req.NodeClaim)
+	wants := req.NodeClaim.Spec.Resources.Requests[v1alpha1.ResourceEFA]
+	if !gang && wants.IsZero() {
+		return 0
+	}
+	return int(e.EFACount)
 }

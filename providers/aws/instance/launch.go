@@ -243,13 +243,15 @@ func (p *Provider) planFleet(ctx context.Context, req *cloudprovider.LaunchReque
 		if oneSubnet {
 			subnets = subnets[:1]
 		}
-		tkey := ami.ID + "|" + o.ReservationID
+		efa := efaInterfaces(req, &entry)
+		tkey := ami.ID + "|" + o.ReservationID + "|" + fmt.Sprint(efa)
 		name, ok := templates[tkey]
 		if !ok {
 			spec, err := p.opts.Templates.Spec(nc, req.NodeClaim, ami.ID, o.ReservationID, g.kind == kindCapacityBlock)
 			if err != nil {
 				return nil, err
 			}
+			spec.EFAInterfaces = efa
 			if name, err = p.opts.Templates.Ensure(ctx, spec); err != nil {
 				return nil, err
 			}

@@ -46,6 +46,10 @@ type Spec struct {
 	ReservationID    string
 	CapacityBlock    bool
 	Tags             map[string]string
+	// EFAInterfaces attaches that many EFA network interfaces, one per
+	// network card (the first is the primary interface); 0 attaches none
+	// and leaves the template's name as before EFA support.
+	EFAInterfaces int `json:"EFAInterfaces,omitempty"`
 }
 
 type blockDevice struct {
@@ -309,7 +313,21 @@ func (p *Provider) Data(spec *Spec) *ec2types.RequestLaunchTemplateData {
 			Tags:         awsutil.ToEC2Tags(awsutil.OwnedTags(p.opts.ClusterName, lo.Assign(spec.Tags, map[string]string{cloudprovider.TagNodeClass: spec.NodeClass}))),
 		}},
 	}
-	if spec.PublicIP != nil {
+	if spec.EFAInterfaces > 0 {
+		// EFA: an interface on each network card, the first the primary
+		// (device 0), the others device 1 of their card; the interfaces
+		// carry the security groups.
+		for i := range spec.EFAInterfaces {
+			nic := ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+				NetworkCardIndex: aws.Int32(int32(i)), DeviceIndex: aws.Int32(int32(min(i, 1))), InterfaceType: aws.String("efa"),
+				Groups: spec.SecurityGroupIDs, DeleteOnTermination: lo.ToPtr(true),
+			}
+			if i == 0 {
+				nic.AssociatePublicIpAddress = spec.PublicIP
+			}
+			data.NetworkInterfaces = append(data.NetworkInterfaces, nic)
+		}
+	} else if spec.PublicIP != nil {
 		// A public-IP choice needs an explicit primary interface, which then
 		// carries the security groups.
 		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{

@@ -51,7 +51,9 @@ func main() {
 		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
 		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
 		ProvisioningRequests: opts.ProvisioningRequests, ProvisioningRequestBookingTTL: opts.ProvisioningRequestBookingTTL,
-		Eviction: opts.Eviction(),
+		ProvisioningRequestLaunchTimeout: opts.ProvisioningRequestLaunchTimeout, ProvisioningRequestMaxAttempts: opts.ProvisioningRequestMaxAttempts,
+		ProvisioningRequestRetryBackoff: opts.ProvisioningRequestRetryBackoff,
+		Eviction:                        opts.Eviction(),
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

@@ -65,6 +65,11 @@ type Options struct {
 	// provisioningrequest.Options.BookingTTL.
 	ProvisioningRequests          string
 	ProvisioningRequestBookingTTL time.Duration
+	// ProvisioningRequestLaunchTimeout, ...MaxAttempts, ...RetryBackoff:
+	// see provisioningrequest.Options (0: its defaults).
+	ProvisioningRequestLaunchTimeout time.Duration
+	ProvisioningRequestMaxAttempts   int
+	ProvisioningRequestRetryBackoff  time.Duration
 	// Eviction: the eviction-cost estimate's defaults (idlegpu.Options).
 	Eviction evictioncost.Model
 }

@@ -36,7 +36,8 @@ func provisioningRequestController(ctx context.Context, o Options) (controller.C
 		return nil, nil
 	}
 	return provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: o.Manager.GetAPIReader(),
-		CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL}), nil
+		CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL,
+		LaunchTimeout: o.ProvisioningRequestLaunchTimeout, MaxAttempts: o.ProvisioningRequestMaxAttempts, RetryBackoff: o.ProvisioningRequestRetryBackoff}), nil
 }
 
 // provisioningRequestsServed asks the API server (discovery, through the

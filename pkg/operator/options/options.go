@@ -49,6 +49,14 @@ type Options struct {
 	// ProvisioningRequestBookingTTL is how long capacity found or launched
 	// for a request is held for its pods.
 	ProvisioningRequestBookingTTL time.Duration
+	// ProvisioningRequestLaunchTimeout, ...MaxAttempts and ...RetryBackoff
+	// drive a best-effort-atomic request's attempts: every node of an
+	// attempt must register within the timeout or the attempt is rolled
+	// back; the next follows after the backoff (doubled per attempt); after
+	// MaxAttempts the request is Failed.
+	ProvisioningRequestLaunchTimeout time.Duration
+	ProvisioningRequestMaxAttempts   int
+	ProvisioningRequestRetryBackoff  time.Duration
 	// CheckpointInterval and RestartTime are the eviction-cost estimate's
 	// defaults for GPU pods that do not state theirs (pkg/evictioncost):
 	// how often batch pods checkpoint ("never": they restart from zero),
@@ -69,6 +77,9 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
 	fs.StringVar(&o.ProvisioningRequests, "provisioning-requests", env.WithDefaultString("PROVISIONING_REQUESTS", "auto"), "Serve ProvisioningRequests (autoscaling.x-k8s.io/v1, classes best-effort-atomic-scale-up and check-capacity): auto (when the CRD is installed), true or false")
 	fs.DurationVar(&o.ProvisioningRequestBookingTTL, "provisioning-request-booking-ttl", env.WithDefaultDuration("PROVISIONING_REQUEST_BOOKING_TTL", 10*time.Minute), "How long capacity found or launched for a ProvisioningRequest is held for its pods before BookingExpired")
+	fs.DurationVar(&o.ProvisioningRequestLaunchTimeout, "provisioning-request-launch-timeout", env.WithDefaultDuration("PROVISIONING_REQUEST_LAUNCH_TIMEOUT", 10*time.Minute), "Every node of a best-effort-atomic ProvisioningRequest attempt must register within it, or the attempt is rolled back (keep it under core's 15m registration timeout)")
+	fs.IntVar(&o.ProvisioningRequestMaxAttempts, "provisioning-request-max-attempts", env.WithDefaultInt("PROVISIONING_REQUEST_MAX_ATTEMPTS", 3), "Attempts of a best-effort-atomic ProvisioningRequest before it is Failed (Kueue then retries with a new request)")
+	fs.DurationVar(&o.ProvisioningRequestRetryBackoff, "provisioning-request-retry-backoff", env.WithDefaultDuration("PROVISIONING_REQUEST_RETRY_BACKOFF", 30*time.Second), "Wait after a failed attempt of a best-effort-atomic ProvisioningRequest, doubled per attempt up to 10m, plus up to a fifth")
 	fs.StringVar(&o.CheckpointInterval, "default-checkpoint-interval", env.WithDefaultString("DEFAULT_CHECKPOINT_INTERVAL", "1h"), "Eviction-cost estimate: how often batch GPU pods checkpoint unless they say (annotation karpenter-gpu.io/checkpoint-interval); a duration or never")
 	fs.DurationVar(&o.RestartTime, "default-restart-time", env.WithDefaultDuration("DEFAULT_RESTART_TIME", 5*time.Minute), "Eviction-cost estimate: how long a service GPU replica needs to serve again after an eviction unless it says (annotation karpenter-gpu.io/restart-time)")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
@@ -93,6 +104,15 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	}
 	if o.ProvisioningRequestBookingTTL <= 0 {
 		return fmt.Errorf("--provisioning-request-booking-ttl must be positive, got %s", o.ProvisioningRequestBookingTTL)
+	}
+	if o.ProvisioningRequestLaunchTimeout <= 0 {
+		return fmt.Errorf("--provisioning-request-launch-timeout must be positive, got %s", o.ProvisioningRequestLaunchTimeout)
+	}
+	if o.ProvisioningRequestMaxAttempts < 1 {
+		return fmt.Errorf("--provisioning-request-max-attempts must be at least 1, got %d", o.ProvisioningRequestMaxAttempts)
+	}
+	if o.ProvisioningRequestRetryBackoff <= 0 {
+		return fmt.Errorf("--provisioning-request-retry-backoff must be positive, got %s", o.ProvisioningRequestRetryBackoff)
 	}
 	if _, err := evictioncost.ParseCheckpointInterval(o.CheckpointInterval); err != nil {
 		return fmt.Errorf("--default-checkpoint-interval: %w", err)

@@ -172,6 +172,11 @@ func startProcess(t *testing.T, name, bin string, env []string, args ...string) 
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if keep := os.Getenv("KUEUE_TEST_LOG_DIR"); keep != "" {
+			// Keep every process's whole log (for a passing run too).
+			out, _ := os.ReadFile(logPath)
+			_ = os.WriteFile(filepath.Join(keep, name+".log"), out, 0o644)
+		}
 		if t.Failed() {
 			out, _ := os.ReadFile(logPath)
 			lines := strings.Split(string(out), "\n")
@@ -429,6 +434,18 @@ integrations:
 			fmt.Errorf("admission check %v, cluster queue %v", check.Status.Conditions, cq.Status.Conditions)
 	})
 	tm.mark("Kueue: ProvisioningRequestConfig (best-effort-atomic-scale-up), AdmissionCheck, ResourceFlavor, ClusterQueue and LocalQueue active")
+	// The NodePool is Ready before Jobs come, as in a cluster set up
+	// beforehand: under load its readiness can lag the Job by seconds, and
+	// a request planned before it fails its first attempt ("no ready
+	// NodePool") and waits out the 30 s backoff (seen in two runs at a load
+	// average of 10).
+	eventually(t, time.Minute, "karpenter-gpu: NodePool Ready", func() (bool, error) {
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(nodePool), nodePool); err != nil {
+			return false, err
+		}
+		return nodePool.StatusConditions().Root().IsTrue(), fmt.Errorf("NodePool conditions %v", nodePool.Status.Conditions)
+	})
+	tm.mark("karpenter-gpu: NodePool Ready")
 
 	// The gang: 8 pods of one L4 GPU each, all or nothing.
 	start := time.Now()

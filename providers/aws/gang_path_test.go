@@ -288,8 +288,8 @@ func TestGangPlacementGroup(t *testing.T) {
 			t.Fatalf("CreatePlacementGroup %v, want one cluster group", lo.Map(creates, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
 		}
 		name := groupOf(e, "efa")
-		if name == "" || e.srv.PlacementGroups()[name].Tags[gpucp.TagCluster] != cluster {
-			t.Fatalf("no group tagged with the cluster and the gang: %v", e.srv.PlacementGroups())
+		if pg := e.srv.PlacementGroups()[name]; name == "" || pg.Tags[gpucp.TagCluster] != cluster || pg.Tags[gpucp.TagNodeClass] != "gpu" {
+			t.Fatalf("no group tagged with the cluster, the node class and the gang: %v", e.srv.PlacementGroups())
 		}
 		fleet := e.srv.Requests("CreateFleet")[0].Form
 		if got := fleet.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); got != name {

@@ -47,7 +47,7 @@ type gangCollector struct {
 	lastCollect time.Time
 	// owned are the placement groups this provider names for gangs (and so
 	// creates); a node class's own group is used as it is.
-	owned map[string]bool
+	owned map[string]string // group -> the node class of its gang
 }
 
 // gangBatch is one attempt's requests of one fleet kind, by identical
@@ -68,7 +68,7 @@ func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
 	}
 	// A member waits inside its launch's timeout.
 	wait = min(wait, p.opts.LaunchTimeout/2)
-	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}, owned: map[string]bool{}}
+	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}, owned: map[string]string{}}
 }
 
 // createFleet is the CreateFleet of one launch: a gang member's goes
@@ -161,11 +161,11 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 	}))
 	setGangOptions(&in, n, len(types) == 1)
 	gc.mu.Lock()
-	owned := gc.owned[placementGroupOf(&in)]
+	nodeClass, owned := gc.owned[placementGroupOf(&in)]
 	gc.mu.Unlock()
 	if name := placementGroupOf(&in); owned {
 		gang, _, _ := strings.Cut(gk, "|")
-		if err := gc.ensurePlacementGroup(ctx, name, gang); err != nil {
+		if err := gc.ensurePlacementGroup(ctx, name, gang, nodeClass); err != nil {
 			for _, m := range members {
 				m.done <- batchAnswer{err: err}
 			}
@@ -296,7 +296,7 @@ func (p *Provider) gangPlacementGroup(ctx context.Context, nc *v1alpha1.GPUNodeC
 	}
 	name := gangGroupPrefix + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
 	p.gangs.mu.Lock()
-	p.gangs.owned[name] = true
+	p.gangs.owned[name] = nodeClassName(nc)
 	p.gangs.mu.Unlock()
 	return name
 }
@@ -328,11 +328,14 @@ func placementGroupOf(in *ec2.CreateFleetInput) string {
 
 // ensurePlacementGroup creates a gang's cluster placement group unless it
 // exists.
-func (gc *gangCollector) ensurePlacementGroup(ctx context.Context, name, gang string) error {
+func (gc *gangCollector) ensurePlacementGroup(ctx context.Context, name, gang, nodeClass string) error {
 	p := gc.p
 	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
 	tags := awsutil.OwnedTags(p.opts.ClusterName, map[string]string{tagGang: gang, tagCreatedAt: p.opts.Clock.Now().UTC().Format(time.RFC3339)})
+	if nodeClass != "" {
+		tags[cloudprovider.TagNodeClass] = nodeClass
+	}
 	_, err := p.opts.EC2.CreatePlacementGroup(cctx, &ec2.CreatePlacementGroupInput{
 		GroupName: aws.String(name), Strategy: ec2types.PlacementStrategyCluster,
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypePlacementGroup, Tags: awsutil.ToEC2Tags(tags)}},
@@ -399,4 +402,11 @@ func efaInterfaces(req *cloudprovider.LaunchRequest, e *catalog.Entry) int {
 		return 0
 	}
 	return int(e.EFACount)
+}
+
+func nodeClassName(nc *v1alpha1.GPUNodeClass) string {
+	if nc == nil {
+		return ""
+	}
+	return nc.Name
 }

@@ -36,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/karpenter/pkg/apis"
@@ -354,7 +355,10 @@ integrations:
 	startProcess(t, "karpenter-gpu", controllerBin, []string{"KUBECONFIG=" + kubeconfigPath},
 		"--backend=fake", "--cluster-name=kueue-e2e", "--disable-leader-election=true", "--provisioning-requests=true",
 		fmt.Sprintf("--metrics-port=%d", freePort(t)), fmt.Sprintf("--health-probe-port=%d", freePort(t)),
-		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug")
+		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug",
+		// Two attempts 1 s apart before a request is Failed, so the second
+		// Job goes through Failed and Kueue's retry within the test's time.
+		"--provisioning-request-max-attempts=2", "--provisioning-request-retry-backoff=1s")
 	tm.mark("kube-scheduler, kube-controller-manager (job), Kueue and karpenter-gpu started")
 
 	// karpenter-gpu: a GPU NodePool of L4 nodes holding at most 12 GPUs.
@@ -388,6 +392,9 @@ integrations:
 		Spec: kueue.ProvisioningRequestConfigSpec{
 			ProvisioningClassName: autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp,
 			ManagedResources:      []corev1.ResourceName{v1alpha1.ResourceNVIDIAGPU},
+			// One retry with a new request after a Failed one, 1 s later
+			// (Kueue's defaults: 3 retries from 60 s).
+			RetryStrategy: &kueue.ProvisioningRequestRetryStrategy{BackoffLimitCount: ptr.To[int32](1), BackoffBaseSeconds: ptr.To[int32](1), BackoffMaxSeconds: ptr.To[int32](5)},
 		},
 	}
 	check := &kueue.AdmissionCheck{
@@ -587,31 +594,90 @@ integrations:
 	}
 	var tooBigWL *kueue.Workload
 	var tooBigPR *autoscalingv1.ProvisioningRequest
-	eventually(t, time.Minute, "the second Job's admission check to carry karpenter-gpu's refusal", func() (bool, error) {
+	// Every request Kueue makes for it, as last seen (Kueue deletes a
+	// request once it made the next).
+	seen := map[string]*autoscalingv1.ProvisioningRequest{}
+	var order []string
+	rejected := "" // the admission check's message once Rejected
+	watchRequests := func() error {
 		var err error
 		if tooBigWL, err = workloadOf(ctx, kube, tooBig); err != nil || tooBigWL == nil {
-			return false, fmt.Errorf("no workload yet: %v", err)
+			return fmt.Errorf("no workload yet: %v", err)
 		}
 		prs, err := requestsOf(ctx, kube, tooBigWL)
-		if err != nil || len(prs) == 0 {
-			return false, fmt.Errorf("no request yet: %v", err)
+		if err != nil {
+			return err
 		}
-		tooBigPR = prs[len(prs)-1]
+		for _, p := range prs {
+			if _, ok := seen[p.Name]; !ok {
+				order = append(order, p.Name)
+				tm.mark(fmt.Sprintf("second Job: Kueue created ProvisioningRequest %s", p.Name))
+			}
+			seen[p.Name] = p
+			if c := claimsOf(ctx, t, kube, string(p.UID)); len(c) != 0 {
+				t.Errorf("request %s launched %d NodeClaims", p.Name, len(c))
+			}
+		}
+		if len(prs) > 0 {
+			tooBigPR = prs[len(prs)-1]
+		}
+		return nil
+	}
+	// karpenter-gpu fails the first request after its 2 attempts; Kueue
+	// retries with a second request, which fails the same way; Kueue then
+	// rejects the admission check and deactivates the workload. The Job is
+	// never unsuspended.
+	eventually(t, 2*time.Minute, "the second Job's workload to be rejected after Kueue's retry", func() (bool, error) {
+		if err := watchRequests(); err != nil {
+			return false, err
+		}
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(tooBig), tooBig); err != nil {
+			return false, err
+		}
+		if !lo.FromPtr(tooBig.Spec.Suspend) {
+			t.Fatalf("the second Job was unsuspended without capacity")
+		}
 		st := checkState(tooBigWL, check.Name)
-		return st != nil && strings.Contains(st.Message, "failed"), fmt.Errorf("check state %+v", st)
+		if st != nil && st.State == kueue.CheckStateRejected && rejected == "" {
+			rejected = st.Message
+			tm.mark(fmt.Sprintf("second Job: admission check Rejected: %q", st.Message))
+		}
+		// Kueue deactivates a workload whose check was rejected (and then
+		// resets the check to Pending).
+		return !lo.FromPtrOr(tooBigWL.Spec.Active, true) && len(order) >= 2,
+			fmt.Errorf("check state %+v, active %v, requests %v", st, lo.FromPtrOr(tooBigWL.Spec.Active, true), order)
 	})
-	st := checkState(tooBigWL, check.Name)
-	tm.mark(fmt.Sprintf("second Job: admission check %s: %q", st.State, st.Message))
-	if st.State != kueue.CheckStatePending && st.State != kueue.CheckStateRetry {
-		t.Errorf("second Job's admission check is %s, want Pending or Retry", st.State)
+	tm.mark(fmt.Sprintf("second Job: workload deactivated after %d requests", len(order)))
+	if len(order) != 2 {
+		t.Errorf("requests for the second Job %v, want 2 (the first and Kueue's one retry)", order)
 	}
-	if !strings.Contains(st.Message, "no NodePool and zone hold every pod") {
-		t.Errorf("second Job's admission check message %q does not give karpenter-gpu's reason", st.Message)
+	for i, name := range order {
+		p := seen[name]
+		f := meta.FindStatusCondition(p.Status.Conditions, autoscalingv1.Failed)
+		if f == nil && i < len(order)-1 {
+			// Kueue deleted it as soon as it was Failed and made the next
+			// one (it retries only after Failed, or BookingExpired, which
+			// needs Provisioned first): its last seen state was still an
+			// attempt, never Provisioned.
+			if c := meta.FindStatusCondition(p.Status.Conditions, autoscalingv1.Provisioned); c != nil && c.Status == metav1.ConditionTrue {
+				t.Errorf("request %s was Provisioned: %+v", name, c)
+			}
+			t.Logf("request %s: deleted by Kueue before a poll saw its Failed; last seen: %v", name, p.Status.Conditions)
+			continue
+		}
+		if f == nil || f.Status != metav1.ConditionTrue || f.Reason != provisioningrequest.ReasonCapacityIsNotFound ||
+			!strings.Contains(f.Message, "attempt 2 of 2 failed") || !strings.Contains(f.Message, "everything launched for it was deleted") {
+			t.Errorf("request %s: Failed = %+v, want True/%s after attempt 2 of 2", name, f, provisioningrequest.ReasonCapacityIsNotFound)
+			continue
+		}
+		t.Logf("request %s: Failed: %s", name, f.Message)
 	}
-	cond := meta.FindStatusCondition(tooBigPR.Status.Conditions, autoscalingv1.Provisioned)
-	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != provisioningrequest.ReasonCapacityIsNotFound {
-		t.Errorf("second request %s Provisioned = %+v, want False/%s", tooBigPR.Name, cond, provisioningrequest.ReasonCapacityIsNotFound)
+	// The Rejected state lasts until Kueue evicts the workload; a poll may
+	// miss it, the deactivation it causes is checked above.
+	if rejected != "" && !strings.Contains(rejected, "no NodePool and zone hold every pod") {
+		t.Errorf("second Job's rejected admission check message %q does not give karpenter-gpu's reason", rejected)
 	}
+	cond := meta.FindStatusCondition(tooBigPR.Status.Conditions, autoscalingv1.Failed)
 	// It stays so: still suspended, no pod, no NodeClaim of its own, the
 	// first gang's nodes untouched, a while later.
 	deadline := time.Now().Add(10 * time.Second)
@@ -633,9 +699,9 @@ integrations:
 	if pods, err := podsOf(ctx, kube, tooBig); err != nil || len(pods) != 0 {
 		t.Errorf("the second Job has %d pods (%v), want none", len(pods), err)
 	}
-	for _, p := range []*autoscalingv1.ProvisioningRequest{tooBigPR} {
-		if c := claimsOf(ctx, t, kube, string(p.UID)); len(c) != 0 {
-			t.Errorf("request %s launched %d NodeClaims", p.Name, len(c))
+	for _, name := range order {
+		if c := claimsOf(ctx, t, kube, string(seen[name].UID)); len(c) != 0 {
+			t.Errorf("request %s launched %d NodeClaims", name, len(c))
 		}
 	}
 	if err := kube.List(ctx, allClaims); err != nil {
@@ -648,8 +714,8 @@ integrations:
 	if len(allClaims.Items) != len(claims) || len(nodes.Items) != len(claims) {
 		t.Errorf("%d NodeClaims and %d nodes after the second Job, want the first gang's %d", len(allClaims.Items), len(nodes.Items), len(claims))
 	}
-	t.Logf("second request %s: %s", tooBigPR.Name, cond.Message)
-	tm.mark("second Job still suspended, nothing launched for it")
+	t.Logf("second Job's last request %s: %s", tooBigPR.Name, lo.FromPtr(cond).Message)
+	tm.mark("second Job still suspended, its workload deactivated, nothing launched for it")
 	t.Logf("RESULT: time to all %d pods Running = %.1fs (Job applied -> every pod Running)", gangSize, elapsed.Seconds())
 }
 

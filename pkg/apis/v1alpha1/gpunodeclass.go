@@ -426,13 +426,14 @@ type GPUDisruption struct {
 	// hold, so the cordon never causes a launch. BreakEven protection only.
 	// +optional
 	DrainByAttrition *bool `json:"drainByAttrition,omitempty"`
-	// Repack lets karpenter-gpu replace a node released by the break-even
-	// rule with the packer's cheapest set of new nodes for its pods when
-	// that set has more than one node (a split, which core's consolidation
-	// never makes) and costs less by a margin: the new nodes are launched
-	// and Ready before the old node's NodeClaim is deleted (core's
-	// termination then drains it within PodDisruptionBudgets), within the
-	// NodePool's disruption budget. BreakEven protection only.
+	// Repack lets karpenter-gpu replace nodes released by the break-even
+	// rule with the packer's cheapest set of new nodes for their pods when
+	// it costs less by a margin, in moves core's consolidation never makes:
+	// one node split into several, or several released nodes merged. The
+	// new nodes are launched and Ready before an old node's NodeClaim is
+	// deleted (core's termination then drains it within
+	// PodDisruptionBudgets); the old nodes of a merge are deleted as the
+	// NodePool's disruption budget allows. BreakEven protection only.
 	// +optional
 	Repack *bool `json:"repack,omitempty"`
 }

@@ -34,7 +34,7 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100))}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
 		np = gpuNodePool(nc)
 		claim, node = runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
@@ -95,7 +95,7 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		}
 	})
 	It("never releases under protection: Always (the old protectRunningGPUPods: true)", func() {
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true), BreakEvenPercent: ptrTo(int32(100))}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true), BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
 		apply()
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		env.Clock.Step(100 * time.Hour)
@@ -133,7 +133,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100))}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
 		np = gpuNodePool(nc)
 		claims, nodes, pods = nil, nil, nil
 		for range 8 {

@@ -183,7 +183,7 @@ var _ = Describe("GPU repacking move", func() {
 		Expect(poolClaims()).To(HaveLen(1), "no replacement launched")
 	})
 	It("leaves the node alone when repack is off", func() {
-		nc.Spec.GPU.Disruption.Repack = nil
+		nc.Spec.GPU.Disruption.Repack = ptrTo(false)
 		apply()
 		ExpectSingletonReconciled(ctx, ctrl)
 		Expect(poolClaims()).To(HaveLen(1))

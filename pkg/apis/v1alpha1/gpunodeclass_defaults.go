@@ -33,9 +33,9 @@ const (
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtection              = ProtectionBreakEven
-	DefaultBreakEvenPercent        = int32(1000)
+	DefaultBreakEvenPercent        = int32(3000)
 	DefaultDrainByAttrition        = false
-	DefaultRepack                  = false
+	DefaultRepack                  = true
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when

@@ -163,18 +163,18 @@ func plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, p
 }
 
 // Best picks one move among a pool's released candidates: the merge of up
-// to maxMerge of them (the most expensive first) into the packer's cheapest
+// to MaxMerge of them (the most expensive first) into the packer's cheapest
 // set of new nodes for all their pods, when it saves at least Margin of
 // their price (core's multi-node consolidation replaces several nodes with
 // at most one, and only with its own first-fit packing), or else the
 // single-node split (Plan) that saves the most.
-func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate, maxMerge int) ([]Candidate, Move, bool) {
+func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate) ([]Candidate, Move, bool) {
 	sorted := append([]Candidate(nil), cands...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Price > sorted[j].Price })
 	var bestOlds []Candidate
 	var best Move
 	bestSaving := 0.0
-	if n := min(len(sorted), maxMerge); n >= 2 {
+	if n := min(len(sorted), MaxMerge); n >= 2 {
 		group := sorted[:n]
 		var pods []*corev1.Pod
 		price := 0.0
@@ -294,7 +294,7 @@ func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budget
 		if err != nil {
 			return fmt.Errorf("listing instance types of NodePool %s, %w", pool, err)
 		}
-		olds, move, ok := Best(cands[0].NodePool, its, cands, MaxMerge)
+		olds, move, ok := Best(cands[0].NodePool, its, cands)
 		if !ok {
 			continue
 		}

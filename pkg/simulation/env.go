@@ -107,8 +107,10 @@ type objKey struct {
 type changeLog struct {
 	mu      sync.Mutex
 	changed map[objKey]bool
-	// evicted are pods deleted by someone other than the engine.
-	evicted []*corev1.Pod
+	// evicted are pods deleted by someone other than the engine, and
+	// evictedCause why each one's node was going (evictionCause).
+	evicted      []*corev1.Pod
+	evictedCause []string
 	// actor names who is running (set by the engine's goroutine), and
 	// claimDeletions counts NodeClaim deletions by actor.
 	actor          string
@@ -251,19 +253,24 @@ func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) c
 			pod := evictee(ctx, c, obj)
 			_, isClaim := obj.(*karpv1.NodeClaim)
 			deleting := false
+			cur := &karpv1.NodeClaim{}
 			if isClaim {
-				cur := &karpv1.NodeClaim{}
 				deleting = rc.get(ctx, c, client.ObjectKeyFromObject(obj), cur) == nil && !cur.DeletionTimestamp.IsZero()
+			}
+			cause := ""
+			if pod != nil {
+				cause = evictionCause(ctx, c, pod)
 			}
 			err := c.Delete(ctx, obj, opts...)
 			if err == nil && pod != nil {
 				log.mu.Lock()
 				log.evicted = append(log.evicted, pod)
+				log.evictedCause = append(log.evictedCause, cause)
 				log.mu.Unlock()
 			}
 			if err == nil && isClaim && !deleting {
 				log.mu.Lock()
-				log.claimDeletions[log.actor]++
+				log.claimDeletions[deleter(log.actor, cur)]++
 				log.mu.Unlock()
 			}
 			return written(ctx, c, obj, err)
@@ -275,13 +282,17 @@ func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) c
 		},
 		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
 			var pod *corev1.Pod
+			cause := ""
 			if sub == "eviction" {
-				pod = evictee(ctx, c, obj)
+				if pod = evictee(ctx, c, obj); pod != nil {
+					cause = evictionCause(ctx, c, pod)
+				}
 			}
 			err := c.SubResource(sub).Create(ctx, obj, subResource, opts...)
 			if err == nil && pod != nil {
 				log.mu.Lock()
 				log.evicted = append(log.evicted, pod)
+				log.evictedCause = append(log.evictedCause, cause)
 				log.mu.Unlock()
 			}
 			return written(ctx, c, obj, err)

@@ -92,3 +92,24 @@ func TestEvictionModel(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictionCauses: the report says why each GPU pod was evicted. Stock
+// replaces testdata/eviction.yaml's g4dn.12xlarge by one smaller node
+// (core's Underutilized); karpenter-gpu splits testdata/repack.yaml's
+// g4dn.12xlarge left with two long pods into two nodes (a repacking move),
+// and that deletion is the repacker's, not an idle-GPU removal.
+func TestEvictionCauses(t *testing.T) {
+	opts := workload.TraceOptions{GPUMap: workload.DefaultGPUMap()}
+	stock := run(t, load(t, "eviction.yaml", opts), func(c *Config) { c.Policy = PolicyStock })
+	if stock.GPUPodEvictions != 1 || stock.GPUPodEvictionsByCause["underutilized"] != 1 {
+		t.Errorf("stock: %d GPU-pod evictions by cause %v, want 1 underutilized", stock.GPUPodEvictions, stock.GPUPodEvictionsByCause)
+	}
+	var log bytes.Buffer
+	gpu := run(t, load(t, "repack.yaml", opts), func(c *Config) { c.Policy = PolicyKarpenterGPU; c.DebugLog = &log })
+	if gpu.GPUPodEvictions != 2 || gpu.GPUPodEvictionsByCause["repack"] != 2 {
+		t.Errorf("karpenter-gpu: %d GPU-pod evictions by cause %v, want the 2 long pods by repack\n%s", gpu.GPUPodEvictions, gpu.GPUPodEvictionsByCause, log.String())
+	}
+	if gpu.NodeClaimDeletions["karpenter-gpu.repack"] != 1 || gpu.IdleGPURemovals != 0 {
+		t.Errorf("karpenter-gpu: NodeClaim deletions %v, idle-GPU removals %d; want the 12xlarge deleted by the repacker and no idle-GPU removal", gpu.NodeClaimDeletions, gpu.IdleGPURemovals)
+	}
+}

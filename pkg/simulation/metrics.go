@@ -6,8 +6,6 @@ import (
 	"sort"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -41,6 +39,9 @@ type collector struct {
 	waits     []float64
 
 	evictions, gpuEvictions int
+	// gpuEvictionsByCause splits gpuEvictions by why the pod's node was
+	// going (evictionCause).
+	gpuEvictionsByCause map[string]int
 	// byClass is the eviction model's account, by workload class.
 	byClass      map[evictioncost.Class]*classLoss
 	errors       map[string]int
@@ -52,7 +53,7 @@ type collector struct {
 }
 
 func newCollector(e *engine) *collector {
-	return &collector{e: e, errors: map[string]int{}, byClass: map[evictioncost.Class]*classLoss{}}
+	return &collector{e: e, errors: map[string]int{}, byClass: map[evictioncost.Class]*classLoss{}, gpuEvictionsByCause: map[string]int{}}
 }
 
 func (c *collector) now() time.Duration { return c.e.clk.Now().Sub(Epoch) }
@@ -79,10 +80,11 @@ func (c *collector) podGone(ps *podState) {
 	c.bindEnd(ps)
 }
 
-func (c *collector) podEvicted(ps *podState, _ *corev1.Pod) {
+func (c *collector) podEvicted(ps *podState, cause string) {
 	c.evictions++
 	if ps.spec.GPUs() > 0 {
 		c.gpuEvictions++
+		c.gpuEvictionsByCause[cause]++
 	}
 }
 

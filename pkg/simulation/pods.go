@@ -184,18 +184,18 @@ func (e *engine) observePodGone(key types.NamespacedName) {
 // pod is created at once and goes through scheduling again.
 func (e *engine) recreateEvicted() bool {
 	e.changes.mu.Lock()
-	evicted := e.changes.evicted
-	e.changes.evicted = nil
+	evicted, causes := e.changes.evicted, e.changes.evictedCause
+	e.changes.evicted, e.changes.evictedCause = nil, nil
 	e.changes.mu.Unlock()
 	did := false
-	for _, pod := range evicted {
+	for i, pod := range evicted {
 		ps := e.byWorkloadName(pod.Annotations[workloadLabel])
 		if ps == nil || ps.departed {
 			continue
 		}
 		ps.evictions++
 		e.debugf("evicted %s from %s", pod.Name, pod.Spec.NodeName)
-		e.metrics.podEvicted(ps, pod)
+		e.metrics.podEvicted(ps, causes[i])
 		if ps.name == pod.Name || ps.name == "" {
 			// The evicted object is the pod's latest (its deletion may
 			// already have been observed).

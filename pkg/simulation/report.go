@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -74,8 +75,9 @@ type Result struct {
 	PodEvictions        int            `json:"pod_evictions"`
 	// NodeClaimDeletions counts NodeClaims deleted, by the controller that
 	// deleted them (disruption.queue for core's disruption,
-	// karpenter-gpu.idlegpu for idle-GPU removals, ...); IdleGPURemovals is
-	// the idle-GPU controller's.
+	// karpenter-gpu.idlegpu for idle-GPU removals, karpenter-gpu.repack for
+	// the old nodes of repacking moves, ...); IdleGPURemovals is the
+	// idle-GPU controller's.
 	NodeClaimDeletions map[string]int `json:"nodeclaim_deletions_by_controller"`
 	IdleGPURemovals    int            `json:"idle_gpu_removals"`
 	// SpotInterruptions counts spot instances reclaimed
@@ -85,6 +87,10 @@ type Result struct {
 	// Prices says where offering prices came from (--prices).
 	Prices          string `json:"prices,omitempty"`
 	GPUPodEvictions int    `json:"gpu_pod_evictions"`
+	// GPUPodEvictionsByCause splits GPUPodEvictions by why the pod's node
+	// was going: repack, core's disruption reason (underutilized, empty,
+	// drifted, ...), or other (idle-GPU removal, spot interruption, expiry).
+	GPUPodEvictionsByCause map[string]int `json:"gpu_pod_evictions_by_cause"`
 	// Evictions is the eviction model's account by workload class (batch,
 	// service): evictions, GPU-hours of work lost, what re-running it costs
 	// (at the evicted node's GPU price; the fleet cost already includes the
@@ -325,6 +331,7 @@ func (e *engine) result() (*Result, error) {
 		r.PodWaitSeconds.Max = waits[len(waits)-1]
 	}
 	r.PodEvictions, r.GPUPodEvictions = e.metrics.evictions, e.metrics.gpuEvictions
+	r.GPUPodEvictionsByCause = maps.Clone(e.metrics.gpuEvictionsByCause)
 	r.Evictions = map[string]EvictionStats{}
 	for cl, l := range e.metrics.byClass {
 		st := EvictionStats{Evictions: l.evictions, GPUEvictions: l.gpuEvictions, LostGPUHours: l.lostGPUHours, RerunUSD: l.rerunUSD}
@@ -500,12 +507,16 @@ func tableRows(results ...*Result) [][]string {
 	row("launches", func(r *Result) float64 { return float64(r.Launches) }, "%.0f")
 	row("disruptions", func(r *Result) float64 { return float64(r.Disruptions) }, "%.0f")
 	row("idle_gpu_removals", func(r *Result) float64 { return float64(r.IdleGPURemovals) }, "%.0f")
+	row("repacked nodes", func(r *Result) float64 { return float64(r.NodeClaimDeletions["karpenter-gpu.repack"]) }, "%.0f")
 	row("spot_interruptions", func(r *Result) float64 { return float64(r.SpotInterruptions) }, "%.0f")
 	row("gpu_pod_evictions", func(r *Result) float64 { return float64(r.GPUPodEvictions) }, "%.0f")
 	for _, cl := range []string{"batch", "service"} {
 		row("  "+cl+" evictions", func(r *Result) float64 { return float64(r.Evictions[cl].Evictions) }, "%.0f")
 		row("  "+cl+" lost GPU-hours", func(r *Result) float64 { return r.Evictions[cl].LostGPUHours }, "%.2f")
 		row("  "+cl+" re-run $", func(r *Result) float64 { return r.Evictions[cl].RerunUSD }, "%.2f")
+	}
+	for _, cause := range []string{"repack", "underutilized", "empty", "drifted", "other"} {
+		row("  evictions by "+cause, func(r *Result) float64 { return float64(r.GPUPodEvictionsByCause[cause]) }, "%.0f")
 	}
 	row("  batch completion delay p50 (s)", func(r *Result) float64 { return delay(r, 50) }, "%.0f")
 	row("  batch completion delay p95 (s)", func(r *Result) float64 { return delay(r, 95) }, "%.0f")

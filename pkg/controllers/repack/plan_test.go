@@ -176,3 +176,77 @@ func TestPlanRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestBestPrunes: a merge takes only the released nodes that pay for moving
+// their pods. Each candidate holds 1-GPU pods; the move Best picks must
+// evict exactly the pods of the nodes named, save at least Margin of their
+// price, and every node it takes must save at least Margin of its own price
+// on its own account (the merge without it saves that much less).
+func TestBestPrunes(t *testing.T) {
+	its := catalogTypes(t)
+	np := nodePool()
+	price := func(name string) float64 {
+		it, ok := lo.Find(its, func(it *cloudprovider.InstanceType) bool { return it.Name == name })
+		if !ok {
+			t.Fatalf("no %s in the catalog", name)
+		}
+		return cheapest(it)
+	}
+	cand := func(name, it string, pods ...*corev1.Pod) repack.Candidate {
+		return repack.Candidate{NodeClaim: &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}}, NodePool: np, Pods: pods, Price: price(it)}
+	}
+	for _, tc := range []struct {
+		name  string
+		cands []repack.Candidate
+		want  []string // NodeClaims the move takes; nil: no move
+	}{
+		{"right-sized node left out of the merge", []repack.Candidate{
+			cand("big-a", "g6.48xlarge", pod(2000, 8192, 1)),
+			cand("big-b", "g6.48xlarge", pod(2000, 8192, 1)),
+			cand("small", "g4dn.xlarge", pod(2000, 8192, 1)),
+		}, []string{"big-a", "big-b"}},
+		{"two stranded nodes merge", []repack.Candidate{
+			cand("big-a", "g6.48xlarge", pod(2000, 8192, 1)),
+			cand("big-b", "g6.48xlarge", pod(2000, 8192, 1)),
+		}, []string{"big-a", "big-b"}},
+		{"right-sized nodes only: no move", []repack.Candidate{
+			cand("small-a", "g4dn.xlarge", pod(2000, 8192, 1)),
+			cand("small-b", "g4dn.xlarge", pod(2000, 8192, 1)),
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			olds, move, ok := repack.Best(np, its, tc.cands)
+			names := lo.Map(olds, func(c repack.Candidate, _ int) string { return c.NodeClaim.Name })
+			if tc.want == nil {
+				if ok {
+					t.Fatalf("a move of %v onto %d nodes; want none", names, len(move.NodeClaims))
+				}
+				return
+			}
+			if !ok || !lo.ElementsMatch(names, tc.want) {
+				t.Fatalf("move of %v (ok=%v); want %v", names, ok, tc.want)
+			}
+			if want := lo.SumBy(olds, func(c repack.Candidate) int { return len(c.Pods) }); len(move.Pods) != want {
+				t.Errorf("the move evicts %d pods; want the %d of its nodes", len(move.Pods), want)
+			}
+			oldPrice := lo.SumBy(olds, func(c repack.Candidate) float64 { return c.Price })
+			if move.Cost > oldPrice*(1-repack.Margin) {
+				t.Errorf("replacements $%.3f/h against $%.3f/h: saves less than the margin", move.Cost, oldPrice)
+			}
+			if len(olds) < 2 {
+				return
+			}
+			for i, c := range olds {
+				rest := append(append([]repack.Candidate(nil), olds[:i]...), olds[i+1:]...)
+				_, without, ok := repack.Best(np, its, rest)
+				restSaving := 0.0
+				if ok {
+					restSaving = lo.SumBy(rest, func(c repack.Candidate) float64 { return c.Price }) - without.Cost
+				}
+				if share := (oldPrice - move.Cost - restSaving) / c.Price; share < repack.Margin-1e-9 {
+					t.Errorf("%s saves %.1f%% of its price in the merge; want at least %.0f%%", c.NodeClaim.Name, share*100, repack.Margin*100)
+				}
+			}
+		})
+	}
+}

@@ -164,10 +164,11 @@ func plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, p
 
 // Best picks one move among a pool's released candidates: the merge of up
 // to MaxMerge of them (the most expensive first) into the packer's cheapest
-// set of new nodes for all their pods, when it saves at least Margin of
-// their price (core's multi-node consolidation replaces several nodes with
-// at most one, and only with its own first-fit packing), or else the
-// single-node split (Plan) that saves the most.
+// set of new nodes for all their pods, pruned to the nodes that pay for
+// moving their pods (prune), when it saves at least Margin of their price
+// (core's multi-node consolidation replaces several nodes with at most one,
+// and only with its own first-fit packing), or else the single-node split
+// (Plan) that saves the most.
 func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate) ([]Candidate, Move, bool) {
 	sorted := append([]Candidate(nil), cands...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Price > sorted[j].Price })
@@ -175,15 +176,11 @@ func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate) ([
 	var best Move
 	bestSaving := 0.0
 	if n := min(len(sorted), MaxMerge); n >= 2 {
-		group := sorted[:n]
-		var pods []*corev1.Pod
-		price := 0.0
-		for _, c := range group {
-			pods = append(pods, c.Pods...)
-			price += c.Price
-		}
-		if m, why := plan(np, its, pods, price, false); why == "" {
-			bestOlds, best, bestSaving = group, m, price-m.Cost
+		if group, m, ok := prune(np, its, sorted[:n]); ok {
+			price := priceOf(group)
+			if len(m.Pods) > 0 && m.Cost <= price*(1-Margin) && (len(group) > 1 || len(m.NodeClaims) > 1) {
+				bestOlds, best, bestSaving = group, m, price-m.Cost
+			}
 		}
 	}
 	for _, c := range sorted {
@@ -192,6 +189,66 @@ func Best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate) ([
 		}
 	}
 	return bestOlds, best, bestSaving > 0
+}
+
+// prune drops from a merge, one at a time, the node whose pods pay least
+// for their move, while that node's marginal saving (the merge's saving
+// with it minus without it) is below Margin of its own price: the share a
+// node moved alone must save. A node the packer would rebuild as it is, or
+// whose pods only fill the replacements its siblings need anyway, is left
+// where it is and its pods are not evicted. It returns the merge's pruned
+// nodes and move, false when the packer cannot place their pods.
+func prune(np *karpv1.NodePool, its []*karpcp.InstanceType, group []Candidate) ([]Candidate, Move, bool) {
+	m, ok := packGroup(np, its, group)
+	if !ok {
+		return nil, Move{}, false
+	}
+	for len(group) > 1 {
+		saving := priceOf(group) - m.Cost
+		drop, dropMove, worst := -1, Move{}, Margin
+		for i := range group {
+			rest := slices.Delete(slices.Clone(group), i, i+1)
+			rm, ok := packGroup(np, its, rest)
+			if !ok {
+				continue
+			}
+			// The node's marginal saving, as a share of its price.
+			if share := (saving - (priceOf(rest) - rm.Cost)) / group[i].Price; share < worst {
+				drop, dropMove, worst = i, rm, share
+			}
+		}
+		if drop < 0 {
+			break
+		}
+		group, m = slices.Delete(slices.Clone(group), drop, drop+1), dropMove
+	}
+	return group, m, true
+}
+
+// packGroup is the packer's cheapest set of new NodeClaims of np for the
+// movable pods of the nodes, false when it cannot place every one.
+func packGroup(np *karpv1.NodePool, its []*karpcp.InstanceType, group []Candidate) (Move, bool) {
+	var pods []*corev1.Pod
+	for _, c := range group {
+		pods = append(pods, Movable(c.Pods)...)
+	}
+	if len(pods) == 0 {
+		return Move{}, true
+	}
+	copies := lo.Map(pods, func(p *corev1.Pod, _ int) *corev1.Pod {
+		c := p.DeepCopy()
+		c.Spec.NodeName = ""
+		return c
+	})
+	plan := packing.PackPods(np, its, copies, packing.Options{})
+	if len(plan.Rejected) > 0 {
+		return Move{}, false
+	}
+	return Move{NodeClaims: plan.NodeClaims, Cost: plan.Cost, Pods: pods}, true
+}
+
+func priceOf(group []Candidate) float64 {
+	return lo.SumBy(group, func(c Candidate) float64 { return c.Price })
 }
 
 // Movable are the pods a move relocates: active, not owned by a daemonset.

@@ -70,6 +70,9 @@ type Options struct {
 	ProvisioningRequestLaunchTimeout time.Duration
 	ProvisioningRequestMaxAttempts   int
 	ProvisioningRequestRetryBackoff  time.Duration
+	// ProvisioningRequestsServed says the API serves ProvisioningRequests
+	// when there is no Manager to ask (the simulator's in-memory API).
+	ProvisioningRequestsServed bool
 	// Eviction: the eviction-cost estimate's defaults (idlegpu.Options).
 	Eviction evictioncost.Model
 }
@@ -132,9 +135,7 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prc != nil {
-		out.All = append(out.All, prc)
-	}
+	out.All = append(out.All, prc...)
 	return out, nil
 }
 

@@ -8,15 +8,18 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 )
 
 // provisioningRequestController returns the ProvisioningRequest controller
-// when Options.ProvisioningRequests asks for it: "true" (the CRD must be
+// and the pod-group controller (pods labelled karpenter-gpu.io/pod-group,
+// provisioned all-or-nothing through ProvisioningRequests) when
+// Options.ProvisioningRequests asks for them: "true" (the CRD must be
 // served), "auto" (when the CRD is served at startup), "false" or "" (off).
-func provisioningRequestController(ctx context.Context, o Options) (controller.Controller, error) {
+func provisioningRequestController(ctx context.Context, o Options) ([]controller.Controller, error) {
 	switch o.ProvisioningRequests {
 	case "", "false":
 		return nil, nil
@@ -35,9 +38,16 @@ func provisioningRequestController(ctx context.Context, o Options) (controller.C
 		log.FromContext(ctx).Info("ProvisioningRequest CRD not installed; not serving ProvisioningRequests (restart after installing it)")
 		return nil, nil
 	}
-	return provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: o.Manager.GetAPIReader(),
-		CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL,
-		LaunchTimeout: o.ProvisioningRequestLaunchTimeout, MaxAttempts: o.ProvisioningRequestMaxAttempts, RetryBackoff: o.ProvisioningRequestRetryBackoff}), nil
+	var apiReader client.Reader
+	if o.Manager != nil {
+		apiReader = o.Manager.GetAPIReader()
+	}
+	return []controller.Controller{
+		provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: apiReader,
+			CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL,
+			LaunchTimeout: o.ProvisioningRequestLaunchTimeout, MaxAttempts: o.ProvisioningRequestMaxAttempts, RetryBackoff: o.ProvisioningRequestRetryBackoff}),
+		provisioningrequest.NewPodGroupController(provisioningrequest.PodGroupOptions{Clock: o.Clock, KubeClient: o.KubeClient, RetryBackoff: o.ProvisioningRequestRetryBackoff}),
+	}, nil
 }
 
 // provisioningRequestsServed asks the API server (discovery, through the
@@ -45,7 +55,9 @@ func provisioningRequestController(ctx context.Context, o Options) (controller.C
 // exists.
 func provisioningRequestsServed(o Options) (bool, error) {
 	if o.Manager == nil {
-		return false, nil
+		// The simulator's in-memory API server serves every type of the
+		// client's scheme and says so.
+		return o.ProvisioningRequestsServed, nil
 	}
 	_, err := o.Manager.GetRESTMapper().RESTMapping(schema.GroupKind{Group: autoscalingv1.GroupName, Kind: "ProvisioningRequest"}, autoscalingv1.SchemeGroupVersion.Version)
 	if meta.IsNoMatchError(err) {

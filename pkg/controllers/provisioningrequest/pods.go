@@ -56,7 +56,14 @@ func (c *Controller) podsFor(ctx context.Context, pr *autoscalingv1.Provisioning
 	out := podList{all: make([]*corev1.Pod, 0, total)}
 	for i, ps := range pr.Spec.PodSets {
 		tmpl := &corev1.PodTemplate{}
-		if err := c.kube.Get(ctx, client.ObjectKey{Namespace: pr.Namespace, Name: ps.PodTemplateRef.Name}, tmpl); err != nil {
+		key := client.ObjectKey{Namespace: pr.Namespace, Name: ps.PodTemplateRef.Name}
+		err := c.kube.Get(ctx, key, tmpl)
+		if apierrors.IsNotFound(err) && c.opts.APIReader != nil {
+			// Written just before the request (as Kueue and the pod-group
+			// controller do): the informer cache may not have it yet.
+			err = c.opts.APIReader.Get(ctx, key, tmpl)
+		}
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return podList{}, &podsError{fmt.Sprintf("PodTemplate %s/%s of PodSet %d not found", pr.Namespace, ps.PodTemplateRef.Name, i)}
 			}

@@ -1,0 +1,243 @@
+package gang_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/state/cost"
+	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+)
+
+// groupPod is a member of a pod group without Kueue: the group label, the
+// minimum member count and the pod-group scheduling gate.
+func groupPod(group string, i, minMembers int) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", group, i), Namespace: "default",
+			Labels:      map[string]string{pr.LabelPodGroup: group, "app": "trainer"},
+			Annotations: map[string]string{pr.KeyPodGroupMinMembers: fmt.Sprint(minMembers)}},
+		Spec: corev1.PodSpec{
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: pr.SchedulingGatePodGroup}},
+			NodeSelector:    map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"},
+			Tolerations:     []corev1.Toleration{{Key: v1alpha1.ResourceNVIDIAGPU, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+			Containers: []corev1.Container{{Name: "worker", Image: "trainer", Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("64Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8")},
+				Limits:   corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8")},
+			}}},
+		},
+	}
+}
+
+// Pod groups without Kueue, on the real API server with everything in a
+// running manager: the pod-group controller, the ProvisioningRequest
+// controller, core's NodeClaim lifecycle and state informers, and the fake
+// fleet's registrar as the kubelets. The test binds pods as kube-scheduler
+// would (envtest has none) once they are ungated.
+var _ = Describe("Pod groups without Kueue", func() {
+	var kube client.Client
+	BeforeEach(func() {
+		nc := gpuNodeClass()
+		ExpectApplied(ctx, env.Client, nc)
+		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+
+		mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
+		Expect(err).ToNot(HaveOccurred())
+		kube = mgr.GetClient()
+		clk := clock.RealClock{}
+		rec := events.NewRecorder(&record.FakeRecorder{})
+		st := state.NewCluster(clk, kube, cloudProvider)
+		clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
+		ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
+			Recorder: rec, MaxAttempts: 1, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
+		Expect(ctrl.Register(ctx, mgr)).To(Succeed())
+		Expect(pr.NewPodGroupController(pr.PodGroupOptions{Clock: clk, KubeClient: kube, RetryBackoff: time.Second}).Register(ctx, mgr)).To(Succeed())
+		Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
+		Expect(fake.NewRegistrar(fake.RegistrarOptions{KubeClient: kube, Fleet: fleet, Clock: clk}).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
+		Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(runCtx) }()
+		DeferCleanup(func() {
+			cancel()
+			Eventually(done, 30*time.Second).Should(Receive(BeNil()))
+			for _, o := range []client.Object{&corev1.Pod{}, &autoscalingv1.ProvisioningRequest{}, &corev1.PodTemplate{}} {
+				Expect(env.Client.DeleteAllOf(ctx, o, client.InNamespace("default"))).To(Succeed())
+			}
+		})
+	})
+
+	requests := func(group string) []autoscalingv1.ProvisioningRequest {
+		list := &autoscalingv1.ProvisioningRequestList{}
+		Expect(env.Client.List(ctx, list, client.InNamespace("default"), client.MatchingLabels{pr.LabelPodGroup: group})).To(Succeed())
+		return list.Items
+	}
+	gatedPods := func(group string) (gated, ungated []corev1.Pod) {
+		list := &corev1.PodList{}
+		Expect(env.Client.List(ctx, list, client.InNamespace("default"), client.MatchingLabels{pr.LabelPodGroup: group})).To(Succeed())
+		for _, p := range list.Items {
+			if len(p.Spec.SchedulingGates) > 0 {
+				gated = append(gated, p)
+			} else {
+				ungated = append(ungated, p)
+			}
+		}
+		return gated, ungated
+	}
+	running := func() []*cloudprovider.Instance {
+		all, err := fleet.List(ctx)
+		Expect(err).ToNot(HaveOccurred())
+		return lo.Filter(all, func(i *cloudprovider.Instance, _ int) bool { return i.State != cloudprovider.InstanceStateTerminated })
+	}
+
+	It("waits for min-members, provisions the group all at once, then ungates its pods onto the gang's nodes", func() {
+		for i := range 3 {
+			ExpectApplied(ctx, env.Client, groupPod("train", i, 4))
+		}
+		// Three of four: nothing is requested or launched.
+		Consistently(func(g Gomega) {
+			g.Expect(requests("train")).To(BeEmpty())
+			g.Expect(running()).To(BeEmpty())
+		}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		start := time.Now()
+		ExpectApplied(ctx, env.Client, groupPod("train", 3, 4))
+		var req autoscalingv1.ProvisioningRequest
+		Eventually(func(g Gomega) {
+			reqs := requests("train")
+			g.Expect(reqs).To(HaveLen(1))
+			req = reqs[0]
+			_, ungated := gatedPods("train")
+			if len(ungated) > 0 {
+				// A pod is never ungated before its capacity is there.
+				Expect(cond(&req, autoscalingv1.Provisioned)).ToNot(BeNil())
+				Expect(cond(&req, autoscalingv1.Provisioned).Status).To(Equal(metav1.ConditionTrue), "pods ungated before the request was provisioned")
+			}
+			g.Expect(ungated).To(HaveLen(4))
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		provisionedAfter := time.Since(start)
+
+		Expect(req.Name).To(Equal(pr.RequestName("train", 0)))
+		Expect(req.Spec.ProvisioningClassName).To(Equal(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp))
+		Expect(req.Spec.PodSets).To(HaveLen(1), "identical members are one PodSet")
+		Expect(req.Spec.PodSets[0].Count).To(BeEquivalentTo(4))
+		Expect(cond(&req, autoscalingv1.Provisioned).Reason).To(Equal(pr.ReasonCapacityIsProvisioned))
+		claims := nodeClaimsOf(string(req.UID))
+		Expect(claims).To(HaveLen(4))
+		Expect(lo.Uniq(lo.Map(claims, func(nc *karpv1.NodeClaim, _ int) string { return nc.Labels[corev1.LabelTopologyZone] }))).To(HaveLen(1))
+		Expect(running()).To(HaveLen(4))
+		_, ungated := gatedPods("train")
+		for _, p := range ungated {
+			Expect(p.Annotations).To(HaveKeyWithValue(autoscalingv1.ProvisioningRequestPodAnnotationKey, req.Name))
+		}
+
+		// kube-scheduler's part: bind each pod to a node of the gang.
+		nodes := lo.Map(claims, func(nc *karpv1.NodeClaim, _ int) string { return nc.Status.NodeName })
+		for i, p := range ungated {
+			Expect(env.Client.SubResource("binding").Create(ctx, &p, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+				Target: corev1.ObjectReference{Kind: "Node", Name: nodes[i]}})).To(Succeed())
+		}
+		// The booking is released because the group's pods are bound.
+		Eventually(func(g Gomega) {
+			cur := &autoscalingv1.ProvisioningRequest{}
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(&req), cur)).To(Succeed())
+			g.Expect(string(cur.Status.ProvisioningClassDetails[pr.DetailBooking])).To(Equal(pr.BookingConsumed))
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		AddReportEntry("pod group provisioned", provisionedAfter.Round(100*time.Millisecond).String())
+		GinkgoWriter.Printf("pod group of 4 x p4d: 4th member applied -> all 4 ungated on a provisioned gang: %s\n", provisionedAfter.Round(100*time.Millisecond))
+
+		// The group's pods gone: its request and PodTemplates go too.
+		for _, p := range ungated {
+			Expect(env.Client.Delete(ctx, &p, client.GracePeriodSeconds(0))).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(requests("train")).To(BeEmpty())
+			tmpls := &corev1.PodTemplateList{}
+			g.Expect(env.Client.List(ctx, tmpls, client.MatchingLabels{pr.LabelPodGroup: "train"})).To(Succeed())
+			g.Expect(tmpls.Items).To(BeEmpty())
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	})
+
+	It("keeps a group the capacity cannot hold gated with nothing running, and retries with a new request", func() {
+		offering := func(z string) fake.Offering {
+			return fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}
+		}
+		for _, z := range zones {
+			fleet.SetCapacity(offering(z), 3)
+		}
+		DeferCleanup(func() {
+			for _, z := range zones {
+				fleet.SetCapacity(offering(z), -1)
+			}
+		})
+		for i := range 4 {
+			ExpectApplied(ctx, env.Client, groupPod("big", i, 4))
+		}
+		// The first request fails (its one attempt gets 3 of 4), the group
+		// makes a second after its backoff; meanwhile every pod stays gated.
+		seenFailed := map[string]bool{}
+		var firstUID string
+		Eventually(func(g Gomega) {
+			gated, _ := gatedPods("big")
+			Expect(gated).To(HaveLen(4), "a pod of a group without capacity was ungated")
+			for _, r := range requests("big") {
+				if c := cond(&r, autoscalingv1.Failed); c != nil && c.Status == metav1.ConditionTrue {
+					seenFailed[r.Name] = true
+					if r.Name == pr.RequestName("big", 0) {
+						firstUID = string(r.UID)
+					}
+				}
+				Expect(cond(&r, autoscalingv1.Provisioned) == nil || cond(&r, autoscalingv1.Provisioned).Status != metav1.ConditionTrue).To(BeTrue())
+			}
+			g.Expect(seenFailed).To(HaveKey(pr.RequestName("big", 0)))
+			g.Expect(lo.Map(requests("big"), func(r autoscalingv1.ProvisioningRequest, _ int) string { return r.Name })).To(ContainElement(pr.RequestName("big", 1)))
+		}).WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		// Nothing of the failed request is left.
+		Eventually(func() []*karpv1.NodeClaim { return nodeClaimsOf(firstUID) }).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(BeEmpty())
+		gated, _ := gatedPods("big")
+		Expect(gated).To(HaveLen(4))
+		// The workload gives up (its pods deleted): the group's requests go;
+		// whatever an attempt in flight had launched is deleted or, if
+		// registered, no longer held from consolidation.
+		for _, p := range gated {
+			Expect(env.Client.Delete(ctx, &p, client.GracePeriodSeconds(0))).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(requests("big")).To(BeEmpty())
+			ncs := &karpv1.NodeClaimList{}
+			g.Expect(env.Client.List(ctx, ncs)).To(Succeed())
+			for _, nc := range ncs.Items {
+				g.Expect(nc.Annotations).ToNot(HaveKey(karpv1.DoNotDisruptAnnotationKey), "NodeClaim %s still held", nc.Name)
+				g.Expect(nc.StatusConditions().Get(karpv1.ConditionTypeRegistered).IsTrue() || !nc.DeletionTimestamp.IsZero()).To(BeTrue(), "NodeClaim %s in flight for a deleted group", nc.Name)
+			}
+		}).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
+})

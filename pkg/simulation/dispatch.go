@@ -50,6 +50,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 )
@@ -167,6 +168,11 @@ func (e *engine) buildControllers() error {
 		InstanceTypeStore: e.provider.InstanceTypeStore, Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
 		Eviction: e.cfg.Eviction,
 	}
+	if e.cfg.Policy != PolicyStock {
+		// As the controller binary with the chart's defaults (the CRD
+		// installed): ProvisioningRequests and pod groups are served.
+		opts.ProvisioningRequests, opts.ProvisioningRequestsServed = "true", true
+	}
 	if e.refiner != nil {
 		opts.Refiner = e.refiner
 	}
@@ -251,6 +257,10 @@ func (e *engine) buildControllers() error {
 			err = add(&objCtrl{name: cGPUTaint, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *gpustartup.Controller:
 			err = add(&objCtrl{name: cGPUStartup, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+		case *provisioningrequest.Controller:
+			err = e.addProvisioningRequestControllers(c, add)
+		case *provisioningrequest.PodGroupController:
+			err = add(&objCtrl{name: cPodGroup, kind: kindPod, rec: byRequest(c), requeue: honour})
 		case *idlegpu.Controller:
 			e.idle = &idleDriver{ctrl: c, period: idlegpu.PollInterval, lastRun: Epoch.Add(-idlegpu.PollInterval)}
 		case *coreprov.Provisioner, *provisioning.Controller:
@@ -294,7 +304,7 @@ func (e *engine) buildControllers() error {
 	_ = add(&objCtrl{name: cKubelet, kind: kindPod, rec: typed(kube, newPod, e.registrar.ReconcilePod), requeue: honour})
 	for _, name := range []string{cStateNodePool, cStateNodeClaim, cStateNode, cStatePod, cNodeClass, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash,
 		cPoolRegistration, cLifecycle, cGPUStartup, cRegistrar, cKubelet, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
-		cPodTrigger, cNodeTrigger} {
+		cPodGroup, cProvisioningRequest, cProvisioningRequestOrphans, cPodTrigger, cNodeTrigger} {
 		if c, ok := found[name]; ok {
 			d.byName[name] = len(d.ctrls)
 			d.ctrls = append(d.ctrls, c)
@@ -475,6 +485,9 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			for _, n := range []string{cStateNodeClaim, cLifecycle, cGPUStartup, cRegistrar, cNodeClaimDisruption, cExpiration} {
 				addReq(n, k.key)
 			}
+			e.routeGang(k, addReq)
+		case kindProvisioningRequest:
+			e.routeGang(k, addReq)
 		case kindNode:
 			for _, n := range []string{cStateNode, cTermination, cNodeTrigger} {
 				addReq(n, k.key)
@@ -505,6 +518,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				delete(d.lastPodNode, k.key)
 				e.observePodGone(k.key)
 			}
+			e.routeGang(k, addReq)
 			if nodeName != "" {
 				if pid := d.lastNodeProviderID[nodeName]; pid != "" {
 					for _, nc := range e.nodeClaimsWhere(client.MatchingFields{"status.providerID": pid}) {

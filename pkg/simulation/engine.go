@@ -178,6 +178,9 @@ type engine struct {
 	deferBinding bool
 	nominated    map[types.NamespacedName]string
 
+	// gangs tracks all-or-nothing pod groups (gang.go).
+	gangs gangTracker
+
 	// workload bookkeeping
 	pods     []*podState
 	byName   map[string]*podState // current pod object name -> workload pod
@@ -426,7 +429,7 @@ func (e *engine) run() error {
 	}
 	for _, ps := range e.pods {
 		e.push(simEvent{at: Epoch.Add(ps.spec.Arrival), kind: evArrive, pod: ps})
-		if ps.spec.Deletion != workload.Forever {
+		if ps.spec.Deletion != workload.Forever && ps.spec.Gang == nil { // a gang's members leave when it is done (gang.go)
 			ps.departAt = Epoch.Add(ps.spec.Deletion)
 			e.push(simEvent{at: ps.departAt, kind: evDepart, pod: ps})
 		}
@@ -571,6 +574,7 @@ func (e *engine) setup() error {
 	for i := range e.w.Pods {
 		e.pods[i] = &podState{spec: &e.w.Pods[i], idx: i, workLeft: -1}
 	}
+	e.gangs = newGangTracker(e.pods)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	clienttesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -76,6 +77,8 @@ const (
 	kindNode
 	kindPod
 	kindOther
+	// After kindOther: UIDs are derived from the kind's number.
+	kindProvisioningRequest
 )
 
 func kindOf(obj client.Object) kind {
@@ -90,6 +93,8 @@ func kindOf(obj client.Object) kind {
 		return kindNode
 	case *corev1.Pod:
 		return kindPod
+	case *autoscalingv1.ProvisioningRequest:
+		return kindProvisioningRequest
 	}
 	return kindOther
 }
@@ -201,7 +206,7 @@ func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) c
 		// server-side apply, which nothing here uses and which builds a REST
 		// mapper on every patch.
 		WithObjectTracker(clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())).
-		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{})
+		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}, &autoscalingv1.ProvisioningRequest{})
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.f)
 		rc.addIndex(ix.obj, ix.field, ix.f)

@@ -59,6 +59,15 @@ func (e *engine) kubeSchedule() error {
 			}
 			continue
 		}
+		if len(p.Spec.SchedulingGates) > 0 {
+			// Not scheduled while gated (a pod group waiting for its
+			// capacity): kube-scheduler says so, and Karpenter does not
+			// provision for it.
+			if err := e.markGated(p); err != nil {
+				return err
+			}
+			continue
+		}
 		if p.DeletionTimestamp.IsZero() {
 			pending = append(pending, p)
 		}

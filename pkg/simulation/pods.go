@@ -70,6 +70,7 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 			NodeSelector: s.NodeSelector,
 		},
 	}
+	e.gangPodMeta(ps, pod)
 	pod.Spec.Tolerations = append(append([]corev1.Toleration{}, s.Tolerations...), extendedResourceTolerations(reqs)...)
 	if s.NodeAffinity != nil {
 		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: s.NodeAffinity.DeepCopy()}
@@ -165,6 +166,7 @@ func (e *engine) observePod(pod *corev1.Pod) {
 		ps.running, ps.everRan = e.clk.Now(), true
 		e.metrics.podRunning(ps)
 		e.scheduleRerunDeparture(ps)
+		e.gangMemberRunning(ps, pod.Spec.NodeName)
 	}
 }
 
@@ -175,6 +177,7 @@ func (e *engine) observePodGone(key types.NamespacedName) {
 		return
 	}
 	delete(e.byName, objectKey(key.Namespace, key.Name))
+	e.gangMemberGone(ps)
 	e.metrics.podGone(ps)
 	ps.name = ""
 }

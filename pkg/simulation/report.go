@@ -139,6 +139,9 @@ type Result struct {
 	CostAllocation *CostAllocation `json:"cost_allocation,omitempty"`
 	// Notes say what of the input the simulation left out or approximated.
 	Notes []string `json:"notes,omitempty"`
+	// Gangs is the account of all-or-nothing pod groups (gang.go), when
+	// the input has any.
+	Gangs *GangReport `json:"gangs,omitempty"`
 }
 
 // InstanceRun is one instance of the fleet: its offering and when it ran
@@ -372,6 +375,7 @@ func (e *engine) result() (*Result, error) {
 		}
 		r.Packer = ps
 	}
+	r.Gangs = e.gangReport()
 	r.WallSeconds = time.Since(e.wallStart).Seconds()
 	r.Profile = map[string]PhaseTime{}
 	for k, v := range e.phases {
@@ -520,6 +524,9 @@ func tableRows(results ...*Result) [][]string {
 	}
 	row("  batch completion delay p50 (s)", func(r *Result) float64 { return delay(r, 50) }, "%.0f")
 	row("  batch completion delay p95 (s)", func(r *Result) float64 { return delay(r, 95) }, "%.0f")
+	if lo.SomeBy(results, func(r *Result) bool { return r.Gangs != nil }) {
+		gangRows(row)
+	}
 	row("final fleet $/h", func(r *Result) float64 { return r.FinalFleetUSDPerHr }, "%.3f")
 	row("simulated hours", func(r *Result) float64 { return r.SimulatedHours }, "%.1f")
 	row("wall_seconds", func(r *Result) float64 { return r.WallSeconds }, "%.1f")

@@ -45,6 +45,14 @@ import (
 //	    tolerations: [{key: nvidia.com/gpu, operator: Exists}]
 //	    labels: {app: train}
 //	    annotations: {karpenter.sh/do-not-disrupt: "true"}
+//	    gang: true             # all-or-nothing: the pods run together or not at all
+//	    minMembers: 4          # of a gang: how many must run together; default count
+//
+// A gang's pods carry the pod-group label karpenter-gpu.io/pod-group (the
+// group's name) and karpenter-gpu.io/pod-group-min-members, and under the
+// karpenter-gpu policy the pod-group scheduling gate, so karpenter-gpu
+// provisions them all-or-nothing; a gang's duration counts from when
+// minMembers of its pods run (training makes progress only then).
 //
 // Decoding is strict: an unknown field, a duplicate key, a negative
 // duration or a malformed quantity is an error naming the file, line and
@@ -76,6 +84,10 @@ type PodGroup struct {
 	// group checkpoints (a duration or "never"; default --checkpoint-interval).
 	Class              string `json:"class,omitempty"`
 	CheckpointInterval string `json:"checkpointInterval,omitempty"`
+	// Gang makes the group one all-or-nothing pod group; MinMembers (of a
+	// gang only; default Count) is how many must run together.
+	Gang       bool `json:"gang,omitempty"`
+	MinMembers int  `json:"minMembers,omitempty"`
 
 	line      int
 	modelLine int
@@ -201,6 +213,11 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 		if len(s.PodGroups) == 0 {
 			return nil, f.errorf(podGroupsNode, "podGroups", "empty")
 		}
+		for i, item := range items {
+			if err := checkGangFits(f, item, fmt.Sprintf("podGroups[%d]", i), &s.PodGroups[i], s.NodePools); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if s.NodeClass == nil {
 		s.NodeClass = DefaultNodeClass()
@@ -266,6 +283,17 @@ func validatePodGroup(f yamlFile, n *yaml.Node, field string, g *PodGroup) error
 	if q, ok := g.Requests[v1alpha1.ResourceNVIDIAGPU]; ok && q.MilliValue()%1000 != 0 {
 		return f.errorf(at("requests"), field+".requests."+v1alpha1.ResourceNVIDIAGPU, "must be a whole number, got %s", q.String())
 	}
+	if g.MinMembers != 0 && !g.Gang {
+		return f.errorf(at("minMembers"), field+".minMembers", "only a gang (gang: true) has minMembers")
+	}
+	if g.Gang {
+		if g.MinMembers < 0 || g.MinMembers > g.Count {
+			return f.errorf(at("minMembers"), field+".minMembers", "must be from 1 to the group's count %d, got %d", g.Count, g.MinMembers)
+		}
+		if errs := validation.IsValidLabelValue(g.Name); len(errs) > 0 {
+			return f.errorf(at("name"), field+".name", "a gang's name is its pod-group label value: %s", strings.Join(errs, "; "))
+		}
+	}
 	for i, r := range g.Requirements {
 		if r.Key == "" {
 			return f.errorf(at("requirements"), fmt.Sprintf("%s.requirements[%d].key", field, i), "required")
@@ -328,6 +356,9 @@ func (s *Scenario) Workload(opts TraceOptions) (*Workload, error) {
 				}
 				if g.Duration != nil {
 					p.Deletion = arrival + g.Duration.Duration
+				}
+				if g.Gang {
+					p.Gang = &Gang{Name: g.Name, Size: g.Count, MinMembers: lo.Ternary(g.MinMembers > 0, g.MinMembers, g.Count)}
 				}
 				if g.Class != "" || g.CheckpointInterval != "" {
 					p.Annotations = lo.Assign(g.Annotations)
@@ -424,4 +455,36 @@ func DefaultInput(opts TraceOptions) (*Workload, error) {
 		return nil, err
 	}
 	return FromTrace(pods, trace.DefaultPodList, opts)
+}
+
+// checkGangFits refuses a gang whose pods together request more of a
+// resource than every NodePool's limits allow: karpenter-gpu could never
+// launch it whole (stock would launch part of it and wait forever).
+// Scenarios without NodePools run the default one, which has no limits.
+func checkGangFits(f yamlFile, n *yaml.Node, field string, g *PodGroup, pools []*karpv1.NodePool) error {
+	if !g.Gang || len(pools) == 0 {
+		return nil
+	}
+	var why []string
+	for _, np := range pools {
+		over := ""
+		for _, name := range lo.Keys(np.Spec.Limits) {
+			req, ok := g.Requests[name]
+			if !ok {
+				continue
+			}
+			total := req.DeepCopy()
+			total.Mul(int64(g.Count))
+			if limit := np.Spec.Limits[name]; total.Cmp(limit) > 0 {
+				over = fmt.Sprintf("NodePool %q limits %s to %s", np.Name, name, limit.String())
+				break
+			}
+		}
+		if over == "" {
+			return nil
+		}
+		why = append(why, over)
+	}
+	sort.Strings(why)
+	return f.errorf(findPath(n, "count"), field+".count", "the gang's %d pods need more than any NodePool allows: %s", g.Count, strings.Join(why, "; "))
 }

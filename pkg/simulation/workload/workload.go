@@ -51,6 +51,15 @@ type PodSpec struct {
 	Tolerations  []corev1.Toleration
 	Labels       map[string]string
 	Annotations  map[string]string
+	// Gang, when set, makes the pod a member of an all-or-nothing pod group.
+	Gang *Gang `json:",omitempty"`
+}
+
+// Gang is the all-or-nothing pod group a pod belongs to: Size pods, of
+// which MinMembers must run together.
+type Gang struct {
+	Name             string
+	Size, MinMembers int
 }
 
 // DefaultNamespace holds pods whose input names no namespace.

@@ -1,0 +1,72 @@
+package simulation
+
+import (
+	"testing"
+	"time"
+
+	"github.com/samber/lo"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
+)
+
+// TestGangScenario replays testdata/gang.yaml (two training gangs and
+// inference under a 32-GPU NodePool limit) under both policies. Stock
+// launches what fits of a gang node by node: a train-a worker runs (and is
+// paid for) while the other cannot launch, so it reports partial-gang
+// GPU-hours. karpenter-gpu provisions each gang through the pod-group and
+// ProvisioningRequest controllers all-or-nothing: train-a starts whole once
+// the burst is gone, train-b (which never fits beside steady inference)
+// never gets a node, and no gang is ever partial.
+func TestGangScenario(t *testing.T) {
+	w := load(t, "gang.yaml", workload.TraceOptions{})
+	gpu := run(t, w, func(c *Config) { c.Horizon = 6 * time.Hour })
+	stock := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.Horizon = 6 * time.Hour })
+	for _, r := range []*Result{gpu, stock} {
+		if r.Gangs == nil || r.Gangs.Gangs != 2 || len(r.Gangs.ByGang) != 2 {
+			t.Fatalf("%s: gang report %+v, want 2 gangs", r.Policy, r.Gangs)
+		}
+	}
+	byName := func(r *Result, name string) GangRun {
+		g, ok := lo.Find(r.Gangs.ByGang, func(g GangRun) bool { return g.Name == "default/"+name })
+		if !ok {
+			t.Fatalf("%s: no gang %s in %+v", r.Policy, name, r.Gangs.ByGang)
+		}
+		return g
+	}
+
+	// Stock: capacity trickles in, a gang runs partly and pays for it.
+	if stock.Gangs.PartialGPUHours <= 0 || stock.Gangs.PartialUSD <= 0 {
+		t.Errorf("stock: partial-gang GPU-hours %.2f ($%.2f), want > 0: core launches a gang's workers one by one within the limit", stock.Gangs.PartialGPUHours, stock.Gangs.PartialUSD)
+	}
+	if a := byName(stock, "train-a"); a.PartialHours <= 0 {
+		t.Errorf("stock: train-a partial for %.2f h, want > 0 (one of its two workers fits beside the burst)", a.PartialHours)
+	}
+
+	// karpenter-gpu: all or nothing.
+	if gpu.Gangs.PartialGPUHours != 0 || gpu.Gangs.PartialUSD != 0 || gpu.Gangs.PartialHours != 0 {
+		t.Errorf("karpenter-gpu: partial-gang GPU-hours %.2f ($%.2f, %.2f h), want 0", gpu.Gangs.PartialGPUHours, gpu.Gangs.PartialUSD, gpu.Gangs.PartialHours)
+	}
+	a := byName(gpu, "train-a")
+	if a.StartedHours == nil {
+		t.Fatalf("karpenter-gpu: train-a never started; it fits once the burst (1h) is gone")
+	}
+	if *a.StartedHours < 1 {
+		t.Errorf("karpenter-gpu: train-a started at %.2f h, before the burst left room for both workers (1 h)", *a.StartedHours)
+	}
+	if b := byName(gpu, "train-b"); b.StartedHours != nil || b.MaxRunning != 0 {
+		t.Errorf("karpenter-gpu: train-b started at %v with %d running; 32 GPUs never fit beside 8 of steady inference", b.StartedHours, b.MaxRunning)
+	}
+	if gpu.Gangs.NeverStarted != 1 {
+		t.Errorf("karpenter-gpu: %d gangs never started, want 1 (train-b)", gpu.Gangs.NeverStarted)
+	}
+	// Nothing launched for train-b: the only 8-GPU nodes are train-a's two.
+	if n := lo.CountBy(gpu.Instances, func(i InstanceRun) bool { return i.GPUs == 8 }); n != 2 {
+		t.Errorf("karpenter-gpu launched %d 8-GPU nodes, want 2 (train-a's workers, together)", n)
+	}
+	starts := lo.Uniq(lo.FilterMap(gpu.Instances, func(i InstanceRun, _ int) (float64, bool) { return i.StartHours, i.GPUs == 8 }))
+	if len(starts) != 1 {
+		t.Errorf("karpenter-gpu: train-a's nodes launched at %v, want one instant", starts)
+	}
+	t.Logf("partial-gang GPU-hours: karpenter-gpu %.1f ($%.2f), stock %.1f ($%.2f); never started: %d vs %d; cost $%.2f vs $%.2f",
+		gpu.Gangs.PartialGPUHours, gpu.Gangs.PartialUSD, stock.Gangs.PartialGPUHours, stock.Gangs.PartialUSD, gpu.Gangs.NeverStarted, stock.Gangs.NeverStarted, gpu.CostUSD, stock.CostUSD)
+}

@@ -157,6 +157,13 @@ var _ = Describe("Pod groups without Kueue", func() {
 		_, ungated := gatedPods("train")
 		for _, p := range ungated {
 			Expect(p.Annotations).To(HaveKeyWithValue(autoscalingv1.ProvisioningRequestPodAnnotationKey, req.Name))
+			Expect(p.Spec.Tolerations).To(ContainElement(pr.BookingToleration(string(req.UID))))
+		}
+		// Booked: the gang's nodes are tainted for the group's pods alone.
+		for _, nc := range claims {
+			node := &corev1.Node{}
+			Expect(env.Client.Get(ctx, client.ObjectKey{Name: nc.Status.NodeName}, node)).To(Succeed())
+			Expect(node.Spec.Taints).To(ContainElement(pr.BookingTaint(string(req.UID))), "node %s not booked", node.Name)
 		}
 
 		// kube-scheduler's part: bind each pod to a node of the gang.
@@ -170,6 +177,12 @@ var _ = Describe("Pod groups without Kueue", func() {
 			cur := &autoscalingv1.ProvisioningRequest{}
 			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(&req), cur)).To(Succeed())
 			g.Expect(string(cur.Status.ProvisioningClassDetails[pr.DetailBooking])).To(Equal(pr.BookingConsumed))
+			// Released: the booking taint is off every node of the gang.
+			for _, n := range nodes {
+				node := &corev1.Node{}
+				g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: n}, node)).To(Succeed())
+				g.Expect(lo.Map(node.Spec.Taints, func(t corev1.Taint, _ int) string { return t.Key })).ToNot(ContainElement(pr.TaintBooked))
+			}
 		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
 		AddReportEntry("pod group provisioned", provisionedAfter.Round(100*time.Millisecond).String())
 		GinkgoWriter.Printf("pod group of 4 x p4d: 4th member applied -> all 4 ungated on a provisioned gang: %s\n", provisionedAfter.Round(100*time.Millisecond))

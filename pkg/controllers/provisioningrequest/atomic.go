@@ -21,6 +21,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
@@ -111,6 +112,11 @@ func (c *Controller) launch(ctx context.Context, pr *autoscalingv1.ProvisioningR
 			AnnotationRequest:                pr.Namespace + "/" + pr.Name,
 			AnnotationGangSize:               strconv.Itoa(len(plan.NodeClaims)),
 		})
+		if _, group := GroupKey(pr); group {
+			// A pod group's pods tolerate it once ungated; nothing else
+			// does until the booking is released.
+			nc.Spec.Taints = append(nc.Spec.Taints, BookingTaint(string(pr.UID)))
+		}
 		if err := c.kube.Create(ctx, nc); err != nil {
 			return names, err
 		}
@@ -185,7 +191,7 @@ func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.Provis
 	setDetail(pr, DetailStarted, "")
 	setDetail(pr, DetailNodeClaims, "")
 	log.FromContext(ctx).Info("gang attempt failed; rolled back", "attempt", attempt, "reason", why, "deletedNodeClaims", deleted)
-	if attempt >= c.opts.MaxAttempts {
+	if attempt >= c.opts.MaxAttempts && !hasDeadline(pr) {
 		msg := fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; everything launched for it was deleted", attempt, c.opts.MaxAttempts, why)
 		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
 		setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonCapacityIsNotFound, msg, metav1.NewTime(now))
@@ -194,7 +200,8 @@ func (c *Controller) attemptFailed(ctx context.Context, pr *autoscalingv1.Provis
 	backoff := jitter(Backoff(c.opts.RetryBackoff, attempt), string(pr.UID))
 	setDetail(pr, DetailRetryAfter, now.Add(backoff).UTC().Format(time.RFC3339Nano))
 	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound,
-		fmt.Sprintf("Capacity is not found: attempt %d of %d failed: %s; everything launched for it was deleted; retrying in %s", attempt, c.opts.MaxAttempts, why, backoff), metav1.NewTime(now))
+		fmt.Sprintf("Capacity is not found: attempt %d%s failed: %s; everything launched for it was deleted; retrying in %s", attempt,
+			lo.Ternary(hasDeadline(pr), " (retrying until "+ParamValidUntilSeconds+")", fmt.Sprintf(" of %d", c.opts.MaxAttempts)), why, backoff), metav1.NewTime(now))
 	return reconcile.Result{RequeueAfter: backoff}, nil
 }
 
@@ -283,7 +290,7 @@ func (c *Controller) getNodeClaim(ctx context.Context, name string) (*karpv1.Nod
 
 // PlanAtomic plans new capacity for every pod in one zone: for each zone the
 // NodePools offer, the GPU packer packs the pods pinned to it over the
-// NodePools in weight order (packing.PackPending); the cheapest zone whose
+// NodePools in weight order (provisioning.PackPending); the cheapest zone whose
 // plan holds every pod wins (ties by zone name). Nil with a reason when no
 // zone holds them all.
 func (c *Controller) PlanAtomic(ctx context.Context, pods []*corev1.Pod) (*Plan, string, error) {
@@ -315,7 +322,7 @@ func (c *Controller) planAtomic(ctx context.Context, pods []*corev1.Pod, skip ma
 			reasons[z] = "pods select another zone"
 			continue
 		}
-		pp := packing.PackPending(pinned, opts)
+		pp := provisioning.PackPending(pinned, opts)
 		if len(pp.Left) > 0 {
 			reasons[z] = fmt.Sprintf("%d of %d pods unplaced (%s)", len(pp.Left), len(pods), lo.Values(pp.Left)[0])
 			continue
@@ -368,4 +375,9 @@ func zonesOf(opts packing.Options) []string {
 	out := lo.Keys(zones)
 	sort.Strings(out)
 	return out
+}
+
+func hasDeadline(pr *autoscalingv1.ProvisioningRequest) bool {
+	_, ok, err := validUntil(pr)
+	return ok && err == nil
 }

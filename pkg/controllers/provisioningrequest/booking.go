@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // book holds a provisioned request's capacity until its pods are bound
@@ -84,8 +86,31 @@ func (c *Controller) release(ctx context.Context, pr *autoscalingv1.Provisioning
 	return nil
 }
 
+// TaintBooked keeps other pods off the nodes launched for a pod group's
+// request while its booking is held: the NodeClaims carry it (value: the
+// request's UID, effect NoSchedule), the group's pods get the toleration as
+// they are ungated, and the release removes it from the Nodes. Cluster
+// Autoscaler books capacity only in its own simulation (for scale-down and
+// other requests), not against other pods; pod groups can do more because
+// the controller adds the toleration before their pods can be scheduled.
+// Kueue's pods are created by Kueue without it, so Kueue's requests are
+// not tainted.
+const TaintBooked = v1alpha1.Group + "/booked"
+
+// BookingTaint is the taint of a pod group request's nodes.
+func BookingTaint(uid string) corev1.Taint {
+	return corev1.Taint{Key: TaintBooked, Value: uid, Effect: corev1.TaintEffectNoSchedule}
+}
+
+// BookingToleration tolerates BookingTaint(uid).
+func BookingToleration(uid string) corev1.Toleration {
+	return corev1.Toleration{Key: TaintBooked, Operator: corev1.TolerationOpEqual, Value: uid, Effect: corev1.TaintEffectNoSchedule}
+}
+
 // ReleaseHold removes karpenter.sh/do-not-disrupt from every NodeClaim
-// launched for the request with this UID and from their Nodes.
+// launched for the request with this UID and from their Nodes, and the
+// booking taint from the Nodes (a NodeClaim's spec is immutable; its taints
+// only apply at registration).
 func ReleaseHold(ctx context.Context, kube client.Client, uid string) error {
 	list := &karpv1.NodeClaimList{}
 	if err := kube.List(ctx, list, client.MatchingLabels{LabelRequest: uid}); err != nil {
@@ -109,6 +134,9 @@ func ReleaseHold(ctx context.Context, kube client.Client, uid string) error {
 		if err := dropDoNotDisrupt(ctx, kube, node); err != nil {
 			return err
 		}
+		if err := dropBookingTaint(ctx, kube, node); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -121,4 +149,13 @@ func dropDoNotDisrupt[T client.Object](ctx context.Context, kube client.Client, 
 	ann := lo.OmitByKeys(o.GetAnnotations(), []string{karpv1.DoNotDisruptAnnotationKey})
 	o.SetAnnotations(ann)
 	return client.IgnoreNotFound(kube.Patch(ctx, o, client.MergeFrom(stored)))
+}
+
+func dropBookingTaint(ctx context.Context, kube client.Client, node *corev1.Node) error {
+	if !lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == TaintBooked }) {
+		return nil
+	}
+	stored := node.DeepCopy()
+	node.Spec.Taints = lo.Reject(node.Spec.Taints, func(t corev1.Taint, _ int) bool { return t.Key == TaintBooked })
+	return client.IgnoreNotFound(kube.Patch(ctx, node, client.MergeFrom(stored)))
 }

@@ -33,6 +33,9 @@ const (
 	MsgCapacityReservationTimeExpired    = "Capacity reservation time is expired"
 	// CapacityRevoked=True: a booked node went away before the pods came.
 	ReasonCapacityRevoked = "NodeClaimDeleted"
+	// Failed=True: a parameter the class reads is malformed
+	// (ValidUntilSeconds).
+	ReasonInvalidParameter = "InvalidParameter"
 )
 
 // setCondition sets a condition, keeping LastTransitionTime when the status

@@ -215,7 +215,58 @@ func (c *Controller) step(ctx context.Context, pr *autoscalingv1.ProvisioningReq
 	if pr.Spec.ProvisioningClassName == autoscalingv1.ProvisioningClassCheckCapacity {
 		return c.checkCapacity(ctx, pr, pods)
 	}
-	return c.atomic(ctx, pr, pods)
+	deadline, ok, err := validUntil(pr)
+	if err != nil {
+		setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonInvalidParameter, err.Error(), now)
+		setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonInvalidParameter, err.Error(), now)
+		return reconcile.Result{}, c.sweep(ctx, pr)
+	}
+	if !ok {
+		return c.atomic(ctx, pr, pods)
+	}
+	if !now.Time.Before(deadline) {
+		return c.validUntilPassed(ctx, pr)
+	}
+	res, err := c.atomic(ctx, pr, pods)
+	if left := deadline.Sub(c.clock.Now()); err == nil && !isTrue(pr, autoscalingv1.Provisioned) && !isTrue(pr, autoscalingv1.Failed) && (res.RequeueAfter <= 0 || res.RequeueAfter > left) {
+		res.RequeueAfter = max(left, time.Millisecond) // wake at the deadline
+	}
+	return res, err
+}
+
+// ParamValidUntilSeconds is the request parameter (Cluster Autoscaler's):
+// how long after the request's creation it may keep trying. With it, an
+// atomic request retries until then instead of stopping after MaxAttempts.
+const ParamValidUntilSeconds = "ValidUntilSeconds"
+
+// validUntil is the request's deadline, if it has one.
+func validUntil(pr *autoscalingv1.ProvisioningRequest) (time.Time, bool, error) {
+	v, ok := pr.Spec.Parameters[ParamValidUntilSeconds]
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n < 1 {
+		return time.Time{}, false, fmt.Errorf("parameter %s is %q; it must be a whole number of seconds above 0", ParamValidUntilSeconds, string(v))
+	}
+	return pr.CreationTimestamp.Add(time.Duration(n) * time.Second), true, nil
+}
+
+// validUntilPassed fails a request whose deadline passed before it was
+// provisioned, rolling back an attempt in flight.
+func (c *Controller) validUntilPassed(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (reconcile.Result, error) {
+	if _, err := c.deleteNodeClaims(ctx, pr, lo.Compact(strings.Split(detail(pr, DetailNodeClaims), ","))); err != nil {
+		return reconcile.Result{}, err
+	}
+	setDetail(pr, DetailStarted, "")
+	setDetail(pr, DetailNodeClaims, "")
+	setDetail(pr, DetailRetryAfter, "")
+	now := metav1.NewTime(c.clock.Now())
+	msg := fmt.Sprintf("Capacity is not found: %s (%s) passed after %d attempts; everything launched for it was deleted",
+		ParamValidUntilSeconds, string(pr.Spec.Parameters[ParamValidUntilSeconds]), detailInt(pr, DetailAttempt))
+	setCondition(pr, autoscalingv1.Provisioned, metav1.ConditionFalse, ReasonCapacityIsNotFound, msg, now)
+	setCondition(pr, autoscalingv1.Failed, metav1.ConditionTrue, ReasonCapacityIsNotFound, msg, now)
+	return reconcile.Result{}, nil
 }
 
 // checkCapacity answers whether the pods fit on existing and in-flight

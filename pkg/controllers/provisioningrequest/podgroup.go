@@ -45,9 +45,10 @@ import (
 //     ProvisioningRequest for the gated pods, labelled with the group;
 //  2. when the request is Provisioned, the gated pods (at most as many as
 //     the request counts) are annotated as consuming it, as Kueue annotates
-//     its pods (so the booking is released once they are bound), and their
-//     gate is removed: kube-scheduler binds them to the capacity launched
-//     for them;
+//     its pods (so the booking is released once they are bound), get the
+//     toleration of its nodes' booking taint (TaintBooked: no other pod
+//     can use them until the booking is released), and their gate is
+//     removed: kube-scheduler binds them to the capacity launched for them;
 //  3. when the request is Failed (its attempts used up), it is deleted with
 //     its PodTemplates after a backoff (RetryBackoff doubling per retry, up
 //     to MaxRetryBackoff) and a new one is made, as Kueue retries; the pods
@@ -309,6 +310,11 @@ func (c *PodGroupController) ungate(ctx context.Context, pr *autoscalingv1.Provi
 			autoscalingv1.ProvisioningClassPodAnnotationKey:   pr.Spec.ProvisioningClassName,
 		})
 		p.Spec.SchedulingGates = lo.Reject(p.Spec.SchedulingGates, func(g corev1.PodSchedulingGate, _ int) bool { return g.Name == SchedulingGatePodGroup })
+		// The request's nodes are booked for these pods (TaintBooked); a
+		// pod may gain tolerations while it is pending.
+		if tol := BookingToleration(string(pr.UID)); !lo.Contains(p.Spec.Tolerations, tol) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, tol)
+		}
 		if err := c.kube.Patch(ctx, p, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("ungating pod %s/%s, %w", p.Namespace, p.Name, err)
 		}

@@ -106,8 +106,11 @@ func TestEvictionCauses(t *testing.T) {
 	}
 	var log bytes.Buffer
 	gpu := run(t, load(t, "repack.yaml", opts), func(c *Config) { c.Policy = PolicyKarpenterGPU; c.DebugLog = &log })
-	if gpu.GPUPodEvictions != 2 || gpu.GPUPodEvictionsByCause["repack"] != 2 {
-		t.Errorf("karpenter-gpu: %d GPU-pod evictions by cause %v, want the 2 long pods by repack\n%s", gpu.GPUPodEvictions, gpu.GPUPodEvictionsByCause, log.String())
+	if stock.GPUPodsEvicted != 1 {
+		t.Errorf("stock: %d distinct GPU pods evicted, want 1", stock.GPUPodsEvicted)
+	}
+	if gpu.GPUPodEvictions != 2 || gpu.GPUPodEvictionsByCause["repack"] != 2 || gpu.GPUPodsEvicted != 2 {
+		t.Errorf("karpenter-gpu: %d GPU-pod evictions of %d pods by cause %v, want the 2 long pods once each by repack\n%s", gpu.GPUPodEvictions, gpu.GPUPodsEvicted, gpu.GPUPodEvictionsByCause, log.String())
 	}
 	if gpu.NodeClaimDeletions["karpenter-gpu.repack"] != 1 || gpu.IdleGPURemovals != 0 {
 		t.Errorf("karpenter-gpu: NodeClaim deletions %v, idle-GPU removals %d; want the 12xlarge deleted by the repacker and no idle-GPU removal", gpu.NodeClaimDeletions, gpu.IdleGPURemovals)

@@ -42,6 +42,8 @@ type collector struct {
 	// gpuEvictionsByCause splits gpuEvictions by why the pod's node was
 	// going (evictionCause).
 	gpuEvictionsByCause map[string]int
+	// gpuPodsEvicted counts the workload's GPU pods evicted at least once.
+	gpuPodsEvicted int
 	// byClass is the eviction model's account, by workload class.
 	byClass      map[evictioncost.Class]*classLoss
 	errors       map[string]int
@@ -85,6 +87,9 @@ func (c *collector) podEvicted(ps *podState, cause string) {
 	if ps.spec.GPUs() > 0 {
 		c.gpuEvictions++
 		c.gpuEvictionsByCause[cause]++
+		if ps.evictions == 1 {
+			c.gpuPodsEvicted++
+		}
 	}
 }
 

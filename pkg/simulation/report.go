@@ -91,6 +91,9 @@ type Result struct {
 	// was going: repack, core's disruption reason (underutilized, empty,
 	// drifted, ...), or other (idle-GPU removal, spot interruption, expiry).
 	GPUPodEvictionsByCause map[string]int `json:"gpu_pod_evictions_by_cause"`
+	// GPUPodsEvicted counts the workload's GPU pods evicted at least once
+	// (GPUPodEvictions counts every eviction of each).
+	GPUPodsEvicted int `json:"gpu_pods_evicted"`
 	// Evictions is the eviction model's account by workload class (batch,
 	// service): evictions, GPU-hours of work lost, what re-running it costs
 	// (at the evicted node's GPU price; the fleet cost already includes the
@@ -335,6 +338,7 @@ func (e *engine) result() (*Result, error) {
 	}
 	r.PodEvictions, r.GPUPodEvictions = e.metrics.evictions, e.metrics.gpuEvictions
 	r.GPUPodEvictionsByCause = maps.Clone(e.metrics.gpuEvictionsByCause)
+	r.GPUPodsEvicted = e.metrics.gpuPodsEvicted
 	r.Evictions = map[string]EvictionStats{}
 	for cl, l := range e.metrics.byClass {
 		st := EvictionStats{Evictions: l.evictions, GPUEvictions: l.gpuEvictions, LostGPUHours: l.lostGPUHours, RerunUSD: l.rerunUSD}
@@ -519,6 +523,7 @@ func tableRows(results ...*Result) [][]string {
 		row("  "+cl+" lost GPU-hours", func(r *Result) float64 { return r.Evictions[cl].LostGPUHours }, "%.2f")
 		row("  "+cl+" re-run $", func(r *Result) float64 { return r.Evictions[cl].RerunUSD }, "%.2f")
 	}
+	row("  GPU pods evicted (once or more)", func(r *Result) float64 { return float64(r.GPUPodsEvicted) }, "%.0f")
 	for _, cause := range []string{"repack", "underutilized", "empty", "drifted", "other"} {
 		row("  evictions by "+cause, func(r *Result) float64 { return float64(r.GPUPodEvictionsByCause[cause]) }, "%.0f")
 	}

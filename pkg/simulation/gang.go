@@ -31,7 +31,8 @@ import (
 //
 // A gang makes progress only once MinMembers of its pods run (a training
 // job's workers wait for each other), so its members' duration counts from
-// then: they leave together, that long after the gang started. Members
+// then: they leave together, that long after the gang started (a member
+// that would arrive later is never created). Members
 // running while fewer than MinMembers run are paid for and wait: the report
 // adds those GPU-hours and their cost (at the node's price per GPU), and
 // the gangs that never started.
@@ -167,12 +168,13 @@ func (e *engine) gangMemberRunning(ps *podState, node string) {
 	}
 	g.started, g.startedAt = true, now
 	e.debugf("gang %s started (%d of %d running)", g.gang.Name, len(g.running), g.gang.Size)
+	// The job is done its duration after it started: every member leaves
+	// then (one arriving later is never created).
 	for _, m := range g.members {
 		if m.spec.Deletion == workload.Forever || m.departed || !m.departAt.IsZero() {
 			continue
 		}
-		from := lo.Latest(now, Epoch.Add(m.spec.Arrival))
-		m.departAt = from.Add(m.spec.Deletion - m.spec.Arrival)
+		m.departAt = now.Add(m.spec.Deletion - m.spec.Arrival)
 		e.push(simEvent{at: m.departAt, kind: evDepart, pod: m, gen: m.departGen})
 	}
 }

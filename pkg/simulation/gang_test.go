@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +70,68 @@ func TestGangScenario(t *testing.T) {
 	}
 	t.Logf("partial-gang GPU-hours: karpenter-gpu %.1f ($%.2f), stock %.1f ($%.2f); never started: %d vs %d; cost $%.2f vs $%.2f",
 		gpu.Gangs.PartialGPUHours, gpu.Gangs.PartialUSD, stock.Gangs.PartialGPUHours, stock.Gangs.PartialUSD, gpu.Gangs.NeverStarted, stock.Gangs.NeverStarted, gpu.CostUSD, stock.CostUSD)
+}
+
+// TestGangMinMembers: a gang of 3 whose workers arrive 30 min apart and
+// which runs with 2 (minMembers). Stock launches each worker as it arrives:
+// the first runs alone (partial) until the second runs. karpenter-gpu
+// requests capacity once two workers exist, starts them together, and the
+// third gets a request of its own when it arrives (the gang is running, so
+// it is never partial).
+func TestGangMinMembers(t *testing.T) {
+	s, err := workload.ParseScenario(strings.NewReader(`nodePools:
+  - metadata: {name: gpu}
+    spec:
+      template:
+        spec:
+          requirements:
+            - {key: karpenter-gpu.io/instance-family, operator: In, values: [g6]}
+            - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+          expireAfter: Never
+podGroups:
+  - name: elastic
+    gang: true
+    count: 3
+    minMembers: 2
+    interval: 30m
+    duration: 2h
+    requests: {cpu: "32", memory: 128Gi, nvidia.com/gpu: "8"}
+`), "elastic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Workload(workload.TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpu := run(t, w, func(c *Config) { c.Horizon = 4 * time.Hour })
+	stock := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.Horizon = 4 * time.Hour })
+	for _, r := range []*Result{gpu, stock} {
+		if r.Gangs == nil || len(r.Gangs.ByGang) != 1 || r.Gangs.ByGang[0].StartedHours == nil {
+			t.Fatalf("%s: gang report %+v, want one started gang", r.Policy, r.Gangs)
+		}
+		if g := r.Gangs.ByGang[0]; g.MinMembers != 2 || g.Size != 3 {
+			t.Fatalf("%s: gang %+v, want 3 pods, min 2", r.Policy, g)
+		}
+	}
+	// The first worker (arrived at 0) runs alone until the second (30 min)
+	// runs: about 30 min of 8 GPUs.
+	if p := stock.Gangs.PartialGPUHours; p < 8*0.4 || p > 8*0.6 {
+		t.Errorf("stock: partial-gang GPU-hours %.2f, want about 4 (one 8-GPU worker alone for ~30 min)", p)
+	}
+	if gpu.Gangs.PartialGPUHours != 0 {
+		t.Errorf("karpenter-gpu: partial-gang GPU-hours %.2f, want 0", gpu.Gangs.PartialGPUHours)
+	}
+	if started := *gpu.Gangs.ByGang[0].StartedHours; started < 0.5 {
+		t.Errorf("karpenter-gpu: the gang started at %.2f h, before its second worker arrived (0.5 h)", started)
+	}
+	// All three workers ran under both policies.
+	for _, r := range []*Result{gpu, stock} {
+		if n := lo.CountBy(r.Instances, func(i InstanceRun) bool { return i.GPUs == 8 }); n != 3 {
+			t.Errorf("%s: %d 8-GPU nodes, want 3", r.Policy, n)
+		}
+		if r.PodsNeverStarted != 0 {
+			t.Errorf("%s: %d pods never started", r.Policy, r.PodsNeverStarted)
+		}
+	}
 }

@@ -96,6 +96,9 @@ func objectKey(namespace, name string) string { return namespace + "/" + name }
 
 // arrive creates the pod, pending; kube-scheduler sees it next.
 func (e *engine) arrive(ps *podState) error {
+	if ps.departed {
+		return nil // a gang member whose gang finished before it arrived
+	}
 	e.as("workload")
 	ps.name = ps.spec.Name
 	if ps.attempts > 0 {

@@ -384,17 +384,58 @@ func TestGangPlacementGroup(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Within the grace the collector keeps even the empty group.
+		if _, err := e.collectOrphans(time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if groupOf(e, "first") == "" {
+			t.Errorf("the first gang's group was deleted within the grace: %v", lo.Keys(e.srv.PlacementGroups()))
+		}
 		e.clock.Step(instance.PlacementGroupGrace + time.Minute)
+		// A gang launch no longer collects groups: the orphan collector is
+		// the one path.
 		for _, r := range launch(t, e, "third", "p5.48xlarge", 8) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
 		}
+		if n := len(e.srv.Requests("DeletePlacementGroup")); n != 0 || groupOf(e, "first") == "" {
+			t.Fatalf("a launch deleted placement groups (%d DeletePlacementGroup calls)", n)
+		}
+		// The orphan collector as cmd/controller wires it (the grace of
+		// instances is long: no instance is an orphan here).
+		if _, err := e.collectOrphans(time.Hour); err != nil {
+			t.Fatal(err)
+		}
 		if g := groupOf(e, "first"); g != "" {
 			t.Errorf("the first gang's empty group %s was not deleted", g)
 		}
 		if groupOf(e, "second") == "" || groupOf(e, "third") == "" {
-			t.Errorf("a group in use was deleted: %v", lo.Keys(e.srv.PlacementGroups()))
+			t.Errorf("a group in use (or within the grace) was deleted: %v", lo.Keys(e.srv.PlacementGroups()))
+		}
+		// The second gang's instances have no NodeClaim (this store holds
+		// none): with a short grace they are orphans. The pass terminates
+		// them, but their group is deleted only once EC2 says they are gone.
+		collected, err := e.collectOrphans(time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(collected) != 4 {
+			t.Fatalf("collected %d instances, want the second gang's 4", len(collected))
+		}
+		if groupOf(e, "second") == "" {
+			t.Fatal("the second gang's group was deleted while its instances were shutting down")
+		}
+		for range 2 {
+			if _, err := e.backend.List(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.collectOrphans(time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if groupOf(e, "second") != "" || groupOf(e, "third") == "" {
+			t.Errorf("after the second gang ended: groups %v, want only the third gang's", lo.Keys(e.srv.PlacementGroups()))
 		}
 	})
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// NodeClaim's provider ID refers to whose tag is missing or stale (a
 	// batched launch whose tagging failed), so the backend's List finds it.
 	Retag func(ctx context.Context, id, nodeClaim string) error
+	// Sweep, when set, collects the other leaked resources of the backend
+	// (AWS: the gang placement groups left empty). It runs on every pass,
+	// after the orphans are terminated, so that what they held is free.
+	Sweep func(ctx context.Context) error
 }
 
 // Controller is the orphan collector.
@@ -89,8 +93,9 @@ func (c *Controller) Collected() []string {
 }
 
 // Collect terminates the orphans (cloudprovider.Orphans) older than the
-// grace period and, with Options.Retag, repairs the NodeClaim tags of the
-// instances NodeClaims refer to. It returns the IDs it terminated; an
+// grace period, with Options.Retag repairs the NodeClaim tags of the
+// instances NodeClaims refer to, and with Options.Sweep collects the
+// backend's other leaked resources. It returns the IDs it terminated; an
 // instance already gone counts as terminated.
 func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 	// Instances first: a NodeClaim created after the NodeClaim list would
@@ -129,6 +134,11 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 	c.mu.Lock()
 	c.collected = append(c.collected, collected...)
 	c.mu.Unlock()
+	if c.opts.Sweep != nil {
+		if err := c.opts.Sweep(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return collected, errors.Join(errs...)
 }
 

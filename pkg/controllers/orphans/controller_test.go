@@ -179,6 +179,37 @@ func TestRetag(t *testing.T) {
 	}
 }
 
+// Sweep runs on every pass after the orphans are terminated (so what they
+// held is free) and its error is reported with the pass's.
+func TestSweep(t *testing.T) {
+	w := newWorld()
+	w.launch(t, "leaked", "")
+	w.clk.Step(3 * time.Minute)
+	var states []cloudprovider.InstanceState
+	sweep := func(ctx context.Context) error {
+		inst, err := w.fleet.Get(ctx, w.ids["leaked"])
+		if err != nil {
+			return err
+		}
+		states = append(states, inst.State)
+		return errors.New("group in a bad state")
+	}
+	c := orphans.NewController(w.fleet.OrphanOptions(orphans.Options{KubeClient: w.kube(), Sweep: sweep}))
+	got, err := c.Collect(w.ctx)
+	if err == nil || !strings.Contains(err.Error(), "group in a bad state") {
+		t.Errorf("Collect error = %v, want the sweep's", err)
+	}
+	if len(got) != 1 {
+		t.Errorf("collected %v, want the orphan despite the sweep's error", got)
+	}
+	if _, err := c.Collect(w.ctx); err == nil {
+		t.Error("second pass: no sweep error")
+	}
+	if !slices.Equal(states, []cloudprovider.InstanceState{cloudprovider.InstanceStateTerminated, cloudprovider.InstanceStateTerminated}) {
+		t.Errorf("sweep saw the orphan %v, want terminated on each of two passes", states)
+	}
+}
+
 // Errors from the cloud are reported, never swallowed; an orphan already
 // gone counts as collected.
 func TestCollectErrors(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,32 +41,19 @@ var perClaimTagKeys = []string{cloudprovider.TagNodeClaim, "Name"}
 type fleetBatcher struct {
 	p         *Provider
 	idle, max time.Duration
-	mu        sync.Mutex
-	pending   map[string]*fleetBatch
+	batches   *gatherer[fleetBatch]
 }
 
+// fleetBatch is the members of one identical request.
 type fleetBatch struct {
 	input   *ec2.CreateFleetInput
 	members []*batchMember
-	idle    *time.Timer
-	started time.Time
-	closed  bool
-}
-
-type batchMember struct {
-	ctx   context.Context
-	token string
-	tags  map[string]string // per-claim tags
-	done  chan batchAnswer
-}
-
-type batchAnswer struct {
-	out *ec2.CreateFleetOutput
-	err error
 }
 
 func newFleetBatcher(p *Provider, idle, max time.Duration) *fleetBatcher {
-	return &fleetBatcher{p: p, idle: idle, max: max, pending: map[string]*fleetBatch{}}
+	fb := &fleetBatcher{p: p, idle: idle, max: max}
+	fb.batches = newGatherer(func(_ string, bt *fleetBatch) { fb.execute(bt.input, bt.members) })
+	return fb
 }
 
 // splitTags separates per-claim tags from the tag specifications of in.
@@ -100,47 +86,18 @@ func (fb *fleetBatcher) createFleet(ctx context.Context, in *ec2.CreateFleetInpu
 		return fb.p.opts.EC2.CreateFleet(ctx, in)
 	}
 	common, perClaim := splitTags(in)
-	key := batchKey(common)
 	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
-	fb.mu.Lock()
-	bt, ok := fb.pending[key]
-	if !ok {
-		bt = &fleetBatch{input: common, started: time.Now()}
-		fb.pending[key] = bt
-		bt.idle = time.AfterFunc(fb.idle, func() { fb.flush(key, bt) })
-	} else {
+	fb.batches.join(batchKey(common), func(bt *fleetBatch, fresh bool, age time.Duration) (bool, time.Duration) {
+		bt.members = append(bt.members, m)
+		if fresh {
+			bt.input = common
+			return len(bt.members) >= MaxBatchSize, fb.idle
+		}
 		// Another request arrived: wait for the batch to go idle again, but
 		// never past the maximum delay.
-		wait := min(fb.idle, fb.max-time.Since(bt.started))
-		bt.idle.Reset(max(wait, 0))
-	}
-	bt.members = append(bt.members, m)
-	if len(bt.members) >= MaxBatchSize {
-		bt.idle.Stop()
-		go fb.flush(key, bt)
-	}
-	fb.mu.Unlock()
-	select {
-	case a := <-m.done:
-		return a.out, a.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (fb *fleetBatcher) flush(key string, bt *fleetBatch) {
-	fb.mu.Lock()
-	if bt.closed {
-		fb.mu.Unlock()
-		return
-	}
-	bt.closed = true
-	if fb.pending[key] == bt {
-		delete(fb.pending, key)
-	}
-	members := bt.members
-	fb.mu.Unlock()
-	fb.execute(bt.input, members)
+		return len(bt.members) >= MaxBatchSize, max(min(fb.idle, fb.max-age), 0)
+	})
+	return m.await()
 }
 
 // execute makes one CreateFleet for the members and hands each its share.
@@ -165,9 +122,7 @@ func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMe
 	}
 	out, err := fb.p.opts.EC2.CreateFleet(ctx, &in)
 	if err != nil {
-		for _, m := range members {
-			m.done <- batchAnswer{err: err}
-		}
+		answerAll(members, batchAnswer{err: err})
 		return
 	}
 	// One instance ID per member, in order; members past the fulfilled

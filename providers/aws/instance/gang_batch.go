@@ -15,6 +15,7 @@ package instance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -41,10 +42,8 @@ const DefaultGangWait = 10 * time.Second
 type gangCollector struct {
 	p       *Provider
 	wait    time.Duration
+	batches *gatherer[gangBatch]
 	mu      sync.Mutex
-	pending map[string]*gangBatch
-	// lastCollect is when empty placement groups were last collected.
-	lastCollect time.Time
 	// owned are the placement groups this provider names for gangs (and so
 	// creates); a node class's own group is used as it is.
 	owned map[string]string // group -> the node class of its gang
@@ -58,8 +57,6 @@ type gangBatch struct {
 	order   []string
 	inputs  map[string]*ec2.CreateFleetInput
 	members map[string][]*batchMember
-	timer   *time.Timer
-	closed  bool
 }
 
 func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
@@ -68,7 +65,9 @@ func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
 	}
 	// A member waits inside its launch's timeout.
 	wait = min(wait, p.opts.LaunchTimeout/2)
-	return &gangCollector{p: p, wait: wait, pending: map[string]*gangBatch{}, owned: map[string]string{}}
+	gc := &gangCollector{p: p, wait: wait, owned: map[string]string{}}
+	gc.batches = newGatherer(gc.flush)
+	return gc
 }
 
 // createFleet is the CreateFleet of one launch: a gang member's goes
@@ -91,48 +90,28 @@ func (gc *gangCollector) createFleet(ctx context.Context, in *ec2.CreateFleetInp
 	ik := batchKey(common)
 	gk := g.Key + "|" + string(common.TargetCapacitySpecification.DefaultTargetCapacityType)
 	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
-	gc.mu.Lock()
-	gb, ok := gc.pending[gk]
-	if !ok {
-		gb = &gangBatch{size: g.Size, inputs: map[string]*ec2.CreateFleetInput{}, members: map[string][]*batchMember{}}
-		gc.pending[gk] = gb
-		gb.timer = time.AfterFunc(gc.wait, func() { gc.flush(gk, gb) })
-	}
-	if _, ok := gb.inputs[ik]; !ok {
-		gb.inputs[ik] = common
-		gb.order = append(gb.order, ik)
-	}
-	gb.members[ik] = append(gb.members[ik], m)
-	gb.arrived++
-	if gb.arrived >= gb.size {
-		gb.timer.Stop()
-		go gc.flush(gk, gb)
-	}
-	gc.mu.Unlock()
-	select {
-	case a := <-m.done:
-		return a.out, a.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	gc.batches.join(gk, func(gb *gangBatch, fresh bool, _ time.Duration) (bool, time.Duration) {
+		if fresh {
+			*gb = gangBatch{size: g.Size, inputs: map[string]*ec2.CreateFleetInput{}, members: map[string][]*batchMember{}}
+		}
+		if _, ok := gb.inputs[ik]; !ok {
+			gb.inputs[ik] = common
+			gb.order = append(gb.order, ik)
+		}
+		gb.members[ik] = append(gb.members[ik], m)
+		gb.arrived++
+		// The batch waits for the rest from its first member on.
+		return gb.arrived >= gb.size, lo.Ternary(fresh, gc.wait, -1)
+	})
+	return m.await()
 }
 
+// flush launches a gang batch: one CreateFleet per identical request.
 func (gc *gangCollector) flush(gk string, gb *gangBatch) {
-	gc.mu.Lock()
-	if gb.closed {
-		gc.mu.Unlock()
-		return
-	}
-	gb.closed = true
-	if gc.pending[gk] == gb {
-		delete(gc.pending, gk)
-	}
-	gc.mu.Unlock()
 	if gb.arrived < gb.size {
 		log.FromContext(gb.members[gb.order[0]][0].ctx).Info("launching part of a gang: the rest did not arrive in time",
 			"gang", gk, "arrived", gb.arrived, "size", gb.size, "waited", gc.wait)
 	}
-	gc.collectPlacementGroups(gb.members[gb.order[0]][0].ctx)
 	var wg sync.WaitGroup
 	for _, ik := range gb.order {
 		wg.Add(1)
@@ -166,9 +145,7 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 	if name := placementGroupOf(&in); owned {
 		gang, _, _ := strings.Cut(gk, "|")
 		if err := gc.ensurePlacementGroup(ctx, name, gang, nodeClass); err != nil {
-			for _, m := range members {
-				m.done <- batchAnswer{err: err}
-			}
+			answerAll(members, batchAnswer{err: err})
 			return
 		}
 	}
@@ -178,9 +155,7 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 	}
 	out, err := p.opts.EC2.CreateFleet(ctx, &in)
 	if err != nil {
-		for _, m := range members {
-			m.done <- batchAnswer{err: err}
-		}
+		answerAll(members, batchAnswer{err: err})
 		return
 	}
 	type launched struct {
@@ -204,15 +179,11 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 		all := lo.Map(ids, func(l launched, _ int) string { return l.id })
 		if err := p.terminateAll(ctx, all); err != nil {
 			err = fmt.Errorf("rolling back a partial gang of %d/%d (instances %v), %w", len(ids), n, all, err)
-			for _, m := range members {
-				m.done <- batchAnswer{err: err}
-			}
+			answerAll(members, batchAnswer{err: err})
 			return
 		}
 		log.FromContext(ctx).Info("gang fleet answered partially; terminated what it launched", "launched", len(ids), "gang", n, "zones", lo.Keys(zones))
-		for _, m := range members {
-			m.done <- batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}}
-		}
+		answerAll(members, batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}})
 		return
 	}
 	for i, m := range members {
@@ -259,14 +230,13 @@ func setGangOptions(in *ec2.CreateFleetInput, n int, single bool) {
 // it, so its nodes sit close together on the network. The group is named
 // after the cluster and the gang attempt, tagged with the cluster, the
 // gang and its creation time, and deleted once empty and older than
-// PlacementGroupGrace (collected before each gang launch: an account holds
-// 500 groups).
+// PlacementGroupGrace (by the orphan collector, CollectPlacementGroups: an
+// account holds 500 groups).
 const (
 	gangGroupPrefix     = "karpenter-gpu-"
 	tagGang             = "karpenter-gpu.io/gang"
 	tagCreatedAt        = "karpenter-gpu.io/created-at"
 	PlacementGroupGrace = 10 * time.Minute
-	collectEvery        = time.Minute
 )
 
 // gangPlacementGroup is the placement group of a gang: none when the node
@@ -346,29 +316,23 @@ func (gc *gangCollector) ensurePlacementGroup(ctx context.Context, name, gang, n
 	return nil
 }
 
-// collectPlacementGroups deletes the cluster's gang placement groups older
+// CollectPlacementGroups deletes the cluster's gang placement groups older
 // than PlacementGroupGrace that hold no instance (EC2 refuses to delete one
-// that does), at most once per collectEvery. Errors are logged: a group
-// left now is collected next time.
-func (gc *gangCollector) collectPlacementGroups(ctx context.Context) {
-	p := gc.p
+// that does, and one already gone is fine). It is run by the orphan
+// collector (pkg/controllers/orphans, Options.Sweep), after the orphaned
+// instances are terminated; a group left now is collected next time.
+func (p *Provider) CollectPlacementGroups(ctx context.Context) error {
+	gc := p.gangs
 	now := p.opts.Clock.Now()
-	gc.mu.Lock()
-	if now.Sub(gc.lastCollect) < collectEvery {
-		gc.mu.Unlock()
-		return
-	}
-	gc.lastCollect = now
-	gc.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
 	out, err := p.opts.EC2.DescribePlacementGroups(cctx, &ec2.DescribePlacementGroupsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + cloudprovider.TagCluster), Values: []string{p.opts.ClusterName}},
 	}})
 	if err != nil {
-		log.FromContext(ctx).Error(err, "listing gang placement groups")
-		return
+		return fmt.Errorf("listing gang placement groups, %w", err)
 	}
+	var errs []error
 	for _, pg := range out.PlacementGroups {
 		tags := lo.SliceToMap(pg.Tags, func(t ec2types.Tag) (string, string) { return lo.FromPtr(t.Key), lo.FromPtr(t.Value) })
 		created, err := time.Parse(time.RFC3339, tags[tagCreatedAt])
@@ -384,9 +348,10 @@ func (gc *gangCollector) collectPlacementGroups(ctx context.Context) {
 			log.FromContext(ctx).Info("deleted an empty gang placement group", "placementGroup", lo.FromPtr(pg.GroupName), "gang", tags[tagGang])
 		case code == "InvalidPlacementGroup.InUse" || code == "InvalidPlacementGroup.Unknown":
 		default:
-			log.FromContext(ctx).Error(err, "deleting gang placement group", "placementGroup", lo.FromPtr(pg.GroupName))
+			errs = append(errs, fmt.Errorf("deleting gang placement group %s, %w", lo.FromPtr(pg.GroupName), err))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // efaInterfaces is how many EFA network interfaces a launch attaches: every

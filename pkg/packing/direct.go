@@ -8,7 +8,17 @@ import (
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
+
+// Models reports whether the packer can place pod on new capacity without
+// core's scheduler: a pod that requests an accelerator and carries none of
+// the constraints the packer leaves to core (pod affinity, topology spread,
+// host ports, volumes, DRA). Accelerators are v1alpha1.UsesAccelerator's.
+func Models(p *corev1.Pod) bool {
+	return v1alpha1.UsesAccelerator(p) && podUnsupported(p) == ""
+}
 
 // PodsPlan is PackPods' answer.
 type PodsPlan struct {
@@ -18,9 +28,13 @@ type PodsPlan struct {
 	Rejected map[*corev1.Pod]string
 }
 
-// PackPods plans new NodeClaims for pending pods of one NodePool without
-// core's scheduler: the same packing and NodeClaim construction as Refine,
-// for the simulator, benchmarks, or a provisioning fast path. It knows
+// PackPods is the packer's one door for planning new capacity: new
+// NodeClaims for pending pods of one NodePool without core's scheduler,
+// with the same packing and NodeClaim construction as Refine (which
+// re-plans the NodeClaims core's scheduler proposed). Its callers: the
+// provisioning loop's direct path and the ProvisioningRequest plans (both
+// through provisioning.PackPending, which walks the NodePools), the repack
+// and idle-GPU controllers, the simulator and benchmarks. It knows
 // nothing of existing or in-flight nodes, so a caller that has them must
 // place pods there first (core's Solve does). Pods with constraints the
 // packer does not model, that do not tolerate the template's taints, whose

@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/coremirror"
 )
 
 // class is a set of pods with identical node requirements; Pack co-locates
@@ -63,7 +65,7 @@ func newPoolPacker(np *karpv1.NodePool, its []*cloudprovider.InstanceType, opts 
 		seen[it.Name] = true
 		pp.poolTypes = append(pp.poolTypes, it)
 	}
-	pp.groups, pp.overhead = daemonOverheadGroups(pp.tmpl, pp.poolTypes, opts.DaemonSetPods)
+	pp.groups, pp.overhead = coremirror.DaemonOverheadGroups(pp.tmpl, pp.poolTypes, opts.DaemonSetPods)
 	return pp, ""
 }
 

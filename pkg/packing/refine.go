@@ -59,7 +59,8 @@ type Decision struct {
 	// after, each NodeClaim priced at its cheapest launchable offering.
 	CoreCost, PackedCost float64
 	Unchanged            []Unchanged
-	// Direct marks a decision of the direct path (PackPending): core's
+	// Direct marks a decision of the direct path (PackPods through
+	// provisioning.PackPending): core's
 	// scheduler did not run for these pods, so CoreCost is unknown (0).
 	Direct   bool
 	Duration time.Duration

@@ -24,6 +24,8 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	nodeutils "sigs.k8s.io/karpenter/pkg/utils/node"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/coremirror"
 )
 
 // DirectPacker is a Refiner that can also plan new capacity for pending GPU
@@ -74,7 +76,7 @@ func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker) (s
 	direct, rest := lo.FilterReject(pods, func(p *corev1.Pod, _ int) bool { return !coreprov.IsVirtualPod(p) && packer.Models(p) })
 	start := time.Now()
 	deletingUIDs := sets.New(lo.Map(deleting, func(p *corev1.Pod, _ int) types.UID { return p.UID })...)
-	opts := schedulerOptions(ctx)
+	opts := coremirror.SchedulerOptions(ctx)
 
 	// 1. Existing and in-flight nodes first, with core's scheduler and no
 	// NodePools: it can only place pods on nodes that exist.

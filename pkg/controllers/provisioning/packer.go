@@ -14,6 +14,7 @@ import (
 	karpstate "sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/coremirror"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
@@ -22,8 +23,8 @@ import (
 // (pkg/packing): it gathers the inputs core's NewScheduler read for the same
 // loop, so the packer sees the same NodePools, instance types (the
 // provider's cached objects), daemonsets and limits, and plugs
-// packing.Refine (Refiner) and packing.PackPending (DirectPacker) into the
-// provisioning loop.
+// packing.Refine (Refiner) and PackPending over packing.PackPods
+// (DirectPacker) into the provisioning loop.
 type Packer struct {
 	kube    client.Client
 	cp      karpcp.CloudProvider
@@ -76,7 +77,7 @@ func (r *Packer) Decisions() []packing.Decision {
 // reads them: the dynamic, Ready, not deleting NodePools, their instance
 // types, their remaining limits and the daemonset pods.
 func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
-	nps, err := schedulingNodePools(ctx, r.kube, r.cp)
+	nps, err := coremirror.SchedulingNodePools(ctx, r.kube, r.cp)
 	if err != nil {
 		return packing.Options{}, err
 	}
@@ -103,15 +104,15 @@ func (r *Packer) Inputs(ctx context.Context) (packing.Options, error) {
 }
 
 // DaemonSetPods are the daemonset pods as core's provisioner gives them to
-// its scheduler (see daemonSetPods in core.go).
+// its scheduler (coremirror.DaemonSetPods).
 func (r *Packer) DaemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
-	return daemonSetPods(ctx, r.kube, r.cluster)
+	return coremirror.DaemonSetPods(ctx, r.kube, r.cluster)
 }
 
 // Models implements DirectPacker: see packing.Models.
 func (r *Packer) Models(p *corev1.Pod) bool { return packing.Models(p) }
 
-// PackPending implements DirectPacker with packing.PackPending: new
+// PackPending implements DirectPacker with PackPending (pending.go): new
 // NodeClaims for pending GPU pods that no existing node holds (the direct
 // path, without core's Solve). The pods it cannot place are returned for
 // core's scheduler.
@@ -121,7 +122,7 @@ func (r *Packer) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*schedu
 	if err != nil {
 		return nil, pods, err
 	}
-	plan := packing.PackPending(pods, opts)
+	plan := PackPending(pods, opts)
 	left := make([]*corev1.Pod, 0, len(plan.Left))
 	for _, p := range pods {
 		if _, ok := plan.Left[p]; ok {

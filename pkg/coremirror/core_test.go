@@ -1,10 +1,10 @@
-package provisioning_test
+package coremirror_test
 
 import (
 	"runtime/debug"
 	"testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/coremirror"
 )
 
 // core.go mirrors code Karpenter core keeps unexported; an upgrade of core
@@ -23,8 +23,8 @@ func TestCoreMirrorsTheLinkedKarpenter(t *testing.T) {
 		if dep.Replace != nil {
 			version = dep.Replace.Version
 		}
-		if version != provisioning.CoreVersion {
-			t.Fatalf("linked against Karpenter core %s, core.go mirrors %s: re-read schedulingNodePools, schedulerOptions and daemonSetPods against %s's provisioner.go", version, provisioning.CoreVersion, version)
+		if version != coremirror.CoreVersion {
+			t.Fatalf("linked against Karpenter core %s, core.go mirrors %s: re-read pkg/coremirror/core.go against %s", version, coremirror.CoreVersion, version)
 		}
 		return
 	}

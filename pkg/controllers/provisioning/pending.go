@@ -1,4 +1,4 @@
-package packing
+package provisioning
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -6,16 +6,8 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
-
-// Models reports whether the packer can place pod on new capacity without
-// core's scheduler: a pod that requests an accelerator and carries none of
-// the constraints the packer leaves to core (pod affinity, topology spread,
-// host ports, volumes, DRA). Accelerators are v1alpha1.UsesAccelerator's.
-func Models(p *corev1.Pod) bool {
-	return v1alpha1.UsesAccelerator(p) && podUnsupported(p) == ""
-}
 
 // PendingPlan is PackPending's answer.
 type PendingPlan struct {
@@ -28,10 +20,12 @@ type PendingPlan struct {
 
 // PackPending plans new NodeClaims for pods that no existing or in-flight
 // node holds, over opts.NodePools in weight order as core's scheduler tries
-// its NodeClaim templates: each pool packs the pods still unplaced, and a
-// pod stays with the first pool that places it. It is PackPods per pool;
-// the caller must already have placed what fits on existing capacity.
-func PackPending(pods []*corev1.Pod, opts Options) PendingPlan {
+// its NodeClaim templates: each pool packs the pods still unplaced with the
+// packer's one door for new capacity (packing.PackPods), and a pod stays
+// with the first pool that places it. The caller must already have placed
+// what fits on existing capacity. The direct path (Packer.PackPending) and
+// the ProvisioningRequest controller's atomic plans use it.
+func PackPending(pods []*corev1.Pod, opts packing.Options) PendingPlan {
 	plan := PendingPlan{Left: map[*corev1.Pod]string{}}
 	pools := append([]*karpv1.NodePool(nil), opts.NodePools...)
 	nodepoolutils.OrderByWeight(pools)
@@ -40,7 +34,7 @@ func PackPending(pods []*corev1.Pod, opts Options) PendingPlan {
 		if len(todo) == 0 {
 			break
 		}
-		pp := PackPods(np, opts.InstanceTypes[np.Name], todo, opts)
+		pp := packing.PackPods(np, opts.InstanceTypes[np.Name], todo, opts)
 		plan.NodeClaims = append(plan.NodeClaims, pp.NodeClaims...)
 		plan.Cost += pp.Cost
 		var next []*corev1.Pod

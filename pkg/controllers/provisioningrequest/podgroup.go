@@ -53,7 +53,9 @@ import (
 //     its PodTemplates after a backoff (RetryBackoff doubling per retry, up
 //     to MaxRetryBackoff) and a new one is made, as Kueue retries; the pods
 //     stay gated meanwhile, so nothing of the gang runs;
-//  4. when no pod of the group is left, its requests and PodTemplates are
+//  4. members that arrive after a request's booking is over (its pods
+//     bound) get a new request of their own;
+//  5. when no pod of the group is left, its requests and PodTemplates are
 //     deleted.
 //
 // A pod with the label but without the gate is provisioned as any pending
@@ -65,7 +67,8 @@ const (
 	KeyPodGroupMinMembers  = v1alpha1.Group + "/pod-group-min-members"
 	SchedulingGatePodGroup = v1alpha1.Group + "/pod-group"
 	// AnnotationPodGroupRetry on a request is how many requests of the
-	// group failed before it.
+	// group came before it (failed ones, or provisioned ones whose booking
+	// is over when later members arrive).
 	AnnotationPodGroupRetry = v1alpha1.Group + "/pod-group-retry"
 	// MaxPodSets is the API's limit on a request's PodSets.
 	MaxPodSets = 32
@@ -160,17 +163,12 @@ func (c *PodGroupController) Reconcile(ctx context.Context, req reconcile.Reques
 		retry = retryOf(cur) + 1
 		switch {
 		case isTrue(cur, autoscalingv1.Provisioned):
-			if err := c.ungate(ctx, cur, gated); err != nil {
-				return reconcile.Result{}, err
+			if detail(cur, DetailBooking) == BookingHeld {
+				return reconcile.Result{}, c.ungate(ctx, cur, gated)
 			}
-			if detail(cur, DetailBooking) == BookingHeld || len(gated) <= total(cur) {
-				return reconcile.Result{}, nil
-			}
-			// Members beyond what the request counted arrived after it
-			// was provisioned and its booking is over: a new request
-			// for them (below).
-			gated = gated[total(cur):]
-			retry = retryOf(cur)
+			// The booking is over (its pods were ungated when it was
+			// provisioned): pods still gated are members that came later,
+			// and get a request of their own (below).
 		case isTrue(cur, autoscalingv1.Failed):
 			failed := meta.FindStatusCondition(cur.Status.Conditions, autoscalingv1.Failed)
 			if wait := failed.LastTransitionTime.Add(Backoff(c.opts.RetryBackoff, retryOf(cur)+1)).Sub(c.opts.Clock.Now()); wait > 0 {
@@ -231,7 +229,7 @@ func total(r *autoscalingv1.ProvisioningRequest) int {
 	return lo.SumBy(r.Spec.PodSets, func(ps autoscalingv1.PodSet) int { return int(ps.Count) })
 }
 
-// RequestName is the name of a group's request after retry failed ones.
+// RequestName is the name of a group's request after retry earlier ones.
 func RequestName(group string, retry int) string {
 	return fmt.Sprintf("pod-group-%s-%d", group, retry)
 }

@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +19,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 )
 
 const (
@@ -123,18 +121,10 @@ func newEnv(t *testing.T, inv fakeaws.Inventory, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&bo, &ro)
 	}
-	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
-		Region: "us-east-1",
-		Retry:  ro,
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
+	clients, err := awsenv.Clients(ctx, srv, ro)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := awsbackend.NewClients(cfg, srv.URL)
 	bo.EC2, bo.SSM, bo.Pricing, bo.IAM = clients.EC2, clients.SSM, clients.Pricing, clients.IAM
 	backend, err := awsbackend.NewBackend(ctx, bo)
 	if err != nil {

@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"context"
+
 	"github.com/awslabs/operatorpkg/option"
 	"github.com/onsi/ginkgo/v2"
 	"sigs.k8s.io/karpenter/pkg/test"
@@ -26,4 +28,12 @@ func StopEnvironment(env *test.Environment) error {
 		return nil
 	}
 	return env.Stop()
+}
+
+// FieldIndexers are the field indexes core's controllers look NodeClaims,
+// Nodes and NodePools up by, for NewEnvironment.
+func FieldIndexers(ctx context.Context) option.Function[test.EnvironmentOptions] {
+	return test.WithFieldIndexers(
+		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
+		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx))
 }

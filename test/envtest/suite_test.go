@@ -26,7 +26,6 @@ import (
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
@@ -53,19 +52,8 @@ func TestEnvtest(t *testing.T) {
 	RunSpecs(t, "karpenter-gpu envtest")
 }
 
-// requireControlPlane fails (never skips) when the envtest binaries are
-// missing, naming the command that builds them.
-func requireControlPlane() {
-	if _, err := controlplane.Assets(); err != nil {
-		Fail(err.Error())
-	}
-}
-
 var _ = BeforeSuite(func() {
-	requireControlPlane()
-	env = test.NewEnvironment(test.WithCRDs(apis.CRDs...), test.WithFieldIndexers(
-		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
-		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
 	var err error
@@ -81,9 +69,7 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() {
 	// env is nil when BeforeSuite failed before starting it.
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 
 var _ = AfterEach(func() {

@@ -1,35 +1,24 @@
 package gang_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
-	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/state/cost"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
-	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/gang/gangtest"
 )
 
 // The same failure as "rolls back a gang the capacity cannot hold", with
@@ -60,29 +49,7 @@ var _ = Describe("ProvisioningRequest under a running manager", func() {
 		before, err := fleet.List(ctx)
 		Expect(err).ToNot(HaveOccurred())
 
-		mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
-		Expect(err).ToNot(HaveOccurred())
-		kube := mgr.GetClient()
-		clk := clock.RealClock{}
-		rec := events.NewRecorder(&record.FakeRecorder{})
-		st := state.NewCluster(clk, kube, cloudProvider)
-		clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
-		ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
-			Recorder: rec, MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
-		Expect(ctrl.Register(ctx, mgr)).To(Succeed())
-		Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- mgr.Start(runCtx) }()
-		DeferCleanup(func() {
-			cancel()
-			Eventually(done, 30*time.Second).Should(Receive(BeNil()))
-		})
+		gangtest.StartManager(ctx, env.Config, cloudProvider, pr.Options{MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
 
 		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
 		ExpectApplied(ctx, env.Client, tmpl)

@@ -50,9 +50,7 @@ func TestGang(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(test.WithCRDs(provisioningrequest.CRD()), test.WithFieldIndexers(
-		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
-		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	env = controlplane.NewEnvironment(test.WithCRDs(provisioningrequest.CRD()), controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
 	var err error

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/tools/record"
@@ -29,12 +26,12 @@ import (
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
@@ -58,33 +55,15 @@ func TestAWSEnvtest(t *testing.T) {
 	RunSpecs(t, "karpenter-gpu envtest (AWS backend)")
 }
 
-func requireControlPlane() {
-	if _, err := controlplane.Assets(); err != nil {
-		Fail(err.Error())
-	}
-}
-
 var _ = BeforeSuite(func() {
-	requireControlPlane()
-	env = test.NewEnvironment(test.WithCRDs(apis.CRDs...), test.WithFieldIndexers(
-		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
-		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
 	srv = fakeaws.New(inventory())
 	srv.SetClock(env.Clock.Now)
-	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
-		Region: "us-east-1",
-		Retry:  awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond},
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
-	Expect(err).ToNot(HaveOccurred())
-	clients := awsbackend.NewClients(cfg, srv.URL)
-	backend, err = awsbackend.NewBackend(ctx, awsbackend.Options{
+	var err error
+	backend, err = awsenv.NewBackend(ctx, srv, awsbackend.Options{
 		Region: "us-east-1", ClusterName: clusterName, ClusterEndpoint: "https://api.envtest.example", ClusterCABundle: "Q0E=",
-		KubernetesVersion: "1.33", EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: env.Clock,
+		KubernetesVersion: "1.33", Clock: env.Clock,
 	})
 	Expect(err).ToNot(HaveOccurred())
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: env.Clock, ClusterName: clusterName})
@@ -100,10 +79,7 @@ var _ = AfterSuite(func() {
 	if srv != nil {
 		srv.Close()
 	}
-	// env is nil when BeforeSuite failed before starting it.
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 
 var _ = AfterEach(func() {

@@ -13,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/samber/lo"
@@ -25,17 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
-	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/state/cost"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
@@ -46,8 +35,9 @@ import (
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
-	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/gang/gangtest"
 )
 
 const clusterName = "gang-aws"
@@ -69,25 +59,13 @@ func TestGangAWS(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(test.WithCRDs(pr.CRD()), test.WithFieldIndexers(
-		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
-		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx)))
+	env = controlplane.NewEnvironment(test.WithCRDs(pr.CRD()), controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
 	srv = fakeaws.New(inventory())
-	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
-		Region: "us-east-1",
-		Retry:  awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond},
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
-	Expect(err).ToNot(HaveOccurred())
-	clients := awsbackend.NewClients(cfg, srv.URL)
-	backend, err = awsbackend.NewBackend(ctx, awsbackend.Options{
+	var err error
+	backend, err = awsenv.NewBackend(ctx, srv, awsbackend.Options{
 		Region: "us-east-1", ClusterName: clusterName, ClusterEndpoint: "https://api.gang.example", ClusterCABundle: "Q0E=",
-		KubernetesVersion: "1.33", EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM, Clock: clock.RealClock{},
-		GangWait: 5 * time.Second,
+		KubernetesVersion: "1.33", Clock: clock.RealClock{}, GangWait: 5 * time.Second,
 	})
 	Expect(err).ToNot(HaveOccurred())
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: clock.RealClock{}, ClusterName: clusterName})
@@ -133,32 +111,10 @@ func inventory() fakeaws.Inventory {
 }
 
 // startManager runs the ProvisioningRequest controller, core's NodeClaim
-// lifecycle (which calls the provider's Create, concurrently, for each
-// NodeClaim) and core's cluster-state informers until the spec ends.
+// lifecycle and cluster-state informers until the spec ends.
 func startManager() {
 	GinkgoHelper()
-	mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
-	Expect(err).ToNot(HaveOccurred())
-	kube, clk := mgr.GetClient(), clock.RealClock{}
-	rec := events.NewRecorder(&record.FakeRecorder{})
-	st := state.NewCluster(clk, kube, cloudProvider)
-	clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
-	ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
-		Recorder: rec, MaxAttempts: 3, RetryBackoff: 2 * time.Second, LaunchTimeout: 20 * time.Second})
-	Expect(ctrl.Register(ctx, mgr)).To(Succeed())
-	Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
-	Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-	Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
-	Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
-	Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-	Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(runCtx) }()
-	DeferCleanup(func() {
-		cancel()
-		Eventually(done, 30*time.Second).Should(Receive(BeNil()))
-	})
+	gangtest.StartManager(ctx, env.Config, cloudProvider, pr.Options{MaxAttempts: 3, RetryBackoff: 2 * time.Second, LaunchTimeout: 20 * time.Second})
 }
 
 func liveInstances() []fakeaws.Instance {

@@ -1,0 +1,48 @@
+// Package awsenv builds the AWS backend the way production does (LoadConfig
+// with the backend's retryer, NewClients, NewBackend) against an in-process
+// fakeaws endpoint, with static credentials and IMDS off, for every suite
+// that runs the AWS backend: providers/aws's own tests, its envtest suite
+// and the gang suites on EC2.
+package awsenv
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+)
+
+// DefaultRetry is quick: a few attempts, millisecond backoffs.
+var DefaultRetry = awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.Millisecond}
+
+// Clients are the production SDK clients pointed at srv, in us-east-1.
+func Clients(ctx context.Context, srv *fakeaws.Server, retry awsbackend.RetryOptions) (awsbackend.Clients, error) {
+	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
+		Region: "us-east-1",
+		Retry:  retry,
+		Extra: []func(*config.LoadOptions) error{
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		},
+	})
+	if err != nil {
+		return awsbackend.Clients{}, err
+	}
+	return awsbackend.NewClients(cfg, srv.URL), nil
+}
+
+// NewBackend is the backend of o with the production clients pointed at
+// srv (DefaultRetry), whatever clients o names.
+func NewBackend(ctx context.Context, srv *fakeaws.Server, o awsbackend.Options) (*awsbackend.Backend, error) {
+	clients, err := Clients(ctx, srv, DefaultRetry)
+	if err != nil {
+		return nil, err
+	}
+	o.EC2, o.SSM, o.Pricing, o.IAM = clients.EC2, clients.SSM, clients.Pricing, clients.IAM
+	return awsbackend.NewBackend(ctx, o)
+}

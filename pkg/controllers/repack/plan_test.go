@@ -250,3 +250,81 @@ func TestBestPrunes(t *testing.T) {
 		})
 	}
 }
+
+// TestBestProperties: on random sets of released GPU nodes of the catalog
+// (one to six, 1- to 8-GPU, each left with random pods that fit it), the
+// move Best picks (a merge, pruned, or a split) takes only candidates,
+// lowers the hourly cost of the nodes it takes by at least the margin,
+// places every movable pod of those nodes exactly once and no other pod,
+// and puts on each replacement only pods one of its options holds.
+func TestBestProperties(t *testing.T) {
+	its := catalogTypes(t)
+	np := nodePool()
+	gpuTypes := lo.Filter(its, func(it *cloudprovider.InstanceType, _ int) bool {
+		g := it.Capacity[v1alpha1.ResourceNVIDIAGPU]
+		return g.Value() >= 1 && lo.Contains(it.Requirements.Get(corev1.LabelArchStable).Values(), "amd64") &&
+			lo.Contains(it.Requirements.Get(v1alpha1.LabelGPUManufacturer).Values(), "nvidia")
+	})
+	rng := rand.New(rand.NewSource(11))
+	moves, merges := 0, 0
+	for trial := range 120 {
+		var cands []repack.Candidate
+		for i := range 1 + rng.Intn(6) {
+			node := gpuTypes[rng.Intn(len(gpuTypes))]
+			alloc := node.Allocatable()
+			gpus := alloc[v1alpha1.ResourceNVIDIAGPU]
+			var pods []*corev1.Pod
+			used := corev1.ResourceList{}
+			for range 1 + rng.Intn(int(gpus.Value())) {
+				p := pod(int64(500+rng.Intn(8000)), int64(1024+rng.Intn(60000)), 1)
+				if next := resources.Merge(used, resources.RequestsForPods(p)); resources.Fits(next, alloc) {
+					used, pods = next, append(pods, p)
+				}
+			}
+			cands = append(cands, repack.Candidate{NodeClaim: &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%d", i)}}, NodePool: np, Pods: pods, Price: cheapest(node)})
+		}
+		olds, move, ok := repack.Best(np, its, cands)
+		if !ok {
+			continue
+		}
+		moves++
+		if len(olds) > 1 {
+			merges++
+		}
+		oldPrice, want := 0.0, map[types.UID]bool{}
+		for _, c := range olds {
+			if !lo.ContainsBy(cands, func(k repack.Candidate) bool { return k.NodeClaim == c.NodeClaim }) {
+				t.Fatalf("trial %d: the move takes %s, not a candidate", trial, c.NodeClaim.Name)
+			}
+			oldPrice += c.Price
+			for _, p := range c.Pods {
+				want[p.UID] = true
+			}
+		}
+		if move.Cost > oldPrice*(1-repack.Margin)+1e-9 {
+			t.Fatalf("trial %d: replacements $%.3f/h for nodes at $%.3f/h save less than the margin", trial, move.Cost, oldPrice)
+		}
+		seen := map[types.UID]int{}
+		for _, nc := range move.NodeClaims {
+			req := resources.RequestsForPods(nc.Pods...)
+			if !lo.SomeBy(nc.InstanceTypeOptions, func(it *cloudprovider.InstanceType) bool { return resources.Fits(req, it.Allocatable()) }) {
+				t.Fatalf("trial %d: no option of a replacement holds its %d pods", trial, len(nc.Pods))
+			}
+			for _, p := range nc.Pods {
+				seen[p.UID]++
+			}
+		}
+		for uid := range want {
+			if seen[uid] != 1 {
+				t.Fatalf("trial %d: pod %s placed %d times", trial, uid, seen[uid])
+			}
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("trial %d: the replacements hold %d pods, the nodes taken %d", trial, len(seen), len(want))
+		}
+	}
+	if moves == 0 || merges == 0 {
+		t.Fatalf("%d moves, %d merges: the properties were never exercised", moves, merges)
+	}
+	t.Logf("%d of 120 random candidate sets get a move, %d of them merges", moves, merges)
+}

@@ -96,7 +96,7 @@ func objectKey(namespace, name string) string { return namespace + "/" + name }
 
 // arrive creates the pod, pending; kube-scheduler sees it next.
 func (e *engine) arrive(ps *podState) error {
-	if ps.departed {
+	if ps.departed && ps.spec.Gang != nil {
 		return nil // a gang member whose gang finished before it arrived
 	}
 	e.as("workload")

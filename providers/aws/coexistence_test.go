@@ -277,8 +277,8 @@ func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
 var _ nodeclass.ValidationFailure = &awsbackend.TagError{}
 
 // TestKarpenterAWSTagsInANodeClass: a GPUNodeClass stored with tags
-// Karpenter for AWS owns (before the CRD refused karpenter.k8s.aws/ keys,
-// or eks:eks-cluster-name, which the CRD lets through) fails validation
+// Karpenter for AWS owns (stored before the CRD refused karpenter.k8s.aws/
+// keys and eks:eks-cluster-name) fails validation
 // naming the keys, and a launch with it leaves them off the instance.
 func TestKarpenterAWSTagsInANodeClass(t *testing.T) {
 	e := newEnv(t, inventory())

@@ -55,9 +55,8 @@ func (e *ValidationError) Error() string {
 }
 
 // TagError is a node class whose spec.tags holds keys of Karpenter for AWS
-// (awsutil.KarpenterAWSTagKey): the CRD refuses karpenter.k8s.aws/ keys but
-// not eks:eks-cluster-name, and an object stored before that rule keeps
-// its tags. The controller leaves them off everything it creates; the
+// (awsutil.KarpenterAWSTagKey): the CRD refuses them, but an object stored
+// before those rules keeps its tags. The controller leaves them off everything it creates; the
 // condition says so, so the user removes them.
 type TagError struct{ Keys []string }
 

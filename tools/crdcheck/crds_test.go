@@ -212,6 +212,7 @@ func TestGPUNodeClassValidation(t *testing.T) {
 		{"karpenter.sh tag", nodeClass("  tags:\n    karpenter.sh/nodepool: x\n"), "tag keys starting with 'karpenter.sh/'"},
 		{"karpenter-gpu.io tag", nodeClass("  tags:\n    karpenter-gpu.io/foo: x\n"), "tag keys starting with 'karpenter-gpu.io/'"},
 		{"karpenter.k8s.aws tag", nodeClass("  tags:\n    karpenter.k8s.aws/ec2nodeclass: default\n"), "tag keys starting with 'karpenter.k8s.aws/'"},
+		{"EKS cluster-name tag", nodeClass("  tags:\n    eks:eks-cluster-name: prod\n"), "the tag key 'eks:eks-cluster-name' belongs to Karpenter for AWS"},
 		{"root volume", nodeClass("  blockDeviceMappings:\n  - deviceName: /dev/xvda\n    rootVolume: true\n    ebs: {volumeSize: 500Gi, volumeType: gp3, iops: 6000, throughput: 500, encrypted: true}\n"), ""},
 		{"two root volumes", nodeClass("  blockDeviceMappings:\n  - deviceName: /dev/xvda\n    rootVolume: true\n    ebs: {volumeSize: 500Gi}\n  - deviceName: /dev/xvdb\n    rootVolume: true\n    ebs: {volumeSize: 500Gi}\n"), "at most one blockDeviceMapping can set rootVolume"},
 		{"bad volume type", nodeClass("  blockDeviceMappings:\n  - deviceName: /dev/xvda\n    ebs: {volumeSize: 500Gi, volumeType: gp4}\n"), "volumeType"},

@@ -67,9 +67,11 @@ type GPUNodeClassSpec struct {
 	// Tags are added to every instance, volume and network interface the
 	// controller creates. Keys in the kubernetes.io/cluster/, karpenter.sh/ and
 	// karpenter-gpu.io/ prefixes are set by the controller and rejected here;
-	// so are karpenter.k8s.aws/ keys, Karpenter for AWS's: its garbage
-	// collection takes instances tagged karpenter.k8s.aws/ec2nodeclass for
-	// its own and terminates those without one of its NodeClaims.
+	// so are karpenter.k8s.aws/ keys and eks:eks-cluster-name, Karpenter for
+	// AWS's: its garbage collection takes instances tagged
+	// karpenter.k8s.aws/ec2nodeclass for its own and terminates those without
+	// one of its NodeClaims, and it deletes launch templates tagged
+	// eks:eks-cluster-name.
 	// Default: none.
 	// +kubebuilder:validation:MaxProperties=50
 	// +kubebuilder:validation:XValidation:message="empty tag keys aren't supported",rule="self.all(k, k != '')"
@@ -77,6 +79,7 @@ type GPUNodeClassSpec struct {
 	// +kubebuilder:validation:XValidation:message="tag keys starting with 'karpenter.sh/' are set by the controller and cannot be specified",rule="self.all(k, !k.startsWith('karpenter.sh/'))"
 	// +kubebuilder:validation:XValidation:message="tag keys starting with 'karpenter-gpu.io/' are set by the controller and cannot be specified",rule="self.all(k, !k.startsWith('karpenter-gpu.io/'))"
 	// +kubebuilder:validation:XValidation:message="tag keys starting with 'karpenter.k8s.aws/' belong to Karpenter for AWS and cannot be specified",rule="self.all(k, !k.startsWith('karpenter.k8s.aws/'))"
+	// +kubebuilder:validation:XValidation:message="the tag key 'eks:eks-cluster-name' belongs to Karpenter for AWS and cannot be specified",rule="self.all(k, k != 'eks:eks-cluster-name')"
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`
 

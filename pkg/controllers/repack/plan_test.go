@@ -57,6 +57,16 @@ func pod(cpuMilli, memMiB, gpus int64) *corev1.Pod {
 	})
 }
 
+// priceOf is the cheapest offering's price of the named instance type.
+func priceOf(t *testing.T, its []*cloudprovider.InstanceType, name string) float64 {
+	t.Helper()
+	it, ok := lo.Find(its, func(it *cloudprovider.InstanceType) bool { return it.Name == name })
+	if !ok {
+		t.Fatalf("no %s in the catalog", name)
+	}
+	return cheapest(it)
+}
+
 func cheapest(it *cloudprovider.InstanceType) float64 {
 	return lo.MinBy(it.Offerings, func(a, b *cloudprovider.Offering) bool { return a.Price < b.Price }).Price
 }
@@ -150,13 +160,7 @@ func TestPlanProperties(t *testing.T) {
 func TestPlanRefusals(t *testing.T) {
 	its := catalogTypes(t)
 	np := nodePool()
-	price := func(name string) float64 {
-		it, ok := lo.Find(its, func(it *cloudprovider.InstanceType) bool { return it.Name == name })
-		if !ok {
-			t.Fatalf("no %s in the catalog", name)
-		}
-		return cheapest(it)
-	}
+	price := func(name string) float64 { return priceOf(t, its, name) }
 	for _, tc := range []struct {
 		name  string
 		node  string
@@ -185,13 +189,7 @@ func TestPlanRefusals(t *testing.T) {
 func TestBestPrunes(t *testing.T) {
 	its := catalogTypes(t)
 	np := nodePool()
-	price := func(name string) float64 {
-		it, ok := lo.Find(its, func(it *cloudprovider.InstanceType) bool { return it.Name == name })
-		if !ok {
-			t.Fatalf("no %s in the catalog", name)
-		}
-		return cheapest(it)
-	}
+	price := func(name string) float64 { return priceOf(t, its, name) }
 	cand := func(name, it string, pods ...*corev1.Pod) repack.Candidate {
 		return repack.Candidate{NodeClaim: &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}}, NodePool: np, Pods: pods, Price: price(it)}
 	}

@@ -29,12 +29,14 @@ type PodsPlan struct {
 }
 
 // PackPods is the packer's one door for planning new capacity: new
-// NodeClaims for pending pods of one NodePool without core's scheduler,
-// with the same packing and NodeClaim construction as Refine (which
-// re-plans the NodeClaims core's scheduler proposed). Its callers: the
-// provisioning loop's direct path and the ProvisioningRequest plans (both
-// through provisioning.PackPending, which walks the NodePools), the repack
-// and idle-GPU controllers, the simulator and benchmarks. It knows
+// NodeClaims for pending pods of one NodePool without core's scheduler or,
+// with Options.Proposed, a cheaper re-plan of the NodeClaims core's
+// scheduler proposed for them (same packing and NodeClaim construction).
+// Its callers: the provisioning loop's direct path and the
+// ProvisioningRequest plans (both through provisioning.PackPending, which
+// walks the NodePools), the re-plan of core's batch
+// (provisioning.RefineResults), the repack and idle-GPU controllers, the
+// simulator and benchmarks. Without Options.Proposed it knows
 // nothing of existing or in-flight nodes, so a caller that has them must
 // place pods there first (core's Solve does). Pods with constraints the
 // packer does not model, that do not tolerate the template's taints, whose
@@ -42,6 +44,9 @@ type PodsPlan struct {
 // returned in Rejected. Options.NodePools and InstanceTypes are not used
 // (np and its are).
 func PackPods(np *karpv1.NodePool, its []*cloudprovider.InstanceType, pods []*corev1.Pod, opts Options) PodsPlan {
+	if len(opts.Proposed) > 0 {
+		return replan(np, its, pods, opts)
+	}
 	plan := PodsPlan{Rejected: map[*corev1.Pod]string{}}
 	pp, reason := newPoolPacker(np, its, opts)
 	if pp == nil {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
@@ -121,11 +122,11 @@ func testContext() context.Context {
 	return options.ToContext(injection.WithControllerName(context.Background(), "provisioner"), test.Options())
 }
 
-// run is one provisioning decision: core's Solve, then Refine.
+// run is one provisioning decision: core's Solve, then RefineResults.
 type run struct {
 	core        *scheduling.Results
 	refined     *scheduling.Results
-	decision    packing.Decision
+	decision    provisioning.Decision
 	solveTime   time.Duration
 	refineTime  time.Duration
 	coreCost    float64
@@ -165,7 +166,7 @@ func solveAndRefine(t testing.TB, ctx context.Context, nps []*karpv1.NodePool, i
 		m(&opts)
 	}
 	start = time.Now()
-	refined, d := packing.Refine(ctx, &results, opts)
+	refined, d := provisioning.RefineResults(ctx, &results, opts)
 	refineTime := time.Since(start)
 	return run{core: &core, refined: refined, decision: d, solveTime: solveTime, refineTime: refineTime,
 		coreCost: coreCost, refinedCost: fleetCost(refined.NewNodeClaims), opts: opts}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
@@ -26,7 +27,7 @@ type class struct {
 	itemKey  map[string]int
 }
 
-// option is a TypeOption with what Refine needs to turn it into a NodeClaim.
+// option is a TypeOption with what pack needs to turn it into a NodeClaim.
 type option struct {
 	it          *cloudprovider.InstanceType
 	reserved    bool
@@ -69,49 +70,79 @@ func newPoolPacker(np *karpv1.NodePool, its []*cloudprovider.InstanceType, opts 
 	return pp, ""
 }
 
-// refinePool repacks the NodeClaims of one NodePool. It returns the new
-// NodeClaims, or a reason to keep core's.
-func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, ncs []*scheduling.NodeClaim, opts Options, reservedUsed map[string]int) ([]*scheduling.NodeClaim, string) {
+// replan is PackPods with Options.Proposed: it re-plans the pods of core's
+// NodeClaims for one NodePool, or rejects them all with the reason to keep
+// core's NodeClaims.
+func replan(np *karpv1.NodePool, its []*cloudprovider.InstanceType, pods []*corev1.Pod, opts Options) PodsPlan {
+	plan := PodsPlan{Rejected: map[*corev1.Pod]string{}}
+	out, cost, reason := refinePool(np, its, pods, opts)
+	if reason != "" {
+		for _, p := range pods {
+			plan.Rejected[p] = reason
+		}
+		return plan
+	}
+	plan.NodeClaims, plan.Cost = out, cost
+	return plan
+}
+
+// refinePool repacks opts.Proposed, the NodeClaims of one NodePool, whose
+// pods are pods. It returns the new NodeClaims and their cost, or a reason
+// to keep core's.
+func refinePool(np *karpv1.NodePool, its []*cloudprovider.InstanceType, pods []*corev1.Pod, opts Options) ([]*scheduling.NodeClaim, float64, string) {
+	ncs := opts.Proposed
+	onClaims := map[*corev1.Pod]bool{}
+	for _, nc := range ncs {
+		if reason := Unmodelled(nc); reason != "" {
+			return nil, 0, reason
+		}
+		for _, p := range nc.Pods {
+			onClaims[p] = true
+		}
+	}
+	if len(onClaims) != len(pods) || !lo.EveryBy(pods, func(p *corev1.Pod) bool { return onClaims[p] }) {
+		return nil, 0, "the pods are not those on Options.Proposed"
+	}
 	pp, reason := newPoolPacker(np, its, opts)
 	if pp == nil {
-		return nil, reason
+		return nil, 0, reason
 	}
 	// Check that core's NodeClaims are what the packer would have built
 	// from the template and pod requirements alone.
 	coreCost := 0.0
-	var pods []*corev1.Pod
+	pods = nil // in core's order, as the NodeClaims hold them
 	for _, nc := range ncs {
 		expected := kscheduling.NewRequirements(pp.tmpl.Requirements.Values()...)
 		for _, p := range nc.Pods {
 			if err := pp.taints.ToleratesPod(p); err != nil {
-				return nil, "a pod does not tolerate the template taints"
+				return nil, 0, "a pod does not tolerate the template taints"
 			}
 			expected.Add(podRequirements(p, opts.IgnorePreferences).Values()...)
 		}
 		if requirementsKey(expected, corev1.LabelHostname) != requirementsKey(nc.Requirements, corev1.LabelHostname) {
-			return nil, "requirements narrowed beyond template and pod requirements (topology, volumes or preferences)"
+			return nil, 0, "requirements narrowed beyond template and pod requirements (topology, volumes or preferences)"
 		}
 		// The daemon overhead core added must be what this package computes
 		// from Options.DaemonSetPods.
 		implied := resources.Subtract(nc.Spec.Resources.Requests, resources.RequestsForPods(nc.Pods...))
 		mine := minOverhead(pp.groups, nc.InstanceTypeOptions)
 		if !resources.Fits(implied, mine) || !resources.Fits(mine, implied) {
-			return nil, "daemonset overhead differs from core's (Options.DaemonSetPods not those core used?)"
+			return nil, 0, "daemonset overhead differs from core's (Options.DaemonSetPods not those core used?)"
 		}
 		coreCost += NodeClaimPrice(nc)
 		pods = append(pods, nc.Pods...)
 	}
-	out, packedCost, unplaced, reason := pp.pack(&ncs[0].NodeClaimTemplate, pods, reservedUsed)
+	out, packedCost, unplaced, reason := pp.pack(&ncs[0].NodeClaimTemplate, pods, opts.ReservationsHeld)
 	if reason != "" {
-		return nil, reason
+		return nil, 0, reason
 	}
 	if len(unplaced) > 0 {
-		return nil, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", len(unplaced))
+		return nil, 0, fmt.Sprintf("packer could not place %d pods (fit, limits or reservations)", len(unplaced))
 	}
 	if packedCost >= coreCost-priceEps {
-		return nil, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, packedCost)
+		return nil, 0, fmt.Sprintf("core's packing is as cheap ($%.4f/h, packer $%.4f/h)", coreCost, packedCost)
 	}
-	return out, ""
+	return out, packedCost, ""
 }
 
 // pack packs pods (all tolerating the template and free of unmodelled

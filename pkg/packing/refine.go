@@ -1,27 +1,25 @@
 package packing
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
-	"time"
 
-	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
-// Options are the inputs Refine needs besides core's results. NodePools,
-// InstanceTypes and DaemonSetPods must be the ones given to core's
-// NewScheduler for the same loop.
+// Options are PackPods' inputs besides the NodePool, its instance types
+// and the pods. NodePools and InstanceTypes are for callers that walk the
+// NodePools (provisioning.PackPending, provisioning.RefineResults);
+// PackPods uses its np and its. NodePools, InstanceTypes and DaemonSetPods
+// must be the ones given to core's NewScheduler for the same loop.
 type Options struct {
 	NodePools     []*karpv1.NodePool
 	InstanceTypes map[string][]*cloudprovider.InstanceType // by NodePool name
@@ -42,6 +40,18 @@ type Options struct {
 	// MaxOptions caps the instance types per repacked NodeClaim; 0 means
 	// DefaultMaxOptions.
 	MaxOptions int
+	// Proposed, when not empty, are the NodeClaims core's scheduler
+	// proposed for the NodePool in this batch, each free of what the packer
+	// does not model (Unmodelled returns ""), and the pods given to PackPods
+	// are exactly their pods. PackPods then re-plans those pods, reusing
+	// the template core used, and answers with NodeClaims only when every
+	// pod is placed and the plan is strictly cheaper than Proposed; else
+	// every pod is Rejected with the reason to keep core's NodeClaims.
+	Proposed []*scheduling.NodeClaim
+	// ReservationsHeld counts, per instance type name, the reserved nodes
+	// that NodeClaims kept as core made them may take; a re-plan leaves
+	// them out of the reservations' room.
+	ReservationsHeld map[string]int
 }
 
 const (
@@ -49,173 +59,10 @@ const (
 	DefaultMaxOptions        = 20
 )
 
-// Decision explains what Refine did.
-type Decision struct {
-	PodsConsidered   int // pods on core's GPU NodeClaims
-	PodsRepacked     int // of those, pods on NodeClaims Refine replaced
-	NodeClaimsBefore int // all NodeClaims core proposed
-	NodeClaimsAfter  int // all NodeClaims returned
-	// CoreCost and PackedCost are the $/h of the GPU NodeClaims before and
-	// after, each NodeClaim priced at its cheapest launchable offering.
-	CoreCost, PackedCost float64
-	Unchanged            []Unchanged
-	// Direct marks a decision of the direct path (PackPods through
-	// provisioning.PackPending): core's
-	// scheduler did not run for these pods, so CoreCost is unknown (0).
-	Direct   bool
-	Duration time.Duration
-}
-
-// Unchanged records NodeClaims left exactly as core made them.
-type Unchanged struct {
-	NodePool   string
-	NodeClaims int
-	Pods       int
-	Reason     string
-}
-
-func (d Decision) String() string {
-	var b strings.Builder
-	if d.Direct {
-		fmt.Fprintf(&b, "direct: gpu pods %d (placed %d), nodeclaims %d, $/h %.4f in %s", d.PodsConsidered, d.PodsRepacked, d.NodeClaimsAfter, d.PackedCost, d.Duration)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "gpu pods %d (repacked %d), nodeclaims %d -> %d, $/h %.4f -> %.4f in %s",
-		d.PodsConsidered, d.PodsRepacked, d.NodeClaimsBefore, d.NodeClaimsAfter, d.CoreCost, d.PackedCost, d.Duration)
-	for _, u := range d.Unchanged {
-		fmt.Fprintf(&b, "; unchanged %s: %d nodeclaims, %d pods: %s", u.NodePool, u.NodeClaims, u.Pods, u.Reason)
-	}
-	return b.String()
-}
-
-// Refine re-partitions the GPU NodeClaims core's scheduler proposed into
-// the cheapest set of launches it can find, and returns new Results (the
-// input is not modified; ExistingNodes and PodErrors are shared).
-//
-// Per NodePool, the pods of core's GPU NodeClaims whose constraints the
-// packer models (node selector, required and preferred node affinity as
-// core applied them, taints of the template, resource requests plus
-// daemonset overhead) are packed again with Pack over the pool's instance
-// types. NodeClaims that carry anything else (pod affinity or
-// anti-affinity, topology spread, host ports, persistent volumes, DRA,
-// minValues, a capacity reservation, requirements narrowed by topology) are
-// left exactly as core made them, with the reason in Decision.Unchanged. A
-// pool's repacked set replaces core's only when it is strictly cheaper.
-func Refine(ctx context.Context, results *scheduling.Results, opts Options) (*scheduling.Results, Decision) {
-	start := time.Now()
-	var d Decision
-	if results == nil {
-		return nil, d
-	}
-	out := *results
-	out.NewNodeClaims = nil
-	d.NodeClaimsBefore = len(results.NewNodeClaims)
-
-	byPool := map[string][]*scheduling.NodeClaim{}
-	var poolOrder []string
-	unchanged := map[string]map[string][]*scheduling.NodeClaim{} // pool -> reason -> ncs
-	keep := func(nc *scheduling.NodeClaim, reason string) {
-		if unchanged[nc.NodePoolName] == nil {
-			unchanged[nc.NodePoolName] = map[string][]*scheduling.NodeClaim{}
-		}
-		unchanged[nc.NodePoolName][reason] = append(unchanged[nc.NodePoolName][reason], nc)
-	}
-	var gpuClaims []*scheduling.NodeClaim
-	for _, nc := range results.NewNodeClaims {
-		if !hasAccelerator(nc.Pods) {
-			out.NewNodeClaims = append(out.NewNodeClaims, nc)
-			continue
-		}
-		gpuClaims = append(gpuClaims, nc)
-		d.PodsConsidered += len(nc.Pods)
-		d.CoreCost += NodeClaimPrice(nc)
-		if reason := claimUnsupported(nc, opts.IgnorePreferences); reason != "" {
-			keep(nc, reason)
-			continue
-		}
-		if _, ok := byPool[nc.NodePoolName]; !ok {
-			poolOrder = append(poolOrder, nc.NodePoolName)
-		}
-		byPool[nc.NodePoolName] = append(byPool[nc.NodePoolName], nc)
-	}
-
-	pools := map[string]*karpv1.NodePool{}
-	for _, np := range opts.NodePools {
-		pools[np.Name] = np
-	}
-	reservedUsed := reservationsHeldBy(unchanged)
-	for _, name := range poolOrder {
-		if ctx.Err() != nil {
-			for _, nc := range byPool[name] {
-				keep(nc, "context done before packing")
-			}
-			continue
-		}
-		ncs := byPool[name]
-		repacked, reason := refinePool(pools[name], opts.InstanceTypes[name], ncs, opts, reservedUsed)
-		if reason != "" {
-			for _, nc := range ncs {
-				keep(nc, reason)
-			}
-			continue
-		}
-		for _, nc := range ncs {
-			d.PodsRepacked += len(nc.Pods)
-		}
-		out.NewNodeClaims = append(out.NewNodeClaims, repacked...)
-		for _, nc := range repacked {
-			d.PackedCost += NodeClaimPrice(nc)
-		}
-	}
-	// Unchanged GPU NodeClaims keep core's order among themselves.
-	for _, nc := range gpuClaims {
-		if isKept(unchanged, nc) {
-			out.NewNodeClaims = append(out.NewNodeClaims, nc)
-			d.PackedCost += NodeClaimPrice(nc)
-		}
-	}
-	for _, pool := range sortedKeys(unchanged) {
-		for _, reason := range sortedKeys(unchanged[pool]) {
-			u := Unchanged{NodePool: pool, Reason: reason}
-			for _, nc := range unchanged[pool][reason] {
-				u.NodeClaims++
-				u.Pods += len(nc.Pods)
-			}
-			d.Unchanged = append(d.Unchanged, u)
-		}
-	}
-	d.NodeClaimsAfter = len(out.NewNodeClaims)
-	d.Duration = time.Since(start)
-	return &out, d
-}
-
-func isKept(unchanged map[string]map[string][]*scheduling.NodeClaim, nc *scheduling.NodeClaim) bool {
-	for _, list := range unchanged[nc.NodePoolName] {
-		for _, k := range list {
-			if k == nc {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func hasAccelerator(pods []*corev1.Pod) bool {
-	return lo.ContainsBy(pods, v1alpha1.UsesAccelerator)
-}
-
-// claimUnsupported names the first constraint on nc the packer does not
-// model, or "".
-func claimUnsupported(nc *scheduling.NodeClaim, ignorePreferences bool) string {
+// Unmodelled names the first constraint on nc, a NodeClaim core's
+// scheduler proposed, that the packer does not model, or "": a NodeClaim
+// with one stays as core made it (it is not given in Options.Proposed).
+func Unmodelled(nc *scheduling.NodeClaim) string {
 	switch {
 	case nc.IsStaticNodeClaim:
 		return "static NodePool"
@@ -361,23 +208,4 @@ func reservedRoom(it *cloudprovider.InstanceType, reqs kscheduling.Requirements)
 		price = math.Min(price, o.Price)
 	}
 	return n, ids, price
-}
-
-// reservationsHeldBy counts, per instance type name, the nodes that
-// unchanged NodeClaims pinned to reservations may take.
-func reservationsHeldBy(unchanged map[string]map[string][]*scheduling.NodeClaim) map[string]int {
-	held := map[string]int{}
-	for _, byReason := range unchanged {
-		for _, list := range byReason {
-			for _, nc := range list {
-				if !nc.Requirements.Has(cloudprovider.ReservationIDLabel) {
-					continue
-				}
-				for _, it := range nc.InstanceTypeOptions {
-					held[it.Name]++
-				}
-			}
-		}
-	}
-	return held
 }

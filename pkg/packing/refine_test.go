@@ -385,6 +385,46 @@ func TestPackPods(t *testing.T) {
 	t.Logf("direct $%.2f, Solve+Refine $%.2f, core $%.2f", plan.Cost, run.refinedCost, run.coreCost)
 }
 
+// TestPackPodsProposed: with Options.Proposed, PackPods re-plans core's
+// NodeClaims into what the batch walk (RefineResults) launches, refuses
+// pods that are not exactly theirs, and keeps core's when they are as
+// cheap as it gets.
+func TestPackPodsProposed(t *testing.T) {
+	ctx := testContext()
+	its := catalogTypes(t)
+	np := gpuNodePool("gpu")
+	daemons := []*corev1.Pod{daemonPod(200, 256)}
+	pods := randomBatch(rand.New(rand.NewSource(7)), 30)
+	run := solveAndRefine(t, ctx, nps(np), its, pods, daemons)
+	if run.decision.PodsRepacked != len(pods) {
+		t.Fatalf("the batch was not repacked: %v", run.decision)
+	}
+	proposed := run.core.NewNodeClaims
+	var onCore []*corev1.Pod
+	for _, nc := range proposed {
+		onCore = append(onCore, nc.Pods...)
+	}
+	opts := run.opts
+	opts.Proposed = proposed
+	plan := packing.PackPods(np, its, onCore, opts)
+	if len(plan.Rejected) != 0 || len(plan.NodeClaims) != len(run.refined.NewNodeClaims) || abs(fleetCost(plan.NodeClaims)-run.refinedCost) > eps {
+		t.Fatalf("re-plan: %d NodeClaims $%.4f, rejected %v; the batch walk launched %d at $%.4f",
+			len(plan.NodeClaims), fleetCost(plan.NodeClaims), plan.Rejected, len(run.refined.NewNodeClaims), run.refinedCost)
+	}
+	// A pod short: nothing is planned, every pod stays on core's NodeClaims.
+	short := onCore[1:]
+	plan = packing.PackPods(np, its, short, opts)
+	if len(plan.NodeClaims) != 0 || len(plan.Rejected) != len(short) || !strings.Contains(plan.Rejected[short[0]], "not those on Options.Proposed") {
+		t.Fatalf("pods short of Proposed: %d NodeClaims, rejected %d: %q", len(plan.NodeClaims), len(plan.Rejected), plan.Rejected[short[0]])
+	}
+	// Re-planning the packer's own plan finds nothing cheaper.
+	opts.Proposed = run.refined.NewNodeClaims
+	plan = packing.PackPods(np, its, onCore, opts)
+	if len(plan.NodeClaims) != 0 || !strings.Contains(plan.Rejected[onCore[0]], "as cheap") {
+		t.Fatalf("re-plan of the packed fleet: %d NodeClaims, reason %q", len(plan.NodeClaims), plan.Rejected[onCore[0]])
+	}
+}
+
 // TestRefineReservations: NodeClaims core pinned to a capacity reservation
 // stay as they are, and the repacked ones cannot launch into reserved
 // capacity beyond what is left.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
 // shapes are Alibaba-like GPU pod shapes: cpu milli, memory MiB, GPUs.
@@ -34,7 +33,7 @@ func burst(e *env, n int, seed int64, mutate ...func(*corev1.Pod)) []*corev1.Pod
 
 // tookDirectPath reports whether any decision so far was the direct path's.
 func tookDirectPath(e *env) bool {
-	return lo.ContainsBy(e.refiner.Decisions(), func(d packing.Decision) bool { return d.Direct })
+	return lo.ContainsBy(e.refiner.Decisions(), func(d provisioning.Decision) bool { return d.Direct })
 }
 
 // A burst of GPU pods on an empty cluster: the direct path places every

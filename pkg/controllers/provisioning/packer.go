@@ -23,26 +23,26 @@ import (
 // (pkg/packing): it gathers the inputs core's NewScheduler read for the same
 // loop, so the packer sees the same NodePools, instance types (the
 // provider's cached objects), daemonsets and limits, and plugs
-// packing.Refine (Refiner) and PackPending over packing.PackPods
-// (DirectPacker) into the provisioning loop.
+// RefineResults (Refiner) and PackPending (DirectPacker), both over
+// packing.PackPods, into the provisioning loop.
 type Packer struct {
 	kube    client.Client
 	cp      karpcp.CloudProvider
 	cluster *karpstate.Cluster
 
 	mu        sync.Mutex
-	decisions []packing.Decision
+	decisions []Decision
 	keep      bool
 }
 
 // NewPacker returns the GPU packer for the provisioning loop. With
-// keepDecisions every packing.Decision is retained for Decisions (the
+// keepDecisions every Decision is retained for Decisions (the
 // simulator's report); the controller keeps none.
 func NewPacker(kube client.Client, cp karpcp.CloudProvider, cluster *karpstate.Cluster, keepDecisions bool) *Packer {
 	return &Packer{kube: kube, cp: cp, cluster: cluster, keep: keepDecisions}
 }
 
-// Refine implements Refiner with packing.Refine. Any error leaves core's
+// Refine implements Refiner with RefineResults. Any error leaves core's
 // decision standing.
 func (r *Packer) Refine(ctx context.Context, results scheduling.Results) scheduling.Results {
 	opts, err := r.Inputs(ctx)
@@ -50,7 +50,7 @@ func (r *Packer) Refine(ctx context.Context, results scheduling.Results) schedul
 		log.FromContext(ctx).Error(err, "gathering packing inputs; launching core's NodeClaims")
 		return results
 	}
-	out, d := packing.Refine(ctx, &results, opts)
+	out, d := RefineResults(ctx, &results, opts)
 	gpumetrics.ObservePacking(d.CoreCost, d.PackedCost, d.Duration)
 	if d.PodsRepacked > 0 {
 		log.FromContext(ctx).Info("repacked GPU NodeClaims", "decision", d.String())
@@ -67,10 +67,10 @@ func (r *Packer) Refine(ctx context.Context, results scheduling.Results) schedul
 }
 
 // Decisions returns the decisions kept so far.
-func (r *Packer) Decisions() []packing.Decision {
+func (r *Packer) Decisions() []Decision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]packing.Decision(nil), r.decisions...)
+	return append([]Decision(nil), r.decisions...)
 }
 
 // Inputs are the packer's inputs for this loop, read as core's NewScheduler
@@ -129,7 +129,7 @@ func (r *Packer) PackPending(ctx context.Context, pods []*corev1.Pod) ([]*schedu
 			left = append(left, p)
 		}
 	}
-	d := packing.Decision{PodsConsidered: len(pods), PodsRepacked: len(pods) - len(left), NodeClaimsAfter: len(plan.NodeClaims),
+	d := Decision{PodsConsidered: len(pods), PodsRepacked: len(pods) - len(left), NodeClaimsAfter: len(plan.NodeClaims),
 		PackedCost: plan.Cost, Direct: true, Duration: time.Since(start)}
 	gpumetrics.ObserveDirectPacking(d.Duration)
 	log.FromContext(ctx).V(1).Info("packed pending GPU pods", "decision", d.String())

@@ -125,30 +125,44 @@ func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMe
 		answerAll(members, batchAnswer{err: err})
 		return
 	}
-	// One instance ID per member, in order; members past the fulfilled
-	// capacity get no instance and the fleet's errors.
-	type launched struct {
-		fi ec2types.CreateFleetInstance
-		id string
-	}
+	// Members past the fulfilled capacity get no instance and the fleet's
+	// errors.
+	fb.answerShares(ctx, members, out.FleetId, launchedOf(out), out.Errors, len(members) > 1)
+}
+
+// launched is one instance of a fleet, with the fleet's entry it came in.
+type launched struct {
+	fi ec2types.CreateFleetInstance
+	id string
+}
+
+// launchedOf lists a fleet's instances one ID apiece, in the fleet's order.
+func launchedOf(out *ec2.CreateFleetOutput) []launched {
 	var ids []launched
 	for _, fi := range out.Instances {
 		for _, id := range fi.InstanceIds {
 			ids = append(ids, launched{fi, id})
 		}
 	}
+	return ids
+}
+
+// answerShares hands member i its share of one fleet: the i-th instance of
+// ids (tagged with the member's own tags when tagMembers) and errs; a
+// member past ids gets errs alone.
+func (fb *fleetBatcher) answerShares(ctx context.Context, members []*batchMember, fleetID *string, ids []launched, errs []ec2types.CreateFleetError, tagMembers bool) {
 	for i, m := range members {
-		share := &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}
+		share := &ec2.CreateFleetOutput{FleetId: fleetID, Errors: errs}
 		if i < len(ids) {
 			fi := ids[i].fi
 			fi.InstanceIds = []string{ids[i].id}
 			share.Instances = []ec2types.CreateFleetInstance{fi}
-			if len(members) > 1 && len(m.tags) > 0 {
+			if tagMembers && len(m.tags) > 0 {
 				if err := fb.tag(ctx, ids[i].id, m.tags); err != nil {
 					// The instance is launched; it still carries the cluster
 					// tags, so a lost NodeClaim tag only delays its
 					// collection as an orphan.
-					log.FromContext(ctx).Error(err, "tagging batched instance", "instance", ids[i].id)
+					log.FromContext(ctx).Error(err, "tagging instance launched for several NodeClaims", "instance", ids[i].id)
 				}
 			}
 		}

@@ -158,18 +158,11 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 		answerAll(members, batchAnswer{err: err})
 		return
 	}
-	type launched struct {
-		fi ec2types.CreateFleetInstance
-		id string
-	}
-	var ids []launched
+	ids := launchedOf(out)
 	zones := map[string]bool{}
 	for _, fi := range out.Instances {
 		if lto := fi.LaunchTemplateAndOverrides; lto != nil && lto.Overrides != nil {
 			zones[lo.CoalesceOrEmpty(lo.FromPtr(lto.Overrides.AvailabilityZone), p.opts.Subnets.ZoneOf(lo.FromPtr(lto.Overrides.SubnetId)))] = true
-		}
-		for _, id := range fi.InstanceIds {
-			ids = append(ids, launched{fi, id})
 		}
 	}
 	if len(ids) < n || len(zones) > 1 {
@@ -186,18 +179,8 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 		answerAll(members, batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Errors: out.Errors}})
 		return
 	}
-	for i, m := range members {
-		fi := ids[i].fi
-		fi.InstanceIds = []string{ids[i].id}
-		if len(m.tags) > 0 {
-			if err := p.batcher.tag(ctx, ids[i].id, m.tags); err != nil {
-				// Launched and carrying the cluster tags: a lost NodeClaim
-				// tag only delays its collection as an orphan.
-				log.FromContext(ctx).Error(err, "tagging gang instance", "instance", ids[i].id)
-			}
-		}
-		m.done <- batchAnswer{out: &ec2.CreateFleetOutput{FleetId: out.FleetId, Instances: []ec2types.CreateFleetInstance{fi}}}
-	}
+	// Whole: every member has its instance.
+	p.batcher.answerShares(ctx, members, out.FleetId, ids, nil, true)
 }
 
 // setGangOptions makes a fleet of n all-or-nothing: MinTargetCapacity n in

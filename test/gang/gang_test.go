@@ -21,7 +21,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
-	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
@@ -251,14 +250,7 @@ var _ = Describe("ProvisioningRequest", func() {
 
 	It("rolls back a gang the capacity cannot hold, retries with backoff, then fails with nothing left", func() {
 		// p4d.24xlarge has room for 3 per zone: a 4-node gang never fits in one.
-		for _, z := range zones {
-			fleet.SetCapacity(fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}, 3)
-		}
-		DeferCleanup(func() {
-			for _, z := range zones {
-				fleet.SetCapacity(fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}, -1)
-			}
-		})
+		limitP4d(3)
 		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
 		ExpectApplied(ctx, env.Client, tmpl)
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)

@@ -12,12 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
-	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/gang/gangtest"
 )
 
@@ -31,17 +29,7 @@ import (
 // instance left running.
 var _ = Describe("ProvisioningRequest under a running manager", func() {
 	It("a request the capacity cannot satisfy becomes Failed with no instance left running", func() {
-		offering := func(z string) fake.Offering {
-			return fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}
-		}
-		for _, z := range zones {
-			fleet.SetCapacity(offering(z), 3)
-		}
-		DeferCleanup(func() {
-			for _, z := range zones {
-				fleet.SetCapacity(offering(z), -1)
-			}
-		})
+		limitP4d(3)
 		nc := gpuNodeClass()
 		ExpectApplied(ctx, env.Client, nc)
 		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/samber/lo"
@@ -13,24 +12,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
-	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/state/cost"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
-	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/gang/gangtest"
 )
 
 // groupPod is a member of a pod group without Kueue: the group label, the
@@ -58,41 +49,25 @@ func groupPod(group string, i, minMembers int) *corev1.Pod {
 // fleet's registrar as the kubelets. The test binds pods as kube-scheduler
 // would (envtest has none) once they are ungated.
 var _ = Describe("Pod groups without Kueue", func() {
-	var kube client.Client
 	BeforeEach(func() {
 		nc := gpuNodeClass()
 		ExpectApplied(ctx, env.Client, nc)
 		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
 		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
 
-		mgr, err := chaos.NewManager(ctx, env.Config, options.FromContext(ctx), logr.Discard(), false, "")
-		Expect(err).ToNot(HaveOccurred())
-		kube = mgr.GetClient()
-		clk := clock.RealClock{}
-		rec := events.NewRecorder(&record.FakeRecorder{})
-		st := state.NewCluster(clk, kube, cloudProvider)
-		clusterCost := cost.NewClusterCost(ctx, cloudProvider, kube)
-		ctrl := pr.NewController(pr.Options{Clock: clk, KubeClient: kube, APIReader: mgr.GetAPIReader(), CloudProvider: cloudProvider, Cluster: st,
-			Recorder: rec, MaxAttempts: 1, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
-		Expect(ctrl.Register(ctx, mgr)).To(Succeed())
-		Expect(pr.NewPodGroupController(pr.PodGroupOptions{Clock: clk, KubeClient: kube, RetryBackoff: time.Second}).Register(ctx, mgr)).To(Succeed())
-		Expect(lifecycle.NewController(clk, kube, cloudProvider, rec, st, nodepoolhealth.NewState(), nil).Register(ctx, mgr)).To(Succeed())
-		Expect(fake.NewRegistrar(fake.RegistrarOptions{KubeClient: kube, Fleet: fleet, Clock: clk}).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodeClaimController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodeController(kube, st).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewNodePoolController(kube, cloudProvider, st, clusterCost).Register(ctx, mgr)).To(Succeed())
-		Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- mgr.Start(runCtx) }()
+		// Registered first so it runs after the manager stops.
 		DeferCleanup(func() {
-			cancel()
-			Eventually(done, 30*time.Second).Should(Receive(BeNil()))
 			for _, o := range []client.Object{&corev1.Pod{}, &autoscalingv1.ProvisioningRequest{}, &corev1.PodTemplate{}} {
 				Expect(env.Client.DeleteAllOf(ctx, o, client.InNamespace("default"))).To(Succeed())
 			}
 		})
+		gangtest.StartManager(ctx, env.Config, cloudProvider, pr.Options{MaxAttempts: 1, RetryBackoff: time.Second, LaunchTimeout: time.Minute},
+			func(ctx context.Context, mgr manager.Manager, o pr.Options) error {
+				if err := pr.NewPodGroupController(pr.PodGroupOptions{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, RetryBackoff: time.Second}).Register(ctx, mgr); err != nil {
+					return err
+				}
+				return fake.NewRegistrar(fake.RegistrarOptions{KubeClient: o.KubeClient, Fleet: fleet, Clock: o.Clock}).Register(ctx, mgr)
+			})
 	})
 
 	requests := func(group string) []autoscalingv1.ProvisioningRequest {
@@ -200,17 +175,7 @@ var _ = Describe("Pod groups without Kueue", func() {
 	})
 
 	It("keeps a group the capacity cannot hold gated with nothing running, and retries with a new request", func() {
-		offering := func(z string) fake.Offering {
-			return fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}
-		}
-		for _, z := range zones {
-			fleet.SetCapacity(offering(z), 3)
-		}
-		DeferCleanup(func() {
-			for _, z := range zones {
-				fleet.SetCapacity(offering(z), -1)
-			}
-		})
+		limitP4d(3)
 		for i := range 4 {
 			ExpectApplied(ctx, env.Client, groupPod("big", i, 4))
 		}
@@ -252,5 +217,25 @@ var _ = Describe("Pod groups without Kueue", func() {
 				g.Expect(nc.StatusConditions().Get(karpv1.ConditionTypeRegistered).IsTrue() || !nc.DeletionTimestamp.IsZero()).To(BeTrue(), "NodeClaim %s in flight for a deleted group", nc.Name)
 			}
 		}).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
+
+	It("keeps a group whose members disagree on the minimum gated, with a Warning event on each pod", func() {
+		ExpectApplied(ctx, env.Client, groupPod("odd", 0, 2))
+		ExpectApplied(ctx, env.Client, groupPod("odd", 1, 3))
+		Eventually(func(g Gomega) {
+			list := &corev1.EventList{}
+			g.Expect(env.Client.List(ctx, list, client.InNamespace("default"))).To(Succeed())
+			on := map[string]string{}
+			for _, e := range list.Items {
+				if e.InvolvedObject.Kind == "Pod" && e.Reason == pr.NotProvisionedReason && e.Type == corev1.EventTypeWarning {
+					on[e.InvolvedObject.Name] = e.Message
+				}
+			}
+			g.Expect(on).To(HaveKeyWithValue("odd-0", ContainSubstring("other pods of the group say")))
+			g.Expect(on).To(HaveKeyWithValue("odd-1", ContainSubstring("other pods of the group say")))
+		}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+		gated, _ := gatedPods("odd")
+		Expect(gated).To(HaveLen(2))
+		Expect(requests("odd")).To(BeEmpty())
 	})
 })

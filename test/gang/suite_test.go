@@ -95,3 +95,20 @@ func nodeClaimsOf(uid string) []*karpv1.NodeClaim {
 	}
 	return out
 }
+
+// limitP4d gives the fleet room for perZone on-demand p4d.24xlarge in
+// every zone until the spec ends.
+func limitP4d(perZone int) {
+	for _, z := range zones {
+		fleet.SetCapacity(p4dIn(z), perZone)
+	}
+	DeferCleanup(func() {
+		for _, z := range zones {
+			fleet.SetCapacity(p4dIn(z), -1)
+		}
+	})
+}
+
+func p4dIn(zone string) fake.Offering {
+	return fake.Offering{InstanceType: "p4d.24xlarge", Zone: zone, CapacityType: karpv1.CapacityTypeOnDemand}
+}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/karpenter/pkg/events"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -78,6 +79,9 @@ const (
 type PodGroupOptions struct {
 	Clock      clock.Clock
 	KubeClient client.Client
+	// Recorder publishes why a group is not provisioned as Warning events
+	// on its pods (NotProvisionedReason).
+	Recorder events.Recorder
 	// RetryBackoff before a failed request of a group is replaced (doubling
 	// per retry, up to MaxRetryBackoff; 0 = DefaultRetryBackoff).
 	RetryBackoff time.Duration
@@ -86,15 +90,16 @@ type PodGroupOptions struct {
 // PodGroupController turns gated pod groups into ProvisioningRequests and
 // ungates their pods once the capacity is provisioned.
 type PodGroupController struct {
-	opts PodGroupOptions
-	kube client.Client
+	opts     PodGroupOptions
+	kube     client.Client
+	recorder events.Recorder
 }
 
 // NewPodGroupController returns the pod-group controller.
 func NewPodGroupController(opts PodGroupOptions) *PodGroupController {
 	opts.RetryBackoff = lo.Ternary(opts.RetryBackoff <= 0, DefaultRetryBackoff, opts.RetryBackoff)
 	opts.Clock = lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock)
-	return &PodGroupController{opts: opts, kube: opts.KubeClient}
+	return &PodGroupController{opts: opts, kube: opts.KubeClient, recorder: opts.Recorder}
 }
 
 // Name is the controller's name.
@@ -150,7 +155,7 @@ func (c *PodGroupController) Reconcile(ctx context.Context, req reconcile.Reques
 	minMembers, err := MinMembers(pods)
 	if err != nil {
 		// The pods stay gated: say why on every reconcile of the group.
-		log.FromContext(ctx).Error(err, "pod group not provisioned")
+		c.notProvisioned(ctx, pods, err)
 		return reconcile.Result{}, nil
 	}
 	gated := lo.Filter(pods, func(p corev1.Pod, _ int) bool { return p.Spec.NodeName == "" && hasGate(&p) })
@@ -261,7 +266,7 @@ func (c *PodGroupController) createRequest(ctx context.Context, ns, group string
 		sets = append(sets, s)
 	}
 	if len(sets) > MaxPodSets {
-		log.FromContext(ctx).Error(fmt.Errorf("%d distinct pod shapes; a ProvisioningRequest holds at most %d PodSets", len(sets), MaxPodSets), "pod group not provisioned")
+		c.notProvisioned(ctx, gated, fmt.Errorf("%d distinct pod shapes; a ProvisioningRequest holds at most %d PodSets", len(sets), MaxPodSets))
 		return nil
 	}
 	labels := map[string]string{LabelPodGroup: group}
@@ -281,6 +286,23 @@ func (c *PodGroupController) createRequest(ctx context.Context, ns, group string
 	}
 	log.FromContext(ctx).Info("requested all-or-nothing capacity for pod group", "ProvisioningRequest", name, "pods", len(gated), "podSets", len(sets), "retry", retry)
 	return nil
+}
+
+// NotProvisionedReason is the reason of the Warning event on a group's
+// pods when the group cannot be turned into a ProvisioningRequest (its
+// minimum member count is missing or disagrees, or it has more pod shapes
+// than MaxPodSets); the message says which.
+const NotProvisionedReason = "PodGroupNotProvisioned"
+
+// notProvisioned says why a group's pods stay gated: in the log and as a
+// Warning event on each of pods (core's recorder drops a repeat of the
+// same pod and message within its dedupe window).
+func (c *PodGroupController) notProvisioned(ctx context.Context, pods []corev1.Pod, err error) {
+	log.FromContext(ctx).Error(err, "pod group not provisioned")
+	for i := range pods {
+		c.recorder.Publish(events.Event{InvolvedObject: &pods[i], Type: corev1.EventTypeWarning, Reason: NotProvisionedReason,
+			Message: "Pod group not provisioned: " + err.Error(), DedupeValues: []string{string(pods[i].UID), err.Error()}})
+	}
 }
 
 // templateOf is a pod's template: its labels and spec without what binds it

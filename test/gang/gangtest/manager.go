@@ -10,8 +10,8 @@ import (
 	. "github.com/onsi/ginkgo/v2" //nolint:revive
 	. "github.com/onsi/gomega"    //nolint:revive
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
@@ -25,17 +25,24 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
 )
 
+// Hook registers more controllers in StartManager's manager; o is the
+// ProvisioningRequest controller's options with the manager's client,
+// API reader, cluster state, recorder and clock filled in.
+type Hook func(ctx context.Context, mgr manager.Manager, o pr.Options) error
+
 // StartManager runs, until the spec ends, the ProvisioningRequest controller
 // (o, with the manager's client, API reader, cluster state, recorder and
 // the real clock filled in), core's NodeClaim lifecycle (which calls the
-// provider's Create, concurrently, for each NodeClaim) and core's
-// cluster-state informers, in a controller-runtime manager on cfg.
-func StartManager(ctx context.Context, cfg *rest.Config, cp *gpucp.CloudProvider, o pr.Options) {
+// provider's Create, concurrently, for each NodeClaim), core's
+// cluster-state informers and what the hooks register, in a
+// controller-runtime manager on cfg. The recorder writes Events to the API
+// server, as the operator's does.
+func StartManager(ctx context.Context, cfg *rest.Config, cp *gpucp.CloudProvider, o pr.Options, hooks ...Hook) {
 	GinkgoHelper()
 	mgr, err := chaos.NewManager(ctx, cfg, options.FromContext(ctx), logr.Discard(), false, "")
 	Expect(err).ToNot(HaveOccurred())
 	kube, clk := mgr.GetClient(), clock.RealClock{}
-	rec := events.NewRecorder(&record.FakeRecorder{})
+	rec := events.NewRecorder(mgr.GetEventRecorderFor("karpenter")) //nolint:staticcheck // as core's operator
 	st := state.NewCluster(clk, kube, cp)
 	clusterCost := cost.NewClusterCost(ctx, cp, kube)
 	o.Clock, o.KubeClient, o.APIReader, o.CloudProvider, o.Cluster, o.Recorder = clk, kube, mgr.GetAPIReader(), cp, st, rec
@@ -46,6 +53,9 @@ func StartManager(ctx context.Context, cfg *rest.Config, cp *gpucp.CloudProvider
 	Expect(informer.NewPodController(kube, st).Register(ctx, mgr)).To(Succeed())
 	Expect(informer.NewNodePoolController(kube, cp, st, clusterCost).Register(ctx, mgr)).To(Succeed())
 	Expect(informer.NewDaemonSetController(kube, st).Register(ctx, mgr)).To(Succeed())
+	for _, h := range hooks {
+		Expect(h(ctx, mgr, o)).To(Succeed())
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(runCtx) }()

@@ -33,7 +33,7 @@ const (
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtection              = ProtectionBreakEven
-	DefaultBreakEvenPercent        = int32(3000)
+	DefaultBreakEvenPercent        = int32(1000)
 	DefaultDrainByAttrition        = false
 	DefaultRepack                  = true
 	DefaultHTTPTokens              = HTTPTokensRequired

@@ -18,6 +18,7 @@ L, R, T, B = 80, 250, 30, 60
 
 
 def main():
+    global H
     src, out = sys.argv[1], sys.argv[2]
     with open(src) as f:
         rows = [r for r in csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")]
@@ -29,6 +30,7 @@ def main():
                 r[k] = float(r[k])
             except (KeyError, ValueError):
                 sys.exit(f"{src}: row {r.get('label')!r}: {k} is not a number")
+    H = max(H, T + 50 + 30 * len(rows))  # room for the legend
     xs = [r["gpu_pod_evictions"] for r in rows]
     ys = [r["cost_usd"] for r in rows]
     x0, x1 = 0, max(xs) * 1.1

@@ -12,8 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
@@ -49,7 +51,7 @@ func (e *env) setRequestStatus(t *testing.T, req *autoscalingv1.ProvisioningRequ
 // API server).
 func TestPodGroupSteps(t *testing.T) {
 	e := newEnv(t, pr.Options{})
-	pg := pr.NewPodGroupController(pr.PodGroupOptions{Clock: e.clk, KubeClient: e.kube, RetryBackoff: 10 * time.Second})
+	pg := pr.NewPodGroupController(pr.PodGroupOptions{Clock: e.clk, KubeClient: e.kube, Recorder: events.NewRecorder(&record.FakeRecorder{}), RetryBackoff: 10 * time.Second})
 	step := func() reconcile.Result {
 		t.Helper()
 		res, err := pg.Reconcile(e.ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "default", Name: "train"}})

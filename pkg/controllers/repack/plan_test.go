@@ -57,6 +57,16 @@ func pod(cpuMilli, memMiB, gpus int64) *corev1.Pod {
 	})
 }
 
+// nvidiaTypes are the amd64 NVIDIA types (the test NodePool's) with at
+// least minGPUs GPUs.
+func nvidiaTypes(its []*cloudprovider.InstanceType, minGPUs int64) []*cloudprovider.InstanceType {
+	return lo.Filter(its, func(it *cloudprovider.InstanceType, _ int) bool {
+		g := it.Capacity[v1alpha1.ResourceNVIDIAGPU]
+		return g.Value() >= minGPUs && lo.Contains(it.Requirements.Get(corev1.LabelArchStable).Values(), "amd64") &&
+			lo.Contains(it.Requirements.Get(v1alpha1.LabelGPUManufacturer).Values(), "nvidia")
+	})
+}
+
 // priceOf is the cheapest offering's price of the named instance type.
 func priceOf(t *testing.T, its []*cloudprovider.InstanceType, name string) float64 {
 	t.Helper()
@@ -81,11 +91,7 @@ func cheapest(it *cloudprovider.InstanceType) float64 {
 func TestPlanProperties(t *testing.T) {
 	its := catalogTypes(t)
 	np := nodePool()
-	multi := lo.Filter(its, func(it *cloudprovider.InstanceType, _ int) bool {
-		g := it.Capacity[v1alpha1.ResourceNVIDIAGPU]
-		return g.Value() >= 2 && lo.Contains(it.Requirements.Get(corev1.LabelArchStable).Values(), "amd64") &&
-			lo.Contains(it.Requirements.Get(v1alpha1.LabelGPUManufacturer).Values(), "nvidia")
-	})
+	multi := nvidiaTypes(its, 2)
 	if len(multi) < 5 {
 		t.Fatalf("catalog has %d multi-GPU NVIDIA amd64 types", len(multi))
 	}
@@ -258,11 +264,7 @@ func TestBestPrunes(t *testing.T) {
 func TestBestProperties(t *testing.T) {
 	its := catalogTypes(t)
 	np := nodePool()
-	gpuTypes := lo.Filter(its, func(it *cloudprovider.InstanceType, _ int) bool {
-		g := it.Capacity[v1alpha1.ResourceNVIDIAGPU]
-		return g.Value() >= 1 && lo.Contains(it.Requirements.Get(corev1.LabelArchStable).Values(), "amd64") &&
-			lo.Contains(it.Requirements.Get(v1alpha1.LabelGPUManufacturer).Values(), "nvidia")
-	})
+	gpuTypes := nvidiaTypes(its, 1)
 	rng := rand.New(rand.NewSource(11))
 	moves, merges := 0, 0
 	for trial := range 120 {

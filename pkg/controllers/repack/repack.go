@@ -137,29 +137,18 @@ type Move struct {
 // replacement core's consolidation makes itself) and it costs at most
 // (1 − Margin) × price. Otherwise it returns why not.
 func Plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, price float64) (Move, string) {
-	return plan(np, its, pods, price, true)
-}
-
-func plan(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod, price float64, split bool) (Move, string) {
-	movable := Movable(pods)
-	if len(movable) == 0 {
-		return Move{}, "no pods to move"
-	}
-	copies := lo.Map(movable, func(p *corev1.Pod, _ int) *corev1.Pod {
-		c := p.DeepCopy()
-		c.Spec.NodeName = ""
-		return c
-	})
-	plan := packing.PackPods(np, its, copies, packing.Options{})
+	m, ok := packGroup(np, its, []Candidate{{Pods: pods}})
 	switch {
-	case len(plan.Rejected) > 0:
-		return Move{}, fmt.Sprintf("the packer cannot place %d of its pods on new nodes", len(plan.Rejected))
-	case split && len(plan.NodeClaims) < 2:
+	case len(m.Pods) == 0 && ok:
+		return Move{}, "no pods to move"
+	case !ok:
+		return Move{}, "the packer cannot place all of its pods on new nodes"
+	case len(m.NodeClaims) < 2:
 		return Move{}, "its cheapest replacement is a single node (core's consolidation replaces it)"
-	case plan.Cost > price*(1-Margin):
-		return Move{}, fmt.Sprintf("replacements cost $%.3f/h against $%.3f/h (less than %.0f%% saved)", plan.Cost, price, Margin*100)
+	case m.Cost > price*(1-Margin):
+		return Move{}, fmt.Sprintf("replacements cost $%.3f/h against $%.3f/h (less than %.0f%% saved)", m.Cost, price, Margin*100)
 	}
-	return Move{NodeClaims: plan.NodeClaims, Cost: plan.Cost, Pods: movable}, ""
+	return m, ""
 }
 
 // Best picks one move among a pool's released candidates: the merge of up

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider/gather"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
@@ -41,7 +42,7 @@ var perClaimTagKeys = []string{cloudprovider.TagNodeClaim, "Name"}
 type fleetBatcher struct {
 	p         *Provider
 	idle, max time.Duration
-	batches   *gatherer[fleetBatch]
+	batches   *gather.Gatherer[fleetBatch]
 }
 
 // fleetBatch is the members of one identical request.
@@ -52,7 +53,7 @@ type fleetBatch struct {
 
 func newFleetBatcher(p *Provider, idle, max time.Duration) *fleetBatcher {
 	fb := &fleetBatcher{p: p, idle: idle, max: max}
-	fb.batches = newGatherer(func(_ string, bt *fleetBatch) { fb.execute(bt.input, bt.members) })
+	fb.batches = gather.New(func(_ string, bt *fleetBatch) { fb.execute(bt.input, bt.members) })
 	return fb
 }
 
@@ -86,8 +87,8 @@ func (fb *fleetBatcher) createFleet(ctx context.Context, in *ec2.CreateFleetInpu
 		return fb.p.opts.EC2.CreateFleet(ctx, in)
 	}
 	common, perClaim := splitTags(in)
-	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
-	fb.batches.join(batchKey(common), func(bt *fleetBatch, fresh bool, age time.Duration) (bool, time.Duration) {
+	m := newBatchMember(ctx, lo.FromPtr(in.ClientToken), perClaim, nil)
+	fb.batches.Join(batchKey(common), func(bt *fleetBatch, fresh bool, age time.Duration) (bool, time.Duration) {
 		bt.members = append(bt.members, m)
 		if fresh {
 			bt.input = common
@@ -102,7 +103,7 @@ func (fb *fleetBatcher) createFleet(ctx context.Context, in *ec2.CreateFleetInpu
 
 // execute makes one CreateFleet for the members and hands each its share.
 func (fb *fleetBatcher) execute(common *ec2.CreateFleetInput, members []*batchMember) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), fb.p.opts.LaunchTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx()), fb.p.opts.LaunchTimeout)
 	defer cancel()
 	in := *common
 	in.TargetCapacitySpecification = lo.ToPtr(*common.TargetCapacitySpecification)
@@ -166,7 +167,7 @@ func (fb *fleetBatcher) answerShares(ctx context.Context, members []*batchMember
 				}
 			}
 		}
-		m.done <- batchAnswer{out: share}
+		m.reply.Send(batchAnswer{out: share})
 	}
 }
 

@@ -31,32 +31,24 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider/gather"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // DefaultGangWait is how long the launches of a gang attempt wait for the
 // rest of the gang before those that arrived launch as a gang of their own.
-const DefaultGangWait = 10 * time.Second
+const DefaultGangWait = gather.DefaultGangWait
 
-// gangCollector gathers the CreateFleet requests of gang attempts.
+// gangCollector gathers the CreateFleet requests of gang attempts (the
+// backends' one gang rule, gather.Gangs), by identical request: a plan
+// with several instance types or templates makes several fleets.
 type gangCollector struct {
-	p       *Provider
-	wait    time.Duration
-	batches *gatherer[gangBatch]
-	mu      sync.Mutex
+	p     *Provider
+	gangs *gather.Gangs[*batchMember]
+	mu    sync.Mutex
 	// owned are the placement groups this provider names for gangs (and so
 	// creates); a node class's own group is used as it is.
 	owned map[string]string // group -> the node class of its gang
-}
-
-// gangBatch is one attempt's requests of one fleet kind, by identical
-// request (a plan with several instance types or templates makes several).
-type gangBatch struct {
-	size    int
-	arrived int
-	order   []string
-	inputs  map[string]*ec2.CreateFleetInput
-	members map[string][]*batchMember
 }
 
 func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
@@ -65,8 +57,8 @@ func newGangCollector(p *Provider, wait time.Duration) *gangCollector {
 	}
 	// A member waits inside its launch's timeout.
 	wait = min(wait, p.opts.LaunchTimeout/2)
-	gc := &gangCollector{p: p, wait: wait, owned: map[string]string{}}
-	gc.batches = newGatherer(gc.flush)
+	gc := &gangCollector{p: p, owned: map[string]string{}}
+	gc.gangs = gather.NewGangs(wait, gc.flush)
 	return gc
 }
 
@@ -87,37 +79,24 @@ func (p *Provider) createFleet(ctx context.Context, req *cloudprovider.LaunchReq
 
 func (gc *gangCollector) createFleet(ctx context.Context, in *ec2.CreateFleetInput, g cloudprovider.Gang) (*ec2.CreateFleetOutput, error) {
 	common, perClaim := splitTags(in)
-	ik := batchKey(common)
-	gk := g.Key + "|" + string(common.TargetCapacitySpecification.DefaultTargetCapacityType)
-	m := &batchMember{ctx: ctx, token: lo.FromPtr(in.ClientToken), tags: perClaim, done: make(chan batchAnswer, 1)}
-	gc.batches.join(gk, func(gb *gangBatch, fresh bool, _ time.Duration) (bool, time.Duration) {
-		if fresh {
-			*gb = gangBatch{size: g.Size, inputs: map[string]*ec2.CreateFleetInput{}, members: map[string][]*batchMember{}}
-		}
-		if _, ok := gb.inputs[ik]; !ok {
-			gb.inputs[ik] = common
-			gb.order = append(gb.order, ik)
-		}
-		gb.members[ik] = append(gb.members[ik], m)
-		gb.arrived++
-		// The batch waits for the rest from its first member on.
-		return gb.arrived >= gb.size, lo.Ternary(fresh, gc.wait, -1)
-	})
+	m := newBatchMember(ctx, lo.FromPtr(in.ClientToken), perClaim, common)
+	gc.gangs.Join(g.Key+"|"+string(common.TargetCapacitySpecification.DefaultTargetCapacityType), g.Size, batchKey(common), m)
 	return m.await()
 }
 
 // flush launches a gang batch: one CreateFleet per identical request.
-func (gc *gangCollector) flush(gk string, gb *gangBatch) {
-	if gb.arrived < gb.size {
-		log.FromContext(gb.members[gb.order[0]][0].ctx).Info("launching part of a gang: the rest did not arrive in time",
-			"gang", gk, "arrived", gb.arrived, "size", gb.size, "waited", gc.wait)
+func (gc *gangCollector) flush(gk string, gb *gather.Gang[*batchMember]) {
+	if gb.Arrived < gb.Size {
+		log.FromContext(gb.Members[gb.Order[0]][0].ctx()).Info("launching part of a gang: the rest did not arrive in time",
+			"gang", gk, "arrived", gb.Arrived, "size", gb.Size, "waited", gc.gangs.Wait())
 	}
 	var wg sync.WaitGroup
-	for _, ik := range gb.order {
+	for _, ik := range gb.Order {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			gc.execute(gk, gb.inputs[ik], gb.members[ik])
+			members := gb.Members[ik]
+			gc.execute(gk, members[0].input, members)
 		}()
 	}
 	wg.Wait()
@@ -127,7 +106,7 @@ func (gc *gangCollector) flush(gk string, gb *gangBatch) {
 // each its instance, or refuses every one.
 func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, members []*batchMember) {
 	p := gc.p
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx), p.opts.LaunchTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(members[0].ctx()), p.opts.LaunchTimeout)
 	defer cancel()
 	n := len(members)
 	in := *common

@@ -470,7 +470,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 		case kindNodeClass:
 			addReq(cNodeClass, k.key)
 			nps := &karpv1.NodePoolList{}
-			if err := e.kube.List(e.ctx, nps); err == nil {
+			if err := e.kube.List(e.ctx, nps, e.readOnly()...); err == nil {
 				for i := range nps.Items {
 					if ref := nps.Items[i].Spec.Template.Spec.NodeClassRef; ref != nil && ref.Name == k.key.Name {
 						addReq(cPoolReadiness, client.ObjectKeyFromObject(&nps.Items[i]))
@@ -534,7 +534,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 
 func (e *engine) nodeClaimsWhere(opts ...client.ListOption) []types.NamespacedName {
 	ncs := &karpv1.NodeClaimList{}
-	if err := e.kube.List(e.ctx, ncs, opts...); err != nil {
+	if err := e.kube.List(e.ctx, ncs, append(opts, e.readOnly()...)...); err != nil {
 		return nil
 	}
 	out := make([]types.NamespacedName, 0, len(ncs.Items))

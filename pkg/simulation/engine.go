@@ -109,6 +109,11 @@ type Config struct {
 	// FaithfulPolling polls the idle-GPU controller on every tick instead
 	// of skipping ticks that provably change nothing (for tests).
 	FaithfulPolling bool
+	// ReferenceReads serves the in-memory API's reads the straightforward
+	// way: every list scans, sorts and deep-copies its whole kind, the
+	// simulator's own read-only lists included, with no index (cache.go),
+	// for the test that checks the fast paths change nothing.
+	ReferenceReads bool
 	// Eviction is the eviction cost model's defaults for pods that do not
 	// state their own (checkpoint interval of batch pods, restart time of
 	// service replicas): what an evicted pod loses (evictions.go).
@@ -288,7 +293,7 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 		}
 	}
 	e.horizon = Epoch.Add(horizon)
-	e.kube = newKubeClient(e.clk, e.changes, &e.deleting)
+	e.kube = newKubeClient(e.clk, e.changes, &e.deleting, cfg.ReferenceReads)
 	entries := cfg.Catalog
 	if entries == nil {
 		var err error

@@ -172,11 +172,12 @@ var fieldIndexes = []struct {
 // subresources, read through a cache (see readCache), and interceptors that
 // (1) give generated names, UIDs and creation timestamps deterministically
 // and in simulated time, and (2) report every write to the change log.
-func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool) client.Client {
+func newKubeClient(clk *simClock, log *changeLog, engineDeleting *atomic.Bool, reference bool) client.Client {
 	var seq atomic.Uint64
 	nameCounts := map[string]int{}
 	var namesMu sync.Mutex
 	rc := newReadCache(scheme.Scheme)
+	rc.reference = reference
 	written := func(ctx context.Context, c client.Client, obj client.Object, err error) error {
 		if err != nil {
 			return err

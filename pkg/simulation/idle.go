@@ -101,8 +101,9 @@ func (e *engine) timeSensitiveIdle() bool {
 	var pods corev1.PodList
 	var pools karpv1.NodePoolList
 	var classes v1alpha1.GPUNodeClassList
-	if e.kube.List(e.ctx, &ncs) != nil || e.kube.List(e.ctx, &nodes) != nil || e.kube.List(e.ctx, &pods) != nil ||
-		e.kube.List(e.ctx, &pools) != nil || e.kube.List(e.ctx, &classes) != nil {
+	ro := e.readOnly() // read only
+	if e.kube.List(e.ctx, &ncs, ro...) != nil || e.kube.List(e.ctx, &nodes, ro...) != nil || e.kube.List(e.ctx, &pods, ro...) != nil ||
+		e.kube.List(e.ctx, &pools, ro...) != nil || e.kube.List(e.ctx, &classes, ro...) != nil {
 		return true
 	}
 	for i := range pools.Items {

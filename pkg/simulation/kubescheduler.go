@@ -25,12 +25,14 @@ import (
 // Karpenter provision for it.
 func (e *engine) kubeSchedule() error {
 	e.as("kube-scheduler")
+	// The lists share the cache's objects (readOnly): the pods this
+	// writes are deep-copied first.
 	pods := &corev1.PodList{}
-	if err := e.kube.List(e.ctx, pods); err != nil {
+	if err := e.kube.List(e.ctx, pods, e.readOnly()...); err != nil {
 		return err
 	}
 	nodes := &corev1.NodeList{}
-	if err := e.kube.List(e.ctx, nodes); err != nil {
+	if err := e.kube.List(e.ctx, nodes, e.readOnly()...); err != nil {
 		return err
 	}
 	var infos []*kubescheduler.NodeInfo
@@ -63,13 +65,13 @@ func (e *engine) kubeSchedule() error {
 			// Not scheduled while gated (a pod group waiting for its
 			// capacity): kube-scheduler says so, and Karpenter does not
 			// provision for it.
-			if err := e.markGated(p); err != nil {
+			if err := e.markGated(p.DeepCopy()); err != nil {
 				return err
 			}
 			continue
 		}
 		if p.DeletionTimestamp.IsZero() {
-			pending = append(pending, p)
+			pending = append(pending, p.DeepCopy())
 		}
 	}
 	if len(pending) == 0 {

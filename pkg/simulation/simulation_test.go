@@ -292,3 +292,25 @@ func TestUnschedulablePodsAreListed(t *testing.T) {
 		t.Errorf("%d pods ran, want 1", r.PodWaitSeconds.Count)
 	}
 }
+
+// TestFastReadsEquivalence checks that the in-memory API's fast read paths
+// (cache.go: field indexes, kept-sorted keys, the simulator's own lists
+// sharing the cache's objects) change nothing: every report field but wall
+// time is the same as with reads served the straightforward way (each list
+// scans, sorts and deep-copies its whole kind). The scenarios cover churn
+// and consolidation, evictions, and gated pod groups (the binder writes the
+// pods it reads).
+func TestFastReadsEquivalence(t *testing.T) {
+	for _, name := range []string{"churn.yaml", "eviction.yaml", "gang.yaml"} {
+		w := load(t, name, workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+		for _, p := range []Policy{PolicyStock, PolicyKarpenterGPU} {
+			t.Run(name+"/"+string(p), func(t *testing.T) {
+				fast := normalized(t, run(t, w, func(c *Config) { c.Policy = p }))
+				reference := normalized(t, run(t, w, func(c *Config) { c.Policy, c.ReferenceReads = p, true }))
+				if fast != reference {
+					t.Errorf("fast reads changed the simulation:\n%s", firstDiff(fast, reference))
+				}
+			})
+		}
+	}
+}

@@ -45,3 +45,30 @@ func GangOf(nc *karpv1.NodeClaim) (Gang, bool) {
 	}
 	return Gang{Key: uid + "/" + attempt, Size: size}, true
 }
+
+// GangPlacementGroup is the placement group rule of a gang, the same for
+// every backend: none when the node class says None, the node class's own
+// group when it names one (used as it is: neither created nor deleted),
+// else a group of the backend's own (create is true: the backend names,
+// creates and later deletes it) when the gang has instance types and every
+// one supports EFA, else none. Reserved capacity is used where it was
+// reserved: backends ask only for launches that are not into a reservation.
+func GangPlacementGroup(nodeClass *v1alpha1.GPUNodeClass, instanceTypes []string, efaCapable func(instanceType string) bool) (name string, create bool) {
+	if nodeClass != nil {
+		if nodeClass.Spec.Gang.PlacementGroup == v1alpha1.GangPlacementNone {
+			return "", false
+		}
+		if name := nodeClass.Spec.Gang.PlacementGroupName; name != nil && *name != "" {
+			return *name, false
+		}
+	}
+	if len(instanceTypes) == 0 {
+		return "", false
+	}
+	for _, it := range instanceTypes {
+		if !efaCapable(it) {
+			return "", false
+		}
+	}
+	return "", true
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider/gather"
 )
 
 // ProviderIDPrefix starts every provider ID of a fake instance.
@@ -52,6 +53,15 @@ type Options struct {
 	// The fleet only schedules them (SpotInterruptions); whoever plays the
 	// cloud's interruption notices acts on them. 0: never.
 	SpotInterruptionsPerDay float64
+	// GangWait, when positive, launches the NodeClaims of a gang attempt
+	// (cloudprovider.GangOf) all or nothing, as the AWS backend does
+	// (gang.go): the launches wait for the rest of their gang that long
+	// from the first one on, then make one group launch (LaunchGroup). It
+	// needs concurrent launches, as core's NodeClaim lifecycle makes them;
+	// 0 launches a gang's members one by one (a caller that launches one
+	// NodeClaim at a time, such as a discrete-event simulation, would wait
+	// out every gang).
+	GangWait time.Duration
 }
 
 // Fleet is the in-memory backend. It is safe for concurrent use.
@@ -70,6 +80,8 @@ type Fleet struct {
 	// spot interruption schedule (spot.go)
 	spotRNG    *rand.Rand
 	interrupts map[string]time.Time
+	// gangs gathers gang members' launches (gang.go); nil without GangWait.
+	gangs *gather.Gangs[*gangMember]
 }
 
 var _ cloudprovider.Backend = (*Fleet)(nil)
@@ -83,7 +95,7 @@ func NewFleet(opts Options) *Fleet {
 	if len(opts.CapacityTypes) == 0 {
 		opts.CapacityTypes = []string{karpv1.CapacityTypeOnDemand}
 	}
-	return &Fleet{
+	f := &Fleet{
 		opts:      opts,
 		clock:     lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock),
 		rng:       rand.New(rand.NewSource(opts.Seed)),
@@ -96,6 +108,10 @@ func NewFleet(opts Options) *Fleet {
 		spotRNG:    rand.New(rand.NewSource(opts.Seed ^ 0x5b07)),
 		interrupts: map[string]time.Time{},
 	}
+	if opts.GangWait > 0 {
+		f.gangs = gather.NewGangs(opts.GangWait, f.flushGang)
+	}
+	return f
 }
 
 // Name implements Backend.
@@ -121,7 +137,16 @@ func (f *Fleet) Offerings(ctx context.Context, _ *v1alpha1.GPUNodeClass) (*cloud
 // first one with capacity, reporting every refused option before it.
 // Injected response faults (faults.go) apply after the instance exists, as
 // when a request reaches the cloud but its response is slow or lost.
+//
+// With Options.GangWait, a gang member's launch is all or nothing with the
+// rest of its gang (gang.go).
 func (f *Fleet) Launch(ctx context.Context, req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchResult, error) {
+	if req == nil {
+		return nil, fmt.Errorf("launch request is nil")
+	}
+	if g, ok := cloudprovider.GangOf(req.NodeClaim); ok && f.gangs != nil && len(req.Options) > 0 {
+		return f.launchGangMember(ctx, req, g)
+	}
 	res, post, err := f.launch(req)
 	if err != nil || post == nil {
 		return res, err

@@ -253,6 +253,7 @@ func (f *Fleet) newInstance(o cloudprovider.LaunchOption, tags map[string]string
 		Tags:          lo.Assign(tags),
 	}
 	f.instances[inst.ID] = inst
+	f.scheduleInterruption(inst)
 	return inst
 }
 

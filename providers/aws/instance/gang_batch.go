@@ -201,32 +201,24 @@ const (
 	PlacementGroupGrace = 10 * time.Minute
 )
 
-// gangPlacementGroup is the placement group of a gang: none when the node
-// class says None, the node class's own group when it names one, else one
-// created for the gang when every override is an EFA-capable type.
+// gangPlacementGroup is the placement group of a gang by the backends'
+// rule (cloudprovider.GangPlacementGroup) over its overrides' types; one
+// of its own is named after the cluster and the gang attempt.
 func (p *Provider) gangPlacementGroup(ctx context.Context, nc *v1alpha1.GPUNodeClass, in *ec2.CreateFleetInput, g cloudprovider.Gang) string {
-	if nc != nil {
-		if nc.Spec.Gang.PlacementGroup == v1alpha1.GangPlacementNone {
-			return ""
-		}
-		if name := lo.FromPtr(nc.Spec.Gang.PlacementGroupName); name != "" {
-			return name
-		}
-	}
-	n := 0
+	var types []string
 	for _, c := range in.LaunchTemplateConfigs {
 		for _, o := range c.Overrides {
-			e, ok := p.opts.InstanceTypes.Get(ctx, string(o.InstanceType))
-			if !ok || e.EFACount <= 0 {
-				return ""
-			}
-			n++
+			types = append(types, string(o.InstanceType))
 		}
 	}
-	if n == 0 {
-		return ""
+	name, create := cloudprovider.GangPlacementGroup(nc, types, func(it string) bool {
+		e, ok := p.opts.InstanceTypes.Get(ctx, it)
+		return ok && e.EFACount > 0
+	})
+	if !create {
+		return name
 	}
-	name := gangGroupPrefix + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
+	name = gangGroupPrefix + awsutil.ShortHash(p.opts.ClusterName+"/"+g.Key)
 	p.gangs.mu.Lock()
 	p.gangs.owned[name] = nodeClassName(nc)
 	p.gangs.mu.Unlock()

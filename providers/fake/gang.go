@@ -108,7 +108,7 @@ func (f *Fleet) launchGang(key string, members []*gangMember) {
 	gang, _, _ := strings.Cut(key, "|")
 	req := GroupRequest{Options: opts, TargetCapacity: n, MinTargetCapacity: n, SingleAvailabilityZone: true,
 		SingleInstanceType: len(lo.Uniq(lo.Map(opts, func(o cloudprovider.LaunchOption, _ int) string { return o.InstanceType }))) == 1,
-		Tags: lo.OmitByKeys(first.req.Tags, []string{cloudprovider.TagNodeClaim, "Name"})}
+		Tags:               lo.OmitByKeys(first.req.Tags, []string{cloudprovider.TagNodeClaim, "Name"})}
 	// Reserved capacity is used where it was reserved: no group of our own.
 	if opts[0].ReservationID == "" {
 		types := lo.Map(opts, func(o cloudprovider.LaunchOption, _ int) string { return o.InstanceType })

@@ -3,6 +3,7 @@ package simulation
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,10 @@ const DefaultLowerBoundExactShare = bound.DefaultExactShare
 type LowerBoundCache struct {
 	once   sync.Once
 	done   chan struct{}
+	// boost is closed when a run waits for the bound: from then on it is
+	// solved on every core (before, on one fewer than the machine has).
+	boost     chan struct{}
+	boostOnce sync.Once
 	usd    float64
 	series []point
 	err    error
@@ -39,7 +44,9 @@ type LowerBoundCache struct {
 }
 
 // NewLowerBoundCache returns an empty cache.
-func NewLowerBoundCache() *LowerBoundCache { return &LowerBoundCache{done: make(chan struct{})} }
+func NewLowerBoundCache() *LowerBoundCache {
+	return &LowerBoundCache{done: make(chan struct{}), boost: make(chan struct{})}
+}
 
 // startLowerBound starts computing the lower bound in the background (it
 // depends only on the workload, the catalog and the NodePools, not on what
@@ -59,6 +66,7 @@ func (e *engine) startLowerBound() error {
 			return
 		}
 		problem := e.boundProblem(types, pools)
+		problem.Workers, problem.More = max(1, runtime.GOMAXPROCS(0)-1), c.boost
 		go func() {
 			defer close(c.done)
 			var steps []bound.Step
@@ -76,6 +84,7 @@ func (e *engine) startLowerBound() error {
 // its $/h as a step function.
 func (e *engine) lowerBound() (float64, []point, error) {
 	c := e.cfg.LowerBound
+	c.boostOnce.Do(func() { close(c.boost) })
 	<-c.done
 	return c.usd, c.series, c.err
 }

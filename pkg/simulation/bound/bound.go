@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,13 @@ type Problem struct {
 	// ExactShare of the time is solved exactly (fill.go; 0 means
 	// DefaultExactShare); ExactTime is the share that was, set by Integrate.
 	ExactShare, ExactTime float64
+	// Workers solve in parallel (0: GOMAXPROCS); once More is closed (nil:
+	// never), GOMAXPROCS do. A replay computes its bound in the background
+	// on one core fewer than the machine has, so as not to slow the replay
+	// itself, and on all of them once the replay waits for it. Which worker
+	// solves a multiset changes no value.
+	Workers int
+	More    <-chan struct{}
 }
 
 func (bp *Problem) exactShare() float64 {
@@ -110,22 +118,47 @@ func (bp *Problem) Integrate() (usd float64, series []Step, solves int) {
 	}
 	sort.Strings(keys)
 	values := make([]float64, len(keys))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < max(1, runtime.GOMAXPROCS(0)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				values[i] = bp.bound(multisets[keys[i]])
+	var claimed atomic.Int64
+	worker := func(wg *sync.WaitGroup) {
+		defer wg.Done()
+		for {
+			i := int(claimed.Add(1)) - 1
+			if i >= len(keys) {
+				return
 			}
-		}()
+			values[i] = bp.bound(multisets[keys[i]])
+		}
 	}
-	for i := range keys {
-		work <- i
+	all := max(1, runtime.GOMAXPROCS(0))
+	workers := all
+	if bp.Workers > 0 {
+		workers = min(bp.Workers, all)
 	}
-	close(work)
+	var wg sync.WaitGroup
+	wg.Add(workers)
+	for range workers {
+		go worker(&wg)
+	}
+	finished, boosted := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(boosted)
+		if workers == all || bp.More == nil {
+			return
+		}
+		select {
+		case <-bp.More:
+			var extra sync.WaitGroup
+			extra.Add(all - workers)
+			for range all - workers {
+				go worker(&extra)
+			}
+			extra.Wait()
+		case <-finished:
+		}
+	}()
 	wg.Wait()
+	close(finished)
+	<-boosted
 	byKey := make(map[string]float64, len(keys))
 	for i, k := range keys {
 		byKey[k] = values[i]

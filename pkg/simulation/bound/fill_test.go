@@ -3,6 +3,8 @@ package bound
 import (
 	"math"
 	"math/rand"
+	"reflect"
+	"sort"
 	"testing"
 	"time"
 
@@ -103,4 +105,51 @@ func TestExactKeysCoverTheLongestLived(t *testing.T) {
 
 func solve(shapes []lowerbound.Shape, types []lowerbound.Type, compatible func(shape, typ int) bool) float64 {
 	return lowerbound.Bound(shapes, types, lowerbound.Options{Compatible: compatible}).Cost
+}
+
+// Solving on fewer workers first and on all of them once More is closed
+// (a replay's background bound) gives the same bound, series and solve
+// count as solving on all workers from the start.
+func TestWorkersChangeNothing(t *testing.T) {
+	mk := func() *Problem {
+		bp := &Problem{End: 50 * time.Hour, ExactShare: 1}
+		bp.Types = []lowerbound.Type{
+			{Name: "small", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}, Price: 1},
+			{Name: "big", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16")}, Price: 3.5},
+		}
+		for _, cpu := range []string{"1", "3", "6"} {
+			bp.Shapes = append(bp.Shapes, Shape{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}})
+			bp.Compat = append(bp.Compat, []bool{true, true})
+		}
+		r := rand.New(rand.NewSource(3))
+		for i := 0; i < 300; i++ {
+			s := r.Intn(3)
+			at := time.Duration(r.Intn(40*60)) * time.Minute
+			bp.Changes = append(bp.Changes, Change{T: at, Shape: s, Delta: 1}, Change{T: at + time.Duration(1+r.Intn(600))*time.Minute, Shape: s, Delta: -1})
+		}
+		sort.SliceStable(bp.Changes, func(i, j int) bool { return bp.Changes[i].T < bp.Changes[j].T })
+		// A solver whose value depends only on the multiset.
+		bp.Solve = func(shapes []lowerbound.Shape, _ []lowerbound.Type, _ func(int, int) bool) float64 {
+			v := 0.0
+			for _, s := range shapes {
+				v += float64(s.Count) * s.Requests.Cpu().AsApproximateFloat64() / 4
+			}
+			return v
+		}
+		return bp
+	}
+	usd, series, solves := mk().Integrate()
+	more := make(chan struct{})
+	bp := mk()
+	bp.Workers, bp.More = 1, more
+	go func() { time.Sleep(time.Millisecond); close(more) }()
+	usd2, series2, solves2 := bp.Integrate()
+	if usd != usd2 || solves != solves2 || !reflect.DeepEqual(series, series2) {
+		t.Errorf("workers changed the bound: $%v/%d solves vs $%v/%d solves (series equal %v)", usd, solves, usd2, solves2, reflect.DeepEqual(series, series2))
+	}
+	bp = mk()
+	bp.Workers = 1 // More never closed
+	if u, _, n := bp.Integrate(); u != usd || n != solves {
+		t.Errorf("one worker: $%v/%d solves, want $%v/%d", u, n, usd, solves)
+	}
 }

@@ -28,15 +28,15 @@ const DefaultLowerBoundExactShare = bound.DefaultExactShare
 // the runs of a --compare (same workload, same catalog and NodePools), so
 // it is computed once.
 type LowerBoundCache struct {
-	once   sync.Once
-	done   chan struct{}
+	once sync.Once
+	done chan struct{}
 	// boost is closed when a run waits for the bound: from then on it is
 	// solved on every core (before, on one fewer than the machine has).
 	boost     chan struct{}
 	boostOnce sync.Once
-	usd    float64
-	series []point
-	err    error
+	usd       float64
+	series    []point
+	err       error
 	// solves is the number of LP solves; exactTime the share of the
 	// simulated time whose bound was solved exactly.
 	solves    int

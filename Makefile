@@ -10,7 +10,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST)
 # time-sensitive controllers; on 2 cores they must not compete.
 GO_TEST_FLAGS ?= -count=1 -timeout 40m -p 1
 
-.PHONY: all simulate test unit envtest-bin kueue-bin chart e2e generate verify vet fuzz clean help
+.PHONY: all simulate test unit envtest-bin kueue-bin prometheus-bin chart e2e generate verify vet fuzz clean help
 
 all: test
 
@@ -23,7 +23,10 @@ envtest-bin: ## build kube-apiserver, kube-scheduler and etcd from source into b
 kueue-bin: ## build Kueue's manager (sigs.k8s.io/kueue, tools/kueue/go.mod) and copy its CRDs into bin/kueue (once)
 	@./tools/build-kueue.sh
 
-test: envtest-bin kueue-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
+prometheus-bin: ## build Prometheus and promtool (tools/prometheus/go.mod) into bin/prometheus for the simulator's kube-state-metrics test (once)
+	@./tools/build-prometheus.sh
+
+test: envtest-bin kueue-bin prometheus-bin vet chart ## everything CI runs: unit, property, envtest and end-to-end suites
 	@cd tools/crdcheck && go test -count=1 ./... # CEL rules compiled and exercised offline
 	@FUZZTIME=10s ./tools/fuzz.sh # parsers and the LP bound must not panic on any input
 	@./tools/gotest.sh $(GO_TEST_FLAGS) ./... # unit, property, envtest and e2e suites; prints the totals last

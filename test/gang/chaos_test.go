@@ -85,6 +85,7 @@ var _ = Describe("Gang launches under chaos", func() {
 			}
 			claims := &karpv1.NodeClaimList{}
 			Expect(env.Client.List(ctx, claims)).To(Succeed())
+			var unlaunched []*karpv1.NodeClaim
 			for i := range claims.Items {
 				c := &claims.Items[i]
 				switch {
@@ -99,13 +100,16 @@ var _ = Describe("Gang launches under chaos", func() {
 					}
 					ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, c)
 				case c.Status.ProviderID == "":
-					ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, c)
+					unlaunched = append(unlaunched, c)
 				case !c.StatusConditions().Get(karpv1.ConditionTypeRegistered).IsTrue():
 					_, err := registrar.Reconcile(ctx, c)
 					Expect(err).ToNot(HaveOccurred())
 					ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, c)
 				}
 			}
+			// Launched together, as core's concurrent lifecycle does: a gang
+			// launches whole or is refused whole.
+			launchAll(unlaunched)
 			if lo.EveryBy(reqs, done) && lo.NoneBy(claims.Items, func(c karpv1.NodeClaim) bool { return !c.DeletionTimestamp.IsZero() }) {
 				break
 			}

@@ -113,8 +113,8 @@ var _ = Describe("ProvisioningRequest", func() {
 	// and tells cluster state, as core's informer would.
 	launch := func(claims []*karpv1.NodeClaim) {
 		GinkgoHelper()
+		launchAll(claims)
 		for _, c := range claims {
-			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, c)
 			latest := &karpv1.NodeClaim{}
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(c), latest); err == nil {
 				cluster.UpdateNodeClaim(latest)
@@ -256,13 +256,17 @@ var _ = Describe("ProvisioningRequest", func() {
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
 		ExpectApplied(ctx, env.Client, p)
 		usedZones := map[string]bool{}
+		_, refusedBefore := fleet.GroupCounts()
 		for attempt := 1; attempt <= 2; attempt++ {
 			p = reconcileReq(p)
 			claims := nodeClaimsOf(string(p.UID))
 			Expect(claims).To(HaveLen(4), "attempt %d launches the whole gang", attempt)
 			usedZones[string(p.Status.ProvisioningClassDetails[pr.DetailZone])] = true
-			launch(claims) // three launch, the fourth is refused and core deletes it
-			Expect(runningInstances()).To(HaveLen(3))
+			launch(claims) // the fleet refuses the gang whole (3 of 4 fit): core deletes every NodeClaim
+			Expect(runningInstances()).To(BeEmpty(), "attempt %d: nothing of a refused gang launches", attempt)
+			for _, c := range nodeClaimsOf(string(p.UID)) {
+				Expect(c.DeletionTimestamp.IsZero()).To(BeFalse(), "attempt %d: core deletes every refused NodeClaim", attempt)
+			}
 			env.Clock.Step(20 * time.Second)
 			p = reconcileReq(p)
 			terminate(string(p.UID))
@@ -280,6 +284,8 @@ var _ = Describe("ProvisioningRequest", func() {
 			}
 		}
 		Expect(usedZones).To(HaveLen(2), "the retry avoids the zone that refused")
+		_, refused := fleet.GroupCounts()
+		Expect(refused-refusedBefore).To(Equal(2), "each attempt reached the fleet as one group launch, refused whole")
 		c := cond(p, autoscalingv1.Failed)
 		Expect(c).ToNot(BeNil())
 		Expect(c.Status).To(Equal(metav1.ConditionTrue))

@@ -23,10 +23,11 @@ import (
 // nothing stepped by hand: the controller, Karpenter core's NodeClaim
 // lifecycle and cluster-state informers run in a controller-runtime manager
 // (informer cache, watches, requeues on the real clock) against the real
-// API server. Every attempt gets a partial answer (3 of 4 p4d launch in a
-// zone, the fourth is refused); each is rolled back, retried with backoff
-// in another zone, and the request ends Failed with no NodeClaim and no
-// instance left running.
+// API server. Every attempt is refused whole by the fleet (3 of 4 p4d fit
+// in a zone; the gang's launches reach it as one group with
+// MinTargetCapacity 4, as on AWS), so nothing launches; each is rolled
+// back, retried with backoff in another zone, and the request ends Failed
+// with no NodeClaim and no instance left running.
 var _ = Describe("ProvisioningRequest under a running manager", func() {
 	It("a request the capacity cannot satisfy becomes Failed with no instance left running", func() {
 		limitP4d(3)
@@ -36,6 +37,7 @@ var _ = Describe("ProvisioningRequest under a running manager", func() {
 		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
 		before, err := fleet.List(ctx)
 		Expect(err).ToNot(HaveOccurred())
+		groupsBefore, refusedBefore := fleet.GroupCounts()
 
 		gangtest.StartManager(ctx, env.Config, cloudProvider, pr.Options{MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
 
@@ -82,7 +84,10 @@ var _ = Describe("ProvisioningRequest under a running manager", func() {
 		all, err := fleet.List(ctx)
 		Expect(err).ToNot(HaveOccurred())
 		launched := len(all) - len(before)
-		Expect(launched).To(Equal(9), "three attempts, each a partial answer of 3 of 4")
+		Expect(launched).To(BeZero(), "three attempts, each refused whole: no partial gang ever launches")
+		groups, refused := fleet.GroupCounts()
+		Expect(groups - groupsBefore).To(BeZero())
+		Expect(refused-refusedBefore).To(Equal(3), "each attempt reached the fleet as one group launch")
 		// Failed is final: nothing launches afterwards.
 		Consistently(func() int { return len(nodeClaimsOf(string(p.UID))) }).WithTimeout(3 * time.Second).Should(BeZero())
 		AddReportEntry("gang failed under a manager", fmt.Sprintf("Failed after %s; zones tried %v; instances launched %d, running 0", failedAfter.Round(100*time.Millisecond), lo.Keys(zonesTried), launched))

@@ -7,6 +7,7 @@ package gang_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +53,9 @@ func TestGang(t *testing.T) {
 var _ = BeforeSuite(func() {
 	env = controlplane.NewEnvironment(test.WithCRDs(provisioningrequest.CRD()), controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
-	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
+	// Gang members' launches are gathered into one all-or-nothing group
+	// launch, as on AWS: lifecycle reconciles run concurrently (launchAll).
+	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1, GangWait: 5 * time.Second})
 	var err error
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
 	Expect(err).ToNot(HaveOccurred())
@@ -94,6 +97,22 @@ func nodeClaimsOf(uid string) []*karpv1.NodeClaim {
 		}
 	}
 	return out
+}
+
+// launchAll runs core's lifecycle (the provider's Create) on every
+// NodeClaim at once, as core's lifecycle controller does with its
+// concurrent reconciles: a gang's launches reach the fleet together and
+// are launched, or refused, as one group.
+func launchAll(claims []*karpv1.NodeClaim) {
+	GinkgoHelper()
+	var wg sync.WaitGroup
+	for _, c := range claims {
+		wg.Go(func() {
+			defer GinkgoRecover()
+			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, c)
+		})
+	}
+	wg.Wait()
 }
 
 // limitP4d gives the fleet room for perZone on-demand p4d.24xlarge in

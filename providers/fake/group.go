@@ -95,6 +95,14 @@ func (f *Fleet) SetPlacementGroupCapacity(name string, n int) {
 	f.groups().placementRoom[name] = n
 }
 
+// PlacementGroupOf is the placement group an instance was launched into
+// ("" for none).
+func (f *Fleet) PlacementGroupOf(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.groups().placementOf[id]
+}
+
 // GroupCounts returns how many group launches succeeded and were refused.
 func (f *Fleet) GroupCounts() (launched, refused int) {
 	f.mu.Lock()

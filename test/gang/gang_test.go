@@ -21,6 +21,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
@@ -322,6 +323,51 @@ var _ = Describe("ProvisioningRequest", func() {
 		}
 		terminate(string(p.UID))
 		Expect(runningInstances()).To(BeEmpty(), "the registered nodes' instances and the one that never registered are terminated")
+	})
+
+	// p4d.24xlarge supports EFA: its gangs get a cluster placement group.
+	p4dGang := func() (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim, string) {
+		GinkgoHelper()
+		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
+		ExpectApplied(ctx, env.Client, tmpl)
+		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
+		ExpectApplied(ctx, env.Client, p)
+		p = reconcileReq(p)
+		claims := nodeClaimsOf(string(p.UID))
+		Expect(claims).To(HaveLen(4))
+		g, ok := cloudprovider.GangOf(claims[0])
+		Expect(ok).To(BeTrue(), "the NodeClaims carry their gang")
+		return p, claims, fake.GangPlacementGroupName(g)
+	}
+
+	It("launches an EFA gang whole into one placement group, in one zone", func() {
+		_, claims, group := p4dGang()
+		launch(claims)
+		insts := runningInstances()
+		Expect(insts).To(HaveLen(4))
+		Expect(lo.Uniq(lo.Map(insts, func(i *cloudprovider.Instance, _ int) string { return fleet.PlacementGroupOf(i.ID) }))).To(Equal([]string{group}),
+			"every node of the gang in the gang's placement group")
+		Expect(lo.Uniq(lo.Map(insts, func(i *cloudprovider.Instance, _ int) string { return i.Zone }))).To(HaveLen(1))
+		launched, _ := fleet.GroupCounts()
+		Expect(launched).To(BeNumerically(">", 0))
+	})
+
+	It("rolls back a gang its placement group cannot hold, with nothing launched", func() {
+		p, claims, group := p4dGang()
+		fleet.SetPlacementGroupCapacity(group, 2)
+		DeferCleanup(func() { fleet.SetPlacementGroupCapacity(group, -1) })
+		launch(claims)
+		Expect(runningInstances()).To(BeEmpty(), "nothing of a gang its placement group cannot hold launches")
+		for _, c := range nodeClaimsOf(string(p.UID)) {
+			Expect(c.DeletionTimestamp.IsZero()).To(BeFalse(), "core deletes every refused NodeClaim")
+		}
+		env.Clock.Step(20 * time.Second)
+		p = reconcileReq(p)
+		terminate(string(p.UID))
+		c := cond(p, autoscalingv1.Provisioned)
+		Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		Expect(c.Reason).To(Equal(pr.ReasonCapacityIsNotFound))
+		Expect(runningInstances()).To(BeEmpty())
 	})
 
 	It("answers check-capacity from existing nodes without launching", func() {

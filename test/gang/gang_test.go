@@ -22,6 +22,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
@@ -30,16 +31,9 @@ var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 // also has a 16-GPU type that would take two).
 var eightGPUNodes = map[string]string{v1alpha1.LabelGPUCount: "8"}
 
-func gpuNodeClass() *v1alpha1.GPUNodeClass {
-	return &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			Role:                       "KarpenterNodeRole-envtest",
-		},
-	}
-}
+// gpuNodeClass is the shared minimal GPUNodeClass of the envtest suites
+// (its selectors match the "envtest" discovery tag).
+func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() }
 
 func gpuNodePool(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
 	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
@@ -159,10 +153,12 @@ var _ = Describe("ProvisioningRequest", func() {
 		Expect(err).ToNot(HaveOccurred())
 		return lo.Filter(all, func(i *cloudprovider.Instance, _ int) bool { return i.State != cloudprovider.InstanceStateTerminated })
 	}
-	// provisionGang takes a 4-node request through launch and registration.
-	provisionGang := func() (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim) {
+	// requestGang applies a best-effort-atomic request for four 8-GPU
+	// workers on nodes with nodeSelector, reconciles it once and returns it
+	// with the NodeClaims of its first attempt.
+	requestGang := func(nodeSelector map[string]string) (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim) {
 		GinkgoHelper()
-		tmpl := podTemplate(8, "16", "64Gi", eightGPUNodes)
+		tmpl := podTemplate(8, "16", "64Gi", nodeSelector)
 		ExpectApplied(ctx, env.Client, tmpl)
 		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
 		ExpectApplied(ctx, env.Client, p)
@@ -171,6 +167,12 @@ var _ = Describe("ProvisioningRequest", func() {
 		Expect(cond(p, autoscalingv1.Provisioned).Reason).To(Equal(pr.ReasonProvisioning))
 		claims := nodeClaimsOf(string(p.UID))
 		Expect(claims).To(HaveLen(4), "one 8-GPU node per worker")
+		return p, claims
+	}
+	// provisionGang takes a 4-node request through launch and registration.
+	provisionGang := func() (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim) {
+		GinkgoHelper()
+		p, claims := requestGang(eightGPUNodes)
 		launch(claims)
 		p = reconcileReq(p)
 		Expect(cond(p, autoscalingv1.Provisioned).Status).To(Equal(metav1.ConditionFalse), "not provisioned before the nodes register")
@@ -298,13 +300,7 @@ var _ = Describe("ProvisioningRequest", func() {
 	})
 
 	It("rolls back a gang whose nodes do not all register within the launch timeout", func() {
-		tmpl := podTemplate(8, "16", "64Gi", eightGPUNodes)
-		ExpectApplied(ctx, env.Client, tmpl)
-		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
-		ExpectApplied(ctx, env.Client, p)
-		p = reconcileReq(p)
-		claims := nodeClaimsOf(string(p.UID))
-		Expect(claims).To(HaveLen(4))
+		p, claims := requestGang(eightGPUNodes)
 		launch(claims)
 		register(claims[:3]) // the fourth never registers
 		env.Clock.Step(5*time.Minute + time.Second)
@@ -328,13 +324,7 @@ var _ = Describe("ProvisioningRequest", func() {
 	// p4d.24xlarge supports EFA: its gangs get a cluster placement group.
 	p4dGang := func() (*autoscalingv1.ProvisioningRequest, []*karpv1.NodeClaim, string) {
 		GinkgoHelper()
-		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
-		ExpectApplied(ctx, env.Client, tmpl)
-		p := provReq(autoscalingv1.ProvisioningClassBestEffortAtomicScaleUp, tmpl, 4)
-		ExpectApplied(ctx, env.Client, p)
-		p = reconcileReq(p)
-		claims := nodeClaimsOf(string(p.UID))
-		Expect(claims).To(HaveLen(4))
+		p, claims := requestGang(map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})
 		g, ok := cloudprovider.GangOf(claims[0])
 		Expect(ok).To(BeTrue(), "the NodeClaims carry their gang")
 		return p, claims, fake.GangPlacementGroupName(g)

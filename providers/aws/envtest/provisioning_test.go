@@ -16,20 +16,14 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 var providerIDPattern = regexp.MustCompile(`^aws:///us-east-1[abc]/i-[0-9a-f]+$`)
 
-func gpuNodeClass() *v1alpha1.GPUNodeClass {
-	return &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-			Role:                       "KarpenterNodeRole-envtest",
-		},
-	}
-}
+// gpuNodeClass is the shared minimal GPUNodeClass of the envtest suites
+// (its selectors match the "envtest" discovery tag).
+func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() }
 
 func gpuNodePool(nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
 	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{

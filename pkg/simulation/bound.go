@@ -41,6 +41,10 @@ type LowerBoundCache struct {
 	// simulated time whose bound was solved exactly.
 	solves    int
 	exactTime float64
+	// Dir, when set, keeps bounds on disk between runs (boundcache.go):
+	// a bound already computed for the same problem by the same binary is
+	// read instead of solved.
+	Dir string
 }
 
 // NewLowerBoundCache returns an empty cache.
@@ -67,14 +71,29 @@ func (e *engine) startLowerBound() error {
 		}
 		problem := e.boundProblem(types, pools)
 		problem.Workers, problem.More = max(1, runtime.GOMAXPROCS(0)-1), c.boost
-		go func() {
-			defer close(c.done)
-			var steps []bound.Step
-			c.usd, steps, c.solves = problem.Integrate()
-			c.exactTime = problem.ExactTime
-			for _, s := range steps {
+		key := ""
+		if c.Dir != "" {
+			key = boundKey(problem)
+		}
+		set := func(sb *storedBound) {
+			c.usd, c.solves, c.exactTime = sb.USD, sb.Solves, sb.ExactTime
+			for _, s := range sb.Steps {
 				c.series = append(c.series, point{s.T, s.V})
 			}
+		}
+		if sb, ok := loadBound(c.Dir, key); ok {
+			set(sb)
+			close(c.done)
+			return
+		}
+		go func() {
+			defer close(c.done)
+			sb := &storedBound{}
+			sb.USD, sb.Steps, sb.Solves = problem.Integrate()
+			sb.ExactTime = problem.ExactTime
+			set(sb)
+			// A bound that cannot be kept is computed again next time.
+			_ = storeBound(c.Dir, key, sb)
 		}()
 	})
 	return setupErr

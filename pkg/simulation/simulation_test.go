@@ -314,3 +314,39 @@ func TestFastReadsEquivalence(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundDiskCache checks that a bound read from LowerBoundCache.Dir is
+// the one computed: a run that solves it and stores it, and a run that
+// reads it back, give the same report as a run without the cache.
+func TestBoundDiskCache(t *testing.T) {
+	w := load(t, "churn.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+	dir := t.TempDir()
+	withDir := func(c *Config) {
+		c.LowerBound = NewLowerBoundCache()
+		c.LowerBound.Dir = dir
+	}
+	plain := normalized(t, run(t, w, nil))
+	stored := normalized(t, run(t, w, withDir))
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("bound cache holds %d files, want 1", len(files))
+	}
+	read := normalized(t, run(t, w, withDir))
+	for name, got := range map[string]string{"storing": stored, "reading": read} {
+		if got != plain {
+			t.Errorf("%s the bound changed the report:\n%s", name, firstDiff(got, plain))
+		}
+	}
+	// The read run did read: a planted value comes back.
+	sb, ok := loadBound(dir, strings.TrimSuffix(filepath.Base(files[0]), ".json"))
+	if !ok {
+		t.Fatal("the stored bound does not load")
+	}
+	sb.USD = 12345
+	if err := storeBound(dir, strings.TrimSuffix(filepath.Base(files[0]), ".json"), sb); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, w, withDir).LowerBoundUSD; got != 12345 {
+		t.Errorf("lower bound %v, want the planted 12345 read from the cache", got)
+	}
+}

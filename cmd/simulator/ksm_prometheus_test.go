@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,45 +144,83 @@ func startPrometheus(t *testing.T, server, promtool, series string) string {
 	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1m}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A free loopback port: the listener is closed before Prometheus binds
+	// it, so another process may take it first; then Prometheus exits and
+	// the next port is tried.
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		url, logs, err := servePrometheus(t, server, cfg, data, addr)
+		if err == nil {
+			return url
+		}
+		if attempt == 3 || !strings.Contains(logs, "address already in use") {
+			t.Fatalf("prometheus on %s: %v\n%s", addr, err, logs)
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
+}
+
+// servePrometheus runs Prometheus on addr until the test ends and waits for
+// it to be ready; it returns its URL, or its logs and why it is not ready.
+func servePrometheus(t *testing.T, server, cfg, data, addr string) (string, string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, server, "--config.file="+cfg, "--storage.tsdb.path="+data, "--web.listen-address="+addr,
 		"--query.lookback-delta=1m", "--log.level=warn")
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		cancel()
-		t.Fatal(err)
+		return "", "", err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	stop := func() {
 		cancel()
 		<-exited
-	})
+	}
 	url := "http://" + addr
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		select {
 		case err := <-exited:
-			exited <- err
-			t.Fatalf("prometheus exited: %v\n%s", err, logs.String())
+			cancel()
+			return "", logs.String(), fmt.Errorf("exited: %v", err)
 		default:
 		}
 		if resp, err := http.Get(url + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url
+				t.Cleanup(stop)
+				return url, "", nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus at %s not ready after 30 s\n%s", url, logs.String())
+			stop()
+			return "", logs.String(), fmt.Errorf("not ready after 30 s")
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer the process's output goroutines and the test
+// may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestKSMFromRealPrometheus loads six hours of kube-state-metrics series
@@ -210,7 +249,8 @@ func startPrometheus(t *testing.T, server, promtool, series string) string {
 // app.kubernetes.io/part-of, mapped back to label_app_kubernetes_io_part_of)
 // must report those pods, their GPU-hours requested by namespace, label and
 // pod group (GPUs × lifetime), and a cost allocation adding up to the fleet
-// cost.
+// cost; and `simulator preview --prometheus` must preview the pods alive at
+// the range's end as `preview --cluster` does their kubectl pod list.
 func TestKSMFromRealPrometheus(t *testing.T) {
 	server, promtool := prometheusBinaries(t)
 	// Whole hours in the recent past: inside the TSDB's retention, and
@@ -361,4 +401,79 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 		!strings.Contains(s, url+" (kube-state-metrics, "+start+" to "+end+")") {
 		t.Errorf("report lacks the input or the label mapping note:\n%s", s)
 	}
+
+	// preview with the cluster's pods from Prometheus: those alive at the
+	// range's end (web-7d9f8c6b5-q8r7t and trainer-0's second incarnation)
+	// are the cluster; it must preview exactly as the kubectl pod list of
+	// the same two pods does.
+	t.Run("preview", func(t *testing.T) {
+		dir := t.TempDir()
+		podList := filepath.Join(dir, "pods.yaml")
+		if err := os.WriteFile(podList, []byte(`apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: trainer-0
+    namespace: ml
+    labels: {team: research}
+    ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: trainer, uid: s1, controller: true}]
+  spec:
+    containers: [{name: main, image: i, resources: {requests: {cpu: "8", memory: 32Gi, nvidia.com/gpu: "2"}, limits: {nvidia.com/gpu: "2"}}}]
+  status: {phase: Running}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: web-7d9f8c6b5-q8r7t
+    namespace: inference
+    labels: {team: chat, app.kubernetes.io/part-of: chat, pod-template-hash: 7d9f8c6b5}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f8c6b5, uid: r1, controller: true}]
+  spec:
+    containers: [{name: main, image: i, resources: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "1"}, limits: {nvidia.com/gpu: "1"}}}]
+  status: {phase: Running}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		preview := func(input ...string) ([]PreviewResult, string) {
+			jsonOut := filepath.Join(t.TempDir(), "preview.json")
+			var out, errOut bytes.Buffer
+			args := append(append([]string{"preview"}, input...), "--add", filepath.Join(ex, "train-job.yaml"), "--json", jsonOut)
+			if err := run(args, &out, &errOut); err != nil {
+				t.Fatalf("simulator %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+			}
+			b, err := os.ReadFile(jsonOut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []PreviewResult
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			return got, out.String()
+		}
+		fromProm, text := preview("--prometheus", url, "--prometheus-start", start, "--prometheus-end", end)
+		fromList, _ := preview("--cluster", podList)
+		if len(fromProm) != 2 || len(fromList) != 2 {
+			t.Fatalf("%d and %d results, want 2 each", len(fromProm), len(fromList))
+		}
+		for i, p := range fromProm {
+			l := fromList[i]
+			t.Logf("%s: before $%.3f/h (%v GPUs), after $%.3f/h (%v GPUs), launched %v", p.Policy, p.BeforeUSDPerHour, p.GPUsBefore, p.AfterUSDPerHour, p.GPUsAfter, describeInstances(p.Launched))
+			if p.Baseline != baselineFleet || p.AddedPods != 2 || p.GPUsBefore < 3 || p.BeforeUSDPerHour <= 0 || len(p.AddedPodsPending) > 0 {
+				t.Errorf("%s: baseline %q, %d added pods, %v GPUs and $%.3f/h before, pending %v: want the simulated fleet of the cluster's 3 GPUs, 2 added pods running",
+					p.Policy, p.Baseline, p.AddedPods, p.GPUsBefore, p.BeforeUSDPerHour, p.AddedPodsPending)
+			}
+			if p.Policy != l.Policy || math.Abs(p.BeforeUSDPerHour-l.BeforeUSDPerHour) > 1e-9 || math.Abs(p.AfterUSDPerHour-l.AfterUSDPerHour) > 1e-9 ||
+				p.GPUsBefore != l.GPUsBefore || p.GPUsAfter != l.GPUsAfter || describeInstances(p.Launched) != describeInstances(l.Launched) ||
+				describeInstances(p.Terminated) != describeInstances(l.Terminated) {
+				t.Errorf("%s from Prometheus: before $%.3f after $%.3f GPUs %v→%v launched [%s] retired [%s]; from the pod list: before $%.3f after $%.3f GPUs %v→%v launched [%s] retired [%s]",
+					p.Policy, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.GPUsBefore, p.GPUsAfter, describeInstances(p.Launched), describeInstances(p.Terminated),
+					l.BeforeUSDPerHour, l.AfterUSDPerHour, l.GPUsBefore, l.GPUsAfter, describeInstances(l.Launched), describeInstances(l.Terminated))
+			}
+		}
+		if !strings.Contains(text, "to "+url+" (kube-state-metrics, "+start+" to "+end+") (2 pods)") {
+			t.Errorf("preview output does not name the Prometheus range and its 2 pods:\n%s", text)
+		}
+	})
 }

@@ -72,6 +72,7 @@ func runPreview(args []string, stdout, stderr io.Writer) error {
 	fin := &finopsFlags{}
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS [--nodes NODES] --add MANIFEST [flags]
+       simulator preview --prometheus URL --prometheus-start T --add MANIFEST [flags]
 
 Prints what adding a manifest's pods to a cluster would cost per hour, under
 karpenter-gpu and under stock Karpenter.
@@ -86,12 +87,16 @@ Without nodes: the cluster's pods (kubectl get pods -A -o json|yaml,
 manifests or a scenario) are provisioned as a snapshot, the manifest's pods
 (Deployment, StatefulSet, Job, JobSet, Pods) arrive once the fleet has
 settled, and each policy's fleet after is compared with its fleet before.
+With --prometheus instead of --cluster, the cluster's pods are those
+kube-state-metrics shows alive at the end of the range (--prometheus-end,
+default now); its series do not say which node a pod runs on, so --nodes
+needs a kubectl pod list.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cluster, "cluster", "", "the cluster's pods: a kubectl pod list (JSON or YAML), manifests or a scenario (required)")
+	fs.StringVar(&cluster, "cluster", "", "the cluster's pods: a kubectl pod list (JSON or YAML), manifests or a scenario (required unless --prometheus)")
 	fs.Var(&add, "add", "manifest whose pods are added (repeatable; required)")
 	fs.StringVar(&nodesFile, "nodes", "", "the cluster's nodes (kubectl get nodes -o json|yaml): place the added pods on their free capacity first")
 	fs.DurationVar(&at, "at", 30*time.Minute, "without nodes: when the manifest arrives (the cluster's simulated fleet settles before)")
@@ -111,8 +116,14 @@ Flags:
 	if fs.NArg() > 0 {
 		return fmt.Errorf("preview: unexpected arguments %q", fs.Args())
 	}
-	if cluster == "" || len(add) == 0 {
-		return fmt.Errorf("preview: --cluster and --add are required")
+	if cluster != "" && fin.prometheus != "" {
+		return fmt.Errorf("preview: --cluster and --prometheus are two inputs for the cluster's pods; give one")
+	}
+	if (cluster == "" && fin.prometheus == "") || len(add) == 0 {
+		return fmt.Errorf("preview: --cluster (or --prometheus) and --add are required")
+	}
+	if fin.prometheus != "" && nodesFile != "" {
+		return fmt.Errorf("preview: --nodes needs a kubectl pod list as --cluster (spec.nodeName says which pods run on which node); the kube-state-metrics series read from --prometheus do not")
 	}
 	if at <= 0 || settle <= 0 {
 		return fmt.Errorf("preview: --at and --settle must be positive")
@@ -133,16 +144,29 @@ Flags:
 		return fmt.Errorf("--scheduler-profile: %w", err)
 	}
 	opts := workload.TraceOptions{GPUMap: workload.DefaultGPUMap()}
-	w, added, err := previewWorkload(cluster, add, at, opts)
+	var base *workload.Workload
+	if fin.prometheus != "" {
+		if base, err = loadPrometheus(fin, "", opts); err == nil {
+			cluster = base.Source // URL (kube-state-metrics, start to end): its pods alive at the end
+		}
+	} else {
+		base, err = workload.LoadInput(cluster, opts)
+	}
+	if err != nil {
+		return err
+	}
+	w, added, err := previewWorkload(base, cluster, add, at, opts)
 	if err != nil {
 		return err
 	}
 	if err := applyFinOps(fin, &cfg, entries, w); err != nil {
 		return err
 	}
-	nodes, err := workload.LoadClusterNodes(cluster, nodesFile)
-	if err != nil {
-		return err
+	var nodes *workload.ClusterNodes
+	if fin.prometheus == "" {
+		if nodes, err = workload.LoadClusterNodes(cluster, nodesFile); err != nil {
+			return err
+		}
 	}
 	if nodes != nil {
 		w.Notes = lo.Filter(w.Notes, func(n string, _ int) bool { return !strings.Contains(n, workload.NodesNotReplayed) })
@@ -195,14 +219,10 @@ Flags:
 	return nil
 }
 
-// previewWorkload is the cluster's pods at t=0 (a snapshot) plus the
-// manifests' pods arriving at `at`, none leaving; added lists the keys of
-// the added pods.
-func previewWorkload(cluster string, add []string, at time.Duration, opts workload.TraceOptions) (*workload.Workload, map[string]bool, error) {
-	w, err := workload.LoadInput(cluster, opts)
-	if err != nil {
-		return nil, nil, err
-	}
+// previewWorkload is the cluster's pods (w, read from cluster) at t=0 (a
+// snapshot) plus the manifests' pods arriving at `at`, none leaving; added
+// lists the keys of the added pods.
+func previewWorkload(w *workload.Workload, cluster string, add []string, at time.Duration, opts workload.TraceOptions) (*workload.Workload, map[string]bool, error) {
 	// The cluster as it is: its pods at the end of a Prometheus range,
 	// every pod of a pod list or manifests (they all arrive at 0).
 	snap := time.Duration(0)

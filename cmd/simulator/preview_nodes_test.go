@@ -165,6 +165,11 @@ func TestPreviewBadNodes(t *testing.T) {
 		{"nodes twice", []string{"--cluster", combinedList(t, dir), "--nodes", nodes, "--add", add}, "nodes-and-pods.json already holds 2 Nodes (e.g. ip-10-0-0-1.ec2.internal); give the nodes once"},
 		{"cluster not a pod list", []string{"--cluster", scenario, "--nodes", nodes, "--add", add}, "is not a Kubernetes pod list"},
 		{"missing file", []string{"--cluster", pods, "--nodes", filepath.Join(dir, "absent.json"), "--add", add}, "absent.json: no such file"},
+		{"cluster and prometheus", []string{"--cluster", pods, "--prometheus", "http://127.0.0.1:9", "--prometheus-start", "1h", "--add", add},
+			"preview: --cluster and --prometheus are two inputs for the cluster's pods; give one"},
+		{"nodes with prometheus", []string{"--prometheus", "http://127.0.0.1:9", "--prometheus-start", "1h", "--nodes", nodes, "--add", add},
+			"preview: --nodes needs a kubectl pod list as --cluster"},
+		{"no cluster", []string{"--add", add}, "preview: --cluster (or --prometheus) and --add are required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer

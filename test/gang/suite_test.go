@@ -55,7 +55,7 @@ var _ = BeforeSuite(func() {
 	ctx = options.ToContext(ctx, test.Options())
 	// Gang members' launches are gathered into one all-or-nothing group
 	// launch, as on AWS: lifecycle reconciles run concurrently (launchAll).
-	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1, GangWait: 5 * time.Second})
+	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1, GangWait: 10 * time.Second})
 	var err error
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
 	Expect(err).ToNot(HaveOccurred())

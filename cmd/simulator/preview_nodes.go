@@ -324,6 +324,10 @@ func writePreviewOnNodes(w io.Writer, wl *workload.Workload, cluster, nodesFile 
 		fmt.Fprintf(w, "Note: %s of %s bound to no node fit on none either (%s): not provisioned here, as they are not the manifest's; Karpenter would launch for them, and the manifest might share it\n",
 			plural(len(np.clusterPending), "pod"), cluster, strings.Join(lo.Slice(np.clusterPending, 0, 3), ", "))
 	}
+	if managed := karpenterNodes(cn); len(managed) > 0 {
+		fmt.Fprintf(w, "Note: %s of the cluster %s Karpenter's (%s, e.g. %s): Karpenter may consolidate %s once the manifest runs, which this preview does not model; without --nodes it gives the increment on the fleet each policy would build for the cluster's pods\n",
+			plural(len(managed), "node"), lo.Ternary(len(managed) == 1, "is", "are"), karpv1.NodePoolLabelKey, managed[0], lo.Ternary(len(managed) == 1, "it", "them"))
+	}
 	if len(out) > 0 && out[0].Result != nil && out[0].Result.Prices != "" {
 		fmt.Fprintf(w, "Prices: %s\n", out[0].Result.Prices)
 	}
@@ -331,4 +335,16 @@ func writePreviewOnNodes(w io.Writer, wl *workload.Workload, cluster, nodesFile 
 		fmt.Fprintf(w, "Note: %s\n", n)
 	}
 	return nil
+}
+
+// karpenterNodes are the names of the cluster's nodes a Karpenter NodePool
+// owns (karpenter.sh/nodepool): the ones Karpenter may consolidate.
+func karpenterNodes(cn *workload.ClusterNodes) []string {
+	var out []string
+	for _, n := range cn.Nodes {
+		if n.Node.Labels[karpv1.NodePoolLabelKey] != "" {
+			out = append(out, n.Node.Name)
+		}
+	}
+	return out
 }

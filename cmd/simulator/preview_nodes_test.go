@@ -77,7 +77,8 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 	}{
 		{"finetune, --nodes", []string{"--cluster", pods, "--nodes", nodes, "--add", filepath.Join(ex, "train-job.yaml")}, finetune,
 			[]string{"ml-research/finetune-0 → ip-10-0-0-1.ec2.internal (g4dn.12xlarge)", "karpenter-gpu: launches 1 × g4dn.xlarge (on-demand, $0.526/h) for 1 pod",
-				"stock: launches 1 × g4dn.xlarge (on-demand, $0.526/h) for 1 pod", "no price for ip-10-0-0-2.ec2.internal (m5.large on-demand)"}},
+				"stock: launches 1 × g4dn.xlarge (on-demand, $0.526/h) for 1 pod", "no price for ip-10-0-0-2.ec2.internal (m5.large on-demand)",
+				"Note: 1 node of the cluster is Karpenter's (karpenter.sh/nodepool, e.g. ip-10-0-0-1.ec2.internal): Karpenter may consolidate it once the manifest runs, which this preview does not model"}},
 		{"finetune, nodes in the List", []string{"--cluster", list, "--add", filepath.Join(ex, "train-job.yaml")}, finetune, nil},
 		{"notebook, --nodes", []string{"--cluster", pods, "--nodes", nodes, "--add", one}, notebook,
 			[]string{"karpenter-gpu: fits on the cluster's free capacity (no instance launched)", "stock: fits on the cluster's free capacity"}},

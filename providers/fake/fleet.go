@@ -82,6 +82,7 @@ type Fleet struct {
 	interrupts map[string]time.Time
 	// gangs gathers gang members' launches (gang.go); nil without GangWait.
 	gangs *gather.Gangs[*gangMember]
+	group groupState // group launches (group.go)
 }
 
 var _ cloudprovider.Backend = (*Fleet)(nil)
@@ -107,6 +108,7 @@ func NewFleet(opts Options) *Fleet {
 		// A stream of its own, so a rate changes no instance ID.
 		spotRNG:    rand.New(rand.NewSource(opts.Seed ^ 0x5b07)),
 		interrupts: map[string]time.Time{},
+		group:      newGroupState(),
 	}
 	if opts.GangWait > 0 {
 		f.gangs = gather.NewGangs(opts.GangWait, f.flushGang)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/samber/lo"
 
@@ -66,8 +65,8 @@ func IsGroupCapacityError(err error) bool {
 	return errors.As(err, &ge)
 }
 
-// groupState is the fleet's group bookkeeping, kept beside the Fleet (whose
-// struct predates groups) and guarded by the fleet's mutex.
+// groupState is the fleet's group bookkeeping, guarded by the fleet's
+// mutex.
 type groupState struct {
 	tokens         map[string][]string // client token -> instance IDs
 	placementRoom  map[string]int      // placement group -> instances it can hold
@@ -76,12 +75,11 @@ type groupState struct {
 	groupsRefused  int
 }
 
-var groupStates sync.Map // *Fleet -> *groupState
-
-func (f *Fleet) groups() *groupState {
-	g, _ := groupStates.LoadOrStore(f, &groupState{tokens: map[string][]string{}, placementRoom: map[string]int{}, placementOf: map[string]string{}})
-	return g.(*groupState)
+func newGroupState() groupState {
+	return groupState{tokens: map[string][]string{}, placementRoom: map[string]int{}, placementOf: map[string]string{}}
 }
+
+func (f *Fleet) groups() *groupState { return &f.group }
 
 // SetPlacementGroupCapacity limits how many running instances a placement
 // group holds (n < 0 removes the limit).

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -306,12 +308,16 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 		Group, Class         string
 		Team, PartOf, Labels string
 	}
-	got := map[string]pod{}
-	for _, p := range w.Pods {
-		cpu, memory := p.Requests[corev1.ResourceCPU], p.Requests[corev1.ResourceMemory]
-		got[p.Key()] = pod{p.Arrival, p.Deletion, p.GPUs(), cpu.String(), memory.String(), p.Group, p.Annotations[evictioncost.AnnotationWorkloadClass],
-			p.Labels["team"], p.Labels["app_kubernetes_io_part_of"], fmt.Sprint(len(p.Labels))}
+	summary := func(w *workload.Workload) map[string]pod {
+		m := map[string]pod{}
+		for _, p := range w.Pods {
+			cpu, memory := p.Requests[corev1.ResourceCPU], p.Requests[corev1.ResourceMemory]
+			m[p.Key()] = pod{p.Arrival, p.Deletion, p.GPUs(), cpu.String(), memory.String(), p.Group, p.Annotations[evictioncost.AnnotationWorkloadClass],
+				p.Labels["team"], p.Labels["app_kubernetes_io_part_of"], fmt.Sprint(len(p.Labels))}
+		}
+		return m
 	}
+	got := summary(w)
 	batch, service, forever := string(evictioncost.Batch), string(evictioncost.Service), workload.Forever
 	want := map[string]pod{
 		"ml/train-a-0-k7x2p":            {0, 150 * time.Minute, 4, "8", "64Gi", "Job/train-a", batch, "research", "llm-train", "3"},
@@ -336,6 +342,31 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 	}
 	if w.Span != 6*time.Hour || !strings.Contains(w.Source, start) || !strings.Contains(w.Source, url) {
 		t.Errorf("span %s, source %q: want 6h, the URL and the range", w.Span, w.Source)
+	}
+
+	// The same series saved as the README saves them (one query_range of
+	// workload.PrometheusQuery, 60 s step) and read with --trace: the same
+	// workload.
+	q := neturl.Values{"query": {workload.PrometheusQuery}, "start": {fmt.Sprint(t0.Unix())}, "end": {fmt.Sprint(t1.Unix())}, "step": {"60"}}
+	resp, err := http.Get(url + "/api/v1/query_range?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("query_range %s: %v %s\n%.500s", q.Encode(), err, resp.Status, saved)
+	}
+	savedPath := filepath.Join(t.TempDir(), "ksm.json")
+	if err := os.WriteFile(savedPath, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromFile, err := workload.LoadInput(savedPath, workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, summary(fromFile)); diff != "" || len(fromFile.Excluded) != 2 || fromFile.Span != 6*time.Hour {
+		t.Errorf("the saved query_range response read with --trace: %d excluded, span %s (want 2, 6h); pods (-want +got):\n%s", len(fromFile.Excluded), fromFile.Span, diff)
 	}
 
 	// The simulator's whole run on that input.

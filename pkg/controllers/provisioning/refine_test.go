@@ -2,6 +2,7 @@ package provisioning_test
 
 import (
 	"context"
+	"maps"
 	"math"
 	"slices"
 	"testing"
@@ -9,9 +10,12 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
+	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
@@ -254,4 +258,68 @@ func equalReasons(a, b map[string][]string) bool {
 		}
 	}
 	return true
+}
+
+// NodeClaims core pinned to a capacity reservation stay as core made them
+// (the same objects), the pods core could not reserve for stay its pod
+// errors, and nothing returned counts on more reserved seats than the
+// reservation has.
+func TestRefineResultsKeepsReservedNodeClaims(t *testing.T) {
+	const seats = 2
+	e := newEnv(t, gpuPool("gpu", 0))
+	entries, _, err := catalog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cp.InstanceTypes, _ = catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b"},
+		CapacityTypes: []string{karpv1.CapacityTypeOnDemand},
+		Reservations:  []catalog.Reservation{{ID: "cr-1", InstanceType: "g4dn.xlarge", Zone: "us-east-1a", Count: seats}}})
+	var pods []*corev1.Pod
+	for range 6 {
+		pods = append(pods, e.pod(3000, 12288, 1))
+	}
+	e.addPods(t, pods...)
+	core, err := e.prov.Schedule(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := lo.CountBy(core.NewNodeClaims, func(nc *scheduling.NodeClaim) bool { return packing.Unmodelled(nc) == "pinned to a capacity reservation" })
+	t.Logf("core: %d NodeClaims, %d pinned to cr-1", len(core.NewNodeClaims), pinned)
+	if pinned == 0 {
+		t.Fatalf("core pinned no NodeClaim to the reservation; the test needs some")
+	}
+	opts, err := e.refiner.Inputs(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, d := provisioning.RefineResults(e.ctx, &core, opts)
+	if got, want := placed(*out), placed(core); !maps.Equal(got, want) {
+		t.Errorf("placed %v, core placed %v", got, want)
+	}
+	if len(out.PodErrors) != len(core.PodErrors) {
+		t.Errorf("%d pod errors, core had %d", len(out.PodErrors), len(core.PodErrors))
+	}
+	for _, nc := range core.NewNodeClaims {
+		if !slices.Contains(out.NewNodeClaims, nc) {
+			t.Errorf("core's pinned NodeClaim with %d pods not returned as it was", len(nc.Pods))
+		}
+	}
+	if !slices.ContainsFunc(d.Unchanged, func(u provisioning.Unchanged) bool {
+		return u.Reason == "pinned to a capacity reservation" && u.NodeClaims == pinned
+	}) {
+		t.Errorf("unchanged %+v, want the %d pinned NodeClaims kept", d.Unchanged, pinned)
+	}
+	mayReserve := lo.CountBy(out.NewNodeClaims, func(nc *scheduling.NodeClaim) bool {
+		if !nc.Requirements.Get(karpv1.CapacityTypeLabelKey).Has(karpv1.CapacityTypeReserved) {
+			return false
+		}
+		return lo.ContainsBy(nc.InstanceTypeOptions, func(it *cloudprovider.InstanceType) bool {
+			return lo.ContainsBy(it.Offerings.Available(), func(o *cloudprovider.Offering) bool {
+				return o.CapacityType() == karpv1.CapacityTypeReserved && nc.Requirements.IsCompatible(o.Requirements, kscheduling.AllowUndefinedWellKnownLabels)
+			})
+		})
+	})
+	if mayReserve > seats {
+		t.Errorf("%d NodeClaims may launch into a reservation of %d seats (decision: %s)", mayReserve, seats, d)
+	}
 }

@@ -283,7 +283,9 @@ func TestRefineResultsKeepsReservedNodeClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned := lo.CountBy(core.NewNodeClaims, func(nc *scheduling.NodeClaim) bool { return packing.Unmodelled(nc) == "pinned to a capacity reservation" })
+	pinned := lo.CountBy(core.NewNodeClaims, func(nc *scheduling.NodeClaim) bool {
+		return packing.Unmodelled(nc) == "pinned to a capacity reservation"
+	})
 	t.Logf("core: %d NodeClaims, %d pinned to cr-1", len(core.NewNodeClaims), pinned)
 	if pinned == 0 {
 		t.Fatalf("core pinned no NodeClaim to the reservation; the test needs some")

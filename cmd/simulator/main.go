@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -46,7 +47,7 @@ type flags struct {
 	protection, consolidationPolicy, csvOut                                                           string
 	noCache                                                                                           bool
 	breakEvenPercent                                                                                  int
-	attrition, repack                                                                                 string
+	attrition, repack, evictionCostPerPod                                                             string
 	seed                                                                                              int64
 	launchLatency, registrationDelay, podStartDelay, batchIdle, batchMax, horizon, disruptionInterval time.Duration
 	lbExact                                                                                           float64
@@ -104,6 +105,7 @@ Flags:
 	fs.BoolVar(&f.noCache, "no-cache", false, "always replay stock Karpenter (by default a stock result is reused from the user's cache directory when everything that decides it is unchanged: binary, input, settings)")
 	fs.StringVar(&f.protection, "protection", "", "override the GPUNodeClass's gpu.disruption.protection for this run: BreakEven, Always (the old protectRunningGPUPods: true) or Never (karpenter-gpu policy; stock has no GPU-work protection)")
 	fs.StringVar(&f.attrition, "drain-by-attrition", "", "override the GPUNodeClass's gpu.disruption.drainByAttrition (true or false): soft-cordon nodes the break-even rule finds reclaimable")
+	fs.StringVar(&f.evictionCostPerPod, "eviction-cost-per-pod", "", "override the GPUNodeClass's gpu.disruption.evictionCostPerPod (dollars added to every GPU pod's eviction-cost estimate, e.g. 0.2)")
 	fs.StringVar(&f.repack, "repack", "", "override the GPUNodeClass's gpu.disruption.repack (true or false): split nodes released by the break-even rule into the packer's cheaper set of new nodes")
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
@@ -236,7 +238,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := overrideDisruption(w, f.protection, f.breakEvenPercent, f.consolidationPolicy, f.attrition, f.repack); err != nil {
+	if err := overrideDisruption(w, f); err != nil {
 		return err
 	}
 	if f.snapshot != "" {
@@ -275,6 +277,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	showProgress := !f.quiet && (isTerminal(stderr) || f.progressLines)
 	cfg.LowerBound = simulation.NewLowerBoundCache()
+	if d, err := cacheDir(); err == nil && !f.noCache {
+		// A window's bound is kept beside the stock results (--no-cache
+		// solves it again).
+		cfg.LowerBound.Dir = filepath.Join(filepath.Dir(d), "bound")
+	}
 	if f.lowerBoundOnly {
 		start := time.Now()
 		usd, solves, exact, err := simulation.LowerBound(context.Background(), w, cfg)
@@ -367,10 +374,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// overrideDisruption applies --protection, --break-even-percent and
+// overrideDisruption applies --protection, --break-even-percent,
+// --eviction-cost-per-pod, --drain-by-attrition, --repack and
 // --consolidation-policy to the workload's node class and NodePools.
-func overrideDisruption(w *workload.Workload, protection string, percent int, policy, attrition, repack string) error {
-	if protection != "" || percent >= 0 || attrition != "" || repack != "" {
+func overrideDisruption(w *workload.Workload, f *flags) error {
+	protection, percent, policy, attrition, repack, perPod := f.protection, f.breakEvenPercent, f.consolidationPolicy, f.attrition, f.repack, f.evictionCostPerPod
+	if protection != "" || percent >= 0 || attrition != "" || repack != "" || perPod != "" {
 		nc := w.NodeClass.DeepCopy()
 		if nc.Spec.GPU.Disruption == nil {
 			nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{}
@@ -387,6 +396,12 @@ func overrideDisruption(w *workload.Workload, protection string, percent int, po
 		if percent >= 0 {
 			p := int32(percent)
 			d.BreakEvenPercent = &p
+		}
+		if perPod != "" {
+			d.EvictionCostPerPod = &perPod
+			if _, err := nc.EvictionCostPerPod(); err != nil {
+				return fmt.Errorf("--eviction-cost-per-pod: %q is not a non-negative number of dollars", perPod)
+			}
 		}
 		for _, o := range []struct {
 			flag, value string

@@ -17,6 +17,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
 // A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods: any
@@ -80,6 +81,20 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		env.Clock.Step(40 * time.Hour)
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(protected()).To(BeFalse(), "at least $491 wasted after 42h, past 1000% of $40")
+	})
+	It("adds evictionCostPerPod to each GPU pod's eviction cost, but not to one the annotation fixes", func() {
+		nc.Spec.GPU.Disruption.EvictionCostPerPod = ptrTo("15")
+		// A replica that restarts at once: $0 of lost work, so $15 in all.
+		pods[1].Annotations = map[string]string{evictioncost.AnnotationWorkloadClass: "service", evictioncost.AnnotationRestartTime: "0s"}
+		apply()
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(testutil.ToFloat64(idlegpu.NodeEvictionCostUSD.WithLabelValues(np.Name, claim.Name))).To(BeNumerically("==", 35), "$20 fixed + $0 restart + $15")
+		env.Clock.Step(2 * time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeTrue(), "at most $26.7 wasted after 2h, below $35 (without the per-pod cost: past $20)")
+		env.Clock.Step(time.Hour)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected()).To(BeFalse(), "at least $35.1 wasted after 3h")
 	})
 	It("keeps a right-sized node protected however long it runs", func() {
 		claim.Labels[corev1.LabelInstanceTypeStable] = "g6.xlarge"

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -139,6 +142,21 @@ func (in *GPUNodeClass) DrainByAttrition() bool {
 		return *d.DrainByAttrition
 	}
 	return DefaultDrainByAttrition
+}
+
+// EvictionCostPerPod returns spec.gpu.disruption.evictionCostPerPod in
+// dollars (0 when unset), or an error naming the field when it is not a
+// non-negative decimal (the CRD refuses such a value at admission).
+func (in *GPUNodeClass) EvictionCostPerPod() (float64, error) {
+	d := in.Spec.GPU.Disruption
+	if d == nil || d.EvictionCostPerPod == nil {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(*d.EvictionCostPerPod, 64)
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("GPUNodeClass %s: spec.gpu.disruption.evictionCostPerPod %q is not a non-negative number of dollars", in.Name, *d.EvictionCostPerPod)
+	}
+	return f, nil
 }
 
 // RepackEnabled says whether nodes released by the break-even rule may be

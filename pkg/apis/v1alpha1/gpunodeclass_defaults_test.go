@@ -157,6 +157,29 @@ func TestDisruption(t *testing.T) {
 	}
 }
 
+func TestEvictionCostPerPod(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in      *v1alpha1.GPUDisruption
+		want    float64
+		wantErr bool
+	}{
+		{"unset: 0", nil, 0, false},
+		{"empty: 0", &v1alpha1.GPUDisruption{}, 0, false},
+		{"set", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("0.25")}, 0.25, false},
+		{"negative", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("-1")}, 0, true},
+		{"not a number", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("a dollar")}, 0, true},
+		{"NaN", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("NaN")}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := withGPU(v1alpha1.GPUOptions{Disruption: tc.in}).EvictionCostPerPod()
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("EvictionCostPerPod() = %g, %v; want %g, error %t", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestRepackDefault(t *testing.T) {
 	for _, tc := range []struct {
 		name string

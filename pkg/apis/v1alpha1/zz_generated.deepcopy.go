@@ -139,6 +139,11 @@ func (in *GPUDisruption) DeepCopyInto(out *GPUDisruption) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.EvictionCostPerPod != nil {
+		in, out := &in.EvictionCostPerPod, &out.EvictionCostPerPod
+		*out = new(string)
+		**out = **in
+	}
 	if in.ProtectRunningGPUPods != nil {
 		in, out := &in.ProtectRunningGPUPods, &out.ProtectRunningGPUPods
 		*out = new(bool)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/utils/disruption"
@@ -111,6 +112,11 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 	e.rightSized = rs
 	gpuPrice := price / float64(max(gn.gpus, 1))
 	now := c.clk.Now()
+	perPod, err := gn.nodeClass.EvictionCostPerPod()
+	if err != nil {
+		// The CRD refuses such a value; one stored before the rule counts 0.
+		log.FromContext(ctx).Error(err, "ignoring the per-pod eviction cost")
+	}
 	for _, p := range movable {
 		gpus := v1alpha1.PodAccelerators(p)
 		if gpus == 0 {
@@ -125,6 +131,9 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 			ran = now.Sub(p.Status.StartTime.Time)
 		}
 		e.evictionUSD += prof.USD(ran, gpus, gpuPrice)
+		if prof.FixedUSD == nil {
+			e.evictionUSD += perPod
+		}
 		if prof.FixedUSD == nil && prof.Class == evictioncost.Batch {
 			e.evictionSlope += float64(gpus) * gpuPrice
 			if prof.CheckpointInterval > 0 && p.Status.StartTime != nil {

@@ -13,49 +13,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
-var (
-	binaryHashOnce sync.Once
-	binaryHash     string
-	binaryHashErr  error
-)
-
-// executableHash hashes the running binary (its build ID and everything it
-// embeds).
-func executableHash() (string, error) {
-	binaryHashOnce.Do(func() {
-		path, err := os.Executable()
-		if err != nil {
-			binaryHashErr = err
-			return
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			binaryHashErr = err
-			return
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			binaryHashErr = err
-			return
-		}
-		binaryHash = hex.EncodeToString(h.Sum(nil))
-	})
-	return binaryHash, binaryHashErr
-}
-
 // stockKey is the cache key of the stock run of w under cfg.
 func stockKey(w *workload.Workload, cfg simulation.Config) (string, error) {
-	bin, err := executableHash()
+	bin, err := simulation.ExecutableDigest()
 	if err != nil {
 		return "", err
 	}

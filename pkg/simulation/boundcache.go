@@ -28,9 +28,10 @@ var (
 	exeHashErr  error
 )
 
-// executableDigest hashes the running binary: the solver's code, and
-// everything else that could change a bound.
-func executableDigest() (string, error) {
+// ExecutableDigest hashes the running binary (its build ID and everything
+// it embeds): the code behind a cached result, the bound's here and the
+// stock run's in cmd/simulator.
+func ExecutableDigest() (string, error) {
 	exeHashOnce.Do(func() {
 		path, err := os.Executable()
 		if err != nil {
@@ -56,7 +57,7 @@ func executableDigest() (string, error) {
 // boundKey is the cache key of a bound problem ("" when it cannot be
 // made).
 func boundKey(bp *bound.Problem) string {
-	exe, err := executableDigest()
+	exe, err := ExecutableDigest()
 	if err != nil {
 		return ""
 	}

@@ -33,13 +33,7 @@ func TestPreview(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
 	var got []PreviewResult
-	b, err := os.ReadFile(jsonOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonOut, &got)
 	want := map[string][5]float64{ // before, after, incremental $/h, +GPUs, launches
 		"karpenter-gpu": {2.030, 3.082, 1.052, 2, 2},
 		"stock":         {3.912, 4.438, 0.526, 1, 1},
@@ -85,10 +79,7 @@ func TestReportAllocationJSONAndCSV(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
 	var c simulation.Comparison
-	b, _ := os.ReadFile(jsonOut)
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonOut, &c)
 	f, _ := os.Open(csvOut)
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
@@ -154,10 +145,7 @@ func TestPricesFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r simulation.Result
-	b, _ := os.ReadFile(jsonOut)
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonOut, &r)
 	// Spot g4dn.xlarge $0.198 (us-west-2b) + two g4dn.2xlarge at $0.295 (2b).
 	want := (0.198 + 2*0.295) * 3599 / 3600
 	if math.Abs(r.CostUSD-want) > 1e-6 || math.Abs(r.CostUSDByCapacityType["spot"]-want) > 1e-6 {
@@ -202,5 +190,17 @@ func TestStockKeyCoversFinOps(t *testing.T) {
 	}
 	if key(func(*simulation.Config) {}) != k0 {
 		t.Errorf("the key is not deterministic")
+	}
+}
+
+// readJSON decodes the JSON file at path into v.
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
 	}
 }

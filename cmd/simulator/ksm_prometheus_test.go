@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -377,14 +376,8 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("simulator %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 	}
-	b, err := os.ReadFile(jsonOut)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r simulation.Result
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonOut, &r)
 	if r.GPUPodsTotal != 6 || r.PodsExcluded != 2 || r.PodsUnschedulable != 0 || r.PodsNeverStarted != 0 || r.SimulatedHours != 6 {
 		t.Errorf("report: %d GPU pods, %d excluded, %d unschedulable, %d never started, %.2f h simulated; want 6, 2, 0, 0, 6 h",
 			r.GPUPodsTotal, r.PodsExcluded, r.PodsUnschedulable, r.PodsNeverStarted, r.SimulatedHours)
@@ -473,14 +466,8 @@ items:
 			if err := run(args, &out, &errOut); err != nil {
 				t.Fatalf("simulator %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 			}
-			b, err := os.ReadFile(jsonOut)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var got []PreviewResult
-			if err := json.Unmarshal(b, &got); err != nil {
-				t.Fatal(err)
-			}
+			readJSON(t, jsonOut, &got)
 			return got, out.String()
 		}
 		fromProm, text := preview("--prometheus", url, "--prometheus-start", start, "--prometheus-end", end)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,14 +24,8 @@ func TestGroupByKSMLabel(t *testing.T) {
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
-	b, err := os.ReadFile(jsonOut)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r simulation.Result
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonOut, &r)
 	ca := r.CostAllocation
 	if ca == nil || ca.GroupBy != "app.kubernetes.io/part-of" {
 		t.Fatalf("cost allocation %+v", ca)

@@ -89,14 +89,8 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 			if err := run(append([]string{"preview", "--json", jsonOut}, tc.args...), &out, &errOut); err != nil {
 				t.Fatalf("%v\n%s", err, errOut.String())
 			}
-			b, err := os.ReadFile(jsonOut)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var got []PreviewResult
-			if err := json.Unmarshal(b, &got); err != nil {
-				t.Fatal(err)
-			}
+			readJSON(t, jsonOut, &got)
 			if len(got) != 2 {
 				t.Fatalf("%d results, want 2", len(got))
 			}

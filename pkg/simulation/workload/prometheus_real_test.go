@@ -17,8 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestRealPrometheus runs a real Prometheus (the `prometheus` binary, e.g.
-// Debian's package; skipped when it is not installed) scraping kube-state-
+// TestRealPrometheus runs a real Prometheus (bin/prometheus/prometheus from
+// `make prometheus-bin`, else one on PATH such as Debian's package; skipped
+// when there is neither) scraping kube-state-
 // metrics' series from a loopback server every second: pod a (created an
 // hour before the range, 1 GPU, 2 CPU, two containers' requests), pod b
 // (removed from the exposition at the switch: it left), pod c (created at
@@ -26,9 +27,12 @@ import (
 // never leaving, b leaving at the switch (its last scrape, within the scrape
 // interval) and c arriving at it.
 func TestRealPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus is not installed (apt-get install prometheus)")
+	// The pinned build of `make prometheus-bin` first, else one on PATH.
+	bin, err := filepath.Abs(filepath.Join("..", "..", "..", "bin", "prometheus", "prometheus"))
+	if _, serr := os.Stat(bin); err != nil || serr != nil {
+		if bin, err = exec.LookPath("prometheus"); err != nil {
+			t.Skip("no bin/prometheus/prometheus (make prometheus-bin) and no prometheus on PATH")
+		}
 	}
 	if testing.Short() {
 		t.Skip("starts a Prometheus server (about 15 s)")

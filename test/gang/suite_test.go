@@ -13,7 +13,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
@@ -83,6 +86,15 @@ var _ = AfterEach(func() {
 	cloudProvider.Unavailable().Flush()
 	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 	cluster.Reset()
+})
+
+// Each spec starts without the requests and templates of the last one
+// (core's cleanup does not know them): a spec's running manager would take
+// them up. Here, not in AfterEach: a spec's manager stops in its
+// DeferCleanup, after AfterEach.
+var _ = BeforeEach(func() {
+	Expect(env.Client.DeleteAllOf(ctx, &autoscalingv1.ProvisioningRequest{}, client.InNamespace("default"))).To(Succeed())
+	Expect(env.Client.DeleteAllOf(ctx, &corev1.PodTemplate{}, client.InNamespace("default"))).To(Succeed())
 })
 
 // nodeClaimsOf lists the NodeClaims launched for a request.

@@ -91,25 +91,5 @@ func storeStock(key string, r *simulation.Result) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return err
-	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(d, key+".*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(d, key+".json"))
+	return simulation.StoreJSON(d, key, r)
 }

@@ -100,16 +100,22 @@ func loadBound(dir, key string) (*storedBound, bool) {
 	return s, true
 }
 
-// storeBound writes atomically (a temporary file renamed), so concurrent
-// runs never read half a file.
+// storeBound writes the bound under dir (nothing when dir or key is empty).
 func storeBound(dir, key string, s *storedBound) error {
 	if dir == "" || key == "" {
 		return nil
 	}
+	return StoreJSON(dir, key, s)
+}
+
+// StoreJSON writes v as dir/key.json atomically (a temporary file renamed),
+// so concurrent runs never read half a file: the bound cache here and the
+// stock cache in cmd/simulator.
+func StoreJSON(dir, key string, v any) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -12,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,13 +107,8 @@ func openMetrics(pods []ksmPod) string {
 				}
 				samples(metric, fmt.Sprintf(`%s,owner_kind=%q,owner_name=%q,owner_is_controller=%q`, ids(p), p.ownerKind, p.ownerName, controller), p.from, p.to, 1)
 			case "kube_pod_labels":
-				names := make([]string, 0, len(p.labels))
-				for k := range p.labels {
-					names = append(names, k)
-				}
-				sort.Strings(names)
 				l := ids(p)
-				for _, k := range names {
+				for _, k := range slices.Sorted(maps.Keys(p.labels)) {
 					l += fmt.Sprintf(`,label_%s=%q`, k, p.labels[k])
 				}
 				samples(metric, l, p.from, p.to, 1)

@@ -202,6 +202,7 @@ type Server struct {
 	tokens         map[string][]byte // fleet client token -> response
 	requests       []Request
 	seq            int
+	sqs            sqsState // sqs.go
 }
 
 // New starts a server on 127.0.0.1 with the inventory; Close stops it.
@@ -565,14 +566,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rec.Body.Bytes())
 }
 
-// serve dispatches by protocol: JSON 1.1 (X-Amz-Target) or Query (Action).
+// serve dispatches by protocol: JSON 1.0 (SQS, sqs.go), JSON 1.1
+// (X-Amz-Target) or Query (Action).
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if target := r.Header.Get("X-Amz-Target"); target != "" {
+	if target := r.Header.Get("X-Amz-Target"); strings.HasPrefix(target, "AmazonSQS.") {
+		s.serveSQS(w, r, strings.TrimPrefix(target, "AmazonSQS."), body)
+		return
+	} else if target != "" {
 		s.serveJSON(w, target, body)
 		return
 	}

@@ -13,10 +13,12 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/interruption"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -45,6 +47,11 @@ func main() {
 		log.FromContext(ctx).Error(err, "creating cloud provider")
 		os.Exit(1)
 	}
+	queue, err := newInterruptionQueue(ctx, opts)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "creating interruption queue")
+		os.Exit(1)
+	}
 	cluster := cloudProvider.NewCluster(op.Clock, op.GetClient())
 	ctrls, err := operator.NewControllers(ctx, operator.Options{
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
@@ -54,6 +61,7 @@ func main() {
 		ProvisioningRequestLaunchTimeout: opts.ProvisioningRequestLaunchTimeout, ProvisioningRequestMaxAttempts: opts.ProvisioningRequestMaxAttempts,
 		ProvisioningRequestRetryBackoff: opts.ProvisioningRequestRetryBackoff,
 		Eviction:                        opts.Eviction(),
+		InterruptionQueue:               queue, InterruptionUnavailable: cloudProvider.Provider.Unavailable(),
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")
@@ -61,6 +69,24 @@ func main() {
 	}
 	ctrls.All = append(ctrls.All, extra...)
 	op.WithControllers(ctx, ctrls.All...).Start(ctx)
+}
+
+// newInterruptionQueue returns karpenter-gpu's SQS interruption queue, nil
+// when none is configured (options.Parse allows one with the AWS backend
+// only).
+func newInterruptionQueue(ctx context.Context, opts *options.Options) (interruption.Queue, error) {
+	if opts.InterruptionQueue == "" {
+		return nil, nil
+	}
+	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{Region: opts.Region})
+	if err != nil {
+		return nil, err
+	}
+	q, err := sqs.New(sqs.Options{Client: sqs.NewClient(cfg, ""), QueueName: opts.InterruptionQueue})
+	if err != nil {
+		return nil, err // not a nil *sqs.Queue in a non-nil interface
+	}
+	return q, nil
 }
 
 // newBackend returns the backend opts selects and the controllers that come

@@ -25,6 +25,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/interruption"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
@@ -75,6 +76,11 @@ type Options struct {
 	ProvisioningRequestsServed bool
 	// Eviction: the eviction-cost estimate's defaults (idlegpu.Options).
 	Eviction evictioncost.Model
+	// InterruptionQueue, when set, runs the interruption handler on it
+	// (pkg/controllers/interruption); InterruptionUnavailable is where it
+	// marks the offerings of spot-interrupted NodeClaims.
+	InterruptionQueue       interruption.Queue
+	InterruptionUnavailable interruption.Unavailable
 }
 
 // Controllers is the full controller set and handles the simulator drives.
@@ -130,6 +136,10 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		out.IdleGPU = idlegpu.NewController(idlegpu.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
 			CloudProvider: o.CloudProvider, Eviction: o.Eviction, Provisioner: p})
 		out.All = append(out.All, out.IdleGPU)
+	}
+	if o.InterruptionQueue != nil {
+		out.All = append(out.All, interruption.NewController(interruption.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
+			Queue: o.InterruptionQueue, Unavailable: o.InterruptionUnavailable}))
 	}
 	prc, err := provisioningRequestController(ctx, o)
 	if err != nil {

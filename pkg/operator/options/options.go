@@ -63,6 +63,10 @@ type Options struct {
 	// and how long a service replica takes to serve again.
 	CheckpointInterval string
 	RestartTime        time.Duration
+	// InterruptionQueue is the name of karpenter-gpu's own SQS interruption
+	// queue (fed by EventBridge rules; pkg/controllers/interruption); empty
+	// turns interruption handling off. Never Karpenter for AWS's queue.
+	InterruptionQueue string
 }
 
 // AddFlags registers the flags.
@@ -82,6 +86,7 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.DurationVar(&o.ProvisioningRequestRetryBackoff, "provisioning-request-retry-backoff", env.WithDefaultDuration("PROVISIONING_REQUEST_RETRY_BACKOFF", 30*time.Second), "Wait after a failed attempt of a best-effort-atomic ProvisioningRequest, doubled per attempt up to 10m, plus up to a fifth")
 	fs.StringVar(&o.CheckpointInterval, "default-checkpoint-interval", env.WithDefaultString("DEFAULT_CHECKPOINT_INTERVAL", "1h"), "Eviction-cost estimate: how often batch GPU pods checkpoint unless they say (annotation karpenter-gpu.io/checkpoint-interval); a duration or never")
 	fs.DurationVar(&o.RestartTime, "default-restart-time", env.WithDefaultDuration("DEFAULT_RESTART_TIME", 5*time.Minute), "Eviction-cost estimate: how long a service GPU replica needs to serve again after an eviction unless it says (annotation karpenter-gpu.io/restart-time)")
+	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env.WithDefaultString("INTERRUPTION_QUEUE", ""), "With --backend=aws: name of karpenter-gpu's own SQS queue of EC2 interruption events (spot warnings, rebalance recommendations, state changes, AWS Health scheduled changes); a NodeClaim whose instance is interrupted is deleted and drained. Empty: off. Never the queue of Karpenter for AWS")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
 
@@ -119,6 +124,9 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	}
 	if o.RestartTime <= 0 {
 		return fmt.Errorf("--default-restart-time must be positive, got %s", o.RestartTime)
+	}
+	if o.InterruptionQueue != "" && o.Backend != "aws" {
+		return fmt.Errorf("--interruption-queue needs --backend=aws (it is an SQS queue), got --backend=%s", o.Backend)
 	}
 	if o.Backend == "aws" && o.ClusterName == "" {
 		return fmt.Errorf("--cluster-name is required with --backend=aws")

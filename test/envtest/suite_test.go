@@ -6,38 +6,32 @@ package envtest_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
-	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
 	"sigs.k8s.io/karpenter/pkg/test"
-	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
 )
 
 var (
 	ctx           context.Context
 	env           *test.Environment
 	fleet         *fake.Fleet
+	core          *coresuite.Core
 	cloudProvider *gpucp.CloudProvider
 	cluster       *state.Cluster
 	prov          *provisioning.Provisioner
@@ -56,15 +50,9 @@ var _ = BeforeSuite(func() {
 	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
 	ctx = options.ToContext(ctx, test.Options())
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
-	var err error
-	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
-	Expect(err).ToNot(HaveOccurred())
-	recorder := events.NewRecorder(&record.FakeRecorder{})
-	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
-	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
-	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
-	nodeClassCtrl = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: fleet})
-	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
+	core = coresuite.New(env, fleet, "envtest")
+	cloudProvider, cluster, prov, lifecycleCtrl, nodeClassCtrl = core.CloudProvider, core.Cluster, core.Provisioner, core.Lifecycle, core.NodeClass
+	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: core.Recorder, CloudProvider: cloudProvider})
 })
 
 var _ = AfterSuite(func() {
@@ -72,16 +60,7 @@ var _ = AfterSuite(func() {
 	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 
-var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
-	// Specs step the clock (idle timers) and record capacity refusals; start
-	// each one from the wall clock (the API server stamps creation times with
-	// it) and an empty refusal cache.
-	env.Clock.SetTime(time.Now())
-	cloudProvider.Unavailable().Flush()
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
-	cluster.Reset()
-})
+var _ = AfterEach(func() { core.Reset(ctx) })
 
 // deletionRequested reports whether a NodeClaim is being deleted or gone.
 func deletionRequested(claim *karpv1.NodeClaim) bool {

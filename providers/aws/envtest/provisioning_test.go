@@ -8,7 +8,6 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -44,23 +43,10 @@ func gpuPod(gpus int64) *corev1.Pod {
 
 // provisionAndLaunch runs core's provisioner, then core's NodeClaim
 // lifecycle controller, which calls the provider's Create and so the AWS
-// backend's CreateFleet.
+// backend's CreateFleet (coresuite.Core.ProvisionAndLaunch).
 func provisionAndLaunch(pods ...*corev1.Pod) []*karpv1.NodeClaim {
 	GinkgoHelper()
-	for _, p := range pods {
-		ExpectApplied(ctx, env.Client, p)
-	}
-	results, err := prov.Schedule(ctx)
-	Expect(err).ToNot(HaveOccurred())
-	var out []*karpv1.NodeClaim
-	for _, nc := range results.NewNodeClaims {
-		name, err := prov.Create(ctx, nc)
-		Expect(err).ToNot(HaveOccurred())
-		nodeClaim := &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, nodeClaim)
-		out = append(out, ExpectExists(ctx, env.Client, nodeClaim))
-	}
-	return out
+	return core.ProvisionAndLaunch(ctx, pods...)
 }
 
 func instanceOf(providerID string) fakeaws.Instance {

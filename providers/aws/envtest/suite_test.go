@@ -13,26 +13,18 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/karpenter/pkg/controllers/dynamicresources/deviceallocation"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
-	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
-	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
-	"sigs.k8s.io/karpenter/pkg/state/virtualpods"
 	"sigs.k8s.io/karpenter/pkg/test"
-	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
 )
 
 const clusterName = "envtest"
@@ -42,9 +34,8 @@ var (
 	env           *test.Environment
 	srv           *fakeaws.Server
 	backend       *awsbackend.Backend
+	core          *coresuite.Core
 	cloudProvider *gpucp.CloudProvider
-	cluster       *state.Cluster
-	prov          *provisioning.Provisioner
 	lifecycleCtrl *lifecycle.Controller
 	nodeClassCtrl *nodeclass.Controller
 )
@@ -66,13 +57,8 @@ var _ = BeforeSuite(func() {
 		KubernetesVersion: "1.33", Clock: env.Clock,
 	})
 	Expect(err).ToNot(HaveOccurred())
-	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: env.Clock, ClusterName: clusterName})
-	Expect(err).ToNot(HaveOccurred())
-	recorder := events.NewRecorder(&record.FakeRecorder{})
-	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
-	prov = provisioning.NewProvisioner(env.Client, recorder, cloudProvider, cluster, env.Clock, deviceallocation.NewController(env.Client), virtualpods.NewVirtualPodCache(env.Client))
-	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)
-	nodeClassCtrl = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: backend})
+	core = coresuite.New(env, backend, clusterName)
+	cloudProvider, lifecycleCtrl, nodeClassCtrl = core.CloudProvider, core.Lifecycle, core.NodeClass
 })
 
 var _ = AfterSuite(func() {
@@ -82,13 +68,7 @@ var _ = AfterSuite(func() {
 	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 
-var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
-	env.Clock.SetTime(time.Now())
-	cloudProvider.Unavailable().Flush()
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
-	cluster.Reset()
-})
+var _ = AfterEach(func() { core.Reset(ctx) })
 
 // inventory is a small us-east-1 with three zones and a few GPU types.
 func inventory() fakeaws.Inventory {

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
+	"github.com/karpenter-gpu/karpenter-gpu/test/syncbuf"
 )
 
 // prometheusBinaries are the Prometheus server and promtool that
@@ -167,7 +167,7 @@ func servePrometheus(t *testing.T, server, cfg, data, addr string) (string, stri
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, server, "--config.file="+cfg, "--storage.tsdb.path="+data, "--web.listen-address="+addr,
 		"--query.lookback-delta=1m", "--log.level=warn")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -199,25 +199,6 @@ func servePrometheus(t *testing.T, server, cfg, data, addr string) (string, stri
 			return "", logs.String(), fmt.Errorf("not ready after 30 s")
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer the process's output goroutines and the test
-// may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestKSMFromRealPrometheus loads six hours of kube-state-metrics series

@@ -1,7 +1,6 @@
 package aws_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"regexp"
@@ -27,6 +26,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/syncbuf"
 )
 
 const (
@@ -34,26 +34,6 @@ const (
 	canarySecret    = "canary/secret+aws/Zq8v7Yw2PqLk0r4sT1uV6xW9yZ"
 	canaryUserData  = "#!/bin/bash\necho aws-userdata-canary-7d2e > /etc/canary"
 )
-
-// lockedBuffer is a log sink safe for the backend's concurrent launches.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Sync() error { return nil }
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestNoSecretsInLogsOrErrors runs the AWS backend with credentials from
 // the default chain (environment) and a node class whose user data is a
@@ -66,7 +46,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", canaryAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", canarySecret)
 	t.Setenv("AWS_SESSION_TOKEN", "")
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{} // the backend launches concurrently
 	enc := zap.NewProductionEncoderConfig()
 	logger := zapr.NewLogger(zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), logs, zapcore.Level(-127))))
 	ctx := log.IntoContext(context.Background(), logger)

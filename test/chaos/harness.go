@@ -5,7 +5,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,6 +62,7 @@ import (
 	gpuoptions "github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/syncbuf"
 )
 
 // RepoRoot is the module root.
@@ -188,27 +187,7 @@ func (c *SkewClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 func (c *SkewClock) Reset() { c.offset.Store(0) }
 
 // LogBuffer collects every log line of the controllers (JSON, debug level).
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write implements io.Writer.
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Sync implements zapcore.WriteSyncer.
-func (b *LogBuffer) Sync() error { return nil }
-
-// String returns everything logged so far.
-func (b *LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type LogBuffer struct{ syncbuf.Buffer }
 
 // Logger returns a debug-level JSON logger writing to the buffer.
 func (b *LogBuffer) Logger() logr.Logger {

@@ -5,15 +5,21 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
 )
 
 // policyActions reads iam-policy.json.
@@ -113,6 +119,30 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 	if _, err := e.collectOrphans(time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// The interruption queue (providers/aws/sqs, its own client on the
+	// same config): look the queue up, receive and delete a message.
+	e.srv.CreateQueue("karpenter-gpu-" + cluster)
+	if _, err := e.srv.SendMessage("karpenter-gpu-"+cluster, fakeaws.SpotInterruptionEvent("us-east-1", "i-0123456789abcdef0", epoch)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := awsbackend.LoadConfig(e.ctx, awsbackend.ConfigOptions{Region: "us-east-1", Extra: []func(*config.LoadOptions) error{
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := sqs.New(sqs.Options{Client: sqs.NewClient(cfg, e.srv.URL), QueueName: "karpenter-gpu-" + cluster, WaitTime: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := queue.Receive(e.ctx)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("interruption queue: %d messages, %v", len(msgs), err)
+	}
+	if err := queue.Delete(e.ctx, msgs[0]); err != nil {
+		t.Fatal(err)
+	}
 	used := lo.Uniq(lo.Map(e.srv.Requests(""), func(r fakeaws.Request, _ int) string { return r.Service + ":" + r.Action }))
 	sort.Strings(used)
 	allowed := policyActions(t)
@@ -130,5 +160,39 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 		if !lo.Contains(used, a) && !lo.Contains(implicit, a) {
 			t.Errorf("iam-policy.json allows %s, which the code never calls", a)
 		}
+	}
+}
+
+// The SQS actions are granted on karpenter-gpu's own interruption queue
+// only: never on Karpenter for AWS's queue (two receivers on one queue
+// would each miss the other's messages) nor on every queue.
+func TestIAMPolicyScopesSQSToTheInterruptionQueue(t *testing.T) {
+	raw, err := os.ReadFile("iam-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Statement []struct {
+			Sid      string
+			Action   json.RawMessage
+			Resource json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	const queueARN = `"arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${INTERRUPTION_QUEUE}"`
+	found := false
+	for _, s := range doc.Statement {
+		if !strings.Contains(string(s.Action), `"sqs:`) {
+			continue
+		}
+		found = true
+		if string(s.Resource) != queueARN {
+			t.Errorf("statement %s grants SQS actions on %s, want %s only", s.Sid, s.Resource, queueARN)
+		}
+	}
+	if !found {
+		t.Error("no statement grants the SQS actions of the interruption queue")
 	}
 }

@@ -48,7 +48,7 @@ func TestIAMPolicyPlaceholdersAllSubstituted(t *testing.T) {
 		listed[m[1]] = true
 	}
 	values := map[string]string{"AWS_PARTITION": "aws", "AWS_ACCOUNT_ID": "123456789012", "AWS_REGION": "us-west-2",
-		"CLUSTER_NAME": "my-cluster", "NODE_ROLE_NAME": "KarpenterNodeRole-my-cluster"}
+		"CLUSTER_NAME": "my-cluster", "NODE_ROLE_NAME": "KarpenterNodeRole-my-cluster", "INTERRUPTION_QUEUE": "karpenter-gpu-my-cluster"}
 	for _, v := range used {
 		if !listed[v] {
 			t.Errorf("the README's envsubst list leaves ${%s} out: it would stay literal in the policy", v)

@@ -107,6 +107,16 @@ if [ -n "$(karpenter_crds "$out/coexistence.yaml")" ]; then
 fi
 echo "default, fake, eks: nodepools, nodeclaims, nodeoverlays.karpenter.sh (kept on uninstall); coexistence: none"
 
+echo "--- interruption queue: INTERRUPTION_QUEUE only when settings.interruptionQueue is set"
+if ! grep -q 'name: INTERRUPTION_QUEUE' "$out/eks.yaml" || ! grep -A1 'name: INTERRUPTION_QUEUE' "$out/eks.yaml" | grep -q 'value: "karpenter-gpu-my-cluster"'; then
+  echo "FAIL: $out/eks.yaml lacks INTERRUPTION_QUEUE=karpenter-gpu-my-cluster (tools/helm/values-eks.yaml sets settings.interruptionQueue)" >&2
+  exit 1
+fi
+if grep -q 'name: INTERRUPTION_QUEUE' "$out/default.yaml"; then
+  echo "FAIL: $out/default.yaml sets INTERRUPTION_QUEUE; interruption handling is off by default" >&2
+  exit 1
+fi
+
 echo "--- values.schema.json rejects invalid values"
 reject() {
   if "$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$kube_version" "$@" > /dev/null 2>&1; then
@@ -125,4 +135,5 @@ reject --set serviceAccount.roleArn=my-role
 reject --set replicas=two
 reject --set unknownKey=1
 reject --set crds.karpenter.install=maybe
+reject --set settings.interruptionQueue=https://sqs.us-west-2.amazonaws.com/123456789012/karpenter-gpu
 echo "helm lint and template OK"

@@ -36,6 +36,8 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
+	coremetrics "sigs.k8s.io/karpenter/pkg/metrics"
+	nodeclaimutils "sigs.k8s.io/karpenter/pkg/utils/nodeclaim"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
@@ -259,6 +261,15 @@ func (c *Controller) act(ctx context.Context, m Message, instanceID string, nc *
 		return fmt.Errorf("deleting NodeClaim %s of instance %s, %w", nc.Name, instanceID, err)
 	}
 	Actions.WithLabelValues(ActionCordonAndDrain).Inc()
+	// Core's disruption count, as core's own deleters (expiration, garbage
+	// collection) and Karpenter for AWS's interruption handler keep it.
+	coremetrics.NodeClaimsDisruptedTotal.Inc(map[string]string{
+		coremetrics.ReasonLabel:              string(m.Kind),
+		coremetrics.NodePoolLabel:            nc.Labels[karpv1.NodePoolLabelKey],
+		coremetrics.CapacityTypeLabel:        nc.Labels[karpv1.CapacityTypeLabelKey],
+		coremetrics.ConsolidationPolicyLabel: "",
+		coremetrics.TerminationModeLabel:     nodeclaimutils.DisruptionTerminationMode(nc),
+	})
 	log.FromContext(ctx).Info("deleting NodeClaim on interruption message", "instance", instanceID, "NodeClaim", nc.Name, "Node", nc.Status.NodeName)
 	c.publish(nc, node, corev1.EventTypeWarning, "TerminatingOnInterruption",
 		fmt.Sprintf("Interruption (%s) triggered the NodeClaim's deletion; its node is cordoned and drained", reason), "terminating")

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	fakecr "sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 
@@ -78,15 +79,39 @@ func msg(kind interruption.Kind, state string, ids ...string) interruption.Messa
 	return interruption.Message{ID: "m-" + string(kind), Handle: "h-" + string(kind) + "-" + strings.Join(ids, ","), Kind: kind, State: state, InstanceIDs: ids, Time: now.Add(-3 * time.Second)}
 }
 
-type counts struct{ received, deleted, drained, noAction float64 }
+type counts struct{ received, deleted, drained, noAction, disrupted float64 }
 
 func snapshot(kind interruption.Kind) counts {
 	return counts{
-		received: testutil.ToFloat64(interruption.ReceivedMessages.WithLabelValues(string(kind))),
-		deleted:  testutil.ToFloat64(interruption.DeletedMessages),
-		drained:  testutil.ToFloat64(interruption.Actions.WithLabelValues(interruption.ActionCordonAndDrain)),
-		noAction: testutil.ToFloat64(interruption.Actions.WithLabelValues(interruption.ActionNone)),
+		received:  testutil.ToFloat64(interruption.ReceivedMessages.WithLabelValues(string(kind))),
+		deleted:   testutil.ToFloat64(interruption.DeletedMessages),
+		drained:   testutil.ToFloat64(interruption.Actions.WithLabelValues(interruption.ActionCordonAndDrain)),
+		noAction:  testutil.ToFloat64(interruption.Actions.WithLabelValues(interruption.ActionNone)),
+		disrupted: coreDisrupted(string(kind)),
 	}
+}
+
+// coreDisrupted reads Karpenter core's karpenter_nodeclaims_disrupted_total
+// for a reason, summed over its other labels.
+func coreDisrupted(reason string) float64 {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		panic(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "karpenter_nodeclaims_disrupted_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
 }
 
 func drainEvents(rec *record.FakeRecorder) []string {
@@ -173,8 +198,9 @@ func TestPoll(t *testing.T) {
 				t.Errorf("marked unavailable %v, want %v", marked, tc.marked)
 			}
 			after := snapshot(tc.msg.Kind)
-			if d := (counts{after.received - before.received, after.deleted - before.deleted, after.drained - before.drained, after.noAction - before.noAction}); d != (counts{1, 1, tc.drained, tc.noop}) {
-				t.Errorf("metric increments %+v, want received 1, deleted 1, drained %v, no_action %v", d, tc.drained, tc.noop)
+			d := counts{after.received - before.received, after.deleted - before.deleted, after.drained - before.drained, after.noAction - before.noAction, after.disrupted - before.disrupted}
+			if d != (counts{1, 1, tc.drained, tc.noop, tc.drained}) {
+				t.Errorf("metric increments %+v, want received 1, deleted 1, drained %v, no_action %v, core's disrupted_total %v", d, tc.drained, tc.noop, tc.drained)
 			}
 		})
 	}

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -62,6 +60,7 @@ import (
 	gpuoptions "github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/process"
 	"github.com/karpenter-gpu/karpenter-gpu/test/syncbuf"
 )
 
@@ -110,18 +109,7 @@ func StartControlPlaneWithCRDs(t *testing.T, crds []*apiextensionsv1.CustomResou
 		t.Fatal(err)
 	}
 	cp := &ControlPlane{Env: env, Config: cfg, Kube: kube}
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "chaos-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp.Kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(cp.Kubeconfig, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cp.Kubeconfig = process.AdminKubeconfig(t, env, "chaos-admin")
 	return cp
 }
 
@@ -143,26 +131,7 @@ func (cp *ControlPlane) StartScheduler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(assets, "kube-scheduler")
-	logPath := filepath.Join(t.TempDir(), "kube-scheduler.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+cp.Kubeconfig, "--leader-elect=false", "--secure-port=0")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting kube-scheduler (%s): %v", bin, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(out), "\n")
-			t.Logf("--- last lines of kube-scheduler ---\n%s", strings.Join(lo.Subset(lines, -30, 30), "\n"))
-		}
-	})
+	process.KubeScheduler(assets, cp.Kubeconfig).Start(t)
 }
 
 // SkewClock is the real clock plus an offset that only grows: it lets a test

@@ -11,12 +11,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,84 +30,19 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/process"
 )
 
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startProcess runs a binary until the test ends, logging to a file that is
-// printed when the test fails.
-func startProcess(t *testing.T, name, bin string, env []string, args ...string) {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(out), "\n")
-			t.Logf("--- last lines of %s ---\n%s", name, strings.Join(lo.Subset(lines, -60, 60), "\n"))
-		}
-	})
-}
-
-type timer struct {
-	t     *testing.T
-	start time.Time
-	last  time.Time
-}
-
-func (tm *timer) mark(what string) {
-	now := time.Now()
-	tm.t.Logf("[%6.1fs +%5.1fs] %s", now.Sub(tm.start).Seconds(), now.Sub(tm.last).Seconds(), what)
-	tm.last = now
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
-}
-
 func TestEndToEnd(t *testing.T) {
-	root := repoRoot(t)
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	assets, err := controlplane.Assets("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := &timer{t: t, start: time.Now(), last: time.Now()}
+	tm := process.NewTimer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
@@ -122,48 +53,29 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("starting control plane: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfigPath := process.AdminKubeconfig(t, env, "e2e-admin")
 	kube, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm.mark("etcd and kube-apiserver up, CRDs installed")
+	tm.Mark("etcd and kube-apiserver up, CRDs installed")
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpState(t, kube)
 		}
 	})
 
-	startProcess(t, "kube-scheduler", filepath.Join(assets, "kube-scheduler"), nil,
-		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0")
-	startProcess(t, "kube-controller-manager", filepath.Join(assets, "kube-controller-manager"), nil,
-		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0",
-		"--controllers=deployment,replicaset,serviceaccount", "--use-service-account-credentials=false")
+	process.KubeScheduler(assets, kubeconfigPath).Start(t)
+	process.KubeControllerManager(assets, kubeconfigPath, "deployment", "replicaset", "serviceaccount").Start(t)
 
-	controllerBin := filepath.Join(t.TempDir(), "controller")
-	build := exec.Command("go", "build", "-o", controllerBin, "./cmd/controller")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the controller: %v\n%s", err, out)
-	}
-	tm.mark("controller binary built")
-	metricsPort := freePort(t)
-	startProcess(t, "controller", controllerBin, []string{"KUBECONFIG=" + kubeconfigPath},
+	controllerBin := process.BuildController(t, root)
+	tm.Mark("controller binary built")
+	metricsPort := process.FreePort(t)
+	process.Cmd{Name: "controller", Path: controllerBin, Env: []string{"KUBECONFIG=" + kubeconfigPath}, Args: []string{
 		"--backend=fake", "--cluster-name=e2e", "--disable-leader-election=true",
-		fmt.Sprintf("--metrics-port=%d", metricsPort), fmt.Sprintf("--health-probe-port=%d", freePort(t)),
-		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug")
-	tm.mark("kube-scheduler, kube-controller-manager and controller started")
+		fmt.Sprintf("--metrics-port=%d", metricsPort), fmt.Sprintf("--health-probe-port=%d", process.FreePort(t)),
+		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug"}}.Start(t)
+	tm.Mark("kube-scheduler, kube-controller-manager and controller started")
 
 	nodeClass := &v1alpha1.GPUNodeClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
@@ -217,10 +129,10 @@ func TestEndToEnd(t *testing.T) {
 	if err := kube.Create(ctx, deploy); err != nil {
 		t.Fatal(err)
 	}
-	tm.mark("GPUNodeClass, NodePool and a 3-replica 1-GPU Deployment applied")
+	tm.Mark("GPUNodeClass, NodePool and a 3-replica 1-GPU Deployment applied")
 
 	// Nodes of the expected type appear and the real scheduler binds the pods.
-	eventually(t, 3*time.Minute, "3 running pods bound to GPU nodes", func() (bool, error) {
+	process.Eventually(t, 3*time.Minute, "3 running pods bound to GPU nodes", func() (bool, error) {
 		var pods corev1.PodList
 		if err := kube.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels(labels)); err != nil {
 			return false, err
@@ -228,7 +140,7 @@ func TestEndToEnd(t *testing.T) {
 		running := lo.CountBy(pods.Items, func(p corev1.Pod) bool { return p.Spec.NodeName != "" && p.Status.Phase == corev1.PodRunning })
 		return running == 3, fmt.Errorf("%d/%d pods running", running, len(pods.Items))
 	})
-	tm.mark("all pods bound by kube-scheduler and running")
+	tm.Mark("all pods bound by kube-scheduler and running")
 	var nodes corev1.NodeList
 	if err := kube.List(ctx, &nodes); err != nil {
 		t.Fatal(err)
@@ -250,7 +162,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("nodes: %v", lo.Map(nodes.Items, func(n corev1.Node, _ int) string { return n.Name + "=" + n.Labels[corev1.LabelInstanceTypeStable] }))
 
 	assertMetrics(t, ctx, metricsPort)
-	tm.mark("metrics scraped")
+	tm.Mark("metrics scraped")
 
 	// Scale to zero: the GPU nodes go away.
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(deploy), deploy); err != nil {
@@ -260,7 +172,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := kube.Update(ctx, deploy); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 4*time.Minute, "GPU nodes removed after scaling to zero", func() (bool, error) {
+	process.Eventually(t, 4*time.Minute, "GPU nodes removed after scaling to zero", func() (bool, error) {
 		var nodes corev1.NodeList
 		var claims karpv1.NodeClaimList
 		if err := kube.List(ctx, &nodes); err != nil {
@@ -271,7 +183,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return len(nodes.Items) == 0 && len(claims.Items) == 0, fmt.Errorf("%d nodes, %d nodeclaims left", len(nodes.Items), len(claims.Items))
 	})
-	tm.mark("scaled to zero: every GPU node and NodeClaim removed")
+	tm.Mark("scaled to zero: every GPU node and NodeClaim removed")
 }
 
 // crdDirs are the CRDs the Helm chart installs in a cluster without
@@ -285,7 +197,7 @@ func crdDirs(root string) []string {
 func assertMetrics(t *testing.T, ctx context.Context, port int) {
 	t.Helper()
 	var body string
-	eventually(t, 90*time.Second, "karpenter_gpu_ metrics with the fleet's cost", func() (bool, error) {
+	process.Eventually(t, 90*time.Second, "karpenter_gpu_ metrics with the fleet's cost", func() (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

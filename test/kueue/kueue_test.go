@@ -15,9 +15,7 @@ package kueue_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -47,6 +45,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/process"
 )
 
 const (
@@ -145,74 +144,15 @@ func addConversionWebhooks(ctx context.Context, t *testing.T, kube client.Client
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// keepLogsEnv names a directory that keeps every process's whole log,
+// for a passing run too.
+const keepLogsEnv = "KUEUE_TEST_LOG_DIR"
 
-// startProcess runs a binary until the test ends, logging to a file whose
-// last lines are printed when the test fails.
+// startProcess runs a binary until the test ends (process.Cmd), keeping
+// its log in $KUEUE_TEST_LOG_DIR when set.
 func startProcess(t *testing.T, name, bin string, env []string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if keep := os.Getenv("KUEUE_TEST_LOG_DIR"); keep != "" {
-			// Keep every process's whole log (for a passing run too).
-			out, _ := os.ReadFile(logPath)
-			_ = os.WriteFile(filepath.Join(keep, name+".log"), out, 0o644)
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			lines := strings.Split(string(out), "\n")
-			t.Logf("--- last lines of %s ---\n%s", name, strings.Join(lo.Subset(lines, -80, 80), "\n"))
-		}
-	})
-}
-
-type timer struct {
-	t     *testing.T
-	start time.Time
-	last  time.Time
-}
-
-func (tm *timer) mark(what string) time.Duration {
-	now := time.Now()
-	tm.t.Logf("[%6.1fs +%5.1fs] %s", now.Sub(tm.start).Seconds(), now.Sub(tm.last).Seconds(), what)
-	tm.last = now
-	return now.Sub(tm.start)
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last: %v)", timeout, what, lastErr)
+	process.Cmd{Name: name, Path: bin, Env: env, Args: args, KeepLogDir: os.Getenv(keepLogsEnv)}.Start(t)
 }
 
 func newScheme(t *testing.T) *k8sruntime.Scheme {
@@ -242,7 +182,7 @@ func TestKueueProvisioningRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	kueueManager, kueueCRDDir, apiserver := kueueBinaries(t, root)
-	tm := &timer{t: t, start: time.Now(), last: time.Now()}
+	tm := process.NewTimer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -262,18 +202,7 @@ func TestKueueProvisioningRequest(t *testing.T) {
 		t.Fatalf("starting control plane: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "kueue-e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfigPath := process.AdminKubeconfig(t, env, "kueue-e2e-admin")
 	kube, err := client.New(cfg, client.Options{Scheme: newScheme(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -294,13 +223,12 @@ func TestKueueProvisioningRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tm.mark("etcd and kube-apiserver up; karpenter.sh, karpenter-gpu, ProvisioningRequest and Kueue CRDs installed")
+	tm.Mark("etcd and kube-apiserver up; karpenter.sh, karpenter-gpu, ProvisioningRequest and Kueue CRDs installed")
 
-	startProcess(t, "kube-scheduler", filepath.Join(assets, "kube-scheduler"), nil,
-		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0")
-	startProcess(t, "kube-controller-manager", filepath.Join(assets, "kube-controller-manager"), nil,
-		"--kubeconfig="+kubeconfigPath, "--leader-elect=false", "--secure-port=0",
-		"--controllers=job,serviceaccount", "--use-service-account-credentials=false")
+	for _, c := range []process.Cmd{process.KubeScheduler(assets, kubeconfigPath), process.KubeControllerManager(assets, kubeconfigPath, "job", "serviceaccount")} {
+		c.KeepLogDir = os.Getenv(keepLogsEnv)
+		c.Start(t)
+	}
 
 	// Kueue's manager: leader election off, its webhook server and health
 	// probes on loopback, metrics off, batch/job integration only.
@@ -322,7 +250,7 @@ internalCertManagement:
   enable: true
 integrations:
   frameworks: ["batch/job"]
-`, kueueNamespace, freePort(t), freePort(t), certDir), 0o600); err != nil {
+`, kueueNamespace, process.FreePort(t), process.FreePort(t), certDir), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startProcess(t, "kueue", kueueManager, []string{"KUBECONFIG=" + kubeconfigPath},
@@ -330,7 +258,7 @@ integrations:
 	// Kueue's certificate rotator writes the webhook certificate into the
 	// secret and waits for it in its cert directory, where the kubelet
 	// mounts the secret in a cluster: play that part.
-	eventually(t, time.Minute, "Kueue's certificate rotator to fill its secret", func() (bool, error) {
+	process.Eventually(t, time.Minute, "Kueue's certificate rotator to fill its secret", func() (bool, error) {
 		secret := &corev1.Secret{}
 		if err := kube.Get(ctx, client.ObjectKey{Namespace: kueueNamespace, Name: "kueue-webhook-server-cert"}, secret); err != nil {
 			return false, err
@@ -346,20 +274,15 @@ integrations:
 		return true, nil
 	})
 
-	controllerBin := filepath.Join(t.TempDir(), "controller")
-	build := exec.Command("go", "build", "-o", controllerBin, "./cmd/controller")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the controller: %v\n%s", err, out)
-	}
+	controllerBin := process.BuildController(t, root)
 	startProcess(t, "karpenter-gpu", controllerBin, []string{"KUBECONFIG=" + kubeconfigPath},
 		"--backend=fake", "--cluster-name=kueue-e2e", "--disable-leader-election=true", "--provisioning-requests=true",
-		fmt.Sprintf("--metrics-port=%d", freePort(t)), fmt.Sprintf("--health-probe-port=%d", freePort(t)),
+		fmt.Sprintf("--metrics-port=%d", process.FreePort(t)), fmt.Sprintf("--health-probe-port=%d", process.FreePort(t)),
 		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug",
 		// Two attempts 1 s apart before a request is Failed, so the second
 		// Job goes through Failed and Kueue's retry within the test's time.
 		"--provisioning-request-max-attempts=2", "--provisioning-request-retry-backoff=1s")
-	tm.mark("kube-scheduler, kube-controller-manager (job), Kueue and karpenter-gpu started")
+	tm.Mark("kube-scheduler, kube-controller-manager (job), Kueue and karpenter-gpu started")
 
 	// karpenter-gpu: a GPU NodePool of L4 nodes holding at most 12 GPUs.
 	nodeClass := &v1alpha1.GPUNodeClass{
@@ -429,7 +352,7 @@ integrations:
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 		}
 	}
-	eventually(t, 2*time.Minute, "Kueue: AdmissionCheck and ClusterQueue active", func() (bool, error) {
+	process.Eventually(t, 2*time.Minute, "Kueue: AdmissionCheck and ClusterQueue active", func() (bool, error) {
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(check), check); err != nil {
 			return false, err
 		}
@@ -440,19 +363,19 @@ integrations:
 				meta.IsStatusConditionTrue(cq.Status.Conditions, kueue.ClusterQueueActive),
 			fmt.Errorf("admission check %v, cluster queue %v", check.Status.Conditions, cq.Status.Conditions)
 	})
-	tm.mark("Kueue: ProvisioningRequestConfig (best-effort-atomic-scale-up), AdmissionCheck, ResourceFlavor, ClusterQueue and LocalQueue active")
+	tm.Mark("Kueue: ProvisioningRequestConfig (best-effort-atomic-scale-up), AdmissionCheck, ResourceFlavor, ClusterQueue and LocalQueue active")
 	// The NodePool is Ready before Jobs come, as in a cluster set up
 	// beforehand: under load its readiness can lag the Job by seconds, and
 	// a request planned before it fails its first attempt ("no ready
 	// NodePool") and waits out the 30 s backoff (seen in two runs at a load
 	// average of 10).
-	eventually(t, time.Minute, "karpenter-gpu: NodePool Ready", func() (bool, error) {
+	process.Eventually(t, time.Minute, "karpenter-gpu: NodePool Ready", func() (bool, error) {
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(nodePool), nodePool); err != nil {
 			return false, err
 		}
 		return nodePool.StatusConditions().Root().IsTrue(), fmt.Errorf("NodePool conditions %v", nodePool.Status.Conditions)
 	})
-	tm.mark("karpenter-gpu: NodePool Ready")
+	tm.Mark("karpenter-gpu: NodePool Ready")
 
 	// The gang: 8 pods of one L4 GPU each, all or nothing.
 	start := time.Now()
@@ -460,14 +383,14 @@ integrations:
 	if err := kube.Create(ctx, train); err != nil {
 		t.Fatal(err)
 	}
-	tm.mark("8-pod GPU Job applied (suspended, queue training)")
+	tm.Mark("8-pod GPU Job applied (suspended, queue training)")
 	var (
 		wl          *kueue.Workload
 		pr          *autoscalingv1.ProvisioningRequest
 		sawPR       bool
 		unsuspended bool
 	)
-	eventually(t, 3*time.Minute, "all 8 pods of the Job running", func() (bool, error) {
+	process.Eventually(t, 3*time.Minute, "all 8 pods of the Job running", func() (bool, error) {
 		var err error
 		if wl, err = workloadOf(ctx, kube, train); err != nil || wl == nil {
 			return false, fmt.Errorf("no workload yet: %v", err)
@@ -476,7 +399,7 @@ integrations:
 			pr = prs[len(prs)-1]
 			if !sawPR {
 				sawPR = true
-				tm.mark(fmt.Sprintf("Kueue reserved quota and created ProvisioningRequest %s (class %s)", pr.Name, pr.Spec.ProvisioningClassName))
+				tm.Mark(fmt.Sprintf("Kueue reserved quota and created ProvisioningRequest %s (class %s)", pr.Name, pr.Spec.ProvisioningClassName))
 			}
 		}
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(train), train); err != nil {
@@ -494,7 +417,7 @@ integrations:
 					t.Errorf("the Job was unsuspended before its ProvisioningRequest was Provisioned: %v", pr)
 				}
 			}
-			tm.mark("Kueue admitted the workload and unsuspended the Job")
+			tm.Mark("Kueue admitted the workload and unsuspended the Job")
 		}
 		pods, err := podsOf(ctx, kube, train)
 		if err != nil {
@@ -504,7 +427,7 @@ integrations:
 		return running == gangSize, fmt.Errorf("%d/%d pods running, workload %v", running, len(pods), wl.Status.Conditions)
 	})
 	elapsed := time.Since(start)
-	tm.mark(fmt.Sprintf("all %d pods bound by kube-scheduler and Running: %.1fs after the Job was applied", gangSize, elapsed.Seconds()))
+	tm.Mark(fmt.Sprintf("all %d pods bound by kube-scheduler and Running: %.1fs after the Job was applied", gangSize, elapsed.Seconds()))
 
 	// The request, the workload and the pods agree.
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(pr), pr); err != nil {
@@ -560,7 +483,7 @@ integrations:
 	// The booking: the capacity was held for the gang's pods (Kueue
 	// annotates them with the request's name) and is released once they
 	// are all bound, without BookingExpired.
-	eventually(t, 30*time.Second, "the request's booking released with its pods bound", func() (bool, error) {
+	process.Eventually(t, 30*time.Second, "the request's booking released with its pods bound", func() (bool, error) {
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(pr), pr); err != nil {
 			return false, err
 		}
@@ -574,7 +497,7 @@ integrations:
 	if meta.FindStatusCondition(pr.Status.Conditions, autoscalingv1.BookingExpired) != nil {
 		t.Errorf("request %s has BookingExpired although its pods were bound", pr.Name)
 	}
-	tm.mark(fmt.Sprintf("booking released (%s): the gang's nodes are ordinary nodes again", provisioningrequest.BookingConsumed))
+	tm.Mark(fmt.Sprintf("booking released (%s): the gang's nodes are ordinary nodes again", provisioningrequest.BookingConsumed))
 	allClaims := &karpv1.NodeClaimList{}
 	if err := kube.List(ctx, allClaims); err != nil {
 		t.Fatal(err)
@@ -587,7 +510,7 @@ integrations:
 	// first (8 GPUs): 8 more GPUs. Kueue reserves quota (the ClusterQueue
 	// has room) but the admission check stays Pending with karpenter-gpu's
 	// reason, the Job stays suspended and nothing is launched.
-	tm.last = time.Now()
+	tm.Lap()
 	tooBig := gpuJob("train-too-big", 1)
 	if err := kube.Create(ctx, tooBig); err != nil {
 		t.Fatal(err)
@@ -611,7 +534,7 @@ integrations:
 		for _, p := range prs {
 			if _, ok := seen[p.Name]; !ok {
 				order = append(order, p.Name)
-				tm.mark(fmt.Sprintf("second Job: Kueue created ProvisioningRequest %s", p.Name))
+				tm.Mark(fmt.Sprintf("second Job: Kueue created ProvisioningRequest %s", p.Name))
 			}
 			seen[p.Name] = p
 			if c := claimsOf(ctx, t, kube, string(p.UID)); len(c) != 0 {
@@ -627,7 +550,7 @@ integrations:
 	// retries with a second request, which fails the same way; Kueue then
 	// rejects the admission check and deactivates the workload. The Job is
 	// never unsuspended.
-	eventually(t, 2*time.Minute, "the second Job's workload to be rejected after Kueue's retry", func() (bool, error) {
+	process.Eventually(t, 2*time.Minute, "the second Job's workload to be rejected after Kueue's retry", func() (bool, error) {
 		if err := watchRequests(); err != nil {
 			return false, err
 		}
@@ -640,14 +563,14 @@ integrations:
 		st := checkState(tooBigWL, check.Name)
 		if st != nil && st.State == kueue.CheckStateRejected && rejected == "" {
 			rejected = st.Message
-			tm.mark(fmt.Sprintf("second Job: admission check Rejected: %q", st.Message))
+			tm.Mark(fmt.Sprintf("second Job: admission check Rejected: %q", st.Message))
 		}
 		// Kueue deactivates a workload whose check was rejected (and then
 		// resets the check to Pending).
 		return !lo.FromPtrOr(tooBigWL.Spec.Active, true) && len(order) >= 2,
 			fmt.Errorf("check state %+v, active %v, requests %v", st, lo.FromPtrOr(tooBigWL.Spec.Active, true), order)
 	})
-	tm.mark(fmt.Sprintf("second Job: workload deactivated after %d requests", len(order)))
+	tm.Mark(fmt.Sprintf("second Job: workload deactivated after %d requests", len(order)))
 	if len(order) != 2 {
 		t.Errorf("requests for the second Job %v, want 2 (the first and Kueue's one retry)", order)
 	}
@@ -715,7 +638,7 @@ integrations:
 		t.Errorf("%d NodeClaims and %d nodes after the second Job, want the first gang's %d", len(allClaims.Items), len(nodes.Items), len(claims))
 	}
 	t.Logf("second Job's last request %s: %s", tooBigPR.Name, lo.FromPtr(cond).Message)
-	tm.mark("second Job still suspended, its workload deactivated, nothing launched for it")
+	tm.Mark("second Job still suspended, its workload deactivated, nothing launched for it")
 	t.Logf("RESULT: time to all %d pods Running = %.1fs (Job applied -> every pod Running)", gangSize, elapsed.Seconds())
 }
 

@@ -10,13 +10,11 @@
 package schedulerdiff_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -32,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	ks "github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/test/process"
 )
 
 const (
@@ -78,19 +77,8 @@ func TestSchedulerDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "schedulerdiff", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfigPath := process.AdminKubeconfig(t, env, "schedulerdiff")
 	dir := t.TempDir()
-	kubeconfigPath := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	configPath := filepath.Join(dir, "scheduler.json")
 	if err := os.WriteFile(configPath, schedulerConfig(t, root, kubeconfigPath), 0o600); err != nil {
 		t.Fatal(err)
@@ -257,20 +245,7 @@ func checkDocumentedWeights(t *testing.T, profile map[string]any) {
 
 func startScheduler(t *testing.T, bin, config string) {
 	t.Helper()
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config="+config, "--secure-port=0", "-v=1")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting kube-scheduler: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			lines := strings.Split(logs.String(), "\n")
-			t.Logf("--- last lines of kube-scheduler ---\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
-		}
-	})
+	process.Cmd{Name: "kube-scheduler", Path: bin, Args: []string{"--config=" + config, "--secure-port=0", "-v=1"}}.Start(t)
 }
 
 // cleanup deletes every node and pod (pods at once: no kubelet runs).

@@ -1,6 +1,7 @@
 package envtest_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -153,6 +157,38 @@ var _ = Describe("Interruption handling (SQS, fake endpoint)", func() {
 		Expect(srv.QueueMessages(queueName)).To(BeEmpty())
 		running(c)
 		Expect(reasons()).To(Equal([]string{"SpotRebalanceRecommendation"}))
+	})
+
+	It("runs as a singleton under a controller manager, long-polling the queue", func() {
+		c := provisionAndLaunch(gpuPod(1))[0]
+		inst := instanceOf(c.Status.ProviderID)
+		cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{Region: "us-east-1", Extra: []func(*config.LoadOptions) error{
+			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		}})
+		Expect(err).ToNot(HaveOccurred())
+		q, err := sqs.New(sqs.Options{Client: sqs.NewClient(cfg, srv.URL), QueueName: queueName, WaitTime: 2 * time.Second})
+		Expect(err).ToNot(HaveOccurred())
+		managed := interruption.NewController(interruption.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(rec), Queue: q})
+		mgr, err := controllerruntime.NewManager(env.Config, controllerruntime.Options{
+			Scheme: env.Client.Scheme(), Metrics: server.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+			Controller: ctrlconfig.Controller{SkipNameValidation: lo.ToPtr(true)},
+		})
+		Expect(err).ToNot(HaveOccurred())
+		Expect(managed.Register(ctx, mgr)).To(Succeed())
+		mgrCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(mgrCtx) }()
+		DeferCleanup(func() {
+			stop()
+			Eventually(done, 10*time.Second).Should(Receive(BeNil()))
+		})
+
+		// The first poll is waiting on the empty queue; the message ends it.
+		Eventually(func() int { return len(srv.Requests("ReceiveMessage")) }, 5*time.Second).Should(BeNumerically(">", 0))
+		send(fakeaws.SpotInterruptionEvent("us-east-1", inst.ID, env.Clock.Now()))
+		Eventually(func() bool { return !ExpectExists(ctx, env.Client, c).DeletionTimestamp.IsZero() }, 10*time.Second).Should(BeTrue())
+		Eventually(func() []fakeaws.SQSMessage { return srv.QueueMessages(queueName) }, 5*time.Second).Should(BeEmpty())
 	})
 
 	It("keeps a message whose NodeClaim cannot be handled yet and handles it when received again", func() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,8 +31,9 @@ import (
 )
 
 // memQueue is an in-memory Queue: Receive hands out every message not yet
-// deleted, Delete records the handle.
+// deleted, Delete records the handle (safe for the controller's workers).
 type memQueue struct {
+	mu         sync.Mutex
 	msgs       []interruption.Message
 	deleted    []string
 	receiveErr error
@@ -41,6 +43,8 @@ type memQueue struct {
 func (q *memQueue) Name() string { return "mem" }
 
 func (q *memQueue) Receive(context.Context) ([]interruption.Message, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.receiveErr != nil {
 		return nil, q.receiveErr
 	}
@@ -48,6 +52,8 @@ func (q *memQueue) Receive(context.Context) ([]interruption.Message, error) {
 }
 
 func (q *memQueue) Delete(_ context.Context, m interruption.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.deleteErr != nil {
 		return q.deleteErr
 	}
@@ -55,9 +61,16 @@ func (q *memQueue) Delete(_ context.Context, m interruption.Message) error {
 	return nil
 }
 
-type marks []string
+type marks struct {
+	mu  sync.Mutex
+	all []string
+}
 
-func (m *marks) MarkUnavailable(it, zone, ct string) { *m = append(*m, it+"/"+zone+"/"+ct) }
+func (m *marks) MarkUnavailable(it, zone, ct string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.all = append(m.all, it+"/"+zone+"/"+ct)
+}
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -194,8 +207,8 @@ func TestPoll(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("events %v, want %v", got, want)
 			}
-			if !slices.Equal(marked, tc.marked) {
-				t.Errorf("marked unavailable %v, want %v", marked, tc.marked)
+			if !slices.Equal(marked.all, tc.marked) {
+				t.Errorf("marked unavailable %v, want %v", marked.all, tc.marked)
 			}
 			after := snapshot(tc.msg.Kind)
 			d := counts{after.received - before.received, after.deleted - before.deleted, after.drained - before.drained, after.noAction - before.noAction, after.disrupted - before.disrupted}
@@ -292,5 +305,31 @@ func TestInstanceID(t *testing.T) {
 		if got := interruption.InstanceID(in); got != want {
 			t.Errorf("InstanceID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A full batch is handled by parallel workers: every NodeClaim deleted,
+// every message deleted, each offering marked once per message.
+func TestBatchInParallel(t *testing.T) {
+	var objs []client.Object
+	var msgs []interruption.Message
+	for i := range 10 {
+		nc, node := claim(fmt.Sprintf("gpu-%d", i), v1alpha1.Group, fmt.Sprintf("i-%017x", i))
+		objs = append(objs, nc, node)
+		msgs = append(msgs, msg(interruption.KindSpotInterruption, "", fmt.Sprintf("i-%017x", i)))
+	}
+	kube := fakecr.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(objs...).Build()
+	q := &memQueue{msgs: msgs}
+	var marked marks
+	ctrl := interruption.NewController(interruption.Options{KubeClient: kube, Recorder: events.NewRecorder(record.NewFakeRecorder(100)), Queue: q, Unavailable: &marked, Workers: 4})
+	if n, err := ctrl.Poll(context.Background()); err != nil || n != 10 {
+		t.Fatalf("Poll = %d, %v", n, err)
+	}
+	if len(q.deleted) != 10 || len(lo.Uniq(q.deleted)) != 10 || len(marked.all) != 10 {
+		t.Errorf("deleted %d messages (%d distinct), marked %d offerings; want 10 each", len(q.deleted), len(lo.Uniq(q.deleted)), len(marked.all))
+	}
+	left := &karpv1.NodeClaimList{}
+	if err := kube.List(context.Background(), left); err != nil || len(left.Items) != 0 {
+		t.Errorf("%d NodeClaims left (%v), want none", len(left.Items), err)
 	}
 }

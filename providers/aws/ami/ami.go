@@ -286,13 +286,7 @@ func (p *Provider) describeImagesWithDate(ctx context.Context, in *ec2.DescribeI
 		in.MaxResults = aws.Int32(1000)
 	}
 	pager := ec2.NewDescribeImagesPaginator(p.opts.EC2, in)
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return out, fmt.Errorf("describing images, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeImagesOutput) {
 		for _, img := range page.Images {
 			if img.State != "" && img.State != ec2types.ImageStateAvailable {
 				continue
@@ -302,6 +296,8 @@ func (p *Provider) describeImagesWithDate(ctx context.Context, in *ec2.DescribeI
 				created: lo.FromPtr(img.CreationDate),
 			})
 		}
+	}); err != nil {
+		return out, fmt.Errorf("describing images, %w", err)
 	}
 	return out, nil
 }

@@ -72,13 +72,7 @@ func (p *Provider) fetch(ctx context.Context) ([]Reservation, error) {
 	filters = append(filters, awsutil.TagFilters(p.opts.Tags)...)
 	var out []Reservation
 	pager := ec2.NewDescribeCapacityReservationsPaginator(p.opts.EC2, &ec2.DescribeCapacityReservationsInput{Filters: filters, MaxResults: aws.Int32(1000)})
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("describing capacity reservations, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeCapacityReservationsOutput) {
 		for _, cr := range page.CapacityReservations {
 			if cr.State != ec2types.CapacityReservationStateActive || cr.Tenancy == ec2types.CapacityReservationTenancyDedicated {
 				continue
@@ -91,6 +85,8 @@ func (p *Provider) fetch(ctx context.Context) ([]Reservation, error) {
 				CapacityBlock: cr.ReservationType == ec2types.CapacityReservationTypeCapacityBlock,
 			})
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("describing capacity reservations, %w", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

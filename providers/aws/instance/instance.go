@@ -64,18 +64,14 @@ func (p *Provider) list(ctx context.Context, claimed bool) ([]*cloudprovider.Ins
 	}
 	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(ListPageSize)})
 	var out []*cloudprovider.Instance
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("listing instances, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeInstancesOutput) {
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
 				out = append(out, instanceFrom(inst))
 			}
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("listing instances, %w", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

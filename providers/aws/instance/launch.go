@@ -125,18 +125,14 @@ func (p *Provider) launchedBefore(ctx context.Context, req *cloudprovider.Launch
 	}
 	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters})
 	var found []*cloudprovider.Instance
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("looking up instances of NodeClaim %s, %w", req.NodeClaim.Name, err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeInstancesOutput) {
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
 				found = append(found, instanceFrom(inst))
 			}
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("looking up instances of NodeClaim %s, %w", req.NodeClaim.Name, err)
 	}
 	rank := func(inst *cloudprovider.Instance) int {
 		return lo.IndexOf(lo.Map(req.Options, func(o cloudprovider.LaunchOption, _ int) string { return o.String() }),

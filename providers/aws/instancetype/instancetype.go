@@ -102,26 +102,16 @@ func (p *Provider) AcceleratorNames(resource string) []string {
 func (p *Provider) fetch(ctx context.Context) (typeData, error) {
 	var infos []ec2types.InstanceTypeInfo
 	pager := ec2.NewDescribeInstanceTypesPaginator(p.opts.EC2, &ec2.DescribeInstanceTypesInput{MaxResults: aws.Int32(100)})
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return typeData{}, fmt.Errorf("describing instance types, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeInstanceTypesOutput) {
 		infos = append(infos, page.InstanceTypes...)
+	}); err != nil {
+		return typeData{}, fmt.Errorf("describing instance types, %w", err)
 	}
 	zones := map[string]map[string]bool{}
 	opager := ec2.NewDescribeInstanceTypeOfferingsPaginator(p.opts.EC2, &ec2.DescribeInstanceTypeOfferingsInput{
 		LocationType: ec2types.LocationTypeAvailabilityZone, MaxResults: aws.Int32(1000),
 	})
-	for opager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		page, err := opager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return typeData{}, fmt.Errorf("describing instance type offerings, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, opager, func(page *ec2.DescribeInstanceTypeOfferingsOutput) {
 		for _, o := range page.InstanceTypeOfferings {
 			it := string(o.InstanceType)
 			if zones[it] == nil {
@@ -129,6 +119,8 @@ func (p *Provider) fetch(ctx context.Context) (typeData, error) {
 			}
 			zones[it][lo.FromPtr(o.Location)] = true
 		}
+	}); err != nil {
+		return typeData{}, fmt.Errorf("describing instance type offerings, %w", err)
 	}
 	if len(infos) == 0 {
 		return typeData{}, fmt.Errorf("DescribeInstanceTypes returned no instance type")

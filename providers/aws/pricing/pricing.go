@@ -106,18 +106,14 @@ func (p *Provider) fetchOnDemand(ctx context.Context) (map[string]float64, error
 	}
 	prices := map[string]float64{}
 	pager := pricing.NewGetProductsPaginator(p.opts.Pricing, in)
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		out, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("getting EC2 products from the Pricing API, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(out *pricing.GetProductsOutput) {
 		for _, doc := range out.PriceList {
 			if it, price, ok := parsePriceListItem(doc); ok {
 				prices[it] = price
 			}
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("getting EC2 products from the Pricing API, %w", err)
 	}
 	if len(prices) == 0 {
 		return nil, fmt.Errorf("the Pricing API returned no on-demand price for %s", p.opts.Region)
@@ -190,13 +186,7 @@ func (p *Provider) fetchSpot(ctx context.Context) (map[string]float64, error) {
 		StartTime:           lo.ToPtr(p.opts.Clock.Now()),
 		MaxResults:          aws.Int32(1000),
 	})
-	for pager.HasMorePages() {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		out, err := pager.NextPage(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("describing spot price history, %w", err)
-		}
+	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(out *ec2.DescribeSpotPriceHistoryOutput) {
 		for _, sp := range out.SpotPriceHistory {
 			v, err := strconv.ParseFloat(lo.FromPtr(sp.SpotPrice), 64)
 			if err != nil || v <= 0 {
@@ -208,6 +198,8 @@ func (p *Provider) fetchSpot(ctx context.Context) (map[string]float64, error) {
 				latest[k] = stamped{v, at}
 			}
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("describing spot price history, %w", err)
 	}
 	return lo.MapValues(latest, func(s stamped, _ string) float64 { return s.price }), nil
 }

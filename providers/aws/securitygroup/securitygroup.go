@@ -49,16 +49,12 @@ func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alp
 			continue
 		}
 		pager := ec2.NewDescribeSecurityGroupsPaginator(p.ec2, &ec2.DescribeSecurityGroupsInput{Filters: filters, MaxResults: aws.Int32(1000)})
-		for pager.HasMorePages() {
-			cctx, cancel := context.WithTimeout(ctx, p.timeout)
-			out, err := pager.NextPage(cctx)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("describing security groups, %w", err)
-			}
+		if err := awsutil.EachPage(ctx, p.timeout, pager, func(out *ec2.DescribeSecurityGroupsOutput) {
 			for _, g := range out.SecurityGroups {
 				found[lo.FromPtr(g.GroupId)] = v1alpha1.SecurityGroup{ID: lo.FromPtr(g.GroupId), Name: lo.FromPtr(g.GroupName)}
 			}
+		}); err != nil {
+			return nil, fmt.Errorf("describing security groups, %w", err)
 		}
 	}
 	out := lo.Values(found)

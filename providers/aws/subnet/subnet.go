@@ -61,13 +61,7 @@ func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]Subne
 			continue
 		}
 		pager := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{Filters: filters, MaxResults: aws.Int32(1000)})
-		for pager.HasMorePages() {
-			cctx, cancel := context.WithTimeout(ctx, p.timeout)
-			out, err := pager.NextPage(cctx)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("describing subnets, %w", err)
-			}
+		if err := awsutil.EachPage(ctx, p.timeout, pager, func(out *ec2.DescribeSubnetsOutput) {
 			for _, s := range out.Subnets {
 				if s.State != "" && s.State != ec2types.SubnetStateAvailable {
 					continue
@@ -75,6 +69,8 @@ func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]Subne
 				d := Subnet{ID: lo.FromPtr(s.SubnetId), Zone: lo.FromPtr(s.AvailabilityZone), ZoneID: lo.FromPtr(s.AvailabilityZoneId), FreeIPs: lo.FromPtr(s.AvailableIpAddressCount)}
 				found[d.ID] = d
 			}
+		}); err != nil {
+			return nil, fmt.Errorf("describing subnets, %w", err)
 		}
 	}
 	out := lo.Values(found)

@@ -207,7 +207,9 @@ func (c *Controller) handle(ctx context.Context, claims map[string]*karpv1.NodeC
 				logger.V(1).Info("no karpenter-gpu NodeClaim for the instance", "instance", id)
 				continue
 			}
-			if err := c.act(ctx, m, id, nc); err != nil {
+			// A copy: messages of one batch about one instance are
+			// handled by different workers.
+			if err := c.act(ctx, m, id, nc.DeepCopy()); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -2,14 +2,19 @@ package interruption_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
@@ -331,5 +336,50 @@ func TestBatchInParallel(t *testing.T) {
 	left := &karpv1.NodeClaimList{}
 	if err := kube.List(context.Background(), left); err != nil || len(left.Items) != 0 {
 		t.Errorf("%d NodeClaims left (%v), want none", len(left.Items), err)
+	}
+}
+
+// The chart's Grafana dashboard queries the interruption metrics by their
+// exported names and labels.
+func TestDashboardInterruptionPanels(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "charts", "karpenter-gpu", "files", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dashboard struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dashboard); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]string{} // name -> its label
+	for c, label := range map[prometheus.Collector]string{interruption.ReceivedMessages: "message_type", interruption.Actions: "action"} {
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		exported[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch((<-ch).String())[1]] = label
+	}
+	used := map[string]bool{}
+	for _, p := range dashboard.Panels {
+		for _, target := range p.Targets {
+			for _, name := range regexp.MustCompile(`karpenter_gpu_interruption_[a-z_]+`).FindAllString(target.Expr, -1) {
+				label, ok := exported[name]
+				if !ok {
+					t.Errorf("panel %q queries %s, which is not exported", p.Title, name)
+					continue
+				}
+				if !strings.Contains(target.Expr, "by ("+label+")") {
+					t.Errorf("panel %q: %q does not group by %s", p.Title, target.Expr, label)
+				}
+				used[name] = true
+			}
+		}
+	}
+	if len(used) != len(exported) {
+		t.Errorf("dashboard queries %v; want %v", used, exported)
 	}
 }

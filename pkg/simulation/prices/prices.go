@@ -19,6 +19,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/pricelist"
 )
 
 // Table holds hourly USD prices by region.
@@ -70,21 +71,6 @@ type spotHistory struct {
 type getProducts struct {
 	PriceList     []string `json:"PriceList"`
 	FormatVersion string   `json:"FormatVersion"`
-}
-
-type product struct {
-	Product struct {
-		ProductFamily string            `json:"productFamily"`
-		Attributes    map[string]string `json:"attributes"`
-	} `json:"product"`
-	Terms struct {
-		OnDemand map[string]struct {
-			PriceDimensions map[string]struct {
-				Unit         string            `json:"unit"`
-				PricePerUnit map[string]string `json:"pricePerUnit"`
-			} `json:"priceDimensions"`
-		} `json:"OnDemand"`
-	} `json:"terms"`
 }
 
 // Add reads one file's JSON (source names it in errors).
@@ -177,36 +163,25 @@ func (t *Table) addProducts(b []byte, source string) error {
 		return fmt.Errorf("%s: field \"PriceList\": empty", source)
 	}
 	for i, doc := range g.PriceList {
-		var p product
-		if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		p, err := pricelist.Parse(doc)
+		if err != nil {
 			return fmt.Errorf("%s: PriceList[%d]: not a product document: %v", source, i, err)
 		}
 		a := p.Product.Attributes
 		at := func(field string) string {
 			return fmt.Sprintf("%s: PriceList[%d] (%s %s): field %q", source, i, a["instanceType"], a["regionCode"], field)
 		}
-		// Linux, shared tenancy, no pre-installed software, used capacity:
-		// what a Karpenter node is billed.
-		if a["instanceType"] == "" || a["operatingSystem"] != "Linux" || a["tenancy"] != "Shared" ||
-			a["preInstalledSw"] != "NA" || (a["capacitystatus"] != "" && a["capacitystatus"] != "Used") || a["licenseModel"] == "Bring your own license" {
+		// What a Karpenter node is billed (pricelist.NodeAttributes).
+		if p.InstanceType() == "" || !p.BilledAsNode() {
 			continue
 		}
 		region := a["regionCode"]
 		if region == "" {
 			return fmt.Errorf("%s: required (a product without its region)", at("product.attributes.regionCode"))
 		}
-		price, found := 0.0, false
-		for _, term := range p.Terms.OnDemand {
-			for _, dim := range term.PriceDimensions {
-				if dim.Unit != "Hrs" {
-					continue
-				}
-				v, err := strconv.ParseFloat(dim.PricePerUnit["USD"], 64)
-				if err != nil {
-					return fmt.Errorf("%s: %q is not a price", at("terms.OnDemand.priceDimensions.pricePerUnit.USD"), dim.PricePerUnit["USD"])
-				}
-				price, found = v, true
-			}
+		price, found, err := p.HourlyUSD()
+		if err != nil {
+			return fmt.Errorf("%s: %v", at("terms.OnDemand.priceDimensions.pricePerUnit.USD"), err)
 		}
 		if !found {
 			return fmt.Errorf("%s: no hourly USD price", at("terms.OnDemand"))

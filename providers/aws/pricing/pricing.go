@@ -5,7 +5,6 @@ package pricing
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/pricelist"
 )
 
 // SpotKey is the key of a type's spot price in a zone.
@@ -99,11 +99,14 @@ func (p *Provider) fetchOnDemand(ctx context.Context) (map[string]float64, error
 	in := &pricing.GetProductsInput{
 		ServiceCode: aws.String("AmazonEC2"),
 		Filters: []pricingtypes.Filter{
-			filter("regionCode", p.opts.Region), filter("operatingSystem", "Linux"), filter("tenancy", "Shared"),
-			filter("preInstalledSw", "NA"), filter("capacitystatus", "Used"), filter("marketoption", "OnDemand"),
+			filter("regionCode", p.opts.Region),
 		},
 		MaxResults: aws.Int32(100),
 	}
+	for _, a := range pricelist.NodeAttributes {
+		in.Filters = append(in.Filters, filter(a.Name, a.Value))
+	}
+	in.Filters = append(in.Filters, filter("marketoption", "OnDemand"))
 	prices := map[string]float64{}
 	pager := pricing.NewGetProductsPaginator(p.opts.Pricing, in)
 	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(out *pricing.GetProductsOutput) {
@@ -122,35 +125,18 @@ func (p *Provider) fetchOnDemand(ctx context.Context) (map[string]float64, error
 }
 
 // priceListItem is the part of a Pricing API product document we read.
-type priceListItem struct {
-	Product struct {
-		Attributes struct {
-			InstanceType string `json:"instanceType"`
-		} `json:"attributes"`
-	} `json:"product"`
-	Terms struct {
-		OnDemand map[string]struct {
-			PriceDimensions map[string]struct {
-				Unit         string            `json:"unit"`
-				PricePerUnit map[string]string `json:"pricePerUnit"`
-			} `json:"priceDimensions"`
-		} `json:"OnDemand"`
-	} `json:"terms"`
-}
-
+// parsePriceListItem is the instance type and hourly on-demand price of a
+// product document (pricelist); ok is false for anything else.
 func parsePriceListItem(doc string) (string, float64, bool) {
-	var item priceListItem
-	if err := json.Unmarshal([]byte(doc), &item); err != nil || item.Product.Attributes.InstanceType == "" {
+	p, err := pricelist.Parse(doc)
+	if err != nil || p.InstanceType() == "" {
 		return "", 0, false
 	}
-	for _, term := range item.Terms.OnDemand {
-		for _, dim := range term.PriceDimensions {
-			if v, err := strconv.ParseFloat(dim.PricePerUnit["USD"], 64); err == nil && v > 0 {
-				return item.Product.Attributes.InstanceType, v, true
-			}
-		}
+	price, found, err := p.HourlyUSD()
+	if err != nil || !found || price <= 0 {
+		return "", 0, false
 	}
-	return "", 0, false
+	return p.InstanceType(), price, true
 }
 
 // Spot returns the spot price of each type and zone (SpotKey), refreshed

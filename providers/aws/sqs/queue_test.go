@@ -310,3 +310,38 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+
+// Answers lost after SQS acted: a lost DeleteMessage answer is retried by
+// the SDK and the second delete of the same handle succeeds; a lost
+// ReceiveMessage answer leaves the message in flight, and it is received
+// again after its visibility timeout, as with SQS.
+func TestLostAnswers(t *testing.T) {
+	srv, client := endpoint(t)
+	q := newQueue(t, client, sqs.Options{})
+	send(t, srv, fakeaws.SpotInterruptionEvent(region, inst, at))
+	ctx := context.Background()
+
+	srv.ResetConnections("ReceiveMessage", 1)
+	msgs, err := q.Receive(ctx)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("Receive after a lost answer = %d, %v; want none (the message is in flight)", len(msgs), err)
+	}
+	if n := srv.Faults()[fakeaws.FaultConnectionReset]; n != 1 {
+		t.Fatalf("connection resets served: %d, want 1", n)
+	}
+	srv.SetClock(func() time.Time { return at.Add(fakeaws.DefaultSQSVisibilityTimeout + time.Second) })
+	if msgs, err = q.Receive(ctx); err != nil || len(msgs) != 1 {
+		t.Fatalf("Receive after the visibility timeout = %d, %v; want the message", len(msgs), err)
+	}
+
+	srv.LoseResponses("DeleteMessage", 1)
+	if err := q.Delete(ctx, msgs[0]); err != nil {
+		t.Fatalf("Delete with a lost answer: %v (the SDK retries; deleting twice is fine)", err)
+	}
+	if n := len(srv.Requests("DeleteMessage")); n != 2 {
+		t.Errorf("DeleteMessage sent %d times, want 2 (the retry)", n)
+	}
+	if left := srv.QueueMessages(name); len(left) != 0 {
+		t.Errorf("messages left: %v", left)
+	}
+}

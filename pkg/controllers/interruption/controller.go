@@ -4,7 +4,8 @@
 // for each message about an instance of a karpenter-gpu NodeClaim (its
 // nodeClassRef is a GPUNodeClass), records an event on the NodeClaim and its
 // Node and, on a spot interruption warning, a scheduled change or an
-// instance stopping or terminating, deletes the NodeClaim so that core's
+// instance stopping or terminating, or the interruption of its capacity
+// reservation, deletes the NodeClaim so that core's
 // termination controller cordons and drains the node within the two-minute
 // warning. A rebalance recommendation is recorded only. Messages about other
 // instances (Karpenter for AWS's, unmanaged nodes) are deleted without
@@ -56,7 +57,7 @@ var (
 	// ReceivedMessages counts queue messages by kind.
 	ReceivedMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "karpenter_gpu", Subsystem: "interruption", Name: "received_messages_total",
-		Help: "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).",
+		Help: "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, capacity_reservation_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).",
 	}, []string{"message_type"})
 	// DeletedMessages counts messages deleted from the queue.
 	DeletedMessages = prometheus.NewCounter(prometheus.CounterOpts{
@@ -177,7 +178,7 @@ func (c *Controller) Poll(ctx context.Context) (int, error) {
 // actionable reports whether a message may concern a NodeClaim.
 func actionable(m Message) bool {
 	switch m.Kind {
-	case KindSpotInterruption, KindRebalanceRecommendation, KindScheduledChange:
+	case KindSpotInterruption, KindCapacityReservationInterruption, KindRebalanceRecommendation, KindScheduledChange:
 		return true
 	case KindStateChange:
 		return terminalState(m.State)
@@ -283,6 +284,8 @@ func describe(m Message) (reason, message string) {
 	switch m.Kind {
 	case KindSpotInterruption:
 		return "SpotInterrupted", "Spot interruption warning: EC2 reclaims the instance in two minutes"
+	case KindCapacityReservationInterruption:
+		return "CapacityReservationInterrupted", "Capacity reservation interruption warning: the reservation's owner reclaims the instance in two minutes"
 	case KindRebalanceRecommendation:
 		return "SpotRebalanceRecommendation", "Spot rebalance recommendation: EC2 sees an elevated risk of interruption"
 	case KindScheduledChange:

@@ -159,6 +159,8 @@ func TestPoll(t *testing.T) {
 	}{
 		{name: "spot interruption of a karpenter-gpu instance", msg: msg(interruption.KindSpotInterruption, "", "i-gpu"),
 			deleted: []string{"gpu"}, events: []string{"SpotInterrupted", "TerminatingOnInterruption"}, marked: []string{"g6.xlarge/us-east-1a/spot"}, drained: 1},
+		{name: "capacity reservation interruption", msg: msg(interruption.KindCapacityReservationInterruption, "", "i-gpu"),
+			deleted: []string{"gpu"}, events: []string{"CapacityReservationInterrupted", "TerminatingOnInterruption"}, drained: 1},
 		{name: "scheduled change", msg: msg(interruption.KindScheduledChange, "", "i-gpu"),
 			deleted: []string{"gpu"}, events: []string{"InstanceScheduledChange", "TerminatingOnInterruption"}, drained: 1},
 		{name: "state change to stopping", msg: msg(interruption.KindStateChange, "stopping", "i-gpu"),

@@ -16,6 +16,9 @@ const (
 	// interruption. Recorded as an event, no action (Karpenter for AWS's
 	// default).
 	KindRebalanceRecommendation Kind = "rebalance_recommendation"
+	// KindCapacityReservationInterruption: the instance's interruptible
+	// capacity reservation is reclaimed by its owner (two-minute warning).
+	KindCapacityReservationInterruption Kind = "capacity_reservation_interrupted"
 	// KindScheduledChange: an AWS Health scheduled change (retirement,
 	// maintenance) of the instance.
 	KindScheduledChange Kind = "scheduled_change"

@@ -164,7 +164,7 @@ func (s *Server) serveSQS(w http.ResponseWriter, r *http.Request, action string,
 	}
 	s.mu.Unlock()
 	var in struct {
-		QueueName, QueueUrl, ReceiptHandle string
+		QueueName, QueueUrl, ReceiptHandle   string
 		MaxNumberOfMessages, WaitTimeSeconds *int
 		VisibilityTimeout                    *int
 		AttributeNames                       []string

@@ -35,6 +35,13 @@ func SpotInterruptionEvent(region, instanceID string, at time.Time) string {
 		map[string]any{"instance-id": instanceID, "instance-action": "terminate"})
 }
 
+// CapacityReservationInterruptionEvent is an "EC2 Capacity Reservation
+// Instance Interruption Warning" (an interruptible reservation reclaimed).
+func CapacityReservationInterruptionEvent(region, instanceID string, at time.Time) string {
+	return eventJSON("EC2 Capacity Reservation Instance Interruption Warning", "aws.ec2", region, at, []string{instanceARN(region, instanceID)},
+		map[string]any{"instance-id": instanceID, "instance-action": "terminate"})
+}
+
 // RebalanceRecommendationEvent is an "EC2 Instance Rebalance Recommendation".
 func RebalanceRecommendationEvent(region, instanceID string, at time.Time) string {
 	return eventJSON("EC2 Instance Rebalance Recommendation", "aws.ec2", region, at, []string{instanceARN(region, instanceID)},

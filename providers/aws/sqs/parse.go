@@ -16,6 +16,7 @@ const (
 	SourceEC2                   = "aws.ec2"
 	SourceHealth                = "aws.health"
 	DetailSpotInterruption      = "EC2 Spot Instance Interruption Warning"
+	DetailReservationInterrupt  = "EC2 Capacity Reservation Instance Interruption Warning"
 	DetailRebalance             = "EC2 Instance Rebalance Recommendation"
 	DetailStateChange           = "EC2 Instance State-change Notification"
 	DetailHealthEvent           = "AWS Health Event"
@@ -71,7 +72,7 @@ func Parse(body string) interruption.Message {
 		}
 	}
 	switch {
-	case ev.Source == SourceEC2 && slices.Contains([]string{DetailSpotInterruption, DetailRebalance, DetailStateChange}, ev.DetailType):
+	case ev.Source == SourceEC2 && slices.Contains([]string{DetailSpotInterruption, DetailReservationInterrupt, DetailRebalance, DetailStateChange}, ev.DetailType):
 		var d ec2Detail
 		if len(ev.Detail) > 0 {
 			if err := json.Unmarshal(ev.Detail, &d); err != nil {
@@ -89,6 +90,8 @@ func Parse(body string) interruption.Message {
 		switch ev.DetailType {
 		case DetailSpotInterruption:
 			m.Kind = interruption.KindSpotInterruption
+		case DetailReservationInterrupt:
+			m.Kind = interruption.KindCapacityReservationInterruption
 		case DetailRebalance:
 			m.Kind = interruption.KindRebalanceRecommendation
 		default:

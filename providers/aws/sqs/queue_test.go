@@ -90,6 +90,7 @@ func TestReceiveParsesEachKind(t *testing.T) {
 		err   string // in Message.Err
 	}{
 		{name: "spot interruption warning", body: fakeaws.SpotInterruptionEvent(region, inst, at), kind: interruption.KindSpotInterruption, ids: []string{inst}},
+		{name: "capacity reservation interruption warning", body: fakeaws.CapacityReservationInterruptionEvent(region, inst, at), kind: interruption.KindCapacityReservationInterruption, ids: []string{inst}},
 		{name: "rebalance recommendation", body: fakeaws.RebalanceRecommendationEvent(region, inst, at), kind: interruption.KindRebalanceRecommendation, ids: []string{inst}},
 		{name: "stopping", body: fakeaws.StateChangeEvent(region, inst, "stopping", at), kind: interruption.KindStateChange, ids: []string{inst}, state: "stopping"},
 		{name: "stopped", body: fakeaws.StateChangeEvent(region, inst, "stopped", at), kind: interruption.KindStateChange, ids: []string{inst}, state: "stopped"},
@@ -309,7 +310,6 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
 
 // Answers lost after SQS acted: a lost DeleteMessage answer is retried by
 // the SDK and the second delete of the same handle succeeds; a lost

@@ -50,6 +50,7 @@ func TestReadmeRulesAndQueuePolicy(t *testing.T) {
 		kind interruption.Kind
 	}{
 		{fakeaws.SpotInterruptionEvent("us-west-2", id, at), interruption.KindSpotInterruption},
+		{fakeaws.CapacityReservationInterruptionEvent("us-west-2", id, at), interruption.KindCapacityReservationInterruption},
 		{fakeaws.RebalanceRecommendationEvent("us-west-2", id, at), interruption.KindRebalanceRecommendation},
 		{fakeaws.StateChangeEvent("us-west-2", id, "stopping", at), interruption.KindStateChange},
 		{fakeaws.ScheduledChangeEvent("us-west-2", at, id), interruption.KindScheduledChange},

@@ -173,24 +173,10 @@ func (f *Fleet) launch(req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchR
 			res.Refused = append(res.Refused, o)
 			continue
 		}
-		f.nextID++
-		f.launches++
-		inst := &cloudprovider.Instance{
-			ID:            fmt.Sprintf("i-%08x%08x", f.nextID, f.rng.Uint32()),
-			InstanceType:  o.InstanceType,
-			Zone:          o.Zone,
-			CapacityType:  o.CapacityType,
-			ReservationID: o.ReservationID,
-			ImageID:       "ami-fake-gpu",
-			State:         lo.Ternary(f.opts.LaunchLatency > 0 || f.faults.slowNext > 0, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
-			LaunchTime:    f.clock.Now(),
-			Tags:          lo.Assign(req.Tags),
-		}
-		f.instances[inst.ID] = inst
+		inst := f.newInstance(o, req.Tags, f.faults.slowNext > 0)
 		if req.ClientToken != "" {
 			f.tokens[req.ClientToken] = inst.ID
 		}
-		f.scheduleInterruption(inst)
 		post := f.faults.assign(inst.ID, req.ClientToken)
 		res.Instance = f.copyOf(inst)
 		return res, post, nil

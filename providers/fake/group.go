@@ -189,7 +189,7 @@ func (f *Fleet) LaunchGroup(ctx context.Context, req GroupRequest) (*GroupResult
 		}
 		if len(picks) >= minCount {
 			for _, o := range picks {
-				inst := f.newInstance(o, req.Tags)
+				inst := f.newInstance(o, req.Tags, false)
 				if req.PlacementGroup != "" {
 					g.placementOf[inst.ID] = req.PlacementGroup
 				}
@@ -243,8 +243,10 @@ func (f *Fleet) room(off Offering, reservationID string) int {
 	return max(0, limit-running)
 }
 
-// newInstance records one launched instance of a group.
-func (f *Fleet) newInstance(o cloudprovider.LaunchOption, tags map[string]string) *cloudprovider.Instance {
+// newInstance records one launched instance (of a single launch or a
+// group) and schedules its spot interruption; it starts pending when the
+// fleet has a launch latency or slow says so (an injected slow launch).
+func (f *Fleet) newInstance(o cloudprovider.LaunchOption, tags map[string]string, slow bool) *cloudprovider.Instance {
 	f.nextID++
 	f.launches++
 	inst := &cloudprovider.Instance{
@@ -254,7 +256,7 @@ func (f *Fleet) newInstance(o cloudprovider.LaunchOption, tags map[string]string
 		CapacityType:  o.CapacityType,
 		ReservationID: o.ReservationID,
 		ImageID:       "ami-fake-gpu",
-		State:         lo.Ternary(f.opts.LaunchLatency > 0, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
+		State:         lo.Ternary(f.opts.LaunchLatency > 0 || slow, cloudprovider.InstanceStatePending, cloudprovider.InstanceStateRunning),
 		LaunchTime:    f.clock.Now(),
 		Tags:          lo.Assign(tags),
 	}

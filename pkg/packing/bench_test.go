@@ -3,7 +3,6 @@ package packing_test
 import (
 	"fmt"
 	"io"
-	"math"
 	"math/rand"
 	"os"
 	"strings"
@@ -14,9 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
-	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
-	kscheduling "sigs.k8s.io/karpenter/pkg/scheduling"
-	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/trace"
@@ -158,33 +154,13 @@ func decisionBatch(tb testing.TB, n int) []*corev1.Pod {
 // packOnly runs the pure packer on the batch: aggregation into shapes, type
 // options from the catalog, Pack.
 func packOnly(pods []*corev1.Pod, its []*cloudprovider.InstanceType, np *karpv1.NodePool) packing.Plan {
-	idx := map[string]int{}
 	var items []packing.Item
-	for _, p := range pods {
-		req := resources.RequestsForPods(p)
-		k := fmt.Sprint(req.Cpu().MilliValue(), req.Memory().Value(), req.Name(gpu, "").Value())
-		if i, ok := idx[k]; ok {
-			items[i].Count++
-			continue
-		}
-		idx[k] = len(items)
-		items = append(items, packing.Item{Requests: req, Count: 1})
+	for _, c := range countedShapes(pods) {
+		items = append(items, packing.Item{Requests: c.requests, Count: c.count})
 	}
-	reqs := scheduling.NewNodeClaimTemplate(np).Requirements
 	var types []packing.TypeOption
-	for _, it := range its {
-		if it.Requirements.Intersects(reqs) != nil {
-			continue
-		}
-		price := math.Inf(1)
-		for _, o := range it.Offerings.Launchable() {
-			if reqs.IsCompatible(o.Requirements, kscheduling.AllowUndefinedWellKnownLabels) {
-				price = math.Min(price, o.Price)
-			}
-		}
-		if !math.IsInf(price, 1) {
-			types = append(types, packing.TypeOption{Name: it.Name, Allocatable: it.Allocatable(), Capacity: it.Capacity, Price: price})
-		}
+	for _, t := range poolTypes(its, np) {
+		types = append(types, packing.TypeOption{Name: t.Name, Allocatable: t.Allocatable(), Capacity: t.Capacity, Price: t.price})
 	}
 	return packing.Pack(items, types, packing.PackOptions{})
 }

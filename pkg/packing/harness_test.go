@@ -183,20 +183,54 @@ func fleetCost(ncs []*scheduling.NodeClaim) float64 {
 // lpBound is the fluid bound for the pods over the pool's types, with the
 // same daemon overhead.
 func lpBound(pods []*corev1.Pod, its []*cloudprovider.InstanceType, daemonOverhead corev1.ResourceList, np *karpv1.NodePool) lowerbound.Result {
-	byKey := map[string]int{}
 	var shapes []lowerbound.Shape
+	for _, c := range countedShapes(pods) {
+		shapes = append(shapes, lowerbound.Shape{Requests: c.requests, Count: c.count})
+	}
+	var lts []lowerbound.Type
+	for _, t := range poolTypes(its, np) {
+		lts = append(lts, lowerbound.Type{Name: t.Name, Allocatable: resources.Subtract(t.Allocatable(), daemonOverhead), Price: t.price})
+	}
+	return lowerbound.Bound(shapes, lts, lowerbound.Options{})
+}
+
+// countedShape is pods with the same requests.
+type countedShape struct {
+	requests corev1.ResourceList
+	count    int
+}
+
+// countedShapes groups the pods by CPU, memory and GPU requests, in the
+// order the groups are first seen.
+func countedShapes(pods []*corev1.Pod) []countedShape {
+	idx := map[string]int{}
+	var out []countedShape
 	for _, p := range pods {
 		req := resources.RequestsForPods(p)
 		k := fmt.Sprint(req.Cpu().MilliValue(), req.Memory().Value(), req.Name(gpu, resource.DecimalSI).Value())
-		if i, ok := byKey[k]; ok {
-			shapes[i].Count++
+		if i, ok := idx[k]; ok {
+			out[i].count++
 			continue
 		}
-		byKey[k] = len(shapes)
-		shapes = append(shapes, lowerbound.Shape{Requests: req, Count: 1})
+		idx[k] = len(out)
+		out = append(out, countedShape{requests: req, count: 1})
 	}
+	return out
+}
+
+// pricedType is an instance type and its cheapest launchable offering in a
+// pool.
+type pricedType struct {
+	*cloudprovider.InstanceType
+	price float64
+}
+
+// poolTypes are the types of its the pool np may launch, each with its
+// cheapest launchable offering the pool allows; types without one are left
+// out.
+func poolTypes(its []*cloudprovider.InstanceType, np *karpv1.NodePool) []pricedType {
 	reqs := scheduling.NewNodeClaimTemplate(np).Requirements
-	var lts []lowerbound.Type
+	var out []pricedType
 	for _, it := range its {
 		if it.Requirements.Intersects(reqs) != nil {
 			continue
@@ -207,12 +241,11 @@ func lpBound(pods []*corev1.Pod, its []*cloudprovider.InstanceType, daemonOverhe
 				price = math.Min(price, o.Price)
 			}
 		}
-		if math.IsInf(price, 1) {
-			continue
+		if !math.IsInf(price, 1) {
+			out = append(out, pricedType{InstanceType: it, price: price})
 		}
-		lts = append(lts, lowerbound.Type{Name: it.Name, Allocatable: resources.Subtract(it.Allocatable(), daemonOverhead), Price: price})
 	}
-	return lowerbound.Bound(shapes, lts, lowerbound.Options{})
+	return out
 }
 
 // randomBatch draws GPU pods with 1/2/4/8 GPUs and Alibaba-like CPU and

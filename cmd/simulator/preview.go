@@ -312,12 +312,7 @@ func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []stri
 	}
 	fmt.Fprintf(w, "preview: adding %s (%s, %d GPUs requested) to %s (%s); fleet compared %s after they arrive\n\n",
 		strings.Join(add, ", "), plural(addedPods, "pod"), addedGPUs, cluster, plural(len(wl.Pods)-addedPods, "pod"), settle)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tbefore $/h\tafter $/h\tincremental $/h\tGPUs before\tGPUs after\t+GPUs\t")
-	for _, p := range out {
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.3f\t%.0f\t%.0f\t%+.0f\t\n", p.Policy, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.IncrementalUSDPerHour, p.GPUsBefore, p.GPUsAfter, p.GPUsAfter-p.GPUsBefore)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writePolicyTable(w, out); err != nil {
 		return err
 	}
 	for _, p := range out {
@@ -347,6 +342,17 @@ func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []stri
 		fmt.Fprintf(w, "Note: %s\n", n)
 	}
 	return nil
+}
+
+// writePolicyTable writes each policy's fleet price and GPUs before and
+// after the added pods, one row a policy.
+func writePolicyTable(w io.Writer, out []*PreviewResult) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tbefore $/h\tafter $/h\tincremental $/h\tGPUs before\tGPUs after\t+GPUs\t")
+	for _, p := range out {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.3f\t%.0f\t%.0f\t%+.0f\t\n", p.Policy, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.IncrementalUSDPerHour, p.GPUsBefore, p.GPUsAfter, p.GPUsAfter-p.GPUsBefore)
+	}
+	return tw.Flush()
 }
 
 func plural(n int, what string) string {

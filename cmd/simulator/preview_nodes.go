@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/samber/lo"
@@ -282,12 +281,7 @@ func writePreviewOnNodes(w io.Writer, wl *workload.Workload, cluster, nodesFile 
 	}
 	fmt.Fprintf(w, "preview: adding %s (%s, %d GPUs requested) to the %s of %s (pods bound to them: %s); placed on their free capacity first, the rest provisioned by each policy and compared %s later\n\n",
 		strings.Join(add, ", "), plural(addedPods, "pod"), addedGPUs, plural(len(cn.Nodes), "node"), where, cluster, settle)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tbefore $/h\tafter $/h\tincremental $/h\tGPUs before\tGPUs after\t+GPUs\t")
-	for _, p := range out {
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.3f\t%.0f\t%.0f\t%+.0f\t\n", p.Policy, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.IncrementalUSDPerHour, p.GPUsBefore, p.GPUsAfter, p.GPUsAfter-p.GPUsBefore)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writePolicyTable(w, out); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)

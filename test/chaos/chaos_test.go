@@ -30,6 +30,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 const (
@@ -206,16 +207,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	idle := karpv1.MustParseNillableDuration("Never")
-	nodeClass := &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			Role:                       "KarpenterNodeRole-chaos",
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "chaos"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "chaos"}}},
-			UserData:                   lo.ToPtr(canaryUserData),
-			Tags:                       map[string]string{"team": "ml"},
-		},
-	}
+	nodeClass := controlplane.DiscoveryGPUNodeClass("gpu", "chaos")
+	nodeClass.Spec.UserData = lo.ToPtr(canaryUserData)
+	nodeClass.Spec.Tags = map[string]string{"team": "ml"}
 	nodeClass.Spec.GPU.IdleAfter = &idle
 	nodeClass.Spec.GPU.StartupTimeout = &metav1.Duration{Duration: 8 * time.Second}
 	nodePool := &karpv1.NodePool{

@@ -8,14 +8,21 @@ import (
 )
 
 // GPUNodeClass is a GPUNodeClass the CRD accepts, with a random name, for
-// the envtest suites.
+// the envtest suites: DiscoveryGPUNodeClass of cluster "envtest".
 func GPUNodeClass() *v1alpha1.GPUNodeClass {
+	return DiscoveryGPUNodeClass("gpu-"+test.RandomName(), "envtest")
+}
+
+// DiscoveryGPUNodeClass is a GPUNodeClass named name whose subnet and
+// security-group selectors match the tag karpenter.sh/discovery=cluster and
+// whose nodes get the role KarpenterNodeRole-<cluster>.
+func DiscoveryGPUNodeClass(name, cluster string) *v1alpha1.GPUNodeClass {
 	return &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "envtest"}}},
-			Role:                       "KarpenterNodeRole-envtest",
+			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
+			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
+			Role:                       "KarpenterNodeRole-" + cluster,
 		},
 	}
 }

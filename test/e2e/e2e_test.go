@@ -77,14 +77,7 @@ func TestEndToEnd(t *testing.T) {
 		"--batch-idle-duration=1s", "--batch-max-duration=3s", "--fake-registration-delay=1s", "--log-level=debug"}}.Start(t)
 	tm.Mark("kube-scheduler, kube-controller-manager and controller started")
 
-	nodeClass := &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			Role:                       "KarpenterNodeRole-e2e",
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "e2e"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "e2e"}}},
-		},
-	}
+	nodeClass := controlplane.DiscoveryGPUNodeClass("gpu", "e2e")
 	idle := karpv1.MustParseNillableDuration("30s")
 	nodeClass.Spec.GPU.IdleAfter = &idle
 	nodePool := &karpv1.NodePool{

@@ -285,14 +285,7 @@ integrations:
 	tm.Mark("kube-scheduler, kube-controller-manager (job), Kueue and karpenter-gpu started")
 
 	// karpenter-gpu: a GPU NodePool of L4 nodes holding at most 12 GPUs.
-	nodeClass := &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			Role:                       "KarpenterNodeRole-kueue-e2e",
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "kueue-e2e"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "kueue-e2e"}}},
-		},
-	}
+	nodeClass := controlplane.DiscoveryGPUNodeClass("gpu", "kueue-e2e")
 	nodePool := &karpv1.NodePool{
 		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
 		Spec: karpv1.NodePoolSpec{

@@ -44,6 +44,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 const (
@@ -467,16 +468,7 @@ func eventually(t *testing.T, ctx context.Context, timeout time.Duration, what s
 	t.Fatalf("timed out waiting for %s (last error %v); forbidden requests: %v", what, lastErr, rec.forbidden)
 }
 
-func nodeClass() *v1alpha1.GPUNodeClass {
-	return &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			Role:                       "KarpenterNodeRole-rbac",
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "rbac"}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": "rbac"}}},
-		},
-	}
-}
+func nodeClass() *v1alpha1.GPUNodeClass { return controlplane.DiscoveryGPUNodeClass("gpu", "rbac") }
 
 func nodePool() *karpv1.NodePool {
 	return &karpv1.NodePool{

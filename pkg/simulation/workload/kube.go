@@ -5,14 +5,16 @@ package workload
 // (Deployment, StatefulSet, Job, JobSet) expanded to the pods their
 // controllers would create. Decoding goes through client-go's scheme with
 // strict field checking, as the API server decodes; JobSet
-// (jobset.x-k8s.io/v1alpha2), whose Go module the project cannot depend
-// on, is read as its replicatedJobs of batch/v1 Job templates.
+// (jobset.x-k8s.io/v1alpha2) through JobSet's own Go types
+// (sigs.k8s.io/jobset/api/jobset/v1alpha2), defaulted as its CRD's schema
+// defaults it.
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -21,10 +23,12 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 	resourcehelper "k8s.io/component-helpers/resource"
+	jobsetv1alpha2 "sigs.k8s.io/jobset/api/jobset/v1alpha2"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -42,10 +46,19 @@ const MaxKubePods = 100000
 // JobSetGroup is the API group of JobSet.
 const JobSetGroup = "jobset.x-k8s.io"
 
-// jobSetNameLabel is the label the JobSet controller puts on its Jobs' pods.
-const jobSetNameLabel = "jobset.sigs.k8s.io/jobset-name"
+// jobSetAPI names the JobSet API the reader knows: a field added by a
+// later JobSet release is an unknown field to it.
+const jobSetAPI = "JobSet jobset.x-k8s.io/v1alpha2 of sigs.k8s.io/jobset v0.10.1"
 
-var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+// kubeScheme is client-go's scheme (the built-in kinds) and JobSet.
+var kubeScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	lo.Must0(scheme.AddToScheme(s))
+	lo.Must0(jobsetv1alpha2.AddToScheme(s))
+	return s
+}()
+
+var strictDecoder = serializer.NewCodecFactory(kubeScheme, serializer.EnableStrict).UniversalDeserializer()
 
 // kubeDoc is one object of an input with where it came from.
 type kubeDoc struct {
@@ -215,6 +228,8 @@ func objectName(kind, namespace, name string) string {
 	return fmt.Sprintf("%s %s/%s", kind, namespace, name)
 }
 
+var jsonIndex = regexp.MustCompile(`\.(\d+)\b`)
+
 // decodeError turns a decoder error into "field: problem".
 func (k *kubeReader) decodeError(d kubeDoc, object string, err error) error {
 	msg := err.Error()
@@ -228,7 +243,10 @@ func (k *kubeReader) decodeError(d kubeDoc, object string, err error) error {
 	}
 	var fieldErr *json.UnmarshalTypeError
 	if errors.As(err, &fieldErr) {
-		return k.errorf(d, object, fieldErr.Field, "expected %s, got %s", fieldErr.Type, fieldErr.Value)
+		// encoding/json names list items as ".0.": written as "[0]" like the
+		// other errors' fields.
+		field := jsonIndex.ReplaceAllString(fieldErr.Field, "[$1]")
+		return k.errorf(d, object, field, "expected %s, got %s", fieldErr.Type, fieldErr.Value)
 	}
 	// json: cannot unmarshal ... into Go struct field Pod.spec.containers.resources.requests of type ...
 	if i := strings.Index(msg, "Go struct field "); i >= 0 {
@@ -267,9 +285,12 @@ func (k *kubeReader) object(d kubeDoc) error {
 		return k.errorf(d, object, "apiVersion", "%v", err)
 	}
 	if gv.Group == JobSetGroup && head.Kind == "JobSet" {
+		if gv != jobsetv1alpha2.GroupVersion {
+			return k.errorf(d, object, "apiVersion", "%s: JobSet is served as %s", head.APIVersion, jobsetv1alpha2.GroupVersion)
+		}
 		return k.jobSet(d, object)
 	}
-	if !scheme.Scheme.Recognizes(gv.WithKind(head.Kind)) {
+	if !kubeScheme.Recognizes(gv.WithKind(head.Kind)) {
 		k.out.Ignored = append(k.out.Ignored, fmt.Sprintf("%s %s", head.APIVersion, object))
 		return nil
 	}
@@ -336,25 +357,15 @@ func jobPods(s *batchv1.JobSpec) *int32 {
 	return &n
 }
 
-// jobSet is JobSet's spec as far as pods go: each replicated job runs
-// replicas copies of a batch/v1 Job template.
-type jobSet struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		ReplicatedJobs []struct {
-			Name     string                  `json:"name"`
-			Replicas *int32                  `json:"replicas"`
-			Template batchv1.JobTemplateSpec `json:"template"`
-		} `json:"replicatedJobs"`
-	} `json:"spec"`
-}
-
+// jobSet expands a JobSet as its controller does: each replicated job
+// makes replicas Jobs (<jobset>-<replicatedJob>-<index>), each Job runs
+// its parallelism pods (at most its completions), and the pods carry the
+// labels the controller puts on them (jobset name, replicated job, job
+// index, replicas, group). Omitted replicas and groupName take the CRD
+// schema's defaults (1, "default"), as the API server applies them; an
+// explicit `replicas: 0` makes no Job.
 func (k *kubeReader) jobSet(d kubeDoc, object string) error {
-	js := &jobSet{}
-	// JobSet has more fields than the simulator reads (success and failure
-	// policies, network, ...): decoded leniently; the Job templates inside
-	// strictly, below.
+	js := &jobsetv1alpha2.JobSet{}
 	if err := sigsyaml.Unmarshal(d.raw, js); err != nil {
 		return k.decodeError(d, object, err)
 	}
@@ -364,39 +375,82 @@ func (k *kubeReader) jobSet(d kubeDoc, object string) error {
 	if len(js.Spec.ReplicatedJobs) == 0 {
 		return k.errorf(d, object, "spec.replicatedJobs", "required")
 	}
+	// Which fields the document states (the typed Replicas is not a
+	// pointer: 0 and absent differ only here), and each Job template as
+	// written, checked strictly on its own first so that an error in one
+	// names its replicated job.
 	var raw struct {
 		Spec struct {
 			ReplicatedJobs []struct {
-				Template json.RawMessage `json:"template"`
+				Replicas  *int32          `json:"replicas"`
+				GroupName *string         `json:"groupName"`
+				Template  json.RawMessage `json:"template"`
 			} `json:"replicatedJobs"`
 		} `json:"spec"`
 	}
 	if err := sigsyaml.Unmarshal(d.raw, &raw); err != nil {
 		return k.decodeError(d, object, err)
 	}
-	for i, rj := range js.Spec.ReplicatedJobs {
+	for i := range js.Spec.ReplicatedJobs {
+		rj, stated := &js.Spec.ReplicatedJobs[i], raw.Spec.ReplicatedJobs[i]
 		field := fmt.Sprintf("spec.replicatedJobs[%d]", i)
 		if rj.Name == "" {
 			return k.errorf(d, object, field+".name", "required")
 		}
-		if err := strictJSON(raw.Spec.ReplicatedJobs[i].Template, &batchv1.JobTemplateSpec{}); err != nil {
+		if err := strictJSON(stated.Template, &batchv1.JobTemplateSpec{}); err != nil {
 			return k.errorf(d, object, field+".template", "%v", err)
 		}
-		replicas := int32(1)
-		if rj.Replicas != nil {
-			replicas = *rj.Replicas
+		if stated.Replicas == nil {
+			rj.Replicas = 1
 		}
-		if replicas < 0 {
-			return k.errorf(d, object, field+".replicas", "negative (%d)", replicas)
+		if stated.GroupName == nil {
+			rj.GroupName = "default"
 		}
+		if rj.Replicas < 0 {
+			return k.errorf(d, object, field+".replicas", "negative (%d)", rj.Replicas)
+		}
+	}
+	// The rest of the JobSet strictly, as the API server checks it against
+	// the CRD's schema (a misspelt field would otherwise be dropped).
+	if _, _, err := strictDecoder.Decode(d.raw, nil, &jobsetv1alpha2.JobSet{}); err != nil {
+		err = k.decodeError(d, object, err)
+		if strings.HasSuffix(err.Error(), "unknown field") {
+			return fmt.Errorf("%w (of %s)", err, jobSetAPI)
+		}
+		return err
+	}
+	groupReplicas := map[string]int32{}
+	global := int32(0)
+	for _, rj := range js.Spec.ReplicatedJobs {
+		groupReplicas[rj.GroupName] += rj.Replicas
+		global += rj.Replicas
+	}
+	_, exclusive := js.Annotations[jobsetv1alpha2.ExclusiveKey]
+	for i, rj := range js.Spec.ReplicatedJobs {
+		field := fmt.Sprintf("spec.replicatedJobs[%d]", i)
 		perJob := *jobPods(&rj.Template.Spec)
-		for r := int32(0); r < replicas; r++ {
+		_, rjExclusive := rj.Template.Annotations[jobsetv1alpha2.ExclusiveKey]
+		for r := int32(0); r < rj.Replicas; r++ {
 			jobName := fmt.Sprintf("%s-%s-%d", js.Name, rj.Name, r)
 			tmpl := rj.Template.Spec.Template.DeepCopy()
-			tmpl.Labels = lo.Assign(tmpl.Labels, map[string]string{jobSetNameLabel: js.Name})
+			tmpl.Labels = lo.Assign(tmpl.Labels, map[string]string{
+				jobsetv1alpha2.JobSetNameKey:         js.Name,
+				jobsetv1alpha2.ReplicatedJobNameKey:  rj.Name,
+				jobsetv1alpha2.ReplicatedJobReplicas: fmt.Sprint(rj.Replicas),
+				jobsetv1alpha2.GlobalReplicasKey:     fmt.Sprint(global),
+				jobsetv1alpha2.JobIndexKey:           fmt.Sprint(r),
+				jobsetv1alpha2.GroupNameKey:          rj.GroupName,
+				jobsetv1alpha2.GroupReplicasKey:      fmt.Sprint(groupReplicas[rj.GroupName]),
+			})
 			meta := metav1.ObjectMeta{Name: jobName, Namespace: js.Namespace}
+			before := len(k.out.Pods)
 			if err := k.expand(d, object, field+".template.spec.template", "JobSet/"+js.Name, &meta, perJob, tmpl, evictioncost.Batch); err != nil {
 				return err
+			}
+			if (exclusive || rjExclusive) && !interPod(&tmpl.Spec) {
+				// The JobSet webhook gives these pods pod affinity and
+				// anti-affinity per topology domain: not simulated.
+				k.interPod += len(k.out.Pods) - before
 			}
 		}
 	}
@@ -494,7 +548,7 @@ func podGroup(pod *corev1.Pod) (group, ownerKind string) {
 			return "Deployment/" + strings.TrimSuffix(owner.Name, "-"+h), owner.Kind
 		}
 	case "Job":
-		if js := pod.Labels[jobSetNameLabel]; js != "" {
+		if js := pod.Labels[jobsetv1alpha2.JobSetNameKey]; js != "" {
 			return "JobSet/" + js, owner.Kind
 		}
 	}
@@ -568,10 +622,8 @@ func (k *kubeReader) add(d kubeDoc, object, field string, pod *corev1.Pod, group
 	}
 	if a := pod.Spec.Affinity; a != nil {
 		spec.NodeAffinity = a.NodeAffinity
-		if a.PodAffinity != nil || a.PodAntiAffinity != nil {
-			k.interPod++
-		}
-	} else if len(pod.Spec.TopologySpreadConstraints) > 0 {
+	}
+	if interPod(&pod.Spec) {
 		k.interPod++
 	}
 	if _, ok := spec.Annotations[evictioncost.AnnotationWorkloadClass]; !ok {
@@ -592,6 +644,13 @@ func (k *kubeReader) add(d kubeDoc, object, field string, pod *corev1.Pod, group
 	}
 	k.out.Pods = append(k.out.Pods, spec)
 	return nil
+}
+
+// interPod reports whether a pod has inter-pod affinity, anti-affinity or
+// topology spread constraints (which the simulation does not model).
+func interPod(s *corev1.PodSpec) bool {
+	a := s.Affinity
+	return a != nil && (a.PodAffinity != nil || a.PodAntiAffinity != nil) || len(s.TopologySpreadConstraints) > 0
 }
 
 // defaultRequestsFromLimits sets a container's missing requests to its

@@ -187,3 +187,82 @@ func TestBadKubeInput(t *testing.T) {
 		})
 	}
 }
+
+// JobSets read through JobSet's Go types: replicas and groupName take the
+// CRD's defaults when omitted (an explicit 0 makes no Job), the pods carry
+// the labels the JobSet controller puts on them, exclusive placement
+// (pod affinity the JobSet webhook adds) is noted as not simulated, and a
+// misspelt JobSet field or another API version is an error naming it.
+func TestJobSet(t *testing.T) {
+	const gpuTemplate = "template: {spec: {parallelism: 2, template: {spec: {containers: [{name: c, resources: {limits: {nvidia.com/gpu: 1}}}]}}}}"
+	head := "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: js, namespace: ml}\n"
+	for _, tc := range []struct {
+		name, doc string
+		// pods per replicated job, and the labels of pod <js>-<rj>-0-0
+		wantPods   map[string]int
+		wantLabels map[string]string
+		wantNote   string
+		wantErr    []string
+	}{
+		{name: "replicas omitted: one Job", doc: head + "spec: {replicatedJobs: [{name: w, " + gpuTemplate + "}]}\n",
+			wantPods: map[string]int{"w": 2},
+			wantLabels: map[string]string{"jobset.sigs.k8s.io/jobset-name": "js", "jobset.sigs.k8s.io/replicatedjob-name": "w", "jobset.sigs.k8s.io/job-index": "0",
+				"jobset.sigs.k8s.io/replicatedjob-replicas": "1", "jobset.sigs.k8s.io/global-replicas": "1", "jobset.sigs.k8s.io/group-name": "default", "jobset.sigs.k8s.io/group-replicas": "1"}},
+		{name: "explicit zero replicas: no Job", doc: head + "spec: {replicatedJobs: [{name: w, replicas: 3, " + gpuTemplate + "}, {name: idle, replicas: 0, " + gpuTemplate + "}]}\n",
+			wantPods:   map[string]int{"w": 6},
+			wantLabels: map[string]string{"jobset.sigs.k8s.io/replicatedjob-replicas": "3", "jobset.sigs.k8s.io/global-replicas": "3"}},
+		{name: "groups", doc: head + "spec: {replicatedJobs: [{name: w, groupName: g, replicas: 2, " + gpuTemplate + "}, {name: v, groupName: g, " + gpuTemplate + "}, {name: d, " + gpuTemplate + "}]}\n",
+			wantPods:   map[string]int{"w": 4, "v": 2, "d": 2},
+			wantLabels: map[string]string{"jobset.sigs.k8s.io/group-name": "g", "jobset.sigs.k8s.io/group-replicas": "3", "jobset.sigs.k8s.io/global-replicas": "4"}},
+		{name: "exclusive placement", doc: "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: js, namespace: ml, annotations: {alpha.jobset.sigs.k8s.io/exclusive-topology: topology.kubernetes.io/zone}}\nspec: {replicatedJobs: [{name: w, replicas: 2, " + gpuTemplate + "}]}\n",
+			wantPods: map[string]int{"w": 4}, wantNote: "4 pods have inter-pod affinity"},
+		{name: "misspelt replicas", doc: head + "spec: {replicatedJobs: [{name: w, replica: 4, " + gpuTemplate + "}]}\n",
+			wantErr: []string{"jobset.yaml:1:", "JobSet ml/js", `field "spec.replicatedJobs[0].replica"`, "unknown field", "sigs.k8s.io/jobset v0.10.1"}},
+		{name: "replicas of the wrong type", doc: head + "spec: {replicatedJobs: [{name: w, replicas: many, " + gpuTemplate + "}]}\n",
+			wantErr: []string{"jobset.yaml:1:", "JobSet ml/js", `field "spec.replicatedJobs[0].replicas"`, "expected int32"}},
+		{name: "negative replicas", doc: head + "spec: {replicatedJobs: [{name: w, replicas: -1, " + gpuTemplate + "}]}\n",
+			wantErr: []string{"JobSet ml/js", `field "spec.replicatedJobs[0].replicas"`, "negative"}},
+		{name: "another version", doc: "apiVersion: jobset.x-k8s.io/v1alpha1\nkind: JobSet\nmetadata: {name: js}\nspec: {replicatedJobs: [{name: w, " + gpuTemplate + "}]}\n",
+			wantErr: []string{"jobset.yaml:1:", `JobSet "js"`, `field "apiVersion"`, "jobset.x-k8s.io/v1alpha2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := ParseKube([]byte(tc.doc), "jobset.yaml", TraceOptions{})
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; pods %d", len(objs.Pods))
+				}
+				for _, s := range tc.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			var first *PodSpec
+			for i, p := range objs.Pods {
+				got[p.Labels["jobset.sigs.k8s.io/replicatedjob-name"]]++
+				if p.Group != "JobSet/js" || p.Namespace != "ml" || p.Annotations[evictioncost.AnnotationWorkloadClass] != "batch" {
+					t.Errorf("pod %s: group %q, namespace %q, class %q; want JobSet/js, ml, batch", p.Name, p.Group, p.Namespace, p.Annotations[evictioncost.AnnotationWorkloadClass])
+				}
+				if first == nil {
+					first = &objs.Pods[i]
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.wantPods) {
+				t.Errorf("pods per replicated job %v, want %v", got, tc.wantPods)
+			}
+			for k, v := range tc.wantLabels {
+				if first.Labels[k] != v {
+					t.Errorf("pod %s label %s = %q, want %q", first.Name, k, first.Labels[k], v)
+				}
+			}
+			if notes := strings.Join(objs.Notes, " "); !strings.Contains(notes, tc.wantNote) || (tc.wantNote == "" && notes != "") {
+				t.Errorf("notes %q, want %q", notes, tc.wantNote)
+			}
+		})
+	}
+}

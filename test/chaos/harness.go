@@ -158,6 +158,17 @@ func (c *SkewClock) Reset() { c.offset.Store(0) }
 // LogBuffer collects every log line of the controllers (JSON, debug level).
 type LogBuffer struct{ syncbuf.Buffer }
 
+// TailOnFailure logs the buffer's last n lines when t has failed by its
+// end.
+func (b *LogBuffer) TailOnFailure(t testing.TB, n int) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			lines := strings.Split(b.String(), "\n")
+			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -n, uint(n)), "\n"))
+		}
+	})
+}
+
 // Logger returns a debug-level JSON logger writing to the buffer.
 func (b *LogBuffer) Logger() logr.Logger {
 	enc := zap.NewProductionEncoderConfig()

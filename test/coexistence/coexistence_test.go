@@ -308,12 +308,7 @@ func TestBesideKarpenterAWS(t *testing.T) {
 	}
 
 	logs := &chaos.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			lines := strings.Split(logs.String(), "\n")
-			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -60, 60), "\n"))
-		}
-	})
+	logs.TailOnFailure(t, 60)
 	fleet := fake.NewFleet(fake.Options{Seed: 1})
 	ctrl, err := chaos.StartController(ctx, chaos.ControllerOptions{
 		Config: cp.Config, Fleet: fleet, RegistrationDelay: time.Second, Logger: logs.Logger(),

@@ -59,7 +59,7 @@ func TestChartRBACCoversAWSBackendAndConsolidation(t *testing.T) {
 	rec := newRecorder()
 	cfg := serviceAccountConfig(t, cp, rec)
 	logs := &chaos.LogBuffer{}
-	dumpLogsOnFailure(t, logs)
+	logs.TailOnFailure(t, 40)
 
 	version, err := awsbackend.KubernetesVersion(discovery.NewDiscoveryClientForConfigOrDie(cfg))
 	if err != nil {

@@ -318,7 +318,7 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 		}
 	}
 	defer stop()
-	dumpLogsOnFailure(t, logs)
+	logs.TailOnFailure(t, 40)
 
 	// A provisioning round: a GPUNodeClass, a NodePool and two GPU pods.
 	if err := cp.Kube.Create(ctx, nodeClass()); err != nil {
@@ -362,15 +362,6 @@ func TestChartRBACCoversControllerRequests(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	stop()
 	rec.check(t, chart.granted)
-}
-
-func dumpLogsOnFailure(t *testing.T, logs *chaos.LogBuffer) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			lines := strings.Split(logs.String(), "\n")
-			t.Logf("--- last controller log lines ---\n%s", strings.Join(lo.Subset(lines, -40, 40), "\n"))
-		}
-	})
 }
 
 // check fails the test for every request the chart's RBAC forbids (or

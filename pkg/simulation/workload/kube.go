@@ -47,8 +47,9 @@ const MaxKubePods = 100000
 const JobSetGroup = "jobset.x-k8s.io"
 
 // jobSetAPI names the JobSet API the reader knows: a field added by a
-// later JobSet release is an unknown field to it.
-const jobSetAPI = "JobSet jobset.x-k8s.io/v1alpha2 of sigs.k8s.io/jobset v0.10.1"
+// later JobSet release is an unknown field to it. Keep it in step with
+// go.mod.
+const jobSetAPI = "JobSet jobset.x-k8s.io/v1alpha2 of sigs.k8s.io/jobset v0.11.1"
 
 // kubeScheme is client-go's scheme (the built-in kinds) and JobSet.
 var kubeScheme = func() *runtime.Scheme {

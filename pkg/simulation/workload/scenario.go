@@ -105,12 +105,7 @@ func LoadScenario(path string) (*Scenario, error) {
 // ParseScenario reads a scenario; source names it in errors and anchors a
 // relative trace path.
 func ParseScenario(r io.Reader, source string) (*Scenario, error) {
-	f := yamlFile{source: source}
-	root, err := parseYAMLDocument(r, source)
-	if err != nil {
-		return nil, err
-	}
-	kvs, err := f.mapping(root, "")
+	f, root, kvs, err := parseYAMLMapping(r, source)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,19 @@ func parseYAMLDocument(r io.Reader, source string) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
+// parseYAMLMapping reads exactly one YAML document whose root is a mapping
+// (a scenario, a GPU map) and returns the root and its keys and values in
+// order.
+func parseYAMLMapping(r io.Reader, source string) (yamlFile, *yaml.Node, [][2]*yaml.Node, error) {
+	f := yamlFile{source: source}
+	root, err := parseYAMLDocument(r, source)
+	if err != nil {
+		return f, nil, nil, err
+	}
+	kvs, err := f.mapping(root, "")
+	return f, root, kvs, err
+}
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlErrorText rewrites "yaml: line N: msg" as "N: msg" so the caller's
@@ -233,12 +246,7 @@ func findPath(n *yaml.Node, path string) *yaml.Node {
 
 // ParseGPUMap reads a GPU map (see LoadGPUMap) from r.
 func ParseGPUMap(r io.Reader, source string) (GPUMap, error) {
-	f := yamlFile{source: source}
-	root, err := parseYAMLDocument(r, source)
-	if err != nil {
-		return nil, err
-	}
-	kvs, err := f.mapping(root, "")
+	f, root, kvs, err := parseYAMLMapping(r, source)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/samber/lo"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -37,15 +36,8 @@ func NewProvider(o Options) *Provider { return &Provider{ec2: o.EC2, timeout: o.
 func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]v1alpha1.SecurityGroup, error) {
 	found := map[string]v1alpha1.SecurityGroup{}
 	for _, term := range nc.Spec.SecurityGroupSelectorTerms {
-		var filters []ec2types.Filter
-		switch {
-		case term.ID != "":
-			filters = []ec2types.Filter{{Name: aws.String("group-id"), Values: []string{term.ID}}}
-		case term.Name != "":
-			filters = []ec2types.Filter{{Name: aws.String("group-name"), Values: []string{term.Name}}}
-		case len(term.Tags) > 0:
-			filters = awsutil.TagFilters(term.Tags)
-		default:
+		filters := awsutil.TermFilters("group-id", term.ID, "group-name", term.Name, term.Tags)
+		if filters == nil {
 			continue
 		}
 		pager := ec2.NewDescribeSecurityGroupsPaginator(p.ec2, &ec2.DescribeSecurityGroupsInput{Filters: filters, MaxResults: aws.Int32(1000)})

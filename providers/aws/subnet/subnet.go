@@ -51,13 +51,8 @@ func NewProvider(o Options) *Provider {
 func (p *Provider) List(ctx context.Context, nc *v1alpha1.GPUNodeClass) ([]Subnet, error) {
 	found := map[string]Subnet{}
 	for _, term := range nc.Spec.SubnetSelectorTerms {
-		var filters []ec2types.Filter
-		switch {
-		case term.ID != "":
-			filters = []ec2types.Filter{{Name: aws.String("subnet-id"), Values: []string{term.ID}}}
-		case len(term.Tags) > 0:
-			filters = awsutil.TagFilters(term.Tags)
-		default:
+		filters := awsutil.TermFilters("subnet-id", term.ID, "", "", term.Tags)
+		if filters == nil {
 			continue
 		}
 		pager := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{Filters: filters, MaxResults: aws.Int32(1000)})

@@ -83,6 +83,31 @@ func TestRefreshedServesTheLastKnownGoodValue(t *testing.T) {
 	}
 }
 
+func TestTermFilters(t *testing.T) {
+	show := func(fs []ec2types.Filter) []string {
+		return lo.Map(fs, func(f ec2types.Filter, _ int) string { return *f.Name + "=" + f.Values[0] })
+	}
+	for _, tc := range []struct {
+		name                string
+		nameField, id, term string
+		tags                map[string]string
+		want                []string
+	}{
+		{name: "the ID wins", nameField: "group-name", id: "sg-1", term: "nodes", tags: map[string]string{"a": "x"}, want: []string{"group-id=sg-1"}},
+		{name: "then the name", nameField: "group-name", term: "nodes", tags: map[string]string{"a": "x"}, want: []string{"group-name=nodes"}},
+		{name: "a name where the resource has none is no term", tags: nil, term: "nodes"},
+		{name: "then the tags", tags: map[string]string{"a": "x"}, want: []string{"tag:a=x"}},
+		{name: "an empty term selects nothing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := awsutil.TermFilters("group-id", tc.id, tc.nameField, tc.term, tc.tags)
+			if fmt.Sprint(show(got)) != fmt.Sprint(tc.want) || (tc.want == nil) != (got == nil) {
+				t.Errorf("filters = %v (nil: %v), want %v", show(got), got == nil, tc.want)
+			}
+		})
+	}
+}
+
 func TestTags(t *testing.T) {
 	got := lo.Map(awsutil.TagFilters(map[string]string{"b": "*", "a": "x"}), func(f ec2types.Filter, _ int) string { return *f.Name + "=" + f.Values[0] })
 	if diff := cmp.Diff([]string{"tag:a=x", "tag-key=b"}, got); diff != "" {

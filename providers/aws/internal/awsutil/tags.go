@@ -25,6 +25,22 @@ func TagFilters(tags map[string]string) []ec2types.Filter {
 	})
 }
 
+// TermFilters are the EC2 filters of one selector term: its ID (filter
+// idField), else its name (filter nameField; "" for resources selected
+// without one), else its tags (TagFilters). A term with none of them
+// selects nothing: nil.
+func TermFilters(idField, id, nameField, name string, tags map[string]string) []ec2types.Filter {
+	switch {
+	case id != "":
+		return []ec2types.Filter{{Name: aws.String(idField), Values: []string{id}}}
+	case nameField != "" && name != "":
+		return []ec2types.Filter{{Name: aws.String(nameField), Values: []string{name}}}
+	case len(tags) > 0:
+		return TagFilters(tags)
+	}
+	return nil
+}
+
 // ClusterTagKey is the tag the AWS cloud controller and load balancer
 // controllers use to find a cluster's instances.
 func ClusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }

@@ -12,7 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,7 +61,13 @@ type PreviewResult struct {
 	// nodes" only).
 	OnClusterNodes []NodePlacement    `json:"on_cluster_nodes,omitempty"`
 	ClusterNodes   []ClusterNodePrice `json:"cluster_nodes,omitempty"`
-	Result         *simulation.Result `json:"-"`
+	// With --consolidate (baseline "cluster nodes, Karpenter's
+	// consolidated"): the nodes' $/h as they are, and what the policy did
+	// to the Karpenter nodes before the manifest arrived (before is then
+	// after that consolidation).
+	ClusterNodesUSDPerHour float64            `json:"cluster_nodes_usd_per_hour,omitempty"`
+	Consolidation          *consolidation     `json:"consolidation,omitempty"`
+	Result                 *simulation.Result `json:"-"`
 }
 
 func runPreview(args []string, stdout, stderr io.Writer) error {
@@ -68,6 +76,7 @@ func runPreview(args []string, stdout, stderr io.Writer) error {
 	var cluster, nodesFile, jsonOut, region, catalogPath, profile string
 	var add stringList
 	var at, settle time.Duration
+	consolidate := true
 	var seed int64
 	fin := &finopsFlags{}
 	fs.Usage = func() {
@@ -81,7 +90,13 @@ With the cluster's nodes (--nodes: kubectl get nodes -o json|yaml; or the
 Nodes of a v1 List given as --cluster, e.g. kubectl get nodes,pods -A -o
 json): the manifest's pods are placed by kube-scheduler's rules on the free
 capacity the nodes have left after the pods bound to them, and each policy
-launches for the pods that fit nowhere; before is the nodes' $/h.
+launches for the pods that fit nowhere; before is the nodes' $/h. With
+--consolidate (the default), the nodes a Karpenter NodePool owns
+(karpenter.sh/nodepool) whose type the catalog prices are not kept as they
+are: they start each policy's simulated fleet with the pods bound to them,
+each policy may consolidate them before the manifest arrives (--at) and
+after, and before is that consolidated fleet (plus the other nodes), so the
+increment is the manifest's own; the nodes as they are are listed too.
 
 Without nodes: the cluster's pods (kubectl get pods -A -o json|yaml,
 manifests or a scenario) are provisioned as a snapshot, the manifest's pods
@@ -99,7 +114,8 @@ Flags:
 	fs.StringVar(&cluster, "cluster", "", "the cluster's pods: a kubectl pod list (JSON or YAML), manifests or a scenario (required unless --prometheus)")
 	fs.Var(&add, "add", "manifest whose pods are added (repeatable; required)")
 	fs.StringVar(&nodesFile, "nodes", "", "the cluster's nodes (kubectl get nodes -o json|yaml): place the added pods on their free capacity first")
-	fs.DurationVar(&at, "at", 30*time.Minute, "without nodes: when the manifest arrives (the cluster's simulated fleet settles before)")
+	fs.BoolVar(&consolidate, "consolidate", true, "with nodes: start each policy's fleet from the cluster's Karpenter nodes and let it consolidate them (false: keep every node as it is)")
+	fs.DurationVar(&at, "at", 30*time.Minute, "when the manifest arrives (the cluster's simulated fleet, or its consolidated Karpenter nodes, settle before; unused with --consolidate=false)")
 	fs.DurationVar(&settle, "settle", 30*time.Minute, "how long after the manifest arrives the fleet is compared (with nodes: how long the pods that fit on none are provisioned for)")
 	fs.StringVar(&jsonOut, "json", "", "write the preview as JSON to this file")
 	fs.StringVar(&region, "region", simulation.DefaultConfig().Region, "region whose prices are used")
@@ -170,6 +186,24 @@ Flags:
 	}
 	if nodes != nil {
 		w.Notes = lo.Filter(w.Notes, func(n string, _ int) bool { return !strings.Contains(n, workload.NodesNotReplayed) })
+		if consolidate {
+			out, np, keep, err := runPreviewConsolidating(w, added, nodes, cfg, entries, at, settle)
+			if err != nil {
+				return err
+			}
+			if out != nil {
+				if err := writePreviewConsolidated(stdout, w, cluster, nodesFile, add, at, settle, nodes, np, keep, out); err != nil {
+					return err
+				}
+				if jsonOut != "" {
+					return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+				}
+				return nil
+			}
+			for _, name := range slices.Sorted(maps.Keys(keep)) {
+				w.Notes = append(w.Notes, fmt.Sprintf("Karpenter node %s kept as it is: %s", name, keep[name]))
+			}
+		}
 		out, np, err := runPreviewOnNodes(w, added, nodes, cfg, entries, settle)
 		if err != nil {
 			return err

@@ -86,7 +86,7 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			jsonOut := filepath.Join(t.TempDir(), "preview.json")
 			var out, errOut bytes.Buffer
-			if err := run(append([]string{"preview", "--json", jsonOut}, tc.args...), &out, &errOut); err != nil {
+			if err := run(append([]string{"preview", "--consolidate=false", "--json", jsonOut}, tc.args...), &out, &errOut); err != nil {
 				t.Fatalf("%v\n%s", err, errOut.String())
 			}
 			var got []PreviewResult

@@ -130,6 +130,9 @@ type Config struct {
 	// SpotInterruptionsPerDay is each spot instance's interruption rate
 	// (fake.Options); the engine plays the interruption notice (spot.go).
 	SpotInterruptionsPerDay float64
+	// InitialNodes are nodes the cluster already runs: NodeClaims of the
+	// first NodePool launched before any pod arrives (initialnodes.go).
+	InitialNodes []InitialNode
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -427,6 +430,9 @@ func (e *engine) push(ev simEvent) {
 
 func (e *engine) run() error {
 	if err := e.setup(); err != nil {
+		return err
+	}
+	if err := e.startInitialNodes(); err != nil {
 		return err
 	}
 	if err := e.startLowerBound(); err != nil {

@@ -76,7 +76,7 @@ func (e *engine) startInitialNodes() error {
 			return &InitialNodeError{Node: n.Name, Reason: fmt.Sprintf("%s is not among the instance types of NodePool %s's node class in %s", n.InstanceType, np.Name, e.cfg.Region)}
 		}
 		if err := it.Requirements.Intersects(nct.Requirements); err != nil {
-			return &InitialNodeError{Node: n.Name, Reason: fmt.Sprintf("NodePool %s does not allow %s: %v", np.Name, n.InstanceType, err)}
+			return &InitialNodeError{Node: n.Name, Reason: fmt.Sprintf("NodePool %s cannot launch %s %s%s: %v", np.Name, n.InstanceType, ct, lo.Ternary(n.Zone != "", " in "+n.Zone, ""), err)}
 		}
 		if len(it.Offerings.Launchable().Compatible(nct.Requirements)) == 0 {
 			return &InitialNodeError{Node: n.Name, Reason: fmt.Sprintf("no launchable offering of %s %s%s in %s", n.InstanceType, ct, lo.Ternary(n.Zone != "", " in "+n.Zone, ""), e.cfg.Region)}

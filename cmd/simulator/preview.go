@@ -68,6 +68,7 @@ type PreviewResult struct {
 	ClusterNodesUSDPerHour float64            `json:"cluster_nodes_usd_per_hour,omitempty"`
 	Consolidation          *consolidation     `json:"consolidation,omitempty"`
 	Result                 *simulation.Result `json:"-"`
+	added                  map[string]bool
 }
 
 func runPreview(args []string, stdout, stderr io.Writer) error {
@@ -115,7 +116,7 @@ Flags:
 	fs.Var(&add, "add", "manifest whose pods are added (repeatable; required)")
 	fs.StringVar(&nodesFile, "nodes", "", "the cluster's nodes (kubectl get nodes -o json|yaml): place the added pods on their free capacity first")
 	fs.BoolVar(&consolidate, "consolidate", true, "with nodes: start each policy's fleet from the cluster's Karpenter nodes and let it consolidate them (false: keep every node as it is)")
-	fs.DurationVar(&at, "at", 30*time.Minute, "when the manifest arrives (the cluster's simulated fleet, or its consolidated Karpenter nodes, settle before; unused with --consolidate=false)")
+	fs.DurationVar(&at, "at", 30*time.Minute, "when the manifest arrives: the cluster's simulated fleet (without nodes) or its Karpenter nodes (--nodes --consolidate) settle before (unused with --nodes --consolidate=false)")
 	fs.DurationVar(&settle, "settle", 30*time.Minute, "how long after the manifest arrives the fleet is compared (with nodes: how long the pods that fit on none are provisioned for)")
 	fs.StringVar(&jsonOut, "json", "", "write the preview as JSON to this file")
 	fs.StringVar(&region, "region", simulation.DefaultConfig().Region, "region whose prices are used")
@@ -317,13 +318,19 @@ func preview(r *simulation.Result, at time.Duration, added map[string]bool) *Pre
 	if math.Abs(p.IncrementalUSDPerHour) < 1e-9 {
 		p.IncrementalUSDPerHour = 0
 	}
+	p.added = added
 	for _, u := range r.UnschedulablePods {
-		if added[u.Name] || added["default/"+u.Name] || matchesKey(added, u.Name) {
+		if p.isAdded(u) {
 			p.AddedPodsPending = append(p.AddedPodsPending, u)
 		}
 	}
 	p.FitsOnFreeCapacity = len(p.Launched) == 0 && len(p.AddedPodsPending) == 0 && r.PodsNeverStarted == 0
 	return p
+}
+
+// isAdded reports whether an unschedulable pod is one of the added pods.
+func (p *PreviewResult) isAdded(u simulation.UnschedulablePod) bool {
+	return p.added[u.Name] || p.added["default/"+u.Name] || matchesKey(p.added, u.Name)
 }
 
 func matchesKey(keys map[string]bool, name string) bool {

@@ -50,6 +50,10 @@ type consolidation struct {
 	// launched in their place.
 	Retired  []simulation.InstanceRun `json:"retired,omitempty"`
 	Launched []simulation.InstanceRun `json:"launched,omitempty"`
+	// ClusterPodsPending are pods bound to the Karpenter nodes that the
+	// simulated fleet did not run (e.g. a node selector on a label of the
+	// cluster's own NodePool, which the simulated one lacks).
+	ClusterPodsPending []simulation.UnschedulablePod `json:"cluster_pods_pending,omitempty"`
 }
 
 // karpenterNodeSplit splits the cluster's nodes into those the simulation
@@ -63,7 +67,7 @@ func karpenterNodeSplit(cn *workload.ClusterNodes, prices []ClusterNodePrice, ke
 			kept = append(kept, n)
 			continue
 		}
-		managed = append(managed, simulation.InitialNode{Name: n.Node.Name, InstanceType: p.InstanceType, Zone: p.Zone, CapacityType: p.CapacityType})
+		managed = append(managed, simulation.InitialNode{Name: n.Node.Name, InstanceType: p.InstanceType, Zone: p.Zone, CapacityType: p.CapacityType, Labels: n.Node.Labels})
 	}
 	return managed, kept
 }
@@ -171,6 +175,11 @@ func previewConsolidating(w *workload.Workload, added map[string]bool, cn *workl
 			sort.Strings(o.Consolidation.Nodes)
 			o.IncrementalUSDPerHour = pr.IncrementalUSDPerHour
 			o.FitsOnFreeCapacity = len(pr.Launched) == 0 && len(pr.AddedPodsPending) == 0 && r.PodsNeverStarted == 0
+			for _, u := range r.UnschedulablePods {
+				if !pr.isAdded(u) {
+					o.Consolidation.ClusterPodsPending = append(o.Consolidation.ClusterPodsPending, u)
+				}
+			}
 			atH := at.Hours()
 			for _, in := range r.Instances {
 				switch {
@@ -256,6 +265,12 @@ func writePreviewConsolidated(w io.Writer, wl *workload.Workload, cluster, nodes
 		}
 		if n := p.Result.PodsNeverStarted; n > 0 {
 			fmt.Fprintf(w, "  %d pods had not started by the end (raise --settle)\n", n)
+		}
+	}
+	for _, p := range out {
+		if pending := p.Consolidation.ClusterPodsPending; len(pending) > 0 {
+			fmt.Fprintf(w, "Note: under %s, %s bound to the Karpenter nodes did not run in the simulation (e.g. %s: %s): the starting fleet holds less than the cluster does\n",
+				p.Policy, plural(len(pending), "pod"), pending[0].Name, pending[0].Reason)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(keep)) {

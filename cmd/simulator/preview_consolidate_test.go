@@ -92,6 +92,15 @@ func oneGPUPod(name, node string) *corev1.Pod {
 //     kept as it is, the
 //     g4dn.xlarge beside it is full: the new pod launches a g4dn.xlarge
 //     either way, $0.905 → $1.431/h.
+//   - a label of the cluster's NodePool: the g4dn.12xlarge carries team:
+//     research, which its pod selects; the label goes on its NodeClaim, so
+//     the pod runs there, and as the simulated NodePool launches no node
+//     with it nothing replaces the node: the notebook takes a free T4,
+//     $3.912/h before and after either way.
+//   - a pod pinned to its node's name (kubernetes.io/hostname): no
+//     simulated node has that name, so it does not run there, the node is
+//     emptied and consolidated away, and the preview says the starting
+//     fleet holds less than the cluster does.
 //   - example cluster (examples/finops): its Karpenter g4dn.12xlarge runs
 //     3 one-GPU pods; no cheaper single node holds them, so it stays and
 //     the new pod takes its fourth T4 either way ($3.912/h before and
@@ -139,6 +148,31 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 			text: []string{"Cluster nodes as they are: $0.905/h, of which Karpenter's (gpu-small) $0.526/h",
 				"Note: Karpenter node gpu-amd kept as it is: g4ad.xlarge is not among the instance types of NodePool gpu's node class in us-east-1",
 				"Karpenter's nodes (gpu-small) start each policy's fleet"}},
+		{name: "a label of the cluster's NodePool",
+			cluster: writeList(t, filepath.Join(dir, "pods-team.json"), func() *corev1.Pod {
+				p := oneGPUPod("train-0", "gpu-team")
+				p.Spec.NodeSelector["team"] = "research"
+				return p
+			}()),
+			nodes: writeList(t, filepath.Join(dir, "nodes-team.json"), func() *corev1.Node {
+				n := g4dnNode("gpu-team", "g4dn.12xlarge", "47", "180Gi", 4)
+				n.Labels["team"] = "research"
+				return n
+			}()),
+			consolidated: want{before: 3.912, after: 3.912, fits: true},
+			kept:         want{before: 3.912, after: 3.912, fits: true},
+			text:         []string{"karpenter-gpu: keeps the Karpenter nodes as they are ($3.912/h)", "stock: the manifest fits on free capacity"}},
+		{name: "a pod pinned to its node's name",
+			cluster: writeList(t, filepath.Join(dir, "pods-pinned.json"), func() *corev1.Pod {
+				p := oneGPUPod("train-0", "gpu-small")
+				p.Spec.NodeSelector[corev1.LabelHostname] = "gpu-small"
+				return p
+			}()),
+			nodes:        writeList(t, filepath.Join(dir, "nodes-pinned.json"), g4dnNode("gpu-small", "g4dn.xlarge", "3920m", "14Gi", 1)),
+			consolidated: want{before: 0, after: 0.526, incremental: 0.526, retired: []string{"g4dn.xlarge"}, launched: []string{"g4dn.xlarge"}},
+			kept:         want{before: 0.526, after: 1.052, incremental: 0.526, launched: []string{"g4dn.xlarge"}},
+			text: []string{"Note: under karpenter-gpu, 1 pod bound to the Karpenter nodes did not run in the simulation (e.g. train-0: ",
+				"the starting fleet holds less than the cluster does"}},
 		{name: "example cluster",
 			cluster: filepath.Join(ex, "cluster-pods.json"), nodes: filepath.Join(ex, "cluster-nodes.json"),
 			consolidated: want{before: 3.912, after: 3.912, fits: true},

@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/karpenter/pkg/cloudprovider"
 	corescheduling "sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/scheduling"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // InitialNode is a node the cluster runs when the simulation starts.
@@ -29,6 +31,30 @@ type InitialNode struct {
 	// InstanceType, Zone ("" for any of the fleet's) and CapacityType
 	// ("" for on-demand) pin what is launched.
 	InstanceType, Zone, CapacityType string
+	// Labels are the node's labels: those no controller derives (the
+	// cluster's NodePool template's, e.g. team: research) go on its
+	// NodeClaim, so pods selecting them still fit it; the simulated
+	// NodePool does not launch them elsewhere.
+	Labels map[string]string
+}
+
+// derivedLabelDomains are label domains a node's controllers, kubelet or
+// cloud provider set: not carried from an existing node to its NodeClaim.
+var derivedLabelDomains = []string{"kubernetes.io", "k8s.io", "amazonaws.com", v1alpha1.AWSGroup, v1alpha1.Group}
+
+// customLabels are the labels of an existing node that its NodePool's
+// template gave it (neither well known, restricted nor derived).
+func customLabels(labels map[string]string) map[string]string {
+	return lo.PickBy(labels, func(k, _ string) bool {
+		if karpv1.WellKnownLabels.Has(k) || karpv1.IsRestrictedLabel(k) != nil || karpv1.RestrictedLabels.Has(k) {
+			return false
+		}
+		if _, normalized := karpv1.NormalizedLabels[k]; normalized {
+			return false
+		}
+		d := karpv1.GetLabelDomain(k)
+		return !lo.ContainsBy(derivedLabelDomains, func(r string) bool { return d == r || strings.HasSuffix(d, "."+r) })
+	})
 }
 
 // InitialNodeError says why the simulation cannot start an initial node:
@@ -83,6 +109,7 @@ func (e *engine) startInitialNodes() error {
 		}
 		nct.InstanceTypeOptions = cloudprovider.InstanceTypes{it}
 		nc := nct.ToNodeClaim()
+		nc.Labels = lo.Assign(customLabels(n.Labels), nc.Labels)
 		if err := e.kube.Create(e.ctx, nc); err != nil {
 			return fmt.Errorf("creating the NodeClaim of existing node %s, %w", n.Name, err)
 		}

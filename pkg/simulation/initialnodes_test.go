@@ -3,6 +3,7 @@ package simulation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,20 @@ func TestInitialNodes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Only the labels a NodePool's template gave a node go on its NodeClaim:
+// not those Kubernetes, Karpenter, EKS or the providers derive.
+func TestCustomLabels(t *testing.T) {
+	got := customLabels(map[string]string{
+		"team": "research", "example.com/tier": "gold",
+		"kubernetes.io/hostname": "n", "node.kubernetes.io/instance-type": "g4dn.xlarge", "topology.kubernetes.io/zone": "us-east-1a",
+		"beta.kubernetes.io/arch": "amd64", "failure-domain.beta.kubernetes.io/zone": "us-east-1a", "node-role.kubernetes.io/gpu": "",
+		"karpenter.sh/nodepool": "gpu", "karpenter.sh/capacity-type": "on-demand", "karpenter.sh/initialized": "true",
+		"karpenter-gpu.io/instance-family": "g4dn", "karpenter.k8s.aws/instance-family": "g4dn", "eks.amazonaws.com/nodegroup": "ng",
+	})
+	if fmt.Sprint(got) != fmt.Sprint(map[string]string{"example.com/tier": "gold", "team": "research"}) {
+		t.Errorf("custom labels %v, want example.com/tier and team", got)
 	}
 }

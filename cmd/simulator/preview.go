@@ -66,7 +66,7 @@ type PreviewResult struct {
 	// to the Karpenter nodes before the manifest arrived (before is then
 	// after that consolidation).
 	ClusterNodesUSDPerHour float64            `json:"cluster_nodes_usd_per_hour,omitempty"`
-	Consolidation          *consolidation     `json:"consolidation,omitempty"`
+	Consolidation          *Consolidation     `json:"consolidation,omitempty"`
 	Result                 *simulation.Result `json:"-"`
 	added                  map[string]bool
 }

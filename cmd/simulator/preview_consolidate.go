@@ -37,9 +37,9 @@ import (
 
 const baselineConsolidated = "cluster nodes, Karpenter's consolidated"
 
-// consolidation is what one policy did to the cluster's Karpenter nodes
+// Consolidation is what one policy did to the cluster's Karpenter nodes
 // before the manifest arrived.
-type consolidation struct {
+type Consolidation struct {
 	// Nodes are the Karpenter nodes the simulation started from.
 	Nodes []string `json:"nodes"`
 	// NodesUSDPerHour is their $/h as they are; FleetUSDPerHour the
@@ -171,7 +171,7 @@ func previewConsolidating(w *workload.Workload, added map[string]bool, cn *workl
 				BeforeUSDPerHour: keptUSD + pr.BeforeUSDPerHour, AfterUSDPerHour: keptUSD + r.FinalFleetUSDPerHr,
 				GPUsBefore: float64(keptGPUs) + pr.GPUsBefore, GPUsAfter: float64(keptGPUs) + pr.GPUsAfter,
 				Launched: pr.Launched, Terminated: pr.Terminated, AddedPodsPending: pr.AddedPodsPending,
-				Consolidation: &consolidation{Nodes: lo.Keys(managedNames), NodesUSDPerHour: fleetNodesUSD, FleetUSDPerHour: pr.BeforeUSDPerHour}}
+				Consolidation: &Consolidation{Nodes: lo.Keys(managedNames), NodesUSDPerHour: fleetNodesUSD, FleetUSDPerHour: pr.BeforeUSDPerHour}}
 			sort.Strings(o.Consolidation.Nodes)
 			o.IncrementalUSDPerHour = pr.IncrementalUSDPerHour
 			o.FitsOnFreeCapacity = len(pr.Launched) == 0 && len(pr.AddedPodsPending) == 0 && r.PodsNeverStarted == 0

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,6 +102,9 @@ func oneGPUPod(name, node string) *corev1.Pod {
 //     simulated node has that name, so it does not run there, the node is
 //     emptied and consolidated away, and the preview says the starting
 //     fleet holds less than the cluster does.
+//   - no Karpenter node the simulated NodePool can launch (only the AMD
+//     g4ad.xlarge): the preview falls back to the nodes as they are and
+//     says why.
 //   - example cluster (examples/finops): its Karpenter g4dn.12xlarge runs
 //     3 one-GPU pods; no cheaper single node holds them, so it stays and
 //     the new pod takes its fourth T4 either way ($3.912/h before and
@@ -114,6 +118,9 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 		retired, launchedBefore    []string // by consolidation, before the manifest
 		launched                   []string // for the manifest
 		fits                       bool
+		// nodesBaseline: no Karpenter node could start the fleet, so the
+		// preview is on the nodes as they are even with --consolidate.
+		nodesBaseline bool
 	}
 	for _, tc := range []struct {
 		name               string
@@ -173,6 +180,16 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 			kept:         want{before: 0.526, after: 1.052, incremental: 0.526, launched: []string{"g4dn.xlarge"}},
 			text: []string{"Note: under karpenter-gpu, 1 pod bound to the Karpenter nodes did not run in the simulation (e.g. train-0: ",
 				"the starting fleet holds less than the cluster does"}},
+		{name: "no Karpenter node the simulated NodePool can launch",
+			cluster: writeList(t, filepath.Join(dir, "pods-amd-only.json"), oneGPUPod("train-0", "")),
+			nodes: writeList(t, filepath.Join(dir, "nodes-amd-only.json"), func() *corev1.Node {
+				n := karpenterNode("gpu-amd", "g4ad.xlarge", "3920m", "14Gi")
+				n.Status.Allocatable["amd.com/gpu"] = resource.MustParse("1")
+				return n
+			}()),
+			consolidated: want{before: 0.37853, after: 0.90453, incremental: 0.526, launched: []string{"g4dn.xlarge"}, nodesBaseline: true},
+			kept:         want{before: 0.37853, after: 0.90453, incremental: 0.526, launched: []string{"g4dn.xlarge"}},
+			text:         []string{"Note: Karpenter node gpu-amd kept as it is: g4ad.xlarge is not among the instance types"}},
 		{name: "example cluster",
 			cluster: filepath.Join(ex, "cluster-pods.json"), nodes: filepath.Join(ex, "cluster-nodes.json"),
 			consolidated: want{before: 3.912, after: 3.912, fits: true},
@@ -198,7 +215,7 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 				}
 				w, baseline := tc.kept, baselineNodes
 				if consolidate {
-					w, baseline = tc.consolidated, baselineConsolidated
+					w, baseline = tc.consolidated, lo.Ternary(tc.consolidated.nodesBaseline, baselineNodes, baselineConsolidated)
 				}
 				for _, p := range got {
 					if p.Baseline != baseline || math.Abs(p.BeforeUSDPerHour-w.before) > 1e-6 || math.Abs(p.AfterUSDPerHour-w.after) > 1e-6 ||
@@ -217,7 +234,7 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 					if diff := cmp.Diff(w.launched, types(p.Launched)); diff != "" {
 						t.Errorf("consolidate=%v %s: launched for the manifest (-want +got):\n%s", consolidate, p.Policy, diff)
 					}
-					if !consolidate {
+					if !consolidate || w.nodesBaseline {
 						if p.Consolidation != nil {
 							t.Errorf("%s: consolidation %+v with --consolidate=false", p.Policy, p.Consolidation)
 						}

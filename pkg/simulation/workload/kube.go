@@ -361,8 +361,8 @@ func jobPods(s *batchv1.JobSpec) *int32 {
 // jobSet expands a JobSet as its controller does: each replicated job
 // makes replicas Jobs (<jobset>-<replicatedJob>-<index>), each Job runs
 // its parallelism pods (at most its completions), and the pods carry the
-// labels the controller puts on them (jobset name, replicated job, job
-// index, replicas, group). Omitted replicas and groupName take the CRD
+// labels and annotations the controller puts on them (jobset name,
+// replicated job, job index, replicas, group; exclusive placement). Omitted replicas and groupName take the CRD
 // schema's defaults (1, "default"), as the API server applies them; an
 // explicit `replicas: 0` makes no Job.
 func (k *kubeReader) jobSet(d kubeDoc, object string) error {
@@ -434,7 +434,9 @@ func (k *kubeReader) jobSet(d kubeDoc, object string) error {
 		for r := int32(0); r < rj.Replicas; r++ {
 			jobName := fmt.Sprintf("%s-%s-%d", js.Name, rj.Name, r)
 			tmpl := rj.Template.Spec.Template.DeepCopy()
-			tmpl.Labels = lo.Assign(tmpl.Labels, map[string]string{
+			// The controller puts these on the pods as labels and as
+			// annotations, and the exclusive placement annotation too.
+			keys := map[string]string{
 				jobsetv1alpha2.JobSetNameKey:         js.Name,
 				jobsetv1alpha2.ReplicatedJobNameKey:  rj.Name,
 				jobsetv1alpha2.ReplicatedJobReplicas: fmt.Sprint(rj.Replicas),
@@ -442,7 +444,14 @@ func (k *kubeReader) jobSet(d kubeDoc, object string) error {
 				jobsetv1alpha2.JobIndexKey:           fmt.Sprint(r),
 				jobsetv1alpha2.GroupNameKey:          rj.GroupName,
 				jobsetv1alpha2.GroupReplicasKey:      fmt.Sprint(groupReplicas[rj.GroupName]),
-			})
+			}
+			tmpl.Labels = lo.Assign(tmpl.Labels, keys)
+			tmpl.Annotations = lo.Assign(tmpl.Annotations, keys)
+			for _, from := range []map[string]string{js.Annotations, rj.Template.Annotations} {
+				if topology, ok := from[jobsetv1alpha2.ExclusiveKey]; ok {
+					tmpl.Annotations[jobsetv1alpha2.ExclusiveKey] = topology
+				}
+			}
 			meta := metav1.ObjectMeta{Name: jobName, Namespace: js.Namespace}
 			before := len(k.out.Pods)
 			if err := k.expand(d, object, field+".template.spec.template", "JobSet/"+js.Name, &meta, perJob, tmpl, evictioncost.Batch); err != nil {

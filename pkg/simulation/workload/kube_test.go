@@ -190,19 +190,21 @@ func TestBadKubeInput(t *testing.T) {
 
 // JobSets read through JobSet's Go types: replicas and groupName take the
 // CRD's defaults when omitted (an explicit 0 makes no Job), the pods carry
-// the labels the JobSet controller puts on them, exclusive placement
-// (pod affinity the JobSet webhook adds) is noted as not simulated, and a
-// misspelt JobSet field or another API version is an error naming it.
+// the labels and annotations the JobSet controller puts on them, exclusive
+// placement (pod affinity the JobSet webhook adds) is noted as not
+// simulated, and a misspelt JobSet field or another API version is an
+// error naming it.
 func TestJobSet(t *testing.T) {
 	const gpuTemplate = "template: {spec: {parallelism: 2, template: {spec: {containers: [{name: c, resources: {limits: {nvidia.com/gpu: 1}}}]}}}}"
 	head := "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: js, namespace: ml}\n"
 	for _, tc := range []struct {
 		name, doc string
 		// pods per replicated job, and the labels of pod <js>-<rj>-0-0
-		wantPods   map[string]int
-		wantLabels map[string]string
-		wantNote   string
-		wantErr    []string
+		wantPods        map[string]int
+		wantLabels      map[string]string // as labels and annotations
+		wantAnnotations map[string]string
+		wantNote        string
+		wantErr         []string
 	}{
 		{name: "replicas omitted: one Job", doc: head + "spec: {replicatedJobs: [{name: w, " + gpuTemplate + "}]}\n",
 			wantPods: map[string]int{"w": 2},
@@ -215,7 +217,8 @@ func TestJobSet(t *testing.T) {
 			wantPods:   map[string]int{"w": 4, "v": 2, "d": 2},
 			wantLabels: map[string]string{"jobset.sigs.k8s.io/group-name": "g", "jobset.sigs.k8s.io/group-replicas": "3", "jobset.sigs.k8s.io/global-replicas": "4"}},
 		{name: "exclusive placement", doc: "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: js, namespace: ml, annotations: {alpha.jobset.sigs.k8s.io/exclusive-topology: topology.kubernetes.io/zone}}\nspec: {replicatedJobs: [{name: w, replicas: 2, " + gpuTemplate + "}]}\n",
-			wantPods: map[string]int{"w": 4}, wantNote: "4 pods have inter-pod affinity"},
+			wantPods: map[string]int{"w": 4}, wantNote: "4 pods have inter-pod affinity",
+			wantAnnotations: map[string]string{"alpha.jobset.sigs.k8s.io/exclusive-topology": "topology.kubernetes.io/zone"}},
 		{name: "misspelt replicas", doc: head + "spec: {replicatedJobs: [{name: w, replica: 4, " + gpuTemplate + "}]}\n",
 			wantErr: []string{"jobset.yaml:1:", "JobSet ml/js", `field "spec.replicatedJobs[0].replica"`, "unknown field", "sigs.k8s.io/jobset v"}},
 		{name: "replicas of the wrong type", doc: head + "spec: {replicatedJobs: [{name: w, replicas: many, " + gpuTemplate + "}]}\n",
@@ -256,8 +259,13 @@ func TestJobSet(t *testing.T) {
 				t.Errorf("pods per replicated job %v, want %v", got, tc.wantPods)
 			}
 			for k, v := range tc.wantLabels {
-				if first.Labels[k] != v {
-					t.Errorf("pod %s label %s = %q, want %q", first.Name, k, first.Labels[k], v)
+				if first.Labels[k] != v || first.Annotations[k] != v {
+					t.Errorf("pod %s label %s = %q, annotation %q, want %q", first.Name, k, first.Labels[k], first.Annotations[k], v)
+				}
+			}
+			for k, v := range tc.wantAnnotations {
+				if first.Annotations[k] != v {
+					t.Errorf("pod %s annotation %s = %q, want %q", first.Name, k, first.Annotations[k], v)
 				}
 			}
 			if notes := strings.Join(objs.Notes, " "); !strings.Contains(notes, tc.wantNote) || (tc.wantNote == "" && notes != "") {

@@ -97,7 +97,10 @@ launches for the pods that fit nowhere; before is the nodes' $/h. With
 are: they start each policy's simulated fleet with the pods bound to them,
 each policy may consolidate them before the manifest arrives (--at) and
 after, and before is that consolidated fleet (plus the other nodes), so the
-increment is the manifest's own; the nodes as they are are listed too.
+increment is the manifest's own; the nodes as they are are listed too. The
+manifest's pods take the other nodes' free capacity first; a Karpenter node
+the simulated NodePool cannot launch (another capacity type or GPU maker)
+is kept as it is, with a note.
 
 Without nodes: the cluster's pods (kubectl get pods -A -o json|yaml,
 manifests or a scenario) are provisioned as a snapshot, the manifest's pods

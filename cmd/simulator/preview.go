@@ -360,24 +360,8 @@ func writePreview(w io.Writer, wl *workload.Workload, cluster string, add []stri
 		return err
 	}
 	for _, p := range out {
-		fmt.Fprintf(w, "\n%s: ", p.Policy)
-		switch {
-		case p.FitsOnFreeCapacity:
-			fmt.Fprintln(w, "fits on existing free capacity (no instance launched)")
-		case len(p.Launched) > 0:
-			fmt.Fprintf(w, "launches %s\n", describeInstances(p.Launched))
-		default:
-			fmt.Fprintln(w, "launches nothing")
-		}
-		if len(p.Terminated) > 0 {
-			fmt.Fprintf(w, "  and retires %s\n", describeInstances(p.Terminated))
-		}
-		for _, u := range p.AddedPodsPending {
-			fmt.Fprintf(w, "  pod %s does not run: %s\n", u.Name, u.Reason)
-		}
-		if n := p.Result.PodsNeverStarted; n > 0 {
-			fmt.Fprintf(w, "  %d pods had not started by the end (raise --settle)\n", n)
-		}
+		fmt.Fprintln(w)
+		writeOutcome(w, p, "", "fits on existing free capacity")
 	}
 	if len(out) > 0 && out[0].Result.Prices != "" {
 		fmt.Fprintf(w, "\nPrices: %s\n", out[0].Result.Prices)
@@ -431,4 +415,28 @@ func describeInstances(ins []simulation.InstanceRun) string {
 		parts = append(parts, fmt.Sprintf("%d × %s (%s, $%.3f/h)", count[key], key.typ, key.ct, key.price))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writeOutcome prints what adding the manifest does under one policy: it
+// fits (fits, the sentence), or what it launches (after subject) and
+// retires, and which of its pods do not run.
+func writeOutcome(w io.Writer, p *PreviewResult, subject, fits string) {
+	fmt.Fprintf(w, "%s: ", p.Policy)
+	switch {
+	case p.FitsOnFreeCapacity:
+		fmt.Fprintln(w, fits+" (no instance launched)")
+	case len(p.Launched) > 0:
+		fmt.Fprintf(w, "%slaunches %s\n", subject, describeInstances(p.Launched))
+	default:
+		fmt.Fprintf(w, "%slaunches nothing\n", subject)
+	}
+	if len(p.Terminated) > 0 {
+		fmt.Fprintf(w, "  and retires %s\n", describeInstances(p.Terminated))
+	}
+	for _, u := range p.AddedPodsPending {
+		fmt.Fprintf(w, "  pod %s does not run: %s\n", u.Name, u.Reason)
+	}
+	if n := p.Result.PodsNeverStarted; n > 0 {
+		fmt.Fprintf(w, "  %d pods had not started by the end (raise --settle)\n", n)
+	}
 }

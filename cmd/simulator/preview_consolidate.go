@@ -248,24 +248,7 @@ func writePreviewConsolidated(w io.Writer, wl *workload.Workload, cluster, nodes
 		}), ", "))
 	}
 	for _, p := range out {
-		fmt.Fprintf(w, "%s: ", p.Policy)
-		switch {
-		case p.FitsOnFreeCapacity:
-			fmt.Fprintln(w, "the manifest fits on free capacity (no instance launched)")
-		case len(p.Launched) > 0:
-			fmt.Fprintf(w, "the manifest launches %s\n", describeInstances(p.Launched))
-		default:
-			fmt.Fprintln(w, "the manifest launches nothing")
-		}
-		if len(p.Terminated) > 0 {
-			fmt.Fprintf(w, "  and retires %s\n", describeInstances(p.Terminated))
-		}
-		for _, u := range p.AddedPodsPending {
-			fmt.Fprintf(w, "  pod %s does not run: %s\n", u.Name, u.Reason)
-		}
-		if n := p.Result.PodsNeverStarted; n > 0 {
-			fmt.Fprintf(w, "  %d pods had not started by the end (raise --settle)\n", n)
-		}
+		writeOutcome(w, p, "the manifest ", "the manifest fits on free capacity")
 	}
 	for _, p := range out {
 		if pending := p.Consolidation.ClusterPodsPending; len(pending) > 0 {

@@ -8,15 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/samber/lo"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/interruption"
-	"github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awstest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
 )
 
@@ -37,18 +34,7 @@ func endpoint(t *testing.T) (*fakeaws.Server, *awssqs.Client) {
 	t.Cleanup(srv.Close)
 	srv.SetClock(func() time.Time { return at })
 	srv.CreateQueue(name)
-	cfg, err := aws.LoadConfig(context.Background(), aws.ConfigOptions{
-		Region: region,
-		Retry:  aws.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond},
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv, sqs.NewClient(cfg, srv.URL)
+	return srv, sqs.NewClient(awstest.Config(t, region), srv.URL)
 }
 
 func newQueue(t *testing.T, client sqs.API, o sqs.Options) *sqs.Queue {

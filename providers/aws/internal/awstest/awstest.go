@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -47,8 +48,15 @@ func Server(t testing.TB, inv fakeaws.Inventory) *fakeaws.Server {
 // credentials and at most 3 quick attempts per call.
 func Clients(t testing.TB, srv *fakeaws.Server) aws.Clients {
 	t.Helper()
+	return aws.NewClients(Config(t, "us-east-1"), srv.URL)
+}
+
+// Config is the production SDK configuration (aws.LoadConfig) for region
+// with static credentials, IMDS off and at most 3 quick attempts per call.
+func Config(t testing.TB, region string) awssdk.Config {
+	t.Helper()
 	cfg, err := aws.LoadConfig(context.Background(), aws.ConfigOptions{
-		Region: "us-east-1",
+		Region: region,
 		Retry:  aws.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond},
 		Extra: []func(*config.LoadOptions) error{
 			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
@@ -58,7 +66,7 @@ func Clients(t testing.TB, srv *fakeaws.Server) aws.Clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return aws.NewClients(cfg, srv.URL)
+	return cfg
 }
 
 // Env is what a provider test runs against: a fakeaws server on its clock,

@@ -9,6 +9,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -22,7 +23,18 @@ var DefaultRetry = awsbackend.RetryOptions{MaxAttempts: 5, MaxBackoff: 5 * time.
 
 // Clients are the production SDK clients pointed at srv, in us-east-1.
 func Clients(ctx context.Context, srv *fakeaws.Server, retry awsbackend.RetryOptions) (awsbackend.Clients, error) {
-	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
+	cfg, err := Config(ctx, retry)
+	if err != nil {
+		return awsbackend.Clients{}, err
+	}
+	return awsbackend.NewClients(cfg, srv.URL), nil
+}
+
+// Config is the production SDK configuration (LoadConfig with retry) in
+// us-east-1, with static credentials and IMDS off, for clients of other
+// services (SQS) pointed at a fakeaws server.
+func Config(ctx context.Context, retry awsbackend.RetryOptions) (aws.Config, error) {
+	return awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
 		Region: "us-east-1",
 		Retry:  retry,
 		Extra: []func(*config.LoadOptions) error{
@@ -30,10 +42,6 @@ func Clients(ctx context.Context, srv *fakeaws.Server, retry awsbackend.RetryOpt
 			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
 		},
 	})
-	if err != nil {
-		return awsbackend.Clients{}, err
-	}
-	return awsbackend.NewClients(cfg, srv.URL), nil
 }
 
 // NewBackend is the backend of o with the production clients pointed at

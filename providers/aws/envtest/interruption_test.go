@@ -6,9 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/samber/lo"
@@ -27,6 +24,7 @@ import (
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 )
 
 // The interruption handler end to end: EventBridge events in an SQS queue
@@ -51,14 +49,7 @@ var _ = Describe("Interruption handling (SQS, fake endpoint)", func() {
 		seq++
 		queueName = fmt.Sprintf("karpenter-gpu-%s-%d", clusterName, seq)
 		srv.CreateQueue(queueName)
-		cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
-			Region: "us-east-1",
-			Retry:  awsbackend.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond},
-			Extra: []func(*config.LoadOptions) error{
-				config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-				config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-			},
-		})
+		cfg, err := awsenv.Config(ctx, awsbackend.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond})
 		Expect(err).ToNot(HaveOccurred())
 		// No long poll: every spec sends its messages before polling.
 		q, err := sqs.New(sqs.Options{Client: sqs.NewClient(cfg, srv.URL), QueueName: queueName, WaitTime: -1})
@@ -162,10 +153,7 @@ var _ = Describe("Interruption handling (SQS, fake endpoint)", func() {
 	It("runs as a singleton under a controller manager, long-polling the queue", func() {
 		c := provisionAndLaunch(gpuPod(1))[0]
 		inst := instanceOf(c.Status.ProviderID)
-		cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{Region: "us-east-1", Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		}})
+		cfg, err := awsenv.Config(ctx, awsenv.DefaultRetry)
 		Expect(err).ToNot(HaveOccurred())
 		q, err := sqs.New(sqs.Options{Client: sqs.NewClient(cfg, srv.URL), QueueName: queueName, WaitTime: 2 * time.Second})
 		Expect(err).ToNot(HaveOccurred())

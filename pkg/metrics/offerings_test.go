@@ -2,9 +2,6 @@ package metrics_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -20,6 +17,7 @@ import (
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	fakefleet "github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/dashboard"
 )
 
 // TestOfferingMetrics runs the metrics controller over the real cloud
@@ -109,30 +107,13 @@ func TestOfferingMetrics(t *testing.T) {
 // TestDashboardOfferingPanels checks that the chart's Grafana dashboard
 // queries the offering metrics by their exported names and labels.
 func TestDashboardOfferingPanels(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "charts", "karpenter-gpu", "files", "dashboard.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dashboard struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &dashboard); err != nil {
-		t.Fatal(err)
-	}
+	panels := dashboard.Panels(t, "../..")
 	exported := map[string]bool{}
 	for _, c := range []prometheus.Collector{metrics.OfferingPriceEstimate, metrics.OfferingGPUPriceEstimate, metrics.OfferingAvailable} {
-		ch := make(chan *prometheus.Desc, 1)
-		c.Describe(ch)
-		name := regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch((<-ch).String())[1]
-		exported[name] = true
+		exported[dashboard.MetricName(t, c)] = true
 	}
 	used := map[string]bool{}
-	for _, p := range dashboard.Panels {
+	for _, p := range panels {
 		for _, target := range p.Targets {
 			for _, name := range regexp.MustCompile(`karpenter_gpu_offering_[a-z_]+`).FindAllString(target.Expr, -1) {
 				if !exported[name] {

@@ -2,11 +2,8 @@ package interruption_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -33,6 +30,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/interruption"
+	"github.com/karpenter-gpu/karpenter-gpu/test/dashboard"
 )
 
 // memQueue is an in-memory Queue: Receive hands out every message not yet
@@ -344,29 +342,13 @@ func TestBatchInParallel(t *testing.T) {
 // The chart's Grafana dashboard queries the interruption metrics by their
 // exported names and labels.
 func TestDashboardInterruptionPanels(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "charts", "karpenter-gpu", "files", "dashboard.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dashboard struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &dashboard); err != nil {
-		t.Fatal(err)
-	}
+	panels := dashboard.Panels(t, "../../..")
 	exported := map[string]string{} // name -> its label
 	for c, label := range map[prometheus.Collector]string{interruption.ReceivedMessages: "message_type", interruption.Actions: "action"} {
-		ch := make(chan *prometheus.Desc, 1)
-		c.Describe(ch)
-		exported[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch((<-ch).String())[1]] = label
+		exported[dashboard.MetricName(t, c)] = label
 	}
 	used := map[string]bool{}
-	for _, p := range dashboard.Panels {
+	for _, p := range panels {
 		for _, target := range p.Targets {
 			for _, name := range regexp.MustCompile(`karpenter_gpu_interruption_[a-z_]+`).FindAllString(target.Expr, -1) {
 				label, ok := exported[name]

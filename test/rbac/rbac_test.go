@@ -456,7 +456,10 @@ func eventually(t *testing.T, ctx context.Context, timeout time.Duration, what s
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	t.Fatalf("timed out waiting for %s (last error %v); forbidden requests: %v", what, lastErr, rec.forbidden)
+	if ctx.Err() != nil {
+		t.Fatalf("the test's budget ran out waiting for %s (last error %v); forbidden requests: %v", what, lastErr, rec.forbidden)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last error %v); forbidden requests: %v", timeout, what, lastErr, rec.forbidden)
 }
 
 func nodeClass() *v1alpha1.GPUNodeClass { return controlplane.DiscoveryGPUNodeClass("gpu", "rbac") }

@@ -94,51 +94,50 @@ func (s *Server) createFleet(form url.Values) ([]byte, *apiError) {
 		if count >= total {
 			break
 		}
-		spec := el("launchTemplateAndOverrides",
-			el("launchTemplateSpecification", txt("launchTemplateName", o.template), txt("version", "$Latest")),
-			el("overrides", txt("instanceType", o.instanceType), txt("subnetId", o.subnet), txt("availabilityZone", o.zone)))
-		lifecycle := txt("lifecycle", map[bool]string{true: "spot", false: "on-demand"}[o.capacityType == Spot])
-		var ids []node
-		for count < total {
-			code := s.refusal(o)
-			if code != "" {
-				// Reported also after a partial launch, as EC2 does.
-				s.faults[FaultFleetError]++
-				errs = append(errs, item(spec, lifecycle, txt("errorCode", code), txt("errorMessage", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", o.instanceType, o.zone))))
-				break
-			}
-			inst := &Instance{
-				ID: s.id("i-"), InstanceType: o.instanceType, Zone: o.zone, SubnetID: o.subnet,
-				ImageID: s.templates[o.template].Data["ImageId"], State: "pending", LaunchTemplate: o.template,
-				ReservationID: o.reservationID, LaunchTime: s.now(), Tags: tagSpecs(form, "TagSpecification")["instance"],
-			}
-			if o.capacityType == Spot {
-				inst.Lifecycle = "spot"
-			}
-			if o.reservationID != "" {
-				for _, r := range s.reservations {
-					if r.ID == o.reservationID {
-						r.Available--
-					}
-				}
-			}
-			s.instances = append(s.instances, inst)
-			ids = append(ids, item().withText(inst.ID))
-			count++
-		}
-		if len(ids) > 0 {
-			launched = append(launched, item(spec, lifecycle, set("instanceIds", ids...), txt("instanceType", o.instanceType), txt("platform", "Linux/UNIX")))
-		}
+		var got, refused []node
+		count, got, refused = s.launchOverride(form, o, count, total)
+		launched, errs = append(launched, got...), append(errs, refused...)
 	}
 	if len(errs) > 0 && len(launched) > 0 {
 		s.faults[FaultPartialFleet]++
 	}
-	out := document("CreateFleetResponse", ec2Namespace, txt("requestId", "req-fake"), txt("fleetId", s.id("fleet-")),
-		set("errorSet", errs...), set("fleetInstanceSet", launched...))
-	if token != "" {
-		s.tokens[token] = out
+	return s.fleetAnswer(token, errs, launched), nil
+}
+
+// launchOverride launches instances of one override, as CreateFleet does,
+// until count reaches limit or the override is refused (reported also
+// after a partial launch, as EC2 does). It returns the new count, the
+// override's fleetInstanceSet item (none when it launched nothing) and its
+// errorSet item (none when it was not refused). The caller holds s.mu.
+func (s *Server) launchOverride(form url.Values, o fleetOverride, count, limit int) (int, []node, []node) {
+	spec := el("launchTemplateAndOverrides",
+		el("launchTemplateSpecification", txt("launchTemplateName", o.template), txt("version", "$Latest")),
+		el("overrides", txt("instanceType", o.instanceType), txt("subnetId", o.subnet), txt("availabilityZone", o.zone)))
+	lifecycle := txt("lifecycle", map[bool]string{true: "spot", false: "on-demand"}[o.capacityType == Spot])
+	var ids, launched, refused []node
+	for count < limit {
+		if code := s.refusal(o); code != "" {
+			s.faults[FaultFleetError]++
+			refused = append(refused, item(spec, lifecycle, txt("errorCode", code), txt("errorMessage", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", o.instanceType, o.zone))))
+			break
+		}
+		inst := &Instance{
+			ID: s.id("i-"), InstanceType: o.instanceType, Zone: o.zone, SubnetID: o.subnet,
+			ImageID: s.templates[o.template].Data["ImageId"], State: "pending", LaunchTemplate: o.template,
+			ReservationID: o.reservationID, LaunchTime: s.now(), Tags: tagSpecs(form, "TagSpecification")["instance"],
+		}
+		if o.capacityType == Spot {
+			inst.Lifecycle = "spot"
+		}
+		s.reserve(o.reservationID, -1)
+		s.instances = append(s.instances, inst)
+		ids = append(ids, item().withText(inst.ID))
+		count++
 	}
-	return out, nil
+	if len(ids) > 0 {
+		launched = append(launched, item(spec, lifecycle, set("instanceIds", ids...), txt("instanceType", o.instanceType), txt("platform", "Linux/UNIX")))
+	}
+	return count, launched, refused
 }
 
 // refusal returns why an override cannot launch now, or "".

@@ -204,33 +204,9 @@ func (s *Server) gangFleet(form url.Values, token string, total int, overrides [
 		var launched []node
 		count := 0
 		for _, o := range try {
-			spec := el("launchTemplateAndOverrides",
-				el("launchTemplateSpecification", txt("launchTemplateName", o.template), txt("version", "$Latest")),
-				el("overrides", txt("instanceType", o.instanceType), txt("subnetId", o.subnet), txt("availabilityZone", o.zone)))
-			lifecycle := txt("lifecycle", map[bool]string{true: "spot", false: "on-demand"}[o.capacityType == Spot])
-			var ids []node
-			for count < min(total, pgRoom) {
-				if code := s.refusal(o); code != "" {
-					s.faults[FaultFleetError]++
-					errs = append(errs, item(spec, lifecycle, txt("errorCode", code), txt("errorMessage", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", o.instanceType, o.zone))))
-					break
-				}
-				inst := &Instance{
-					ID: s.id("i-"), InstanceType: o.instanceType, Zone: o.zone, SubnetID: o.subnet,
-					ImageID: s.templates[o.template].Data["ImageId"], State: "pending", LaunchTemplate: o.template,
-					ReservationID: o.reservationID, LaunchTime: s.now(), Tags: tagSpecs(form, "TagSpecification")["instance"],
-				}
-				if o.capacityType == Spot {
-					inst.Lifecycle = "spot"
-				}
-				s.reserve(o.reservationID, -1)
-				s.instances = append(s.instances, inst)
-				ids = append(ids, item().withText(inst.ID))
-				count++
-			}
-			if len(ids) > 0 {
-				launched = append(launched, item(spec, lifecycle, set("instanceIds", ids...), txt("instanceType", o.instanceType), txt("platform", "Linux/UNIX")))
-			}
+			var got, refused []node
+			count, got, refused = s.launchOverride(form, o, count, min(total, pgRoom))
+			launched, errs = append(launched, got...), append(errs, refused...)
 		}
 		if count >= minCount {
 			if group != "" {

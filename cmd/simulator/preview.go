@@ -223,29 +223,12 @@ Flags:
 	cfg.Horizon = at + settle
 	l := logr.Discard()
 	cfg.Logger = &l
-	policies := []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
-	out := make([]*PreviewResult, len(policies))
-	errs := make([]error, len(policies))
-	var wg sync.WaitGroup
+	out := make([]*PreviewResult, len(previewPolicies))
 	cfg.LowerBound = simulation.NewLowerBoundCache()
-	for i, p := range policies {
-		c := cfg
-		c.Policy = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := simulation.Run(context.Background(), w, c)
-			if err != nil {
-				errs[i] = fmt.Errorf("simulating %s: %w", p, err)
-				return
-			}
-			out[i] = preview(r, at, added)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
+	errs := simulatePreviewPolicies(w, cfg, func(i int, r *simulation.Result) { out[i] = preview(r, at, added) })
+	for i, err := range errs {
 		if err != nil {
-			return err
+			return fmt.Errorf("simulating %s: %w", previewPolicies[i], err)
 		}
 	}
 	if err := writePreview(stdout, w, cluster, add, at, settle, out); err != nil {
@@ -298,6 +281,32 @@ func previewWorkload(w *workload.Workload, cluster string, add []string, at time
 }
 
 // preview reads one policy's result: the fleet before `at` and at the end.
+// previewPolicies are the policies a preview compares, in its order.
+var previewPolicies = []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
+
+// simulatePreviewPolicies simulates w under cfg once per policy of
+// previewPolicies, in parallel, and hands the i-th policy's result to use
+// (on that run's goroutine). It returns the runs' errors, one per policy,
+// nil where the run succeeded (use is not called for a failed run).
+func simulatePreviewPolicies(w *workload.Workload, cfg simulation.Config, use func(i int, r *simulation.Result)) []error {
+	errs := make([]error, len(previewPolicies))
+	var wg sync.WaitGroup
+	for i, p := range previewPolicies {
+		c := cfg
+		c.Policy = p
+		wg.Go(func() {
+			r, err := simulation.Run(context.Background(), w, c)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			use(i, r)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
 func preview(r *simulation.Result, at time.Duration, added map[string]bool) *PreviewResult {
 	atH := at.Hours()
 	p := &PreviewResult{Policy: r.Policy, Baseline: baselineFleet, AfterUSDPerHour: r.FinalFleetUSDPerHr, AddedPods: len(added), Result: r}

@@ -16,7 +16,6 @@ package main
 // cluster_nodes_usd_per_hour.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +23,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/samber/lo"
@@ -152,47 +150,34 @@ func previewConsolidating(w *workload.Workload, added map[string]bool, cn *workl
 	}
 	cfg.Horizon = at + settle
 	cfg.LowerBound = simulation.NewLowerBoundCache()
-	policies := []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
-	out := make([]*PreviewResult, len(policies))
-	errs := make([]error, len(policies))
-	var wg sync.WaitGroup
-	for i, p := range policies {
-		c := cfg
-		c.Policy = p
-		wg.Go(func() {
-			r, err := simulation.Run(context.Background(), &sw, c)
-			if err != nil {
-				errs[i] = err
-				return
+	out := make([]*PreviewResult, len(previewPolicies))
+	errs := simulatePreviewPolicies(&sw, cfg, func(i int, r *simulation.Result) {
+		pr := preview(r, at, overflowKeys)
+		o := &PreviewResult{Policy: string(previewPolicies[i]), Baseline: baselineConsolidated, Result: r, AddedPods: len(added),
+			ClusterNodesUSDPerHour: nodesUSD, ClusterNodes: all, OnClusterNodes: np.placed,
+			BeforeUSDPerHour: keptUSD + pr.BeforeUSDPerHour, AfterUSDPerHour: keptUSD + r.FinalFleetUSDPerHr,
+			GPUsBefore: float64(keptGPUs) + pr.GPUsBefore, GPUsAfter: float64(keptGPUs) + pr.GPUsAfter,
+			Launched: pr.Launched, Terminated: pr.Terminated, AddedPodsPending: pr.AddedPodsPending,
+			Consolidation: &Consolidation{Nodes: lo.Keys(managedNames), NodesUSDPerHour: fleetNodesUSD, FleetUSDPerHour: pr.BeforeUSDPerHour}}
+		sort.Strings(o.Consolidation.Nodes)
+		o.IncrementalUSDPerHour = pr.IncrementalUSDPerHour
+		o.FitsOnFreeCapacity = len(pr.Launched) == 0 && len(pr.AddedPodsPending) == 0 && r.PodsNeverStarted == 0
+		for _, u := range r.UnschedulablePods {
+			if !pr.isAdded(u) {
+				o.Consolidation.ClusterPodsPending = append(o.Consolidation.ClusterPodsPending, u)
 			}
-			pr := preview(r, at, overflowKeys)
-			o := &PreviewResult{Policy: string(p), Baseline: baselineConsolidated, Result: r, AddedPods: len(added),
-				ClusterNodesUSDPerHour: nodesUSD, ClusterNodes: all, OnClusterNodes: np.placed,
-				BeforeUSDPerHour: keptUSD + pr.BeforeUSDPerHour, AfterUSDPerHour: keptUSD + r.FinalFleetUSDPerHr,
-				GPUsBefore: float64(keptGPUs) + pr.GPUsBefore, GPUsAfter: float64(keptGPUs) + pr.GPUsAfter,
-				Launched: pr.Launched, Terminated: pr.Terminated, AddedPodsPending: pr.AddedPodsPending,
-				Consolidation: &Consolidation{Nodes: lo.Keys(managedNames), NodesUSDPerHour: fleetNodesUSD, FleetUSDPerHour: pr.BeforeUSDPerHour}}
-			sort.Strings(o.Consolidation.Nodes)
-			o.IncrementalUSDPerHour = pr.IncrementalUSDPerHour
-			o.FitsOnFreeCapacity = len(pr.Launched) == 0 && len(pr.AddedPodsPending) == 0 && r.PodsNeverStarted == 0
-			for _, u := range r.UnschedulablePods {
-				if !pr.isAdded(u) {
-					o.Consolidation.ClusterPodsPending = append(o.Consolidation.ClusterPodsPending, u)
-				}
+		}
+		atH := at.Hours()
+		for _, in := range r.Instances {
+			switch {
+			case in.StartHours == 0 && in.EndHours < atH:
+				o.Consolidation.Retired = append(o.Consolidation.Retired, in)
+			case in.StartHours > 0 && in.StartHours < atH && in.EndHours >= atH:
+				o.Consolidation.Launched = append(o.Consolidation.Launched, in)
 			}
-			atH := at.Hours()
-			for _, in := range r.Instances {
-				switch {
-				case in.StartHours == 0 && in.EndHours < atH:
-					o.Consolidation.Retired = append(o.Consolidation.Retired, in)
-				case in.StartHours > 0 && in.StartHours < atH && in.EndHours >= atH:
-					o.Consolidation.Launched = append(o.Consolidation.Launched, in)
-				}
-			}
-			out[i] = o
-		})
-	}
-	wg.Wait()
+		}
+		out[i] = o
+	})
 	if err := errors.Join(errs...); err != nil {
 		var ine *simulation.InitialNodeError
 		if errors.As(err, &ine) {

@@ -9,12 +9,10 @@ package main
 // fleet. Before is the nodes' $/h, after adds what each policy launches.
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/samber/lo"
@@ -214,9 +212,8 @@ func runPreviewOnNodes(w *workload.Workload, added map[string]bool, cn *workload
 	if err != nil {
 		return nil, nil, err
 	}
-	policies := []simulation.Policy{simulation.PolicyKarpenterGPU, simulation.PolicyStock}
-	out := make([]*PreviewResult, len(policies))
-	for i, p := range policies {
+	out := make([]*PreviewResult, len(previewPolicies))
+	for i, p := range previewPolicies {
 		out[i] = &PreviewResult{Policy: string(p), Baseline: baselineNodes, BeforeUSDPerHour: np.beforeUSD, AfterUSDPerHour: np.beforeUSD,
 			GPUsBefore: float64(np.gpusBefore), GPUsAfter: float64(np.gpusBefore), AddedPods: len(added), OnClusterNodes: np.placed, ClusterNodes: np.prices,
 			FitsOnFreeCapacity: len(np.overflow) == 0}
@@ -231,30 +228,18 @@ func runPreviewOnNodes(w *workload.Workload, added map[string]bool, cn *workload
 	overflowKeys := lo.SliceToMap(np.overflow, func(s workload.PodSpec) (string, bool) { return s.Key(), true })
 	cfg.Horizon = settle
 	cfg.LowerBound = simulation.NewLowerBoundCache()
-	errs := make([]error, len(policies))
-	var wg sync.WaitGroup
-	for i, p := range policies {
-		c := cfg
-		c.Policy = p
-		wg.Go(func() {
-			r, err := simulation.Run(context.Background(), &ow, c)
-			if err != nil {
-				errs[i] = fmt.Errorf("simulating %s: %w", p, err)
-				return
-			}
-			pr := preview(r, 0, overflowKeys)
-			o := out[i]
-			o.Result = r
-			o.Launched, o.AddedPodsPending = pr.Launched, pr.AddedPodsPending
-			o.AfterUSDPerHour = np.beforeUSD + r.FinalFleetUSDPerHr
-			o.IncrementalUSDPerHour = r.FinalFleetUSDPerHr
-			o.GPUsAfter = float64(np.gpusBefore) + pr.GPUsAfter
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
+	errs := simulatePreviewPolicies(&ow, cfg, func(i int, r *simulation.Result) {
+		pr := preview(r, 0, overflowKeys)
+		o := out[i]
+		o.Result = r
+		o.Launched, o.AddedPodsPending = pr.Launched, pr.AddedPodsPending
+		o.AfterUSDPerHour = np.beforeUSD + r.FinalFleetUSDPerHr
+		o.IncrementalUSDPerHour = r.FinalFleetUSDPerHr
+		o.GPUsAfter = float64(np.gpusBefore) + pr.GPUsAfter
+	})
+	for i, err := range errs {
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("simulating %s: %w", previewPolicies[i], err)
 		}
 	}
 	return out, np, nil

@@ -267,6 +267,26 @@ func TestGangPlacementGroup(t *testing.T) {
 		}
 		return e.createAll(claims)
 	}
+	// launched launches a gang that must launch.
+	launched := func(t *testing.T, e *env, uid, instanceType string, gpus int64) {
+		t.Helper()
+		for _, r := range launch(t, e, uid, instanceType, gpus) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+	}
+	// noGroup checks that the launch created no placement group (for the
+	// reason why) and that its fleet names none.
+	noGroup := func(t *testing.T, e *env, why string) {
+		t.Helper()
+		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
+			t.Errorf("%d placement groups created %s", n, why)
+		}
+		if g := e.srv.Requests("CreateFleet")[0].Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); g != "" {
+			t.Errorf("fleet names placement group %q", g)
+		}
+	}
 	groupOf := func(e *env, uid string) string {
 		for name, pg := range e.srv.PlacementGroups() {
 			if pg.Tags["karpenter-gpu.io/gang"] == uid+"/1" {
@@ -278,11 +298,7 @@ func TestGangPlacementGroup(t *testing.T) {
 	t.Run("EFA types: one cluster group per gang, every instance in it", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass())
-		for _, r := range launch(t, e, "efa", "p5.48xlarge", 8) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
+		launched(t, e, "efa", "p5.48xlarge", 8)
 		creates := e.srv.Requests("CreatePlacementGroup")
 		if len(creates) != 1 || creates[0].Form.Get("Strategy") != "cluster" {
 			t.Fatalf("CreatePlacementGroup %v, want one cluster group", lo.Map(creates, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
@@ -304,42 +320,20 @@ func TestGangPlacementGroup(t *testing.T) {
 	t.Run("types without EFA: no placement group", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass())
-		for _, r := range launch(t, e, "noefa", "g6.xlarge", 1) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
-		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
-			t.Errorf("%d placement groups created for g6.xlarge", n)
-		}
-		if g := e.srv.Requests("CreateFleet")[0].Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); g != "" {
-			t.Errorf("fleet names placement group %q", g)
-		}
+		launched(t, e, "noefa", "g6.xlarge", 1)
+		noGroup(t, e, "for g6.xlarge")
 	})
 	t.Run("node class placementGroup None: no group for an EFA gang", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass(func(nc *v1alpha1.GPUNodeClass) { nc.Spec.Gang.PlacementGroup = v1alpha1.GangPlacementNone }))
-		for _, r := range launch(t, e, "none", "p5.48xlarge", 8) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
-		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
-			t.Errorf("%d placement groups created with placementGroup None", n)
-		}
-		if g := e.srv.Requests("CreateFleet")[0].Form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); g != "" {
-			t.Errorf("fleet names placement group %q", g)
-		}
+		launched(t, e, "none", "p5.48xlarge", 8)
+		noGroup(t, e, "with placementGroup None")
 	})
 	t.Run("node class names its group: the gang launches into it, none created", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.srv.SetPlacementGroupCapacity("team-pg", -1) // exists, unlimited
 		e.resolved(nodeClass(func(nc *v1alpha1.GPUNodeClass) { nc.Spec.Gang.PlacementGroupName = lo.ToPtr("team-pg") }))
-		for _, r := range launch(t, e, "named", "p5.48xlarge", 8) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
+		launched(t, e, "named", "p5.48xlarge", 8)
 		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
 			t.Errorf("%d placement groups created beside the node class's own", n)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -199,7 +200,7 @@ func TestLaunchRefusesExactlyTheFailedOverrides(t *testing.T) {
 	if res.Instance == nil || res.Instance.InstanceType != "g6.xlarge" || res.Instance.Zone != "us-east-1a" {
 		t.Fatalf("instance = %+v, want g6.xlarge in us-east-1a", res.Instance)
 	}
-	if !equal(lo.Map(res.Refused, func(o gpucp.LaunchOption, _ int) string { return o.String() }),
+	if !slices.Equal(lo.Map(res.Refused, func(o gpucp.LaunchOption, _ int) string { return o.String() }),
 		[]string{"g4dn.xlarge/us-east-1a/on-demand", "g4dn.xlarge/us-east-1b/on-demand"}) {
 		t.Errorf("refused = %v, want exactly the two g4dn.xlarge options", res.Refused)
 	}
@@ -216,7 +217,7 @@ func TestLaunchRefusesExactlyTheFailedOverrides(t *testing.T) {
 			subnets = append(subnets, form.Get(fmt.Sprintf("LaunchTemplateConfigs.1.Overrides.%d.SubnetId", i)))
 		}
 	}
-	if !equal(subnets, []string{"subnet-a2", "subnet-a1"}) {
+	if !slices.Equal(subnets, []string{"subnet-a2", "subnet-a1"}) {
 		t.Errorf("g4dn.xlarge/us-east-1a overrides use subnets %v, want [subnet-a2 subnet-a1]", subnets)
 	}
 }
@@ -448,7 +449,7 @@ func TestListPaginates(t *testing.T) {
 	}
 	ids := lo.Map(got, func(i *gpucp.Instance, _ int) string { return i.ID })
 	sort.Strings(want)
-	if !equal(ids, want) {
+	if !slices.Equal(ids, want) {
 		t.Errorf("List = %v, want %v", ids, want)
 	}
 	if n := len(e.srv.Requests("DescribeInstances")); n != 4 {
@@ -479,7 +480,7 @@ func TestCollectOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equal(got, []string{orphan}) {
+	if !slices.Equal(got, []string{orphan}) {
 		t.Errorf("collected %v, want only %s (young %s and foreign %s must stay)", got, orphan, young, foreign)
 	}
 	for _, i := range e.srv.Instances() {

@@ -1,6 +1,7 @@
 package aws_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 )
@@ -19,19 +21,26 @@ func price(t *testing.T, ps catalog.PriceSource, it, zone, ct string) (float64, 
 	return ps.Price(it, zone, ct)
 }
 
+// offerings resolves nc and returns the backend's offerings for it.
+func (e *env) offerings(nc *v1alpha1.GPUNodeClass) *gpucp.OfferingInfo {
+	e.t.Helper()
+	if err := e.backend.Resolve(e.ctx, nc); err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := e.backend.Offerings(e.ctx, nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
 func TestOfferings(t *testing.T) {
 	inv := inventory()
 	inv.OnDemandPrices["g4dn.xlarge"] = 0.6 // the Pricing API disagrees with the embedded 0.526
 	e := newEnv(t, inv)
 	nc := nodeClass()
-	if err := e.backend.Resolve(e.ctx, nc); err != nil {
-		t.Fatal(err)
-	}
-	info, err := e.backend.Offerings(e.ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !equal(info.Zones, []string{"us-east-1a", "us-east-1b", "us-east-1c"}) || info.Region != "us-east-1" {
+	info := e.offerings(nc)
+	if !slices.Equal(info.Zones, []string{"us-east-1a", "us-east-1b", "us-east-1c"}) || info.Region != "us-east-1" {
 		t.Errorf("zones = %v region = %s", info.Zones, info.Region)
 	}
 	checks := []struct {
@@ -96,15 +105,9 @@ func TestOfferingsOnlyTypesWithAnImage(t *testing.T) {
 		nc.Spec.AMIFamily = v1alpha1.AMIFamilyCustom
 		nc.Spec.AMISelectorTerms = []v1alpha1.AMISelectorTerm{{ID: "ami-nvarm"}}
 	})
-	if err := e.backend.Resolve(e.ctx, nc); err != nil {
-		t.Fatal(err)
-	}
-	info, err := e.backend.Offerings(e.ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := e.offerings(nc)
 	names := lo.Map(info.Entries, func(e catalog.Entry, _ int) string { return e.Name })
-	if !equal(names, []string{"g5g.xlarge"}) {
+	if !slices.Equal(names, []string{"g5g.xlarge"}) {
 		t.Errorf("entries = %v, want only the arm64 type (the only image is arm64)", names)
 	}
 }
@@ -114,13 +117,7 @@ func TestPricesFallBackToLastKnownGood(t *testing.T) {
 		o.OnDemandPriceRefresh, o.SpotPriceRefresh = time.Hour, time.Hour
 	})
 	nc := nodeClass()
-	if err := e.backend.Resolve(e.ctx, nc); err != nil {
-		t.Fatal(err)
-	}
-	first, err := e.backend.Offerings(e.ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := e.offerings(nc)
 	// Every refresh fails from now on.
 	e.clock.Step(2 * time.Hour)
 	e.srv.Fail("GetProducts", "AccessDeniedException", "no pricing:GetProducts", 100)
@@ -148,13 +145,7 @@ func TestPricesWithoutPricingAPIUseTheCatalog(t *testing.T) {
 	e := newEnv(t, inv, func(o *awsbackend.Options, _ *awsbackend.RetryOptions) { o.RefreshRetry = time.Hour })
 	e.srv.Fail("GetProducts", "AccessDeniedException", "no pricing:GetProducts", 100)
 	nc := nodeClass()
-	if err := e.backend.Resolve(e.ctx, nc); err != nil {
-		t.Fatal(err)
-	}
-	info, err := e.backend.Offerings(e.ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := e.offerings(nc)
 	if p, ok := info.Prices.Price("g4dn.xlarge", "us-east-1a", karpv1.CapacityTypeOnDemand); !ok || p != 0.526 {
 		t.Errorf("g4dn.xlarge on-demand = %v, %v; want the embedded 0.526", p, ok)
 	}

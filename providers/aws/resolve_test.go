@@ -1,6 +1,7 @@
 package aws_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/samber/lo"
@@ -141,13 +142,13 @@ func TestResolve(t *testing.T) {
 			}
 			if tc.want.subnets != nil {
 				got := lo.Map(nc.Status.Subnets, func(s v1alpha1.Subnet, _ int) string { return s.ID })
-				if !equal(got, tc.want.subnets) {
+				if !slices.Equal(got, tc.want.subnets) {
 					t.Errorf("subnets = %v, want %v", got, tc.want.subnets)
 				}
 			}
 			if tc.want.sgs != nil {
 				got := lo.Map(nc.Status.SecurityGroups, func(s v1alpha1.SecurityGroup, _ int) string { return s.ID })
-				if !equal(got, tc.want.sgs) {
+				if !slices.Equal(got, tc.want.sgs) {
 					t.Errorf("security groups = %v, want %v", got, tc.want.sgs)
 				}
 			}
@@ -177,7 +178,7 @@ func TestResolveAMIRequirementsSelectByAccelerator(t *testing.T) {
 	has := func(id, key string, op corev1.NodeSelectorOperator, values ...string) {
 		t.Helper()
 		if !lo.ContainsBy(byID[id], func(r corev1.NodeSelectorRequirement) bool {
-			return r.Key == key && r.Operator == op && equal(r.Values, values)
+			return r.Key == key && r.Operator == op && slices.Equal(r.Values, values)
 		}) {
 			t.Errorf("%s requirements %v lack %s %s %v", id, byID[id], key, op, values)
 		}
@@ -190,7 +191,7 @@ func TestResolveAMIRequirementsSelectByAccelerator(t *testing.T) {
 	// The managed profile holds the role.
 	profiles := e.srv.InstanceProfiles()
 	p, ok := profiles[nc.Status.InstanceProfile]
-	if !ok || !equal(p.Roles, []string{"KarpenterNodeRole"}) {
+	if !ok || !slices.Equal(p.Roles, []string{"KarpenterNodeRole"}) {
 		t.Errorf("instance profile %q = %+v, want it created with role KarpenterNodeRole", nc.Status.InstanceProfile, p)
 	}
 	// Resolving again reuses it.
@@ -220,16 +221,4 @@ func TestResolveAPIFailureKeepsStatusAndReportsError(t *testing.T) {
 	if len(nc.Status.Subnets) != 4 {
 		t.Errorf("subnets = %v, want the last resolved ones kept", nc.Status.Subnets)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -172,7 +173,7 @@ func TestCollectOrphansDuplicatesAndLostTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equal(got, []string{duplicate}) {
+	if !slices.Equal(got, []string{duplicate}) {
 		t.Errorf("collected %v, want only the duplicate %s (used %s, launching %s, untagged %s stay)", got, duplicate, used, launching, untagged)
 	}
 	for _, i := range e.srv.Instances() {

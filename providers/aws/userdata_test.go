@@ -6,6 +6,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 
@@ -116,10 +117,10 @@ func TestUserDataAL2023(t *testing.T) {
 		t.Errorf("NodeConfig = %+v", cfg)
 	}
 	taints := lo.Map(cfg.Spec.Kubelet.Config.RegisterWithTaints, func(m map[string]string, _ int) string { return m["key"] + "=" + m["value"] + ":" + m["effect"] })
-	if !equal(taints, []string{"karpenter.sh/unregistered=:NoExecute", "nvidia.com/gpu=true:NoSchedule", "node.example.com/initializing=:NoExecute"}) {
+	if !slices.Equal(taints, []string{"karpenter.sh/unregistered=:NoExecute", "nvidia.com/gpu=true:NoSchedule", "node.example.com/initializing=:NoExecute"}) {
 		t.Errorf("registerWithTaints = %v", taints)
 	}
-	if !equal(cfg.Spec.Kubelet.Flags, []string{wantLabels}) {
+	if !slices.Equal(cfg.Spec.Kubelet.Flags, []string{wantLabels}) {
 		t.Errorf("kubelet flags = %q, want [%s]", cfg.Spec.Kubelet.Flags, wantLabels)
 	}
 	for _, bad := range []string{"injected", "--register-with-taints", "Evil", "spoofed", "Explode"} {
@@ -156,7 +157,7 @@ func TestUserDataBottlerocket(t *testing.T) {
 	if doc.Settings.HostContainers["admin"]["enabled"] != true {
 		t.Errorf("user settings not merged: %+v", doc.Settings.HostContainers)
 	}
-	if !equal(k.Taints["karpenter.sh/unregistered"], []string{":NoExecute"}) || !equal(k.Taints["nvidia.com/gpu"], []string{"true:NoSchedule"}) || len(k.Taints) != 3 {
+	if !slices.Equal(k.Taints["karpenter.sh/unregistered"], []string{":NoExecute"}) || !slices.Equal(k.Taints["nvidia.com/gpu"], []string{"true:NoSchedule"}) || len(k.Taints) != 3 {
 		t.Errorf("node-taints = %v", k.Taints)
 	}
 	if len(k.Labels) != 3 || k.Labels["team"] != "ml" || k.Labels["node.kubernetes.io/role"] != "gpu" {

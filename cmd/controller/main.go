@@ -19,7 +19,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
-	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 func main() {
@@ -92,7 +91,7 @@ func newInterruptionQueue(ctx context.Context, opts *options.Options) (interrupt
 // newBackend returns the backend opts selects and the controllers that come
 // with it: the orphan collector over the backend's instances (leaked by a
 // crash between launch and NodeClaim update) and, for the fake cloud, its
-// kubelets.
+// kubelets (operator.NewFakeBackend).
 func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Operator) (gpucp.Backend, []controller.Controller, error) {
 	switch opts.Backend {
 	case "aws":
@@ -117,14 +116,8 @@ func newBackend(ctx context.Context, opts *options.Options, op *coreoperator.Ope
 		}
 		return b, []controller.Controller{orphans.NewController(b.OrphanOptions(orphans.Options{KubeClient: op.GetClient(), Clock: op.Clock}))}, nil
 	case "fake":
-		fleet := fake.NewFleet(fake.Options{Region: opts.Region, Clock: op.Clock, LaunchLatency: opts.FakeLaunchLatency})
-		return fleet, []controller.Controller{
-			orphans.NewController(fleet.OrphanOptions(orphans.Options{KubeClient: op.GetClient(), Clock: op.Clock})),
-			// The fake cloud has no kubelets: its registrar plays their
-			// part (registers Nodes, marks bound pods Running), as kwok does.
-			fake.NewRegistrar(fake.RegistrarOptions{KubeClient: op.GetClient(), Fleet: fleet, Clock: op.Clock, RegistrationDelay: opts.FakeRegistrationDelay}),
-			fake.NewNodeLifecycle(fake.NodeLifecycleOptions{KubeClient: op.GetClient()}),
-		}, nil
+		b := operator.NewFakeBackend(opts, op.GetClient(), op.Clock)
+		return b.Fleet, b.Controllers, nil
 	default:
 		return nil, nil, fmt.Errorf("backend %q is not available in this build", opts.Backend)
 	}

@@ -89,13 +89,32 @@ func (f *Fleet) launchGangMember(ctx context.Context, req *cloudprovider.LaunchR
 }
 
 // flushGang launches a gang's members: one group per identical option list.
+// The groups and their members go in a fixed order (option lists in order,
+// members by client token), so a seeded fleet launches the same instances
+// for the same members whatever order their concurrent launches came in.
 func (f *Fleet) flushGang(key string, g *gather.Gang[*gangMember]) {
 	if g.Arrived < g.Size {
-		log.FromContext(g.Members[g.Order[0]][0].reply.Context()).Info("launching part of a gang: the rest did not arrive in time",
-			"gang", key, "arrived", g.Arrived, "size", g.Size, "waited", f.gangs.Wait())
+		log.FromContext(g.Members[g.Order[0]][0].reply.Context()).Info("launching part of a gang: the rest did not arrive",
+			"gang", key, "arrived", g.Arrived, "size", g.Size, "wait", f.gangs.Wait())
 	}
-	for _, sub := range g.Order {
-		f.launchGang(key, g.Members[sub])
+	subs := append([]string(nil), g.Order...)
+	sort.Strings(subs)
+	for _, sub := range subs {
+		members := g.Members[sub]
+		sort.SliceStable(members, func(i, j int) bool { return members[i].req.ClientToken < members[j].req.ClientToken })
+		f.launchGang(key, members)
+	}
+}
+
+// FlushGangs launches every gang attempt whose members are waiting for the
+// rest of their gang now, with the members that arrived, as when GangWait
+// ends, and returns once they are answered. A caller that knows no more
+// members are coming calls it rather than wait: the simulator, which hands
+// a gang attempt's launches over at once (gather.WithObserver tells it when
+// each is waiting). Without GangWait there is nothing to flush.
+func (f *Fleet) FlushGangs() {
+	if f.gangs != nil {
+		f.gangs.Flush()
 	}
 }
 

@@ -3,6 +3,7 @@ package fake_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider/gather"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
@@ -210,4 +212,57 @@ func TestGangLaunchStragglersAndOptIn(t *testing.T) {
 	if n := len(running(t, off)); n != 4 {
 		t.Errorf("%d running without GangWait, want 4", n)
 	}
+}
+
+// waits reports each gang member that waits in the fleet's gather.
+type waits chan struct{}
+
+func (w waits) Waiting() { w <- struct{}{} }
+func (w waits) Resumed() {}
+
+// FlushGangs launches the members that wait, as one group, at once (not
+// after GangWait), and which member gets which instance does not depend
+// on the order they came in: a caller that hands members over itself (the
+// simulator) gets repeatable runs.
+func TestFlushGangs(t *testing.T) {
+	p4d := opt("p4d.24xlarge", "us-east-1a", karpv1.CapacityTypeOnDemand)
+	launch := func(reverse bool) map[string]string {
+		f := fake.NewFleet(fake.Options{Seed: 1, GangWait: time.Hour})
+		reqs := gangRequests("gang", 4, 3, nil, p4d)
+		if reverse {
+			slices.Reverse(reqs)
+		}
+		w := make(waits, len(reqs))
+		ctx := gather.WithObserver(context.Background(), w)
+		out := make(chan launchOutcome, len(reqs))
+		for _, r := range reqs {
+			go func() {
+				res, err := f.Launch(ctx, r)
+				out <- launchOutcome{res, err}
+			}()
+			<-w // one after another: each waits before the next comes
+		}
+		start := time.Now()
+		f.FlushGangs()
+		got := map[string]string{}
+		for range reqs {
+			o := <-out
+			if o.err != nil || o.res.Instance == nil {
+				t.Fatalf("member: %+v, %v", o.res, o.err)
+			}
+			got[o.res.Instance.Tags[cloudprovider.TagNodeClaim]] = o.res.Instance.ID
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("flushed members answered after %s", d)
+		}
+		if launched, _ := f.GroupCounts(); launched != 1 {
+			t.Errorf("%d group launches, want the 3 waiting members as one", launched)
+		}
+		return got
+	}
+	inOrder, reversed := launch(false), launch(true)
+	if len(inOrder) != 3 || !maps.Equal(inOrder, reversed) {
+		t.Errorf("instances by member: %v in order, %v reversed; want 3, the same", inOrder, reversed)
+	}
+	fake.NewFleet(fake.Options{Seed: 1}).FlushGangs() // without GangWait: nothing to flush
 }

@@ -14,6 +14,7 @@ package gather
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 )
@@ -26,6 +27,10 @@ import (
 type Gatherer[T any] struct {
 	mu      sync.Mutex
 	pending map[string]*batch[T]
+	// flushing counts the batches closed but not yet flushed; done is
+	// signalled (on mu) as each finishes.
+	flushing int
+	done     *sync.Cond
 	// flush makes the calls of one batch and answers its members.
 	flush func(key string, v *T)
 }
@@ -39,7 +44,9 @@ type batch[T any] struct {
 
 // New returns a Gatherer whose batches are flushed by flush.
 func New[T any](flush func(key string, v *T)) *Gatherer[T] {
-	return &Gatherer[T]{pending: map[string]*batch[T]{}, flush: flush}
+	g := &Gatherer[T]{pending: map[string]*batch[T]{}, flush: flush}
+	g.done = sync.NewCond(&g.mu)
+	return g
 }
 
 // Join adds a member to the pending batch of key, a new one if there is
@@ -69,8 +76,51 @@ func (g *Gatherer[T]) Join(key string, add func(v *T, fresh bool, age time.Durat
 		b.timer.Stop()
 		b.closed = true
 		delete(g.pending, key)
-		go g.flush(key, &b.v)
+		g.flushing++
+		go g.flushClosed(key, b)
 	}
+}
+
+// flushClosed flushes a batch closed under the lock (flushing counted).
+func (g *Gatherer[T]) flushClosed(key string, b *batch[T]) {
+	g.flush(key, &b.v)
+	g.mu.Lock()
+	g.flushing--
+	g.done.Broadcast()
+	g.mu.Unlock()
+}
+
+// Flush flushes every pending batch now, as if its timer fired, in key
+// order, and returns once they and every batch already flushing (filled,
+// or its timer fired) have been flushed: every member that joined before
+// Flush has its answer. A caller that knows no more members are coming (a
+// discrete-event simulation that handed over every member it has) needs
+// not wait out the timers.
+func (g *Gatherer[T]) Flush() {
+	g.mu.Lock()
+	keys := make([]string, 0, len(g.pending))
+	for key := range g.pending {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	batches := make([]*batch[T], len(keys))
+	for i, key := range keys {
+		b := g.pending[key]
+		b.timer.Stop()
+		b.closed = true
+		delete(g.pending, key)
+		batches[i] = b
+	}
+	g.flushing += len(batches)
+	g.mu.Unlock()
+	for i, b := range batches {
+		g.flushClosed(keys[i], b)
+	}
+	g.mu.Lock()
+	for g.flushing > 0 {
+		g.done.Wait()
+	}
+	g.mu.Unlock()
 }
 
 func (g *Gatherer[T]) flushOnce(key string, b *batch[T]) {
@@ -83,8 +133,27 @@ func (g *Gatherer[T]) flushOnce(key string, b *batch[T]) {
 	if g.pending[key] == b {
 		delete(g.pending, key)
 	}
+	g.flushing++
 	g.mu.Unlock()
-	g.flush(key, &b.v)
+	g.flushClosed(key, b)
+}
+
+// Observer is told when a member starts awaiting its reply (Reply.Await)
+// under a context that carries it (WithObserver), and when it has its
+// answer, before it goes on. A caller that hands members over itself (a
+// discrete-event simulation) learns when every one of them waits for its
+// batch or is done, and can Flush then rather than wait out the timers;
+// Resumed may block, to let members go on one at a time.
+type Observer interface {
+	Waiting()
+	Resumed()
+}
+
+type observerKey struct{}
+
+// WithObserver returns ctx carrying o for the replies awaited within it.
+func WithObserver(ctx context.Context, o Observer) context.Context {
+	return context.WithValue(ctx, observerKey{}, o)
 }
 
 // Reply is one member's answer: sent once by the flush, awaited by the
@@ -109,6 +178,10 @@ func (r *Reply[A]) Send(a A) { r.done <- a }
 
 // Await is the member's answer, or its context's error if that ends first.
 func (r *Reply[A]) Await() (A, error) {
+	if o, ok := r.ctx.Value(observerKey{}).(Observer); ok {
+		o.Waiting()
+		defer o.Resumed()
+	}
 	select {
 	case a := <-r.done:
 		return a, nil
@@ -148,6 +221,10 @@ func NewGangs[M any](wait time.Duration, flush func(key string, g *Gang[M])) *Ga
 	}
 	return &Gangs[M]{wait: wait, batches: New(flush)}
 }
+
+// Flush launches every gang waiting for the rest of its members now, with
+// the members that arrived, as when the wait ends (Gatherer.Flush).
+func (c *Gangs[M]) Flush() { c.batches.Flush() }
 
 // Wait is how long a gang waits for the rest from its first member on.
 func (c *Gangs[M]) Wait() time.Duration { return c.wait }

@@ -3,6 +3,7 @@ package gather_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -239,4 +240,77 @@ func total(batches []*[]int) int {
 
 func equalBatches(a, b [][]int) bool {
 	return slices.EqualFunc(a, b, func(x, y []int) bool { return slices.Equal(x, y) })
+}
+
+// Flush launches what has arrived of every waiting gang at once, before
+// the flush returns, without waiting out the timer; members after it start
+// a new gang, and a Flush with nothing waiting flushes nothing.
+func TestGangsFlush(t *testing.T) {
+	var got []string
+	c := gather.NewGangs(time.Hour, func(key string, g *gather.Gang[int]) {
+		got = append(got, fmt.Sprintf("%s:%d/%d", key, g.Arrived, g.Size))
+	})
+	c.Join("gang-b", 4, "a", 1)
+	c.Join("gang-a", 3, "a", 2)
+	c.Join("gang-a", 3, "a", 3)
+	start := time.Now()
+	c.Flush()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Flush took %s", d)
+	}
+	if want := []string{"gang-a:2/3", "gang-b:1/4"}; !slices.Equal(got, want) {
+		t.Fatalf("flushed %v, want %v (both gangs, in key order, before Flush returned)", got, want)
+	}
+	c.Flush()
+	if len(got) != 2 {
+		t.Fatalf("a Flush with nothing waiting flushed %v", got[2:])
+	}
+	c.Join("gang-a", 3, "a", 4)
+	c.Flush()
+	if want := "gang-a:1/3"; len(got) != 3 || got[2] != want {
+		t.Fatalf("a member after the flush: flushed %v, want a new gang %s", got[2:], want)
+	}
+}
+
+type observer struct{ events []string }
+
+func (o *observer) Waiting() { o.events = append(o.events, "waiting") }
+func (o *observer) Resumed() { o.events = append(o.events, "resumed") }
+
+// A member awaiting its reply under a context with an observer reports
+// that it waits and that it resumed; without one nothing is reported.
+func TestReplyObserver(t *testing.T) {
+	o := &observer{}
+	r := gather.NewReply[string](gather.WithObserver(context.Background(), o))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = r.Await()
+	}()
+	r.Send("answer")
+	<-done
+	if want := []string{"waiting", "resumed"}; !slices.Equal(o.events, want) {
+		t.Fatalf("observed %v, want %v", o.events, want)
+	}
+}
+
+// Flush also waits for a gang that filled and is launching in the
+// background: once it returns, every member that joined has its answer.
+func TestGangsFlushWaitsForFlushesUnderWay(t *testing.T) {
+	var mu sync.Mutex
+	answered := 0
+	c := gather.NewGangs(time.Hour, func(_ string, g *gather.Gang[int]) {
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		answered += g.Arrived
+		mu.Unlock()
+	})
+	c.Join("gang", 2, "a", 1)
+	c.Join("gang", 2, "a", 2) // full: flushes in the background
+	c.Flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if answered != 2 {
+		t.Fatalf("Flush returned with %d of 2 members answered", answered)
+	}
 }

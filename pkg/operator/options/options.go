@@ -13,6 +13,7 @@ import (
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/utils/env"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider/gather"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
@@ -39,6 +40,11 @@ type Options struct {
 	// FakeLaunchLatency and FakeRegistrationDelay shape the fake backend's
 	// instances: pending time, then time until the Node registers.
 	FakeLaunchLatency, FakeRegistrationDelay time.Duration
+	// FakeGangWait is how long the fake backend gathers the launches of a
+	// gang attempt (a best-effort-atomic ProvisioningRequest's NodeClaims)
+	// into one all-or-nothing group launch, as the AWS backend does
+	// (fake.Options.GangWait); 0 launches a gang's members one by one.
+	FakeGangWait time.Duration
 	// DirectPackingMinPods is the number of pending GPU pods the packer
 	// models from which a provisioning batch skips core's Solve for new
 	// capacity (0: the default, 100; negative: never).
@@ -78,6 +84,7 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.StringVar(&o.Policy, "policy", env.WithDefaultString("POLICY", "karpenter-gpu"), "Provisioning policy: karpenter-gpu (cost-optimal GPU packing) or stock (Karpenter core's decisions)")
 	fs.DurationVar(&o.FakeLaunchLatency, "fake-launch-latency", env.WithDefaultDuration("FAKE_LAUNCH_LATENCY", 0), "With --backend=fake: how long instances stay pending")
 	fs.DurationVar(&o.FakeRegistrationDelay, "fake-registration-delay", env.WithDefaultDuration("FAKE_REGISTRATION_DELAY", 2*time.Second), "With --backend=fake: how long after running an instance's Node registers")
+	fs.DurationVar(&o.FakeGangWait, "fake-gang-wait", env.WithDefaultDuration("FAKE_GANG_WAIT", gather.DefaultGangWait), "With --backend=fake: how long the launches of a gang attempt (a best-effort-atomic ProvisioningRequest's NodeClaims) wait for the rest of the gang before launching as one all-or-nothing group in one zone, as on AWS; 0 launches them one by one")
 	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
 	fs.StringVar(&o.ProvisioningRequests, "provisioning-requests", env.WithDefaultString("PROVISIONING_REQUESTS", "auto"), "Serve ProvisioningRequests (autoscaling.x-k8s.io/v1, classes best-effort-atomic-scale-up and check-capacity): auto (when the CRD is installed), true or false")
 	fs.DurationVar(&o.ProvisioningRequestBookingTTL, "provisioning-request-booking-ttl", env.WithDefaultDuration("PROVISIONING_REQUEST_BOOKING_TTL", 10*time.Minute), "How long capacity found or launched for a ProvisioningRequest is held for its pods before BookingExpired")
@@ -103,6 +110,9 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	}
 	if o.Policy != "karpenter-gpu" && o.Policy != "stock" {
 		return fmt.Errorf("--policy must be karpenter-gpu or stock, got %q", o.Policy)
+	}
+	if o.FakeGangWait < 0 {
+		return fmt.Errorf("--fake-gang-wait must not be negative (0 turns gang launches off), got %s", o.FakeGangWait)
 	}
 	if o.ProvisioningRequests != "auto" && o.ProvisioningRequests != "true" && o.ProvisioningRequests != "false" {
 		return fmt.Errorf("--provisioning-requests must be auto, true or false, got %q", o.ProvisioningRequests)

@@ -556,34 +556,59 @@ func (e *engine) runRound(reqs map[int]map[types.NamespacedName]bool) {
 	for i, c := range d.ctrls {
 		keys := lo.Keys(reqs[i])
 		sort.Slice(keys, func(a, b int) bool { return keys[a].String() < keys[b].String() })
-		for _, key := range keys {
-			ck := ctrlKey{i, key}
-			d.reconciles++
-			start := time.Now()
-			e.as(c.name)
-			res, obj, err := c.rec(e.ctx, key)
-			e.timed(c.name, start)
-			if err != nil {
-				e.metrics.controllerError(c.name, err)
-				b := d.backoff[ck]
-				b = lo.Clamp(b*2, time.Second, time.Minute)
-				d.backoff[ck] = b
-				e.requeueAfter(ck, b)
-				continue
-			}
-			delete(d.backoff, ck)
-			if c.after != nil {
-				c.after(obj, res)
-			}
-			//nolint:staticcheck // Requeue is what core's reconcilers return
-			if res.RequeueAfter > 0 {
-				if delay, ok := c.requeue(key, res.RequeueAfter); ok {
-					e.requeueAfter(ck, delay)
+		if c.name == cLifecycle {
+			// Gang attempts' launches are handed to the fleet together
+			// (ganglaunch.go).
+			for _, step := range e.launchSteps(keys) {
+				if step.gang {
+					e.reconcileGang(i, c, step.keys)
+					continue
 				}
-			} else if res.Requeue {
-				d.immediate[ck] = true
+				e.reconcileOne(i, c, step.keys[0])
 			}
+			continue
 		}
+		for _, key := range keys {
+			e.reconcileOne(i, c, key)
+		}
+	}
+}
+
+// reconcileOne runs controller i on key, as controller-runtime's worker
+// would.
+func (e *engine) reconcileOne(i int, c *objCtrl, key types.NamespacedName) {
+	e.d.reconciles++
+	start := time.Now()
+	e.as(c.name)
+	res, obj, err := c.rec(e.ctx, key)
+	e.timed(c.name, start)
+	e.reconciled(i, c, key, res, obj, err)
+}
+
+// reconciled handles a reconcile's result: back off on an error, run the
+// controller's after hook, requeue as it asked.
+func (e *engine) reconciled(i int, c *objCtrl, key types.NamespacedName, res reconcile.Result, obj client.Object, err error) {
+	d := &e.d
+	ck := ctrlKey{i, key}
+	if err != nil {
+		e.metrics.controllerError(c.name, err)
+		b := d.backoff[ck]
+		b = lo.Clamp(b*2, time.Second, time.Minute)
+		d.backoff[ck] = b
+		e.requeueAfter(ck, b)
+		return
+	}
+	delete(d.backoff, ck)
+	if c.after != nil {
+		c.after(obj, res)
+	}
+	//nolint:staticcheck // Requeue is what core's reconcilers return
+	if res.RequeueAfter > 0 {
+		if delay, ok := c.requeue(key, res.RequeueAfter); ok {
+			e.requeueAfter(ck, delay)
+		}
+	} else if res.Requeue {
+		d.immediate[ck] = true
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -133,6 +134,10 @@ type Config struct {
 	// InitialNodes are nodes the cluster already runs: NodeClaims of the
 	// first NodePool launched before any pod arrives (initialnodes.go).
 	InitialNodes []InitialNode
+	// Capacity limits how many instances of an offering the fleet runs at
+	// once (fake.Options.Capacity): a launch beyond it is refused for
+	// insufficient capacity. Offerings absent from it are unlimited.
+	Capacity map[fake.Offering]int
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -269,6 +274,11 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 			return nil, fmt.Errorf("negative duration %s", d)
 		}
 	}
+	for off, n := range cfg.Capacity {
+		if n < 0 {
+			return nil, fmt.Errorf("capacity of %s %s in %s is %d; it must be 0 or more (leave an offering out for no limit)", off.CapacityType, off.InstanceType, off.Zone, n)
+		}
+	}
 	logger := logr.Discard()
 	if cfg.Logger != nil {
 		logger = *cfg.Logger
@@ -304,8 +314,10 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 			return nil, fmt.Errorf("loading embedded catalog, %w", err)
 		}
 	}
+	// Gang attempts launch all or nothing, as on AWS: the engine hands each
+	// attempt's launches to the fleet together (ganglaunch.go).
 	e.fleet = fake.NewFleet(fake.Options{Clock: e.clk, Seed: cfg.Seed, LaunchLatency: cfg.LaunchLatency, Region: cfg.Region, Zones: cfg.Zones, CapacityTypes: cfg.CapacityTypes,
-		Prices: cfg.Prices, SpotInterruptionsPerDay: cfg.SpotInterruptionsPerDay})
+		Prices: cfg.Prices, SpotInterruptionsPerDay: cfg.SpotInterruptionsPerDay, Capacity: maps.Clone(cfg.Capacity), GangWait: simGangWait})
 	gpus := map[string]int64{}
 	for _, en := range entries {
 		if v1alpha1.IsAcceleratorResource(corev1.ResourceName(en.AcceleratorResource)) {

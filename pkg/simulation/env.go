@@ -432,6 +432,23 @@ func (m *meteredBackend) record(id string) *instanceRecord {
 	return nil
 }
 
+// launches is how many instances have been recorded.
+func (m *meteredBackend) launches() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.order)
+}
+
+// sortLaunchesSince puts the instances recorded after the first n in
+// NodeClaim name order: a gang's members launch together, and record
+// their instances in whatever order their goroutines return.
+func (m *meteredBackend) sortLaunchesSince(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tail := m.order[n:]
+	sort.SliceStable(tail, func(i, j int) bool { return m.instances[tail[i]].NodeClaim < m.instances[tail[j]].NodeClaim })
+}
+
 // records returns the instances in launch order.
 func (m *meteredBackend) records() []*instanceRecord {
 	m.mu.Lock()

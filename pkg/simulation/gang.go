@@ -259,7 +259,12 @@ type GangReport struct {
 	// StartWaitMinutes: from a started gang's last member's arrival to
 	// its start.
 	StartWaitMinutes Percentiles `json:"start_wait_minutes"`
-	ByGang           []GangRun   `json:"by_gang"`
+	// GroupLaunches and GroupsRefused count the fleet's all-or-nothing
+	// group launches of gang attempts (ganglaunch.go): launched whole,
+	// refused whole. Stock launches gangs node by node: none.
+	GroupLaunches int       `json:"group_launches"`
+	GroupsRefused int       `json:"groups_refused"`
+	ByGang        []GangRun `json:"by_gang"`
 }
 
 // GangRun is one gang's account.
@@ -305,6 +310,7 @@ func (e *engine) gangReport() *GangReport {
 		r.ByGang = append(r.ByGang, run)
 	}
 	sort.Slice(r.ByGang, func(i, j int) bool { return r.ByGang[i].Name < r.ByGang[j].Name })
+	r.GroupLaunches, r.GroupsRefused = e.fleet.GroupCounts()
 	if len(waits) > 0 {
 		sort.Float64s(waits)
 		r.StartWaitMinutes = Percentiles{P50: percentile(waits, 50), P95: percentile(waits, 95), P99: percentile(waits, 99), Max: waits[len(waits)-1], Count: len(waits)}
@@ -329,4 +335,6 @@ func gangRows(row func(string, func(*Result) float64, string)) {
 	row("  partial-gang hours", g(func(x *GangReport) float64 { return x.PartialHours }), "%.2f")
 	row("  gang start wait p50 (min)", g(func(x *GangReport) float64 { return x.StartWaitMinutes.P50 }), "%.1f")
 	row("  gang start wait max (min)", g(func(x *GangReport) float64 { return x.StartWaitMinutes.Max }), "%.1f")
+	row("  gang group launches", g(func(x *GangReport) float64 { return float64(x.GroupLaunches) }), "%.0f")
+	row("  gang groups refused whole", g(func(x *GangReport) float64 { return float64(x.GroupsRefused) }), "%.0f")
 }

@@ -1,13 +1,16 @@
 package simulation
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/samber/lo"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
 
 // TestGangScenario replays testdata/gang.yaml (two training gangs and
@@ -67,6 +70,9 @@ func TestGangScenario(t *testing.T) {
 	starts := lo.Uniq(lo.FilterMap(gpu.Instances, func(i InstanceRun, _ int) (float64, bool) { return i.StartHours, i.GPUs == 8 }))
 	if len(starts) != 1 {
 		t.Errorf("karpenter-gpu: train-a's nodes launched at %v, want one instant", starts)
+	}
+	if gpu.Gangs.GroupLaunches != 1 || stock.Gangs.GroupLaunches != 0 {
+		t.Errorf("group launches: karpenter-gpu %d, stock %d; want train-a's one (the fleet launched it whole), none under stock", gpu.Gangs.GroupLaunches, stock.Gangs.GroupLaunches)
 	}
 	t.Logf("partial-gang GPU-hours: karpenter-gpu %.1f ($%.2f), stock %.1f ($%.2f); never started: %d vs %d; cost $%.2f vs $%.2f",
 		gpu.Gangs.PartialGPUHours, gpu.Gangs.PartialUSD, stock.Gangs.PartialGPUHours, stock.Gangs.PartialUSD, gpu.Gangs.NeverStarted, stock.Gangs.NeverStarted, gpu.CostUSD, stock.CostUSD)
@@ -133,5 +139,71 @@ podGroups:
 		if r.PodsNeverStarted != 0 {
 			t.Errorf("%s: %d pods never started", r.Policy, r.PodsNeverStarted)
 		}
+	}
+}
+
+// TestGangRefusedWhole: a gang of 4 × 8-GPU workers where the fleet has
+// room for 3 g6.48xlarge per zone. The engine hands each attempt's 4
+// launches to the fleet together (ganglaunch.go), which refuses the gang
+// whole, attempt after attempt, in every zone: no instance of it ever
+// launches and nothing is paid for. (Launched one NodeClaim at a time, 3
+// of every attempt's 4 started before the 4th was refused and the
+// controller rolled them back.)
+func TestGangRefusedWhole(t *testing.T) {
+	s, err := workload.ParseScenario(strings.NewReader(`nodePools:
+  - metadata: {name: gpu}
+    spec:
+      template:
+        spec:
+          requirements:
+            - {key: node.kubernetes.io/instance-type, operator: In, values: [g6.48xlarge]}
+            - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+          expireAfter: Never
+podGroups:
+  - name: train
+    gang: true
+    count: 4
+    duration: 2h
+    requests: {cpu: "32", memory: 128Gi, nvidia.com/gpu: "8"}
+`), "scarce.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Workload(workload.TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := map[fake.Offering]int{}
+	for _, z := range []string{"us-east-1a", "us-east-1b", "us-east-1c"} {
+		capacity[fake.Offering{InstanceType: "g6.48xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}] = 3
+	}
+	r := run(t, w, func(c *Config) { c.Horizon = time.Hour; c.Capacity = capacity })
+	if len(r.Instances) != 0 {
+		t.Errorf("karpenter-gpu launched %d instances of a gang the fleet cannot hold whole, want 0: %+v", len(r.Instances), r.Instances)
+	}
+	if r.Gangs == nil || len(r.Gangs.ByGang) != 1 {
+		t.Fatalf("gang report %+v, want one gang", r.Gangs)
+	}
+	if r.Gangs.GroupsRefused < 3 || r.Gangs.GroupLaunches != 0 {
+		t.Errorf("%d group launches refused whole, %d launched; want one refused per attempt (at least one per zone), none launched", r.Gangs.GroupsRefused, r.Gangs.GroupLaunches)
+	}
+	if g := r.Gangs.ByGang[0]; g.StartedHours != nil || g.MaxRunning != 0 {
+		t.Errorf("the gang started at %v with %d running; the fleet never holds it", g.StartedHours, g.MaxRunning)
+	}
+	if r.Gangs.PartialGPUHours != 0 || r.Gangs.PartialUSD != 0 || r.CostUSD != 0 {
+		t.Errorf("partial-gang GPU-hours %.2f ($%.2f), fleet cost $%.2f; want 0: nothing of the gang ever ran", r.Gangs.PartialGPUHours, r.Gangs.PartialUSD, r.CostUSD)
+	}
+	if r.PodsNeverStarted != 4 {
+		t.Errorf("%d pods never started, want the gang's 4", r.PodsNeverStarted)
+	}
+}
+
+// A negative capacity is refused with the offering named.
+func TestCapacityValidated(t *testing.T) {
+	w := load(t, "gang.yaml", workload.TraceOptions{})
+	cfg := DefaultConfig()
+	cfg.Capacity = map[fake.Offering]int{{InstanceType: "g6.48xlarge", Zone: "us-east-1a", CapacityType: karpv1.CapacityTypeOnDemand}: -1}
+	if _, err := Run(context.Background(), w, cfg); err == nil || !strings.Contains(err.Error(), "g6.48xlarge in us-east-1a") {
+		t.Fatalf("err = %v, want an error naming the offering", err)
 	}
 }

@@ -51,10 +51,7 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
-var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
-})
+var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 // node is a launched GPU node: its NodeClaim and, when registered, its Node.
 type node struct {
@@ -125,9 +122,7 @@ var _ = Describe("Fleet metrics", func() {
 	od := karpv1.CapacityTypeOnDemand
 	BeforeEach(func() {
 		nc := controlplane.GPUNodeClass()
-		pool = test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-		}}}})
+		pool = controlplane.NodePool(nc)
 		ExpectApplied(ctx, env.Client, nc, pool,
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-b"}})
 	})

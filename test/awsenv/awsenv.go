@@ -7,6 +7,7 @@ package awsenv
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,4 +54,31 @@ func NewBackend(ctx context.Context, srv *fakeaws.Server, o awsbackend.Options) 
 	}
 	o.EC2, o.SSM, o.Pricing, o.IAM = clients.EC2, clients.SSM, clients.Pricing, clients.IAM
 	return awsbackend.NewBackend(ctx, o)
+}
+
+// SSMNVIDIAx86 is the SSM parameter of the EKS AL2023 NVIDIA x86_64 image
+// for Kubernetes 1.33.
+const SSMNVIDIAx86 = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
+
+// Inventory is a us-east-1 that controlplane.DiscoveryGPUNodeClass(_,
+// cluster) resolves in: a subnet in each of us-east-1a, b and c and a
+// security group tagged karpenter.sh/discovery=cluster, the role
+// KarpenterNodeRole-<cluster>, and the NVIDIA x86_64 image ami-nvx86 behind
+// SSMNVIDIAx86. The instance types and their prices are types and prices.
+func Inventory(cluster string, types []fakeaws.InstanceType, prices map[string]float64) fakeaws.Inventory {
+	disc := map[string]string{"karpenter.sh/discovery": cluster}
+	return fakeaws.Inventory{
+		Region: "us-east-1",
+		Subnets: []fakeaws.Subnet{
+			{ID: "subnet-a", Zone: "us-east-1a", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-b", Zone: "us-east-1b", FreeIPs: 500, Tags: disc},
+			{ID: "subnet-c", Zone: "us-east-1c", FreeIPs: 500, Tags: disc},
+		},
+		SecurityGroups: []fakeaws.SecurityGroup{{ID: "sg-nodes", Name: "nodes", Tags: disc}},
+		Images:         []fakeaws.Image{{ID: "ami-nvx86", Name: "al2023-nvidia-x86_64", Arch: "x86_64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)}},
+		InstanceTypes:  types,
+		OnDemandPrices: maps.Clone(prices),
+		SSMParameters:  map[string]string{SSMNVIDIAx86: "ami-nvx86"},
+		Roles:          []string{"KarpenterNodeRole-" + cluster},
+	}
 }

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -25,4 +26,13 @@ func DiscoveryGPUNodeClass(name, cluster string) *v1alpha1.GPUNodeClass {
 			Role:                       "KarpenterNodeRole-" + cluster,
 		},
 	}
+}
+
+// NodePool is a NodePool with a random name (core's test.NodePool) whose
+// nodes come from the GPUNodeClass nc, with the requirements reqs.
+func NodePool(nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
+	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
+		Requirements: reqs,
+	}}}})
 }

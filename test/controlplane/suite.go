@@ -5,9 +5,12 @@ import (
 
 	"github.com/awslabs/operatorpkg/option"
 	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 	"sigs.k8s.io/karpenter/pkg/test"
+	"sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // NewEnvironment is Karpenter core's test environment (a real kube-apiserver
@@ -28,6 +31,15 @@ func StopEnvironment(env *test.Environment) error {
 		return nil
 	}
 	return env.Stop()
+}
+
+// Cleanup, for a Ginkgo AfterEach, removes what a spec left on env: core's
+// objects (ExpectCleanedUp) and the GPUNodeClasses core's cleanup does not
+// know.
+func Cleanup(ctx context.Context, env *test.Environment) {
+	ginkgo.GinkgoHelper()
+	expectations.ExpectCleanedUp(ctx, env.Client)
+	gomega.Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(gomega.Succeed())
 }
 
 // FieldIndexers are the field indexes core's controllers look NodeClaims,

@@ -26,9 +26,9 @@ import (
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations" //nolint:revive
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Core is karpenter-gpu's cloud provider over one backend, with Karpenter
@@ -88,9 +88,8 @@ func (c *Core) ProvisionAndLaunch(ctx context.Context, pods ...*corev1.Pod) []*k
 // the wall clock), an empty capacity-refusal cache and empty cluster state.
 func (c *Core) Reset(ctx context.Context) {
 	GinkgoHelper()
-	ExpectCleanedUp(ctx, c.Env.Client)
+	controlplane.Cleanup(ctx, c.Env)
 	c.Env.Clock.SetTime(time.Now())
 	c.CloudProvider.Unavailable().Flush()
-	Expect(c.Env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 	c.Cluster.Reset()
 }

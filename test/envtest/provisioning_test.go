@@ -22,12 +22,9 @@ func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() 
 // gpuNodePool is a NodePool on nc limited to amd64 (the arm64 g5g types are
 // cheapest otherwise and would hide what the tests look at).
 func gpuNodePool(nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
-	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-		Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
-			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-		}, reqs...),
-	}}}})
+	return controlplane.NodePool(nc, append([]karpv1.NodeSelectorRequirementWithMinValues{
+		{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+	}, reqs...)...)
 }
 
 func gpuPod(gpus int64, cpu, mem string, reqs ...corev1.NodeSelectorRequirement) *corev1.Pod {

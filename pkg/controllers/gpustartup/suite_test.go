@@ -47,9 +47,8 @@ var _ = BeforeSuite(func() {
 var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
 var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
+	controlplane.Cleanup(ctx, env)
 	env.Clock.SetTime(time.Now())
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 })
 
 // deletionRequested reports whether a NodeClaim is being deleted or gone.

@@ -7,13 +7,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/tools/record"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
@@ -39,28 +37,19 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
-var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
-})
-
-func nodePoolOn(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
-	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-	}}}})
-}
+var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 var _ = Describe("GPU taint on NodePools", func() {
 	It("adds nvidia.com/gpu:NoSchedule to NodePools of a tainting GPUNodeClass", func() {
 		nc := controlplane.GPUNodeClass()
-		np := nodePoolOn(nc)
+		np := controlplane.NodePool(nc)
 		ExpectApplied(ctx, env.Client, nc, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
 		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(ContainElement(gputaint.Taint))
 	})
 	It("adds the taint once, however often it reconciles", func() {
 		nc := controlplane.GPUNodeClass()
-		np := nodePoolOn(nc)
+		np := controlplane.NodePool(nc)
 		ExpectApplied(ctx, env.Client, nc, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
@@ -69,7 +58,7 @@ var _ = Describe("GPU taint on NodePools", func() {
 	It("leaves NodePools alone when the GPUNodeClass opts out", func() {
 		nc := controlplane.GPUNodeClass()
 		nc.Spec.GPU.Taint = new(false)
-		np := nodePoolOn(nc)
+		np := controlplane.NodePool(nc)
 		ExpectApplied(ctx, env.Client, nc, np)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, np)
 		Expect(ExpectExists(ctx, env.Client, np).Spec.Template.Spec.Taints).To(BeEmpty())

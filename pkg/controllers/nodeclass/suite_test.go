@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/awslabs/operatorpkg/status"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -22,6 +19,7 @@ import (
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
@@ -72,16 +70,8 @@ func inventory() fakeaws.Inventory {
 // awsBackend is the production AWS backend against srv.
 func awsBackend(srv *fakeaws.Server) *awsbackend.Backend {
 	GinkgoHelper()
-	cfg, err := awsbackend.LoadConfig(ctx, awsbackend.ConfigOptions{
-		Region: "us-east-1",
-		Retry:  awsbackend.RetryOptions{MaxAttempts: 3, MaxBackoff: 5 * time.Millisecond},
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
+	clients, err := awsenv.Clients(ctx, srv, awsbackend.RetryOptions{MaxAttempts: 3, MaxBackoff: 5 * time.Millisecond})
 	Expect(err).ToNot(HaveOccurred())
-	clients := awsbackend.NewClients(cfg, srv.URL)
 	b, err := awsbackend.NewBackend(ctx, awsbackend.Options{Region: "us-east-1", ClusterName: "envtest",
 		ClusterEndpoint: "https://api.envtest.example", ClusterCABundle: "Q0E=", KubernetesVersion: "1.33",
 		EC2: clients.EC2, SSM: clients.SSM, Pricing: clients.Pricing, IAM: clients.IAM})

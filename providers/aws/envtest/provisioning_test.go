@@ -24,14 +24,12 @@ var providerIDPattern = regexp.MustCompile(`^aws:///us-east-1[abc]/i-[0-9a-f]+$`
 // (its selectors match the "envtest" discovery tag).
 func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() }
 
+// gpuNodePool is a NodePool on nc limited to amd64 on-demand nodes.
 func gpuNodePool(nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
-	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-		Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
-			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-			{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
-		}, reqs...),
-	}}}})
+	return controlplane.NodePool(nc, append([]karpv1.NodeSelectorRequirementWithMinValues{
+		{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+		{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
+	}, reqs...)...)
 }
 
 func gpuPod(gpus int64) *corev1.Pod {

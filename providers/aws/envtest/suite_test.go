@@ -70,33 +70,17 @@ var _ = AfterSuite(func() {
 
 var _ = AfterEach(func() { core.Reset(ctx) })
 
-// inventory is a small us-east-1 with three zones and a few GPU types.
+// inventory is a small us-east-1 with three zones and a few GPU types,
+// on amd64 and arm64.
 func inventory() fakeaws.Inventory {
-	disc := map[string]string{"karpenter.sh/discovery": clusterName}
-	return fakeaws.Inventory{
-		Region: "us-east-1",
-		Subnets: []fakeaws.Subnet{
-			{ID: "subnet-a", Zone: "us-east-1a", FreeIPs: 500, Tags: disc},
-			{ID: "subnet-b", Zone: "us-east-1b", FreeIPs: 500, Tags: disc},
-			{ID: "subnet-c", Zone: "us-east-1c", FreeIPs: 500, Tags: disc},
-		},
-		SecurityGroups: []fakeaws.SecurityGroup{{ID: "sg-nodes", Name: "nodes", Tags: disc}},
-		Images: []fakeaws.Image{
-			{ID: "ami-nvx86", Name: "al2023-nvidia-x86_64", Arch: "x86_64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)},
-			{ID: "ami-nvarm", Name: "al2023-nvidia-arm64", Arch: "arm64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)},
-		},
-		InstanceTypes: []fakeaws.InstanceType{
-			{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10},
-			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
-			{Name: "g6e.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 32768, GPUName: "L40S", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 45776, ENIs: 4, IPsPerENI: 15},
-			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
-			{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
-		},
-		OnDemandPrices: map[string]float64{"g4dn.xlarge": 0.526, "g6.xlarge": 0.8048, "g6e.xlarge": 1.861, "p5.48xlarge": 55.04, "g5g.xlarge": 0.42},
-		SSMParameters: map[string]string{
-			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id": "ami-nvx86",
-			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id":  "ami-nvarm",
-		},
-		Roles: []string{"KarpenterNodeRole-envtest"},
-	}
+	inv := awsenv.Inventory(clusterName, []fakeaws.InstanceType{
+		{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10},
+		{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+		{Name: "g6e.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 32768, GPUName: "L40S", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 45776, ENIs: 4, IPsPerENI: 15},
+		{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
+		{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
+	}, map[string]float64{"g4dn.xlarge": 0.526, "g6.xlarge": 0.8048, "g6e.xlarge": 1.861, "p5.48xlarge": 55.04, "g5g.xlarge": 0.42})
+	inv.Images = append(inv.Images, fakeaws.Image{ID: "ami-nvarm", Name: "al2023-nvidia-arm64", Arch: "arm64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)})
+	inv.SSMParameters["/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"] = "ami-nvarm"
+	return inv
 }

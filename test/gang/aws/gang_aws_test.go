@@ -81,33 +81,16 @@ var _ = AfterSuite(func() {
 })
 
 var _ = AfterEach(func() {
-	ExpectCleanedUp(ctx, env.Client)
+	controlplane.Cleanup(ctx, env)
 	cloudProvider.Unavailable().Flush()
-	Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(Succeed())
 })
 
 // inventory: three zones, one 8-GPU type (p5.48xlarge) and a 1-GPU one.
 func inventory() fakeaws.Inventory {
-	disc := map[string]string{"karpenter.sh/discovery": clusterName}
-	return fakeaws.Inventory{
-		Region: "us-east-1",
-		Subnets: []fakeaws.Subnet{
-			{ID: "subnet-a", Zone: "us-east-1a", FreeIPs: 500, Tags: disc},
-			{ID: "subnet-b", Zone: "us-east-1b", FreeIPs: 500, Tags: disc},
-			{ID: "subnet-c", Zone: "us-east-1c", FreeIPs: 500, Tags: disc},
-		},
-		SecurityGroups: []fakeaws.SecurityGroup{{ID: "sg-nodes", Name: "nodes", Tags: disc}},
-		Images:         []fakeaws.Image{{ID: "ami-nvx86", Name: "al2023-nvidia-x86_64", Arch: "x86_64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)}},
-		InstanceTypes: []fakeaws.InstanceType{
-			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
-			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
-		},
-		OnDemandPrices: map[string]float64{"g6.xlarge": 0.8048, "p5.48xlarge": 55.04},
-		SSMParameters: map[string]string{
-			"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id": "ami-nvx86",
-		},
-		Roles: []string{"KarpenterNodeRole-gang"},
-	}
+	return awsenv.Inventory(clusterName, []fakeaws.InstanceType{
+		{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
+		{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
+	}, map[string]float64{"g6.xlarge": 0.8048, "p5.48xlarge": 55.04})
 }
 
 // startManager runs the ProvisioningRequest controller, core's NodeClaim
@@ -146,21 +129,13 @@ func gangRequest() *autoscalingv1.ProvisioningRequest {
 // setupNodeClassAndPool applies a resolved GPUNodeClass and an on-demand
 // amd64 NodePool over it, and clears the endpoint's request log.
 func setupNodeClassAndPool() {
-	nc := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + test.RandomName()}, Spec: v1alpha1.GPUNodeClassSpec{
-		SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-		SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": clusterName}}},
-		Role:                       "KarpenterNodeRole-gang",
-	}}
+	nc := controlplane.DiscoveryGPUNodeClass("gpu-"+test.RandomName(), clusterName)
 	ExpectApplied(ctx, env.Client, nc)
 	ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
 	Expect(ExpectExists(ctx, env.Client, nc).StatusConditions().Root().IsTrue()).To(BeTrue())
-	np := test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-		Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-			{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-			{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}},
-		},
-	}}}})
+	np := controlplane.NodePool(nc,
+		karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+		karpv1.NodeSelectorRequirementWithMinValues{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}})
 	np.Spec.Limits = nil // the endpoint's capacity bounds the gangs, not a limit
 	ExpectApplied(ctx, env.Client, np)
 	// Ready at the NodePool's generation, as core's NodePool validation and

@@ -196,6 +196,7 @@ podGroups:
 	if r.PodsNeverStarted != 4 {
 		t.Errorf("%d pods never started, want the gang's 4", r.PodsNeverStarted)
 	}
+	t.Logf("%d group launches refused whole, %d instances launched, partial-gang GPU-hours %.1f", r.Gangs.GroupsRefused, len(r.Instances), r.Gangs.PartialGPUHours)
 }
 
 // A negative capacity is refused with the offering named.

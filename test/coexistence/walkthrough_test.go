@@ -1,9 +1,6 @@
 package coexistence_test
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +9,9 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/manifests"
 )
 
 // walkthrough is the "Beside Karpenter for AWS" section of the chart's
@@ -67,20 +64,11 @@ func readWalkthrough(t *testing.T) *walkthrough {
 
 func decode(t *testing.T, text string) []*unstructured.Unstructured {
 	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(text)), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("%v\n%s", err, text)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	out, err := manifests.Decode([]byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
 	}
+	return out
 }
 
 // object returns the walk-through's object of a kind.

@@ -1,9 +1,6 @@
 package envtest_test
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -17,11 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
+	"github.com/karpenter-gpu/karpenter-gpu/test/manifests"
 )
 
 // renderedManifests reads a file written by tools/helm/lint.sh (make chart).
@@ -31,20 +28,11 @@ func renderedManifests(name string) []*unstructured.Unstructured {
 	path := filepath.Join(filepath.Dir(file), "..", "..", "bin", "rendered", name)
 	data, err := os.ReadFile(path)
 	Expect(err).ToNot(HaveOccurred(), "rendered chart missing: run `make chart` (tools/helm/lint.sh) first")
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			Fail(err.Error())
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	out, err := manifests.Decode(data)
+	if err != nil {
+		Fail(err.Error())
 	}
+	return out
 }
 
 var _ = Describe("Helm chart", func() {

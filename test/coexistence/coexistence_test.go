@@ -9,6 +9,7 @@ package coexistence_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,14 +49,18 @@ const karpenterAWSModule = "github.com/aws/karpenter-provider-aws"
 // the module proxy on first use and checking it against go.sum).
 func karpenterAWSCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", karpenterAWSModule)
+	// "go mod download" (not "go list -m", which leaves Dir empty while the
+	// module is not in the module cache, as on a fresh machine) fetches the
+	// version karpenteraws/go.mod selects and says where it is.
+	cmd := exec.Command("go", "mod", "download", "-json", karpenterAWSModule)
 	cmd.Dir = filepath.Join(chaos.RepoRoot(), "test", "coexistence", "karpenteraws")
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("resolving %s (in %s): %v\n%s", karpenterAWSModule, cmd.Dir, err, out)
+	out, err := cmd.Output()
+	var mod struct{ Dir, Version, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Error != "" || mod.Dir == "" {
+		t.Fatalf("resolving %s (in %s): %v %v %s\n%s", karpenterAWSModule, cmd.Dir, err, jerr, mod.Error, out)
 	}
-	dir, version, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	dir, version := mod.Dir, mod.Version
 	t.Logf("Karpenter-AWS CRDs from %s %s", karpenterAWSModule, version)
 	var crds []*apiextensionsv1.CustomResourceDefinition
 	for _, f := range []string{"karpenter.k8s.aws_ec2nodeclasses.yaml", "karpenter.sh_nodepools.yaml", "karpenter.sh_nodeclaims.yaml", "karpenter.sh_nodeoverlays.yaml"} {

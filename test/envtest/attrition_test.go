@@ -52,7 +52,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 	}
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true), Repack: ptrTo(false)}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true), Repack: ptrTo(false), BreakEvenPercent: ptrTo(int32(1000))}
 		np = gpuNodePool(nc)
 		claim, node = bigNode("attrition")
 		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}

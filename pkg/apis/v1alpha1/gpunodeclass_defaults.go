@@ -36,7 +36,7 @@ const (
 	DefaultTimeSlicingReplicas     = int32(1)
 	DefaultMIGStrategy             = MIGStrategyNone
 	DefaultProtection              = ProtectionBreakEven
-	DefaultBreakEvenPercent        = int32(1000)
+	DefaultBreakEvenPercent        = int32(300)
 	DefaultDrainByAttrition        = false
 	DefaultRepack                  = true
 	DefaultHTTPTokens              = HTTPTokensRequired

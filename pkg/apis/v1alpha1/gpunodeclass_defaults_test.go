@@ -139,14 +139,14 @@ func TestDisruption(t *testing.T) {
 		wantMode    string
 		wantPercent int32
 	}{
-		{"unset", nil, v1alpha1.ProtectionBreakEven, 1000},
-		{"empty", &v1alpha1.GPUDisruption{}, v1alpha1.ProtectionBreakEven, 1000},
+		{"unset", nil, v1alpha1.ProtectionBreakEven, 300},
+		{"empty", &v1alpha1.GPUDisruption{}, v1alpha1.ProtectionBreakEven, 300},
 		{"percent", &v1alpha1.GPUDisruption{BreakEvenPercent: ptr(int32(300))}, v1alpha1.ProtectionBreakEven, 300},
 		{"zero percent releases at once", &v1alpha1.GPUDisruption{BreakEvenPercent: ptr(int32(0))}, v1alpha1.ProtectionBreakEven, 0},
-		{"always", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionAlways)}, v1alpha1.ProtectionAlways, 1000},
-		{"never", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionNever)}, v1alpha1.ProtectionNever, 1000},
-		{"deprecated false", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false)}, v1alpha1.ProtectionNever, 1000},
-		{"deprecated true keeps its meaning", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(true)}, v1alpha1.ProtectionAlways, 1000},
+		{"always", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionAlways)}, v1alpha1.ProtectionAlways, 300},
+		{"never", &v1alpha1.GPUDisruption{Protection: ptr(v1alpha1.ProtectionNever)}, v1alpha1.ProtectionNever, 300},
+		{"deprecated false", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(false)}, v1alpha1.ProtectionNever, 300},
+		{"deprecated true keeps its meaning", &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptr(true)}, v1alpha1.ProtectionAlways, 300},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := withGPU(v1alpha1.GPUOptions{Disruption: tc.in})

@@ -55,7 +55,7 @@ func main() {
 	ctrls, err := operator.NewControllers(ctx, operator.Options{
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
 		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
-		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods,
+		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods, NominatePods: opts.NominatePods,
 		ProvisioningRequests: opts.ProvisioningRequests, ProvisioningRequestBookingTTL: opts.ProvisioningRequestBookingTTL,
 		ProvisioningRequestLaunchTimeout: opts.ProvisioningRequestLaunchTimeout, ProvisioningRequestMaxAttempts: opts.ProvisioningRequestMaxAttempts,
 		ProvisioningRequestRetryBackoff: opts.ProvisioningRequestRetryBackoff,

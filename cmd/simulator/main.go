@@ -53,6 +53,7 @@ type flags struct {
 	lbExact                                                                                           float64
 
 	schedulerProfile string // --scheduler-profile
+	nominatePods     bool   // --nominate-pods
 
 	fin finopsFlags // finops.go
 }
@@ -110,6 +111,7 @@ Flags:
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
 	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
+	fs.BoolVar(&f.nominatePods, "nominate-pods", true, "karpenter-gpu sets each pending pod's status.nominatedNodeName to the node launched for it (the controller's --nominate-pods; kube-scheduler v1.35+ then binds it there and holds its share); false: pods land where kube-scheduler's scores put them, as with stock Karpenter")
 	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
 	fs.StringVar(&f.region, "region", def.Region, "region of the fake fleet; the embedded catalog holds us-east-1 on-demand prices only: for another region (or spot) give --prices; a region without any price is an error")
 	fs.StringVar(&f.zones, "zones", "", "comma-separated zones of the fake fleet (default: <region>a,b,c)")
@@ -170,6 +172,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if cfg.SchedulerProfile, err = kubescheduler.ParseProfile(f.schedulerProfile); err != nil {
 		return fmt.Errorf("--scheduler-profile: %w", err)
 	}
+	cfg.NoNomination = !f.nominatePods
 	if f.zones != "" {
 		cfg.Zones = strings.Split(f.zones, ",")
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/interruption"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nomination"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
@@ -61,6 +62,9 @@ type Options struct {
 	Refiner provisioning.Refiner
 	// DirectMinPods: see provisioning.Options.
 	DirectMinPods int
+	// NominatePods runs the nomination controller under
+	// PolicyKarpenterGPU (pkg/controllers/nomination).
+	NominatePods bool
 	// ProvisioningRequests: "auto", "true", "false" or "" (off); see
 	// provisioningRequestController. ProvisioningRequestBookingTTL: see
 	// provisioningrequest.Options.BookingTTL.
@@ -91,6 +95,8 @@ type Controllers struct {
 	Provisioning *provisioning.Controller
 	// IdleGPU is nil under PolicyStock.
 	IdleGPU *idlegpu.Controller
+	// Nomination is nil under PolicyStock or without NominatePods.
+	Nomination *nomination.Controller
 }
 
 // NewControllers returns core's controllers, with core's provisioning
@@ -136,6 +142,12 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		out.IdleGPU = idlegpu.NewController(idlegpu.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
 			CloudProvider: o.CloudProvider, Eviction: o.Eviction, Provisioner: p})
 		out.All = append(out.All, out.IdleGPU)
+		if o.NominatePods {
+			// Karpenter core never tells kube-scheduler where it planned a
+			// pod; the stock policy stays without it.
+			out.Nomination = nomination.NewController(nomination.Options{KubeClient: o.KubeClient, Cluster: o.Cluster})
+			out.All = append(out.All, out.Nomination)
+		}
 	}
 	if o.InterruptionQueue != nil {
 		out.All = append(out.All, interruption.NewController(interruption.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,

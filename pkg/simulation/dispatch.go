@@ -49,6 +49,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nomination"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
@@ -150,6 +151,7 @@ const (
 	cEviction            = "eviction-queue"
 	cDisruptionQueue     = "disruption.queue"
 	cGPUTaint            = "karpenter-gpu.gputaint"
+	cNomination          = "karpenter-gpu.nomination"
 	cGPUStartup          = "karpenter-gpu.gpustartup"
 	cPodTrigger          = "provisioner.trigger.pod"
 	cNodeTrigger         = "provisioner.trigger.node"
@@ -166,7 +168,7 @@ func (e *engine) buildControllers() error {
 	opts := operator.Options{
 		Clock: e.clk, KubeClient: e.kube, Recorder: e.rec, CloudProvider: e.cp, Undecorated: e.provider.Undecorated,
 		InstanceTypeStore: e.provider.InstanceTypeStore, Backend: e.backend, Cluster: e.cluster, Policy: lo.Ternary(e.cfg.Policy == PolicyStock, operator.PolicyStock, operator.PolicyKarpenterGPU),
-		Eviction: e.cfg.Eviction,
+		Eviction: e.cfg.Eviction, NominatePods: !e.cfg.NoNomination,
 	}
 	if e.cfg.Policy != PolicyStock {
 		// As the controller binary with the chart's defaults (the CRD
@@ -255,6 +257,9 @@ func (e *engine) buildControllers() error {
 			err = add(&objCtrl{name: cNodeTrigger, kind: kindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *gputaint.Controller:
 			err = add(&objCtrl{name: cGPUTaint, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+		case *nomination.Controller:
+			e.nominator = c
+			err = add(&objCtrl{name: cNomination, kind: kindPod, rec: byRequest(c), requeue: honour})
 		case *gpustartup.Controller:
 			err = add(&objCtrl{name: cGPUStartup, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 		case *provisioningrequest.Controller:
@@ -303,7 +308,7 @@ func (e *engine) buildControllers() error {
 	_ = add(&objCtrl{name: cRegistrar, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, e.registrar.Reconcile), requeue: honour})
 	_ = add(&objCtrl{name: cKubelet, kind: kindPod, rec: typed(kube, newPod, e.registrar.ReconcilePod), requeue: honour})
 	for _, name := range []string{cStateNodePool, cStateNodeClaim, cStateNode, cStatePod, cNodeClass, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash,
-		cPoolRegistration, cLifecycle, cGPUStartup, cRegistrar, cKubelet, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
+		cPoolRegistration, cLifecycle, cGPUStartup, cRegistrar, cKubelet, cNomination, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
 		cPodGroup, cProvisioningRequest, cProvisioningRequestOrphans, cPodTrigger, cNodeTrigger} {
 		if c, ok := found[name]; ok {
 			d.byName[name] = len(d.ctrls)
@@ -486,6 +491,13 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				addReq(n, k.key)
 			}
 			e.routeGang(k, addReq)
+			if e.nominator != nil {
+				// The pods planned on it (it gets its node name when the
+				// node registers).
+				for _, pk := range e.nominator.PodsFor(k.key.Name) {
+					addReq(cNomination, pk)
+				}
+			}
 		case kindProvisioningRequest:
 			e.routeGang(k, addReq)
 		case kindNode:
@@ -508,7 +520,11 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			for _, n := range []string{cStatePod, cKubelet, cPodTrigger} {
 				addReq(n, k.key)
 			}
-			nodeName := d.lastPodNode[k.key]
+			nodeName, seen := d.lastPodNode[k.key]
+			if !seen || nodeName == "" {
+				// Pending, or bound or gone since (forgotten).
+				addReq(cNomination, k.key)
+			}
 			pod := &corev1.Pod{}
 			if err := e.kube.Get(e.ctx, k.key, pod); err == nil {
 				nodeName = pod.Spec.NodeName

@@ -38,6 +38,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -52,6 +53,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nomination"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
@@ -138,6 +140,10 @@ type Config struct {
 	// once (fake.Options.Capacity): a launch beyond it is refused for
 	// insufficient capacity. Offerings absent from it are unlimited.
 	Capacity map[fake.Offering]int
+	// NoNomination turns off the nomination controller
+	// (--nominate-pods=false): karpenter-gpu then leaves
+	// status.nominatedNodeName unset, as stock Karpenter does.
+	NoNomination bool
 }
 
 // DefaultConfig returns the defaults the command line documents.
@@ -189,7 +195,9 @@ type engine struct {
 	// kube-scheduler emulation
 	schedDirty   bool
 	deferBinding bool
-	nominated    map[types.NamespacedName]string
+	// nominator is the nomination controller (nil under the stock
+	// policy or with NoNomination).
+	nominator *nomination.Controller
 
 	// gangs tracks all-or-nothing pod groups (gang.go).
 	gangs gangTracker
@@ -292,7 +300,6 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 		clk:       newSimClock(),
 		changes:   &changeLog{changed: map[objKey]bool{}, createdClaims: map[string]string{}, claimDeletions: map[string]int{}},
 		rec:       recorder{},
-		nominated: map[types.NamespacedName]string{},
 		byName:    map[string]*podState{},
 		wallStart: time.Now(),
 		phases:    map[string]time.Duration{},
@@ -702,44 +709,18 @@ func (e *engine) provision() error {
 	return nil
 }
 
-// updateNominations records which NodeClaim core (or the packer) planned
-// each pending pod on, for the debug log only: kube-scheduler does not see
-// Karpenter's nominations (Karpenter v1.15 never sets
-// status.nominatedNodeName), so the binder scores nodes as kube-scheduler
-// does (kubescheduler.go) and may undo the plan. NodeClaims
-// with identical specs created in the same batch are interchangeable but
-// created concurrently by core, so which one got which pods depends on
-// goroutine scheduling; their pod sets are reassigned in name order to keep
-// runs deterministic.
+// updateNominations settles which of several identical NodeClaims created
+// in the same batch each pod was planned on. Core creates such NodeClaims
+// concurrently, so which one got which pods in its cluster state
+// (PodNodeClaimMapping) depends on goroutine scheduling; the nomination
+// controller reads that mapping (and kube-scheduler then honours it), so the
+// pod sets are reassigned in name order to keep runs deterministic. The
+// debug log records the plan of the NodeClaims created.
 func (e *engine) updateNominations() {
 	e.changes.mu.Lock()
 	created := e.changes.createdClaims
 	e.changes.createdClaims = map[string]string{}
 	e.changes.mu.Unlock()
-	if e.cfg.DebugLog == nil {
-		// Nothing but the debug log reads the nominations: skip listing
-		// the pending pods after every provisioning run.
-		return
-	}
-	pods := &corev1.PodList{}
-	if err := e.kube.List(e.ctx, pods, client.MatchingFields{"spec.nodeName": ""}); err != nil {
-		return
-	}
-	// A pod keeps the NodeClaim it was first nominated for (the one launched
-	// for it) while that NodeClaim exists: core's provisioner runs again
-	// every 10s while pods wait for their nodes and re-places them first-fit
-	// on the in-flight NodeClaims, which can differ from the plan the
-	// NodeClaims were launched for (and would undo the packer's plan).
-	for i := range pods.Items {
-		key := client.ObjectKeyFromObject(&pods.Items[i])
-		if cur, ok := e.nominated[key]; ok && e.cluster.NodeClaimExists(cur) {
-			continue
-		}
-		if nc := e.cluster.PodNodeClaimMapping(key); nc != "" {
-			e.nominated[key] = nc
-			e.debugf("nominated %s %s", key.Name, nc)
-		}
-	}
 	byHash := map[string][]string{}
 	for name, h := range created {
 		byHash[h] = append(byHash[h], name)
@@ -761,16 +742,24 @@ func (e *engine) updateNominations() {
 			}
 			return sets[i][0].String() < sets[j][0].String()
 		})
-		group := map[string]bool{}
-		for _, n := range names {
-			group[n] = true
-		}
 		for i, ks := range sets {
-			for _, k := range ks {
-				if group[e.nominated[k]] {
-					e.nominated[k] = names[i]
-				}
+			pods := make([]*corev1.Pod, len(ks))
+			for j, k := range ks {
+				pods[j] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
 			}
+			e.cluster.UpdatePodToNodeClaimMapping(map[string][]*corev1.Pod{names[i]: pods})
+		}
+	}
+	if e.cfg.DebugLog == nil {
+		return
+	}
+	names := lo.Keys(created)
+	sort.Strings(names)
+	for _, nc := range names {
+		ks := e.cluster.PodsMappedToNodeClaim(nc)
+		sort.Slice(ks, func(i, j int) bool { return ks[i].String() < ks[j].String() })
+		for _, k := range ks {
+			e.debugf("nominated %s %s", k.Name, nc)
 		}
 	}
 }

@@ -18,9 +18,14 @@ import (
 // Ready nodes it fits (schedulable, NoSchedule/NoExecute taints tolerated,
 // node selector and required affinity, resources), the pod's
 // status.nominatedNodeName if set, else the node with the highest score, the
-// first by name among equals. Karpenter's own nominations (the NodeClaim a
-// pod was planned on) are not a kube-scheduler input: real kube-scheduler
-// may bind the pod elsewhere, and so does this one. A pod that fits nowhere
+// first by name among equals; pending pods nominated to a node hold their
+// requests there against pods of equal or lower priority (kube-scheduler's
+// nominator). Karpenter's own plan (the NodeClaim a pod was planned on) is
+// an input only once written as the pod's nominatedNodeName (the
+// karpenter-gpu policy's nomination controller; stock Karpenter never
+// writes it): otherwise kube-scheduler may bind the pod elsewhere, and so
+// does this one. Binding clears nominatedNodeName, as kube-apiserver does
+// (KEP-5278). A pod that fits nowhere
 // is marked PodScheduled=False, reason Unschedulable, which is what makes
 // Karpenter provision for it.
 func (e *engine) kubeSchedule() error {
@@ -84,8 +89,15 @@ func (e *engine) kubeSchedule() error {
 		return pending[i].Name < pending[j].Name
 	})
 	now := metav1.NewTime(e.clk.Now())
-	for _, p := range pending {
-		sp := kubescheduler.NewPod(p)
+	sps := make([]*kubescheduler.Pod, len(pending))
+	for i, p := range pending {
+		sps[i] = kubescheduler.NewPod(p)
+		if ni := byName[p.Status.NominatedNodeName]; ni != nil {
+			ni.Nominate(sps[i])
+		}
+	}
+	for i, p := range pending {
+		sp := sps[i]
 		res := kubescheduler.Schedule(e.cfg.SchedulerProfile, sp, infos)
 		if res.Node == nil {
 			if !podutils.FailedToSchedule(p) {
@@ -110,11 +122,11 @@ func (e *engine) kubeSchedule() error {
 		}
 		stored := p.DeepCopy()
 		setCondition(p, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		p.Status.NominatedNodeName = ""
 		if err := e.kube.Status().Patch(e.ctx, p, client.MergeFrom(stored)); err != nil {
 			return fmt.Errorf("binding pod %s, %w", p.Name, err)
 		}
 		key := client.ObjectKeyFromObject(p)
-		delete(e.nominated, key)
 		e.debugf("bind %s %s", p.Name, chosen.Node.Name)
 		e.enqueue(cPodEvents, key) // the bound transition Karpenter's pod-event tracking watches
 	}

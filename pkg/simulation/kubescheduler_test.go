@@ -107,33 +107,57 @@ func TestSchedulerProfileDeterminism(t *testing.T) {
 // TestHandCheckedDefaultProfile replays testdata/handchecked.yaml under
 // karpenter-gpu with kube-scheduler's default profile. The packer launches
 // its plan (TestHandChecked: multi on g4dn.12xlarge, medium on 2xlarge,
-// small on xlarge) and the three nodes register together at 151s, but
+// small on xlarge) and the three nodes register together at 151s.
+//
+// Without nominations (--nominate-pods=false, what stock Karpenter does)
 // kube-scheduler does not follow Karpenter's plan: LeastAllocated sends
 // medium (4 cpu, 16Gi, 1 GPU; oldest first, then by name) to the emptiest
 // node that fits, the 12xlarge (cpu and memory about 91 % free against the
 // 2xlarge's 50 %), and small after it too (87 % against 75 % and 50 %).
 // multi (4 GPUs) then fits nowhere: Karpenter launches a second 12xlarge
 // for it (bound at 151s + 1s batch + 60s + 90s + ... = 311s), and the
-// 2xlarge and xlarge, left empty, are consolidated within minutes. Under
-// the bin-packing profile the plan holds (TestHandChecked).
+// 2xlarge and xlarge, left empty, are consolidated within minutes.
+//
+// With the nomination controller (the default) each pod carries the node
+// launched for it as its nominatedNodeName: kube-scheduler takes that node
+// first and holds multi's share of the 12xlarge against medium and small,
+// so the plan holds as under the bin-packing profile (TestHandChecked):
+// three launches, every pod bound at 151s.
 func TestHandCheckedDefaultProfile(t *testing.T) {
 	w := load(t, "handchecked.yaml", workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
-	r := run(t, w, func(c *Config) { c.Policy, c.SchedulerProfile = PolicyKarpenterGPU, kubescheduler.ProfileDefault })
-	if r.Launches != 4 {
-		t.Errorf("%d launches, want 4 (the plan's three and a second g4dn.12xlarge)", r.Launches)
+	cases := []struct {
+		name         string
+		noNomination bool
+		launches     int
+		hours12x     float64 // g4dn.12xlarge instance-hours
+		smallHours   func(h float64) bool
+		maxWait      float64
+	}{
+		{"without nominations the plan is undone", true, 4, 2, func(h float64) bool { return h <= 0.25 }, 311},
+		{"nominated pods bind where they were planned", false, 3, 1, func(h float64) bool { return h > 0.9 }, 151},
 	}
-	if h := r.InstanceHoursByType["g4dn.12xlarge"]; h < 1.9 || h > 2.1 {
-		t.Errorf("g4dn.12xlarge hours %.3f, want two instances for about an hour each", h)
-	}
-	for _, typ := range []string{"g4dn.2xlarge", "g4dn.xlarge"} {
-		if h, ok := r.InstanceHoursByType[typ]; !ok || h > 0.25 {
-			t.Errorf("%s hours %.3f (launched %v), want launched and removed empty within 15 minutes", typ, h, ok)
-		}
-	}
-	if r.PodWaitSeconds.P50 != 151 || r.PodWaitSeconds.Max != 311 {
-		t.Errorf("pod waits %+v, want 151s for medium and small, 311s for multi", r.PodWaitSeconds)
-	}
-	if r.PodsNeverStarted != 0 || r.GPUPodEvictions != 0 {
-		t.Errorf("never started %d, GPU evictions %d; want 0", r.PodsNeverStarted, r.GPUPodEvictions)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, w, func(cfg *Config) {
+				cfg.Policy, cfg.SchedulerProfile, cfg.NoNomination = PolicyKarpenterGPU, kubescheduler.ProfileDefault, c.noNomination
+			})
+			if r.Launches != c.launches {
+				t.Errorf("%d launches, want %d", r.Launches, c.launches)
+			}
+			if h := r.InstanceHoursByType["g4dn.12xlarge"]; h < c.hours12x-0.1 || h > c.hours12x+0.1 {
+				t.Errorf("g4dn.12xlarge hours %.3f, want about %.0f", h, c.hours12x)
+			}
+			for _, typ := range []string{"g4dn.2xlarge", "g4dn.xlarge"} {
+				if h, ok := r.InstanceHoursByType[typ]; !ok || !c.smallHours(h) {
+					t.Errorf("%s hours %.3f (launched %v)", typ, h, ok)
+				}
+			}
+			if r.PodWaitSeconds.P50 != 151 || r.PodWaitSeconds.Max != c.maxWait {
+				t.Errorf("pod waits %+v, want 151s for medium and small, %.0fs for multi", r.PodWaitSeconds, c.maxWait)
+			}
+			if r.PodsNeverStarted != 0 || r.GPUPodEvictions != 0 {
+				t.Errorf("never started %d, GPU evictions %d; want 0", r.PodsNeverStarted, r.GPUPodEvictions)
+			}
+		})
 	}
 }

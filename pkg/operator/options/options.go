@@ -49,6 +49,10 @@ type Options struct {
 	// models from which a provisioning batch skips core's Solve for new
 	// capacity (0: the default, 100; negative: never).
 	DirectPackingMinPods int
+	// NominatePods sets status.nominatedNodeName on pending pods to the
+	// node Karpenter planned them on (pkg/controllers/nomination; needs
+	// kube-scheduler v1.35+ to be kept while the node starts).
+	NominatePods bool
 	// ProvisioningRequests serves autoscaling.x-k8s.io ProvisioningRequests
 	// (designs/gang.md): "auto" when the CRD is installed, "true", "false".
 	ProvisioningRequests string
@@ -86,6 +90,7 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.DurationVar(&o.FakeRegistrationDelay, "fake-registration-delay", env.WithDefaultDuration("FAKE_REGISTRATION_DELAY", 2*time.Second), "With --backend=fake: how long after running an instance's Node registers")
 	fs.DurationVar(&o.FakeGangWait, "fake-gang-wait", env.WithDefaultDuration("FAKE_GANG_WAIT", gather.DefaultGangWait), "With --backend=fake: how long the launches of a gang attempt (a best-effort-atomic ProvisioningRequest's NodeClaims) wait for the rest of the gang before launching as one all-or-nothing group in one zone, as on AWS; 0 launches them one by one")
 	fs.IntVar(&o.DirectPackingMinPods, "direct-packing-min-pods", env.WithDefaultInt("DIRECT_PACKING_MIN_PODS", 0), "Pending GPU pods (that the packer models) from which a provisioning batch plans new capacity without core's Solve: 0 means 100, negative never (see designs/packing.md)")
+	fs.BoolVarWithEnv(&o.NominatePods, "nominate-pods", "NOMINATE_PODS", true, "Set status.nominatedNodeName on each pending pod to the node Karpenter launched for it, so kube-scheduler binds it there and holds its share against other pods (KEP-5278; kube-scheduler v1.35+). false: kube-scheduler places pods on new nodes by its scores alone, as with stock Karpenter")
 	fs.StringVar(&o.ProvisioningRequests, "provisioning-requests", env.WithDefaultString("PROVISIONING_REQUESTS", "auto"), "Serve ProvisioningRequests (autoscaling.x-k8s.io/v1, classes best-effort-atomic-scale-up and check-capacity): auto (when the CRD is installed), true or false")
 	fs.DurationVar(&o.ProvisioningRequestBookingTTL, "provisioning-request-booking-ttl", env.WithDefaultDuration("PROVISIONING_REQUEST_BOOKING_TTL", 10*time.Minute), "How long capacity found or launched for a ProvisioningRequest is held for its pods before BookingExpired")
 	fs.DurationVar(&o.ProvisioningRequestLaunchTimeout, "provisioning-request-launch-timeout", env.WithDefaultDuration("PROVISIONING_REQUEST_LAUNCH_TIMEOUT", 10*time.Minute), "Every node of a best-effort-atomic ProvisioningRequest attempt must register within it, or the attempt is rolled back (keep it under core's 15m registration timeout)")

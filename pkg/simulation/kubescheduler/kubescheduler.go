@@ -22,7 +22,12 @@
 //     NodeResourcesBalancedAllocation, TaintToleration (PreferNoSchedule) and
 //     NodeAffinity (preferred terms), with their default weights 1, 1, 3, 2;
 //   - a pod's status.nominatedNodeName is tried first and taken if it passes
-//     the filters, without scoring (schedule_one.go findNodesThatFitPod).
+//     the filters, without scoring (schedule_one.go findNodesThatFitPod);
+//   - the nominator: pending pods whose status.nominatedNodeName names a
+//     node hold their requests there against pods of equal or lower
+//     priority (framework/runtime/framework.go
+//     RunFilterPluginsWithNominatedPods), whoever set the field (KEP-5278,
+//     which kube-scheduler v1.35+ keeps set while the pod waits).
 //
 // What is not: ImageLocality (one image everywhere: the same score on every
 // node), PodTopologySpread and InterPodAffinity (simulator pods carry no
@@ -41,6 +46,7 @@ package kubescheduler
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -175,6 +181,8 @@ type NodeInfo struct {
 	// nonZero are cpu (millicores) and memory requested, pods without a
 	// request counted at the defaults.
 	non0CPU, non0Mem int64
+	// nominated are the pending pods nominated to the node (Nominate).
+	nominated []*Pod
 }
 
 // NewNodeInfo returns node with the given pods assigned.
@@ -191,6 +199,19 @@ func NewNodeInfo(node *corev1.Node, pods ...*corev1.Pod) *NodeInfo {
 
 // AddPod assigns pod to the node.
 func (ni *NodeInfo) AddPod(pod *corev1.Pod) { ni.add(resourcesOf(pod)) }
+
+// Nominate records p, a pending pod whose status.nominatedNodeName names
+// the node, in the node's share of kube-scheduler's nominator
+// (backend/queue/nominator.go): until p binds or is deleted, the filters
+// count its requests on the node for every other pod of equal or lower
+// priority. Reserve removes it.
+func (ni *NodeInfo) Nominate(p *Pod) {
+	ni.nominated = append(ni.nominated, p)
+	p.nominatedTo = ni
+}
+
+// Nominated is the number of pods nominated to the node.
+func (ni *NodeInfo) Nominated() int { return len(ni.nominated) }
 
 func (ni *NodeInfo) add(r podResources) {
 	ni.Pods++
@@ -211,12 +232,14 @@ type Pod struct {
 	// preferNoSchedule are the tolerations that can tolerate
 	// PreferNoSchedule taints (effect empty or PreferNoSchedule).
 	preferNoSchedule []corev1.Toleration
+	priority         int32
+	nominatedTo      *NodeInfo
 	err              error
 }
 
 // NewPod prepares pod for scheduling.
 func NewPod(pod *corev1.Pod) *Pod {
-	p := &Pod{Pod: pod, res: resourcesOf(pod), affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
+	p := &Pod{Pod: pod, res: resourcesOf(pod), affinity: nodeaffinity.GetRequiredNodeAffinity(pod), priority: corev1helpers.PodPriority(pod)}
 	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution != nil {
 		p.preferred, p.err = nodeaffinity.NewPreferredSchedulingTerms(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
 	}
@@ -249,16 +272,34 @@ func (p *Pod) Fits(ni *NodeInfo) bool {
 	return p.fitsResources(ni)
 }
 
-// fitsResources mirrors noderesources/fit.go fitsRequest.
+// fitsResources mirrors noderesources/fit.go fitsRequest, on the node with
+// the pods nominated to it added as kube-scheduler's
+// RunFilterPluginsWithNominatedPods adds them (addGENominatedPods): those
+// of equal or higher priority than p, p itself excepted. (It also runs the
+// filters without them; for resources that pass is implied.)
 func (p *Pod) fitsResources(ni *NodeInfo) bool {
-	if int64(ni.Pods)+1 > ni.allocatable[corev1.ResourcePods] {
+	pods := int64(ni.Pods)
+	var held map[corev1.ResourceName]int64
+	for _, np := range ni.nominated {
+		if np == p || np.priority < p.priority || (np.Pod.UID != "" && np.Pod.UID == p.Pod.UID) {
+			continue
+		}
+		if held == nil {
+			held = map[corev1.ResourceName]int64{}
+		}
+		pods++
+		for name, v := range np.res.requested {
+			held[name] += v
+		}
+	}
+	if pods+1 > ni.allocatable[corev1.ResourcePods] {
 		return false
 	}
 	for name, v := range p.res.requested {
 		if v <= 0 || name == corev1.ResourcePods {
 			continue
 		}
-		if v > ni.allocatable[name]-ni.requested[name] {
+		if v > ni.allocatable[name]-ni.requested[name]-held[name] {
 			return false
 		}
 	}
@@ -498,5 +539,12 @@ func SortByName(nodes []*NodeInfo) {
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Node.Name < nodes[j].Node.Name })
 }
 
-// Reserve assigns p to ni after a decision, so later decisions see it.
-func (p *Pod) Reserve(ni *NodeInfo) { ni.add(p.res) }
+// Reserve assigns p to ni after a decision, so later decisions see it, and
+// takes p out of the nominator (the binding clears nominatedNodeName).
+func (p *Pod) Reserve(ni *NodeInfo) {
+	ni.add(p.res)
+	if n := p.nominatedTo; n != nil {
+		n.nominated = slices.DeleteFunc(n.nominated, func(np *Pod) bool { return np == p })
+		p.nominatedTo = nil
+	}
+}

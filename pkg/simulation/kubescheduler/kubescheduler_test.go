@@ -265,6 +265,65 @@ func TestSchedule(t *testing.T) {
 	})
 }
 
+// TestNominator: a pending pod nominated to a node holds its requests there
+// against pods of equal or lower priority, not against higher ones, not
+// against itself, and no longer once it is bound.
+func TestNominator(t *testing.T) {
+	withPriority := func(p *corev1.Pod, prio int32) *corev1.Pod { p.Spec.Priority = &prio; return p }
+	// x (8 GPUs) is the emptier node, so spreading prefers it; y has 2 of
+	// its 8 GPUs free.
+	setup := func() (x, y *ks.NodeInfo, big *ks.Pod) {
+		x = ks.NewNodeInfo(node("x", "64", "512Gi", 8))
+		y = ks.NewNodeInfo(node("y", "64", "512Gi", 8), pod("8", "64Gi", 6))
+		bigPod := pod("32", "256Gi", 7)
+		bigPod.Name, bigPod.Status.NominatedNodeName = "big", "x"
+		big = ks.NewPod(withPriority(bigPod, 0))
+		x.Nominate(big)
+		return x, y, big
+	}
+	cases := []struct {
+		name     string
+		priority int32
+		gpus     int64
+		want     string
+	}{
+		{"equal priority: the nominated pod's GPUs are held", 0, 2, "y"},
+		{"lower priority: held too", -10, 2, "y"},
+		{"higher priority: ignores the nomination", 10, 2, "x"},
+		{"fits beside the nominated pod", 0, 1, "x"},
+		{"fits nowhere but in the held share", 0, 3, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x, y, _ := setup()
+			res := ks.Schedule(ks.ProfileDefault, ks.NewPod(withPriority(pod("1", "8Gi", c.gpus), c.priority)), []*ks.NodeInfo{x, y})
+			got := ""
+			if res.Node != nil {
+				got = res.Node.Node.Name
+			}
+			if got != c.want {
+				t.Errorf("placed on %q, want %q", got, c.want)
+			}
+		})
+	}
+	t.Run("the nominated pod itself is not held against it", func(t *testing.T) {
+		x, y, big := setup()
+		if res := ks.Schedule(ks.ProfileDefault, big, []*ks.NodeInfo{x, y}); res.Node != x {
+			t.Errorf("nominated pod placed on %v, want x", res.Node)
+		}
+	})
+	t.Run("bound elsewhere, the nomination is released", func(t *testing.T) {
+		x, y, big := setup()
+		big.Reserve(ks.NewNodeInfo(node("z", "64", "512Gi", 8)))
+		if x.Nominated() != 0 {
+			t.Fatalf("x still has %d nominated pods", x.Nominated())
+		}
+		if res := ks.Schedule(ks.ProfileDefault, ks.NewPod(pod("1", "8Gi", 2)), []*ks.NodeInfo{x, y}); res.Node != x {
+			t.Errorf("placed on %v, want x once the nomination is gone", res.Node)
+		}
+	})
+}
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false

@@ -1,0 +1,231 @@
+// Package nomination tells kube-scheduler where Karpenter planned each
+// pending pod. Karpenter sizes a new node for the pods it planned on it,
+// but kube-scheduler knows nothing of that plan: when the node turns Ready
+// it binds whichever pending pod scores best there, so a burst of pods
+// lands on nodes launched for other pods, a pod that needed the big node
+// finds it taken, and Karpenter launches again for it. The nodes end up
+// mis-sized for the pods they hold, which is what over-time consolidation
+// then pays to undo.
+//
+// KEP-5278 (kube-scheduler v1.35+, feature gate
+// NominatedNodeNameForExpectation, beta) makes status.nominatedNodeName
+// the place for such a plan: a component may set it on a pending pod when
+// it is unset; kube-scheduler tries that node first, keeps the field while
+// the node is not there yet, and its nominator holds the pod's requests on
+// the node against every pod of equal or lower priority. Karpenter v1.15
+// never sets it. This controller does, once the NodeClaim Karpenter
+// planned the pod on has a node name, and clears what it set when that
+// plan is gone. It never overwrites a nomination someone else made.
+package nomination
+
+import (
+	"context"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+)
+
+// NominationsTotal counts the nominatedNodeName writes, by action (set,
+// cleared).
+var NominationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "karpenter_gpu", Subsystem: "nomination", Name: "writes_total",
+	Help: "status.nominatedNodeName writes on pending pods: set to the node Karpenter planned the pod on, or cleared when that plan is gone.",
+}, []string{"action"})
+
+func init() { crmetrics.Registry.MustRegister(NominationsTotal) }
+
+// Options are NewController's inputs.
+type Options struct {
+	KubeClient client.Client
+	// Cluster is core's cluster state, whose provisioning decisions map
+	// each pending pod to the NodeClaim it was planned on.
+	Cluster *state.Cluster
+}
+
+// Controller reconciles pending pods.
+type Controller struct {
+	kube    client.Client
+	cluster *state.Cluster
+
+	mu sync.Mutex
+	// planned is the NodeClaim each pending pod was first planned on;
+	// nominated the node name this controller wrote on the pod.
+	planned   map[types.NamespacedName]string
+	nominated map[types.NamespacedName]string
+}
+
+// NewController returns the nomination controller.
+func NewController(o Options) *Controller {
+	return &Controller{kube: o.KubeClient, cluster: o.Cluster, planned: map[types.NamespacedName]string{}, nominated: map[types.NamespacedName]string{}}
+}
+
+// Name is the controller's name.
+func (c *Controller) Name() string { return "karpenter-gpu.nomination" }
+
+// Register wires the controller into a manager: pending pods, and the pods
+// planned on a NodeClaim when it changes (it gets its node name when the
+// node registers).
+func (c *Controller) Register(_ context.Context, m manager.Manager) error {
+	return controllerruntime.NewControllerManagedBy(m).Named(c.Name()).
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(e event.CreateEvent) bool { return pending(e.Object) },
+			// Bound since: reconciled once more, to forget it.
+			UpdateFunc:  func(e event.UpdateEvent) bool { return pending(e.ObjectOld) },
+			DeleteFunc:  func(e event.DeleteEvent) bool { return pending(e.Object) },
+			GenericFunc: func(e event.GenericEvent) bool { return pending(e.Object) },
+		})).
+		Watches(&karpv1.NodeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			var out []reconcile.Request
+			for _, k := range c.PodsFor(o.GetName()) {
+				out = append(out, reconcile.Request{NamespacedName: k})
+			}
+			return out
+		})).
+		Complete(c)
+}
+
+func pending(o client.Object) bool {
+	p, ok := o.(*corev1.Pod)
+	return ok && p.Spec.NodeName == ""
+}
+
+// PodsFor lists the pending pods planned on the NodeClaim: the ones to
+// reconcile when it changes.
+func (c *Controller) PodsFor(nodeClaim string) []types.NamespacedName {
+	keys := c.cluster.PodsMappedToNodeClaim(nodeClaim)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, nc := range c.planned {
+		if nc == nodeClaim {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// Reconcile nominates one pending pod to the node of the NodeClaim it was
+// planned on, or clears the nomination it made when that plan is gone.
+func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	key := req.NamespacedName
+	pod := &corev1.Pod{}
+	if err := c.kube.Get(ctx, key, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(key)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if pod.Spec.NodeName != "" || !pod.DeletionTimestamp.IsZero() || podutils.IsTerminal(pod) {
+		c.forget(key)
+		return reconcile.Result{}, nil
+	}
+	node, err := c.plannedNode(ctx, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	c.mu.Lock()
+	ours := c.nominated[key]
+	c.mu.Unlock()
+	current := pod.Status.NominatedNodeName
+	switch {
+	case current == node:
+		return reconcile.Result{}, nil
+	case current != "" && current != ours:
+		// Someone else's nomination (kube-scheduler's preemption, a
+		// queue manager): KEP-5278 leaves it to them.
+		return reconcile.Result{}, nil
+	case node == "" && current == "":
+		return reconcile.Result{}, nil
+	case current == "" && ours == node:
+		// Cleared by someone else since it was set (a kube-scheduler
+		// before v1.35 clears it after a failed cycle): not set again
+		// for the same node, so the two never loop.
+		return reconcile.Result{}, nil
+	}
+	stored := pod.DeepCopy()
+	pod.Status.NominatedNodeName = node
+	// The lock refuses the write if kube-scheduler changed the pod since
+	// it was read (KEP-5278: external writers must not race it).
+	if err := c.kube.Status().Patch(ctx, pod, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			return reconcile.Result{Requeue: true}, nil
+		}
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	c.mu.Lock()
+	if node == "" {
+		delete(c.nominated, key)
+		NominationsTotal.WithLabelValues("cleared").Inc()
+	} else {
+		c.nominated[key] = node
+		NominationsTotal.WithLabelValues("set").Inc()
+	}
+	c.mu.Unlock()
+	return reconcile.Result{}, nil
+}
+
+// plannedNode is the node name of the NodeClaim the pod is planned on ("" if
+// none, or not registered yet). A pod keeps the NodeClaim it was first
+// planned on while that exists: Karpenter's provisioning runs again while
+// pods wait for their nodes and re-places them first fit on the NodeClaims
+// in flight, which can differ from the plan the nodes were launched for. It
+// moves to a NodeClaim created later (Karpenter launched again for it).
+func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) (string, error) {
+	c.mu.Lock()
+	pinned := c.planned[key]
+	c.mu.Unlock()
+	var pinnedNC *karpv1.NodeClaim
+	if pinned != "" {
+		pinnedNC = &karpv1.NodeClaim{}
+		if err := c.kube.Get(ctx, types.NamespacedName{Name: pinned}, pinnedNC); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return "", err
+			}
+			pinnedNC = nil
+		}
+		if pinnedNC != nil && !pinnedNC.DeletionTimestamp.IsZero() {
+			pinnedNC = nil
+		}
+	}
+	chosen := pinnedNC
+	if current := c.cluster.PodNodeClaimMapping(key); current != "" && current != pinned {
+		nc := &karpv1.NodeClaim{}
+		if err := c.kube.Get(ctx, types.NamespacedName{Name: current}, nc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return "", err
+			}
+		} else if nc.DeletionTimestamp.IsZero() && (chosen == nil || chosen.CreationTimestamp.Before(&nc.CreationTimestamp)) {
+			chosen = nc
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if chosen == nil {
+		delete(c.planned, key)
+		return "", nil
+	}
+	c.planned[key] = chosen.Name
+	return chosen.Status.NodeName, nil
+}
+
+func (c *Controller) forget(key types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.planned, key)
+	delete(c.nominated, key)
+}

@@ -37,6 +37,7 @@ type finopsFlags struct {
 	prometheus             string
 	promStart, promEnd     string
 	promStep               time.Duration
+	nodePools              string // --nodepools (nodepools.go)
 }
 
 func addFinOpsFlags(fs *flag.FlagSet, f *finopsFlags) {
@@ -51,6 +52,7 @@ func addFinOpsFlags(fs *flag.FlagSet, f *finopsFlags) {
 	fs.StringVar(&f.promStart, "prometheus-start", "", "start of the Prometheus range (RFC 3339, or a duration before now such as 24h)")
 	fs.StringVar(&f.promEnd, "prometheus-end", "", "end of the Prometheus range (RFC 3339, or a duration before now; default now)")
 	fs.DurationVar(&f.promStep, "prometheus-step", time.Minute, "step of the Prometheus range queries")
+	fs.StringVar(&f.nodePools, "nodepools", "", "the cluster's NodePools (`FILE`: kubectl get nodepools -o json|yaml; kubectl get nodepools,gpunodeclasses adds the GPUNodeClass they use): both policies provision with them instead of the simulator's default NodePool; the karpenter.sh/v1 NodePools of a v1 List given as the input (--cluster, --trace) are read too")
 }
 
 // parseWhen reads an RFC 3339 time or a duration before now.

@@ -241,6 +241,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	pools, err := useClusterPools(w, f.trace, &f.fin)
+	if err != nil {
+		return err
+	}
 	if err := overrideDisruption(w, f); err != nil {
 		return err
 	}
@@ -257,6 +261,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if err := applyFinOps(&f.fin, &cfg, entries, w); err != nil {
+		return err
+	}
+	if err := checkClusterPools(pools, w, cfg); err != nil {
 		return err
 	}
 	if f.verbose {

@@ -81,11 +81,22 @@ func runPreview(args []string, stdout, stderr io.Writer) error {
 	var seed int64
 	fin := &finopsFlags{}
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS [--nodes NODES] --add MANIFEST [flags]
+		fmt.Fprint(stderr, `Usage: simulator preview --cluster PODS [--nodepools NODEPOOLS] [--nodes NODES] --add MANIFEST [flags]
        simulator preview --prometheus URL --prometheus-start T --add MANIFEST [flags]
 
 Prints what adding a manifest's pods to a cluster would cost per hour, under
 karpenter-gpu and under stock Karpenter.
+
+Both policies provision with the cluster's NodePools when given
+(--nodepools: kubectl get nodepools -o json|yaml, or kubectl get
+nodepools,gpunodeclasses for the GPUNodeClass too; or the karpenter.sh/v1
+NodePools of a v1 List given as --cluster): their requirements (instance
+families, capacity types, zones, Karpenter-AWS's karpenter.k8s.aws labels
+too), limits, taints, weights and disruption settings. Without them, the
+simulator's default NodePool "gpu": NVIDIA GPU types on amd64, on-demand,
+no limits. A NodePool no priced instance type of the catalog satisfies (in
+--region, with the capacity types and zones of --prices) is an error that
+names it; spot-only NodePools need spot prices (--prices).
 
 With the cluster's nodes (--nodes: kubectl get nodes -o json|yaml; or the
 Nodes of a v1 List given as --cluster, e.g. kubectl get nodes,pods -A -o
@@ -100,7 +111,9 @@ after, and before is that consolidated fleet (plus the other nodes), so the
 increment is the manifest's own; the nodes as they are are listed too. The
 manifest's pods take the other nodes' free capacity first; a Karpenter node
 the simulated NodePool cannot launch (another capacity type or GPU maker)
-is kept as it is, with a note.
+is kept as it is, with a note (with the cluster's NodePools: those of the
+NodePool most of the Karpenter nodes belong to are started in it, the
+others kept as they are).
 
 Without nodes: the cluster's pods (kubectl get pods -A -o json|yaml,
 manifests or a scenario) are provisioned as a snapshot, the manifest's pods
@@ -164,6 +177,7 @@ Flags:
 		return fmt.Errorf("--scheduler-profile: %w", err)
 	}
 	opts := workload.TraceOptions{GPUMap: workload.DefaultGPUMap()}
+	clusterFile := cluster
 	var base *workload.Workload
 	if fin.prometheus != "" {
 		if base, err = loadPrometheus(fin, "", opts); err == nil {
@@ -179,7 +193,14 @@ Flags:
 	if err != nil {
 		return err
 	}
+	pools, err := useClusterPools(w, clusterFile, fin)
+	if err != nil {
+		return err
+	}
 	if err := applyFinOps(fin, &cfg, entries, w); err != nil {
+		return err
+	}
+	if err := checkClusterPools(pools, w, cfg); err != nil {
 		return err
 	}
 	var nodes *workload.ClusterNodes
@@ -191,7 +212,7 @@ Flags:
 	if nodes != nil {
 		w.Notes = lo.Filter(w.Notes, func(n string, _ int) bool { return !strings.Contains(n, workload.NodesNotReplayed) })
 		if consolidate {
-			out, np, keep, err := runPreviewConsolidating(w, added, nodes, cfg, entries, at, settle)
+			out, np, keep, err := runPreviewConsolidating(w, added, nodes, cfg, entries, at, settle, pools.initialNodePool(w, nodes))
 			if err != nil {
 				return err
 			}

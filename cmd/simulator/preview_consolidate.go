@@ -74,14 +74,18 @@ func karpenterNodeSplit(cn *workload.ClusterNodes, prices []ClusterNodePrice, ke
 // nodes as each policy's starting fleet. It returns nil results when the
 // cluster has no such node (the caller previews on the nodes as they are).
 // A node the simulated NodePool cannot launch is kept as it is (keep says
-// why) and the run starts again without it.
-func runPreviewConsolidating(w *workload.Workload, added map[string]bool, cn *workload.ClusterNodes, cfg simulation.Config, entries []catalog.Entry, at, settle time.Duration) ([]*PreviewResult, *nodesPreview, map[string]string, error) {
+// why) and the run starts again without it; the nodes of kept0 are kept
+// from the start.
+func runPreviewConsolidating(w *workload.Workload, added map[string]bool, cn *workload.ClusterNodes, cfg simulation.Config, entries []catalog.Entry, at, settle time.Duration, kept0 map[string]string) ([]*PreviewResult, *nodesPreview, map[string]string, error) {
 	ps := cfg.Prices
 	if ps == nil {
 		ps = catalog.NewOnDemandPrices(lo.Ternary(cfg.Catalog != nil, cfg.Catalog, entries), cfg.Region)
 	}
 	all := priceNodes(cn.Nodes, ps)
-	keep := map[string]string{}
+	keep := maps.Clone(kept0)
+	if keep == nil {
+		keep = map[string]string{}
+	}
 	for {
 		managed, kept := karpenterNodeSplit(cn, all, keep)
 		if len(managed) == 0 {

@@ -48,7 +48,7 @@ var _ = Describe("Nominating pending pods to the nodes launched for them", func(
 		return node.Name
 	}
 
-	It("nominates each pod to the node launched for it once that registers, leaves other nominations alone, and clears its own when the plan is gone", func() {
+	It("nominates each pod to the node launched for it once that registers, sets it again if kube-scheduler clears it while the node starts, leaves other nominations alone, and clears its own when the plan is gone", func() {
 		// Each pod on a node of its own GPU count: two NodeClaims.
 		count := func(n string) corev1.NodeSelectorRequirement {
 			return corev1.NodeSelectorRequirement{Key: v1alpha1.LabelGPUCount, Operator: corev1.NodeSelectorOpIn, Values: []string{n}}
@@ -72,6 +72,26 @@ var _ = Describe("Nominating pending pods to the nodes launched for them", func(
 		smallNode, bigNode := register(planned[small.Name]), register(planned[big.Name])
 		Expect(nominated(small)).To(Equal(smallNode))
 		Expect(nominated(big)).To(Equal(bigNode))
+
+		// clear does what kube-scheduler v1.36 does after a failed cycle
+		// whose preemption finds no victims.
+		clear := func(p *corev1.Pod) {
+			GinkgoHelper()
+			latest := ExpectExists(ctx, env.Client, p)
+			stored := latest.DeepCopy()
+			latest.Status.NominatedNodeName = ""
+			Expect(env.Client.Status().Patch(ctx, latest, client.MergeFrom(stored))).To(Succeed())
+		}
+		By("cleared by kube-scheduler while the node is still starting: set again")
+		clear(big)
+		Expect(nominated(big)).To(Equal(bigNode))
+
+		By("cleared once the node is initialized: kube-scheduler chose otherwise, left cleared")
+		claim := ExpectExists(ctx, env.Client, planned[small.Name])
+		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+		ExpectApplied(ctx, env.Client, claim)
+		clear(small)
+		Expect(nominated(small)).To(BeEmpty())
 
 		By("a nomination someone else made (kube-scheduler's preemption) is not overwritten")
 		other := ExpectExists(ctx, env.Client, small)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,7 +23,28 @@ type clusterCase struct {
 	nodes   []*corev1.Node
 	bound   map[string][]*corev1.Pod
 	pending []*corev1.Pod
+	// nominated are pods that stay pending (they select a node label no
+	// node has) with status.nominatedNodeName set to the node they are
+	// listed under, as an external component (Karpenter) sets it
+	// (KEP-5278): kube-scheduler's nominator holds their requests there.
+	nominated map[string][]*corev1.Pod
 }
+
+// neverPreempts returns a PriorityClass of value 0 (the pending pods'
+// priority: the nominator holds a nominated pod's share against pods of
+// equal or lower priority) whose pods never preempt, creating it once.
+func neverPreempts(ctx context.Context, t *testing.T, kube client.Client) string {
+	t.Helper()
+	never := corev1.PreemptNever
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "schedulerdiff-never-preempts"}, Value: 0, PreemptionPolicy: &never}
+	if err := kube.Create(ctx, pc); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating %s: %v", pc.Name, err)
+	}
+	return pc.Name
+}
+
+// nowhereLabel is the node label nominated pods select and no node has.
+const nowhereLabel = "schedulerdiff/nowhere"
 
 type nodeTemplate struct {
 	milliCPU, memMi, gpus int64
@@ -190,6 +213,29 @@ func (c *clusterCase) create(ctx context.Context, t *testing.T, kube client.Clie
 		}
 		infos = append(infos, ks.NewNodeInfo(n, pods...))
 	}
+	for _, ni := range infos {
+		for _, p := range c.nominated[ni.Node.Name] {
+			p = p.DeepCopy()
+			p.Spec.NodeSelector = map[string]string{nowhereLabel: "true"}
+			// kube-scheduler v1.36 clears an external nomination after a
+			// failed cycle whose preemption finds no victims (karpenter-gpu
+			// sets it again while the node starts, pkg/controllers/
+			// nomination); a pod that never preempts keeps it, so the case
+			// does not depend on when the scheduler retries the pod.
+			p.Spec.PriorityClassName = neverPreempts(ctx, t, kube)
+			if err := kube.Create(ctx, p); err != nil {
+				t.Fatalf("creating %s: %v", p.Name, err)
+			}
+			// The API server drops status on create: the nomination is a
+			// status write, as Karpenter's would be.
+			stored := p.DeepCopy()
+			p.Status.NominatedNodeName = ni.Node.Name
+			if err := kube.Status().Patch(ctx, p, client.MergeFrom(stored)); err != nil {
+				t.Fatalf("nominating %s: %v", p.Name, err)
+			}
+			ni.Nominate(ks.NewPod(p))
+		}
+	}
 	// The probe: a node created last, which only the probe pod tolerates.
 	// Once kube-scheduler binds the probe pod there, its node informer has
 	// seen every node before the probe node and its pod informer every pod
@@ -214,6 +260,21 @@ func (c *clusterCase) create(ctx context.Context, t *testing.T, kube client.Clie
 	}
 	infos = append(infos, ks.NewNodeInfo(probe, pp))
 	ks.SortByName(infos)
+	// kube-scheduler has tried the nominated pods by now (they were
+	// created before the probe): it must have kept their nominations
+	// (KEP-5278, v1.35+), or the case would not test what it says.
+	for node, pods := range c.nominated {
+		for _, p := range pods {
+			got := &corev1.Pod{}
+			if err := kube.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Spec.NodeName != "" || got.Status.NominatedNodeName != node {
+				t.Fatalf("nominated pod %s: bound to %q, nominatedNodeName %q; want pending and nominated to %s (kube-scheduler cleared an external nomination)",
+					p.Name, got.Spec.NodeName, got.Status.NominatedNodeName, node)
+			}
+		}
+	}
 	return infos
 }
 
@@ -277,6 +338,20 @@ func handCases() []struct {
 			},
 			pending: []*corev1.Pod{gpuPod("", 1000, 1024, 1)},
 		})
+		// A nominated pod: x (8 GPUs, empty) holds a pending pod's 7 GPUs
+		// against the pod scheduled, which asks 2 and goes to y (2 of 8
+		// free) although spreading prefers the emptier x; a pod asking 1
+		// still fits beside the nominated one, and x's score ignores it.
+		for j, gpus := range []int64{2, 1} {
+			ix = 230 + 2*i + j
+			x, y := fmt.Sprintf("c%d-x", ix), fmt.Sprintf("c%d-y", ix)
+			add(profile, &clusterCase{index: ix,
+				nodes:     []*corev1.Node{ready(x, 96000, 786432, 8), ready(y, 96000, 786432, 8)},
+				bound:     map[string][]*corev1.Pod{y: {gpuPod(fmt.Sprintf("c%d-y-0", ix), 8000, 65536, 6)}},
+				nominated: map[string][]*corev1.Pod{x: {gpuPod(fmt.Sprintf("c%d-x-nominated", ix), 32000, 262144, 7)}},
+				pending:   []*corev1.Pod{gpuPod("", 1000, 8192, gpus)},
+			})
+		}
 		// PreferNoSchedule: two untolerated taints on p, one on q, none on
 		// r (the fullest): normalised 0, 50, 100 points, times 3.
 		ix = 220 + i

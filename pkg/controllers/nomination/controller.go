@@ -10,12 +10,14 @@
 // KEP-5278 (kube-scheduler v1.35+, feature gate
 // NominatedNodeNameForExpectation, beta) makes status.nominatedNodeName
 // the place for such a plan: a component may set it on a pending pod when
-// it is unset; kube-scheduler tries that node first, keeps the field while
-// the node is not there yet, and its nominator holds the pod's requests on
-// the node against every pod of equal or lower priority. Karpenter v1.15
-// never sets it. This controller does, once the NodeClaim Karpenter
-// planned the pod on has a node name, and clears what it set when that
-// plan is gone. It never overwrites a nomination someone else made.
+// it is unset; kube-scheduler tries that node first, and its nominator
+// holds the pod's requests on the node against every pod of equal or lower
+// priority. Karpenter v1.15 never sets it. This controller does, once the
+// NodeClaim Karpenter planned the pod on has a node name; sets it again if
+// kube-scheduler clears it while the node is still starting (v1.36 still
+// clears it after a failed cycle, see Reconcile); and clears what it set
+// when the plan is gone. It never overwrites a nomination someone else
+// made.
 package nomination
 
 import (
@@ -134,7 +136,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		c.forget(key)
 		return reconcile.Result{}, nil
 	}
-	node, err := c.plannedNode(ctx, key)
+	node, starting, err := c.plannedNode(ctx, key)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -151,12 +153,18 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, nil
 	case node == "" && current == "":
 		return reconcile.Result{}, nil
-	case current == "" && ours == node:
-		// Cleared by someone else since it was set (a kube-scheduler
-		// before v1.35 clears it after a failed cycle): not set again
-		// for the same node, so the two never loop.
+	case current == "" && ours == node && !starting:
+		// Cleared since it was set, and the node is up: kube-scheduler
+		// had its chance there and chose otherwise. Left as it is.
 		return reconcile.Result{}, nil
 	}
+	// Also reached when kube-scheduler cleared it while the node is still
+	// starting: v1.36 clears an external nomination after any failed
+	// cycle whose preemption finds no victims (preemption.go Evaluator.
+	// Preempt), which is every cycle that ran before the node could take
+	// the pod. Setting it again does not requeue the pod (a status-only
+	// update: scheduling_queue.go isPodUpdated), so the two never loop.
+
 	stored := pod.DeepCopy()
 	pod.Status.NominatedNodeName = node
 	// The lock refuses the write if kube-scheduler changed the pod since
@@ -180,12 +188,13 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 // plannedNode is the node name of the NodeClaim the pod is planned on ("" if
-// none, or not registered yet). A pod keeps the NodeClaim it was first
+// none, or not registered yet), and whether that NodeClaim is still
+// starting (not Initialized: kube-scheduler cannot bind there yet). A pod keeps the NodeClaim it was first
 // planned on while that exists: Karpenter's provisioning runs again while
 // pods wait for their nodes and re-places them first fit on the NodeClaims
 // in flight, which can differ from the plan the nodes were launched for. It
 // moves to a NodeClaim created later (Karpenter launched again for it).
-func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) (string, error) {
+func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) (string, bool, error) {
 	c.mu.Lock()
 	pinned := c.planned[key]
 	c.mu.Unlock()
@@ -194,7 +203,7 @@ func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) 
 		pinnedNC = &karpv1.NodeClaim{}
 		if err := c.kube.Get(ctx, types.NamespacedName{Name: pinned}, pinnedNC); err != nil {
 			if !apierrors.IsNotFound(err) {
-				return "", err
+				return "", false, err
 			}
 			pinnedNC = nil
 		}
@@ -207,7 +216,7 @@ func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) 
 		nc := &karpv1.NodeClaim{}
 		if err := c.kube.Get(ctx, types.NamespacedName{Name: current}, nc); err != nil {
 			if !apierrors.IsNotFound(err) {
-				return "", err
+				return "", false, err
 			}
 		} else if nc.DeletionTimestamp.IsZero() && (chosen == nil || chosen.CreationTimestamp.Before(&nc.CreationTimestamp)) {
 			chosen = nc
@@ -217,10 +226,10 @@ func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) 
 	defer c.mu.Unlock()
 	if chosen == nil {
 		delete(c.planned, key)
-		return "", nil
+		return "", false, nil
 	}
 	c.planned[key] = chosen.Name
-	return chosen.Status.NodeName, nil
+	return chosen.Status.NodeName, !chosen.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue(), nil
 }
 
 func (c *Controller) forget(key types.NamespacedName) {

@@ -81,7 +81,8 @@ func (c *Controller) atomic(ctx context.Context, pr *autoscalingv1.ProvisioningR
 		return c.attemptFailed(ctx, pr, attempt, "no NodePool and zone hold every pod: "+why)
 	}
 	// Record the attempt before creating anything, so a restart in the
-	// middle finds it and rolls back what exists.
+	// middle finds it and rolls back what exists. Refused (conflict) when
+	// pr is a stale copy: nothing is created, Reconcile requeues.
 	setDetail(pr, DetailAttempt, strconv.Itoa(attempt))
 	setDetail(pr, DetailStarted, now.UTC().Format(time.RFC3339Nano))
 	setDetail(pr, DetailZone, plan.Zone)

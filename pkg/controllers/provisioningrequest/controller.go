@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/samber/lo"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/runtime"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
@@ -112,6 +113,10 @@ const (
 	// createGrace: a NodeClaim this controller created less than this long
 	// ago and not yet in the informer cache is taken as in flight, not gone.
 	createGrace = 15 * time.Second
+	// staleRequeue: a reconcile that worked from a stale copy of the
+	// request runs again after this at the latest (the newer copy's watch
+	// event usually runs it sooner).
+	staleRequeue = time.Second
 )
 
 // Options configure the controller.
@@ -179,10 +184,26 @@ func (c *Controller) Reconcile(ctx context.Context, pr *autoscalingv1.Provisioni
 	if errors.Is(err, errNotSynced) {
 		res, err = reconcile.Result{RequeueAfter: time.Second}, nil // answer once cluster state caught up
 	}
+	if apierrors.IsConflict(err) {
+		return c.staleCopy(ctx, err)
+	}
 	if patchErr := c.patchStatus(ctx, stored, pr); patchErr != nil {
+		if apierrors.IsConflict(patchErr) {
+			return c.staleCopy(ctx, patchErr)
+		}
 		return reconcile.Result{}, patchErr
 	}
 	return res, err
+}
+
+// staleCopy ends a reconcile whose status write was refused because the
+// request changed since the copy it worked from was read (the informer
+// cache is behind a write to it, the controller's own or someone else's):
+// nothing of it is written; the newer copy's watch event, or this requeue,
+// runs it again. Not an error: the cache catches up.
+func (c *Controller) staleCopy(ctx context.Context, err error) (reconcile.Result, error) {
+	log.FromContext(ctx).V(1).Info("request changed since it was read; reconciling it again", "reason", err.Error())
+	return reconcile.Result{RequeueAfter: staleRequeue}, nil
 }
 
 func (c *Controller) step(ctx context.Context, pr *autoscalingv1.ProvisioningRequest) (reconcile.Result, error) {
@@ -335,11 +356,25 @@ func requestKey(o client.Object) (client.ObjectKey, bool) {
 	return client.ObjectKey{Namespace: ns, Name: name}, true
 }
 
+// patchStatus writes the status a reconcile arrived at, only over the
+// version of the request it worked from: stored, or the version it wrote
+// itself on the way (the attempt's record, atomic; locking on stored would
+// refuse every launch's own patch). The informer cache can hand the
+// controller a copy older than the request on the API server (written a
+// moment ago by someone else, or by the controller, whose NodeClaim events
+// requeue the request before the watch delivered its write). An unlocked
+// merge patch from such a copy wrote over the newer status: after the
+// attempt's record was refused (conflict), the attempt was recorded anyway
+// with no NodeClaims, and failed 15 s later without reaching the fleet; a
+// second rollback was written over the first. The lock refuses such a
+// patch with a conflict instead (Reconcile: staleCopy).
 func (c *Controller) patchStatus(ctx context.Context, stored, pr *autoscalingv1.ProvisioningRequest) error {
 	if equalStatus(stored, pr) {
 		return nil
 	}
-	if err := c.kube.Status().Patch(ctx, pr, client.MergeFrom(stored)); err != nil {
+	base := stored.DeepCopy()
+	base.ResourceVersion = pr.ResourceVersion
+	if err := c.kube.Status().Patch(ctx, pr, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	return nil

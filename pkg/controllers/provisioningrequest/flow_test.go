@@ -78,9 +78,16 @@ func TestAtomicAttempts(t *testing.T) {
 				t.Fatalf("%d NodeClaims, want 4", len(claims))
 			}
 			zone := string(req.Status.ProvisioningClassDetails[pr.DetailZone])
+			recorded := lo.Compact(strings.Split(string(req.Status.ProvisioningClassDetails[pr.DetailNodeClaims]), ","))
+			if got := cond(req, autoscalingv1.Provisioned); got.Reason != pr.ReasonProvisioning || len(recorded) != 4 {
+				t.Fatalf("attempt 1 recorded %v, Provisioned %s %q; want its 4 NodeClaims and the launch reported", recorded, got.Reason, got.Message)
+			}
 			for _, c := range claims {
 				if c.Annotations[karpv1.DoNotDisruptAnnotationKey] != "true" || c.Labels[pr.LabelAttempt] != "1" {
 					t.Errorf("NodeClaim %s not held for attempt 1: %v %v", c.Name, c.Labels, c.Annotations)
+				}
+				if !lo.Contains(recorded, c.Name) {
+					t.Errorf("NodeClaim %s not recorded by its attempt (%v)", c.Name, recorded)
 				}
 				zoneReq, _ := lo.Find(c.Spec.Requirements, func(r karpv1.NodeSelectorRequirementWithMinValues) bool { return r.Key == corev1.LabelTopologyZone })
 				if len(zoneReq.Values) != 1 || zoneReq.Values[0] != zone {

@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -309,7 +311,7 @@ func decodeAsScenario(raw []byte, where, object, field, apiVersion, kind string)
 		// The scenario's decoding names no field for a malformed quantity.
 		spec, _ := m["spec"].(map[string]any)
 		limits, _ := spec["limits"].(map[string]any)
-		for _, name := range sortedKeys(limits) {
+		for _, name := range slices.Sorted(maps.Keys(limits)) {
 			if _, err := resource.ParseQuantity(fmt.Sprint(limits[name])); err != nil {
 				return nil, fmt.Errorf("%s: %s: field %q: %q is not a quantity (e.g. 16, 64Gi, 500m)", where, object, "spec.limits."+name, fmt.Sprint(limits[name]))
 			}
@@ -384,7 +386,7 @@ func (c *clusterPools) apply(w *workload.Workload) error {
 		}
 		foreign = append(foreign, fmt.Sprintf("%s (%s %s)", np.Name, schema.GroupKind{Group: ref.Group, Kind: ref.Kind}, ref.Name))
 	}
-	names := sortedKeys(byClass)
+	names := slices.Sorted(maps.Keys(byClass))
 	given := lo.SliceToMap(c.classes, func(nc *v1alpha1.GPUNodeClass) (string, *v1alpha1.GPUNodeClass) { return nc.Name, nc })
 	var notes []string
 	var nc *v1alpha1.GPUNodeClass
@@ -393,7 +395,7 @@ func (c *clusterPools) apply(w *workload.Workload) error {
 		for _, name := range names {
 			if given[name] == nil {
 				np := byClass[name][0]
-				return fmt.Errorf("%s: NodePool %q: field %q: GPUNodeClass %q is not among the GPUNodeClasses given (%s)", c.origin["NodePool/"+np], np, "spec.template.spec.nodeClassRef.name", name, strings.Join(sortedKeys(given), ", "))
+				return fmt.Errorf("%s: NodePool %q: field %q: GPUNodeClass %q is not among the GPUNodeClasses given (%s)", c.origin["NodePool/"+np], np, "spec.template.spec.nodeClassRef.name", name, strings.Join(slices.Sorted(maps.Keys(given)), ", "))
 			}
 		}
 		if len(names) > 1 {
@@ -402,9 +404,9 @@ func (c *clusterPools) apply(w *workload.Workload) error {
 		if len(names) == 1 {
 			nc = given[names[0]]
 		} else {
-			nc = given[sortedKeys(given)[0]]
+			nc = given[slices.Sorted(maps.Keys(given))[0]]
 		}
-		if unused := lo.Without(sortedKeys(given), nc.Name); len(unused) > 0 {
+		if unused := lo.Without(slices.Sorted(maps.Keys(given)), nc.Name); len(unused) > 0 {
 			notes = append(notes, fmt.Sprintf("GPUNodeClass %s of %s: no NodePool uses it, not simulated", strings.Join(unused, ", "), c.source))
 		}
 	default:
@@ -440,7 +442,7 @@ func (c *clusterPools) apply(w *workload.Workload) error {
 }
 
 func classUse(byClass map[string][]string) string {
-	return strings.Join(lo.Map(sortedKeys(byClass), func(name string, _ int) string {
+	return strings.Join(lo.Map(slices.Sorted(maps.Keys(byClass)), func(name string, _ int) string {
 		return fmt.Sprintf("%s: %s", name, strings.Join(byClass[name], ", "))
 	}), "; ")
 }
@@ -458,12 +460,6 @@ func onlyPoolsIgnored(note string, n int) bool {
 	}
 	count, _ := strconv.Atoi(g[1])
 	return count == n
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := lo.Keys(m)
-	sort.Strings(keys)
-	return keys
 }
 
 // useClusterPools reads the cluster's NodePools (--nodepools, or those of
@@ -524,7 +520,7 @@ func (c *clusterPools) initialNodePool(w *workload.Workload, cn *workload.Cluste
 		}
 	}
 	best := ""
-	for _, p := range sortedKeys(count) {
+	for _, p := range slices.Sorted(maps.Keys(count)) {
 		if count[p] > count[best] {
 			best = p
 		}

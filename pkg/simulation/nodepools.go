@@ -10,7 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/samber/lo"
@@ -94,7 +95,7 @@ func checkNodePool(np *karpv1.NodePool, its []*karpcp.InstanceType, offered stri
 		}
 		if len(values) < *min {
 			return fmt.Errorf("field %q: %s needs at least %d values (minValues), the instance types the NodePool admits have %d (%s)",
-				"spec.template.spec.requirements", r.Key, *min, len(values), strings.Join(lo.Slice(sortedKeys(values), 0, 10), ", "))
+				"spec.template.spec.requirements", r.Key, *min, len(values), strings.Join(lo.Slice(slices.Sorted(maps.Keys(values)), 0, 10), ", "))
 		}
 	}
 	return nil
@@ -112,7 +113,7 @@ func whyNone(np *karpv1.NodePool, its []*karpcp.InstanceType, capacityTypes []st
 	var alone []string
 	reqs := kscheduling.NewNodeSelectorRequirementsWithMinValues(np.Spec.Template.Spec.Requirements...)
 	reqs.Add(kscheduling.NewLabelRequirements(np.Spec.Template.Labels).Values()...)
-	for _, key := range sortedKeys(reqs.Keys()) {
+	for _, key := range slices.Sorted(maps.Keys(reqs.Keys())) {
 		one := kscheduling.NewRequirements(reqs.Get(key))
 		if lo.SomeBy(its, func(it *karpcp.InstanceType) bool { return admits(it, one) }) {
 			continue
@@ -130,10 +131,4 @@ func whyNone(np *karpv1.NodePool, its []*karpcp.InstanceType, capacityTypes []st
 		return ": each requirement admits some type, but no type satisfies them all"
 	}
 	return ": no type has " + strings.Join(alone, "; ")
-}
-
-func sortedKeys[T ~map[string]V, V any](m T) []string {
-	keys := lo.Keys(m)
-	sort.Strings(keys)
-	return keys
 }

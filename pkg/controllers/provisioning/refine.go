@@ -3,8 +3,8 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -146,8 +146,8 @@ func RefineResults(ctx context.Context, results *scheduling.Results, opts packin
 			d.PackedCost += packing.NodeClaimPrice(nc)
 		}
 	}
-	for _, pool := range sortedKeys(unchanged) {
-		for _, reason := range sortedKeys(unchanged[pool]) {
+	for _, pool := range slices.Sorted(maps.Keys(unchanged)) {
+		for _, reason := range slices.Sorted(maps.Keys(unchanged[pool])) {
 			u := Unchanged{NodePool: pool, Reason: reason}
 			for _, nc := range unchanged[pool][reason] {
 				u.NodeClaims++
@@ -168,15 +168,6 @@ func isKept(unchanged map[string]map[string][]*scheduling.NodeClaim, nc *schedul
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // reservationsHeldBy counts, per instance type name, the nodes that

@@ -14,7 +14,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -306,7 +308,7 @@ func FromPrometheus(m model.Matrix, source string, start, end time.Time, opts Tr
 			continue // created after the range, or gone before it
 		}
 		reqs := corev1.ResourceList{}
-		for _, c := range sortedKeys(p.requests) {
+		for _, c := range slices.Sorted(maps.Keys(p.requests)) {
 			for r, v := range p.requests[c] {
 				q := promQuantity(r, v)
 				cur := reqs[r]
@@ -367,15 +369,6 @@ func promQuantity(r corev1.ResourceName, v float64) resource.Quantity {
 		return *resource.NewQuantity(int64(v), resource.DecimalSI)
 	}
 	return *resource.NewMilliQuantity(int64(math.Round(v*1000)), resource.DecimalSI)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // KSMLabelName is the name kube-state-metrics (v2) gives a Kubernetes label

@@ -9,9 +9,10 @@ package fakeaws
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func (s *Server) placementGroupAction(action string, form url.Values) (out []nod
 		return []node{el("placementGroup", render(pg)...)}, nil, true
 	case "DescribePlacementGroups":
 		var items []node
-		names := sortedKeys(g.groups)
+		names := slices.Sorted(maps.Keys(g.groups))
 		for _, name := range names {
 			pg := g.groups[name]
 			if !matchesTagFilters(form, pg.Tags) {
@@ -136,15 +137,6 @@ func matchesTagFilters(form url.Values, tags map[string]string) bool {
 			return false
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // IgnoreMinTargetCapacity makes the endpoint misbehave as an endpoint

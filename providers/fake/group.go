@@ -267,20 +267,7 @@ func (f *Fleet) newInstance(o cloudprovider.LaunchOption, tags map[string]string
 
 // splitBy splits every set into subsets by key, keeping first-seen order.
 func splitBy(sets [][]cloudprovider.LaunchOption, key func(cloudprovider.LaunchOption) string) [][]cloudprovider.LaunchOption {
-	var out [][]cloudprovider.LaunchOption
-	for _, set := range sets {
-		var order []string
-		by := map[string][]cloudprovider.LaunchOption{}
-		for _, o := range set {
-			k := key(o)
-			if _, ok := by[k]; !ok {
-				order = append(order, k)
-			}
-			by[k] = append(by[k], o)
-		}
-		for _, k := range order {
-			out = append(out, by[k])
-		}
-	}
-	return out
+	return lo.FlatMap(sets, func(set []cloudprovider.LaunchOption, _ int) [][]cloudprovider.LaunchOption {
+		return lo.PartitionBy(set, key)
+	})
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/samber/lo"
 )
 
 // gangState is the placement group bookkeeping, kept beside the Server and
@@ -245,20 +247,5 @@ func (s *Server) reserve(id string, delta int32) {
 
 // splitOverrides splits every set by key, keeping first-seen order.
 func splitOverrides(sets [][]fleetOverride, key func(fleetOverride) string) [][]fleetOverride {
-	var out [][]fleetOverride
-	for _, set := range sets {
-		var order []string
-		by := map[string][]fleetOverride{}
-		for _, o := range set {
-			k := key(o)
-			if _, ok := by[k]; !ok {
-				order = append(order, k)
-			}
-			by[k] = append(by[k], o)
-		}
-		for _, k := range order {
-			out = append(out, by[k])
-		}
-	}
-	return out
+	return lo.FlatMap(sets, func(set []fleetOverride, _ int) [][]fleetOverride { return lo.PartitionBy(set, key) })
 }

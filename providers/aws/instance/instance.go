@@ -62,19 +62,26 @@ func (p *Provider) list(ctx context.Context, claimed bool) ([]*cloudprovider.Ins
 	if claimed {
 		filters = append(filters, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{cloudprovider.TagNodeClaim}})
 	}
-	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(ListPageSize)})
+	out, err := p.describe(ctx, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: aws.Int32(ListPageSize)})
+	if err != nil {
+		return nil, fmt.Errorf("listing instances, %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// describe pages through DescribeInstances and returns every instance of
+// every page.
+func (p *Provider) describe(ctx context.Context, in *ec2.DescribeInstancesInput) ([]*cloudprovider.Instance, error) {
 	var out []*cloudprovider.Instance
-	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeInstancesOutput) {
+	err := awsutil.EachPage(ctx, p.opts.CallTimeout, ec2.NewDescribeInstancesPaginator(p.opts.EC2, in), func(page *ec2.DescribeInstancesOutput) {
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
 				out = append(out, instanceFrom(inst))
 			}
 		}
-	}); err != nil {
-		return nil, fmt.Errorf("listing instances, %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	})
+	return out, err
 }
 
 // Terminate is cloudprovider.Backend.Terminate.

@@ -123,15 +123,8 @@ func (p *Provider) launchedBefore(ctx context.Context, req *cloudprovider.Launch
 		{Name: aws.String("tag:" + cloudprovider.TagNodeClaim), Values: []string{req.NodeClaim.Name}},
 		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running"}},
 	}
-	pager := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters})
-	var found []*cloudprovider.Instance
-	if err := awsutil.EachPage(ctx, p.opts.CallTimeout, pager, func(page *ec2.DescribeInstancesOutput) {
-		for _, r := range page.Reservations {
-			for _, inst := range r.Instances {
-				found = append(found, instanceFrom(inst))
-			}
-		}
-	}); err != nil {
+	found, err := p.describe(ctx, &ec2.DescribeInstancesInput{Filters: filters})
+	if err != nil {
 		return nil, fmt.Errorf("looking up instances of NodeClaim %s, %w", req.NodeClaim.Name, err)
 	}
 	rank := func(inst *cloudprovider.Instance) int {

@@ -231,11 +231,7 @@ func writePreviewConsolidated(w io.Writer, wl *workload.Workload, cluster, nodes
 		}
 	}
 	fmt.Fprintln(w)
-	if len(np.placed) > 0 {
-		fmt.Fprintf(w, "on the cluster's other nodes: %s\n", strings.Join(lo.Map(np.placed, func(pl NodePlacement, _ int) string {
-			return fmt.Sprintf("%s → %s (%s)", pl.Pod, pl.Node, lo.CoalesceOrEmpty(pl.InstanceType, "type unknown"))
-		}), ", "))
-	}
+	writePlaced(w, "the cluster's other nodes", np.placed)
 	for _, p := range out {
 		writeOutcome(w, p, "the manifest ", "the manifest fits on free capacity")
 	}

@@ -270,11 +270,7 @@ func writePreviewOnNodes(w io.Writer, wl *workload.Workload, cluster, nodesFile 
 		return err
 	}
 	fmt.Fprintln(w)
-	if len(np.placed) > 0 {
-		fmt.Fprintf(w, "on the cluster's nodes: %s\n", strings.Join(lo.Map(np.placed, func(pl NodePlacement, _ int) string {
-			return fmt.Sprintf("%s → %s (%s)", pl.Pod, pl.Node, lo.CoalesceOrEmpty(pl.InstanceType, "type unknown"))
-		}), ", "))
-	}
+	writePlaced(w, "the cluster's nodes", np.placed)
 	for _, p := range out {
 		switch {
 		case p.FitsOnFreeCapacity:
@@ -326,4 +322,15 @@ func karpenterNodes(cn *workload.ClusterNodes) []string {
 		}
 	}
 	return out
+}
+
+// writePlaced writes the line listing the pods placed on existing nodes
+// (where names those nodes); nothing when there are none.
+func writePlaced(w io.Writer, where string, placed []NodePlacement) {
+	if len(placed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "on %s: %s\n", where, strings.Join(lo.Map(placed, func(pl NodePlacement, _ int) string {
+		return fmt.Sprintf("%s → %s (%s)", pl.Pod, pl.Node, lo.CoalesceOrEmpty(pl.InstanceType, "type unknown"))
+	}), ", "))
 }

@@ -129,15 +129,7 @@ func (bs *bootstrap) al2023() (string, error) {
 		if k.PodsPerCore != nil {
 			kubeletConfig["podsPerCore"] = *k.PodsPerCore
 		}
-		if len(k.SystemReserved) > 0 {
-			kubeletConfig["systemReserved"] = k.SystemReserved
-		}
-		if len(k.KubeReserved) > 0 {
-			kubeletConfig["kubeReserved"] = k.KubeReserved
-		}
-		if len(k.EvictionHard) > 0 {
-			kubeletConfig["evictionHard"] = k.EvictionHard
-		}
+		setKubeletMaps(kubeletConfig, k, "systemReserved", "kubeReserved", "evictionHard")
 		if len(k.ClusterDNS) > 0 {
 			kubeletConfig["clusterDNS"] = k.ClusterDNS
 		}
@@ -242,6 +234,17 @@ func renderMIME(parts []mimePart) (string, error) {
 	return buf.String(), nil
 }
 
+// setKubeletMaps sets the kubelet settings given as maps (system and kube
+// reservations, hard eviction thresholds) in a node's configuration, under
+// the names its format uses, each only when it is not empty.
+func setKubeletMaps(into map[string]any, k *v1alpha1.KubeletConfiguration, systemReserved, kubeReserved, evictionHard string) {
+	for name, m := range map[string]map[string]string{systemReserved: k.SystemReserved, kubeReserved: k.KubeReserved, evictionHard: k.EvictionHard} {
+		if len(m) > 0 {
+			into[name] = m
+		}
+	}
+}
+
 // bottlerocket renders Bottlerocket TOML settings: the user's settings
 // merged under ours (cluster settings, labels and taints win).
 func (bs *bootstrap) bottlerocket() (string, error) {
@@ -263,15 +266,7 @@ func (bs *bootstrap) bottlerocket() (string, error) {
 		if k.MaxPods != nil {
 			k8s["max-pods"] = int64(*k.MaxPods)
 		}
-		if len(k.SystemReserved) > 0 {
-			k8s["system-reserved"] = k.SystemReserved
-		}
-		if len(k.KubeReserved) > 0 {
-			k8s["kube-reserved"] = k.KubeReserved
-		}
-		if len(k.EvictionHard) > 0 {
-			k8s["eviction-hard"] = k.EvictionHard
-		}
+		setKubeletMaps(k8s, k, "system-reserved", "kube-reserved", "eviction-hard")
 	}
 	keys, labels := safeLabels(bs.Labels)
 	nodeLabels := subTable(k8s, "node-labels")

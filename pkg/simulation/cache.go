@@ -203,14 +203,20 @@ func (rc *readCache) store(ctx context.Context, c client.Client, gvk schema.Grou
 	return ks, nil
 }
 
+// storeFor returns the kind of obj and its store.
+func (rc *readCache) storeFor(ctx context.Context, c client.Client, obj client.Object) (schema.GroupVersionKind, *kindStore, error) {
+	gvk, err := rc.gvkFor(obj)
+	if err != nil {
+		return gvk, nil, err
+	}
+	ks, err := rc.store(ctx, c, gvk)
+	return gvk, ks, err
+}
+
 // refresh copies the fake client's current version of obj into the cache
 // (or drops it when it is gone) after a write.
 func (rc *readCache) refresh(ctx context.Context, c client.Client, obj client.Object) error {
-	gvk, err := rc.gvkFor(obj)
-	if err != nil {
-		return err
-	}
-	ks, err := rc.store(ctx, c, gvk)
+	gvk, ks, err := rc.storeFor(ctx, c, obj)
 	if err != nil {
 		return err
 	}
@@ -248,11 +254,7 @@ func (rc *readCache) get(ctx context.Context, c client.Client, key client.Object
 	if _, isUnstructured := obj.(runtime.Unstructured); isUnstructured {
 		return c.Get(ctx, key, obj, opts...)
 	}
-	gvk, err := rc.gvkFor(obj)
-	if err != nil {
-		return err
-	}
-	ks, err := rc.store(ctx, c, gvk)
+	gvk, ks, err := rc.storeFor(ctx, c, obj)
 	if err != nil {
 		return err
 	}

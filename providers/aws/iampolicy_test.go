@@ -22,25 +22,33 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
 )
 
-// policyActions reads iam-policy.json.
-func policyActions(t *testing.T) []string {
+// policyStatement is a statement of iam-policy.json.
+type policyStatement struct {
+	Sid      string
+	Effect   string
+	Action   json.RawMessage
+	Resource json.RawMessage
+}
+
+// policyStatements reads iam-policy.json's statements.
+func policyStatements(t *testing.T) []policyStatement {
 	t.Helper()
 	raw, err := os.ReadFile("iam-policy.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Statement []struct {
-			Sid    string
-			Effect string
-			Action json.RawMessage
-		}
-	}
+	var doc struct{ Statement []policyStatement }
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("iam-policy.json is not valid JSON: %v", err)
 	}
+	return doc.Statement
+}
+
+// policyActions reads iam-policy.json's actions.
+func policyActions(t *testing.T) []string {
+	t.Helper()
 	var out []string
-	for _, s := range doc.Statement {
+	for _, s := range policyStatements(t) {
 		if s.Effect != "Allow" || s.Sid == "" {
 			t.Errorf("statement %q: effect %s; every statement must be a named Allow", s.Sid, s.Effect)
 		}
@@ -167,23 +175,9 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 // only: never on Karpenter for AWS's queue (two receivers on one queue
 // would each miss the other's messages) nor on every queue.
 func TestIAMPolicyScopesSQSToTheInterruptionQueue(t *testing.T) {
-	raw, err := os.ReadFile("iam-policy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Statement []struct {
-			Sid      string
-			Action   json.RawMessage
-			Resource json.RawMessage
-		}
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
 	const queueARN = `"arn:${AWS_PARTITION}:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:${INTERRUPTION_QUEUE}"`
 	found := false
-	for _, s := range doc.Statement {
+	for _, s := range policyStatements(t) {
 		if !strings.Contains(string(s.Action), `"sqs:`) {
 			continue
 		}

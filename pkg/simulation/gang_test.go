@@ -85,7 +85,7 @@ func TestGangScenario(t *testing.T) {
 // third gets a request of its own when it arrives (the gang is running, so
 // it is never partial).
 func TestGangMinMembers(t *testing.T) {
-	s, err := workload.ParseScenario(strings.NewReader(`nodePools:
+	w := scenario(t, "elastic.yaml", `nodePools:
   - metadata: {name: gpu}
     spec:
       template:
@@ -102,14 +102,7 @@ podGroups:
     interval: 30m
     duration: 2h
     requests: {cpu: "32", memory: 128Gi, nvidia.com/gpu: "8"}
-`), "elastic.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := s.Workload(workload.TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	gpu := run(t, w, func(c *Config) { c.Horizon = 4 * time.Hour })
 	stock := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.Horizon = 4 * time.Hour })
 	for _, r := range []*Result{gpu, stock} {
@@ -150,7 +143,7 @@ podGroups:
 // of every attempt's 4 started before the 4th was refused and the
 // controller rolled them back.)
 func TestGangRefusedWhole(t *testing.T) {
-	s, err := workload.ParseScenario(strings.NewReader(`nodePools:
+	w := scenario(t, "scarce.yaml", `nodePools:
   - metadata: {name: gpu}
     spec:
       template:
@@ -165,14 +158,7 @@ podGroups:
     count: 4
     duration: 2h
     requests: {cpu: "32", memory: 128Gi, nvidia.com/gpu: "8"}
-`), "scarce.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := s.Workload(workload.TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	capacity := map[fake.Offering]int{}
 	for _, z := range []string{"us-east-1a", "us-east-1b", "us-east-1c"} {
 		capacity[fake.Offering{InstanceType: "g6.48xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}] = 3

@@ -29,6 +29,21 @@ func load(t *testing.T, name string, opts workload.TraceOptions) *workload.Workl
 	return w
 }
 
+// scenario parses an inline scenario (name is its file name in errors) into
+// a workload.
+func scenario(t *testing.T, name, yaml string) *workload.Workload {
+	t.Helper()
+	s, err := workload.ParseScenario(strings.NewReader(yaml), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Workload(workload.TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func run(t *testing.T, w *workload.Workload, mutate func(*Config)) *Result {
 	t.Helper()
 	cfg := DefaultConfig()

@@ -212,23 +212,12 @@ func TestChaos(t *testing.T) {
 	nodeClass.Spec.Tags = map[string]string{"team": "ml"}
 	nodeClass.Spec.GPU.IdleAfter = &idle
 	nodeClass.Spec.GPU.StartupTimeout = &metav1.Duration{Duration: 8 * time.Second}
-	nodePool := &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: karpv1.NodePoolSpec{
-			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
-				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
-					{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeSpot, karpv1.CapacityTypeOnDemand}},
-				},
-			}},
-			// Consolidation would move pods on its own schedule and blur
-			// what the faults did.
-			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmpty, ConsolidateAfter: karpv1.MustParseNillableDuration("Never"),
-				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
-		},
-	}
+	nodePool := controlplane.L4NodePool("gpu", nodeClass,
+		karpv1.NodeSelectorRequirementWithMinValues{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeSpot, karpv1.CapacityTypeOnDemand}})
+	// Consolidation would move pods on its own schedule and blur what the
+	// faults did.
+	nodePool.Spec.Disruption = karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmpty, ConsolidateAfter: karpv1.MustParseNillableDuration("Never"),
+		Budgets: []karpv1.Budget{{Nodes: "100%"}}}
 	for _, o := range []client.Object{nodeClass, nodePool} {
 		if err := cp.Kube.Create(ctx, o); err != nil {
 			t.Fatalf("creating %T: %v", o, err)

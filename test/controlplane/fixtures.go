@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
@@ -35,4 +36,24 @@ func NodePool(nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementW
 		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
 		Requirements: reqs,
 	}}}})
+}
+
+// L4NodePool is the NodePool name of the process suites: amd64 nodes with
+// NVIDIA L4 GPUs, plus reqs, from the GPUNodeClass nc, consolidated at once
+// (WhenEmptyOrUnderutilized after 0s, every node at a time).
+func L4NodePool(name string, nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
+	return &karpv1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: karpv1.NodePoolSpec{
+			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
+				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
+				Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
+					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
+				}, reqs...),
+			}},
+			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
+				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
+		},
+	}
 }

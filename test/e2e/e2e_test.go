@@ -80,20 +80,7 @@ func TestEndToEnd(t *testing.T) {
 	nodeClass := controlplane.DiscoveryGPUNodeClass("gpu", "e2e")
 	idle := karpv1.MustParseNillableDuration("30s")
 	nodeClass.Spec.GPU.IdleAfter = &idle
-	nodePool := &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: karpv1.NodePoolSpec{
-			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
-				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
-				},
-			}},
-			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
-				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
-		},
-	}
+	nodePool := controlplane.L4NodePool("gpu", nodeClass)
 	for _, o := range []client.Object{nodeClass, nodePool} {
 		if err := kube.Create(ctx, o); err != nil {
 			t.Fatalf("creating %T: %v", o, err)

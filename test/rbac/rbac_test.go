@@ -452,22 +452,7 @@ func eventually(t *testing.T, ctx context.Context, timeout time.Duration, what s
 
 func nodeClass() *v1alpha1.GPUNodeClass { return controlplane.DiscoveryGPUNodeClass("gpu", "rbac") }
 
-func nodePool() *karpv1.NodePool {
-	return &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: karpv1.NodePoolSpec{
-			Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-				NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
-				Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-					{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-					{Key: v1alpha1.LabelGPUName, Operator: corev1.NodeSelectorOpIn, Values: []string{"l4"}},
-				},
-			}},
-			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
-				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
-		},
-	}
-}
+func nodePool() *karpv1.NodePool { return controlplane.L4NodePool("gpu", nodeClass()) }
 
 func gpuPod(name string) *corev1.Pod {
 	return &corev1.Pod{

@@ -86,6 +86,16 @@ var _ = Describe("Nominating pending pods to the nodes launched for them", func(
 		clear(big)
 		Expect(nominated(big)).To(Equal(bigNode))
 
+		By("a later run's plan that would over-fill the node: not nominated there")
+		// As a later provisioning run can place a pod on a NodeClaim whose
+		// first-planned pod it moved elsewhere: kube-scheduler would hold
+		// both shares and bind neither.
+		extra := gpuPod(4, "40", "160Gi", count("4"))
+		ExpectApplied(ctx, env.Client, extra)
+		cluster.UpdatePodToNodeClaimMapping(map[string][]*corev1.Pod{planned[big.Name].Name: {extra}})
+		Expect(nominated(extra)).To(BeEmpty(), "the 4-GPU node already holds the big pod's 4 GPUs")
+		Expect(nominated(big)).To(Equal(bigNode))
+
 		By("cleared once the node is initialized: kube-scheduler chose otherwise, left cleared")
 		claim := ExpectExists(ctx, env.Client, planned[small.Name])
 		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)

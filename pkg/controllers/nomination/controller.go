@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	resourcehelper "k8s.io/component-helpers/resource"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,12 +69,19 @@ type Controller struct {
 	// planned is the NodeClaim each pending pod was first planned on;
 	// nominated the node name this controller wrote on the pod.
 	planned   map[types.NamespacedName]string
-	nominated map[types.NamespacedName]string
+	nominated map[types.NamespacedName]nominee
+}
+
+// nominee is a nomination this controller wrote: the node and the pod's
+// requests, which it holds there.
+type nominee struct {
+	node     string
+	requests corev1.ResourceList
 }
 
 // NewController returns the nomination controller.
 func NewController(o Options) *Controller {
-	return &Controller{kube: o.KubeClient, cluster: o.Cluster, planned: map[types.NamespacedName]string{}, nominated: map[types.NamespacedName]string{}}
+	return &Controller{kube: o.KubeClient, cluster: o.Cluster, planned: map[types.NamespacedName]string{}, nominated: map[types.NamespacedName]nominee{}}
 }
 
 // Name is the controller's name.
@@ -136,12 +144,12 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		c.forget(key)
 		return reconcile.Result{}, nil
 	}
-	node, starting, err := c.plannedNode(ctx, key)
+	node, starting, err := c.plannedNode(ctx, pod)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	c.mu.Lock()
-	ours := c.nominated[key]
+	ours := c.nominated[key].node
 	c.mu.Unlock()
 	current := pod.Status.NominatedNodeName
 	switch {
@@ -180,7 +188,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		delete(c.nominated, key)
 		NominationsTotal.WithLabelValues("cleared").Inc()
 	} else {
-		c.nominated[key] = node
+		c.nominated[key] = nominee{node: node, requests: resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})}
 		NominationsTotal.WithLabelValues("set").Inc()
 	}
 	c.mu.Unlock()
@@ -188,48 +196,112 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 // plannedNode is the node name of the NodeClaim the pod is planned on ("" if
-// none, or not registered yet), and whether that NodeClaim is still
-// starting (not Initialized: kube-scheduler cannot bind there yet). A pod keeps the NodeClaim it was first
-// planned on while that exists: Karpenter's provisioning runs again while
-// pods wait for their nodes and re-places them first fit on the NodeClaims
-// in flight, which can differ from the plan the nodes were launched for. It
-// moves to a NodeClaim created later (Karpenter launched again for it).
-func (c *Controller) plannedNode(ctx context.Context, key types.NamespacedName) (string, bool, error) {
+// none, not registered yet, or no room left there), and whether that
+// NodeClaim is still starting (not Initialized: kube-scheduler cannot bind
+// there yet). A pod keeps the NodeClaim it was first planned on while that
+// exists: Karpenter's provisioning runs again while pods wait for their
+// nodes and re-places them first fit on the NodeClaims in flight, which can
+// differ from the plan the nodes were launched for. It moves to a NodeClaim
+// created later (Karpenter launched again for it). The pods nominated to a
+// node must fit it together: kube-scheduler holds every nominated pod's
+// share against the others of equal or lower priority, so two pods that do
+// not fit together there would each find the node full and neither would
+// bind. Plans of different provisioning runs can overlap that way (a pod
+// kept on its first NodeClaim, another placed there by a later run that
+// moved the first one elsewhere); the later run's placement is then tried,
+// and without room on either the pod is not nominated.
+func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod) (string, bool, error) {
+	key := client.ObjectKeyFromObject(pod)
 	c.mu.Lock()
 	pinned := c.planned[key]
 	c.mu.Unlock()
-	var pinnedNC *karpv1.NodeClaim
-	if pinned != "" {
-		pinnedNC = &karpv1.NodeClaim{}
-		if err := c.kube.Get(ctx, types.NamespacedName{Name: pinned}, pinnedNC); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return "", false, err
-			}
-			pinnedNC = nil
-		}
-		if pinnedNC != nil && !pinnedNC.DeletionTimestamp.IsZero() {
-			pinnedNC = nil
-		}
-	}
-	chosen := pinnedNC
-	if current := c.cluster.PodNodeClaimMapping(key); current != "" && current != pinned {
+	get := func(name string) (*karpv1.NodeClaim, error) {
 		nc := &karpv1.NodeClaim{}
-		if err := c.kube.Get(ctx, types.NamespacedName{Name: current}, nc); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return "", false, err
-			}
-		} else if nc.DeletionTimestamp.IsZero() && (chosen == nil || chosen.CreationTimestamp.Before(&nc.CreationTimestamp)) {
-			chosen = nc
+		if err := c.kube.Get(ctx, types.NamespacedName{Name: name}, nc); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		if !nc.DeletionTimestamp.IsZero() {
+			return nil, nil
+		}
+		return nc, nil
+	}
+	var candidates []*karpv1.NodeClaim
+	if pinned != "" {
+		nc, err := get(pinned)
+		if err != nil {
+			return "", false, err
+		}
+		if nc != nil {
+			candidates = append(candidates, nc)
 		}
 	}
+	if current := c.cluster.PodNodeClaimMapping(key); current != "" && current != pinned {
+		nc, err := get(current)
+		if err != nil {
+			return "", false, err
+		}
+		if nc != nil {
+			if len(candidates) > 0 && candidates[0].CreationTimestamp.Before(&nc.CreationTimestamp) {
+				candidates = []*karpv1.NodeClaim{nc, candidates[0]}
+			} else {
+				candidates = append(candidates, nc)
+			}
+		}
+	}
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if chosen == nil {
+	if len(candidates) == 0 {
 		delete(c.planned, key)
 		return "", false, nil
 	}
-	c.planned[key] = chosen.Name
-	return chosen.Status.NodeName, !chosen.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue(), nil
+	c.planned[key] = candidates[0].Name
+	for _, nc := range candidates {
+		if nc.Status.NodeName == "" {
+			// Not registered: nothing to nominate to yet, and no other
+			// candidate is taken in its place.
+			return "", false, nil
+		}
+		if c.fitsLocked(key, nc, requests) {
+			c.planned[key] = nc.Name
+			return nc.Status.NodeName, !nc.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue(), nil
+		}
+	}
+	return "", false, nil
+}
+
+// fitsLocked reports whether the pod's requests fit the NodeClaim's
+// allocatable beside those of the other pods this controller nominated to
+// its node.
+func (c *Controller) fitsLocked(key types.NamespacedName, nc *karpv1.NodeClaim, requests corev1.ResourceList) bool {
+	held := corev1.ResourceList{}
+	pods := int64(1)
+	for k, n := range c.nominated {
+		if k == key || n.node != nc.Status.NodeName {
+			continue
+		}
+		pods++
+		for name, q := range n.requests {
+			sum := held[name]
+			sum.Add(q)
+			held[name] = sum
+		}
+	}
+	if alloc, ok := nc.Status.Allocatable[corev1.ResourcePods]; ok && pods > alloc.Value() {
+		return false
+	}
+	for name, q := range requests {
+		alloc, ok := nc.Status.Allocatable[name]
+		if !ok {
+			continue
+		}
+		need := held[name]
+		need.Add(q)
+		if need.Cmp(alloc) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) forget(key types.NamespacedName) {

@@ -41,6 +41,8 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // NominationsTotal counts the nominatedNodeName writes, by action (set,
@@ -220,7 +222,7 @@ func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod) (string, 
 		if err := c.kube.Get(ctx, types.NamespacedName{Name: name}, nc); err != nil {
 			return nil, client.IgnoreNotFound(err)
 		}
-		if !nc.DeletionTimestamp.IsZero() {
+		if !nc.DeletionTimestamp.IsZero() || repackReplacementInFlight(nc) {
 			return nil, nil
 		}
 		return nc, nil
@@ -268,6 +270,16 @@ func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod) (string, 
 		}
 	}
 	return "", false, nil
+}
+
+// repackReplacementInFlight reports whether the NodeClaim is a repack
+// replacement whose move has not completed (pkg/controllers/repack): its
+// room is for the pods of the nodes it replaces, which are evicted once it
+// is up. Karpenter's provisioning sees it as free capacity in flight and
+// may place other pending pods there; nominating them would hold that room
+// against the moved pods, which then need new nodes.
+func repackReplacementInFlight(nc *karpv1.NodeClaim) bool {
+	return nc.Annotations[v1alpha1.AnnotationRepackOf] != "" && nc.Annotations[v1alpha1.AnnotationRepackCompletedAt] == ""
 }
 
 // fitsLocked reports whether the pod's requests fit the NodeClaim's

@@ -49,16 +49,7 @@ func TestPreviewNodePools(t *testing.T) {
 		{"--nodepools spot only, us-west-2 prices", append([]string{"--cluster", pods, "--nodepools", filepath.Join(npdata, "nodepools-spot.json")}, westPrices...), "g4dn.xlarge", karpv1.CapacityTypeSpot, 0.198, "gpu-spot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			jsonOut := filepath.Join(t.TempDir(), "preview.json")
-			var out, errOut bytes.Buffer
-			if err := run(append([]string{"preview", "--add", add, "--json", jsonOut}, tc.args...), &out, &errOut); err != nil {
-				t.Fatalf("%v\n%s", err, errOut.String())
-			}
-			var got []PreviewResult
-			readJSON(t, jsonOut, &got)
-			if len(got) != 2 {
-				t.Fatalf("%d policies, want 2", len(got))
-			}
+			got, out := previewJSON(t, append([]string{"--add", add}, tc.args...)...)
 			for _, p := range got {
 				if math.Abs(p.BeforeUSDPerHour-tc.usd) > 1e-6 || math.Abs(p.IncrementalUSDPerHour-tc.usd) > 1e-6 || p.GPUsAfter-p.GPUsBefore != 1 {
 					t.Errorf("%s: before $%.4f/h, incremental $%.4f/h, +%v GPUs; want $%.4f, $%.4f, +1", p.Policy, p.BeforeUSDPerHour, p.IncrementalUSDPerHour, p.GPUsAfter-p.GPUsBefore, tc.usd, tc.usd)
@@ -73,11 +64,11 @@ func TestPreviewNodePools(t *testing.T) {
 				}
 			}
 			note := "NodePools of "
-			if has := strings.Contains(out.String(), note); has != (tc.poolNote != "") || (has && !strings.Contains(out.String(), ": "+tc.poolNote+" (GPUNodeClass default), for both policies")) {
-				t.Errorf("output, want a NodePools note naming %q: %v\n%s", tc.poolNote, tc.poolNote != "", out.String())
+			if has := strings.Contains(out, note); has != (tc.poolNote != "") || (has && !strings.Contains(out, ": "+tc.poolNote+" (GPUNodeClass default), for both policies")) {
+				t.Errorf("output, want a NodePools note naming %q: %v\n%s", tc.poolNote, tc.poolNote != "", out)
 			}
-			if strings.Contains(out.String(), "ignored: karpenter.sh/v1 NodePool") {
-				t.Errorf("the NodePool taken from the List is also listed as ignored:\n%s", out.String())
+			if strings.Contains(out, "ignored: karpenter.sh/v1 NodePool") {
+				t.Errorf("the NodePool taken from the List is also listed as ignored:\n%s", out)
 			}
 		})
 	}

@@ -84,16 +84,7 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 			[]string{"karpenter-gpu: fits on the cluster's free capacity (no instance launched)", "stock: fits on the cluster's free capacity"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			jsonOut := filepath.Join(t.TempDir(), "preview.json")
-			var out, errOut bytes.Buffer
-			if err := run(append([]string{"preview", "--consolidate=false", "--json", jsonOut}, tc.args...), &out, &errOut); err != nil {
-				t.Fatalf("%v\n%s", err, errOut.String())
-			}
-			var got []PreviewResult
-			readJSON(t, jsonOut, &got)
-			if len(got) != 2 {
-				t.Fatalf("%d results, want 2", len(got))
-			}
+			got, out := previewJSON(t, append([]string{"--consolidate=false"}, tc.args...)...)
 			for _, p := range got {
 				w := tc.want
 				if p.Baseline != baselineNodes || math.Abs(p.BeforeUSDPerHour-3.912) > 1e-6 || math.Abs(p.AfterUSDPerHour-w.after) > 1e-6 ||
@@ -117,8 +108,8 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 				}
 			}
 			for _, s := range tc.text {
-				if !strings.Contains(out.String(), s) {
-					t.Errorf("output lacks %q:\n%s", s, out.String())
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
 				}
 			}
 		})
@@ -174,4 +165,21 @@ func TestPreviewBadNodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// previewJSON runs simulator preview with args and returns its JSON
+// results, one per policy, and what it printed.
+func previewJSON(t *testing.T, args ...string) ([]PreviewResult, string) {
+	t.Helper()
+	jsonOut := filepath.Join(t.TempDir(), "preview.json")
+	var out, errOut bytes.Buffer
+	if err := run(append([]string{"preview", "--json", jsonOut}, args...), &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	var got []PreviewResult
+	readJSON(t, jsonOut, &got)
+	if len(got) != 2 {
+		t.Fatalf("%d results, want 2 (one per policy)", len(got))
+	}
+	return got, out.String()
 }

@@ -106,13 +106,7 @@ func TestSimulateNodePools(t *testing.T) {
 // the field; it never panics and never runs.
 func TestPreviewBadNodePools(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, body string) string { return writeTemp(t, dir, name, body) }
 	pool := func(name, reqs string) string {
 		return "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: " + name + "}\nspec:\n  template:\n    spec:\n" +
 			"      nodeClassRef: {group: karpenter-gpu.io, kind: GPUNodeClass, name: default}\n      requirements: " + reqs + "\n"

@@ -119,13 +119,7 @@ func TestPreviewOnClusterNodes(t *testing.T) {
 // Bad node input is refused naming the file, the object and the field.
 func TestPreviewBadNodes(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, body string) string { return writeTemp(t, dir, name, body) }
 	pods, nodes, add := filepath.Join(ex, "cluster-pods.json"), filepath.Join(ex, "cluster-nodes.json"), filepath.Join(ex, "train-job.yaml")
 	node := func(name, alloc string) string {
 		return "apiVersion: v1\nkind: Node\nmetadata: {name: " + name + "}\nstatus:\n  allocatable: {" + alloc + "}\n"
@@ -182,4 +176,14 @@ func previewJSON(t *testing.T, args ...string) ([]PreviewResult, string) {
 		t.Fatalf("%d results, want 2 (one per policy)", len(got))
 	}
 	return got, out.String()
+}
+
+// writeTemp writes body to dir/name and returns the path.
+func writeTemp(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
 	controllerruntime "sigs.k8s.io/controller-runtime"
@@ -41,6 +42,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
+	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
@@ -146,7 +148,8 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		c.forget(key)
 		return reconcile.Result{}, nil
 	}
-	node, starting, err := c.plannedNode(ctx, pod)
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	node, starting, err := c.plannedNode(ctx, pod, requests)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -190,7 +193,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		delete(c.nominated, key)
 		NominationsTotal.WithLabelValues("cleared").Inc()
 	} else {
-		c.nominated[key] = nominee{node: node, requests: resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})}
+		c.nominated[key] = nominee{node: node, requests: requests}
 		NominationsTotal.WithLabelValues("set").Inc()
 	}
 	c.mu.Unlock()
@@ -212,7 +215,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // kept on its first NodeClaim, another placed there by a later run that
 // moved the first one elsewhere); the later run's placement is then tried,
 // and without room on either the pod is not nominated.
-func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod) (string, bool, error) {
+func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod, requests corev1.ResourceList) (string, bool, error) {
 	key := client.ObjectKeyFromObject(pod)
 	c.mu.Lock()
 	pinned := c.planned[key]
@@ -250,7 +253,6 @@ func (c *Controller) plannedNode(ctx context.Context, pod *corev1.Pod) (string, 
 			}
 		}
 	}
-	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(candidates) == 0 {
@@ -284,36 +286,15 @@ func repackReplacementInFlight(nc *karpv1.NodeClaim) bool {
 
 // fitsLocked reports whether the pod's requests fit the NodeClaim's
 // allocatable beside those of the other pods this controller nominated to
-// its node.
+// its node (core's resources.Fits: a resource the node lacks does not fit).
 func (c *Controller) fitsLocked(key types.NamespacedName, nc *karpv1.NodeClaim, requests corev1.ResourceList) bool {
-	held := corev1.ResourceList{}
-	pods := int64(1)
+	held := []corev1.ResourceList{requests, {corev1.ResourcePods: resource.MustParse("1")}}
 	for k, n := range c.nominated {
-		if k == key || n.node != nc.Status.NodeName {
-			continue
-		}
-		pods++
-		for name, q := range n.requests {
-			sum := held[name]
-			sum.Add(q)
-			held[name] = sum
+		if k != key && n.node == nc.Status.NodeName {
+			held = append(held, n.requests, corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")})
 		}
 	}
-	if alloc, ok := nc.Status.Allocatable[corev1.ResourcePods]; ok && pods > alloc.Value() {
-		return false
-	}
-	for name, q := range requests {
-		alloc, ok := nc.Status.Allocatable[name]
-		if !ok {
-			continue
-		}
-		need := held[name]
-		need.Add(q)
-		if need.Cmp(alloc) > 0 {
-			return false
-		}
-	}
-	return true
+	return resources.Fits(resources.Merge(held...), nc.Status.Allocatable)
 }
 
 func (c *Controller) forget(key types.NamespacedName) {

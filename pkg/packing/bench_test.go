@@ -154,6 +154,13 @@ func decisionBatch(tb testing.TB, n int) []*corev1.Pod {
 // packOnly runs the pure packer on the batch: aggregation into shapes, type
 // options from the catalog, Pack.
 func packOnly(pods []*corev1.Pod, its []*cloudprovider.InstanceType, np *karpv1.NodePool) packing.Plan {
+	items, types := packInput(pods, its, np)
+	return packing.Pack(items, types, packing.PackOptions{})
+}
+
+// packInput is Pack's input for pods on the pool's types: one item per
+// pod shape, one option per type at its price.
+func packInput(pods []*corev1.Pod, its []*cloudprovider.InstanceType, np *karpv1.NodePool) ([]packing.Item, []packing.TypeOption) {
 	var items []packing.Item
 	for _, c := range countedShapes(pods) {
 		items = append(items, packing.Item{Requests: c.requests, Count: c.count})
@@ -162,7 +169,7 @@ func packOnly(pods []*corev1.Pod, its []*cloudprovider.InstanceType, np *karpv1.
 	for _, t := range poolTypes(its, np) {
 		types = append(types, packing.TypeOption{Name: t.Name, Allocatable: t.Allocatable(), Capacity: t.Capacity, Price: t.price})
 	}
-	return packing.Pack(items, types, packing.PackOptions{})
+	return items, types
 }
 
 // BenchmarkDecision times one provisioning decision for 1,000 / 5,000 /

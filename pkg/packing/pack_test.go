@@ -1,6 +1,7 @@
 package packing_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"testing"
@@ -110,25 +111,28 @@ func TestPackImprovesOnGreedy(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	its := catalogTypes(t)
 	np := gpuNodePool("gpu")
-	for i := 0; i < 20; i++ {
-		pods := randomBatch(r, 1+r.Intn(200))
-		plan := packOnly(pods, its, np)
-		if plan.UnplacedCount() > 0 {
-			t.Fatalf("instance %d: %d unplaced", i, plan.UnplacedCount())
+	improvesOnGreedy := func(t *testing.T, items []packing.Item, types []packing.TypeOption) {
+		t.Helper()
+		greedy := packing.Pack(items, types, packing.PackOptions{NoImprove: true})
+		improved := packing.Pack(items, types, packing.PackOptions{})
+		checkPlan(t, items, types, greedy)
+		checkPlan(t, items, types, improved)
+		if improved.Cost > greedy.Cost+1e-9 {
+			t.Errorf("improved %v > greedy %v", improved.Cost, greedy.Cost)
+		}
+		if improved.UnplacedCount() > 0 {
+			t.Errorf("%d unplaced", improved.UnplacedCount())
 		}
 	}
-	items := []packing.Item{{Requests: req(3, 12, 1), Count: 7}, {Requests: req(10, 40, 2), Count: 3}, {Requests: req(40, 300, 8), Count: 1}}
-	types := []packing.TypeOption{
-		{Name: "a", Allocatable: alloc(4, 16, 1, 30), Price: 0.53},
-		{Name: "b", Allocatable: alloc(48, 192, 4, 200), Price: 3.9},
-		{Name: "c", Allocatable: alloc(96, 768, 8, 200), Price: 7.1},
-		{Name: "d", Allocatable: alloc(16, 64, 2, 100), Price: 1.9},
+	for i := 0; i < 20; i++ {
+		items, types := packInput(randomBatch(r, 1+r.Intn(200)), its, np)
+		t.Run(fmt.Sprintf("random %d", i), func(t *testing.T) { improvesOnGreedy(t, items, types) })
 	}
-	greedy := packing.Pack(items, types, packing.PackOptions{NoImprove: true})
-	improved := packing.Pack(items, types, packing.PackOptions{})
-	checkPlan(t, items, types, greedy)
-	checkPlan(t, items, types, improved)
-	if improved.Cost > greedy.Cost+1e-9 {
-		t.Errorf("improved %v > greedy %v", improved.Cost, greedy.Cost)
-	}
+	improvesOnGreedy(t, []packing.Item{{Requests: req(3, 12, 1), Count: 7}, {Requests: req(10, 40, 2), Count: 3}, {Requests: req(40, 300, 8), Count: 1}},
+		[]packing.TypeOption{
+			{Name: "a", Allocatable: alloc(4, 16, 1, 30), Price: 0.53},
+			{Name: "b", Allocatable: alloc(48, 192, 4, 200), Price: 3.9},
+			{Name: "c", Allocatable: alloc(96, 768, 8, 200), Price: 7.1},
+			{Name: "d", Allocatable: alloc(16, 64, 2, 100), Price: 1.9},
+		})
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -29,17 +28,18 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 	"github.com/karpenter-gpu/karpenter-gpu/test/manifests"
 )
 
 // repoRoot is the repository's root directory.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("no caller")
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return root
 }
 
 // decodeAll reads every document of a multi-document YAML file.
@@ -110,17 +110,16 @@ func loadExamples(t *testing.T) []example {
 	return out
 }
 
-// startAPIServer runs kube-apiserver and etcd from KUBEBUILDER_ASSETS
-// (bin/k8s, built by tools/build-envtest.sh) with the project's CRDs.
+// startAPIServer runs kube-apiserver and etcd from controlplane.Assets
+// (KUBEBUILDER_ASSETS, else bin/k8s, built by tools/build-envtest.sh) with
+// the project's CRDs.
 func startAPIServer(t *testing.T) client.Client {
 	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); dir == "" || err != nil {
-			t.Fatalf("envtest binary %q not found in KUBEBUILDER_ASSETS=%q; run `make envtest-bin` (tools/build-envtest.sh) or `make test`", bin, dir)
-		}
+	dir, err := controlplane.Assets()
+	if err != nil {
+		t.Fatal(err)
 	}
-	env := &envtest.Environment{CRDs: apis.CRDs, ErrorIfCRDPathMissing: true}
+	env := &envtest.Environment{BinaryAssetsDirectory: dir, CRDs: apis.CRDs, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting the API server: %v", err)

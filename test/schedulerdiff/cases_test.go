@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ks "github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
@@ -37,8 +39,32 @@ func neverPreempts(ctx context.Context, t *testing.T, kube client.Client) string
 	t.Helper()
 	never := corev1.PreemptNever
 	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "schedulerdiff-never-preempts"}, Value: 0, PreemptionPolicy: &never}
-	if err := kube.Create(ctx, pc); err != nil && !apierrors.IsAlreadyExists(err) {
+	err := kube.Create(ctx, pc)
+	if apierrors.IsAlreadyExists(err) {
+		return pc.Name
+	}
+	if err != nil {
 		t.Fatalf("creating %s: %v", pc.Name, err)
+	}
+	// The API server's Priority admission plugin reads PriorityClasses
+	// from an informer: a pod naming the class just created can be
+	// refused ("no PriorityClass with name ...") until the informer has
+	// it. A dry-run create tells when admission sees it.
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "priorityclass-probe", Namespace: namespace},
+		Spec: corev1.PodSpec{
+			PriorityClassName: pc.Name,
+			Containers:        []corev1.Container{{Name: "c", Image: "pause"}},
+		},
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := kube.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		if apierrors.IsForbidden(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("waiting for admission to see %s: %v", pc.Name, err)
 	}
 	return pc.Name
 }

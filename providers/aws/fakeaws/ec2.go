@@ -122,43 +122,39 @@ func (s *Server) ec2Action(action string, form url.Values) ([]node, *apiError) {
 	if out, aerr, ok := s.placementGroupAction(action, form); ok {
 		return out, aerr
 	}
-	switch action {
-	case "DescribeSubnets":
-		return s.describeSubnets(form)
-	case "DescribeSecurityGroups":
-		return s.describeSecurityGroups(form)
-	case "DescribeImages":
-		return s.describeImages(form)
-	case "DescribeAvailabilityZones":
-		return s.describeAvailabilityZones(form)
-	case "DescribeInstanceTypes":
-		return s.describeInstanceTypes(form)
-	case "DescribeInstanceTypeOfferings":
-		return s.describeInstanceTypeOfferings(form)
-	case "DescribeSpotPriceHistory":
-		return s.describeSpotPriceHistory(form)
-	case "DescribeCapacityReservations":
-		return s.describeCapacityReservations(form)
-	case "DescribeLaunchTemplates":
-		return s.describeLaunchTemplates(form)
-	case "CreateLaunchTemplate":
-		return s.createLaunchTemplate(form)
-	case "DeleteLaunchTemplate":
-		name := form.Get("LaunchTemplateName")
-		t, ok := s.templates[name]
-		if !ok {
-			return nil, notFound("InvalidLaunchTemplateName.NotFoundException", "launch template "+name+" does not exist")
-		}
-		delete(s.templates, name)
-		return []node{el("launchTemplate", txt("launchTemplateId", t.ID), txt("launchTemplateName", name))}, nil
-	case "DescribeInstances":
-		return s.describeInstances(form)
-	case "TerminateInstances":
-		return s.terminateInstances(form)
-	case "CreateTags":
-		return s.createTags(form)
+	if h, ok := ec2Handlers[action]; ok {
+		return h(s, form)
 	}
 	return nil, &apiError{code: "InvalidAction", message: "fakeaws does not implement " + action, status: http.StatusBadRequest}
+}
+
+// ec2Handlers are the EC2 actions fakeaws answers (besides dry runs and
+// the placement-group actions), by action name.
+var ec2Handlers = map[string]func(*Server, url.Values) ([]node, *apiError){
+	"DescribeSubnets":               (*Server).describeSubnets,
+	"DescribeSecurityGroups":        (*Server).describeSecurityGroups,
+	"DescribeImages":                (*Server).describeImages,
+	"DescribeAvailabilityZones":     (*Server).describeAvailabilityZones,
+	"DescribeInstanceTypes":         (*Server).describeInstanceTypes,
+	"DescribeInstanceTypeOfferings": (*Server).describeInstanceTypeOfferings,
+	"DescribeSpotPriceHistory":      (*Server).describeSpotPriceHistory,
+	"DescribeCapacityReservations":  (*Server).describeCapacityReservations,
+	"DescribeLaunchTemplates":       (*Server).describeLaunchTemplates,
+	"CreateLaunchTemplate":          (*Server).createLaunchTemplate,
+	"DeleteLaunchTemplate":          (*Server).deleteLaunchTemplate,
+	"DescribeInstances":             (*Server).describeInstances,
+	"TerminateInstances":            (*Server).terminateInstances,
+	"CreateTags":                    (*Server).createTags,
+}
+
+func (s *Server) deleteLaunchTemplate(form url.Values) ([]node, *apiError) {
+	name := form.Get("LaunchTemplateName")
+	t, ok := s.templates[name]
+	if !ok {
+		return nil, notFound("InvalidLaunchTemplateName.NotFoundException", "launch template "+name+" does not exist")
+	}
+	delete(s.templates, name)
+	return []node{el("launchTemplate", txt("launchTemplateId", t.ID), txt("launchTemplateName", name))}, nil
 }
 
 func (s *Server) describeSubnets(form url.Values) ([]node, *apiError) {

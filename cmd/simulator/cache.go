@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -68,7 +69,7 @@ func cacheDir() (string, error) {
 }
 
 // loadStock returns the cached stock result for key, if any.
-func loadStock(key string) (*simulation.Result, bool) {
+func loadStock(key string) (*report.Result, bool) {
 	d, err := cacheDir()
 	if err != nil {
 		return nil, false
@@ -77,7 +78,7 @@ func loadStock(key string) (*simulation.Result, bool) {
 	if err != nil {
 		return nil, false
 	}
-	r := &simulation.Result{}
+	r := &report.Result{}
 	if err := json.Unmarshal(b, r); err != nil || r.Policy != string(simulation.PolicyStock) || r.Series == nil {
 		return nil, false
 	}
@@ -86,7 +87,7 @@ func loadStock(key string) (*simulation.Result, bool) {
 
 // storeStock caches a stock result (atomically: a concurrent reader sees
 // the whole file or none).
-func storeStock(key string, r *simulation.Result) error {
+func storeStock(key string, r *report.Result) error {
 	d, err := cacheDir()
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/prices"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -188,9 +189,9 @@ func setDefaultPoolCapacityTypes(w *workload.Workload, cts []string) bool {
 }
 
 // writeFinOpsOutputs writes --allocation-csv.
-func writeFinOpsOutputs(f *finopsFlags, results []*simulation.Result) error {
+func writeFinOpsOutputs(f *finopsFlags, results []*report.Result) error {
 	if f.allocationCSV == "" {
 		return nil
 	}
-	return writeFile(f.allocationCSV, func(w io.Writer) error { return simulation.WriteAllocationCSV(w, results...) })
+	return writeFile(f.allocationCSV, func(w io.Writer) error { return report.WriteAllocationCSV(w, results...) })
 }

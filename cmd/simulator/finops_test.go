@@ -13,6 +13,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -78,7 +79,7 @@ func TestReportAllocationJSONAndCSV(t *testing.T) {
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
-	var c simulation.Comparison
+	var c report.Comparison
 	readJSON(t, jsonOut, &c)
 	f, _ := os.Open(csvOut)
 	defer f.Close()
@@ -144,7 +145,7 @@ func TestPricesFlags(t *testing.T) {
 		"--discount", "28", "--capacity-types", "spot", "--scheduler-profile", "bin-packing", "--policy", "karpenter-gpu", "--quiet", "--json", jsonOut}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	var r simulation.Result
+	var r report.Result
 	readJSON(t, jsonOut, &r)
 	// Spot g4dn.xlarge $0.198 (us-west-2b) + two g4dn.2xlarge at $0.295 (2b).
 	want := (0.198 + 2*0.295) * 3599 / 3600

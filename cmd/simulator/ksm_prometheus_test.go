@@ -22,7 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"github.com/karpenter-gpu/karpenter-gpu/test/syncbuf"
 )
@@ -353,7 +353,7 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("simulator %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 	}
-	var r simulation.Result
+	var r report.Result
 	readJSON(t, jsonOut, &r)
 	if r.GPUPodsTotal != 6 || r.PodsExcluded != 2 || r.PodsUnschedulable != 0 || r.PodsNeverStarted != 0 || r.SimulatedHours != 6 {
 		t.Errorf("report: %d GPU pods, %d excluded, %d unschedulable, %d never started, %.2f h simulated; want 6, 2, 0, 0, 6 h",
@@ -367,7 +367,7 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 		Pods     int
 		GPUHours string
 	}
-	rows := func(rs []simulation.AllocationRow) map[string]row {
+	rows := func(rs []report.AllocationRow) map[string]row {
 		m := map[string]row{}
 		for _, x := range rs {
 			m[x.Key] = row{x.Pods, fmt.Sprintf("%.3f", x.GPUHoursRequested)}
@@ -379,7 +379,7 @@ func TestKSMFromRealPrometheus(t *testing.T) {
 	trainer := 2*1 + 2*(6-62.0/60)
 	for _, dim := range []struct {
 		name string
-		got  []simulation.AllocationRow
+		got  []report.AllocationRow
 		want map[string]row
 	}{
 		{"namespace", ca.ByNamespace, map[string]row{"ml": {4, fmt.Sprintf("%.3f", 10+trainer+3)}, "inference": {2, "6.000"}}},

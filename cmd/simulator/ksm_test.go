@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 )
 
 // --group-by with a Kubernetes label key on a kube-state-metrics export:
@@ -24,7 +24,7 @@ func TestGroupByKSMLabel(t *testing.T) {
 	if err := run(args, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
-	var r simulation.Result
+	var r report.Result
 	readJSON(t, jsonOut, &r)
 	ca := r.CostAllocation
 	if ca == nil || ca.GroupBy != "app.kubernetes.io/part-of" {

@@ -29,6 +29,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -309,7 +310,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// The policies of --compare run concurrently: each simulation is
 	// sequential and deterministic on its own, and they share nothing but
 	// the lower bound of the workload.
-	results := make([]*simulation.Result, len(policies))
+	results := make([]*report.Result, len(policies))
 	errs := make([]error, len(policies))
 	var board *progressBoard
 	if showProgress {
@@ -356,20 +357,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "input: %s (%d pods), seed %d\n\n", w.Source, len(w.Pods), cfg.Seed)
-	if err := simulation.WriteTable(stdout, results...); err != nil {
+	if err := report.WriteTable(stdout, results...); err != nil {
 		return err
 	}
-	var report any = results[0]
+	var out any = results[0]
 	if f.compare {
-		report = simulation.Compare(results[0], results[1])
+		out = report.Compare(results[0], results[1])
 	}
 	if f.jsonOut != "" {
-		if err := writeFile(f.jsonOut, func(w io.Writer) error { return simulation.WriteJSON(w, report) }); err != nil {
+		if err := writeFile(f.jsonOut, func(w io.Writer) error { return report.WriteJSON(w, out) }); err != nil {
 			return err
 		}
 	}
 	if f.csvOut != "" {
-		if err := writeFile(f.csvOut, func(w io.Writer) error { return simulation.WriteCSV(w, results...) }); err != nil {
+		if err := writeFile(f.csvOut, func(w io.Writer) error { return report.WriteCSV(w, results...) }); err != nil {
 			return err
 		}
 	}
@@ -377,7 +378,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if f.htmlOut != "" {
-		if err := writeFile(f.htmlOut, func(w io.Writer) error { return simulation.WriteHTML(w, results...) }); err != nil {
+		if err := writeFile(f.htmlOut, func(w io.Writer) error { return report.WriteHTML(w, results...) }); err != nil {
 			return err
 		}
 	}

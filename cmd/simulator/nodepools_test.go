@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -89,7 +89,7 @@ func TestSimulateNodePools(t *testing.T) {
 	if err := run([]string{"--trace", filepath.Join(npdata, "cluster.json"), "--compare", "--no-cache", "--quiet", "--json", jsonOut}, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
-	var c simulation.Comparison
+	var c report.Comparison
 	readJSON(t, jsonOut, &c)
 	for _, r := range c.Results {
 		if len(r.Instances) != 1 || r.Instances[0].Type != "g6.xlarge" || r.Instances[0].NodePool != "gpu-g6" {

@@ -27,6 +27,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -48,14 +49,14 @@ type PreviewResult struct {
 	// Launched are the instances launched after the manifest arrived and
 	// still running at the end; Terminated those running before it and not
 	// at the end (consolidation replaced them).
-	Launched   []simulation.InstanceRun `json:"launched"`
-	Terminated []simulation.InstanceRun `json:"terminated"`
+	Launched   []report.InstanceRun `json:"launched"`
+	Terminated []report.InstanceRun `json:"terminated"`
 	// FitsOnFreeCapacity: nothing launched, every added pod ran.
 	FitsOnFreeCapacity bool `json:"fits_on_free_capacity"`
 	AddedPods          int  `json:"added_pods"`
 	// AddedPodsPending never ran by the end (unschedulable or still
 	// waiting), with Karpenter's reason when it has one.
-	AddedPodsPending []simulation.UnschedulablePod `json:"added_pods_pending,omitempty"`
+	AddedPodsPending []report.UnschedulablePod `json:"added_pods_pending,omitempty"`
 	// OnClusterNodes are the added pods placed on the cluster's nodes' free
 	// capacity, ClusterNodes those nodes as priced (baseline "cluster
 	// nodes" only).
@@ -65,9 +66,9 @@ type PreviewResult struct {
 	// consolidated"): the nodes' $/h as they are, and what the policy did
 	// to the Karpenter nodes before the manifest arrived (before is then
 	// after that consolidation).
-	ClusterNodesUSDPerHour float64            `json:"cluster_nodes_usd_per_hour,omitempty"`
-	Consolidation          *Consolidation     `json:"consolidation,omitempty"`
-	Result                 *simulation.Result `json:"-"`
+	ClusterNodesUSDPerHour float64        `json:"cluster_nodes_usd_per_hour,omitempty"`
+	Consolidation          *Consolidation `json:"consolidation,omitempty"`
+	Result                 *report.Result `json:"-"`
 	added                  map[string]bool
 }
 
@@ -221,7 +222,7 @@ Flags:
 					return err
 				}
 				if jsonOut != "" {
-					return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+					return writeFile(jsonOut, func(wr io.Writer) error { return report.WriteJSON(wr, out) })
 				}
 				return nil
 			}
@@ -237,7 +238,7 @@ Flags:
 			return err
 		}
 		if jsonOut != "" {
-			return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+			return writeFile(jsonOut, func(wr io.Writer) error { return report.WriteJSON(wr, out) })
 		}
 		return nil
 	}
@@ -246,7 +247,7 @@ Flags:
 	cfg.Logger = &l
 	out := make([]*PreviewResult, len(previewPolicies))
 	cfg.LowerBound = simulation.NewLowerBoundCache()
-	errs := simulatePreviewPolicies(w, cfg, func(i int, r *simulation.Result) { out[i] = preview(r, at, added) })
+	errs := simulatePreviewPolicies(w, cfg, func(i int, r *report.Result) { out[i] = preview(r, at, added) })
 	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("simulating %s: %w", previewPolicies[i], err)
@@ -256,7 +257,7 @@ Flags:
 		return err
 	}
 	if jsonOut != "" {
-		return writeFile(jsonOut, func(wr io.Writer) error { return simulation.WriteJSON(wr, out) })
+		return writeFile(jsonOut, func(wr io.Writer) error { return report.WriteJSON(wr, out) })
 	}
 	return nil
 }
@@ -309,7 +310,7 @@ var previewPolicies = []simulation.Policy{simulation.PolicyKarpenterGPU, simulat
 // previewPolicies, in parallel, and hands the i-th policy's result to use
 // (on that run's goroutine). It returns the runs' errors, one per policy,
 // nil where the run succeeded (use is not called for a failed run).
-func simulatePreviewPolicies(w *workload.Workload, cfg simulation.Config, use func(i int, r *simulation.Result)) []error {
+func simulatePreviewPolicies(w *workload.Workload, cfg simulation.Config, use func(i int, r *report.Result)) []error {
 	errs := make([]error, len(previewPolicies))
 	var wg sync.WaitGroup
 	for i, p := range previewPolicies {
@@ -328,7 +329,7 @@ func simulatePreviewPolicies(w *workload.Workload, cfg simulation.Config, use fu
 	return errs
 }
 
-func preview(r *simulation.Result, at time.Duration, added map[string]bool) *PreviewResult {
+func preview(r *report.Result, at time.Duration, added map[string]bool) *PreviewResult {
 	atH := at.Hours()
 	p := &PreviewResult{Policy: r.Policy, Baseline: baselineFleet, AfterUSDPerHour: r.FinalFleetUSDPerHr, AddedPods: len(added), Result: r}
 	for _, in := range r.Instances {
@@ -362,7 +363,7 @@ func preview(r *simulation.Result, at time.Duration, added map[string]bool) *Pre
 }
 
 // isAdded reports whether an unschedulable pod is one of the added pods.
-func (p *PreviewResult) isAdded(u simulation.UnschedulablePod) bool {
+func (p *PreviewResult) isAdded(u report.UnschedulablePod) bool {
 	return p.added[u.Name] || p.added["default/"+u.Name] || matchesKey(p.added, u.Name)
 }
 
@@ -421,7 +422,7 @@ func plural(n int, what string) string {
 }
 
 // describeInstances: "2 × g5.12xlarge (on-demand, $5.672/h), ...".
-func describeInstances(ins []simulation.InstanceRun) string {
+func describeInstances(ins []report.InstanceRun) string {
 	type k struct {
 		typ, ct string
 		price   float64

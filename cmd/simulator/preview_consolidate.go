@@ -30,6 +30,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -46,12 +47,12 @@ type Consolidation struct {
 	FleetUSDPerHour float64 `json:"fleet_usd_per_hour"`
 	// Retired are the instances of those nodes gone by then; Launched those
 	// launched in their place.
-	Retired  []simulation.InstanceRun `json:"retired,omitempty"`
-	Launched []simulation.InstanceRun `json:"launched,omitempty"`
+	Retired  []report.InstanceRun `json:"retired,omitempty"`
+	Launched []report.InstanceRun `json:"launched,omitempty"`
 	// ClusterPodsPending are pods bound to the Karpenter nodes that the
 	// simulated fleet did not run (e.g. a node selector on a label of the
 	// cluster's own NodePool, which the simulated one lacks).
-	ClusterPodsPending []simulation.UnschedulablePod `json:"cluster_pods_pending,omitempty"`
+	ClusterPodsPending []report.UnschedulablePod `json:"cluster_pods_pending,omitempty"`
 }
 
 // karpenterNodeSplit splits the cluster's nodes into those the simulation
@@ -155,7 +156,7 @@ func previewConsolidating(w *workload.Workload, added map[string]bool, cn *workl
 	cfg.Horizon = at + settle
 	cfg.LowerBound = simulation.NewLowerBoundCache()
 	out := make([]*PreviewResult, len(previewPolicies))
-	errs := simulatePreviewPolicies(&sw, cfg, func(i int, r *simulation.Result) {
+	errs := simulatePreviewPolicies(&sw, cfg, func(i int, r *report.Result) {
 		pr := preview(r, at, overflowKeys)
 		o := &PreviewResult{Policy: string(previewPolicies[i]), Baseline: baselineConsolidated, Result: r, AddedPods: len(added),
 			ClusterNodesUSDPerHour: nodesUSD, ClusterNodes: all, OnClusterNodes: np.placed,

@@ -17,7 +17,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 )
 
 // writeList writes objects as the v1 List kubectl prints.
@@ -224,7 +224,7 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 							consolidate, p.Policy, p.Baseline, p.BeforeUSDPerHour, p.AfterUSDPerHour, p.IncrementalUSDPerHour, p.FitsOnFreeCapacity,
 							baseline, w.before, w.after, w.incremental, w.fits)
 					}
-					types := func(ins []simulation.InstanceRun) []string {
+					types := func(ins []report.InstanceRun) []string {
 						var out []string
 						for _, in := range ins {
 							out = append(out, in.Type)

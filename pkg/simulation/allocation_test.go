@@ -12,12 +12,13 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/prices"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 const finopsExamples = "../../examples/finops"
 
-func sumRows(rows []AllocationRow) (usd, req, alloc float64) {
+func sumRows(rows []report.AllocationRow) (usd, req, alloc float64) {
 	for _, r := range rows {
 		usd += r.CostUSD
 		req += r.GPUHoursRequested
@@ -26,13 +27,13 @@ func sumRows(rows []AllocationRow) (usd, req, alloc float64) {
 	return usd, req, alloc
 }
 
-func row(rows []AllocationRow, key string) AllocationRow {
+func row(rows []report.AllocationRow, key string) report.AllocationRow {
 	for _, r := range rows {
 		if r.Key == key {
 			return r
 		}
 	}
-	return AllocationRow{Key: key + " (missing)"}
+	return report.AllocationRow{Key: key + " (missing)"}
 }
 
 // The kubectl pod list of examples/finops (all on g4dn): train (2 CPU,
@@ -78,7 +79,7 @@ func TestCostAllocationPodList(t *testing.T) {
 			if math.Abs(idle-ca.IdleUSD) > 0.01 || len(ca.IdleByNodePool) != 1 || ca.IdleByNodePool[0].Key != "gpu" {
 				t.Errorf("idle by NodePool %+v, want all of $%.4f on gpu", ca.IdleByNodePool, ca.IdleUSD)
 			}
-			for name, rows := range map[string][]AllocationRow{"namespace": ca.ByNamespace, "label": ca.ByLabel, "pod group": ca.ByPodGroup} {
+			for name, rows := range map[string][]report.AllocationRow{"namespace": ca.ByNamespace, "label": ca.ByLabel, "pod group": ca.ByPodGroup} {
 				usd, req, alloc := sumRows(rows)
 				if math.Abs(usd-ca.AllocatedUSD) > 0.01 || math.Abs(usd+ca.IdleUSD-r.CostUSD) > 0.01 {
 					t.Errorf("by %s: $%.4f + idle $%.4f, want the fleet's $%.4f", name, usd, ca.IdleUSD, r.CostUSD)

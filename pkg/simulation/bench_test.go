@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -14,7 +15,7 @@ func benchCompare(b *testing.B, w *workload.Workload, mutate func(*Config)) {
 	for i := 0; i < b.N; i++ {
 		lb := NewLowerBoundCache()
 		var wg sync.WaitGroup
-		results := make([]*Result, 2)
+		results := make([]*report.Result, 2)
 		errs := make([]error, 2)
 		for j, p := range []Policy{PolicyKarpenterGPU, PolicyStock} {
 			cfg := DefaultConfig()
@@ -34,7 +35,7 @@ func benchCompare(b *testing.B, w *workload.Workload, mutate func(*Config)) {
 				b.Fatal(err)
 			}
 		}
-		c := Compare(results[0], results[1])
+		c := report.Compare(results[0], results[1])
 		b.ReportMetric(c.Ratios["cost_usd"], "cost-ratio")
 		b.ReportMetric(results[0].CostOverLowerBound, "gpu-cost/lb")
 		b.ReportMetric(results[1].CostOverLowerBound, "stock-cost/lb")

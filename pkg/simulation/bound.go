@@ -17,6 +17,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -35,7 +36,7 @@ type LowerBoundCache struct {
 	boost     chan struct{}
 	boostOnce sync.Once
 	usd       float64
-	series    []point
+	series    []report.Point
 	err       error
 	// solves is the number of LP solves; exactTime the share of the
 	// simulated time whose bound was solved exactly.
@@ -78,7 +79,7 @@ func (e *engine) startLowerBound() error {
 		set := func(sb *storedBound) {
 			c.usd, c.solves, c.exactTime = sb.USD, sb.Solves, sb.ExactTime
 			for _, s := range sb.Steps {
-				c.series = append(c.series, point{s.T, s.V})
+				c.series = append(c.series, report.Point{T: s.T, V: s.V})
 			}
 		}
 		if sb, ok := loadBound(c.Dir, key); ok {
@@ -101,7 +102,7 @@ func (e *engine) startLowerBound() error {
 
 // lowerBound waits for the background computation: the bound in USD and
 // its $/h as a step function.
-func (e *engine) lowerBound() (float64, []point, error) {
+func (e *engine) lowerBound() (float64, []report.Point, error) {
 	c := e.cfg.LowerBound
 	c.boostOnce.Do(func() { close(c.boost) })
 	<-c.done

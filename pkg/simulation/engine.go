@@ -58,6 +58,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
@@ -239,7 +240,7 @@ func (e *engine) timed(phase string, start time.Time) {
 }
 
 // Run simulates the workload under cfg and returns the result.
-func Run(ctx context.Context, w *workload.Workload, cfg Config) (*Result, error) {
+func Run(ctx context.Context, w *workload.Workload, cfg Config) (*report.Result, error) {
 	e, err := newEngine(ctx, w, cfg)
 	if err != nil {
 		return nil, err

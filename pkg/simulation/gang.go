@@ -15,6 +15,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -243,56 +244,17 @@ func (e *engine) routeGang(k objKey, addReq func(string, types.NamespacedName)) 
 	}
 }
 
-// GangReport is the account of a run's gangs.
-type GangReport struct {
-	Gangs int `json:"gangs"`
-	// NeverStarted never had MinMembers running by the horizon.
-	NeverStarted int `json:"never_started"`
-	// PartialGPUHours: GPU-hours of members running while fewer than
-	// MinMembers of their gang ran (paid, waiting for the rest);
-	// PartialUSD what they cost at their node's price per GPU.
-	PartialGPUHours float64 `json:"partial_gpu_hours"`
-	PartialUSD      float64 `json:"partial_usd"`
-	// PartialHours: time some but fewer than MinMembers members ran,
-	// summed over the gangs.
-	PartialHours float64 `json:"partial_hours"`
-	// StartWaitMinutes: from a started gang's last member's arrival to
-	// its start.
-	StartWaitMinutes Percentiles `json:"start_wait_minutes"`
-	// GroupLaunches and GroupsRefused count the fleet's all-or-nothing
-	// group launches of gang attempts (ganglaunch.go): launched whole,
-	// refused whole. Stock launches gangs node by node: none.
-	GroupLaunches int       `json:"group_launches"`
-	GroupsRefused int       `json:"groups_refused"`
-	ByGang        []GangRun `json:"by_gang"`
-}
-
-// GangRun is one gang's account.
-type GangRun struct {
-	Name       string `json:"name"`
-	Size       int    `json:"size"`
-	MinMembers int    `json:"min_members"`
-	// StartedHours is when MinMembers ran (hours since the start); nil
-	// when the gang never started.
-	StartedHours     *float64 `json:"started_hours,omitempty"`
-	MaxRunning       int      `json:"running_at_end"`
-	PartialHours     float64  `json:"partial_hours"`
-	PartialGPUHours  float64  `json:"partial_gpu_hours"`
-	PartialUSD       float64  `json:"partial_usd"`
-	StartWaitMinutes float64  `json:"start_wait_minutes,omitempty"`
-}
-
 // gangReport closes the gangs' accounts at the horizon (nil without gangs).
-func (e *engine) gangReport() *GangReport {
+func (e *engine) gangReport() *report.GangReport {
 	if len(e.gangs.byName) == 0 {
 		return nil
 	}
-	r := &GangReport{}
+	r := &report.GangReport{}
 	var waits []float64
 	for _, key := range lo.Keys(e.gangs.byName) {
 		g := e.gangs.byName[key]
 		g.accrue(e.horizon)
-		run := GangRun{Name: key, Size: g.gang.Size, MinMembers: g.gang.MinMembers, MaxRunning: len(g.running),
+		run := report.GangRun{Name: key, Size: g.gang.Size, MinMembers: g.gang.MinMembers, MaxRunning: len(g.running),
 			PartialHours: g.partial.Hours(), PartialGPUHours: g.partialGPUHours, PartialUSD: g.partialUSD}
 		if g.started {
 			h := g.startedAt.Sub(Epoch).Hours()
@@ -313,28 +275,7 @@ func (e *engine) gangReport() *GangReport {
 	r.GroupLaunches, r.GroupsRefused = e.fleet.GroupCounts()
 	if len(waits) > 0 {
 		sort.Float64s(waits)
-		r.StartWaitMinutes = Percentiles{P50: percentile(waits, 50), P95: percentile(waits, 95), P99: percentile(waits, 99), Max: waits[len(waits)-1], Count: len(waits)}
+		r.StartWaitMinutes = report.Percentiles{P50: percentile(waits, 50), P95: percentile(waits, 95), P99: percentile(waits, 99), Max: waits[len(waits)-1], Count: len(waits)}
 	}
 	return r
-}
-
-// gangRows adds the gang account to the comparison table.
-func gangRows(row func(string, func(*Result) float64, string)) {
-	g := func(f func(*GangReport) float64) func(*Result) float64 {
-		return func(r *Result) float64 {
-			if r.Gangs == nil {
-				return 0
-			}
-			return f(r.Gangs)
-		}
-	}
-	row("gangs", g(func(x *GangReport) float64 { return float64(x.Gangs) }), "%.0f")
-	row("  gangs never started", g(func(x *GangReport) float64 { return float64(x.NeverStarted) }), "%.0f")
-	row("  partial-gang GPU-hours", g(func(x *GangReport) float64 { return x.PartialGPUHours }), "%.1f")
-	row("  partial-gang $", g(func(x *GangReport) float64 { return x.PartialUSD }), "%.2f")
-	row("  partial-gang hours", g(func(x *GangReport) float64 { return x.PartialHours }), "%.2f")
-	row("  gang start wait p50 (min)", g(func(x *GangReport) float64 { return x.StartWaitMinutes.P50 }), "%.1f")
-	row("  gang start wait max (min)", g(func(x *GangReport) float64 { return x.StartWaitMinutes.Max }), "%.1f")
-	row("  gang group launches", g(func(x *GangReport) float64 { return float64(x.GroupLaunches) }), "%.0f")
-	row("  gang groups refused whole", g(func(x *GangReport) float64 { return float64(x.GroupsRefused) }), "%.0f")
 }

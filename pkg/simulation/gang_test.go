@@ -9,6 +9,7 @@ import (
 	"github.com/samber/lo"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 )
@@ -25,13 +26,13 @@ func TestGangScenario(t *testing.T) {
 	w := load(t, "gang.yaml", workload.TraceOptions{})
 	gpu := run(t, w, func(c *Config) { c.Horizon = 6 * time.Hour })
 	stock := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.Horizon = 6 * time.Hour })
-	for _, r := range []*Result{gpu, stock} {
+	for _, r := range []*report.Result{gpu, stock} {
 		if r.Gangs == nil || r.Gangs.Gangs != 2 || len(r.Gangs.ByGang) != 2 {
 			t.Fatalf("%s: gang report %+v, want 2 gangs", r.Policy, r.Gangs)
 		}
 	}
-	byName := func(r *Result, name string) GangRun {
-		g, ok := lo.Find(r.Gangs.ByGang, func(g GangRun) bool { return g.Name == "default/"+name })
+	byName := func(r *report.Result, name string) report.GangRun {
+		g, ok := lo.Find(r.Gangs.ByGang, func(g report.GangRun) bool { return g.Name == "default/"+name })
 		if !ok {
 			t.Fatalf("%s: no gang %s in %+v", r.Policy, name, r.Gangs.ByGang)
 		}
@@ -64,10 +65,10 @@ func TestGangScenario(t *testing.T) {
 		t.Errorf("karpenter-gpu: %d gangs never started, want 1 (train-b)", gpu.Gangs.NeverStarted)
 	}
 	// Nothing launched for train-b: the only 8-GPU nodes are train-a's two.
-	if n := lo.CountBy(gpu.Instances, func(i InstanceRun) bool { return i.GPUs == 8 }); n != 2 {
+	if n := lo.CountBy(gpu.Instances, func(i report.InstanceRun) bool { return i.GPUs == 8 }); n != 2 {
 		t.Errorf("karpenter-gpu launched %d 8-GPU nodes, want 2 (train-a's workers, together)", n)
 	}
-	starts := lo.Uniq(lo.FilterMap(gpu.Instances, func(i InstanceRun, _ int) (float64, bool) { return i.StartHours, i.GPUs == 8 }))
+	starts := lo.Uniq(lo.FilterMap(gpu.Instances, func(i report.InstanceRun, _ int) (float64, bool) { return i.StartHours, i.GPUs == 8 }))
 	if len(starts) != 1 {
 		t.Errorf("karpenter-gpu: train-a's nodes launched at %v, want one instant", starts)
 	}
@@ -105,7 +106,7 @@ podGroups:
 `)
 	gpu := run(t, w, func(c *Config) { c.Horizon = 4 * time.Hour })
 	stock := run(t, w, func(c *Config) { c.Policy = PolicyStock; c.Horizon = 4 * time.Hour })
-	for _, r := range []*Result{gpu, stock} {
+	for _, r := range []*report.Result{gpu, stock} {
 		if r.Gangs == nil || len(r.Gangs.ByGang) != 1 || r.Gangs.ByGang[0].StartedHours == nil {
 			t.Fatalf("%s: gang report %+v, want one started gang", r.Policy, r.Gangs)
 		}
@@ -125,8 +126,8 @@ podGroups:
 		t.Errorf("karpenter-gpu: the gang started at %.2f h, before its second worker arrived (0.5 h)", started)
 	}
 	// All three workers ran under both policies.
-	for _, r := range []*Result{gpu, stock} {
-		if n := lo.CountBy(r.Instances, func(i InstanceRun) bool { return i.GPUs == 8 }); n != 3 {
+	for _, r := range []*report.Result{gpu, stock} {
+		if n := lo.CountBy(r.Instances, func(i report.InstanceRun) bool { return i.GPUs == 8 }); n != 3 {
 			t.Errorf("%s: %d 8-GPU nodes, want 3", r.Policy, n)
 		}
 		if r.PodsNeverStarted != 0 {

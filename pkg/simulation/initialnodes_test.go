@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -48,7 +49,7 @@ func TestInitialNodes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var initial, running []InstanceRun
+				var initial, running []report.InstanceRun
 				for _, in := range r.Instances {
 					if in.StartHours == 0 {
 						initial = append(initial, in)

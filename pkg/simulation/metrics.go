@@ -1,41 +1,20 @@
 package simulation
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
-
-// point is one step of a step function of simulated time.
-type point struct {
-	T time.Duration // since Epoch
-	V float64
-}
-
-// MarshalJSON writes [hours, value].
-func (p point) MarshalJSON() ([]byte, error) {
-	return json.Marshal([2]float64{p.T.Hours(), p.V})
-}
-
-// UnmarshalJSON reads [hours, value].
-func (p *point) UnmarshalJSON(b []byte) error {
-	var v [2]float64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	p.T, p.V = time.Duration(v[0]*float64(time.Hour)), v[1]
-	return nil
-}
 
 // collector gathers what the report needs while the simulation runs.
 type collector struct {
 	e         *engine
 	allocGPUs int64
-	alloc     []point // GPUs requested by bound pods
+	alloc     []report.Point // GPUs requested by bound pods
 	waits     []float64
 
 	evictions, gpuEvictions int
@@ -65,7 +44,7 @@ func (c *collector) podArrived(*podState) {}
 func (c *collector) podBound(ps *podState) {
 	if g := ps.spec.GPUs(); g > 0 {
 		c.allocGPUs += g
-		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
+		c.alloc = append(c.alloc, report.Point{T: c.now(), V: float64(c.allocGPUs)})
 	}
 	c.bindStart(ps)
 }
@@ -77,7 +56,7 @@ func (c *collector) podRunning(ps *podState) {
 func (c *collector) podGone(ps *podState) {
 	if g := ps.spec.GPUs(); g > 0 && !ps.bound.IsZero() {
 		c.allocGPUs -= g
-		c.alloc = append(c.alloc, point{c.now(), float64(c.allocGPUs)})
+		c.alloc = append(c.alloc, report.Point{T: c.now(), V: float64(c.allocGPUs)})
 	}
 	c.bindEnd(ps)
 }
@@ -142,7 +121,7 @@ func (c *collector) controllerError(name string, err error) {
 
 // integrate returns ∫ f dt (in value-hours) of a step function over
 // [0, end), f being 0 before its first point.
-func integrate(pts []point, end time.Duration) float64 {
+func integrate(pts []report.Point, end time.Duration) float64 {
 	total := 0.0
 	for i, p := range pts {
 		if p.T >= end {
@@ -169,7 +148,7 @@ func percentile(sorted []float64, p float64) float64 {
 
 // fleetSeries turns instance records into step functions of the hourly
 // cost and the GPUs paid for.
-func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []point) {
+func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []report.Point) {
 	type delta struct {
 		t     time.Duration
 		price float64
@@ -194,15 +173,15 @@ func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []point) {
 		if c < 1e-9 {
 			c = 0
 		}
-		cost = append(cost, point{d.t, c})
-		gpus = append(gpus, point{d.t, float64(g)})
+		cost = append(cost, report.Point{T: d.t, V: c})
+		gpus = append(gpus, report.Point{T: d.t, V: float64(g)})
 	}
 	return cost, gpus
 }
 
 // requestedSeries is the step function of GPUs requested by pods alive in
 // the workload (whatever the simulation did with them).
-func requestedSeries(w *workload.Workload) []point {
+func requestedSeries(w *workload.Workload) []report.Point {
 	type delta struct {
 		t time.Duration
 		g int64
@@ -218,14 +197,14 @@ func requestedSeries(w *workload.Workload) []point {
 		}
 	}
 	sort.SliceStable(ds, func(i, j int) bool { return ds[i].t < ds[j].t })
-	var out []point
+	var out []report.Point
 	var g int64
 	for i, d := range ds {
 		g += d.g
 		if i+1 < len(ds) && ds[i+1].t == d.t {
 			continue
 		}
-		out = append(out, point{d.t, float64(g)})
+		out = append(out, report.Point{T: d.t, V: float64(g)})
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -31,7 +32,7 @@ func TestTimeSeriesJSONAndCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := &Result{}
+	back := &report.Result{}
 	if err := json.Unmarshal(b, back); err != nil {
 		t.Fatal(err)
 	}
@@ -43,14 +44,14 @@ func TestTimeSeriesJSONAndCSV(t *testing.T) {
 		t.Fatalf("first fleet cost point %v, want 7.824", back.Series.Cost[0])
 	}
 	var buf bytes.Buffer
-	if err := WriteCSV(&buf, back); err != nil {
+	if err := report.WriteCSV(&buf, back); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) < 3 || strings.Join(rows[0], ",") != strings.Join(CSVHeader, ",") {
+	if len(rows) < 3 || strings.Join(rows[0], ",") != strings.Join(report.CSVHeader, ",") {
 		t.Fatalf("CSV %v", rows)
 	}
 	sawFleet := false

@@ -17,6 +17,7 @@ import (
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
@@ -44,7 +45,7 @@ func scenario(t *testing.T, name, yaml string) *workload.Workload {
 	return w
 }
 
-func run(t *testing.T, w *workload.Workload, mutate func(*Config)) *Result {
+func run(t *testing.T, w *workload.Workload, mutate func(*Config)) *report.Result {
 	t.Helper()
 	cfg := DefaultConfig()
 	if mutate != nil {
@@ -136,7 +137,7 @@ func TestHandChecked(t *testing.T) {
 
 // normalized is a result's JSON without the fields that measure the
 // machine rather than the simulation.
-func normalized(t *testing.T, r *Result) string {
+func normalized(t *testing.T, r *report.Result) string {
 	t.Helper()
 	c := *r
 	c.WallSeconds, c.Profile = 0, nil

@@ -1,4 +1,4 @@
-package simulation
+package report
 
 import (
 	"encoding/csv"
@@ -24,7 +24,7 @@ func WriteCSV(w io.Writer, results ...*Result) error {
 		if r.Series == nil {
 			return fmt.Errorf("%s: the result has no time series", r.Policy)
 		}
-		all := [][]point{r.Series.Cost, r.Series.GPUsPaid, r.Series.GPUsAllocated, r.Series.GPUsRequested, r.Series.LowerBound}
+		all := [][]Point{r.Series.Cost, r.Series.GPUsPaid, r.Series.GPUsAllocated, r.Series.GPUsRequested, r.Series.LowerBound}
 		seen := map[time.Duration]bool{0: true}
 		times := []time.Duration{0}
 		for _, s := range all {

@@ -1,4 +1,4 @@
-package simulation
+package report
 
 import (
 	"fmt"
@@ -75,7 +75,7 @@ type chartLine struct {
 	Label  string
 	Color  string
 	Dashed bool
-	Points []point
+	Points []Point
 }
 
 // svgChart draws step functions over [0, end) as an SVG line chart.
@@ -143,12 +143,12 @@ func svgChart(title string, end time.Duration, lines []chartLine) template.HTML 
 
 // downsample keeps at most n points per line: within each of n time
 // buckets, the last value and the bucket's maximum (so peaks stay visible).
-func downsample(pts []point, end time.Duration, n int) []point {
+func downsample(pts []Point, end time.Duration, n int) []Point {
 	if len(pts) <= 2*n {
 		return pts
 	}
 	bucket := end / time.Duration(n)
-	var out []point
+	var out []Point
 	for i := 0; i < len(pts); {
 		b := pts[i].T / bucket
 		j := i

@@ -20,6 +20,7 @@ import (
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	fakefleet "github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 type env struct {
@@ -46,18 +47,7 @@ func newEnv(t *testing.T, opts fakefleet.Options) *env {
 
 // nodeClaim asks for one GPU on amd64 with the given extra requirements.
 func nodeClaim(reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodeClaim {
-	return &karpv1.NodeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "nc-1", UID: "uid-1", Labels: map[string]string{karpv1.NodePoolLabelKey: "gpu"}},
-		Spec: karpv1.NodeClaimSpec{
-			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
-			Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-			}, reqs...),
-			Resources: karpv1.ResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1"),
-			}},
-		},
-	}
+	return controlplane.GPUNodeClaim("nc-1", "gpu", 1, reqs...)
 }
 
 func TestLaunchOptionsOrder(t *testing.T) {

@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 
@@ -54,6 +56,26 @@ func L4NodePool(name string, nc *v1alpha1.GPUNodeClass, reqs ...karpv1.NodeSelec
 			}},
 			Disruption: karpv1.Disruption{ConsolidationPolicy: karpv1.ConsolidationPolicyWhenEmptyOrUnderutilized, ConsolidateAfter: karpv1.MustParseNillableDuration("0s"),
 				Budgets: []karpv1.Budget{{Nodes: "100%"}}},
+		},
+	}
+}
+
+// GPUNodeClaim is a NodeClaim named name (UID uid-<name>) of the NodePool
+// nodePool from the GPUNodeClass "gpu", asking for gpus NVIDIA GPUs, 2 CPUs
+// and 8Gi on amd64, plus reqs: what core's provisioner hands the cloud
+// provider's Create.
+func GPUNodeClaim(name, nodePool string, gpus int64, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodeClaim {
+	return &karpv1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Labels: map[string]string{karpv1.NodePoolLabelKey: nodePool}},
+		Spec: karpv1.NodeClaimSpec{
+			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
+			Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
+				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
+			}, reqs...),
+			Resources: karpv1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"),
+				v1alpha1.ResourceNVIDIAGPU: *resource.NewQuantity(gpus, resource.DecimalSI),
+			}},
 		},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,6 +76,8 @@ func gpuNodePool(name string, extra ...karpv1.NodeSelectorRequirementWithMinValu
 
 var uidSeq int
 
+// gpuPod is a pending pod with a unique name asking for cpuMilli, memMiB
+// and gpus NVIDIA GPUs, changed by mutate (a nil mutate is skipped).
 func gpuPod(cpuMilli, memMiB, gpus int64, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	uidSeq++
 	req := corev1.ResourceList{
@@ -93,9 +96,16 @@ func gpuPod(cpuMilli, memMiB, gpus int64, mutate ...func(*corev1.Pod)) *corev1.P
 			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}},
 	}
 	for _, m := range mutate {
-		m(p)
+		if m != nil {
+			m(p)
+		}
 	}
 	return p
+}
+
+// gpuPods is n gpuPod(cpuMilli, memMiB, gpus, mutate...).
+func gpuPods(n int, cpuMilli, memMiB, gpus int64, mutate ...func(*corev1.Pod)) []*corev1.Pod {
+	return lo.Times(n, func(int) *corev1.Pod { return gpuPod(cpuMilli, memMiB, gpus, mutate...) })
 }
 
 // tracePods maps trace pods onto nvidia.com/gpu requests: num_gpu whole

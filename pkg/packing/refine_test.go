@@ -131,10 +131,7 @@ func TestOneGPUPodsLandOnOneGPUTypes(t *testing.T) {
 	ctx := testContext()
 	its := catalogTypes(t)
 	np := gpuNodePool("gpu")
-	var pods []*corev1.Pod
-	for i := 0; i < 24; i++ {
-		pods = append(pods, gpuPod(3000, 12288, 1))
-	}
+	pods := gpuPods(24, 3000, 12288, 1)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, nil)
 	checkFleet(t, run, nil)
 	for _, nc := range run.refined.NewNodeClaims {
@@ -214,14 +211,7 @@ func TestRefineLeavesUnmodelledConstraints(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext()
 			its := catalogTypes(t)
-			var pods []*corev1.Pod
-			for i := 0; i < 4; i++ {
-				if tt.mutate != nil {
-					pods = append(pods, gpuPod(4000, 16384, 1, tt.mutate))
-				} else {
-					pods = append(pods, gpuPod(4000, 16384, 1))
-				}
-			}
+			pods := gpuPods(4, 4000, 16384, 1, tt.mutate)
 			run := solveAndRefine(t, ctx, nps(tt.np), its, pods, nil)
 			if len(run.refined.NewNodeClaims) != len(run.core.NewNodeClaims) {
 				t.Fatalf("NodeClaims %d -> %d", len(run.core.NewNodeClaims), len(run.refined.NewNodeClaims))
@@ -244,10 +234,7 @@ func TestRefineCPUPodsUntouched(t *testing.T) {
 	ctx := testContext()
 	its := catalogTypes(t)
 	np := gpuNodePool("gpu")
-	pods := []*corev1.Pod{gpuPod(500, 512, 0)}
-	for i := 0; i < 8; i++ {
-		pods = append(pods, gpuPod(2000, 8192, 1))
-	}
+	pods := append([]*corev1.Pod{gpuPod(500, 512, 0)}, gpuPods(8, 2000, 8192, 1)...)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, nil)
 	checkFleet(t, run, nil)
 	cpuOnly := func(nc *scheduling.NodeClaim) bool {
@@ -287,10 +274,7 @@ func TestRefineRespectsLimits(t *testing.T) {
 	np := gpuNodePool("gpu")
 	limit := corev1.ResourceList{gpu: resource.MustParse("12")}
 	np.Spec.Limits = karpv1.Limits(limit)
-	var pods []*corev1.Pod
-	for i := 0; i < 10; i++ {
-		pods = append(pods, gpuPod(3000, 12288, 1))
-	}
+	pods := gpuPods(10, 3000, 12288, 1)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, nil, func(o *packing.Options) {
 		o.Remaining = map[string]corev1.ResourceList{np.Name: limit}
 	})
@@ -319,10 +303,7 @@ func TestToNodeClaim(t *testing.T) {
 	its := catalogTypes(t)
 	np := gpuNodePool("gpu")
 	daemons := []*corev1.Pod{daemonPod(300, 512)}
-	var pods []*corev1.Pod
-	for i := 0; i < 5; i++ {
-		pods = append(pods, gpuPod(4000, 16384, 1))
-	}
+	pods := gpuPods(5, 4000, 16384, 1)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, daemons)
 	if run.decision.PodsRepacked == 0 {
 		t.Fatalf("nothing repacked: %v", run.decision)
@@ -437,10 +418,7 @@ func TestRefineReservations(t *testing.T) {
 	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: zones, CapacityTypes: []string{karpv1.CapacityTypeOnDemand},
 		Reservations: []catalog.Reservation{{ID: "cr-1", InstanceType: "g4dn.xlarge", Zone: zones[0], Count: 2}}})
 	np := gpuNodePool("gpu")
-	var pods []*corev1.Pod
-	for i := 0; i < 6; i++ {
-		pods = append(pods, gpuPod(3000, 12288, 1))
-	}
+	pods := gpuPods(6, 3000, 12288, 1)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, nil)
 	checkFleet(t, run, nil)
 	if run.refinedCost > run.coreCost+eps {

@@ -42,10 +42,7 @@ var _ = Describe("The controller binary's fake backend", func() {
 		cp, err := gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend.Fleet, Clock: clock.RealClock{}, ClusterName: "envtest"})
 		Expect(err).ToNot(HaveOccurred())
 
-		nc := gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		applyGPUNodePool()
 		gangtest.StartManager(ctx, env.Config, cp, pr.Options{MaxAttempts: 3, RetryBackoff: time.Second, LaunchTimeout: time.Minute})
 
 		tmpl := podTemplate(8, "16", "64Gi", map[string]string{corev1.LabelInstanceTypeStable: "p4d.24xlarge"})

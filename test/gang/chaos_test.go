@@ -37,10 +37,7 @@ var _ = Describe("Gang launches under chaos", func() {
 		rng := rand.New(rand.NewSource(seed))
 		before, err := fleet.List(ctx)
 		Expect(err).ToNot(HaveOccurred())
-		nc := gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		applyGPUNodePool()
 		offering := func(z string) fake.Offering {
 			return fake.Offering{InstanceType: "p4d.24xlarge", Zone: z, CapacityType: karpv1.CapacityTypeOnDemand}
 		}

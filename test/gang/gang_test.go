@@ -35,11 +35,20 @@ var eightGPUNodes = map[string]string{v1alpha1.LabelGPUCount: "8"}
 // (its selectors match the "envtest" discovery tag).
 func gpuNodeClass() *v1alpha1.GPUNodeClass { return controlplane.GPUNodeClass() }
 
+// gpuNodePool is a NodePool of amd64 nodes on nc (core's test.NodePool, with
+// its CPU limit).
 func gpuNodePool(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
-	return test.NodePool(karpv1.NodePool{Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-		NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: nc.Name},
-		Requirements: []karpv1.NodeSelectorRequirementWithMinValues{{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}}},
-	}}}})
+	return controlplane.NodePool(nc, karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}})
+}
+
+// applyGPUNodePool applies a GPUNodeClass, resolved by the status
+// controller, and a gpuNodePool on it.
+func applyGPUNodePool() {
+	GinkgoHelper()
+	nc := gpuNodeClass()
+	ExpectApplied(ctx, env.Client, nc)
+	ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+	ExpectApplied(ctx, env.Client, gpuNodePool(nc))
 }
 
 // podTemplate is a training worker asking for gpus GPUs.
@@ -86,15 +95,9 @@ func cond(p *autoscalingv1.ProvisioningRequest, typ string) *metav1.Condition {
 }
 
 var _ = Describe("ProvisioningRequest", func() {
-	var (
-		nc   *v1alpha1.GPUNodeClass
-		ctrl *pr.Controller
-	)
+	var ctrl *pr.Controller
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		applyGPUNodePool()
 		ctrl = pr.NewController(pr.Options{Clock: env.Clock, KubeClient: env.Client, CloudProvider: cloudProvider, Cluster: cluster, Recorder: recorder,
 			MaxAttempts: 2, RetryBackoff: time.Minute, LaunchTimeout: 5 * time.Minute, BookingTTL: 10 * time.Minute})
 	})

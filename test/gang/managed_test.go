@@ -32,10 +32,7 @@ import (
 var _ = Describe("ProvisioningRequest under a running manager", func() {
 	It("a request the capacity cannot satisfy becomes Failed with no instance left running", func() {
 		limitP4d(3)
-		nc := gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		applyGPUNodePool()
 		before, err := fleet.List(ctx)
 		Expect(err).ToNot(HaveOccurred())
 		groupsBefore, refusedBefore := fleet.GroupCounts()

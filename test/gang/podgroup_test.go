@@ -50,10 +50,7 @@ func groupPod(group string, i, minMembers int) *corev1.Pod {
 // would (envtest has none) once they are ungated.
 var _ = Describe("Pod groups without Kueue", func() {
 	BeforeEach(func() {
-		nc := gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
+		applyGPUNodePool()
 
 		// Registered first so it runs after the manager stops.
 		DeferCleanup(func() {

@@ -36,6 +36,14 @@ func gangClaim(name, uid string, size int, instanceType, zone string) *karpv1.No
 	return nc
 }
 
+// gangClaims are n NodeClaims <prefix>-<i> of one attempt of a gang of size
+// NodeClaims for the request uid, on instanceType in us-east-1b.
+func gangClaims(prefix, uid string, n, size int, instanceType string) []*karpv1.NodeClaim {
+	return lo.Times(n, func(i int) *karpv1.NodeClaim {
+		return gangClaim(fmt.Sprintf("%s-%d", prefix, i), uid, size, instanceType, "us-east-1b")
+	})
+}
+
 type createResult struct {
 	name string
 	nc   *karpv1.NodeClaim
@@ -56,6 +64,18 @@ func (e *env) createAll(claims []*karpv1.NodeClaim) []createResult {
 		}()
 	}
 	wg.Wait()
+	return results
+}
+
+// mustCreateAll is createAll failing the test on any error.
+func (e *env) mustCreateAll(t *testing.T, claims []*karpv1.NodeClaim) []createResult {
+	t.Helper()
+	results := e.createAll(claims)
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.name, r.err)
+		}
+	}
 	return results
 }
 
@@ -89,10 +109,7 @@ func TestGangOnTheControllerPath(t *testing.T) {
 			e.resolved(nodeClass())
 			e.srv.SetCapacity(od("p5.48xlarge", "us-east-1b"), tt.room)
 			e.srv.IgnoreMinTargetCapacity(tt.ignoreMin)
-			claims := make([]*karpv1.NodeClaim, lo.Ternary(tt.arrive > 0, tt.arrive, size))
-			for i := range claims {
-				claims[i] = gangClaim(fmt.Sprintf("gang-%d", i), "req-uid", size, "p5.48xlarge", "us-east-1b")
-			}
+			claims := gangClaims("gang", "req-uid", lo.Ternary(tt.arrive > 0, tt.arrive, size), size, "p5.48xlarge")
 			start := time.Now()
 			results := e.createAll(claims)
 			took := time.Since(start)
@@ -205,17 +222,11 @@ func TestGangReservationsFirst(t *testing.T) {
 			inv.Reservations = []fakeaws.Reservation{tt.res}
 			e := newEnv(t, inv, func(o *awsbackend.Options, _ *awsbackend.RetryOptions) { o.GangWait = 2 * time.Second })
 			e.resolved(nodeClass())
-			claims := make([]*karpv1.NodeClaim, 4)
-			for i := range claims {
-				claims[i] = gangClaim(fmt.Sprintf("gang-%d", i), "req-uid", 4, "p5.48xlarge", "us-east-1b")
-				claims[i].Spec.Requirements[1] = req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeReserved, karpv1.CapacityTypeOnDemand)
+			claims := gangClaims("gang", "req-uid", 4, 4, "p5.48xlarge")
+			for _, c := range claims {
+				c.Spec.Requirements[1] = req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeReserved, karpv1.CapacityTypeOnDemand)
 			}
-			results := e.createAll(claims)
-			for _, r := range results {
-				if r.err != nil {
-					t.Fatalf("%s: %v", r.name, r.err)
-				}
-			}
+			results := e.mustCreateAll(t, claims)
 			fleets := e.srv.Requests("CreateFleet")
 			kinds := lo.Map(fleets, func(r fakeaws.Request, _ int) string {
 				return r.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType")
@@ -260,10 +271,9 @@ func TestGangReservationsFirst(t *testing.T) {
 func TestGangPlacementGroup(t *testing.T) {
 	launch := func(t *testing.T, e *env, uid, instanceType string, gpus int64) []createResult {
 		t.Helper()
-		claims := make([]*karpv1.NodeClaim, 4)
-		for i := range claims {
-			claims[i] = gangClaim(fmt.Sprintf("%s-%d", uid, i), uid, 4, instanceType, "us-east-1b")
-			claims[i].Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		claims := gangClaims(uid, uid, 4, 4, instanceType)
+		for _, c := range claims {
+			c.Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
 		}
 		return e.createAll(claims)
 	}
@@ -459,15 +469,7 @@ func TestEFAInterfaces(t *testing.T) {
 	t.Run("a p5 gang: 32 EFA interfaces, one per card, groups on the interfaces", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass())
-		claims := make([]*karpv1.NodeClaim, 2)
-		for i := range claims {
-			claims[i] = gangClaim(fmt.Sprintf("efa-%d", i), "efa", 2, "p5.48xlarge", "us-east-1b")
-		}
-		for _, r := range e.createAll(claims) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
+		e.mustCreateAll(t, gangClaims("efa", "efa", 2, 2, "p5.48xlarge"))
 		lt := templateOf(t, e, 0)
 		if n := efaCount(lt); n != 32 {
 			t.Fatalf("%d EFA interfaces, want 32 (p5.48xlarge): %v", n, lt.Data)
@@ -488,16 +490,11 @@ func TestEFAInterfaces(t *testing.T) {
 	t.Run("a g6 gang: none", func(t *testing.T) {
 		e := newEnv(t, inventory())
 		e.resolved(nodeClass())
-		claims := make([]*karpv1.NodeClaim, 2)
-		for i := range claims {
-			claims[i] = gangClaim(fmt.Sprintf("g6-%d", i), "g6", 2, "g6.xlarge", "us-east-1b")
-			claims[i].Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
+		claims := gangClaims("g6", "g6", 2, 2, "g6.xlarge")
+		for _, c := range claims {
+			c.Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
 		}
-		for _, r := range e.createAll(claims) {
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-		}
+		e.mustCreateAll(t, claims)
 		if n := efaCount(templateOf(t, e, 0)); n != 0 {
 			t.Errorf("%d EFA interfaces on g6.xlarge", n)
 		}

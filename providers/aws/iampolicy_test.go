@@ -2,7 +2,6 @@ package aws_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"sort"
 	"strings"
@@ -105,11 +104,7 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 	// A gang of EFA-capable types: its placement group, then, an hour
 	// later, the collection of the empty group before the next gang.
 	for _, uid := range []string{"gang-1", "gang-2"} {
-		var claims []*karpv1.NodeClaim
-		for i := range 2 {
-			claims = append(claims, gangClaim(fmt.Sprintf("%s-%d", uid, i), uid, 2, "p5.48xlarge", "us-east-1b"))
-		}
-		for _, r := range e.createAll(claims) {
+		for _, r := range e.createAll(gangClaims(uid, uid, 2, 2, "p5.48xlarge")) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}

@@ -176,13 +176,19 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		}
 		return count
 	}
+	// expectProtectedAfter applies n nodes and expects the idle-GPU
+	// controller to keep all n protected after d.
+	expectProtectedAfter := func(n int, d time.Duration) {
+		GinkgoHelper()
+		apply(n)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		env.Clock.Step(d)
+		ExpectSingletonReconciled(ctx, idleCtrl)
+		Expect(protected(n)).To(Equal(n))
+	}
 
 	It("without repack, keeps nodes that are right-sized alone protected (core's consolidation cannot merge them)", func() {
-		apply(8)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		env.Clock.Step(8 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected(8)).To(Equal(8))
+		expectProtectedAfter(8, 8*time.Hour)
 	})
 	It("with repack, merges the released nodes into the packer's cheaper node (a merge core's consolidation does not find)", func() {
 		nc.Spec.GPU.Disruption.Repack = ptrTo(true)
@@ -209,10 +215,6 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		Expect(strings.Split(rep.Annotations[v1alpha1.AnnotationRepackOf], ",")).To(HaveLen(8))
 	})
 	It("keeps a node that is right-sized and has nothing to merge with", func() {
-		apply(1)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		env.Clock.Step(100 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected(1)).To(Equal(1))
+		expectProtectedAfter(1, 100*time.Hour)
 	})
 })

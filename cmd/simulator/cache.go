@@ -17,13 +17,14 @@ import (
 	"path/filepath"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
 
 // stockKey is the cache key of the stock run of w under cfg.
 func stockKey(w *workload.Workload, cfg simulation.Config) (string, error) {
-	bin, err := simulation.ExecutableDigest()
+	bin, err := bound.ExecutableDigest()
 	if err != nil {
 		return "", err
 	}
@@ -92,5 +93,5 @@ func storeStock(key string, r *report.Result) error {
 	if err != nil {
 		return err
 	}
-	return simulation.StoreJSON(d, key, r)
+	return bound.StoreJSON(d, key, r)
 }

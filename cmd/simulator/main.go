@@ -28,6 +28,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
@@ -287,7 +288,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		cfg.DebugLog = dl
 	}
 	showProgress := !f.quiet && (isTerminal(stderr) || f.progressLines)
-	cfg.LowerBound = simulation.NewLowerBoundCache()
+	cfg.LowerBound = bound.NewCache()
 	if d, err := cacheDir(); err == nil && !f.noCache {
 		// A window's bound is kept beside the stock results (--no-cache
 		// solves it again).

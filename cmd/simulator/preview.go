@@ -26,6 +26,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
@@ -246,7 +247,7 @@ Flags:
 	l := logr.Discard()
 	cfg.Logger = &l
 	out := make([]*PreviewResult, len(previewPolicies))
-	cfg.LowerBound = simulation.NewLowerBoundCache()
+	cfg.LowerBound = bound.NewCache()
 	errs := simulatePreviewPolicies(w, cfg, func(i int, r *report.Result) { out[i] = preview(r, at, added) })
 	for i, err := range errs {
 		if err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -154,7 +155,7 @@ func previewConsolidating(w *workload.Workload, added map[string]bool, cn *workl
 		cfg.Zones = zones
 	}
 	cfg.Horizon = at + settle
-	cfg.LowerBound = simulation.NewLowerBoundCache()
+	cfg.LowerBound = bound.NewCache()
 	out := make([]*PreviewResult, len(previewPolicies))
 	errs := simulatePreviewPolicies(&sw, cfg, func(i int, r *report.Result) {
 		pr := preview(r, at, overflowKeys)

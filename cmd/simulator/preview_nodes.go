@@ -23,6 +23,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
@@ -228,7 +229,7 @@ func runPreviewOnNodes(w *workload.Workload, added map[string]bool, cn *workload
 	ow.SortPods()
 	overflowKeys := lo.SliceToMap(np.overflow, func(s workload.PodSpec) (string, bool) { return s.Key(), true })
 	cfg.Horizon = settle
-	cfg.LowerBound = simulation.NewLowerBoundCache()
+	cfg.LowerBound = bound.NewCache()
 	errs := simulatePreviewPolicies(&ow, cfg, func(i int, r *report.Result) {
 		pr := preview(r, 0, overflowKeys)
 		o := out[i]

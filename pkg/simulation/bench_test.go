@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -13,7 +14,7 @@ import (
 // --compare` does, and reports the cost ratio.
 func benchCompare(b *testing.B, w *workload.Workload, mutate func(*Config)) {
 	for i := 0; i < b.N; i++ {
-		lb := NewLowerBoundCache()
+		lb := bound.NewCache()
 		var wg sync.WaitGroup
 		results := make([]*report.Result, 2)
 		errs := make([]error, 2)

@@ -3,10 +3,8 @@ package simulation
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/awslabs/operatorpkg/status"
 	corev1 "k8s.io/api/core/v1"
@@ -25,88 +23,31 @@ import (
 // solved exactly by default.
 const DefaultLowerBoundExactShare = bound.DefaultExactShare
 
-// LowerBoundCache holds the lower bound of one workload; share one between
-// the runs of a --compare (same workload, same catalog and NodePools), so
-// it is computed once.
-type LowerBoundCache struct {
-	once sync.Once
-	done chan struct{}
-	// boost is closed when a run waits for the bound: from then on it is
-	// solved on every core (before, on one fewer than the machine has).
-	boost     chan struct{}
-	boostOnce sync.Once
-	usd       float64
-	series    []report.Point
-	err       error
-	// solves is the number of LP solves; exactTime the share of the
-	// simulated time whose bound was solved exactly.
-	solves    int
-	exactTime float64
-	// Dir, when set, keeps bounds on disk between runs (boundcache.go):
-	// a bound already computed for the same problem by the same binary is
-	// read instead of solved.
-	Dir string
-}
-
-// NewLowerBoundCache returns an empty cache.
-func NewLowerBoundCache() *LowerBoundCache {
-	return &LowerBoundCache{done: make(chan struct{}), boost: make(chan struct{})}
-}
-
 // startLowerBound starts computing the lower bound in the background (it
 // depends only on the workload, the catalog and the NodePools, not on what
 // the simulation does), once per cache.
 func (e *engine) startLowerBound() error {
 	if e.cfg.LowerBound == nil {
-		e.cfg.LowerBound = NewLowerBoundCache()
+		e.cfg.LowerBound = bound.NewCache()
 	}
-	c := e.cfg.LowerBound
-	var setupErr error
-	c.once.Do(func() {
+	return e.cfg.LowerBound.Start(func() (*bound.Problem, error) {
 		types, pools, err := e.boundTypes()
 		if err != nil {
-			setupErr = err
-			c.err = err
-			close(c.done)
-			return
+			return nil, err
 		}
-		problem := e.boundProblem(types, pools)
-		problem.Workers, problem.More = max(1, runtime.GOMAXPROCS(0)-1), c.boost
-		key := ""
-		if c.Dir != "" {
-			key = boundKey(problem)
-		}
-		set := func(sb *storedBound) {
-			c.usd, c.solves, c.exactTime = sb.USD, sb.Solves, sb.ExactTime
-			for _, s := range sb.Steps {
-				c.series = append(c.series, report.Point{T: s.T, V: s.V})
-			}
-		}
-		if sb, ok := loadBound(c.Dir, key); ok {
-			set(sb)
-			close(c.done)
-			return
-		}
-		go func() {
-			defer close(c.done)
-			sb := &storedBound{}
-			sb.USD, sb.Steps, sb.Solves = problem.Integrate()
-			sb.ExactTime = problem.ExactTime
-			set(sb)
-			// A bound that cannot be kept is computed again next time.
-			_ = storeBound(c.Dir, key, sb)
-		}()
+		return e.boundProblem(types, pools), nil
 	})
-	return setupErr
 }
 
 // lowerBound waits for the background computation: the bound in USD and
 // its $/h as a step function.
 func (e *engine) lowerBound() (float64, []report.Point, error) {
-	c := e.cfg.LowerBound
-	c.boostOnce.Do(func() { close(c.boost) })
-	<-c.done
-	return c.usd, c.series, c.err
+	usd, steps, err := e.cfg.LowerBound.Wait()
+	var series []report.Point
+	for _, s := range steps {
+		series = append(series, report.Point{T: s.T, V: s.V})
+	}
+	return usd, series, err
 }
 
 // boundProblem is the workload's bound problem (pkg/simulation/bound): its

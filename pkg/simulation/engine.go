@@ -57,6 +57,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
@@ -91,7 +92,7 @@ type Config struct {
 	// Logger receives controller logs (default: discarded).
 	Logger *logr.Logger
 	// LowerBound is shared between runs on the same workload (--compare).
-	LowerBound *LowerBoundCache
+	LowerBound *bound.Cache
 	// LowerBoundExactShare is the share of simulated time whose fluid LP
 	// bound is solved exactly, longest-lived alive sets first; the rest
 	// gets solve-free bounds that stay valid but may be looser
@@ -266,7 +267,7 @@ func LowerBound(ctx context.Context, w *workload.Workload, cfg Config) (usd floa
 		return 0, 0, 0, err
 	}
 	usd, _, err = e.lowerBound()
-	return usd, e.cfg.LowerBound.solves, e.cfg.LowerBound.exactTime, err
+	return usd, e.cfg.LowerBound.Solves(), e.cfg.LowerBound.ExactTime(), err
 }
 
 func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, error) {

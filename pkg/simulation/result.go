@@ -83,7 +83,7 @@ func (e *engine) result() (*report.Result, error) {
 		return nil, fmt.Errorf("computing the lower bound, %w", err)
 	}
 	r.LowerBoundUSD = lb
-	r.LowerBoundSolves, r.LowerBoundExactTimeShare = e.cfg.LowerBound.solves, e.cfg.LowerBound.exactTime
+	r.LowerBoundSolves, r.LowerBoundExactTimeShare = e.cfg.LowerBound.Solves(), e.cfg.LowerBound.ExactTime()
 	if lb > 0 {
 		r.CostOverLowerBound = r.CostUSD / lb
 	}

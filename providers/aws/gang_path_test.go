@@ -79,10 +79,6 @@ func (e *env) mustCreateAll(t *testing.T, claims []*karpv1.NodeClaim) []createRe
 	return results
 }
 
-func live(srv *fakeaws.Server) []fakeaws.Instance {
-	return lo.Filter(srv.Instances(), func(i fakeaws.Instance, _ int) bool { return i.State != "terminated" && i.State != "shutting-down" })
-}
-
 // The controller's gang launch on the AWS backend: core launches each
 // NodeClaim of the attempt through CloudProvider.Create; the backend
 // gathers them into one instant CreateFleet with MinTargetCapacity equal to
@@ -134,7 +130,7 @@ func TestGangOnTheControllerPath(t *testing.T) {
 			if form.Get("ClientToken") == "" {
 				t.Error("the gang fleet has no client token (not idempotent)")
 			}
-			running := live(e.srv)
+			running := e.srv.LiveInstances()
 			if len(running) != tt.wantLive {
 				t.Fatalf("%d instances running, want %d", len(running), tt.wantLive)
 			}
@@ -239,7 +235,7 @@ func TestGangReservationsFirst(t *testing.T) {
 					t.Errorf("fleet %s not all-or-nothing for 4: %v", f.Form.Get("TargetCapacitySpecification.DefaultTargetCapacityType"), f.Form)
 				}
 			}
-			running := live(e.srv)
+			running := e.srv.LiveInstances()
 			inRes := lo.CountBy(running, func(i fakeaws.Instance) bool { return i.ReservationID == tt.res.ID })
 			if len(running) != 4 || inRes != tt.wantRes {
 				t.Fatalf("%d running, %d in the reservation; want 4 and %d", len(running), inRes, tt.wantRes)
@@ -321,7 +317,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		if got := fleet.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName"); got != name {
 			t.Errorf("fleet overrides name placement group %q, want %q", got, name)
 		}
-		for _, i := range live(e.srv) {
+		for _, i := range e.srv.LiveInstances() {
 			if g := e.srv.PlacementGroupOf(i.ID); g != name {
 				t.Errorf("instance %s in placement group %q, want %q", i.ID, g, name)
 			}
@@ -347,7 +343,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		if n := len(e.srv.Requests("CreatePlacementGroup")); n != 0 {
 			t.Errorf("%d placement groups created beside the node class's own", n)
 		}
-		for _, i := range live(e.srv) {
+		for _, i := range e.srv.LiveInstances() {
 			if g := e.srv.PlacementGroupOf(i.ID); g != "team-pg" {
 				t.Errorf("instance %s in placement group %q, want team-pg", i.ID, g)
 			}

@@ -3,7 +3,6 @@ package aws_test
 import (
 	"testing"
 
-	"github.com/samber/lo"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
@@ -67,7 +66,7 @@ func TestLaunchGang(t *testing.T) {
 			if group != "" && form.Get("LaunchTemplateConfigs.1.Overrides.1.Placement.GroupName") != group {
 				t.Errorf("overrides do not name the placement group: %v", form)
 			}
-			live := lo.Filter(e.srv.Instances(), func(i fakeaws.Instance, _ int) bool { return i.State != "terminated" && i.State != "shutting-down" })
+			live := e.srv.LiveInstances()
 			if tt.wantZone == "" {
 				if !awsbackend.IsGangCapacityError(err) {
 					t.Fatalf("err = %v, want a gang capacity error", err)

@@ -464,7 +464,7 @@ func (s *Server) terminateInstances(form url.Values) ([]node, *apiError) {
 	for _, id := range ids {
 		inst := s.instance(id)
 		prev := inst.State
-		if prev != "terminated" && prev != "shutting-down" {
+		if inst.Live() {
 			inst.State = "shutting-down"
 			for _, r := range s.reservations {
 				if r.ID == inst.ReservationID && r.Available < r.Total {

@@ -167,7 +167,7 @@ func (s *Server) refusal(o fleetOverride) string {
 		running := 0
 		for _, inst := range s.instances {
 			if inst.InstanceType == o.instanceType && inst.Zone == o.zone && inst.ReservationID == "" &&
-				(inst.Lifecycle == "spot") == (o.capacityType == Spot) && inst.State != "terminated" && inst.State != "shutting-down" {
+				(inst.Lifecycle == "spot") == (o.capacityType == Spot) && inst.Live() {
 				running++
 			}
 		}

@@ -179,7 +179,7 @@ func (s *Server) gangFleet(form url.Values, token string, total int, overrides [
 	if n, limited := g.room[group]; limited && group != "" {
 		used := 0
 		for _, inst := range s.instances {
-			if g.members[inst.ID] == group && inst.State != "terminated" && inst.State != "shutting-down" {
+			if g.members[inst.ID] == group && inst.Live() {
 				used++
 			}
 		}

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/samber/lo"
 )
 
 // Capacity types as EC2 Fleet and Karpenter name them.
@@ -403,6 +405,14 @@ func (s *Server) Instances() []Instance {
 		out = append(out, c)
 	}
 	return out
+}
+
+// Live reports whether the instance is neither terminated nor shutting down.
+func (i *Instance) Live() bool { return i.State != "terminated" && i.State != "shutting-down" }
+
+// LiveInstances returns the instances that are Live.
+func (s *Server) LiveInstances() []Instance {
+	return lo.Filter(s.Instances(), func(i Instance, _ int) bool { return i.Live() })
 }
 
 // AddInstance adds an instance directly (e.g. one leaked by a crash).

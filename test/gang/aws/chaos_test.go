@@ -157,7 +157,7 @@ var _ = Describe("Gang launches on EC2 under chaos", func() {
 					gangInstances = append(gangInstances, c.Status.ProviderID)
 				}
 			}
-			running := lo.Map(liveInstances(), func(i fakeaws.Instance, _ int) string { return "aws:///" + i.Zone + "/" + i.ID })
+			running := lo.Map(srv.LiveInstances(), func(i fakeaws.Instance, _ int) string { return "aws:///" + i.Zone + "/" + i.ID })
 			g.Expect(running).To(ConsistOf(lo.ToAnySlice(gangInstances)...), "every running instance belongs to a provisioned gang (0 leaked)")
 		}).WithTimeout(time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 		Expect(provisioned).To(BeNumerically(">", 0), "failures: %v", lo.FilterMap(reqs, func(p *autoscalingv1.ProvisioningRequest, _ int) (string, bool) {

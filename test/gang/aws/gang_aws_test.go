@@ -100,10 +100,6 @@ func startManager() {
 	gangtest.StartManager(ctx, env.Config, cloudProvider, pr.Options{MaxAttempts: 3, RetryBackoff: 2 * time.Second, LaunchTimeout: 20 * time.Second})
 }
 
-func liveInstances() []fakeaws.Instance {
-	return lo.Filter(srv.Instances(), func(i fakeaws.Instance, _ int) bool { return i.State != "terminated" && i.State != "shutting-down" })
-}
-
 func nodeClaimsOf(uid string) []karpv1.NodeClaim {
 	GinkgoHelper()
 	list := &karpv1.NodeClaimList{}
@@ -180,7 +176,7 @@ var _ = Describe("Gang launches on EC2", func() {
 		Expect(form.Get("OnDemandOptions.MinTargetCapacity")).To(Equal("4"))
 		Expect(form.Get("OnDemandOptions.SingleAvailabilityZone")).To(Equal("true"))
 		Expect(form.Get("OnDemandOptions.SingleInstanceType")).To(Equal("true"))
-		insts := liveInstances()
+		insts := srv.LiveInstances()
 		Expect(insts).To(HaveLen(4))
 		Expect(lo.Uniq(lo.Map(insts, func(i fakeaws.Instance, _ int) string { return i.Zone }))).To(HaveLen(1), "every instance in one zone")
 		claims := nodeClaimsOf(string(p.UID))
@@ -196,7 +192,7 @@ var _ = Describe("Gang launches on EC2", func() {
 			g.Expect(lo.Map(nodeClaimsOf(string(p.UID)), func(c karpv1.NodeClaim, _ int) string {
 				return fmt.Sprintf("%s deleting=%v finalizers=%v conditions=%v", c.Name, !c.DeletionTimestamp.IsZero(), c.Finalizers, c.Status.Conditions)
 			})).To(BeEmpty())
-			g.Expect(liveInstances()).To(BeEmpty())
+			g.Expect(srv.LiveInstances()).To(BeEmpty())
 		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 

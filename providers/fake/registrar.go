@@ -3,13 +3,11 @@ package fake
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -19,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
@@ -138,13 +137,10 @@ func hasReadyCondition(node *corev1.Node) bool {
 	return lo.ContainsBy(node.Status.Conditions, func(c corev1.NodeCondition) bool { return c.Type == corev1.NodeReady })
 }
 
-// acceleratorPrefixes name the extended resources a device plugin advertises.
-var acceleratorPrefixes = []string{"nvidia.com/", "amd.com/", "aws.amazon.com/neuron", "habana.ai/"}
-
+// withoutAccelerators is rl without the accelerators a device plugin
+// advertises (v1alpha1.AcceleratorResources).
 func withoutAccelerators(rl corev1.ResourceList) corev1.ResourceList {
-	return lo.OmitBy(rl, func(name corev1.ResourceName, _ resource.Quantity) bool {
-		return lo.SomeBy(acceleratorPrefixes, func(p string) bool { return strings.HasPrefix(string(name), p) })
-	})
+	return lo.OmitByKeys(rl, v1alpha1.AcceleratorResources)
 }
 
 // createNode registers the Node of a NodeClaim; noGPUs leaves out the

@@ -14,6 +14,7 @@ import (
 	crfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
@@ -113,5 +114,21 @@ func TestRegistrar(t *testing.T) {
 	}
 	if err := kube.Get(ctx, client.ObjectKey{Name: nc.Name}, node); err != nil || node.Status.Conditions[0].Status != corev1.ConditionUnknown {
 		t.Errorf("node Ready %v after termination (%v), want Unknown", node.Status.Conditions, err)
+	}
+}
+
+// A node whose device plugin never reports registers without any of the
+// accelerators (v1alpha1.AcceleratorResources) and with everything else.
+func TestWithoutAccelerators(t *testing.T) {
+	rl := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), v1alpha1.ResourceEFA: resource.MustParse("1")}
+	for _, r := range v1alpha1.AcceleratorResources {
+		rl[r] = resource.MustParse("8")
+	}
+	got := withoutAccelerators(rl)
+	if len(got) != 2 || got.Cpu().Value() != 4 || got.Name(v1alpha1.ResourceEFA, resource.DecimalSI).Value() != 1 {
+		t.Errorf("withoutAccelerators = %v, want cpu and %s only", got, v1alpha1.ResourceEFA)
+	}
+	if len(rl) != 2+len(v1alpha1.AcceleratorResources) {
+		t.Errorf("the input was changed: %v", rl)
 	}
 }

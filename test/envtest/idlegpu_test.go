@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 )
 
 var _ = Describe("Idle-GPU consolidation", func() {
@@ -48,13 +50,22 @@ var _ = Describe("Idle-GPU consolidation", func() {
 	}
 	idleRemovalRequested := func() bool { return deletionRequested(claim) }
 
-	It("removes a GPU node held only by a CPU pod once idleAfter has passed", func() {
+	It("removes a GPU node held only by a CPU pod once idleAfter has passed, counting the removal and the GPU-hours it reclaims", func() {
+		removals := func() float64 { return testutil.ToFloat64(idlegpu.RemovalsTotal.WithLabelValues(np.Name, "g6.xlarge")) }
+		reclaimed := func() float64 { return testutil.ToFloat64(idlegpu.IdleGPUHoursReclaimed.WithLabelValues(np.Name)) }
+		removalsBefore, reclaimedBefore := removals(), reclaimed()
 		apply()
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(idleRemovalRequested()).To(BeFalse(), "not before idleAfter")
+		Expect(removals()).To(Equal(removalsBefore))
 		env.Clock.Step(11 * time.Minute)
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(idleRemovalRequested()).To(BeTrue())
+		Expect(removals()).To(Equal(removalsBefore+1), "karpenter_gpu_idle_removals_total{nodepool,instance_type}")
+		// One GPU idle since it was initialized: at least idleAfter (10m),
+		// at most the 11 minutes the clock was stepped.
+		Expect(reclaimed()-reclaimedBefore).To(BeNumerically(">=", 10.0/60), "karpenter_gpu_idle_gpu_hours_reclaimed_total{nodepool}")
+		Expect(reclaimed() - reclaimedBefore).To(BeNumerically("<=", 11.0/60+1e-9))
 	})
 	It("keeps a node whose GPU is in use", func() {
 		gpuPod := test.Pod(test.PodOptions{NodeName: node.Name, ResourceRequirements: corev1.ResourceRequirements{

@@ -111,6 +111,17 @@ func (s *Server) page(form url.Values, n int) ([2]int, []node) {
 	return bounds, []node{txt("nextToken", next)}
 }
 
+// pagedSet is the page of items the request asks for (NextToken,
+// MaxResults), as the set name, with the next page's token.
+func (s *Server) pagedSet(form url.Values, name string, items []node) []node {
+	b, next := s.page(form, len(items))
+	return append([]node{set(name, items[b[0]:b[1]]...)}, next...)
+}
+
+// selected reports whether id is among the requested ids; no ids selects
+// every id.
+func selected(ids []string, id string) bool { return len(ids) == 0 || contains(ids, id) }
+
 func notFound(code, msg string) *apiError {
 	return &apiError{code: code, message: msg, status: http.StatusBadRequest}
 }
@@ -162,17 +173,13 @@ func (s *Server) describeSubnets(form url.Values) ([]node, *apiError) {
 	fs := filters(form)
 	var items []node
 	for _, sn := range s.subnets {
-		if len(ids) > 0 && !contains(ids, sn.ID) {
-			continue
-		}
-		if !matchFilters(fs, map[string]string{"subnet-id": sn.ID, "availability-zone": sn.Zone, "vpc-id": sn.VPC}, sn.Tags) {
+		if !selected(ids, sn.ID) || !matchFilters(fs, map[string]string{"subnet-id": sn.ID, "availability-zone": sn.Zone, "vpc-id": sn.VPC}, sn.Tags) {
 			continue
 		}
 		items = append(items, item(txt("subnetId", sn.ID), txt("availabilityZone", sn.Zone), txt("availabilityZoneId", sn.ZoneID),
 			num("availableIpAddressCount", sn.FreeIPs), txt("vpcId", sn.VPC), txt("state", "available"), tagSet(sn.Tags)))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("subnetSet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "subnetSet", items), nil
 }
 
 func (s *Server) describeSecurityGroups(form url.Values) ([]node, *apiError) {
@@ -180,16 +187,12 @@ func (s *Server) describeSecurityGroups(form url.Values) ([]node, *apiError) {
 	fs := filters(form)
 	var items []node
 	for _, g := range s.sgs {
-		if len(ids) > 0 && !contains(ids, g.ID) {
-			continue
-		}
-		if !matchFilters(fs, map[string]string{"group-id": g.ID, "group-name": g.Name, "vpc-id": g.VPC}, g.Tags) {
+		if !selected(ids, g.ID) || !matchFilters(fs, map[string]string{"group-id": g.ID, "group-name": g.Name, "vpc-id": g.VPC}, g.Tags) {
 			continue
 		}
 		items = append(items, item(txt("groupId", g.ID), txt("groupName", g.Name), txt("vpcId", g.VPC), tagSet(g.Tags)))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("securityGroupInfo", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "securityGroupInfo", items), nil
 }
 
 func (s *Server) describeImages(form url.Values) ([]node, *apiError) {
@@ -207,7 +210,7 @@ func (s *Server) describeImages(form url.Values) ([]node, *apiError) {
 		}
 	}
 	for _, img := range s.images {
-		if len(ids) > 0 && !contains(ids, img.ID) {
+		if !selected(ids, img.ID) {
 			continue
 		}
 		owner := img.Owner
@@ -232,8 +235,7 @@ func (s *Server) describeImages(form url.Values) ([]node, *apiError) {
 			txt("creationDate", img.Created.UTC().Format("2006-01-02T15:04:05.000Z")), txt("rootDeviceName", root),
 			txt("imageState", state), txt("imageOwnerId", owner), tagSet(img.Tags)))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("imagesSet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "imagesSet", items), nil
 }
 
 func (s *Server) zones() []string {
@@ -282,8 +284,7 @@ func (s *Server) describeInstanceTypes(form url.Values) ([]node, *apiError) {
 		}
 		items = append(items, item(kids...))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("instanceTypeSet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "instanceTypeSet", items), nil
 }
 
 func (n node) withText(v string) node { n.text = &v; return n }
@@ -302,8 +303,7 @@ func (s *Server) describeInstanceTypeOfferings(form url.Values) ([]node, *apiErr
 			}
 		}
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("instanceTypeOfferingSet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "instanceTypeOfferingSet", items), nil
 }
 
 func (s *Server) describeSpotPriceHistory(form url.Values) ([]node, *apiError) {
@@ -317,8 +317,7 @@ func (s *Server) describeSpotPriceHistory(form url.Values) ([]node, *apiError) {
 		items = append(items, item(txt("instanceType", k.InstanceType), txt("availabilityZone", k.Zone), txt("productDescription", "Linux/UNIX"),
 			flt("spotPrice", s.spotPrices[k]), ts("timestamp", s.now())))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("spotPriceHistorySet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "spotPriceHistorySet", items), nil
 }
 
 func (s *Server) describeCapacityReservations(form url.Values) ([]node, *apiError) {
@@ -326,7 +325,7 @@ func (s *Server) describeCapacityReservations(form url.Values) ([]node, *apiErro
 	fs := filters(form)
 	var items []node
 	for _, r := range s.reservations {
-		if len(ids) > 0 && !contains(ids, r.ID) {
+		if !selected(ids, r.ID) {
 			continue
 		}
 		rtype := "default"
@@ -341,8 +340,7 @@ func (s *Server) describeCapacityReservations(form url.Values) ([]node, *apiErro
 			txt("reservationType", rtype), txt("instanceMatchCriteria", "targeted"), txt("tenancy", "default"),
 			txt("instancePlatform", "Linux/UNIX"), tagSet(r.Tags)))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("capacityReservationSet", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "capacityReservationSet", items), nil
 }
 
 func (s *Server) describeLaunchTemplates(form url.Values) ([]node, *apiError) {
@@ -369,8 +367,7 @@ func (s *Server) describeLaunchTemplates(form url.Values) ([]node, *apiError) {
 		}
 		items = append(items, item(txt("launchTemplateId", t.ID), txt("launchTemplateName", t.Name), num("latestVersionNumber", 1), num("defaultVersionNumber", 1), tagSet(t.Tags)))
 	}
-	b, next := s.page(form, len(items))
-	return append([]node{set("launchTemplates", items[b[0]:b[1]]...)}, next...), nil
+	return s.pagedSet(form, "launchTemplates", items), nil
 }
 
 func (s *Server) createLaunchTemplate(form url.Values) ([]node, *apiError) {
@@ -427,7 +424,7 @@ func (s *Server) describeInstances(form url.Values) ([]node, *apiError) {
 	fs := filters(form)
 	var matched []*Instance
 	for _, inst := range s.instances {
-		if len(ids) > 0 && !contains(ids, inst.ID) {
+		if !selected(ids, inst.ID) {
 			continue
 		}
 		if !matchFilters(fs, map[string]string{"instance-id": inst.ID, "instance-state-name": inst.State, "instance-type": inst.InstanceType, "availability-zone": inst.Zone}, inst.Tags) {

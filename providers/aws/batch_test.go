@@ -45,9 +45,7 @@ func TestIdenticalLaunchesAreBatched(t *testing.T) {
 			if _, err := e.cp.GetInstanceTypes(e.ctx, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.cp.Create(e.ctx, claim("warm", 1, only...)); err != nil {
-				t.Fatal(err)
-			}
+			e.launch(t, claim("warm", 1, only...))
 			e.srv.SetCapacity(od("g4dn.xlarge", "us-east-1a"), lo.Ternary(tc.capacity < 0, -1, tc.capacity+1))
 			e.srv.ResetRequests()
 			type result struct {

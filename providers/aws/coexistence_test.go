@@ -105,9 +105,7 @@ func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
 		claim("odcr", 1),
 		claim("block", 8),
 	} {
-		if _, err := e.cp.Create(e.ctx, c); err != nil {
-			t.Fatalf("Create %s: %v", c.Name, err)
-		}
+		e.launch(t, c)
 	}
 	// Two identical claims at once: one CreateFleet, then CreateTags with
 	// each instance's NodeClaim tags.
@@ -301,9 +299,7 @@ func TestKarpenterAWSTagsInANodeClass(t *testing.T) {
 	if len(e.srv.Requests("RunInstances")) != 0 {
 		t.Error("the dry runs were sent although the tags already refuse the node class")
 	}
-	if _, err := e.cp.Create(e.ctx, claim("od", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand))); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	e.launch(t, claim("od", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand)))
 	insts := e.srv.Instances()
 	if len(insts) != 1 {
 		t.Fatalf("%d instances, want 1", len(insts))

@@ -155,6 +155,16 @@ func nodeClass(mods ...func(*v1alpha1.GPUNodeClass)) *v1alpha1.GPUNodeClass {
 }
 
 // resolved resolves nc through the backend and stores it for the provider.
+// launch runs the provider's Create for nc, failing the test on an error.
+func (e *env) launch(t *testing.T, nc *karpv1.NodeClaim) *karpv1.NodeClaim {
+	t.Helper()
+	got, err := e.cp.Create(e.ctx, nc)
+	if err != nil {
+		t.Fatalf("Create %s: %v", nc.Name, err)
+	}
+	return got
+}
+
 func (e *env) resolved(nc *v1alpha1.GPUNodeClass) *v1alpha1.GPUNodeClass {
 	e.t.Helper()
 	if err := e.backend.Resolve(e.ctx, nc); err != nil {

@@ -185,9 +185,7 @@ func TestNonGangLaunchHasNoMinimum(t *testing.T) {
 	e.resolved(nodeClass())
 	nc := gangClaim("solo", "req-uid", 4, "p5.48xlarge", "us-east-1b")
 	delete(nc.Annotations, gpucp.AnnotationGangSize)
-	if _, err := e.cp.Create(e.ctx, nc); err != nil {
-		t.Fatal(err)
-	}
+	e.launch(t, nc)
 	fleets := e.srv.Requests("CreateFleet")
 	if len(fleets) != 1 || fleets[0].Form.Get("OnDemandOptions.MinTargetCapacity") != "" {
 		t.Fatalf("CreateFleet %v, want one without MinTargetCapacity", lo.Map(fleets, func(r fakeaws.Request, _ int) string { return r.Form.Encode() }))
@@ -504,9 +502,7 @@ func TestEFAInterfaces(t *testing.T) {
 		delete(wants.Annotations, gpucp.AnnotationGangSize)
 		wants.Spec.Resources.Requests[v1alpha1.ResourceEFA] = resource.MustParse("1")
 		for i, nc := range []*karpv1.NodeClaim{plain, wants} {
-			if _, err := e.cp.Create(e.ctx, nc); err != nil {
-				t.Fatal(err)
-			}
+			e.launch(t, nc)
 			if n, want := efaCount(templateOf(t, e, i)), []int{0, 32}[i]; n != want {
 				t.Errorf("%s: %d EFA interfaces, want %d", nc.Name, n, want)
 			}

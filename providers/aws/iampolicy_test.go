@@ -88,10 +88,7 @@ func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
 		claim("b", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeSpot)),
 		claim("c", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand)),
 	} {
-		nc, err := e.cp.Create(e.ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc := e.launch(t, c)
 		if _, err := e.cp.Get(e.ctx, nc.Status.ProviderID); err != nil {
 			t.Fatal(err)
 		}

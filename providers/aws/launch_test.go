@@ -228,10 +228,7 @@ func TestLaunchFallsBackAcrossFleetKinds(t *testing.T) {
 	e := newEnv(t, inventory())
 	e.resolved(nodeClass())
 	e.srv.InsufficientCapacity(fakeaws.Offering{InstanceType: "g6.xlarge", Zone: "us-east-1b", CapacityType: fakeaws.Reserved}, "ReservationCapacityExceeded")
-	got, err := e.cp.Create(e.ctx, claim("fallback", 1, req(corev1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, "g6.xlarge")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := e.launch(t, claim("fallback", 1, req(corev1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, "g6.xlarge")))
 	if got.Labels[karpv1.CapacityTypeLabelKey] == karpv1.CapacityTypeReserved {
 		t.Fatalf("launched into the refused reservation: %v", got.Labels)
 	}
@@ -339,9 +336,7 @@ func TestLaunchIsIdempotentPerNodeClaim(t *testing.T) {
 func TestLaunchTemplateRecreatedAfterDeletion(t *testing.T) {
 	e := newEnv(t, inventory())
 	e.resolved(nodeClass())
-	if _, err := e.cp.Create(e.ctx, claim("one", 1)); err != nil {
-		t.Fatal(err)
-	}
+	e.launch(t, claim("one", 1))
 	e.srv.DeleteLaunchTemplates()
 	if _, err := e.cp.Create(e.ctx, claim("two", 1)); err != nil {
 		t.Fatalf("launch after the template was deleted: %v", err)
@@ -354,9 +349,7 @@ func TestLaunchTemplateRecreatedAfterDeletion(t *testing.T) {
 func TestLaunchTemplate(t *testing.T) {
 	e := newEnv(t, inventory())
 	nc := e.resolved(nodeClass(func(nc *v1alpha1.GPUNodeClass) { nc.Spec.DetailedMonitoring = lo.ToPtr(true) }))
-	if _, err := e.cp.Create(e.ctx, claim("lt", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand))); err != nil {
-		t.Fatal(err)
-	}
+	e.launch(t, claim("lt", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand)))
 	inst := e.srv.Instances()[0]
 	lt := e.srv.LaunchTemplates()[inst.LaunchTemplate]
 	wantData := map[string]string{
@@ -385,9 +378,7 @@ func TestLaunchTemplate(t *testing.T) {
 		t.Errorf("user data lacks the unregistered taint: %s", ud)
 	}
 	// Same node class and image: the template is reused, not recreated.
-	if _, err := e.cp.Create(e.ctx, claim("lt2", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand))); err != nil {
-		t.Fatal(err)
-	}
+	e.launch(t, claim("lt2", 1, req(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, karpv1.CapacityTypeOnDemand)))
 	if n := len(e.srv.Requests("CreateLaunchTemplate")); n != 1 {
 		t.Errorf("CreateLaunchTemplate called %d times, want 1", n)
 	}
@@ -396,10 +387,7 @@ func TestLaunchTemplate(t *testing.T) {
 func TestGetListTerminate(t *testing.T) {
 	e := newEnv(t, inventory())
 	e.resolved(nodeClass())
-	nc, err := e.cp.Create(e.ctx, claim("life", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := e.launch(t, claim("life", 1))
 	got, err := e.cp.Get(e.ctx, nc.Status.ProviderID)
 	if err != nil || got.Name != "life" || got.Labels[corev1.LabelInstanceTypeStable] != nc.Labels[corev1.LabelInstanceTypeStable] ||
 		got.Labels[karpv1.CapacityTypeLabelKey] != nc.Labels[karpv1.CapacityTypeLabelKey] {
@@ -460,10 +448,7 @@ func TestListPaginates(t *testing.T) {
 func TestCollectOrphans(t *testing.T) {
 	e := newEnv(t, inventory())
 	e.resolved(nodeClass())
-	claimed, err := e.cp.Create(e.ctx, claim("claimed", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	claimed := e.launch(t, claim("claimed", 1))
 	claimed.Spec = claim("claimed", 1).Spec
 	if err := e.kube.Create(e.ctx, claimed); err != nil {
 		t.Fatal(err)

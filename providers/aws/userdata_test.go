@@ -44,9 +44,7 @@ func hostileClaim() *karpv1.NodeClaim {
 func launchUserData(t *testing.T, e *env, nc *v1alpha1.GPUNodeClass) string {
 	t.Helper()
 	e.resolved(nc)
-	if _, err := e.cp.Create(e.ctx, hostileClaim()); err != nil {
-		t.Fatal(err)
-	}
+	e.launch(t, hostileClaim())
 	lt := e.srv.LaunchTemplates()[e.srv.Instances()[0].LaunchTemplate]
 	ud, err := base64.StdEncoding.DecodeString(lt.Data["UserData"])
 	if err != nil {

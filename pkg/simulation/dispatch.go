@@ -54,13 +54,14 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/apiserver"
 )
 
 // objCtrl is an object controller the engine reconciles when objects it
 // watches change, as controller-runtime would.
 type objCtrl struct {
 	name string
-	kind kind // the kind of its requests
+	kind apiserver.Kind // the kind of its requests
 	rec  func(ctx context.Context, key types.NamespacedName) (reconcile.Result, client.Object, error)
 	// requeue filters RequeueAfter results: it returns the delay to honour
 	// and false to drop a pure periodic resync (see buildControllers).
@@ -205,67 +206,67 @@ func (e *engine) buildControllers() error {
 		var err error
 		switch c := c.(type) {
 		case *informer.NodePoolController:
-			err = add(&objCtrl{name: cStateNodePool, kind: kindNodePool, rec: byRequest(c), requeue: resync})
+			err = add(&objCtrl{name: cStateNodePool, kind: apiserver.KindNodePool, rec: byRequest(c), requeue: resync})
 		case *informer.NodeClaimController:
-			err = add(&objCtrl{name: cStateNodeClaim, kind: kindNodeClaim, rec: byRequest(c), requeue: resync})
+			err = add(&objCtrl{name: cStateNodeClaim, kind: apiserver.KindNodeClaim, rec: byRequest(c), requeue: resync})
 		case *informer.NodeController:
-			err = add(&objCtrl{name: cStateNode, kind: kindNode, rec: byRequest(c), requeue: resync})
+			err = add(&objCtrl{name: cStateNode, kind: apiserver.KindNode, rec: byRequest(c), requeue: resync})
 		case *informer.PodController:
-			err = add(&objCtrl{name: cStatePod, kind: kindPod, rec: byRequest(c), requeue: resync})
+			err = add(&objCtrl{name: cStatePod, kind: apiserver.KindPod, rec: byRequest(c), requeue: resync})
 		case *nodeclass.Controller:
 			// Its 5-minute re-resolution has nothing to find on the fake fleet.
-			err = add(&objCtrl{name: cNodeClass, kind: kindNodeClass, rec: typed(kube, func() *v1alpha1.GPUNodeClass { return &v1alpha1.GPUNodeClass{} }, c.Reconcile), requeue: resync})
+			err = add(&objCtrl{name: cNodeClass, kind: apiserver.KindNodeClass, rec: typed(kube, func() *v1alpha1.GPUNodeClass { return &v1alpha1.GPUNodeClass{} }, c.Reconcile), requeue: resync})
 		case *nodepoolreadiness.Controller:
-			err = add(&objCtrl{name: cPoolReadiness, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cPoolReadiness, kind: apiserver.KindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *nodepoolvalidation.Controller:
-			err = add(&objCtrl{name: cPoolValidation, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cPoolValidation, kind: apiserver.KindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *nodepoolhash.Controller:
-			err = add(&objCtrl{name: cPoolHash, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cPoolHash, kind: apiserver.KindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *nodepoolregistrationhealth.Controller:
-			err = add(&objCtrl{name: cPoolRegistration, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cPoolRegistration, kind: apiserver.KindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *lifecycle.Controller:
-			err = add(&objCtrl{name: cLifecycle, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cLifecycle, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 		case *podevents.Controller:
-			err = add(&objCtrl{name: cPodEvents, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cPodEvents, kind: apiserver.KindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour})
 		case *nodeclaimdisruption.Controller:
-			err = add(&objCtrl{name: cNodeClaimDisruption, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: e.consolidatableRequeue})
+			err = add(&objCtrl{name: cNodeClaimDisruption, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: e.consolidatableRequeue})
 		case *expiration.Controller:
-			err = add(&objCtrl{name: cExpiration, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cExpiration, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 		case *termination.Controller:
-			err = add(&objCtrl{name: cTermination, kind: kindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cTermination, kind: apiserver.KindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour})
 		case *terminator.Queue:
 			d.evqSource, err = channelField[event.TypedGenericEvent[*corev1.Pod]](c, "source")
 			if err == nil {
-				err = add(&objCtrl{name: cEviction, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour})
+				err = add(&objCtrl{name: cEviction, kind: apiserver.KindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour})
 			}
 		case *disruption.Queue:
 			d.dqueueSource, err = channelField[event.TypedGenericEvent[*karpv1.NodeClaim]](c, "source")
 			if err == nil {
 				e.disrupt.queue = c
-				err = add(&objCtrl{name: cDisruptionQueue, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+				err = add(&objCtrl{name: cDisruptionQueue, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 			}
 		case *disruption.Controller:
 			e.disrupt.ctrl = c
 			err = sortDisruptionMethods(c)
 		case *provisioning.PodTrigger:
-			err = add(&objCtrl{name: cPodTrigger, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
+			err = add(&objCtrl{name: cPodTrigger, kind: apiserver.KindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *provisioning.NodeTrigger:
-			err = add(&objCtrl{name: cNodeTrigger, kind: kindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
+			err = add(&objCtrl{name: cNodeTrigger, kind: apiserver.KindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *coreprov.PodController:
-			err = add(&objCtrl{name: cPodTrigger, kind: kindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
+			err = add(&objCtrl{name: cPodTrigger, kind: apiserver.KindPod, rec: typed(kube, newPod, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *coreprov.NodeController:
-			err = add(&objCtrl{name: cNodeTrigger, kind: kindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
+			err = add(&objCtrl{name: cNodeTrigger, kind: apiserver.KindNode, rec: typed(kube, newNode, c.Reconcile), requeue: honour, after: e.afterTrigger})
 		case *gputaint.Controller:
-			err = add(&objCtrl{name: cGPUTaint, kind: kindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cGPUTaint, kind: apiserver.KindNodePool, rec: typed(kube, newNodePool, c.Reconcile), requeue: honour})
 		case *nomination.Controller:
 			e.nominator = c
-			err = add(&objCtrl{name: cNomination, kind: kindPod, rec: byRequest(c), requeue: honour})
+			err = add(&objCtrl{name: cNomination, kind: apiserver.KindPod, rec: byRequest(c), requeue: honour})
 		case *gpustartup.Controller:
-			err = add(&objCtrl{name: cGPUStartup, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
+			err = add(&objCtrl{name: cGPUStartup, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, c.Reconcile), requeue: honour})
 		case *provisioningrequest.Controller:
 			err = e.addProvisioningRequestControllers(c, add)
 		case *provisioningrequest.PodGroupController:
-			err = add(&objCtrl{name: cPodGroup, kind: kindPod, rec: byRequest(c), requeue: honour})
+			err = add(&objCtrl{name: cPodGroup, kind: apiserver.KindPod, rec: byRequest(c), requeue: honour})
 		case *idlegpu.Controller:
 			e.idle = &idleDriver{ctrl: c, period: idlegpu.PollInterval, lastRun: Epoch.Add(-idlegpu.PollInterval)}
 		case *coreprov.Provisioner, *provisioning.Controller:
@@ -305,8 +306,8 @@ func (e *engine) buildControllers() error {
 		}
 	}
 	// The fleet's kubelet.
-	_ = add(&objCtrl{name: cRegistrar, kind: kindNodeClaim, rec: typed(kube, newNodeClaim, e.registrar.Reconcile), requeue: honour})
-	_ = add(&objCtrl{name: cKubelet, kind: kindPod, rec: typed(kube, newPod, e.registrar.ReconcilePod), requeue: honour})
+	_ = add(&objCtrl{name: cRegistrar, kind: apiserver.KindNodeClaim, rec: typed(kube, newNodeClaim, e.registrar.Reconcile), requeue: honour})
+	_ = add(&objCtrl{name: cKubelet, kind: apiserver.KindPod, rec: typed(kube, newPod, e.registrar.ReconcilePod), requeue: honour})
 	for _, name := range []string{cStateNodePool, cStateNodeClaim, cStateNode, cStatePod, cNodeClass, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash,
 		cPoolRegistration, cLifecycle, cGPUStartup, cRegistrar, cKubelet, cNomination, cPodEvents, cNodeClaimDisruption, cExpiration, cTermination, cEviction, cDisruptionQueue,
 		cPodGroup, cProvisioningRequest, cProvisioningRequestOrphans, cPodTrigger, cNodeTrigger} {
@@ -416,7 +417,7 @@ func (e *engine) settle() error {
 		}
 		break
 	}
-	if e.changes.writes() != e.disrupt.writes {
+	if e.changes.Writes() != e.disrupt.writes {
 		e.markDisruptionDirty()
 	}
 	return nil
@@ -455,29 +456,29 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			drained = true
 		}
 	}
-	changed := e.changes.take()
+	changed := e.changes.Take()
 	keys := lo.Keys(changed)
 	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].kind != keys[j].kind {
-			return keys[i].kind < keys[j].kind
+		if keys[i].Kind != keys[j].Kind {
+			return keys[i].Kind < keys[j].Kind
 		}
-		return keys[i].key.String() < keys[j].key.String()
+		return keys[i].Key.String() < keys[j].Key.String()
 	})
 	for _, k := range keys {
-		switch k.kind {
-		case kindNodePool:
+		switch k.Kind {
+		case apiserver.KindNodePool:
 			for _, n := range []string{cStateNodePool, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash, cPoolRegistration} {
-				addReq(n, k.key)
+				addReq(n, k.Key)
 			}
-			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{karpv1.NodePoolLabelKey: k.key.Name}) {
+			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{karpv1.NodePoolLabelKey: k.Key.Name}) {
 				addReq(cNodeClaimDisruption, nc)
 			}
-		case kindNodeClass:
-			addReq(cNodeClass, k.key)
+		case apiserver.KindNodeClass:
+			addReq(cNodeClass, k.Key)
 			nps := &karpv1.NodePoolList{}
 			if err := e.kube.List(e.ctx, nps, e.readOnly()...); err == nil {
 				for i := range nps.Items {
-					if ref := nps.Items[i].Spec.Template.Spec.NodeClassRef; ref != nil && ref.Name == k.key.Name {
+					if ref := nps.Items[i].Spec.Template.Spec.NodeClassRef; ref != nil && ref.Name == k.Key.Name {
 						addReq(cPoolReadiness, client.ObjectKeyFromObject(&nps.Items[i]))
 						addReq(cGPUTaint, client.ObjectKeyFromObject(&nps.Items[i]))
 					}
@@ -486,29 +487,29 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			for _, nc := range e.nodeClaimsWhere() {
 				addReq(cNodeClaimDisruption, nc)
 			}
-		case kindNodeClaim:
+		case apiserver.KindNodeClaim:
 			for _, n := range []string{cStateNodeClaim, cLifecycle, cGPUStartup, cRegistrar, cNodeClaimDisruption, cExpiration} {
-				addReq(n, k.key)
+				addReq(n, k.Key)
 			}
 			e.routeGang(k, addReq)
 			if e.nominator != nil {
 				// The pods planned on it (it gets its node name when the
 				// node registers).
-				for _, pk := range e.nominator.PodsFor(k.key.Name) {
+				for _, pk := range e.nominator.PodsFor(k.Key.Name) {
 					addReq(cNomination, pk)
 				}
 			}
-		case kindProvisioningRequest:
+		case apiserver.KindProvisioningRequest:
 			e.routeGang(k, addReq)
-		case kindNode:
+		case apiserver.KindNode:
 			for _, n := range []string{cStateNode, cTermination, cNodeTrigger} {
-				addReq(n, k.key)
+				addReq(n, k.Key)
 			}
-			providerID := d.lastNodeProviderID[k.key.Name]
+			providerID := d.lastNodeProviderID[k.Key.Name]
 			node := &corev1.Node{}
-			if err := e.kube.Get(e.ctx, k.key, node); err == nil {
+			if err := e.kube.Get(e.ctx, k.Key, node); err == nil {
 				providerID = node.Spec.ProviderID
-				d.lastNodeProviderID[k.key.Name] = providerID
+				d.lastNodeProviderID[k.Key.Name] = providerID
 			}
 			if providerID != "" {
 				for _, nc := range e.nodeClaimsWhere(client.MatchingFields{"status.providerID": providerID}) {
@@ -516,23 +517,23 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				}
 			}
 			e.schedDirty = true
-		case kindPod:
+		case apiserver.KindPod:
 			for _, n := range []string{cStatePod, cKubelet, cPodTrigger} {
-				addReq(n, k.key)
+				addReq(n, k.Key)
 			}
-			nodeName, seen := d.lastPodNode[k.key]
+			nodeName, seen := d.lastPodNode[k.Key]
 			if !seen || nodeName == "" {
 				// Pending, or bound or gone since (forgotten).
-				addReq(cNomination, k.key)
+				addReq(cNomination, k.Key)
 			}
 			pod := &corev1.Pod{}
-			if err := e.kube.Get(e.ctx, k.key, pod); err == nil {
+			if err := e.kube.Get(e.ctx, k.Key, pod); err == nil {
 				nodeName = pod.Spec.NodeName
-				d.lastPodNode[k.key] = nodeName
+				d.lastPodNode[k.Key] = nodeName
 				e.observePod(pod)
 			} else {
-				delete(d.lastPodNode, k.key)
-				e.observePodGone(k.key)
+				delete(d.lastPodNode, k.Key)
+				e.observePodGone(k.Key)
 			}
 			e.routeGang(k, addReq)
 			if nodeName != "" {
@@ -659,12 +660,6 @@ func (e *engine) pollSingleton(i int) error {
 	return nil
 }
 
-func (l *changeLog) writes() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.any
-}
-
 // controllerNames lists the driven controllers, for the report.
 func (e *engine) controllerNames() []string {
 	out := lo.Map(e.d.ctrls, func(c *objCtrl, _ int) string { return c.name })
@@ -720,4 +715,14 @@ func sortDisruptionMethods(c *disruption.Controller) error {
 		}
 	}
 	return nil
+}
+
+// readOnly are the list options of the simulator's own lists whose items it
+// only reads: they share the cache's objects instead of copying them (none
+// under Config.ReferenceReads).
+func (e *engine) readOnly() []client.ListOption {
+	if e.cfg.ReferenceReads {
+		return nil
+	}
+	return []client.ListOption{client.UnsafeDisableDeepCopy}
 }

@@ -57,6 +57,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/apiserver"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
@@ -170,7 +171,7 @@ type engine struct {
 	horizon time.Time
 
 	clk      *simClock
-	changes  *changeLog
+	changes  *apiserver.ChangeLog
 	kube     client.Client
 	deleting atomic.Bool
 
@@ -229,9 +230,7 @@ func (e *engine) debugf(format string, args ...any) {
 
 // as names who writes next, for the report's deletion counts.
 func (e *engine) as(actor string) {
-	e.changes.mu.Lock()
-	e.changes.actor = actor
-	e.changes.mu.Unlock()
+	e.changes.SetActor(actor)
 }
 
 // timed accumulates wall-clock time per phase for the report's profile.
@@ -300,7 +299,7 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 		cfg:       cfg,
 		w:         w,
 		clk:       newSimClock(),
-		changes:   &changeLog{changed: map[objKey]bool{}, createdClaims: map[string]string{}, claimDeletions: map[string]int{}},
+		changes:   apiserver.NewChangeLog(),
 		rec:       recorder{},
 		byName:    map[string]*podState{},
 		wallStart: time.Now(),
@@ -315,7 +314,7 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 		}
 	}
 	e.horizon = Epoch.Add(horizon)
-	e.kube = newKubeClient(e.clk, e.changes, &e.deleting, cfg.ReferenceReads)
+	e.kube = apiserver.NewClient(e.clk, e.changes, &e.deleting, cfg.ReferenceReads)
 	entries := cfg.Catalog
 	if entries == nil {
 		var err error
@@ -688,9 +687,7 @@ func (e *engine) provision() error {
 	if !e.cluster.Synced(e.ctx) {
 		return nil
 	}
-	e.changes.mu.Lock()
-	e.changes.createdClaims = map[string]string{}
-	e.changes.mu.Unlock()
+	e.changes.TakeCreatedClaims()
 	e.batch.provisions++
 	defer e.timed("provisioning", time.Now())
 	e.as("provisioning")
@@ -719,10 +716,7 @@ func (e *engine) provision() error {
 // pod sets are reassigned in name order to keep runs deterministic. The
 // debug log records the plan of the NodeClaims created.
 func (e *engine) updateNominations() {
-	e.changes.mu.Lock()
-	created := e.changes.createdClaims
-	e.changes.createdClaims = map[string]string{}
-	e.changes.mu.Unlock()
+	created := e.changes.TakeCreatedClaims()
 	byHash := map[string][]string{}
 	for name, h := range created {
 		byHash[h] = append(byHash[h], name)
@@ -837,7 +831,7 @@ func (e *engine) poll() error {
 		return nil
 	}
 	d.dirty = false
-	d.writes = e.changes.writes()
+	d.writes = e.changes.Writes()
 	d.active = true
 	d.started = time.Now()
 	e.as("disruption")
@@ -901,7 +895,7 @@ func (e *engine) disruptionDone(r disruptionResult) {
 		d.dirty = true
 	default:
 		d.nextPoll = now.Add(max(r.requeue, e.cfg.DisruptionInterval))
-		if e.changes.writes() != d.writes {
+		if e.changes.Writes() != d.writes {
 			d.dirty = true
 		}
 	}

@@ -7,17 +7,13 @@ package simulation
 // its model) and still leaves when the workload says.
 
 import (
-	"context"
 	"strings"
 	"time"
 
-	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 )
 
@@ -110,37 +106,4 @@ func (e *engine) gpuPrice(nodeName string) float64 {
 		return r.Price / float64(r.GPUs)
 	}
 	return 0
-}
-
-// evictionCause says why the evicted pod's node was going: "repack" (a
-// repacking move's old node), core's disruption reason ("underutilized",
-// "empty", "drifted", ...), or "other" (idle-GPU removal, a spot
-// interruption, expiry, a node gone).
-func evictionCause(ctx context.Context, c client.Client, pod *corev1.Pod) string {
-	node := &corev1.Node{}
-	if pod.Spec.NodeName == "" || c.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node) != nil {
-		return "other"
-	}
-	ref, ok := lo.Find(node.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Kind == "NodeClaim" })
-	nc := &karpv1.NodeClaim{}
-	if !ok || c.Get(ctx, client.ObjectKey{Name: ref.Name}, nc) != nil {
-		return "other"
-	}
-	if repack.InFlight(nc) {
-		return "repack"
-	}
-	if cond := nc.StatusConditions().Get(karpv1.ConditionTypeDisruptionReason); cond.IsTrue() && cond.Reason != "" {
-		return strings.ToLower(cond.Reason)
-	}
-	return "other"
-}
-
-// deleter names who deleted the NodeClaim for the report's deletion counts:
-// the running actor, except that a repacking move's old node is the
-// repacker's (it runs on the idle-GPU controller's poll).
-func deleter(actor string, nc *karpv1.NodeClaim) string {
-	if repack.InFlight(nc) {
-		return "karpenter-gpu.repack"
-	}
-	return actor
 }

@@ -15,6 +15,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/apiserver"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -53,10 +54,10 @@ func newProvisioningRequest() *autoscalingv1.ProvisioningRequest {
 // controller as its Register wires it: requests, and the NodeClaims
 // launched for them (its orphan reconciler).
 func (e *engine) addProvisioningRequestControllers(c *provisioningrequest.Controller, add func(*objCtrl) error) error {
-	if err := add(&objCtrl{name: cProvisioningRequest, kind: kindProvisioningRequest, rec: typed(e.kube, newProvisioningRequest, c.Reconcile), requeue: honour}); err != nil {
+	if err := add(&objCtrl{name: cProvisioningRequest, kind: apiserver.KindProvisioningRequest, rec: typed(e.kube, newProvisioningRequest, c.Reconcile), requeue: honour}); err != nil {
 		return err
 	}
-	return add(&objCtrl{name: cProvisioningRequestOrphans, kind: kindNodeClaim, rec: typed(e.kube, newNodeClaim, c.ReconcileNodeClaim), requeue: honour})
+	return add(&objCtrl{name: cProvisioningRequestOrphans, kind: apiserver.KindNodeClaim, rec: typed(e.kube, newNodeClaim, c.ReconcileNodeClaim), requeue: honour})
 }
 
 // gangTracker holds the gangs and what the watches of the two controllers
@@ -198,47 +199,47 @@ func (e *engine) gangMemberGone(ps *podState) {
 // requests to the request controller and their group; NodeClaims launched
 // for a request to the request and to the orphan reconciler; a deleted
 // request's NodeClaims to the orphan reconciler; pods of a group to it.
-func (e *engine) routeGang(k objKey, addReq func(string, types.NamespacedName)) {
+func (e *engine) routeGang(k apiserver.ObjectKey, addReq func(string, types.NamespacedName)) {
 	if _, ok := e.d.byName[cProvisioningRequest]; !ok {
 		return
 	}
 	t := &e.gangs
-	switch k.kind {
-	case kindNodeClaim:
+	switch k.Kind {
+	case apiserver.KindNodeClaim:
 		nc := &karpv1.NodeClaim{}
-		if err := e.kube.Get(e.ctx, k.key, nc); err == nil {
+		if err := e.kube.Get(e.ctx, k.Key, nc); err == nil {
 			if ns, name, ok := strings.Cut(nc.Annotations[provisioningrequest.AnnotationRequest], "/"); ok && nc.Labels[provisioningrequest.LabelRequest] != "" {
-				t.claimRequest[k.key.Name] = types.NamespacedName{Namespace: ns, Name: name}
+				t.claimRequest[k.Key.Name] = types.NamespacedName{Namespace: ns, Name: name}
 			}
 		}
-		if key, ok := t.claimRequest[k.key.Name]; ok {
+		if key, ok := t.claimRequest[k.Key.Name]; ok {
 			addReq(cProvisioningRequest, key)
-			addReq(cProvisioningRequestOrphans, k.key)
+			addReq(cProvisioningRequestOrphans, k.Key)
 		}
-	case kindPod:
+	case apiserver.KindPod:
 		pod := &corev1.Pod{}
-		if err := e.kube.Get(e.ctx, k.key, pod); err == nil {
+		if err := e.kube.Get(e.ctx, k.Key, pod); err == nil {
 			if key, ok := provisioningrequest.GroupKey(pod); ok {
-				t.podGroup[k.key] = key
+				t.podGroup[k.Key] = key
 			}
 		}
-		if key, ok := t.podGroup[k.key]; ok {
+		if key, ok := t.podGroup[k.Key]; ok {
 			addReq(cPodGroup, key)
 		}
-	case kindProvisioningRequest:
-		addReq(cProvisioningRequest, k.key)
+	case apiserver.KindProvisioningRequest:
+		addReq(cProvisioningRequest, k.Key)
 		pr := &autoscalingv1.ProvisioningRequest{}
-		if err := e.kube.Get(e.ctx, k.key, pr); err == nil {
-			t.requestUID[k.key] = string(pr.UID)
+		if err := e.kube.Get(e.ctx, k.Key, pr); err == nil {
+			t.requestUID[k.Key] = string(pr.UID)
 			if key, ok := provisioningrequest.GroupKey(pr); ok {
-				t.requestGroup[k.key] = key
+				t.requestGroup[k.Key] = key
 			}
-		} else if uid := t.requestUID[k.key]; uid != "" {
+		} else if uid := t.requestUID[k.Key]; uid != "" {
 			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{provisioningrequest.LabelRequest: uid}) {
 				addReq(cProvisioningRequestOrphans, nc)
 			}
 		}
-		if key, ok := t.requestGroup[k.key]; ok {
+		if key, ok := t.requestGroup[k.Key]; ok {
 			addReq(cPodGroup, key)
 		}
 	}

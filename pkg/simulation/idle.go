@@ -49,7 +49,7 @@ func (e *engine) nextIdleTick(t time.Time) (time.Time, bool) {
 	if !next.Before(t) {
 		return time.Time{}, false
 	}
-	if d.quiet && e.changes.writes() == d.writesAt && !e.cfg.FaithfulPolling {
+	if d.quiet && e.changes.Writes() == d.writesAt && !e.cfg.FaithfulPolling {
 		// A node protected by the break-even rule may be released at a
 		// time the controller can tell (waste grows linearly, a batch
 		// pod's lost work falls at its checkpoints): the first tick at or
@@ -71,7 +71,7 @@ func (e *engine) idleTick(at time.Time) error {
 	if at.After(e.clk.Now()) {
 		e.clk.SetTime(at)
 	}
-	before := e.changes.writes()
+	before := e.changes.Writes()
 	start := time.Now()
 	e.as("karpenter-gpu.idlegpu")
 	_, err := d.ctrl.Reconcile(e.ctx)
@@ -84,7 +84,7 @@ func (e *engine) idleTick(at time.Time) error {
 	if err := e.settle(); err != nil {
 		return err
 	}
-	d.writesAt = e.changes.writes()
+	d.writesAt = e.changes.Writes()
 	d.quiet = err == nil && d.writesAt == before && !e.timeSensitiveIdle()
 	return nil
 }

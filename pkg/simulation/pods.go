@@ -189,10 +189,7 @@ func (e *engine) observePodGone(key types.NamespacedName) {
 // that Karpenter evicted before their trace deletion time: a replacement
 // pod is created at once and goes through scheduling again.
 func (e *engine) recreateEvicted() bool {
-	e.changes.mu.Lock()
-	evicted, causes := e.changes.evicted, e.changes.evictedCause
-	e.changes.evicted, e.changes.evictedCause = nil, nil
-	e.changes.mu.Unlock()
+	evicted, causes := e.changes.TakeEvicted()
 	did := false
 	for i, pod := range evicted {
 		ps := e.byWorkloadName(pod.Annotations[workloadLabel])

@@ -138,12 +138,7 @@ func (e *engine) result() (*report.Result, error) {
 		r.LostGPUHours += l.lostGPUHours
 		r.RerunUSD += l.rerunUSD
 	}
-	e.changes.mu.Lock()
-	r.NodeClaimDeletions = map[string]int{}
-	for k, v := range e.changes.claimDeletions {
-		r.NodeClaimDeletions[k] = v
-	}
-	e.changes.mu.Unlock()
+	r.NodeClaimDeletions = e.changes.ClaimDeletions()
 	r.IdleGPURemovals = r.NodeClaimDeletions["karpenter-gpu.idlegpu"]
 	for _, c := range e.disrupt.commands {
 		r.DisruptionCommands++

@@ -1,4 +1,4 @@
-package simulation
+package apiserver
 
 import (
 	"context"
@@ -357,14 +357,4 @@ func matchFields(idx map[string]client.IndexerFunc, reqs []fields.Requirement, o
 		}
 	}
 	return true
-}
-
-// readOnly are the list options of the simulator's own lists whose items it
-// only reads: they share the cache's objects instead of copying them (none
-// under Config.ReferenceReads).
-func (e *engine) readOnly() []client.ListOption {
-	if e.cfg.ReferenceReads {
-		return nil
-	}
-	return []client.ListOption{client.UnsafeDisableDeepCopy}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awstest"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awsutil"
 )
 
 // Karpenter for AWS v1.15.0 (github.com/aws/karpenter-provider-aws) finds
@@ -191,26 +192,22 @@ func TestNothingLooksLikeKarpenterAWSs(t *testing.T) {
 	// Karpenter for AWS's queries find its resources and none of ours.
 	var adopted []string
 	instances := ec2.NewDescribeInstancesPaginator(clients.EC2, &ec2.DescribeInstancesInput{Filters: karpenterAWSInstanceFilters, MaxResults: awssdk.Int32(1000)})
-	for instances.HasMorePages() {
-		page, err := instances.NextPage(e.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := awsutil.EachPage(e.ctx, time.Minute, instances, func(page *ec2.DescribeInstancesOutput) {
 		for _, r := range page.Reservations {
 			adopted = append(adopted, lo.Map(r.Instances, func(i ec2types.Instance, _ int) string { return awssdk.ToString(i.InstanceId) })...)
 		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{awsInstance}, adopted); diff != "" {
 		t.Errorf("instances Karpenter for AWS's garbage collector lists (-want +got):\n%s", diff)
 	}
 	var hydrated []string
 	templates := ec2.NewDescribeLaunchTemplatesPaginator(clients.EC2, &ec2.DescribeLaunchTemplatesInput{Filters: karpenterAWSTemplateFilters, MaxResults: awssdk.Int32(200)})
-	for templates.HasMorePages() {
-		page, err := templates.NextPage(e.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := awsutil.EachPage(e.ctx, time.Minute, templates, func(page *ec2.DescribeLaunchTemplatesOutput) {
 		hydrated = append(hydrated, lo.Map(page.LaunchTemplates, func(lt ec2types.LaunchTemplate, _ int) string { return awssdk.ToString(lt.LaunchTemplateName) })...)
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{awsTemplate}, hydrated); diff != "" {
 		t.Errorf("launch templates Karpenter for AWS caches at start and then deletes (-want +got):\n%s", diff)

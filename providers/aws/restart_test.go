@@ -50,6 +50,25 @@ func (re *restartEnv) stored(nc *karpv1.NodeClaim) *karpv1.NodeClaim {
 	return nc
 }
 
+// restart kills the process st and starts the next one, 30 seconds later,
+// on the same endpoint and API server.
+func (re *restartEnv) restart(st *chaosStack) *chaosStack {
+	st.dead.Store(true)
+	re.clk.Step(30 * time.Second)
+	return newChaosStack(re.t, st.n+1, re.srv, re.clk, re.kube)
+}
+
+// launch runs the process's Create for a copy of nc, failing the test on
+// an error.
+func (st *chaosStack) launch(t *testing.T, nc *karpv1.NodeClaim) *karpv1.NodeClaim {
+	t.Helper()
+	out, err := st.cp.Create(context.Background(), nc.DeepCopy())
+	if err != nil {
+		t.Fatalf("Create %s: %v", nc.Name, err)
+	}
+	return out
+}
+
 func liveTagged(srv *fakeaws.Server, name string) []fakeaws.Instance {
 	return lo.Filter(srv.Instances(), func(i fakeaws.Instance, _ int) bool {
 		return i.Tags[gpucp.TagNodeClaim] == name && (i.State == "pending" || i.State == "running")
@@ -87,13 +106,8 @@ func TestRecreateAfterRestartReturnsTheBatchedInstance(t *testing.T) {
 		t.Fatalf("%d CreateFleet requests, want one batch of 2", len(fleets))
 	}
 	// The process dies; neither result was recorded.
-	st.dead.Store(true)
-	re.clk.Step(30 * time.Second)
-	st2 := newChaosStack(t, 2, re.srv, re.clk, re.kube)
-	out, err := st2.cp.Create(context.Background(), a.DeepCopy())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st2 := re.restart(st)
+	out := st2.launch(t, a)
 	if out.Status.ProviderID != got["a"] {
 		t.Errorf("re-created a on %s, want the instance launched before the restart, %s", out.Status.ProviderID, got["a"])
 	}
@@ -107,9 +121,7 @@ func TestRecreateAfterRestartReturnsTheBatchedInstance(t *testing.T) {
 	re.clk.Step(awsbackend.RestartLookupWindow + time.Second)
 	c := re.stored(claim("c", 1, odG4...))
 	before := len(re.srv.Requests("DescribeInstances"))
-	if _, err := st2.cp.Create(context.Background(), c.DeepCopy()); err != nil {
-		t.Fatal(err)
-	}
+	st2.launch(t, c)
 	if n := len(re.srv.Requests("DescribeInstances")) - before; n != 0 {
 		t.Errorf("a new NodeClaim's launch described instances %d times, want 0", n)
 	}
@@ -122,20 +134,11 @@ func TestRecreateAfterRestartReturnsTheBatchedInstance(t *testing.T) {
 func TestRecreateAfterRestartOnAFullReservation(t *testing.T) {
 	re, st := newRestartEnv(t)
 	r := re.stored(claim("r", 1, req(corev1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, "g6.xlarge")))
-	first, err := st.cp.Create(context.Background(), r.DeepCopy())
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := st.launch(t, r)
 	if first.Labels[karpv1.CapacityTypeLabelKey] != karpv1.CapacityTypeReserved {
 		t.Fatalf("first launch %v, want the ODCR", first.Labels)
 	}
-	st.dead.Store(true)
-	re.clk.Step(30 * time.Second)
-	st2 := newChaosStack(t, 2, re.srv, re.clk, re.kube)
-	second, err := st2.cp.Create(context.Background(), r.DeepCopy())
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := re.restart(st).launch(t, r)
 	live := liveTagged(re.srv, "r")
 	if len(live) != 1 || second.Status.ProviderID == first.Status.ProviderID {
 		t.Errorf("after the restart: %d live instances tagged r, launched on %s (first %s); want one new instance", len(live), second.Status.ProviderID, first.Status.ProviderID)

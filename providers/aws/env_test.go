@@ -165,6 +165,14 @@ func (e *env) launch(t *testing.T, nc *karpv1.NodeClaim) *karpv1.NodeClaim {
 	return got
 }
 
+// resolvedEnv is newEnv on the inventory with nodeClass() resolved.
+func resolvedEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t, inventory())
+	e.resolved(nodeClass())
+	return e
+}
+
 func (e *env) resolved(nc *v1alpha1.GPUNodeClass) *v1alpha1.GPUNodeClass {
 	e.t.Helper()
 	if err := e.backend.Resolve(e.ctx, nc); err != nil {

@@ -181,8 +181,7 @@ func TestGangOnTheControllerPath(t *testing.T) {
 
 // A NodeClaim that is not part of a gang launches as before: no minimum.
 func TestNonGangLaunchHasNoMinimum(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	nc := gangClaim("solo", "req-uid", 4, "p5.48xlarge", "us-east-1b")
 	delete(nc.Annotations, gpucp.AnnotationGangSize)
 	e.launch(t, nc)
@@ -300,8 +299,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		return ""
 	}
 	t.Run("EFA types: one cluster group per gang, every instance in it", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		launched(t, e, "efa", "p5.48xlarge", 8)
 		creates := e.srv.Requests("CreatePlacementGroup")
 		if len(creates) != 1 || creates[0].Form.Get("Strategy") != "cluster" {
@@ -322,8 +320,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		}
 	})
 	t.Run("types without EFA: no placement group", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		launched(t, e, "noefa", "g6.xlarge", 1)
 		noGroup(t, e, "for g6.xlarge")
 	})
@@ -348,8 +345,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		}
 	})
 	t.Run("a full placement group refuses the gang whole", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		name := "karpenter-gpu-" + awsutil.ShortHash(cluster+"/full/1")
 		e.srv.SetPlacementGroupCapacity(name, 3)
 		for _, r := range launch(t, e, "full", "p5.48xlarge", 8) {
@@ -362,8 +358,7 @@ func TestGangPlacementGroup(t *testing.T) {
 		}
 	})
 	t.Run("empty groups are deleted after the grace, groups in use are kept", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		first := launch(t, e, "first", "p5.48xlarge", 8)
 		second := launch(t, e, "second", "p5.48xlarge", 8)
 		for _, r := range append(first, second...) {
@@ -461,8 +456,7 @@ func TestEFAInterfaces(t *testing.T) {
 		return n
 	}
 	t.Run("a p5 gang: 32 EFA interfaces, one per card, groups on the interfaces", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		e.mustCreateAll(t, gangClaims("efa", "efa", 2, 2, "p5.48xlarge"))
 		lt := templateOf(t, e, 0)
 		if n := efaCount(lt); n != 32 {
@@ -482,8 +476,7 @@ func TestEFAInterfaces(t *testing.T) {
 		}
 	})
 	t.Run("a g6 gang: none", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		claims := gangClaims("g6", "g6", 2, 2, "g6.xlarge")
 		for _, c := range claims {
 			c.Spec.Resources.Requests[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
@@ -494,8 +487,7 @@ func TestEFAInterfaces(t *testing.T) {
 		}
 	})
 	t.Run("a lone p5: none, unless it requests EFA devices", func(t *testing.T) {
-		e := newEnv(t, inventory())
-		e.resolved(nodeClass())
+		e := resolvedEnv(t)
 		plain := gangClaim("plain", "x", 2, "p5.48xlarge", "us-east-1b")
 		delete(plain.Annotations, gpucp.AnnotationGangSize)
 		wants := gangClaim("wants", "y", 2, "p5.48xlarge", "us-east-1b")

@@ -70,8 +70,7 @@ func policyActions(t *testing.T) []string {
 // policy allows each and grants nothing the code never calls (apart from
 // actions EC2/IAM authorize implicitly with a call).
 func TestIAMPolicyCoversEveryCallAndNoMore(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	other := nodeClass(func(nc *v1alpha1.GPUNodeClass) {
 		nc.Name = "existing-profile"
 		nc.Spec.Role = ""

@@ -225,8 +225,7 @@ func TestLaunchRefusesExactlyTheFailedOverrides(t *testing.T) {
 // TestLaunchFallsBackAcrossFleetKinds: a full reservation is refused, then
 // the on-demand fleet launches.
 func TestLaunchFallsBackAcrossFleetKinds(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	e.srv.InsufficientCapacity(fakeaws.Offering{InstanceType: "g6.xlarge", Zone: "us-east-1b", CapacityType: fakeaws.Reserved}, "ReservationCapacityExceeded")
 	got := e.launch(t, claim("fallback", 1, req(corev1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, "g6.xlarge")))
 	if got.Labels[karpv1.CapacityTypeLabelKey] == karpv1.CapacityTypeReserved {
@@ -334,8 +333,7 @@ func TestLaunchIsIdempotentPerNodeClaim(t *testing.T) {
 }
 
 func TestLaunchTemplateRecreatedAfterDeletion(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	e.launch(t, claim("one", 1))
 	e.srv.DeleteLaunchTemplates()
 	if _, err := e.cp.Create(e.ctx, claim("two", 1)); err != nil {
@@ -385,8 +383,7 @@ func TestLaunchTemplate(t *testing.T) {
 }
 
 func TestGetListTerminate(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	nc := e.launch(t, claim("life", 1))
 	got, err := e.cp.Get(e.ctx, nc.Status.ProviderID)
 	if err != nil || got.Name != "life" || got.Labels[corev1.LabelInstanceTypeStable] != nc.Labels[corev1.LabelInstanceTypeStable] ||
@@ -446,8 +443,7 @@ func TestListPaginates(t *testing.T) {
 }
 
 func TestCollectOrphans(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	claimed := e.launch(t, claim("claimed", 1))
 	claimed.Spec = claim("claimed", 1).Spec
 	if err := e.kube.Create(e.ctx, claimed); err != nil {

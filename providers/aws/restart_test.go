@@ -152,8 +152,7 @@ func TestRecreateAfterRestartOnAFullReservation(t *testing.T) {
 // goes; an instance of a NodeClaim still launching stays; an instance a
 // NodeClaim uses but whose NodeClaim tag was lost is tagged again.
 func TestCollectOrphansDuplicatesAndLostTags(t *testing.T) {
-	e := newEnv(t, inventory())
-	e.resolved(nodeClass())
+	e := resolvedEnv(t)
 	old := epoch.Add(-10 * time.Minute)
 	add := func(tags map[string]string) string {
 		return e.srv.AddInstance(fakeaws.Instance{InstanceType: "g4dn.xlarge", Zone: "us-east-1a", LaunchTime: old,

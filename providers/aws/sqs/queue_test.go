@@ -34,7 +34,7 @@ func endpoint(t *testing.T) (*fakeaws.Server, *awssqs.Client) {
 	t.Cleanup(srv.Close)
 	srv.SetClock(func() time.Time { return at })
 	srv.CreateQueue(name)
-	return srv, sqs.NewClient(awstest.Config(t, region), srv.URL)
+	return srv, sqs.NewClient(awstest.Config(t), srv.URL)
 }
 
 func newQueue(t *testing.T, client sqs.API, o sqs.Options) *sqs.Queue {

@@ -10,9 +10,6 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 )
 
 // Cluster is the cluster name of the inventory's discovery tags.
@@ -48,21 +46,15 @@ func Server(t testing.TB, inv fakeaws.Inventory) *fakeaws.Server {
 // credentials and at most 3 quick attempts per call.
 func Clients(t testing.TB, srv *fakeaws.Server) aws.Clients {
 	t.Helper()
-	return aws.NewClients(Config(t, "us-east-1"), srv.URL)
+	return aws.NewClients(Config(t), srv.URL)
 }
 
-// Config is the production SDK configuration (aws.LoadConfig) for region
-// with static credentials, IMDS off and at most 3 quick attempts per call.
-func Config(t testing.TB, region string) awssdk.Config {
+// Config is the production SDK configuration in us-east-1 as every AWS test
+// builds it (awsenv.Config: static credentials, IMDS off), with at most 3
+// quick attempts per call.
+func Config(t testing.TB) awssdk.Config {
 	t.Helper()
-	cfg, err := aws.LoadConfig(context.Background(), aws.ConfigOptions{
-		Region: region,
-		Retry:  aws.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond},
-		Extra: []func(*config.LoadOptions) error{
-			config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")),
-			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		},
-	})
+	cfg, err := awsenv.Config(context.Background(), aws.RetryOptions{MaxAttempts: 3, MaxBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

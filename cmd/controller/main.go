@@ -56,11 +56,9 @@ func main() {
 		Manager: op.Manager, Clock: op.Clock, KubeClient: op.GetClient(), Recorder: op.EventRecorder,
 		CloudProvider: cloudProvider.Decorated, Undecorated: cloudProvider.Undecorated, Backend: backend, Cluster: cluster,
 		InstanceTypeStore: cloudProvider.InstanceTypeStore, Policy: operator.Policy(opts.Policy), DirectMinPods: opts.DirectPackingMinPods, NominatePods: opts.NominatePods,
-		ProvisioningRequests: opts.ProvisioningRequests, ProvisioningRequestBookingTTL: opts.ProvisioningRequestBookingTTL,
-		ProvisioningRequestLaunchTimeout: opts.ProvisioningRequestLaunchTimeout, ProvisioningRequestMaxAttempts: opts.ProvisioningRequestMaxAttempts,
-		ProvisioningRequestRetryBackoff: opts.ProvisioningRequestRetryBackoff,
-		Eviction:                        opts.Eviction(),
-		InterruptionQueue:               queue, InterruptionUnavailable: cloudProvider.Provider.Unavailable(),
+		ProvisioningRequestOptions: opts.ProvisioningRequestOptions,
+		Eviction:                   opts.Eviction(),
+		InterruptionQueue:          queue, InterruptionUnavailable: cloudProvider.Provider.Unavailable(),
 	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "assembling controllers")

@@ -7,7 +7,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/awslabs/operatorpkg/controller"
 	"github.com/samber/lo"
@@ -31,6 +30,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 )
 
 // Policy selects whose decisions run.
@@ -65,16 +65,9 @@ type Options struct {
 	// NominatePods runs the nomination controller under
 	// PolicyKarpenterGPU (pkg/controllers/nomination).
 	NominatePods bool
-	// ProvisioningRequests: "auto", "true", "false" or "" (off); see
-	// provisioningRequestController. ProvisioningRequestBookingTTL: see
-	// provisioningrequest.Options.BookingTTL.
-	ProvisioningRequests          string
-	ProvisioningRequestBookingTTL time.Duration
-	// ProvisioningRequestLaunchTimeout, ...MaxAttempts, ...RetryBackoff:
-	// see provisioningrequest.Options (0: its defaults).
-	ProvisioningRequestLaunchTimeout time.Duration
-	ProvisioningRequestMaxAttempts   int
-	ProvisioningRequestRetryBackoff  time.Duration
+	// ProvisioningRequestOptions: the flags' ProvisioningRequest settings
+	// (see provisioningRequestController).
+	options.ProvisioningRequestOptions
 	// ProvisioningRequestsServed says the API serves ProvisioningRequests
 	// when there is no Manager to ask (the simulator's in-memory API).
 	ProvisioningRequestsServed bool

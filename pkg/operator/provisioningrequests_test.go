@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator/options"
 )
 
 // Without a manager (the simulator's case) the CRD counts as absent: auto
@@ -20,7 +22,7 @@ func TestProvisioningRequestController(t *testing.T) {
 		{mode: "true", wantErr: "CRD is not installed"},
 		{mode: "yes", wantErr: "must be auto, true or false"},
 	} {
-		c, err := provisioningRequestController(context.Background(), Options{ProvisioningRequests: tt.mode})
+		c, err := provisioningRequestController(context.Background(), Options{ProvisioningRequestOptions: options.ProvisioningRequestOptions{ProvisioningRequests: tt.mode}})
 		if c != nil {
 			t.Errorf("%q: controller started without the CRD", tt.mode)
 		}

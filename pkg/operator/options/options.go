@@ -53,20 +53,7 @@ type Options struct {
 	// node Karpenter planned them on (pkg/controllers/nomination; needs
 	// kube-scheduler v1.35+ to be kept while the node starts).
 	NominatePods bool
-	// ProvisioningRequests serves autoscaling.x-k8s.io ProvisioningRequests
-	// (designs/gang.md): "auto" when the CRD is installed, "true", "false".
-	ProvisioningRequests string
-	// ProvisioningRequestBookingTTL is how long capacity found or launched
-	// for a request is held for its pods.
-	ProvisioningRequestBookingTTL time.Duration
-	// ProvisioningRequestLaunchTimeout, ...MaxAttempts and ...RetryBackoff
-	// drive a best-effort-atomic request's attempts: every node of an
-	// attempt must register within the timeout or the attempt is rolled
-	// back; the next follows after the backoff (doubled per attempt); after
-	// MaxAttempts the request is Failed.
-	ProvisioningRequestLaunchTimeout time.Duration
-	ProvisioningRequestMaxAttempts   int
-	ProvisioningRequestRetryBackoff  time.Duration
+	ProvisioningRequestOptions
 	// CheckpointInterval and RestartTime are the eviction-cost estimate's
 	// defaults for GPU pods that do not state theirs (pkg/evictioncost):
 	// how often batch pods checkpoint ("never": they restart from zero),
@@ -77,6 +64,27 @@ type Options struct {
 	// queue (fed by EventBridge rules; pkg/controllers/interruption); empty
 	// turns interruption handling off. Never Karpenter for AWS's queue.
 	InterruptionQueue string
+}
+
+// ProvisioningRequestOptions are the ProvisioningRequest settings, which
+// pkg/operator hands to the ProvisioningRequest controllers as they are.
+type ProvisioningRequestOptions struct {
+	// ProvisioningRequests serves autoscaling.x-k8s.io ProvisioningRequests
+	// (designs/gang.md): "auto" when the CRD is installed, "true", "false"
+	// ("" is off).
+	ProvisioningRequests string
+	// ProvisioningRequestBookingTTL is how long capacity found or launched
+	// for a request is held for its pods.
+	ProvisioningRequestBookingTTL time.Duration
+	// ProvisioningRequestLaunchTimeout, ...MaxAttempts and ...RetryBackoff
+	// drive a best-effort-atomic request's attempts: every node of an
+	// attempt must register within the timeout or the attempt is rolled
+	// back; the next follows after the backoff (doubled per attempt); after
+	// MaxAttempts the request is Failed (0: provisioningrequest.Options'
+	// defaults).
+	ProvisioningRequestLaunchTimeout time.Duration
+	ProvisioningRequestMaxAttempts   int
+	ProvisioningRequestRetryBackoff  time.Duration
 }
 
 // AddFlags registers the flags.

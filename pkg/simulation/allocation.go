@@ -22,6 +22,7 @@ import (
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/fleet"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -116,7 +117,7 @@ func (e *engine) allocatable() map[string]corev1.ResourceList {
 
 // costAllocation splits the fleet cost (instances over [0, end)) among the
 // pods bound to each instance and the NodePools' idle capacity.
-func (e *engine) costAllocation(recs []*instanceRecord, end time.Duration) *report.CostAllocation {
+func (e *engine) costAllocation(recs []*fleet.Instance, end time.Duration) *report.CostAllocation {
 	alloc := e.allocatable()
 	type acc struct {
 		pods              map[*podState]bool

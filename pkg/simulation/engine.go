@@ -59,6 +59,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/operator"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/apiserver"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/bound"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/fleet"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
@@ -176,7 +177,7 @@ type engine struct {
 	deleting atomic.Bool
 
 	fleet     *fake.Fleet
-	backend   *meteredBackend
+	backend   *fleet.Meter
 	cp        karpcp.CloudProvider    // provider.Decorated
 	provider  *operator.CloudProvider // as the controller binary builds it
 	cluster   *state.Cluster
@@ -333,8 +334,7 @@ func newEngine(ctx context.Context, w *workload.Workload, cfg Config) (*engine, 
 		}
 	}
 	e.metrics = newCollector(e)
-	e.backend = &meteredBackend{Backend: e.fleet, clk: e.clk, gpus: func(t string) int64 { return gpus[t] }, instances: map[string]*instanceRecord{}, onChange: func(time.Time) {}}
-	e.backend.debugf = e.debugf
+	e.backend = fleet.NewMeter(e.fleet, e.clk, func(t string) int64 { return gpus[t] }, e.debugf)
 	// The provider as the controller binary builds it (core's decorators,
 	// repair-policy matcher), memoised on simulated state underneath.
 	e.provider, err = operator.NewCloudProvider(ctx, operator.CloudProviderOptions{

@@ -3,7 +3,6 @@ package simulation
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,115 +61,6 @@ type recorder struct{}
 var _ events.Recorder = recorder{}
 
 func (recorder) Publish(...events.Event) {}
-
-// instanceRecord is one instance of the fleet, for cost accounting.
-type instanceRecord struct {
-	ID, Type, Zone, CapacityType string
-	// NodeClaim launched it (its Node has the same name); NodePool owns it.
-	NodeClaim, NodePool string
-	Price               float64 // $/h of the offering launched
-	GPUs                int64
-	Start, End          time.Time // End zero while running
-}
-
-// meteredBackend wraps the fake fleet to meter launches and terminations in
-// simulated time. It changes nothing it passes through.
-type meteredBackend struct {
-	gpucp.Backend
-	clk       *simClock
-	gpus      func(instanceType string) int64
-	mu        sync.Mutex
-	instances map[string]*instanceRecord
-	order     []string
-	onChange  func(t time.Time)
-	debugf    func(format string, args ...any)
-	// version counts launches and terminations (spot.go caches on it).
-	version atomic.Uint64
-}
-
-func (m *meteredBackend) Launch(ctx context.Context, req *gpucp.LaunchRequest) (*gpucp.LaunchResult, error) {
-	res, err := m.Backend.Launch(ctx, req)
-	if err != nil || res == nil || res.Instance == nil {
-		return res, err
-	}
-	m.mu.Lock()
-	if _, seen := m.instances[res.Instance.ID]; !seen {
-		price := 0.0
-		for _, o := range req.Options {
-			if o.InstanceType == res.Instance.InstanceType && o.Zone == res.Instance.Zone && o.CapacityType == res.Instance.CapacityType {
-				price = o.Price
-				break
-			}
-		}
-		m.instances[res.Instance.ID] = &instanceRecord{ID: res.Instance.ID, Type: res.Instance.InstanceType, Zone: res.Instance.Zone,
-			CapacityType: res.Instance.CapacityType, Price: price, GPUs: m.gpus(res.Instance.InstanceType), Start: m.clk.Now()}
-		if nc := req.NodeClaim; nc != nil {
-			m.instances[res.Instance.ID].NodeClaim, m.instances[res.Instance.ID].NodePool = nc.Name, nc.Labels[karpv1.NodePoolLabelKey]
-		}
-		m.order = append(m.order, res.Instance.ID)
-		m.version.Add(1)
-		if m.debugf != nil {
-			m.debugf("launch %s %s %s for %s", res.Instance.ID, res.Instance.InstanceType, res.Instance.Zone, req.NodeClaim.Name)
-		}
-	}
-	m.mu.Unlock()
-	m.onChange(m.clk.Now())
-	return res, nil
-}
-
-func (m *meteredBackend) Terminate(ctx context.Context, id string) error {
-	err := m.Backend.Terminate(ctx, id)
-	if err == nil {
-		m.mu.Lock()
-		if r, ok := m.instances[id]; ok && r.End.IsZero() {
-			r.End = m.clk.Now()
-		}
-		m.version.Add(1)
-		m.mu.Unlock()
-		m.onChange(m.clk.Now())
-	}
-	return err
-}
-
-// record returns the instance's record (nil when unknown).
-func (m *meteredBackend) record(id string) *instanceRecord {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r, ok := m.instances[id]; ok {
-		c := *r
-		return &c
-	}
-	return nil
-}
-
-// launches is how many instances have been recorded.
-func (m *meteredBackend) launches() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.order)
-}
-
-// sortLaunchesSince puts the instances recorded after the first n in
-// NodeClaim name order: a gang's members launch together, and record
-// their instances in whatever order their goroutines return.
-func (m *meteredBackend) sortLaunchesSince(n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	tail := m.order[n:]
-	sort.SliceStable(tail, func(i, j int) bool { return m.instances[tail[i]].NodeClaim < m.instances[tail[j]].NodeClaim })
-}
-
-// records returns the instances in launch order.
-func (m *meteredBackend) records() []*instanceRecord {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]*instanceRecord, 0, len(m.order))
-	for _, id := range m.order {
-		r := *m.instances[id]
-		out = append(out, &r)
-	}
-	return out
-}
 
 // stableCloudProvider is the karpenter-gpu cloud provider with
 // GetInstanceTypes memoised on simulated state only, and narrowed to the

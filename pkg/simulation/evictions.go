@@ -102,7 +102,7 @@ func (e *engine) gpuPrice(nodeName string) float64 {
 		return 0
 	}
 	id := node.Spec.ProviderID[strings.LastIndex(node.Spec.ProviderID, "/")+1:]
-	if r := e.backend.record(id); r != nil && r.GPUs > 0 {
+	if r := e.backend.Record(id); r != nil && r.GPUs > 0 {
 		return r.Price / float64(r.GPUs)
 	}
 	return 0

@@ -104,7 +104,7 @@ func (e *engine) reconcileGang(i int, c *objCtrl, keys []types.NamespacedName) {
 		err error
 	}
 	out := make([]outcome, len(keys))
-	launched := e.backend.launches()
+	launched := e.backend.Launches()
 	start := time.Now()
 	e.as(c.name)
 	e.handOver(len(keys), func(ctx context.Context, j int) {
@@ -114,7 +114,7 @@ func (e *engine) reconcileGang(i int, c *objCtrl, keys []types.NamespacedName) {
 	e.phases[c.name] += time.Since(start)
 	e.counts[c.name] += len(keys)
 	e.d.reconciles += len(keys)
-	e.backend.sortLaunchesSince(launched)
+	e.backend.SortLaunchesSince(launched)
 	e.debugf("gang launch step %v", keys)
 	for j, key := range keys {
 		e.reconciled(i, c, key, out[j].res, out[j].obj, out[j].err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/fleet"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/report"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -148,7 +149,7 @@ func percentile(sorted []float64, p float64) float64 {
 
 // fleetSeries turns instance records into step functions of the hourly
 // cost and the GPUs paid for.
-func fleetSeries(recs []*instanceRecord, end time.Time) (cost, gpus []report.Point) {
+func fleetSeries(recs []*fleet.Instance, end time.Time) (cost, gpus []report.Point) {
 	type delta struct {
 		t     time.Duration
 		price float64

@@ -49,7 +49,7 @@ func (e *engine) result() (*report.Result, error) {
 	if !e.w.IgnoredGPUModels && e.w.GPUMap != nil {
 		r.GPUMapping = e.w.GPUMap.Describe()
 	}
-	recs := e.backend.records()
+	recs := e.backend.Records()
 	r.Launches = len(recs)
 	for _, rec := range recs {
 		stop := end

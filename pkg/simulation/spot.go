@@ -36,7 +36,7 @@ func (e *engine) nextSpotEvent(limit time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	st := &e.spot
-	if v := e.backend.version.Load(); !st.cached || st.cacheVersion != v || st.cacheNoticed != len(st.noticed) {
+	if v := e.backend.Version(); !st.cached || st.cacheVersion != v || st.cacheNoticed != len(st.noticed) {
 		st.cached, st.cacheVersion, st.cacheNoticed, st.hasNext = true, v, len(st.noticed), false
 		for _, s := range e.fleet.SpotInterruptions() {
 			at := s.At
@@ -53,7 +53,7 @@ func (e *engine) nextSpotEvent(limit time.Time) (time.Time, bool) {
 
 func (e *engine) noticeTime(s fake.ScheduledInterruption) time.Time {
 	at := s.At.Add(-fake.SpotInterruptionNotice)
-	if rec := e.backend.record(s.InstanceID); rec != nil && at.Before(rec.Start) {
+	if rec := e.backend.Record(s.InstanceID); rec != nil && at.Before(rec.Start) {
 		at = rec.Start
 	}
 	return at
@@ -73,7 +73,7 @@ func (e *engine) spotEvent(at time.Time) error {
 		case !e.spot.noticed[s.InstanceID] && !e.noticeTime(s).After(at):
 			e.spot.noticed[s.InstanceID] = true
 			e.spot.interruptions++
-			rec := e.backend.record(s.InstanceID)
+			rec := e.backend.Record(s.InstanceID)
 			if rec == nil || rec.NodeClaim == "" {
 				continue
 			}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations" //nolint:revive
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
@@ -58,6 +59,17 @@ func New(env *test.Environment, backend gpucp.Backend, clusterName string) *Core
 	c.Lifecycle = lifecycle.NewController(env.Clock, env.Client, cp, c.Recorder, c.Cluster, nodepoolhealth.NewState(), nil)
 	c.NodeClass = nodeclass.NewController(nodeclass.Options{KubeClient: env.Client, Backend: backend})
 	return c
+}
+
+// ResolvedNodeClass applies nc, runs the GPUNodeClass status controller on
+// it and returns it as the API server has it, which must be Ready.
+func (c *Core) ResolvedNodeClass(ctx context.Context, nc *v1alpha1.GPUNodeClass) *v1alpha1.GPUNodeClass {
+	GinkgoHelper()
+	ExpectApplied(ctx, c.Env.Client, nc)
+	ExpectObjectReconciled(ctx, c.Env.Client, c.NodeClass, nc)
+	stored := ExpectExists(ctx, c.Env.Client, nc)
+	Expect(stored.StatusConditions().Root().IsTrue()).To(BeTrue(), "GPUNodeClass should be Ready: %+v", stored.Status.Conditions)
+	return stored
 }
 
 // ProvisionAndLaunch applies the pods, runs core's provisioner for the

@@ -20,9 +20,7 @@ import (
 var _ = Describe("Nominating pending pods to the nodes launched for them", func() {
 	var ctrl *nomination.Controller
 	BeforeEach(func() {
-		nc := gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+		nc := core.ResolvedNodeClass(ctx, gpuNodeClass())
 		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
 		ctrl = nomination.NewController(nomination.Options{KubeClient: env.Client, Cluster: cluster})
 	})

@@ -26,9 +26,7 @@ var _ = Describe("karpenter-gpu provisioning loop", func() {
 		refiner *gpuprov.Packer
 	)
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
+		nc = core.ResolvedNodeClass(ctx, gpuNodeClass())
 		refiner = gpuprov.NewPacker(env.Client, cloudProvider, cluster, true)
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
 			Provisioner: prov, Cluster: cluster, Refiner: refiner})

@@ -48,10 +48,7 @@ func provisionAndLaunch(pods ...*corev1.Pod) []*karpv1.NodeClaim {
 var _ = Describe("Provisioning GPU pods on the fake fleet", func() {
 	var nc *v1alpha1.GPUNodeClass
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		Expect(ExpectExists(ctx, env.Client, nc).StatusConditions().Root().IsTrue()).To(BeTrue(), "GPUNodeClass should be Ready")
+		nc = core.ResolvedNodeClass(ctx, gpuNodeClass())
 	})
 
 	It("launches the cheapest 1-GPU type with its GPU labels and allocatable", func() {

@@ -21,7 +21,6 @@ import (
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
@@ -36,7 +35,6 @@ var (
 	cluster       *state.Cluster
 	prov          *provisioning.Provisioner
 	lifecycleCtrl *lifecycle.Controller
-	nodeClassCtrl *nodeclass.Controller
 	idleCtrl      *idlegpu.Controller
 )
 
@@ -51,7 +49,7 @@ var _ = BeforeSuite(func() {
 	ctx = options.ToContext(ctx, test.Options())
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
 	core = coresuite.New(env, fleet, "envtest")
-	cloudProvider, cluster, prov, lifecycleCtrl, nodeClassCtrl = core.CloudProvider, core.Cluster, core.Provisioner, core.Lifecycle, core.NodeClass
+	cloudProvider, cluster, prov, lifecycleCtrl = core.CloudProvider, core.Cluster, core.Provisioner, core.Lifecycle
 	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: core.Recorder, CloudProvider: cloudProvider})
 })
 

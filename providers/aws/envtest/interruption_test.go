@@ -40,10 +40,7 @@ var _ = Describe("Interruption handling (SQS, fake endpoint)", func() {
 		seq       int
 	)
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		nc = ExpectExists(ctx, env.Client, nc)
+		nc = core.ResolvedNodeClass(ctx, gpuNodeClass())
 		ExpectApplied(ctx, env.Client, gpuNodePool(nc))
 
 		seq++

@@ -57,11 +57,7 @@ func instanceOf(providerID string) fakeaws.Instance {
 var _ = Describe("Provisioning GPU pods on EC2 (fake endpoint)", func() {
 	var nc *v1alpha1.GPUNodeClass
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		ExpectApplied(ctx, env.Client, nc)
-		ExpectObjectReconciled(ctx, env.Client, nodeClassCtrl, nc)
-		nc = ExpectExists(ctx, env.Client, nc)
-		Expect(nc.StatusConditions().Root().IsTrue()).To(BeTrue(), "GPUNodeClass should be Ready: %+v", nc.Status.Conditions)
+		nc = core.ResolvedNodeClass(ctx, gpuNodeClass())
 	})
 
 	It("resolves the GPUNodeClass from EC2, SSM and IAM", func() {

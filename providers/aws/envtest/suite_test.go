@@ -19,7 +19,6 @@ import (
 	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
@@ -37,7 +36,6 @@ var (
 	core          *coresuite.Core
 	cloudProvider *gpucp.CloudProvider
 	lifecycleCtrl *lifecycle.Controller
-	nodeClassCtrl *nodeclass.Controller
 )
 
 func TestAWSEnvtest(t *testing.T) {
@@ -58,7 +56,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).ToNot(HaveOccurred())
 	core = coresuite.New(env, backend, clusterName)
-	cloudProvider, lifecycleCtrl, nodeClassCtrl = core.CloudProvider, core.Lifecycle, core.NodeClass
+	cloudProvider, lifecycleCtrl = core.CloudProvider, core.Lifecycle
 })
 
 var _ = AfterSuite(func() {

@@ -14,9 +14,12 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/disruption"
@@ -43,6 +46,8 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/state/informer"
 	statenodeclaimgc "sigs.k8s.io/karpenter/pkg/controllers/state/nodeclaimgc"
 	disruptionutils "sigs.k8s.io/karpenter/pkg/utils/disruption"
+	nodeclaimutils "sigs.k8s.io/karpenter/pkg/utils/nodeclaim"
+	nodepoolutils "sigs.k8s.io/karpenter/pkg/utils/nodepool"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
@@ -86,6 +91,10 @@ type dispatcher struct {
 	// lastNodeProviderID and lastPodNode map deleted objects in watches.
 	lastNodeProviderID map[string]string
 	lastPodNode        map[types.NamespacedName]string
+	// The controllers' own watch mappings (core's event handlers): to the
+	// NodeClaims of a NodePool, of a node class, of a Node (provider ID),
+	// of a Pod's node; to the NodePools of a node class.
+	poolClaims, classClaims, nodeClaims, podClaims, classPools handler.EventHandler
 
 	dqueueSource chan event.TypedGenericEvent[*karpv1.NodeClaim]
 	evqSource    chan event.TypedGenericEvent[*corev1.Pod]
@@ -192,7 +201,13 @@ func (e *engine) buildControllers() error {
 	}
 	d := &e.d
 	*d = dispatcher{byName: map[string]int{}, immediate: map[ctrlKey]bool{}, pending: map[ctrlKey]time.Time{}, backoff: map[ctrlKey]time.Duration{},
-		lastNodeProviderID: map[string]string{}, lastPodNode: map[types.NamespacedName]string{}}
+		lastNodeProviderID: map[string]string{}, lastPodNode: map[types.NamespacedName]string{},
+		poolClaims:  nodeclaimutils.NodePoolEventHandler(e.kube, e.cp),
+		classClaims: nodeclaimutils.NodeClassEventHandler(e.kube),
+		nodeClaims:  nodeclaimutils.NodeEventHandler(e.kube, e.cp),
+		podClaims:   nodeclaimutils.PodEventHandler(e.kube, e.cp),
+		classPools:  nodepoolutils.NodeClassEventHandler(e.kube),
+	}
 	found := map[string]*objCtrl{}
 	add := func(c *objCtrl) error {
 		if _, dup := found[c.name]; dup {
@@ -470,21 +485,24 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			for _, n := range []string{cStateNodePool, cGPUTaint, cPoolReadiness, cPoolValidation, cPoolHash, cPoolRegistration} {
 				addReq(n, k.Key)
 			}
-			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{karpv1.NodePoolLabelKey: k.Key.Name}) {
+			for _, nc := range e.mapped(d.poolClaims, &karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: k.Key.Name}}) {
 				addReq(cNodeClaimDisruption, nc)
 			}
 		case apiserver.KindNodeClass:
 			addReq(cNodeClass, k.Key)
+			class := &v1alpha1.GPUNodeClass{ObjectMeta: metav1.ObjectMeta{Name: k.Key.Name}}
+			for _, np := range e.mapped(d.classPools, class) {
+				addReq(cPoolReadiness, np)
+			}
+			// gputaint's mapping (its Register): the NodePools naming the
+			// class.
 			nps := &karpv1.NodePoolList{}
-			if err := e.kube.List(e.ctx, nps, e.readOnly()...); err == nil {
+			if err := e.kube.List(e.ctx, nps, append([]client.ListOption{client.MatchingFields{"spec.template.spec.nodeClassRef.name": k.Key.Name}}, e.readOnly()...)...); err == nil {
 				for i := range nps.Items {
-					if ref := nps.Items[i].Spec.Template.Spec.NodeClassRef; ref != nil && ref.Name == k.Key.Name {
-						addReq(cPoolReadiness, client.ObjectKeyFromObject(&nps.Items[i]))
-						addReq(cGPUTaint, client.ObjectKeyFromObject(&nps.Items[i]))
-					}
+					addReq(cGPUTaint, client.ObjectKeyFromObject(&nps.Items[i]))
 				}
 			}
-			for _, nc := range e.nodeClaimsWhere() {
+			for _, nc := range e.mapped(d.classClaims, class) {
 				addReq(cNodeClaimDisruption, nc)
 			}
 		case apiserver.KindNodeClaim:
@@ -512,7 +530,7 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				d.lastNodeProviderID[k.Key.Name] = providerID
 			}
 			if providerID != "" {
-				for _, nc := range e.nodeClaimsWhere(client.MatchingFields{"status.providerID": providerID}) {
+				for _, nc := range e.mapped(d.nodeClaims, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.Key.Name}, Spec: corev1.NodeSpec{ProviderID: providerID}}) {
 					addReq(cLifecycle, nc)
 				}
 			}
@@ -536,12 +554,8 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 				e.observePodGone(k.Key)
 			}
 			e.routeGang(k, addReq)
-			if nodeName != "" {
-				if pid := d.lastNodeProviderID[nodeName]; pid != "" {
-					for _, nc := range e.nodeClaimsWhere(client.MatchingFields{"status.providerID": pid}) {
-						addReq(cNodeClaimDisruption, nc)
-					}
-				}
+			for _, nc := range e.mapped(d.podClaims, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: k.Key.Namespace, Name: k.Key.Name}, Spec: corev1.PodSpec{NodeName: nodeName}}) {
+				addReq(cNodeClaimDisruption, nc)
 			}
 			e.schedDirty = true
 		}
@@ -725,4 +739,23 @@ func (e *engine) readOnly() []client.ListOption {
 		return nil
 	}
 	return []client.ListOption{client.UnsafeDisableDeepCopy}
+}
+
+// requestQueue collects the requests an event handler enqueues (only Add
+// is called for plain events; any other method panics, loudly).
+type requestQueue struct {
+	workqueue.TypedRateLimitingInterface[reconcile.Request]
+	keys []types.NamespacedName
+}
+
+func (q *requestQueue) Add(r reconcile.Request) { q.keys = append(q.keys, r.NamespacedName) }
+
+// mapped runs one of the controllers' own watch mappings (an event
+// handler) on obj, as controller-runtime's watch would, and returns the
+// requests it enqueues. A deleted object is given as the watch's last view
+// of it (the fields the mapping reads).
+func (e *engine) mapped(h handler.EventHandler, obj client.Object) []types.NamespacedName {
+	q := &requestQueue{}
+	h.Generic(e.ctx, event.GenericEvent{Object: obj}, q)
+	return q.keys
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
@@ -148,12 +150,16 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 }
 
 // rightSized is the cheapest $/h of new nodes of np holding pods (memoised
-// by pod shapes), and false when the packer cannot place them all.
+// by the NodePool's catalog and the pods' shapes), and false when the
+// packer cannot place them all.
 func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType, pods []*corev1.Pod) (float64, bool) {
 	if len(pods) == 0 {
 		return 0, true
 	}
-	key := shapesKey(np, pods)
+	key := c.shapesKey(pods)
+	if key != "" {
+		key = c.catalogKey(np, its) + "/" + key
+	}
 	c.mu.Lock()
 	v, ok := c.rightSizedCache[key]
 	c.mu.Unlock()
@@ -179,34 +185,105 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 	return v, !math.IsNaN(v)
 }
 
-// shapesKey identifies what the packer sees of pods on a NodePool: their
-// requests and limits, selectors, affinities and tolerations, as a multiset.
-// Each pod's shape is its JSON (quantities as their canonical strings, maps
-// sorted) hashed; the hashes are sorted, so two pods of one shape count
-// twice. (A struct hash such as hashstructure sees none of a Quantity's
-// unexported value, and its set mode XORs identical shapes away.)
-func shapesKey(np *karpv1.NodePool, pods []*corev1.Pod) string {
+// catalogKey is repack.CatalogKey of the NodePool, computed once per poll
+// (newPoll) for each NodePool: prices and availability change between
+// polls (a price refresh, an offering marked unavailable), not within one.
+func (c *Controller) catalogKey(np *karpv1.NodePool, its []*karpcp.InstanceType) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.catalogKeys[np.Name]; ok {
+		return k
+	}
+	k := repack.CatalogKey(np, its)
+	if c.catalogKeys != nil {
+		c.catalogKeys[np.Name] = k
+	}
+	return k
+}
+
+// newPoll starts a poll's memos: the catalog keys are recomputed, and the
+// pod shapes of the last poll are kept for pods whose object is unchanged.
+func (c *Controller) newPoll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.catalogKeys = map[string]string{}
+	c.lastPodShapes, c.podShapes = c.podShapes, map[types.UID]podShape{}
+}
+
+// podShape is a pod's shape hash (shapeOf) at one resourceVersion.
+type podShape struct {
+	resourceVersion string
+	hash            uint64
+}
+
+// shapesKey identifies what the packer sees of pods: their requests and
+// limits, selectors, affinities and tolerations, as a multiset. Each pod's
+// shape is hashed (shapeOf, memoised by UID and resourceVersion); the
+// hashes are sorted, so two pods of one shape count twice. "" when a shape
+// cannot be encoded (not memoised).
+func (c *Controller) shapesKey(pods []*corev1.Pod) string {
 	hashes := make([]uint64, 0, len(pods))
 	for _, p := range pods {
-		shape, err := json.Marshal(struct {
-			Containers   []corev1.ResourceRequirements
-			NodeSelector map[string]string
-			Affinity     *corev1.Affinity
-			Tolerations  []corev1.Toleration
-		}{lo.Map(p.Spec.Containers, func(c corev1.Container, _ int) corev1.ResourceRequirements { return c.Resources }), p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations})
-		if err != nil {
-			return "" // not memoised
+		h, ok := c.podShapeHash(p)
+		if !ok {
+			return ""
 		}
-		h := fnv.New64a()
-		_, _ = h.Write(shape)
-		hashes = append(hashes, h.Sum64())
+		hashes = append(hashes, h)
 	}
 	slices.Sort(hashes)
 	f := fnv.New128a()
 	for _, h := range hashes {
 		_ = binary.Write(f, binary.LittleEndian, h)
 	}
-	return fmt.Sprintf("%s/%s/%d/%d/%x", np.Name, np.UID, np.Generation, len(hashes), f.Sum(nil))
+	return fmt.Sprintf("%d/%x", len(hashes), f.Sum(nil))
+}
+
+func (c *Controller) podShapeHash(p *corev1.Pod) (uint64, bool) {
+	memo := p.UID != "" && p.ResourceVersion != ""
+	if memo {
+		c.mu.Lock()
+		s, ok := c.podShapes[p.UID]
+		if !ok || s.resourceVersion != p.ResourceVersion {
+			s, ok = c.lastPodShapes[p.UID]
+		}
+		c.mu.Unlock()
+		if ok && s.resourceVersion == p.ResourceVersion {
+			c.rememberShape(p, s.hash)
+			return s.hash, true
+		}
+	}
+	h, ok := shapeOf(p)
+	if ok && memo {
+		c.rememberShape(p, h)
+	}
+	return h, ok
+}
+
+func (c *Controller) rememberShape(p *corev1.Pod, h uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.podShapes != nil {
+		c.podShapes[p.UID] = podShape{resourceVersion: p.ResourceVersion, hash: h}
+	}
+}
+
+// shapeOf hashes a pod's JSON shape (quantities as their canonical
+// strings, maps sorted). (A struct hash such as hashstructure sees none of
+// a Quantity's unexported value, and its set mode XORs identical shapes
+// away.)
+func shapeOf(p *corev1.Pod) (uint64, bool) {
+	shape, err := json.Marshal(struct {
+		Containers   []corev1.ResourceRequirements
+		NodeSelector map[string]string
+		Affinity     *corev1.Affinity
+		Tolerations  []corev1.Toleration
+	}{lo.Map(p.Spec.Containers, func(c corev1.Container, _ int) corev1.ResourceRequirements { return c.Resources }), p.Spec.NodeSelector, p.Spec.Affinity, p.Spec.Tolerations})
+	if err != nil {
+		return 0, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(shape)
+	return h.Sum64(), true
 }
 
 // breakEven updates the node's ledger and says whether it stays protected.

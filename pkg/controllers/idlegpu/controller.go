@@ -18,6 +18,7 @@ import (
 	"github.com/awslabs/operatorpkg/singleton"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,9 +59,13 @@ type Controller struct {
 	lastGPUWork map[string]time.Time
 	// ledgers are the break-even accounts of protected nodes, by
 	// NodeClaim (in memory: a restart starts them again, which can only
-	// delay a release); rightSizedCache memoises the packer by pod shapes.
-	ledgers         map[string]*ledger
-	rightSizedCache map[string]float64
+	// delay a release); rightSizedCache memoises the packer by catalog
+	// and pod shapes, with this poll's catalog keys by NodePool and the
+	// pod shape hashes of this poll and the last (breakeven.go).
+	ledgers                  map[string]*ledger
+	rightSizedCache          map[string]float64
+	catalogKeys              map[string]string
+	podShapes, lastPodShapes map[types.UID]podShape
 	// repacker runs repacking moves on released nodes (nil: none).
 	repacker *repack.Repacker
 	// merge is each NodePool's merge factor of the current poll, and
@@ -106,6 +111,7 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 
 // Reconcile removes idle GPU nodes, within budgets.
 func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
+	c.newPoll()
 	snap, err := c.snapshot(ctx)
 	if err != nil {
 		return reconciler.Result{}, err

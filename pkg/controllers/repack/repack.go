@@ -213,6 +213,22 @@ func (r *Repacker) best(np *karpv1.NodePool, its []*karpcp.InstanceType, cands [
 // and movable pods.
 func bestKey(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate) string {
 	h := fnv.New64a()
+	_, _ = h.Write([]byte(CatalogKey(np, its)))
+	for _, c := range cands {
+		fmt.Fprintf(h, "|%s %g %s", c.NodeClaim.Name, c.Price, podsKey(Movable(c.Pods)))
+	}
+	return fmt.Sprintf("%x", h.Sum64())
+}
+
+// CatalogKey identifies what the packer sees of a NodePool's capacity: the
+// NodePool's identity and spec, and every instance type's capacity,
+// overhead and offerings (price, availability, zone, capacity type and
+// reservation). A memo of packer answers keyed by it is invalidated by a
+// price refresh, an offering marked unavailable (insufficient capacity) or
+// a NodePool edit.
+func CatalogKey(np *karpv1.NodePool, its []*karpcp.InstanceType) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%s|", np.Name, np.UID)
 	spec, _ := json.Marshal(np.Spec)
 	_, _ = h.Write(spec)
 	for _, it := range its {
@@ -220,9 +236,6 @@ func bestKey(np *karpv1.NodePool, its []*karpcp.InstanceType, cands []Candidate)
 		for _, o := range it.Offerings {
 			fmt.Fprintf(h, ";%g %t %s %s %s %d", o.Price, o.Available, o.Zone(), o.CapacityType(), o.ReservationID(), o.ReservationCapacity)
 		}
-	}
-	for _, c := range cands {
-		fmt.Fprintf(h, "|%s %g %s", c.NodeClaim.Name, c.Price, podsKey(Movable(c.Pods)))
 	}
 	return fmt.Sprintf("%x", h.Sum64())
 }

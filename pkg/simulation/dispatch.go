@@ -494,13 +494,10 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 			for _, np := range e.mapped(d.classPools, class) {
 				addReq(cPoolReadiness, np)
 			}
-			// gputaint's mapping (its Register): the NodePools naming the
-			// class.
-			nps := &karpv1.NodePoolList{}
-			if err := e.kube.List(e.ctx, nps, append([]client.ListOption{client.MatchingFields{"spec.template.spec.nodeClassRef.name": k.Key.Name}}, e.readOnly()...)...); err == nil {
-				for i := range nps.Items {
-					addReq(cGPUTaint, client.ObjectKeyFromObject(&nps.Items[i]))
-				}
+			// gputaint's own mapping (its Register's): the NodePools naming
+			// the class.
+			for _, r := range gputaint.NodePoolsForNodeClass(e.ctx, e.kube, k.Key.Name, e.readOnly()...) {
+				addReq(cGPUTaint, r.NamespacedName)
 			}
 			for _, nc := range e.mapped(d.classClaims, class) {
 				addReq(cNodeClaimDisruption, nc)

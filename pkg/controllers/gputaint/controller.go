@@ -78,13 +78,23 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		Named(c.Name()).
 		For(&karpv1.NodePool{}).
 		Watches(&v1alpha1.GPUNodeClass{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			var pools karpv1.NodePoolList
-			if err := c.kubeClient.List(ctx, &pools, client.MatchingFields{"spec.template.spec.nodeClassRef.name": o.GetName()}); err != nil {
-				return nil
-			}
-			return lo.Map(pools.Items, func(np karpv1.NodePool, _ int) reconcile.Request {
-				return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&np)}
-			})
+			return NodePoolsForNodeClass(ctx, c.kubeClient, o.GetName())
 		})).
 		Complete(reconcile.AsReconciler(m.GetClient(), c))
+}
+
+// NodePoolsForNodeClass is the controller's watch mapping for GPUNodeClasses
+// (used by Register, and by the simulator's watch dispatch): a change to the
+// GPUNodeClass named name requeues the NodePools whose template names it
+// (the spec.template.spec.nodeClassRef.name field index). opts are added to
+// the List (a caller that only reads the result may pass
+// client.UnsafeDisableDeepCopy). A failed List maps to nothing.
+func NodePoolsForNodeClass(ctx context.Context, kubeClient client.Client, name string, opts ...client.ListOption) []reconcile.Request {
+	var pools karpv1.NodePoolList
+	if err := kubeClient.List(ctx, &pools, append([]client.ListOption{client.MatchingFields{"spec.template.spec.nodeClassRef.name": name}}, opts...)...); err != nil {
+		return nil
+	}
+	return lo.Map(pools.Items, func(np karpv1.NodePool, _ int) reconcile.Request {
+		return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&np)}
+	})
 }

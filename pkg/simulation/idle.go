@@ -3,7 +3,6 @@ package simulation
 import (
 	"time"
 
-	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
@@ -92,9 +91,8 @@ func (e *engine) idleTick(at time.Time) error {
 // timeSensitiveIdle reports whether the idle-GPU controller's next poll
 // could act without any change: a GPU node without GPU work (it may reach
 // idleAfter), a NodePool budget with a schedule, or a pod whose
-// do-not-disrupt is a duration. GPU nodes are found as the controller finds
-// them (idlegpu's snapshot): initialized, not deleting or being disrupted,
-// of a GPUNodeClass, with accelerators.
+// do-not-disrupt is a duration. GPU nodes are the ones the controller tracks
+// (idlegpu.TrackedGPUNode, its snapshot's choice), with idleAfter enabled.
 func (e *engine) timeSensitiveIdle() bool {
 	var ncs karpv1.NodeClaimList
 	var nodes corev1.NodeList
@@ -134,20 +132,11 @@ func (e *engine) timeSensitiveIdle() bool {
 	for i := range ncs.Items {
 		nc := &ncs.Items[i]
 		node := nodeByPID[nc.Status.ProviderID]
-		if !nc.DeletionTimestamp.IsZero() || node == nil || nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group {
-			continue
-		}
-		if lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) }) {
-			continue
-		}
-		class, ok := classByName[nc.Spec.NodeClassRef.Name]
-		if !ok || !nc.StatusConditions().Get(karpv1.ConditionTypeInitialized).IsTrue() {
+		class, _, _, ok := idlegpu.TrackedGPUNode(nc, node, classByName)
+		if !ok {
 			continue
 		}
 		if _, enabled := class.IdleAfter(); !enabled {
-			continue
-		}
-		if v1alpha1.Accelerators(node.Status.Allocatable) == 0 && v1alpha1.Accelerators(nc.Status.Allocatable) == 0 {
 			continue
 		}
 		if !busy[node.Name] {

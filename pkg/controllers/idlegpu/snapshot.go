@@ -67,33 +67,56 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 		pool := nc.Labels[karpv1.NodePoolLabelKey]
 		s.poolNodes[pool]++
 		node := nodesByProviderID[nc.Status.ProviderID]
-		if !nc.DeletionTimestamp.IsZero() || (node != nil && lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) })) {
+		if Disrupting(nc, node) {
 			s.poolDisrupting[pool]++
 			continue
 		}
-		if nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group || node == nil {
-			continue
-		}
-		class, ok := classByName[nc.Spec.NodeClassRef.Name]
-		initialized := nc.StatusConditions().Get(karpv1.ConditionTypeInitialized)
-		if !ok || initialized == nil || !initialized.IsTrue() {
-			continue
-		}
-		gpus := v1alpha1.Accelerators(node.Status.Allocatable)
-		if gpus == 0 {
-			gpus = v1alpha1.Accelerators(nc.Status.Allocatable)
-		}
-		if gpus == 0 {
+		class, gpus, initialized, ok := TrackedGPUNode(nc, node, classByName)
+		if !ok {
 			continue
 		}
 		nodePods := podsByNode[node.Name]
 		s.gpuNodes = append(s.gpuNodes, gpuNode{
 			nodeClaim: nc, node: node, nodeClass: class, pods: nodePods, gpus: gpus,
 			hasGPUWork:  lo.ContainsBy(nodePods, v1alpha1.UsesAccelerator),
-			initialized: initialized.LastTransitionTime.Time,
+			initialized: initialized,
 		})
 	}
 	return s, nil
+}
+
+// Disrupting reports whether nc is on its way out: being deleted, or its
+// node (nil if it has none) carries core's disrupted NoSchedule taint. The
+// controller counts such nodes against their NodePool's disruption budget
+// and does not track them.
+func Disrupting(nc *karpv1.NodeClaim, node *corev1.Node) bool {
+	return !nc.DeletionTimestamp.IsZero() || (node != nil && lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) }))
+}
+
+// TrackedGPUNode is the controller's choice of the GPU nodes it tracks (its
+// snapshot's, and the simulator's idle-tick predicate's): a NodeClaim not
+// Disrupting, with a Node (node, nil if none), whose node class is a
+// GPUNodeClass found in classes (by name), Initialized, with accelerators
+// allocatable on the Node or, if it reports none, on the NodeClaim. It
+// returns the node class, the GPU count and when the NodeClaim became
+// initialized; ok is false for a node the controller does not track.
+func TrackedGPUNode(nc *karpv1.NodeClaim, node *corev1.Node, classes map[string]*v1alpha1.GPUNodeClass) (class *v1alpha1.GPUNodeClass, gpus int64, initialized time.Time, ok bool) {
+	if Disrupting(nc, node) || nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group || node == nil {
+		return nil, 0, time.Time{}, false
+	}
+	class, found := classes[nc.Spec.NodeClassRef.Name]
+	cond := nc.StatusConditions().Get(karpv1.ConditionTypeInitialized)
+	if !found || cond == nil || !cond.IsTrue() {
+		return nil, 0, time.Time{}, false
+	}
+	gpus = v1alpha1.Accelerators(node.Status.Allocatable)
+	if gpus == 0 {
+		gpus = v1alpha1.Accelerators(nc.Status.Allocatable)
+	}
+	if gpus == 0 {
+		return nil, 0, time.Time{}, false
+	}
+	return class, gpus, cond.LastTransitionTime.Time, true
 }
 
 // budgets returns how many more nodes each NodePool may lose now.

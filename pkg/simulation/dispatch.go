@@ -560,18 +560,6 @@ func (e *engine) collect() map[int]map[types.NamespacedName]bool {
 	return reqs
 }
 
-func (e *engine) nodeClaimsWhere(opts ...client.ListOption) []types.NamespacedName {
-	ncs := &karpv1.NodeClaimList{}
-	if err := e.kube.List(e.ctx, ncs, append(opts, e.readOnly()...)...); err != nil {
-		return nil
-	}
-	out := make([]types.NamespacedName, 0, len(ncs.Items))
-	for i := range ncs.Items {
-		out = append(out, client.ObjectKeyFromObject(&ncs.Items[i]))
-	}
-	return out
-}
-
 // enqueue asks a controller to reconcile a key in the next round.
 func (e *engine) enqueue(name string, key types.NamespacedName) {
 	if i, ok := e.d.byName[name]; ok {

@@ -3,7 +3,6 @@ package simulation
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/samber/lo"
@@ -208,8 +207,8 @@ func (e *engine) routeGang(k apiserver.ObjectKey, addReq func(string, types.Name
 	case apiserver.KindNodeClaim:
 		nc := &karpv1.NodeClaim{}
 		if err := e.kube.Get(e.ctx, k.Key, nc); err == nil {
-			if ns, name, ok := strings.Cut(nc.Annotations[provisioningrequest.AnnotationRequest], "/"); ok && nc.Labels[provisioningrequest.LabelRequest] != "" {
-				t.claimRequest[k.Key.Name] = types.NamespacedName{Namespace: ns, Name: name}
+			if key, ok := provisioningrequest.RequestKey(nc); ok {
+				t.claimRequest[k.Key.Name] = key
 			}
 		}
 		if key, ok := t.claimRequest[k.Key.Name]; ok {
@@ -235,8 +234,9 @@ func (e *engine) routeGang(k apiserver.ObjectKey, addReq func(string, types.Name
 				t.requestGroup[k.Key] = key
 			}
 		} else if uid := t.requestUID[k.Key]; uid != "" {
-			for _, nc := range e.nodeClaimsWhere(client.MatchingLabels{provisioningrequest.LabelRequest: uid}) {
-				addReq(cProvisioningRequestOrphans, nc)
+			reqs, _ := provisioningrequest.NodeClaimsOfRequest(e.ctx, e.kube, types.UID(uid), e.readOnly()...)
+			for _, r := range reqs {
+				addReq(cProvisioningRequestOrphans, r.NamespacedName)
 			}
 		}
 		if key, ok := t.requestGroup[k.Key]; ok {

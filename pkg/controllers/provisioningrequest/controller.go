@@ -33,6 +33,7 @@ import (
 	"github.com/samber/lo"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/runtime"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -319,14 +320,12 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		// A deleted request changes none of its NodeClaims: its deletion
 		// enqueues them.
 		Watches(&autoscalingv1.ProvisioningRequest{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			list := &karpv1.NodeClaimList{}
-			if err := m.GetClient().List(ctx, list, client.MatchingLabels{LabelRequest: string(o.GetUID())}); err != nil {
+			reqs, err := NodeClaimsOfRequest(ctx, m.GetClient(), o.GetUID())
+			if err != nil {
 				log.FromContext(ctx).Error(err, "listing the NodeClaims of a deleted ProvisioningRequest", "ProvisioningRequest", client.ObjectKeyFromObject(o))
 				return nil
 			}
-			return lo.Map(list.Items, func(nc karpv1.NodeClaim, _ int) reconcile.Request {
-				return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)}
-			})
+			return reqs
 		}), builder.WithPredicates(predicate.Funcs{
 			CreateFunc: func(event.CreateEvent) bool { return false }, UpdateFunc: func(event.UpdateEvent) bool { return false },
 			DeleteFunc: func(event.DeleteEvent) bool { return true }, GenericFunc: func(event.GenericEvent) bool { return false },
@@ -338,7 +337,7 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		Named(c.Name()).
 		For(&autoscalingv1.ProvisioningRequest{}).
 		Watches(&karpv1.NodeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			key, ok := requestKey(o)
+			key, ok := RequestKey(o)
 			if !ok {
 				return nil
 			}
@@ -347,13 +346,31 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		Complete(reconcile.AsReconciler(m.GetClient(), c))
 }
 
-// requestKey is the request a NodeClaim (or Node) was launched for.
-func requestKey(o client.Object) (client.ObjectKey, bool) {
+// RequestKey is the ProvisioningRequest a NodeClaim (or Node) was launched
+// for: its AnnotationRequest (namespace/name) when it also carries
+// LabelRequest; false otherwise. It is the controller's NodeClaim watch
+// mapping (Register), the orphan reconciler's lookup, and the simulator's
+// routing of NodeClaim changes.
+func RequestKey(o client.Object) (client.ObjectKey, bool) {
 	ns, name, ok := strings.Cut(o.GetAnnotations()[AnnotationRequest], "/")
 	if !ok || o.GetLabels()[LabelRequest] == "" {
 		return client.ObjectKey{}, false
 	}
 	return client.ObjectKey{Namespace: ns, Name: name}, true
+}
+
+// NodeClaimsOfRequest is the orphan reconciler's watch mapping for a deleted
+// ProvisioningRequest (Register; the simulator's too): the NodeClaims
+// labelled with its UID (LabelRequest). opts are added to the List (a
+// caller that only reads the result may pass client.UnsafeDisableDeepCopy).
+func NodeClaimsOfRequest(ctx context.Context, kubeClient client.Client, uid types.UID, opts ...client.ListOption) ([]reconcile.Request, error) {
+	list := &karpv1.NodeClaimList{}
+	if err := kubeClient.List(ctx, list, append([]client.ListOption{client.MatchingLabels{LabelRequest: string(uid)}}, opts...)...); err != nil {
+		return nil, err
+	}
+	return lo.Map(list.Items, func(nc karpv1.NodeClaim, _ int) reconcile.Request {
+		return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)}
+	}), nil
 }
 
 // patchStatus writes the status a reconcile arrived at, only over the

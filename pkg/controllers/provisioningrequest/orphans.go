@@ -17,7 +17,7 @@ import (
 // deleted, since nobody waits for it; a registered one loses its hold and is
 // left to consolidation.
 func (c *Controller) ReconcileNodeClaim(ctx context.Context, nc *karpv1.NodeClaim) (reconcile.Result, error) {
-	key, ok := requestKey(nc)
+	key, ok := RequestKey(nc)
 	if !ok || !nc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}

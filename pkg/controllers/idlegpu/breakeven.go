@@ -30,8 +30,8 @@ import (
 	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
 )
 
@@ -239,32 +239,26 @@ func (c *Controller) shapesKey(pods []*corev1.Pod) string {
 }
 
 func (c *Controller) podShapeHash(p *corev1.Pod) (uint64, bool) {
-	memo := p.UID != "" && p.ResourceVersion != ""
-	if memo {
-		c.mu.Lock()
-		s, ok := c.podShapes[p.UID]
-		if !ok || s.resourceVersion != p.ResourceVersion {
-			s, ok = c.lastPodShapes[p.UID]
-		}
-		c.mu.Unlock()
-		if ok && s.resourceVersion == p.ResourceVersion {
-			c.rememberShape(p, s.hash)
-			return s.hash, true
-		}
+	if p.UID == "" || p.ResourceVersion == "" {
+		return shapeOf(p)
 	}
-	h, ok := shapeOf(p)
-	if ok && memo {
-		c.rememberShape(p, h)
-	}
-	return h, ok
-}
-
-func (c *Controller) rememberShape(p *corev1.Pod, h uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.podShapes != nil {
-		c.podShapes[p.UID] = podShape{resourceVersion: p.ResourceVersion, hash: h}
+	s, ok := c.podShapes[p.UID]
+	if !ok || s.resourceVersion != p.ResourceVersion {
+		s, ok = c.lastPodShapes[p.UID]
 	}
+	if !ok || s.resourceVersion != p.ResourceVersion {
+		h, hashed := shapeOf(p)
+		if !hashed {
+			return 0, false
+		}
+		s = podShape{resourceVersion: p.ResourceVersion, hash: h}
+	}
+	if c.podShapes != nil {
+		c.podShapes[p.UID] = s
+	}
+	return s.hash, true
 }
 
 // shapeOf hashes a pod's JSON shape (quantities as their canonical

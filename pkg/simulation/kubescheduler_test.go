@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -24,7 +25,7 @@ import (
 func TestKubeScheduleProfiles(t *testing.T) {
 	gpuNode := func(name string) *corev1.Node {
 		alloc := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("96"), corev1.ResourceMemory: resource.MustParse("768Gi"),
-			corev1.ResourcePods: resource.MustParse("110"), kubescheduler.ResourceNVIDIAGPU: resource.MustParse("8")}
+			corev1.ResourcePods: resource.MustParse("110"), v1alpha1.ResourceNVIDIAGPU: resource.MustParse("8")}
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Status: corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
 	}
@@ -32,8 +33,8 @@ func TestKubeScheduleProfiles(t *testing.T) {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace},
 			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "workload", Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: *resource.NewQuantity(4*gpus, resource.DecimalSI),
-					corev1.ResourceMemory:           *resource.NewQuantity(16*gpus<<30, resource.BinarySI),
-					kubescheduler.ResourceNVIDIAGPU: *resource.NewQuantity(gpus, resource.DecimalSI)}}}}},
+					corev1.ResourceMemory:      *resource.NewQuantity(16*gpus<<30, resource.BinarySI),
+					v1alpha1.ResourceNVIDIAGPU: *resource.NewQuantity(gpus, resource.DecimalSI)}}}}},
 			Status: corev1.PodStatus{Phase: corev1.PodPending}}
 	}
 	cases := []struct {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	ks "github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
 
@@ -98,16 +99,16 @@ func requests(milliCPU, memMi, gpus int64) corev1.ResourceList {
 		r[corev1.ResourceMemory] = *resource.NewQuantity(memMi*1024*1024, resource.BinarySI)
 	}
 	if gpus > 0 {
-		r[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		r[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
 	}
 	return r
 }
 
 func newPod(name string, reqs corev1.ResourceList) *corev1.Pod {
 	var limits corev1.ResourceList
-	if gpus, ok := reqs[ks.ResourceNVIDIAGPU]; ok {
+	if gpus, ok := reqs[v1alpha1.ResourceNVIDIAGPU]; ok {
 		// Extended resources cannot be overcommitted: limits must equal requests.
-		limits = corev1.ResourceList{ks.ResourceNVIDIAGPU: gpus}
+		limits = corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: gpus}
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
@@ -130,10 +131,10 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 		labels := map[string]string{corev1.LabelHostname: name, "tier": pick(rng, "gold", "silver")}
 		var taints []corev1.Taint
 		if tpl.gpus > 0 {
-			alloc[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(tpl.gpus, resource.DecimalSI)
+			alloc[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(tpl.gpus, resource.DecimalSI)
 			labels["gpu.model"] = tpl.model
 			if chance(rng, 0.7) {
-				taints = append(taints, corev1.Taint{Key: string(ks.ResourceNVIDIAGPU), Effect: corev1.TaintEffectNoSchedule})
+				taints = append(taints, corev1.Taint{Key: string(v1alpha1.ResourceNVIDIAGPU), Effect: corev1.TaintEffectNoSchedule})
 			}
 		}
 		if chance(rng, 0.35) {
@@ -177,7 +178,7 @@ func generate(rng *rand.Rand, index int) *clusterCase {
 			p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Limits: reqs}
 		}
 		if chance(rng, map[bool]float64{true: 0.9, false: 0.4}[gpus > 0]) {
-			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: string(v1alpha1.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
 		}
 		if chance(rng, 0.3) {
 			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "spot", Operator: corev1.TolerationOpEqual, Value: "true",
@@ -314,14 +315,14 @@ func handCases() []struct {
 		alloc := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110"),
 			corev1.ResourceCPU: *resource.NewMilliQuantity(milliCPU, resource.DecimalSI), corev1.ResourceMemory: *resource.NewQuantity(memMi<<20, resource.BinarySI)}
 		if gpus > 0 {
-			alloc[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+			alloc[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
 		}
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}, Spec: corev1.NodeSpec{Taints: taints},
 			Status: corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
 	}
 	gpuPod := func(name string, milliCPU, memMi, gpus int64) *corev1.Pod {
 		p := newPod(name, requests(milliCPU, memMi, gpus))
-		p.Spec.Tolerations = []corev1.Toleration{{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists}}
+		p.Spec.Tolerations = []corev1.Toleration{{Key: string(v1alpha1.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists}}
 		return p
 	}
 	prefer := func(key string) corev1.Taint {

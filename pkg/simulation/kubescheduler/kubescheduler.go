@@ -56,6 +56,8 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
 
 // Profile selects the scoring kube-scheduler runs.
@@ -73,12 +75,11 @@ const (
 	ProfileBinPacking Profile = "bin-packing"
 )
 
-// BinPackingGPUWeight is nvidia.com/gpu's weight in the bin-packing
-// profile's NodeResourcesFit scoring strategy (cpu and memory weigh 1).
+// BinPackingGPUWeight is nvidia.com/gpu's (v1alpha1.ResourceNVIDIAGPU)
+// weight in the bin-packing profile's NodeResourcesFit scoring strategy (cpu
+// and memory weigh 1). Only NVIDIA's resource is weighted, as in
+// designs/scheduler-profile.md's KubeSchedulerConfiguration.
 const BinPackingGPUWeight = 10
-
-// ResourceNVIDIAGPU is the NVIDIA device plugin's extended resource.
-const ResourceNVIDIAGPU corev1.ResourceName = "nvidia.com/gpu"
 
 // Profiles lists the profiles, default first.
 var Profiles = []Profile{ProfileDefault, ProfileBinPacking}
@@ -128,7 +129,7 @@ const (
 // whether it is MostAllocated (else LeastAllocated), and its resources.
 func (p Profile) FitStrategy() (mostAllocated bool, resources []ResourceWeight) {
 	if p == ProfileBinPacking {
-		return true, []ResourceWeight{{corev1.ResourceCPU, 1}, {corev1.ResourceMemory, 1}, {ResourceNVIDIAGPU, BinPackingGPUWeight}}
+		return true, []ResourceWeight{{corev1.ResourceCPU, 1}, {corev1.ResourceMemory, 1}, {v1alpha1.ResourceNVIDIAGPU, BinPackingGPUWeight}}
 	}
 	// pkg/scheduler/apis/config/v1/defaults.go: defaultResourceSpec.
 	return false, []ResourceWeight{{corev1.ResourceCPU, 1}, {corev1.ResourceMemory, 1}}

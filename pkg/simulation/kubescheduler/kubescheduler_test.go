@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	ks "github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/kubescheduler"
 )
 
@@ -16,7 +17,7 @@ func node(name, cpu, mem string, gpus int64, taints ...corev1.Taint) *corev1.Nod
 		corev1.ResourcePods: resource.MustParse("110"),
 	}
 	if gpus > 0 {
-		alloc[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		alloc[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}},
@@ -34,12 +35,12 @@ func pod(cpu, mem string, gpus int64) *corev1.Pod {
 		req[corev1.ResourceMemory] = resource.MustParse(mem)
 	}
 	if gpus > 0 {
-		req[ks.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		req[v1alpha1.ResourceNVIDIAGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i", Resources: corev1.ResourceRequirements{Requests: req}}},
-			Tolerations: []corev1.Toleration{{Key: string(ks.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}},
+			Tolerations: []corev1.Toleration{{Key: string(v1alpha1.ResourceNVIDIAGPU), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}},
 	}
 }
 
@@ -48,7 +49,7 @@ func with[T any](v T, f func(T)) T { f(v); return v }
 // Every expected score below is worked out by hand from the formulas of
 // k8s.io/kubernetes v1.36.1 (see the package documentation).
 func TestScores(t *testing.T) {
-	gpuTaint := corev1.Taint{Key: string(ks.ResourceNVIDIAGPU), Effect: corev1.TaintEffectNoSchedule}
+	gpuTaint := corev1.Taint{Key: string(v1alpha1.ResourceNVIDIAGPU), Effect: corev1.TaintEffectNoSchedule}
 	preferNo := corev1.Taint{Key: "spot", Value: "true", Effect: corev1.TaintEffectPreferNoSchedule}
 	cases := []struct {
 		name    string

@@ -119,7 +119,7 @@ func NewControllers(ctx context.Context, o Options) (*Controllers, error) {
 		})
 		refiner := o.Refiner
 		if refiner == nil {
-			refiner = provisioning.NewPacker(o.KubeClient, o.CloudProvider, o.Cluster, false)
+			refiner = provisioning.NewPacker(provisioning.PackerOptions{KubeClient: o.KubeClient, CloudProvider: o.CloudProvider, Cluster: o.Cluster})
 		}
 		out.Provisioning = provisioning.NewController(provisioning.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder,
 			Provisioner: p, Cluster: o.Cluster, Refiner: refiner, DirectMinPods: o.DirectMinPods})

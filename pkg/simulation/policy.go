@@ -41,7 +41,7 @@ func refinerFor(p Policy, kube client.Client, cp karpcp.CloudProvider, cluster *
 	if p == PolicyStock {
 		return nil
 	}
-	return provisioning.NewPacker(kube, cp, cluster, true)
+	return provisioning.NewPacker(provisioning.PackerOptions{KubeClient: kube, CloudProvider: cp, Cluster: cluster, KeepDecisions: true})
 }
 
 // lowerBound is the fluid LP bound ($/h) of shapes over types, from

@@ -58,7 +58,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
 		recorder := events.NewRecorder(&record.FakeRecorder{})
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, Provisioner: prov, Cluster: cluster,
-			Refiner: gpuprov.NewPacker(env.Client, cloudProvider, cluster, false), DirectMinPods: -1})
+			Refiner: gpuprov.NewPacker(gpuprov.PackerOptions{KubeClient: env.Client, CloudProvider: cloudProvider, Cluster: cluster}), DirectMinPods: -1})
 	})
 	// applyNode creates a node with its pods and tells cluster state, as
 	// core's informers would.

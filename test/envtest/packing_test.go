@@ -27,7 +27,7 @@ var _ = Describe("karpenter-gpu provisioning loop", func() {
 	)
 	BeforeEach(func() {
 		nc = core.ResolvedNodeClass(ctx, gpuNodeClass())
-		refiner = gpuprov.NewPacker(env.Client, cloudProvider, cluster, true)
+		refiner = gpuprov.NewPacker(gpuprov.PackerOptions{KubeClient: env.Client, CloudProvider: cloudProvider, Cluster: cluster, KeepDecisions: true})
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
 			Provisioner: prov, Cluster: cluster, Refiner: refiner})
 	})

@@ -67,7 +67,7 @@ func newEnv(t testing.TB, pools ...*karpv1.NodePool) *env {
 	e := &env{ctx: ctx, kube: kube, cp: cp, clk: clock.NewFakeClock(metav1.Now().Time), rec: events.NewRecorder(&record.FakeRecorder{})}
 	e.cluster = state.NewCluster(e.clk, kube, cp)
 	e.prov = coreprov.NewProvisioner(kube, e.rec, cp, e.cluster, e.clk, nil, nil)
-	e.refiner = provisioning.NewPacker(kube, cp, e.cluster, true)
+	e.refiner = provisioning.NewPacker(provisioning.PackerOptions{KubeClient: kube, CloudProvider: cp, Cluster: e.cluster, KeepDecisions: true})
 	for _, np := range pools {
 		np.StatusConditions().SetTrue(status.ConditionReady)
 		st := np.Status

@@ -35,11 +35,19 @@ type Packer struct {
 	keep      bool
 }
 
-// NewPacker returns the GPU packer for the provisioning loop. With
-// keepDecisions every Decision is retained for Decisions (the
-// simulator's report); the controller keeps none.
-func NewPacker(kube client.Client, cp karpcp.CloudProvider, cluster *karpstate.Cluster, keepDecisions bool) *Packer {
-	return &Packer{kube: kube, cp: cp, cluster: cluster, keep: keepDecisions}
+// PackerOptions are NewPacker's inputs.
+type PackerOptions struct {
+	KubeClient    client.Client
+	CloudProvider karpcp.CloudProvider
+	Cluster       *karpstate.Cluster
+	// KeepDecisions retains every Decision for Decisions (the simulator's
+	// report); the controller keeps none.
+	KeepDecisions bool
+}
+
+// NewPacker returns the GPU packer for the provisioning loop.
+func NewPacker(o PackerOptions) *Packer {
+	return &Packer{kube: o.KubeClient, cp: o.CloudProvider, cluster: o.Cluster, keep: o.KeepDecisions}
 }
 
 // Refine implements Refiner with RefineResults. Any error leaves core's

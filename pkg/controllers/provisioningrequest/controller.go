@@ -162,7 +162,7 @@ func NewController(opts Options) *Controller {
 	opts.RetryBackoff = lo.Ternary(opts.RetryBackoff <= 0, DefaultRetryBackoff, opts.RetryBackoff)
 	opts.Clock = lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock)
 	return &Controller{opts: opts, kube: opts.KubeClient, clock: opts.Clock,
-		packing: provisioning.NewPacker(opts.KubeClient, opts.CloudProvider, opts.Cluster, false)}
+		packing: provisioning.NewPacker(provisioning.PackerOptions{KubeClient: opts.KubeClient, CloudProvider: opts.CloudProvider, Cluster: opts.Cluster})}
 }
 
 // Name is the controller's name.

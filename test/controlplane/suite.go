@@ -6,6 +6,8 @@ import (
 	"github.com/awslabs/operatorpkg/option"
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/karpenter/pkg/test"
 	"sigs.k8s.io/karpenter/pkg/test/expectations"
 
@@ -48,4 +50,16 @@ func FieldIndexers(ctx context.Context) option.Function[test.EnvironmentOptions]
 	return test.WithFieldIndexers(
 		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
 		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx))
+}
+
+// DeletionRequested reports whether obj is being deleted or gone from the
+// API server, for the specs that expect a controller to delete it.
+func DeletionRequested(ctx context.Context, c client.Client, obj client.Object) bool {
+	ginkgo.GinkgoHelper()
+	latest := obj.DeepCopyObject().(client.Object)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), latest); err != nil {
+		gomega.Expect(errors.IsNotFound(err)).To(gomega.BeTrue(), "getting %s", obj.GetName())
+		return true
+	}
+	return !latest.GetDeletionTimestamp().IsZero()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpuprov "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioning"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Drain by attrition: a g6.48xlarge ($13.35/h, 8 GPUs) left with two 1-GPU
@@ -35,7 +36,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		loop  *gpuprov.Controller
 	)
 	bigNode := func(name string) (*karpv1.NodeClaim, *corev1.Node) {
-		c, n := runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+		c, n := controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		for _, rl := range []corev1.ResourceList{c.Status.Capacity, c.Status.Allocatable, n.Status.Capacity, n.Status.Allocatable} {
 			rl[corev1.ResourceMemory] = resource.MustParse("700Gi")
 		}
@@ -55,7 +56,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true), Repack: ptrTo(false), BreakEvenPercent: ptrTo(int32(1000))}
 		np = gpuNodePool(nc)
 		claim, node = bigNode("attrition")
-		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
+		pods = []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
 		recorder := events.NewRecorder(&record.FakeRecorder{})
 		loop = gpuprov.NewController(gpuprov.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, Provisioner: prov, Cluster: cluster,
 			Refiner: gpuprov.NewPacker(gpuprov.PackerOptions{KubeClient: env.Client, CloudProvider: cloudProvider, Cluster: cluster}), DirectMinPods: -1})

@@ -6,9 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -17,116 +15,8 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
-
-// A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods: any
-// right-sized set for them costs at most two g6.xlarge ($1.61/h), so it
-// wastes at least $11.7/h. Its two pods each cost $20 to evict (the
-// eviction-cost annotation); at breakEvenPercent 100 the node is released
-// once it has wasted $40: between 1h and 10h.
-var _ = Describe("Break-even protection of running GPU work", func() {
-	var (
-		nc    *v1alpha1.GPUNodeClass
-		np    *karpv1.NodePool
-		claim *karpv1.NodeClaim
-		node  *corev1.Node
-		pods  []*corev1.Pod
-	)
-	BeforeEach(func() {
-		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
-		np = gpuNodePool(nc)
-		claim, node = runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
-		pods = []*corev1.Pod{gpuWorkPod(node, "2", "8Gi", 1, "20"), gpuWorkPod(node, "2", "8Gi", 1, "20")}
-	})
-	apply := func() {
-		ExpectApplied(ctx, env.Client, nc, np, claim, node)
-		for _, p := range pods {
-			ExpectApplied(ctx, env.Client, p)
-		}
-		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-		ExpectApplied(ctx, env.Client, claim)
-	}
-	protected := func() bool {
-		GinkgoHelper()
-		return ExpectExists(ctx, env.Client, node).Annotations[karpv1.DoNotDisruptAnnotationKey] == "true"
-	}
-
-	It("holds protection below break-even and releases the node past it", func() {
-		apply()
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeTrue(), "protected while nothing is wasted yet")
-		env.Clock.Step(time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeTrue(), "at most $13.35 wasted after 1h, below the $40 eviction cost")
-		wasted := testutil.ToFloat64(idlegpu.NodeWastedUSD.WithLabelValues(np.Name, claim.Name))
-		Expect(wasted).To(And(BeNumerically(">=", 11.7), BeNumerically("<=", 13.35)))
-		Expect(testutil.ToFloat64(idlegpu.NodeEvictionCostUSD.WithLabelValues(np.Name, claim.Name))).To(BeNumerically("==", 40))
-		next, ok := idleCtrl.NextCheck()
-		Expect(ok).To(BeTrue())
-		Expect(next.Sub(env.Clock.Now())).To(And(BeNumerically(">", time.Hour), BeNumerically("<", 3*time.Hour)), "break-even at $40 / ($11.7..13.35)/h from the start")
-		env.Clock.Step(9 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeFalse(), "at least $117 wasted after 10h: released to consolidation")
-		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(idlegpu.AnnotationProtected))
-	})
-	It("scales break-even with breakEvenPercent", func() {
-		nc.Spec.GPU.Disruption.BreakEvenPercent = ptrTo(int32(1000))
-		apply()
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		env.Clock.Step(2 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeTrue(), "at most $26.7 wasted after 2h, below 1000% of $40")
-		env.Clock.Step(40 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeFalse(), "at least $491 wasted after 42h, past 1000% of $40")
-	})
-	It("adds evictionCostPerPod to each GPU pod's eviction cost, but not to one the annotation fixes", func() {
-		nc.Spec.GPU.Disruption.EvictionCostPerPod = ptrTo("15")
-		// A replica that restarts at once: $0 of lost work, so $15 in all.
-		pods[1].Annotations = map[string]string{evictioncost.AnnotationWorkloadClass: "service", evictioncost.AnnotationRestartTime: "0s"}
-		apply()
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(testutil.ToFloat64(idlegpu.NodeEvictionCostUSD.WithLabelValues(np.Name, claim.Name))).To(BeNumerically("==", 35), "$20 fixed + $0 restart + $15")
-		env.Clock.Step(2 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeTrue(), "at most $26.7 wasted after 2h, below $35 (without the per-pod cost: past $20)")
-		env.Clock.Step(time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeFalse(), "at least $35.1 wasted after 3h")
-	})
-	It("keeps a right-sized node protected however long it runs", func() {
-		claim.Labels[corev1.LabelInstanceTypeStable] = "g6.xlarge"
-		claim.Status.Capacity[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
-		claim.Status.Allocatable[v1alpha1.ResourceNVIDIAGPU] = resource.MustParse("1")
-		node.Status.Allocatable = claim.Status.Allocatable
-		pods = pods[:1]
-		apply()
-		for range 3 {
-			ExpectSingletonReconciled(ctx, idleCtrl)
-			Expect(protected()).To(BeTrue())
-			env.Clock.Step(24 * time.Hour)
-		}
-	})
-	It("never releases under protection: Always (the old protectRunningGPUPods: true)", func() {
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{ProtectRunningGPUPods: ptrTo(true), BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
-		apply()
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		env.Clock.Step(100 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(protected()).To(BeTrue())
-	})
-	It("never touches a user's own do-not-disrupt", func() {
-		node.Annotations = map[string]string{karpv1.DoNotDisruptAnnotationKey: "true"}
-		apply()
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		env.Clock.Step(100 * time.Hour)
-		ExpectSingletonReconciled(ctx, idleCtrl)
-		Expect(ExpectExists(ctx, env.Client, node).Annotations).To(HaveKeyWithValue(karpv1.DoNotDisruptAnnotationKey, "true"))
-		Expect(ExpectExists(ctx, env.Client, node).Annotations).ToNot(HaveKey(idlegpu.AnnotationProtected))
-	})
-})
 
 func ptrTo[T any](v T) *T { return &v }
 
@@ -152,9 +42,9 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		np = gpuNodePool(nc)
 		claims, nodes, pods = nil, nil, nil
 		for range 8 {
-			claim, node := runningGPUNode(nc, np, "g3.4xlarge", 1, 16)
+			claim, node := controlplane.RunningGPUNode(nc, np, "g3.4xlarge", 1, 16)
 			claims, nodes = append(claims, claim), append(nodes, node)
-			pods = append(pods, gpuWorkPod(node, "10", "16Gi", 1, "1"))
+			pods = append(pods, controlplane.GPUWorkPod(node, "10", "16Gi", 1, "1"))
 		}
 	})
 	apply := func(n int) {

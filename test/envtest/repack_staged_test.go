@@ -14,6 +14,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Three g6.48xlarge ($13.35/h each) left with one 1-GPU pod each, released
@@ -37,11 +38,11 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		ExpectApplied(ctx, env.Client, nc, np)
 		claims = nil
 		for range 3 {
-			claim, node := runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+			claim, node := controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 			// As core's lifecycle controller adds it: a deleted NodeClaim
 			// stays (disrupting) until termination drained its node.
 			claim.Finalizers = append(claim.Finalizers, karpv1.TerminationFinalizer)
-			ExpectApplied(ctx, env.Client, claim, node, gpuWorkPod(node, "2", "8Gi", 1, "1"))
+			ExpectApplied(ctx, env.Client, claim, node, controlplane.GPUWorkPod(node, "2", "8Gi", 1, "1"))
 			claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
 			ExpectApplied(ctx, env.Client, claim)
 			claims = append(claims, claim)
@@ -65,7 +66,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		GinkgoHelper()
 		var out []*karpv1.NodeClaim
 		for _, c := range claims {
-			if deletionRequested(c) {
+			if controlplane.DeletionRequested(ctx, env.Client, c) {
 				out = append(out, c)
 			}
 		}
@@ -103,7 +104,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 
 		By("the replacements stay: the pods moved there are not evicted again")
 		for _, n := range names {
-			Expect(deletionRequested(&karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(BeFalse())
+			Expect(controlplane.DeletionRequested(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(BeFalse())
 		}
 	})
 
@@ -117,7 +118,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		By("a new pod lands on a node still waiting for budget")
 		var waiting *karpv1.NodeClaim
 		for _, c := range claims {
-			if !deletionRequested(c) {
+			if !controlplane.DeletionRequested(ctx, env.Client, c) {
 				waiting = ExpectExists(ctx, env.Client, c)
 				break
 			}
@@ -126,7 +127,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		Expect(env.Client.List(ctx, &node)).To(Succeed())
 		for i := range node.Items {
 			if node.Items[i].Spec.ProviderID == waiting.Status.ProviderID {
-				ExpectApplied(ctx, env.Client, gpuWorkPod(&node.Items[i], "2", "8Gi", 1, "1"))
+				ExpectApplied(ctx, env.Client, controlplane.GPUWorkPod(&node.Items[i], "2", "8Gi", 1, "1"))
 			}
 		}
 		for _, c := range moved {
@@ -134,10 +135,10 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 			ExpectNotFound(ctx, env.Client, c)
 		}
 		ExpectSingletonReconciled(ctx, ctrl)
-		Expect(deletionRequested(waiting)).To(BeFalse(), "its pods changed: it leaves the move")
+		Expect(controlplane.DeletionRequested(ctx, env.Client, waiting)).To(BeFalse(), "its pods changed: it leaves the move")
 		Expect(ExpectExists(ctx, env.Client, waiting).Annotations).ToNot(HaveKey(v1alpha1.AnnotationRepackReplacements))
 		for _, n := range names {
-			Expect(deletionRequested(&karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(BeFalse(),
+			Expect(controlplane.DeletionRequested(ctx, env.Client, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(BeFalse(),
 				"replacements holding the moved node's pods are not deleted")
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // A g6.48xlarge ($13.35/h, 8 GPUs) left running two 1-GPU pods. With
@@ -39,10 +40,10 @@ var _ = Describe("GPU repacking move", func() {
 		nc = gpuNodeClass()
 		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(0)), Repack: ptrTo(true)}
 		np = gpuNodePool(nc)
-		claim, node = runningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+		claim, node = controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		pods = nil
 		for range 2 {
-			p := gpuWorkPod(node, "2", "8Gi", 1, "1")
+			p := controlplane.GPUWorkPod(node, "2", "8Gi", 1, "1")
 			p.Labels = podLabel
 			pods = append(pods, p)
 		}
@@ -127,7 +128,7 @@ var _ = Describe("GPU repacking move", func() {
 			ExpectObjectReconciled(ctx, env.Client, lifecycleCtrl, r)
 		}
 		ExpectSingletonReconciled(ctx, ctrl)
-		Expect(deletionRequested(claim)).To(BeFalse(), "no eviction before every replacement is Ready")
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeFalse(), "no eviction before every replacement is Ready")
 		Expect(poolClaims()).To(HaveLen(3))
 
 		By("both replacements Ready: the old NodeClaim is deleted (core's termination drains it)")
@@ -137,7 +138,7 @@ var _ = Describe("GPU repacking move", func() {
 			ExpectApplied(ctx, env.Client, r)
 		}
 		ExpectSingletonReconciled(ctx, ctrl)
-		Expect(deletionRequested(claim)).To(BeTrue())
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeTrue())
 		for _, r := range reps {
 			Expect(ExpectExists(ctx, env.Client, r).Annotations).To(HaveKey(v1alpha1.AnnotationRepackCompletedAt))
 		}
@@ -161,9 +162,9 @@ var _ = Describe("GPU repacking move", func() {
 		Expect(next.Sub(env.Clock.Now())).To(BeNumerically("<=", repack.ReadyTimeout+time.Second))
 		env.Clock.Step(repack.ReadyTimeout + time.Minute)
 		ExpectSingletonReconciled(ctx, ctrl)
-		Expect(deletionRequested(claim)).To(BeFalse())
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeFalse())
 		for _, r := range reps {
-			Expect(deletionRequested(r)).To(BeTrue(), "replacements of an abandoned move are deleted")
+			Expect(controlplane.DeletionRequested(ctx, env.Client, r)).To(BeTrue(), "replacements of an abandoned move are deleted")
 		}
 		Expect(ExpectExists(ctx, env.Client, claim).Annotations).ToNot(HaveKey(v1alpha1.AnnotationRepackReplacements))
 	})

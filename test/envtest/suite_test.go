@@ -9,9 +9,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
@@ -59,14 +56,3 @@ var _ = AfterSuite(func() {
 })
 
 var _ = AfterEach(func() { core.Reset(ctx) })
-
-// deletionRequested reports whether a NodeClaim is being deleted or gone.
-func deletionRequested(claim *karpv1.NodeClaim) bool {
-	GinkgoHelper()
-	latest := &karpv1.NodeClaim{}
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), latest); err != nil {
-		Expect(errors.IsNotFound(err)).To(BeTrue())
-		return true
-	}
-	return !latest.DeletionTimestamp.IsZero()
-}

@@ -9,11 +9,9 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
@@ -51,17 +49,6 @@ var _ = AfterEach(func() {
 	env.Clock.SetTime(time.Now())
 })
 
-// deletionRequested reports whether a NodeClaim is being deleted or gone.
-func deletionRequested(claim *karpv1.NodeClaim) bool {
-	GinkgoHelper()
-	latest := &karpv1.NodeClaim{}
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), latest); err != nil {
-		Expect(errors.IsNotFound(err)).To(BeTrue())
-		return true
-	}
-	return !latest.DeletionTimestamp.IsZero()
-}
-
 var _ = Describe("Stuck GPU nodes", func() {
 	var (
 		nc    *v1alpha1.GPUNodeClass
@@ -97,11 +84,11 @@ var _ = Describe("Stuck GPU nodes", func() {
 		before := timeouts()
 		register()
 		ExpectObjectReconciled(ctx, env.Client, ctrl, claim)
-		Expect(deletionRequested(claim)).To(BeFalse(), "not before the timeout")
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeFalse(), "not before the timeout")
 		Expect(timeouts()).To(Equal(before))
 		env.Clock.Step(16 * time.Minute)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, ExpectExists(ctx, env.Client, claim))
-		Expect(deletionRequested(claim)).To(BeTrue())
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeTrue())
 		Expect(timeouts()).To(Equal(before+1), "karpenter_gpu_startup_timeouts_total{nodepool,instance_type}")
 	})
 	It("leaves a node alone once its GPUs are advertised", func() {
@@ -110,7 +97,7 @@ var _ = Describe("Stuck GPU nodes", func() {
 		register()
 		env.Clock.Step(16 * time.Minute)
 		ExpectObjectReconciled(ctx, env.Client, ctrl, claim)
-		Expect(deletionRequested(claim)).To(BeFalse())
+		Expect(controlplane.DeletionRequested(ctx, env.Client, claim)).To(BeFalse())
 		Expect(timeouts()).To(Equal(before))
 	})
 	It("records the failure reason on the NodeClaim before deleting it", func() {

@@ -1,0 +1,92 @@
+package idlegpu_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+	"sigs.k8s.io/karpenter/pkg/test"
+	. "sigs.k8s.io/karpenter/pkg/test/expectations"
+	. "sigs.k8s.io/karpenter/pkg/utils/testing"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+)
+
+// The controller's own suite, against Karpenter core's test environment (a
+// real kube-apiserver and etcd from bin/k8s), with karpenter-gpu's cloud
+// provider over the fake fleet to price nodes for break-even protection.
+// The repacking specs, which need core's provisioner, are in test/envtest.
+var (
+	ctx           context.Context
+	env           *test.Environment
+	cloudProvider *gpucp.CloudProvider
+	recorder      *test.EventRecorder
+	ctrl          *idlegpu.Controller
+)
+
+func TestIdleGPU(t *testing.T) {
+	ctx = TestContextWithLogger(t)
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "idlegpu")
+}
+
+var _ = BeforeSuite(func() {
+	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
+	ctx = options.ToContext(ctx, test.Options())
+	var err error
+	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1}),
+		Clock: env.Clock, ClusterName: "idlegpu"})
+	Expect(err).ToNot(HaveOccurred())
+})
+
+var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
+
+// Each spec starts a new controller: its idle timers and break-even
+// accounts are in memory, and it counts idle time from its start.
+var _ = BeforeEach(func() {
+	recorder = test.NewEventRecorder()
+	ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
+})
+
+var _ = AfterEach(func() {
+	controlplane.Cleanup(ctx, env)
+	env.Clock.SetTime(time.Now())
+})
+
+// gpuNodePool is a NodePool on nc limited to amd64, so the right-sized
+// replacements break-even prices are the x86 types the specs name.
+func gpuNodePool(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
+	return controlplane.NodePool(nc, karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}})
+}
+
+// applyInitialized applies the objects, then marks claim Initialized (its
+// status is a subresource: applied after create).
+func applyInitialized(claim *karpv1.NodeClaim, objects ...client.Object) {
+	GinkgoHelper()
+	ExpectApplied(ctx, env.Client, objects...)
+	ExpectApplied(ctx, env.Client, claim)
+	claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+	ExpectApplied(ctx, env.Client, claim)
+}
+
+// removalRequested reports whether the controller deleted claim.
+func removalRequested(claim *karpv1.NodeClaim) bool {
+	GinkgoHelper()
+	return controlplane.DeletionRequested(ctx, env.Client, claim)
+}
+
+// protected reports whether node carries karpenter.sh/do-not-disrupt.
+func protected(node *corev1.Node) bool {
+	GinkgoHelper()
+	return ExpectExists(ctx, env.Client, node).Annotations[karpv1.DoNotDisruptAnnotationKey] == "true"
+}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning/scheduling"
 	"sigs.k8s.io/karpenter/pkg/events"
@@ -53,7 +54,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 	}
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptrTo(true), Repack: ptrTo(false), BreakEvenPercent: ptrTo(int32(1000))}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptr.To(true), Repack: ptr.To(false), BreakEvenPercent: ptr.To(int32(1000))}
 		np = gpuNodePool(nc)
 		claim, node = bigNode("attrition")
 		pods = []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
@@ -148,7 +149,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		applyNode(claim, node, pods...)
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(cordoned()).To(BeFalse(), "attrition is off by default")
-		nc.Spec.GPU.Disruption.DrainByAttrition = ptrTo(true)
+		nc.Spec.GPU.Disruption.DrainByAttrition = ptr.To(true)
 		ExpectApplied(ctx, env.Client, nc)
 		ExpectSingletonReconciled(ctx, idleCtrl)
 		Expect(cordoned()).To(BeTrue())

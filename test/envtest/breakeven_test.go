@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -17,8 +18,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
-
-func ptrTo[T any](v T) *T { return &v }
 
 // Eight g3.4xlarge ($1.14/h, 1 M60) each run one 10-vCPU 1-GPU pod: alone,
 // each node is right-sized (no cheaper node holds its pod), but one
@@ -38,7 +37,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(100)), Repack: ptrTo(false)}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)}
 		np = gpuNodePool(nc)
 		claims, nodes, pods = nil, nil, nil
 		for range 8 {
@@ -81,7 +80,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		expectProtectedAfter(8, 8*time.Hour)
 	})
 	It("with repack, merges the released nodes into the packer's cheaper node (a merge core's consolidation does not find)", func() {
-		nc.Spec.GPU.Disruption.Repack = ptrTo(true)
+		nc.Spec.GPU.Disruption.Repack = ptr.To(true)
 		np.Spec.Disruption.Budgets = []karpv1.Budget{{Nodes: "100%"}}
 		apply(8)
 		ctrl := idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),

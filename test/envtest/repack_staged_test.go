@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -32,7 +33,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(0)), Repack: ptrTo(true)}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)}
 		np = gpuNodePool(nc)
 		np.Spec.Disruption.Budgets = []karpv1.Budget{{Nodes: "1"}}
 		ExpectApplied(ctx, env.Client, nc, np)

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -38,7 +39,7 @@ var _ = Describe("GPU repacking move", func() {
 	)
 	BeforeEach(func() {
 		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptrTo(int32(0)), Repack: ptrTo(true)}
+		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)}
 		np = gpuNodePool(nc)
 		claim, node = controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		pods = nil
@@ -170,7 +171,7 @@ var _ = Describe("GPU repacking move", func() {
 	})
 	It("is blocked by a PodDisruptionBudget that allows no eviction", func() {
 		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "no-evictions", Namespace: pods[0].Namespace},
-			Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: podLabel}, MaxUnavailable: ptrTo(intstr.FromInt32(0))}}
+			Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: podLabel}, MaxUnavailable: ptr.To(intstr.FromInt32(0))}}
 		ExpectApplied(ctx, env.Client, pdb)
 		apply()
 		ExpectSingletonReconciled(ctx, ctrl)
@@ -184,7 +185,7 @@ var _ = Describe("GPU repacking move", func() {
 		Expect(poolClaims()).To(HaveLen(1), "no replacement launched")
 	})
 	It("leaves the node alone when repack is off", func() {
-		nc.Spec.GPU.Disruption.Repack = ptrTo(false)
+		nc.Spec.GPU.Disruption.Repack = ptr.To(false)
 		apply()
 		ExpectSingletonReconciled(ctx, ctrl)
 		Expect(poolClaims()).To(HaveLen(1))

@@ -46,7 +46,7 @@ func provisioningRequestController(ctx context.Context, o Options) ([]controller
 		provisioningrequest.NewController(provisioningrequest.Options{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: apiReader,
 			CloudProvider: o.CloudProvider, Cluster: o.Cluster, Recorder: o.Recorder, BookingTTL: o.ProvisioningRequestBookingTTL,
 			LaunchTimeout: o.ProvisioningRequestLaunchTimeout, MaxAttempts: o.ProvisioningRequestMaxAttempts, RetryBackoff: o.ProvisioningRequestRetryBackoff}),
-		provisioningrequest.NewPodGroupController(provisioningrequest.PodGroupOptions{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, RetryBackoff: o.ProvisioningRequestRetryBackoff}),
+		provisioningrequest.NewPodGroupController(provisioningrequest.PodGroupOptions{Clock: o.Clock, KubeClient: o.KubeClient, APIReader: apiReader, Recorder: o.Recorder, RetryBackoff: o.ProvisioningRequestRetryBackoff}),
 	}, nil
 }
 

@@ -94,6 +94,11 @@ func cond(p *autoscalingv1.ProvisioningRequest, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(p.Status.Conditions, typ)
 }
 
+// isFailed is whether a request's Failed condition is true.
+func isFailed(p *autoscalingv1.ProvisioningRequest) bool {
+	return meta.IsStatusConditionTrue(p.Status.Conditions, autoscalingv1.Failed)
+}
+
 var _ = Describe("ProvisioningRequest", func() {
 	var ctrl *pr.Controller
 	BeforeEach(func() {

@@ -50,10 +50,12 @@ import (
 //     toleration of its nodes' booking taint (TaintBooked: no other pod
 //     can use them until the booking is released), and their gate is
 //     removed: kube-scheduler binds them to the capacity launched for them;
-//  3. when the request is Failed (its attempts used up), it is deleted with
-//     its PodTemplates after a backoff (RetryBackoff doubling per retry, up
-//     to MaxRetryBackoff) and a new one is made, as Kueue retries; the pods
-//     stay gated meanwhile, so nothing of the gang runs;
+//  3. when the request is Failed (its attempts used up), after a backoff
+//     (RetryBackoff doubling per retry, up to MaxRetryBackoff) a new one
+//     is made, as Kueue retries, and then the failed one is deleted with
+//     its PodTemplates; the pods stay gated meanwhile, so nothing of the
+//     gang runs. The group's requests are read past the informer cache
+//     (PodGroupOptions.APIReader), so a retry is never numbered twice;
 //  4. members that arrive after a request's booking is over (its pods
 //     bound) get a new request of their own;
 //  5. when no pod of the group is left, its requests and PodTemplates are
@@ -79,6 +81,13 @@ const (
 type PodGroupOptions struct {
 	Clock      clock.Clock
 	KubeClient client.Client
+	// APIReader reads a group's requests past the informer cache (the
+	// manager's API reader; nil = KubeClient). The retry number of the next
+	// request is one more than the highest the group has: read from a cache
+	// that has seen a failed request's deletion but not its successor's
+	// creation, it would start again at 0 and the group would hold two
+	// requests at once.
+	APIReader client.Reader
 	// Recorder publishes why a group is not provisioned as Warning events
 	// on its pods (NotProvisionedReason).
 	Recorder events.Recorder
@@ -92,6 +101,7 @@ type PodGroupOptions struct {
 type PodGroupController struct {
 	opts     PodGroupOptions
 	kube     client.Client
+	requests client.Reader
 	recorder events.Recorder
 }
 
@@ -99,7 +109,8 @@ type PodGroupController struct {
 func NewPodGroupController(opts PodGroupOptions) *PodGroupController {
 	opts.RetryBackoff = lo.Ternary(opts.RetryBackoff <= 0, DefaultRetryBackoff, opts.RetryBackoff)
 	opts.Clock = lo.Ternary[clock.Clock](opts.Clock == nil, clock.RealClock{}, opts.Clock)
-	return &PodGroupController{opts: opts, kube: opts.KubeClient, recorder: opts.Recorder}
+	requests := lo.Ternary[client.Reader](opts.APIReader == nil, opts.KubeClient, opts.APIReader)
+	return &PodGroupController{opts: opts, kube: opts.KubeClient, requests: requests, recorder: opts.Recorder}
 }
 
 // Name is the controller's name.
@@ -140,7 +151,7 @@ func (c *PodGroupController) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	pods := lo.Filter(podList.Items, func(p corev1.Pod, _ int) bool { return p.DeletionTimestamp.IsZero() && !podutils.IsTerminal(&p) })
 	reqList := &autoscalingv1.ProvisioningRequestList{}
-	if err := c.kube.List(ctx, reqList, client.InNamespace(ns), client.MatchingLabels{LabelPodGroup: group}); err != nil {
+	if err := c.requests.List(ctx, reqList, client.InNamespace(ns), client.MatchingLabels{LabelPodGroup: group}); err != nil {
 		return reconcile.Result{}, err
 	}
 	reqs := lo.Filter(reqList.Items, func(r autoscalingv1.ProvisioningRequest, _ int) bool { return r.DeletionTimestamp.IsZero() })
@@ -166,6 +177,15 @@ func (c *PodGroupController) Reconcile(ctx context.Context, req reconcile.Reques
 		sort.Slice(reqs, func(i, j int) bool { return retryOf(&reqs[i]) < retryOf(&reqs[j]) })
 		cur := &reqs[len(reqs)-1]
 		retry = retryOf(cur) + 1
+		// A failed request with a successor is over (its successor was
+		// created before it was deleted, and the delete did not happen).
+		for i := range reqs[:len(reqs)-1] {
+			if isTrue(&reqs[i], autoscalingv1.Failed) {
+				if err := c.deleteRequest(ctx, &reqs[i]); err != nil {
+					return reconcile.Result{}, err
+				}
+			}
+		}
 		switch {
 		case isTrue(cur, autoscalingv1.Provisioned):
 			if detail(cur, DetailBooking) == BookingHeld {
@@ -179,9 +199,15 @@ func (c *PodGroupController) Reconcile(ctx context.Context, req reconcile.Reques
 			if wait := failed.LastTransitionTime.Add(Backoff(c.opts.RetryBackoff, retryOf(cur)+1)).Sub(c.opts.Clock.Now()); wait > 0 {
 				return reconcile.Result{RequeueAfter: wait}, nil
 			}
-			if err := c.deleteRequest(ctx, cur); err != nil {
-				return reconcile.Result{}, err
+			// The successor first, then the failed request: whatever
+			// happens between the two, the group's highest retry number
+			// stays on record.
+			if len(gated) > 0 && len(gated)+bound >= minMembers {
+				if err := c.createRequest(ctx, ns, group, retry, gated); err != nil {
+					return reconcile.Result{}, err
+				}
 			}
+			return reconcile.Result{}, c.deleteRequest(ctx, cur)
 		default:
 			return reconcile.Result{}, nil // in progress: request events requeue the group
 		}

@@ -1,6 +1,7 @@
 package provisioningrequest_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -152,5 +153,97 @@ func TestPodGroupMinMembers(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("got %d, %v; want %d", got, err, tt.want)
 		}
+	}
+}
+
+// lagging is an informer cache that has not yet seen some requests: List
+// leaves out the ProvisioningRequests named in hidden.
+type lagging struct {
+	client.Client
+	hidden map[string]bool
+}
+
+func (l *lagging) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := l.Client.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	if reqs, ok := list.(*autoscalingv1.ProvisioningRequestList); ok {
+		reqs.Items = lo.Reject(reqs.Items, func(r autoscalingv1.ProvisioningRequest, _ int) bool { return l.hidden[r.Name] })
+	}
+	return nil
+}
+
+// failing refuses to create or delete ProvisioningRequests while told to,
+// as a controller that stops between the two writes of a replacement.
+type failing struct {
+	client.Client
+	create, delete bool
+}
+
+func (f *failing) Create(ctx context.Context, o client.Object, opts ...client.CreateOption) error {
+	if _, ok := o.(*autoscalingv1.ProvisioningRequest); ok && f.create {
+		return fmt.Errorf("injected: create refused")
+	}
+	return f.Client.Create(ctx, o, opts...)
+}
+
+func (f *failing) Delete(ctx context.Context, o client.Object, opts ...client.DeleteOption) error {
+	if _, ok := o.(*autoscalingv1.ProvisioningRequest); ok && f.delete {
+		return fmt.Errorf("injected: delete refused")
+	}
+	return f.Client.Delete(ctx, o, opts...)
+}
+
+// A failed group's retry is numbered from the requests on the API server,
+// never from a cache that saw the failed request go but not its successor
+// come, and the successor exists before the failed request goes: whatever
+// happens between reconciles, a group ends with one request, the next.
+func TestPodGroupRetryIsNumberedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// refuse is what the API refuses in the replacing reconcile.
+		refuse func(*failing)
+		// between is what the cache has not seen at the next reconciles.
+		hidden []string
+	}{
+		{name: "cache has not seen the successor", refuse: func(*failing) {}, hidden: []string{pr.RequestName("train", 1)}},
+		{name: "the successor's create was refused", refuse: func(f *failing) { f.create = true }},
+		{name: "the failed request's delete was refused", refuse: func(f *failing) { f.delete = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, pr.Options{})
+			kube := &failing{Client: e.kube}
+			cache := &lagging{Client: kube, hidden: map[string]bool{}}
+			pg := pr.NewPodGroupController(pr.PodGroupOptions{Clock: e.clk, KubeClient: cache, APIReader: kube,
+				Recorder: events.NewRecorder(&record.FakeRecorder{}), RetryBackoff: 10 * time.Second})
+			step := func() error {
+				_, err := pg.Reconcile(e.ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "default", Name: "train"}})
+				return err
+			}
+			names := func() []string {
+				return lo.Map(e.groupRequests(t, "train"), func(r autoscalingv1.ProvisioningRequest, _ int) string { return r.Name })
+			}
+			e.groupPod(t, "train", 0, "2")
+			e.groupPod(t, "train", 1, "2")
+			e.must(t, step())
+			reqs := e.groupRequests(t, "train")
+			e.setRequestStatus(t, &reqs[0], autoscalingv1.Failed, "")
+			e.clk.Step(11 * time.Second)
+			tc.refuse(kube)
+			injected := kube.create || kube.delete
+			if err := step(); injected == (err == nil) {
+				t.Fatalf("replacing reconcile: err %v", err)
+			}
+			kube.create, kube.delete = false, false
+			for _, h := range tc.hidden {
+				cache.hidden[h] = true
+			}
+			for range 2 {
+				e.must(t, step())
+			}
+			if got := names(); len(got) != 1 || got[0] != pr.RequestName("train", 1) {
+				t.Fatalf("requests %v, want only %s", got, pr.RequestName("train", 1))
+			}
+		})
 	}
 }

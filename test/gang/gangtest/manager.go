@@ -6,7 +6,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2" //nolint:revive
 	. "github.com/onsi/gomega"    //nolint:revive
 	"k8s.io/client-go/rest"
@@ -36,10 +35,11 @@ type Hook func(ctx context.Context, mgr manager.Manager, o pr.Options) error
 // provider's Create, concurrently, for each NodeClaim), core's
 // cluster-state informers and what the hooks register, in a
 // controller-runtime manager on cfg. The recorder writes Events to the API
-// server, as the operator's does.
+// server, as the operator's does. The manager's log (every controller's) goes
+// to GinkgoWriter, which Ginkgo prints for a failed spec.
 func StartManager(ctx context.Context, cfg *rest.Config, cp *gpucp.CloudProvider, o pr.Options, hooks ...Hook) {
 	GinkgoHelper()
-	mgr, err := chaos.NewManager(ctx, cfg, options.FromContext(ctx), logr.Discard(), false, "")
+	mgr, err := chaos.NewManager(ctx, cfg, options.FromContext(ctx), GinkgoLogr, false, "")
 	Expect(err).ToNot(HaveOccurred())
 	kube, clk := mgr.GetClient(), clock.RealClock{}
 	rec := events.NewRecorder(mgr.GetEventRecorderFor("karpenter")) //nolint:staticcheck // as core's operator

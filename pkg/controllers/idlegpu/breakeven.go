@@ -11,6 +11,7 @@ package idlegpu
 // hindsight.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -185,20 +186,97 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 	return v, !math.IsNaN(v)
 }
 
-// catalogKey is repack.CatalogKey of the NodePool, computed once per poll
+// catalogKey is repack.CatalogKey of the NodePool, looked up once per poll
 // (newPoll) for each NodePool: prices and availability change between
 // polls (a price refresh, an offering marked unavailable), not within one.
+// Across polls the key is recomputed only when what it hashes may have
+// changed (sameCatalog): the NodePool's name, UID or spec, the instance-type
+// slice, its InstanceType or Offering objects, or any offering's price,
+// availability or reservation capacity. An InstanceType's name, capacity
+// and overhead, and an offering's requirements (zone, capacity type,
+// reservation), are fixed once it is built (Karpenter caches allocatable
+// inside it); a provider builds new objects for a new catalog
+// (pkg/cloudprovider returns its cached slice until an input of its cache
+// key changes). The memo holds the objects, so their addresses are not
+// reused.
 func (c *Controller) catalogKey(np *karpv1.NodePool, its []*karpcp.InstanceType) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if k, ok := c.catalogKeys[np.Name]; ok {
 		return k
 	}
-	k := repack.CatalogKey(np, its)
+	spec, err := json.Marshal(np.Spec)
+	m, hit := c.catalogMemo[np.Name]
+	var k string
+	if hit && err == nil && m.uid == np.UID && bytes.Equal(m.spec, spec) && m.sameCatalog(its) {
+		k = m.key
+	} else {
+		k = repack.CatalogKey(np, its)
+		if err == nil {
+			if c.catalogMemo == nil {
+				c.catalogMemo = map[string]*catalogMemo{}
+			}
+			c.catalogMemo[np.Name] = newCatalogMemo(np.UID, spec, its, k)
+		} else {
+			delete(c.catalogMemo, np.Name)
+		}
+	}
 	if c.catalogKeys != nil {
 		c.catalogKeys[np.Name] = k
 	}
 	return k
+}
+
+// catalogMemo is a NodePool's catalog key with what it was computed from.
+type catalogMemo struct {
+	uid    types.UID
+	spec   []byte
+	its    []*karpcp.InstanceType
+	counts []int // offerings of each instance type
+	offers []offerState
+	key    string
+}
+
+// offerState is an offering as the catalog key saw it.
+type offerState struct {
+	o         *karpcp.Offering
+	price     float64
+	available bool
+	capacity  int
+}
+
+func newCatalogMemo(uid types.UID, spec []byte, its []*karpcp.InstanceType, key string) *catalogMemo {
+	m := &catalogMemo{uid: uid, spec: spec, its: slices.Clone(its), counts: make([]int, len(its)), key: key}
+	for i, it := range its {
+		m.counts[i] = len(it.Offerings)
+		for _, o := range it.Offerings {
+			m.offers = append(m.offers, offerState{o: o, price: o.Price, available: o.Available, capacity: o.ReservationCapacity})
+		}
+	}
+	return m
+}
+
+// sameCatalog reports whether its holds the memo's InstanceType and
+// Offering objects, in order, with the same prices, availability and
+// reservation capacities (prices compared bit for bit, as the key prints them).
+func (m *catalogMemo) sameCatalog(its []*karpcp.InstanceType) bool {
+	if len(its) != len(m.its) {
+		return false
+	}
+	j := 0
+	for i, it := range its {
+		if it != m.its[i] || len(it.Offerings) != m.counts[i] {
+			return false
+		}
+		for _, o := range it.Offerings {
+			s := m.offers[j]
+			if o != s.o || math.Float64bits(o.Price) != math.Float64bits(s.price) || o.Available != s.available || o.ReservationCapacity != s.capacity {
+				return false
+			}
+			j++
+		}
+	}
+	return true
 }
 
 // newPoll starts a poll's memos: the catalog keys are recomputed, and the

@@ -60,11 +60,13 @@ type Controller struct {
 	// ledgers are the break-even accounts of protected nodes, by
 	// NodeClaim (in memory: a restart starts them again, which can only
 	// delay a release); rightSizedCache memoises the packer by catalog
-	// and pod shapes, with this poll's catalog keys by NodePool and the
-	// pod shape hashes of this poll and the last (breakeven.go).
+	// and pod shapes, with this poll's catalog keys by NodePool (and the
+	// last ones computed, with their inputs) and the pod shape hashes of
+	// this poll and the last (breakeven.go).
 	ledgers                  map[string]*ledger
 	rightSizedCache          map[string]float64
 	catalogKeys              map[string]string
+	catalogMemo              map[string]*catalogMemo
 	podShapes, lastPodShapes map[types.UID]podShape
 	// repacker runs repacking moves on released nodes (nil: none).
 	repacker *repack.Repacker

@@ -47,7 +47,14 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 	var pools karpv1.NodePoolList
 	var classes v1alpha1.GPUNodeClassList
 	for _, l := range []client.ObjectList{&ncs, &nodes, &pods, &pools, &classes} {
-		if err := c.kubeClient.List(ctx, l); err != nil {
+		var opts []client.ListOption
+		if l == client.ObjectList(&pods) {
+			// Pods are only read here and by the packer (which copies
+			// them), break-even and repack's candidates, never written: a
+			// cache may hand out its own objects.
+			opts = append(opts, client.UnsafeDisableDeepCopy)
+		}
+		if err := c.kubeClient.List(ctx, l, opts...); err != nil {
 			return nil, fmt.Errorf("listing %T, %w", l, err)
 		}
 	}

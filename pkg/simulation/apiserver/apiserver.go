@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -211,6 +212,40 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 		log.record(obj)
 		return nil
 	}
+	// Writes may overlap (core parallelises some): track counts those in
+	// flight and begun, so that a patch can tell whether another write
+	// overlapped it.
+	var inFlight atomic.Int64
+	var begun atomic.Uint64
+	track := func() (epoch uint64, alone bool, done func()) {
+		alone = inFlight.Add(1) == 1
+		return begun.Add(1), alone, func() { inFlight.Add(-1) }
+	}
+	// patched is written for a patch. The fake client fills obj from the
+	// stored result of a patch (a JSON round trip of the object it stores,
+	// as Get makes), so the cache takes a copy of obj instead of reading it
+	// back, when obj is the patched object (filled: not a dry run, not a
+	// subresource body, no other write in flight when it began), the patch
+	// is not server-side apply, obj is typed, and no other write has begun
+	// since (checked under the cache's lock). The fake client deletes an
+	// object a patch leaves with a deletion timestamp and no finalizers.
+	// With reference reads, the cache reads it back.
+	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, epoch uint64, err error) error {
+		_, unstructured := obj.(runtime.Unstructured)
+		_, partial := obj.(*metav1.PartialObjectMetadata)
+		if err != nil || !filled || rc.reference || unstructured || partial || patch.Type() == types.ApplyPatchType {
+			return written(ctx, c, obj, err)
+		}
+		kept, err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0, func() bool { return begun.Load() == epoch })
+		if err != nil {
+			return fmt.Errorf("refreshing the read cache, %w", err)
+		}
+		if !kept {
+			return written(ctx, c, obj, nil)
+		}
+		log.record(obj)
+		return nil
+	}
 	// evictee returns the pod about to be deleted by someone other than the
 	// engine, for the workload controller to recreate.
 	evictee := func(ctx context.Context, c client.Client, obj client.Object) *corev1.Pod {
@@ -243,6 +278,8 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return rc.list(ctx, c, list, opts...)
 		},
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			_, _, done := track()
+			defer done()
 			var hash string
 			if obj.GetName() == "" && obj.GetGenerateName() != "" {
 				// Name generated objects (NodeClaims) from their content: core
@@ -273,12 +310,20 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			_, _, done := track()
+			defer done()
 			return written(ctx, c, obj, c.Update(ctx, obj, opts...))
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			return written(ctx, c, obj, c.Patch(ctx, obj, patch, opts...))
+			epoch, alone, done := track()
+			defer done()
+			po := client.PatchOptions{}
+			po.ApplyOptions(opts)
+			return patched(ctx, c, obj, patch, alone && len(po.DryRun) == 0, epoch, c.Patch(ctx, obj, patch, opts...))
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			_, _, done := track()
+			defer done()
 			pod := evictee(ctx, c, obj)
 			_, isClaim := obj.(*karpv1.NodeClaim)
 			deleting := false
@@ -305,11 +350,15 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+			_, _, done := track()
+			defer done()
 			err := c.DeleteAllOf(ctx, obj, opts...)
 			rc.reload(obj)
 			return err
 		},
 		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
+			_, _, done := track()
+			defer done()
 			var pod *corev1.Pod
 			cause := ""
 			if sub == "eviction" {
@@ -327,10 +376,17 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			_, _, done := track()
+			defer done()
 			return written(ctx, c, obj, c.SubResource(sub).Update(ctx, obj, opts...))
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-			return written(ctx, c, obj, c.SubResource(sub).Patch(ctx, obj, patch, opts...))
+			epoch, alone, done := track()
+			defer done()
+			po := client.SubResourcePatchOptions{}
+			po.ApplyOptions(opts)
+			return patched(ctx, c, obj, patch, alone && sub == "status" && po.SubResourceBody == nil && len(po.DryRun) == 0, epoch,
+				c.SubResource(sub).Patch(ctx, obj, patch, opts...))
 		},
 	}).Build()
 }

@@ -1,0 +1,146 @@
+package apiserver
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+)
+
+func init() {
+	// As the simulator's engine has it (pkg/controllers/provisioningrequest).
+	utilruntime.Must(autoscalingv1.AddToScheme(scheme.Scheme))
+}
+
+// TestPatchesReadBackAsStored: after every kind of patch the simulator's
+// controllers make (merge patches of metadata and spec, with and without
+// optimistic locking, status patches, a JSON patch, a dry run, the patch
+// that removes the last finalizer of a deleting object, a conflicting
+// patch), the cache, which keeps a patch's result without reading it back,
+// serves exactly what a cache reading every write back from the fake
+// client serves (reference reads).
+func TestPatchesReadBackAsStored(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC))
+	fast := NewClient(clk, NewChangeLog(), &atomic.Bool{}, false)
+	ref := NewClient(clk, NewChangeLog(), &atomic.Bool{}, true)
+
+	both := func(step string, write func(c client.Client) error) {
+		t.Helper()
+		errF, errR := write(fast), write(ref)
+		if (errF == nil) != (errR == nil) || (errF != nil && errF.Error() != errR.Error()) {
+			t.Fatalf("%s: errors differ: %v / %v", step, errF, errR)
+		}
+		for _, l := range []client.ObjectList{&corev1.NodeList{}, &corev1.PodList{}, &karpv1.NodeClaimList{}} {
+			lf, lr := l.DeepCopyObject().(client.ObjectList), l.DeepCopyObject().(client.ObjectList)
+			if err := fast.List(ctx, lf); err != nil {
+				t.Fatal(err)
+			}
+			if err := ref.List(ctx, lr); err != nil {
+				t.Fatal(err)
+			}
+			if !equality.Semantic.DeepEqual(lf, lr) {
+				t.Fatalf("%s: %T differs:\nfast %+v\nreference %+v", step, l, lf, lr)
+			}
+		}
+	}
+	node := func() *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "b"}, Finalizers: []string{"f"}},
+			Spec:   corev1.NodeSpec{ProviderID: "p://n"},
+			Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}}
+	}
+	pod := func() *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}}
+	}
+	get := func(c client.Client, obj client.Object) client.Object {
+		t.Helper()
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		return obj
+	}
+
+	both("create", func(c client.Client) error {
+		if err := c.Create(ctx, node()); err != nil {
+			return err
+		}
+		return c.Create(ctx, pod())
+	})
+	both("merge patch of metadata and spec", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		stored := n.DeepCopy()
+		n.Annotations = map[string]string{"x": "y"}
+		n.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+		return c.Patch(ctx, n, client.MergeFrom(stored))
+	})
+	both("merge patch with optimistic lock", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		stored := n.DeepCopy()
+		delete(n.Labels, "a")
+		return c.Patch(ctx, n, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
+	})
+	both("conflicting patch", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		stored := n.DeepCopy()
+		stored.ResourceVersion = "1"
+		n.Labels = map[string]string{"c": "d"}
+		err := c.Patch(ctx, n, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
+		if !apierrors.IsConflict(err) {
+			t.Fatalf("a stale optimistic patch: %v", err)
+		}
+		return err
+	})
+	both("status patch", func(c client.Client) error {
+		p := get(c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}).(*corev1.Pod)
+		stored := p.DeepCopy()
+		p.Status.Phase = corev1.PodRunning
+		p.Status.StartTime = &metav1.Time{Time: clk.Now()}
+		p.Labels = map[string]string{"ignored": "by a status patch"}
+		return c.Status().Patch(ctx, p, client.MergeFrom(stored))
+	})
+	both("node status patch", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		stored := n.DeepCopy()
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Time{Time: clk.Now()}}}
+		return c.Status().Patch(ctx, n, client.MergeFrom(stored))
+	})
+	both("JSON patch", func(c client.Client) error {
+		return c.Patch(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}},
+			client.RawPatch(types.JSONPatchType, []byte(`[{"op":"add","path":"/metadata/labels","value":{"j":"k"}}]`)))
+	})
+	both("dry run", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		stored := n.DeepCopy()
+		n.Labels = map[string]string{"dry": "run"}
+		return c.Patch(ctx, n, client.MergeFrom(stored), client.DryRunAll)
+	})
+	both("delete (held by its finalizer)", func(c client.Client) error {
+		return c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}})
+	})
+	both("patch removing the last finalizer", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		if n.DeletionTimestamp.IsZero() {
+			t.Fatalf("the node is not deleting")
+		}
+		stored := n.DeepCopy()
+		n.Finalizers = nil
+		return c.Patch(ctx, n, client.MergeFrom(stored))
+	})
+	if err := fast.Get(ctx, client.ObjectKey{Name: "n"}, &corev1.Node{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the node outlived its last finalizer: %v", err)
+	}
+}

@@ -25,14 +25,12 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	autoscalingv1 "k8s.io/autoscaler/cluster-autoscaler/apis/provisioningrequest/autoscaling.x-k8s.io/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -193,9 +191,6 @@ var fieldIndexes = []struct {
 	}},
 }
 
-// statusKinds are the kinds with a status subresource.
-var statusKinds = []client.Object{&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}, &autoscalingv1.ProvisioningRequest{}}
-
 // NewClient builds the in-memory API: controller-runtime's fake client
 // with the field indexes Karpenter's operator registers and status
 // subresources, read through a cache (see readCache), and interceptors that
@@ -217,34 +212,36 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 		log.record(obj)
 		return nil
 	}
-	// wmu serialises writes, each with its read-back into the cache (core
-	// parallelises some; the fake client serialises their writes to its
-	// tracker anyway), so that a patch's result is the latest version and
-	// the patcher can read, patch and store an object as one step.
-	var wmu sync.Mutex
-	tracker := clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())
-	pt := &patcher{tracker: tracker, kinds: map[schema.GroupVersionKind]bool{}}
-	for _, o := range statusKinds {
-		if gvk, err := apiutil.GVKForObject(o, scheme.Scheme); err == nil {
-			pt.kinds[gvk] = true
-		}
+	// Writes may overlap (core parallelises some): track counts those in
+	// flight and begun, so that a patch can tell whether another write
+	// overlapped it.
+	var inFlight atomic.Int64
+	var begun atomic.Uint64
+	track := func() (epoch uint64, alone bool, done func()) {
+		alone = inFlight.Add(1) == 1
+		return begun.Add(1), alone, func() { inFlight.Add(-1) }
 	}
-	// patched is written for a patch. The fake client (and the patcher)
-	// fill obj from the stored result of a patch (a JSON round trip of the
-	// object stored, as Get makes), so the cache takes a copy of obj instead
-	// of reading it back, when obj is the patched object (filled: not a dry
-	// run, not a subresource body), the patch is not server-side apply and
-	// obj is typed. The fake client deletes an object a patch leaves with a
-	// deletion timestamp and no finalizers. With reference reads, the cache
-	// reads it back.
-	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, err error) error {
+	// patched is written for a patch. The fake client fills obj from the
+	// stored result of a patch (a JSON round trip of the object it stores,
+	// as Get makes), so the cache takes a copy of obj instead of reading it
+	// back, when obj is the patched object (filled: not a dry run, not a
+	// subresource body, no other write in flight when it began), the patch
+	// is not server-side apply, obj is typed, and no other write has begun
+	// since (checked under the cache's lock). The fake client deletes an
+	// object a patch leaves with a deletion timestamp and no finalizers.
+	// With reference reads, the cache reads it back.
+	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, epoch uint64, err error) error {
 		_, unstructured := obj.(runtime.Unstructured)
 		_, partial := obj.(*metav1.PartialObjectMetadata)
 		if err != nil || !filled || rc.reference || unstructured || partial || patch.Type() == types.ApplyPatchType {
 			return written(ctx, c, obj, err)
 		}
-		if err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0); err != nil {
+		kept, err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0, func() bool { return begun.Load() == epoch })
+		if err != nil {
 			return fmt.Errorf("refreshing the read cache, %w", err)
+		}
+		if !kept {
+			return written(ctx, c, obj, nil)
 		}
 		log.record(obj)
 		return nil
@@ -267,8 +264,8 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 		// A plain object tracker: the default one manages fields for
 		// server-side apply, which nothing here uses and which builds a REST
 		// mapper on every patch.
-		WithObjectTracker(tracker).
-		WithStatusSubresource(statusKinds...)
+		WithObjectTracker(clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())).
+		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}, &autoscalingv1.ProvisioningRequest{})
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.f)
 		rc.addIndex(ix.obj, ix.field, ix.f)
@@ -281,8 +278,8 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return rc.list(ctx, c, list, opts...)
 		},
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			var hash string
 			if obj.GetName() == "" && obj.GetGenerateName() != "" {
 				// Name generated objects (NodeClaims) from their content: core
@@ -313,25 +310,20 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			return written(ctx, c, obj, c.Update(ctx, obj, opts...))
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
-			if len(opts) == 0 && !rc.reference {
-				if handled, err := pt.patch(rc, obj, patch, false); handled {
-					return patched(ctx, c, obj, patch, true, err)
-				}
-			}
+			epoch, alone, done := track()
+			defer done()
 			po := client.PatchOptions{}
 			po.ApplyOptions(opts)
-			return patched(ctx, c, obj, patch, len(po.DryRun) == 0, c.Patch(ctx, obj, patch, opts...))
+			return patched(ctx, c, obj, patch, alone && len(po.DryRun) == 0, epoch, c.Patch(ctx, obj, patch, opts...))
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			pod := evictee(ctx, c, obj)
 			_, isClaim := obj.(*karpv1.NodeClaim)
 			deleting := false
@@ -358,15 +350,15 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			err := c.DeleteAllOf(ctx, obj, opts...)
 			rc.reload(obj)
 			return err
 		},
 		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			var pod *corev1.Pod
 			cause := ""
 			if sub == "eviction" {
@@ -384,21 +376,16 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
+			_, _, done := track()
+			defer done()
 			return written(ctx, c, obj, c.SubResource(sub).Update(ctx, obj, opts...))
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-			wmu.Lock()
-			defer wmu.Unlock()
-			if sub == "status" && len(opts) == 0 && !rc.reference {
-				if handled, err := pt.patch(rc, obj, patch, true); handled {
-					return patched(ctx, c, obj, patch, true, err)
-				}
-			}
+			epoch, alone, done := track()
+			defer done()
 			po := client.SubResourcePatchOptions{}
 			po.ApplyOptions(opts)
-			return patched(ctx, c, obj, patch, sub == "status" && po.SubResourceBody == nil && len(po.DryRun) == 0,
+			return patched(ctx, c, obj, patch, alone && sub == "status" && po.SubResourceBody == nil && len(po.DryRun) == 0, epoch,
 				c.SubResource(sub).Patch(ctx, obj, patch, opts...))
 		},
 	}).Build()

@@ -46,6 +46,7 @@ type flags struct {
 	ignoreGPUModel, compare, quiet, verbose, progressLines, lowerBoundOnly                            bool
 	snapshot, start, qosClasses, checkpoint                                                           string
 	serviceRestart                                                                                    time.Duration
+	repeat                                                                                            evictioncost.Repeat
 	protection, consolidationPolicy, csvOut                                                           string
 	noCache                                                                                           bool
 	breakEvenPercent                                                                                  int
@@ -112,6 +113,8 @@ Flags:
 	fs.StringVar(&f.repack, "repack", "", "override the GPUNodeClass's gpu.disruption.repack (true or false): split nodes released by the break-even rule into the packer's cheaper set of new nodes")
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")
+	fs.DurationVar(&f.repeat.Window, "repeat-eviction-window", def.Eviction.Repeat.Window, "karpenter-gpu policy (the controller's --repeat-eviction-window): how long a workload whose pod was displaced by a voluntary disruption is remembered; 0 turns the rule off")
+	fs.Float64Var(&f.repeat.Multiplier, "repeat-eviction-multiplier", def.Eviction.Repeat.Multiplier, "karpenter-gpu policy (the controller's --repeat-eviction-multiplier): the eviction-cost estimate of a remembered workload's pods is multiplied by this (at most 1: off)")
 	fs.DurationVar(&f.serviceRestart, "service-restart", def.Eviction.RestartTime, "eviction model: extra start time of an evicted service replica's replacement (reloading its model) before it serves")
 	fs.BoolVar(&f.nominatePods, "nominate-pods", true, "karpenter-gpu sets each pending pod's status.nominatedNodeName to the node launched for it (the controller's --nominate-pods; kube-scheduler v1.35+ then binds it there and holds its share); false: pods land where kube-scheduler's scores put them, as with stock Karpenter")
 	fs.StringVar(&f.schedulerProfile, "scheduler-profile", string(kubescheduler.ProfileDefault), "kube-scheduler profile the simulated kube-scheduler scores nodes with: default (kube-scheduler's default profile: NodeResourcesFit LeastAllocated, spreads pods) or bin-packing (NodeResourcesFit MostAllocated, nvidia.com/gpu weighted highest: the recommended GPU profile, see designs/scheduler-profile.md)")
@@ -217,6 +220,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--service-restart: negative duration %s", f.serviceRestart)
 	}
 	cfg.Eviction.RestartTime = f.serviceRestart
+	if err := f.repeat.Validate(); err != nil {
+		return fmt.Errorf("--repeat-eviction-window/--repeat-eviction-multiplier: %w", err)
+	}
+	cfg.Eviction.Repeat = f.repeat
 	opts := workload.TraceOptions{GPUMap: gpuMap, CPUPods: cpuPods, QoSClasses: qos}
 	var w *workload.Workload
 	if f.fin.prometheus != "" {

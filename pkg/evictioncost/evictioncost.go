@@ -18,6 +18,7 @@ package evictioncost
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,46 @@ func ClassOfOwner(kind string) Class {
 type Model struct {
 	CheckpointInterval time.Duration // Never or > 0; 0 means DefaultCheckpointInterval
 	RestartTime        time.Duration // 0 means DefaultRestartTime
+	// Repeat weighs evicting a workload again soon after one of its pods
+	// was displaced (a policy knob of the controller's estimate: the
+	// simulator's eviction model charges the work really lost and ignores
+	// it).
+	Repeat Repeat
+}
+
+// Repeat multiplies the eviction-cost estimate of a GPU pod whose workload
+// (its controller: a Job, a ReplicaSet, ...) had a pod displaced by a
+// voluntary disruption less than Window ago, so one workload is not moved
+// again and again while the fleet reshapes around it. A bare pod is its own
+// workload. Off when Window is 0 or Multiplier is at most 1.
+type Repeat struct {
+	Window     time.Duration
+	Multiplier float64
+}
+
+// Validate refuses a negative window or a multiplier that is negative or
+// not a number.
+func (r Repeat) Validate() error {
+	if r.Window < 0 {
+		return fmt.Errorf("repeat-eviction window %s: must not be negative (0 turns the rule off)", r.Window)
+	}
+	if r.Multiplier < 0 || math.IsNaN(r.Multiplier) || math.IsInf(r.Multiplier, 0) {
+		return fmt.Errorf("repeat-eviction multiplier %v: want a finite number, at least 1 to weigh anything", r.Multiplier)
+	}
+	return nil
+}
+
+// On reports whether the rule weighs anything.
+func (r Repeat) On() bool { return r.Window > 0 && r.Multiplier > 1 }
+
+// Workload is the identity Repeat remembers a pod's workload by: its
+// controller's UID, or the pod's own UID when it has none (a bare pod's
+// replacement, if any, is a new workload).
+func Workload(pod *corev1.Pod) string {
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+		return string(ref.UID)
+	}
+	return string(pod.UID)
 }
 
 // Profile is how one pod loses work.

@@ -1,6 +1,7 @@
 package evictioncost_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,56 @@ func TestParseCheckpointInterval(t *testing.T) {
 		if _, err := evictioncost.ParseCheckpointInterval(in); err == nil {
 			t.Errorf("%q: no error", in)
 		}
+	}
+}
+
+func TestWorkload(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		name string
+		refs []metav1.OwnerReference
+		want string
+	}{
+		{"a bare pod is its own workload", nil, "pod-uid"},
+		{"a controlled pod is its controller's", []metav1.OwnerReference{{Kind: "Job", Name: "train", UID: "job-uid", Controller: &yes}}, "job-uid"},
+		{"an owner that is not the controller does not count", []metav1.OwnerReference{{Kind: "ConfigMap", Name: "c", UID: "cm-uid", Controller: &no}}, "pod-uid"},
+		{"the controller among several owners", []metav1.OwnerReference{{Kind: "ConfigMap", UID: "cm-uid"}, {Kind: "ReplicaSet", UID: "rs-uid", Controller: &yes}}, "rs-uid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "pod-uid", OwnerReferences: tc.refs}}
+			if got := evictioncost.Workload(p); got != tc.want {
+				t.Errorf("Workload = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRepeat(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       evictioncost.Repeat
+		on      bool
+		invalid string
+	}{
+		{"zero value: off", evictioncost.Repeat{}, false, ""},
+		{"a window with multiplier 1 weighs nothing", evictioncost.Repeat{Window: time.Hour, Multiplier: 1}, false, ""},
+		{"a multiplier without a window weighs nothing", evictioncost.Repeat{Multiplier: 3}, false, ""},
+		{"on", evictioncost.Repeat{Window: time.Hour, Multiplier: 3}, true, ""},
+		{"negative window", evictioncost.Repeat{Window: -time.Hour, Multiplier: 3}, false, "must not be negative"},
+		{"negative multiplier", evictioncost.Repeat{Window: time.Hour, Multiplier: -1}, false, "want a finite number"},
+		{"infinite multiplier", evictioncost.Repeat{Window: time.Hour, Multiplier: math.Inf(1)}, true, "want a finite number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.On(); got != tc.on {
+				t.Errorf("On = %v, want %v", got, tc.on)
+			}
+			err := tc.r.Validate()
+			switch {
+			case tc.invalid == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tc.invalid != "" && (err == nil || !strings.Contains(err.Error(), tc.invalid)):
+				t.Errorf("Validate = %v, want an error containing %q", err, tc.invalid)
+			}
+		})
 	}
 }

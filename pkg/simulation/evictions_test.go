@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/simulation/workload"
 )
@@ -114,5 +119,40 @@ func TestEvictionCauses(t *testing.T) {
 	}
 	if gpu.NodeClaimDeletions["karpenter-gpu.repack"] != 1 || gpu.IdleGPURemovals != 0 {
 		t.Errorf("karpenter-gpu: NodeClaim deletions %v, idle-GPU removals %d; want the 12xlarge deleted by the repacker and no idle-GPU removal", gpu.NodeClaimDeletions, gpu.IdleGPURemovals)
+	}
+}
+
+// TestReplacementKeepsItsWorkload: each workload pod's objects (the
+// original and the replacement after an eviction) have one controller, a
+// Job for batch pods and a ReplicaSet for service replicas, and two
+// workload pods have different ones, so the controller's repeat-eviction
+// memory (evictioncost.Workload) follows a pod through its evictions and
+// no further.
+func TestReplacementKeepsItsWorkload(t *testing.T) {
+	e := &engine{cfg: DefaultConfig()}
+	gpu := corev1.ResourceList{v1alpha1.ResourceNVIDIAGPU: resource.MustParse("1")}
+	for _, tc := range []struct {
+		class evictioncost.Class
+		kind  string
+	}{{evictioncost.Batch, "Job"}, {evictioncost.Service, "ReplicaSet"}} {
+		t.Run(string(tc.class), func(t *testing.T) {
+			ann := map[string]string{evictioncost.AnnotationWorkloadClass: string(tc.class)}
+			a := &podState{spec: &workload.PodSpec{Name: "a", Requests: gpu, Annotations: ann}, name: "a"}
+			b := &podState{spec: &workload.PodSpec{Name: "b", Requests: gpu, Annotations: ann}, name: "b"}
+			first := e.podObject(a)
+			a.name = "a-r1"
+			replacement := e.podObject(a)
+			other := e.podObject(b)
+			owner := metav1.GetControllerOf(first)
+			if owner == nil || owner.Kind != tc.kind {
+				t.Fatalf("controller of %s = %+v, want a %s", first.Name, owner, tc.kind)
+			}
+			if got := evictioncost.Workload(replacement); got != evictioncost.Workload(first) || got != string(owner.UID) {
+				t.Errorf("replacement %s has workload %q, want its original's %q", replacement.Name, got, evictioncost.Workload(first))
+			}
+			if evictioncost.Workload(other) == evictioncost.Workload(first) {
+				t.Errorf("pods a and b share workload %q", evictioncost.Workload(first))
+			}
+		})
 	}
 }

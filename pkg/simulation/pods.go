@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
@@ -70,6 +72,7 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 			NodeSelector: s.NodeSelector,
 		},
 	}
+	pod.OwnerReferences = []metav1.OwnerReference{e.workloadOwner(ps)}
 	e.gangPodMeta(ps, pod)
 	pod.Spec.Tolerations = append(append([]corev1.Toleration{}, s.Tolerations...), extendedResourceTolerations(reqs)...)
 	if s.NodeAffinity != nil {
@@ -89,6 +92,23 @@ func (e *engine) podObject(ps *podState) *corev1.Pod {
 		}
 	}
 	return pod
+}
+
+// workloadOwner is the controller of the pod's objects: each workload pod
+// is its own workload (a Job for batch pods, a ReplicaSet for service
+// replicas, by its eviction class), and its replacement after an eviction
+// has the same controller, as a Job's or a ReplicaSet's would. No such
+// object exists in the simulated API; the owner reference is what the
+// controller reads (evictioncost.Workload).
+func (e *engine) workloadOwner(ps *podState) metav1.OwnerReference {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(ps.spec.Key()))
+	ref := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: ps.spec.Name,
+		UID: types.UID(fmt.Sprintf("workload-%016x", h.Sum64())), Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
+	if e.profileOf(ps).Class == evictioncost.Service {
+		ref.APIVersion, ref.Kind = "apps/v1", "ReplicaSet"
+	}
+	return ref
 }
 
 // objectKey keys e.byName: namespace/name of a pod object.

@@ -133,12 +133,21 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 		if p.Status.StartTime != nil {
 			ran = now.Sub(p.Status.StartTime.Time)
 		}
-		e.evictionUSD += prof.USD(ran, gpus, gpuPrice)
+		// A workload displaced recently weighs Repeat's multiplier more
+		// until its window ends (when the estimate falls: a drop).
+		mult := 1.0
+		if until, ok := c.displacedUntil(evictioncost.Workload(p)); ok {
+			mult = c.eviction.Repeat.Multiplier
+			if e.nextDrop.IsZero() || until.Before(e.nextDrop) {
+				e.nextDrop = until
+			}
+		}
+		e.evictionUSD += mult * prof.USD(ran, gpus, gpuPrice)
 		if prof.FixedUSD == nil {
-			e.evictionUSD += perPod
+			e.evictionUSD += mult * perPod
 		}
 		if prof.FixedUSD == nil && prof.Class == evictioncost.Batch {
-			e.evictionSlope += float64(gpus) * gpuPrice
+			e.evictionSlope += mult * float64(gpus) * gpuPrice
 			if prof.CheckpointInterval > 0 && p.Status.StartTime != nil {
 				next := now.Add(prof.CheckpointInterval - ran%prof.CheckpointInterval)
 				if e.nextDrop.IsZero() || next.Before(e.nextDrop) {

@@ -74,6 +74,12 @@ type Controller struct {
 	// fleetLedgers the break-even accounts of the fleet's waste (fleet.go).
 	merge        map[string]float64
 	fleetLedgers map[string]*ledger
+	// work is what each tracked node ran at the last poll, and displaced
+	// when each workload last had a pod displaced by a voluntary
+	// disruption (repeat.go; in memory: a restart forgets, which can only
+	// hasten a later move, as without the rule).
+	work      map[string]nodeWork
+	displaced map[string]time.Time
 }
 
 // Options configure the controller.
@@ -96,7 +102,8 @@ type Options struct {
 // NewController returns the idle-GPU controller.
 func NewController(o Options) *Controller {
 	c := &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
-		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, fleetLedgers: map[string]*ledger{}, rightSizedCache: map[string]float64{}}
+		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, fleetLedgers: map[string]*ledger{}, rightSizedCache: map[string]float64{},
+		work: map[string]nodeWork{}, displaced: map[string]time.Time{}}
 	if o.Provisioner != nil {
 		c.repacker = repack.New(repack.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, CloudProvider: o.CloudProvider, Provisioner: o.Provisioner})
 	}
@@ -135,6 +142,7 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 		if err != nil {
 			return reconciler.Result{}, err
 		}
+		c.noteWork(gn, l)
 		if mode, _ := gn.nodeClass.GPUWorkProtection(); l != nil && (l.released || c.fleetReleased(gn.nodeClaim.Name)) && mode == v1alpha1.ProtectionBreakEven && gn.nodeClass.RepackEnabled() && np != nil {
 			candidates = append(candidates, repack.Candidate{NodeClaim: gn.nodeClaim, Node: gn.node, NodePool: np, Pods: gn.pods, Price: e.price})
 		}
@@ -177,6 +185,7 @@ func (c *Controller) forgetGone(snap *snapshot) {
 	live := lo.SliceToMap(snap.gpuNodes, func(gn gpuNode) (string, string) {
 		return gn.nodeClaim.Name, gn.nodeClaim.Labels[karpv1.NodePoolLabelKey]
 	})
+	c.noteDisplaced(live)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name := range c.fleetLedgers {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	coreoptions "sigs.k8s.io/karpenter/pkg/operator/options"
@@ -60,6 +61,12 @@ type Options struct {
 	// and how long a service replica takes to serve again.
 	CheckpointInterval string
 	RestartTime        time.Duration
+	// RepeatEvictionWindow and RepeatEvictionMultiplier weigh moving a
+	// workload again soon after it was displaced (evictioncost.Repeat);
+	// the multiplier is a decimal string, read by Parse.
+	RepeatEvictionWindow     time.Duration
+	RepeatEvictionMultiplier string
+	repeatMultiplier         float64
 	// InterruptionQueue is the name of karpenter-gpu's own SQS interruption
 	// queue (fed by EventBridge rules; pkg/controllers/interruption); empty
 	// turns interruption handling off. Never Karpenter for AWS's queue.
@@ -106,6 +113,8 @@ func (o *Options) AddFlags(fs *coreoptions.FlagSet) {
 	fs.DurationVar(&o.ProvisioningRequestRetryBackoff, "provisioning-request-retry-backoff", env.WithDefaultDuration("PROVISIONING_REQUEST_RETRY_BACKOFF", 30*time.Second), "Wait after a failed attempt of a best-effort-atomic ProvisioningRequest, doubled per attempt up to 10m, plus up to a fifth")
 	fs.StringVar(&o.CheckpointInterval, "default-checkpoint-interval", env.WithDefaultString("DEFAULT_CHECKPOINT_INTERVAL", "1h"), "Eviction-cost estimate: how often batch GPU pods checkpoint unless they say (annotation karpenter-gpu.io/checkpoint-interval); a duration or never")
 	fs.DurationVar(&o.RestartTime, "default-restart-time", env.WithDefaultDuration("DEFAULT_RESTART_TIME", 5*time.Minute), "Eviction-cost estimate: how long a service GPU replica needs to serve again after an eviction unless it says (annotation karpenter-gpu.io/restart-time)")
+	fs.DurationVar(&o.RepeatEvictionWindow, "repeat-eviction-window", env.WithDefaultDuration("REPEAT_EVICTION_WINDOW", 0), "Eviction-cost estimate: how long a workload (a pod's controller) whose GPU pod was displaced by a node released to consolidation or repacked is remembered; 0: off")
+	fs.StringVar(&o.RepeatEvictionMultiplier, "repeat-eviction-multiplier", env.WithDefaultString("REPEAT_EVICTION_MULTIPLIER", "1"), "Eviction-cost estimate: the estimate of a remembered workload's GPU pods is multiplied by this (at most 1: off)")
 	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env.WithDefaultString("INTERRUPTION_QUEUE", ""), "With --backend=aws: name of karpenter-gpu's own SQS queue of EC2 interruption events (spot warnings, rebalance recommendations, state changes, AWS Health scheduled changes); a NodeClaim whose instance is interrupted is deleted and drained. Empty: off. Never the queue of Karpenter for AWS")
 	fs.StringVar(&o.CatalogFile, "catalog-file", env.WithDefaultString("CATALOG_FILE", ""), "Instance catalog CSV overriding the embedded AWS accelerated-instance data")
 }
@@ -148,6 +157,14 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 	if o.RestartTime <= 0 {
 		return fmt.Errorf("--default-restart-time must be positive, got %s", o.RestartTime)
 	}
+	m, err := strconv.ParseFloat(o.RepeatEvictionMultiplier, 64)
+	if err != nil {
+		return fmt.Errorf("--repeat-eviction-multiplier: %q is not a number", o.RepeatEvictionMultiplier)
+	}
+	o.repeatMultiplier = m
+	if err := o.Eviction().Repeat.Validate(); err != nil {
+		return fmt.Errorf("--repeat-eviction-window/--repeat-eviction-multiplier: %w", err)
+	}
 	if o.InterruptionQueue != "" && o.Backend != "aws" {
 		return fmt.Errorf("--interruption-queue needs --backend=aws (it is an SQS queue), got --backend=%s", o.Backend)
 	}
@@ -161,7 +178,8 @@ func (o *Options) Parse(fs *coreoptions.FlagSet, args ...string) error {
 // validated them).
 func (o *Options) Eviction() evictioncost.Model {
 	ci, _ := evictioncost.ParseCheckpointInterval(o.CheckpointInterval)
-	return evictioncost.Model{CheckpointInterval: ci, RestartTime: o.RestartTime}
+	return evictioncost.Model{CheckpointInterval: ci, RestartTime: o.RestartTime,
+		Repeat: evictioncost.Repeat{Window: o.RepeatEvictionWindow, Multiplier: o.repeatMultiplier}}
 }
 
 // ToContext stores the options in ctx.

@@ -1,10 +1,5 @@
 package metrics
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-)
-
 // Soft cordons (drain by attrition) and repacking moves: what karpenter-gpu
 // does to GPU nodes between break-even protection and core's consolidation.
 var (
@@ -12,26 +7,13 @@ var (
 	// break-even rule found the node reclaimable), "uncordoned" (no longer
 	// reclaimable, or its GPU work ended) and "lifted" (the provisioning
 	// loop needed its free capacity for a pending pod).
-	SoftCordonsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "attrition", Name: "soft_cordons_total",
-		Help: "Soft-cordon (PreferNoSchedule karpenter-gpu.io/draining) changes on GPU nodes, by NodePool and outcome: cordoned, uncordoned, lifted.",
-	}, []string{"nodepool", "outcome"})
+	SoftCordonsTotal = NewCounterVec("attrition", "soft_cordons_total", "Soft-cordon (PreferNoSchedule karpenter-gpu.io/draining) changes on GPU nodes, by NodePool and outcome: cordoned, uncordoned, lifted.", "nodepool", "outcome")
 	// RepacksTotal counts the nodes of repacking moves by outcome:
 	// "started" (replacements launched), "completed" (the old node deleted
 	// once they were Ready), "aborted" (replacements failed, timed out, or
 	// the old node's pods changed). A merge of three nodes counts three.
-	RepacksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "repack", Name: "moves_total",
-		Help: "Nodes of GPU repacking moves (released nodes replaced by the packer's cheaper set of new nodes), by NodePool and outcome: started, completed, aborted.",
-	}, []string{"nodepool", "outcome"})
+	RepacksTotal = NewCounterVec("repack", "moves_total", "Nodes of GPU repacking moves (released nodes replaced by the packer's cheaper set of new nodes), by NodePool and outcome: started, completed, aborted.", "nodepool", "outcome")
 	// RepackSavingsUSDPerHour sums the $/h completed moves saved (old
 	// node's price minus its replacements' prices).
-	RepackSavingsUSDPerHour = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Subsystem: "repack", Name: "savings_usd_per_hour_total",
-		Help: "Sum over completed repacking moves of the hourly price saved (old node minus replacements), by NodePool.",
-	}, []string{"nodepool"})
+	RepackSavingsUSDPerHour = NewCounterVec("repack", "savings_usd_per_hour_total", "Sum over completed repacking moves of the hourly price saved (old node minus replacements), by NodePool.", "nodepool")
 )
-
-func init() {
-	crmetrics.Registry.MustRegister(SoftCordonsTotal, RepacksTotal, RepackSavingsUSDPerHour)
-}

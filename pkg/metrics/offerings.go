@@ -3,10 +3,8 @@ package metrics
 import (
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -23,25 +21,12 @@ var offeringLabels = []string{LabelInstanceType, LabelCapacityType, LabelZone, L
 // GPU model and count of the instance type and a price per GPU-hour.
 var (
 	// OfferingPriceEstimate is the hourly price of each offering.
-	OfferingPriceEstimate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "offering", Name: "price_estimate",
-		Help: "Hourly price karpenter-gpu uses for an offering (instance type, capacity type, zone) of its NodePools' instance types, NodeOverlay adjustments included; the lowest over NodePools.",
-	}, offeringLabels)
+	OfferingPriceEstimate = NewGaugeVec("offering", "price_estimate", "Hourly price karpenter-gpu uses for an offering (instance type, capacity type, zone) of its NodePools' instance types, NodeOverlay adjustments included; the lowest over NodePools.", offeringLabels...)
 	// OfferingGPUPriceEstimate is the offering's price per accelerator-hour.
-	OfferingGPUPriceEstimate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "offering", Name: "gpu_price_estimate",
-		Help: "karpenter_gpu_offering_price_estimate divided by the instance type's physical accelerators (GPUs, Neuron devices, Gaudis): the hourly price of one accelerator of the offering.",
-	}, offeringLabels)
+	OfferingGPUPriceEstimate = NewGaugeVec("offering", "gpu_price_estimate", "karpenter_gpu_offering_price_estimate divided by the instance type's physical accelerators (GPUs, Neuron devices, Gaudis): the hourly price of one accelerator of the offering.", offeringLabels...)
 	// OfferingAvailable is 1 while karpenter-gpu may launch an offering.
-	OfferingAvailable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "offering", Name: "available",
-		Help: "1 when karpenter-gpu may launch the offering (instance type, capacity type, zone) for at least one of its NodePools, 0 when it is refused: the cloud reported insufficient capacity in the last minutes, a capacity reservation is used up, or the type is not offered in the zone.",
-	}, offeringLabels)
+	OfferingAvailable = NewGaugeVec("offering", "available", "1 when karpenter-gpu may launch the offering (instance type, capacity type, zone) for at least one of its NodePools, 0 when it is refused: the cloud reported insufficient capacity in the last minutes, a capacity reservation is used up, or the type is not offered in the zone.", offeringLabels...)
 )
-
-func init() {
-	crmetrics.Registry.MustRegister(OfferingPriceEstimate, OfferingGPUPriceEstimate, OfferingAvailable)
-}
 
 // offeringKey is the label set of the offering gauges.
 type offeringKey struct{ instanceType, capacityType, zone, gpuName, gpuCount string }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
@@ -20,24 +19,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // AnnotationStartupFailure records on the NodeClaim why it was replaced.
 const AnnotationStartupFailure = v1alpha1.Group + "/startup-failure"
 
 // TimeoutsTotal counts GPU nodes replaced for never advertising accelerators.
-var TimeoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "karpenter_gpu", Subsystem: "startup", Name: "timeouts_total",
-	Help: "GPU nodes replaced because the device plugin never advertised their accelerators within startupTimeout.",
-}, []string{"nodepool", "instance_type"})
-
-func init() { crmetrics.Registry.MustRegister(TimeoutsTotal) }
+var TimeoutsTotal = metrics.NewCounterVec("startup", "timeouts_total", "GPU nodes replaced because the device plugin never advertised their accelerators within startupTimeout.",
+	metrics.LabelNodePool, metrics.LabelInstanceType)
 
 // Controller watches NodeClaims.
 type Controller struct {

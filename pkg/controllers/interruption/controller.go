@@ -25,7 +25,6 @@ import (
 
 	"github.com/awslabs/operatorpkg/reconciler"
 	"github.com/awslabs/operatorpkg/singleton"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/util/workqueue"
@@ -34,13 +33,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 	coremetrics "sigs.k8s.io/karpenter/pkg/metrics"
 	nodeclaimutils "sigs.k8s.io/karpenter/pkg/utils/nodeclaim"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // Values of the action label of karpenter_gpu_interruption_actions_total.
@@ -55,31 +54,15 @@ const (
 
 var (
 	// ReceivedMessages counts queue messages by kind.
-	ReceivedMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Subsystem: "interruption", Name: "received_messages_total",
-		Help: "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, capacity_reservation_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).",
-	}, []string{"message_type"})
+	ReceivedMessages = metrics.NewCounterVec("interruption", "received_messages_total", "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, capacity_reservation_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).", "message_type")
 	// DeletedMessages counts messages deleted from the queue.
-	DeletedMessages = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Subsystem: "interruption", Name: "deleted_messages_total",
-		Help: "Messages deleted from karpenter-gpu's interruption queue after they were handled (or found unusable).",
-	})
+	DeletedMessages = metrics.NewCounter("interruption", "deleted_messages_total", "Messages deleted from karpenter-gpu's interruption queue after they were handled (or found unusable).")
 	// Actions counts what was done to karpenter-gpu NodeClaims.
-	Actions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Subsystem: "interruption", Name: "actions_total",
-		Help: "Actions taken on karpenter-gpu NodeClaims for interruption messages: cordon_and_drain (the NodeClaim was deleted) or no_action (an event only).",
-	}, []string{"action"})
+	Actions = metrics.NewCounterVec("interruption", "actions_total", "Actions taken on karpenter-gpu NodeClaims for interruption messages: cordon_and_drain (the NodeClaim was deleted) or no_action (an event only).", "action")
 	// MessageLatency is the time from an event to its handling.
-	MessageLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "karpenter_gpu", Subsystem: "interruption", Name: "message_queue_duration_seconds",
-		Help:    "Time from an interruption event (its EventBridge time) to the end of its handling.",
-		Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300},
-	})
+	MessageLatency = metrics.NewHistogram("interruption", "message_queue_duration_seconds", "Time from an interruption event (its EventBridge time) to the end of its handling.",
+		[]float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300})
 )
-
-func init() {
-	crmetrics.Registry.MustRegister(ReceivedMessages, DeletedMessages, Actions, MessageLatency)
-}
 
 // Unavailable is where a spot interruption marks the interrupted offering,
 // so the replacement is not launched into the pool being reclaimed

@@ -24,7 +24,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -36,7 +35,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -45,16 +43,12 @@ import (
 	"sigs.k8s.io/karpenter/pkg/utils/resources"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // NominationsTotal counts the nominatedNodeName writes, by action (set,
 // cleared).
-var NominationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "karpenter_gpu", Subsystem: "nomination", Name: "writes_total",
-	Help: "status.nominatedNodeName writes on pending pods: set to the node Karpenter planned the pod on, or cleared when that plan is gone.",
-}, []string{"action"})
-
-func init() { crmetrics.Registry.MustRegister(NominationsTotal) }
+var NominationsTotal = metrics.NewCounterVec("nomination", "writes_total", "status.nominatedNodeName writes on pending pods: set to the node Karpenter planned the pod on, or cleared when that plan is gone.", "action")
 
 // Options are NewController's inputs.
 type Options struct {

@@ -15,7 +15,6 @@ import (
 	karpcp "sigs.k8s.io/karpenter/pkg/cloudprovider"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
@@ -35,11 +34,7 @@ var (
 	ctrl *metrics.Controller
 )
 
-func TestMetricsSuite(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "metrics")
-}
+func TestMetricsSuite(t *testing.T) { controlplane.RunSuite(t, &ctx, "metrics") }
 
 var _ = BeforeSuite(func() {
 	env = controlplane.NewEnvironment()

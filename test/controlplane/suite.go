@@ -2,18 +2,31 @@ package controlplane
 
 import (
 	"context"
+	"testing"
 
 	"github.com/awslabs/operatorpkg/option"
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
 	"sigs.k8s.io/karpenter/pkg/test/expectations"
+	coretesting "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 )
+
+// RunSuite runs a package's Ginkgo specs, named description, as the test t:
+// the whole of a suite's TestX. *ctx is first set to a context whose logger
+// writes to t (core's TestContextWithLogger), for the suite's BeforeSuite
+// and specs.
+func RunSuite(t *testing.T, ctx *context.Context, description string) {
+	*ctx = coretesting.TestContextWithLogger(t)
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	ginkgo.RunSpecs(t, description)
+}
 
 // NewEnvironment is Karpenter core's test environment (a real kube-apiserver
 // and etcd from Assets) with karpenter-gpu's CRDs, for a Ginkgo BeforeSuite:
@@ -24,6 +37,16 @@ func NewEnvironment(opts ...option.Function[test.EnvironmentOptions]) *test.Envi
 		ginkgo.Fail(err.Error())
 	}
 	return test.NewEnvironment(append([]option.Function[test.EnvironmentOptions]{test.WithCRDs(apis.CRDs...)}, opts...)...)
+}
+
+// NewCoreEnvironment is NewEnvironment with the FieldIndexers core's
+// controllers look objects up by (and opts), for the BeforeSuite of a suite
+// that runs core's controllers; the context returned is ctx with core's
+// default operator options (test.Options()), which those controllers read.
+func NewCoreEnvironment(ctx context.Context, opts ...option.Function[test.EnvironmentOptions]) (*test.Environment, context.Context) {
+	ginkgo.GinkgoHelper()
+	env := NewEnvironment(append([]option.Function[test.EnvironmentOptions]{FieldIndexers(ctx)}, opts...)...)
+	return env, options.ToContext(ctx, test.Options())
 }
 
 // StopEnvironment stops env, for a Ginkgo AfterSuite; a nil env (BeforeSuite

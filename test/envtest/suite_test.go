@@ -12,9 +12,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
@@ -35,24 +33,16 @@ var (
 	idleCtrl      *idlegpu.Controller
 )
 
-func TestEnvtest(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "karpenter-gpu envtest")
-}
+func TestEnvtest(t *testing.T) { controlplane.RunSuite(t, &ctx, "karpenter-gpu envtest") }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
-	ctx = options.ToContext(ctx, test.Options())
+	env, ctx = controlplane.NewCoreEnvironment(ctx)
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
 	core = coresuite.New(env, fleet, "envtest")
 	cloudProvider, cluster, prov, lifecycleCtrl = core.CloudProvider, core.Cluster, core.Provisioner, core.Lifecycle
 	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: core.Recorder, CloudProvider: cloudProvider})
 })
 
-var _ = AfterSuite(func() {
-	// env is nil when BeforeSuite failed before starting it.
-	Expect(controlplane.StopEnvironment(env)).To(Succeed())
-})
+var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
 var _ = AfterEach(func() { core.Reset(ctx) })

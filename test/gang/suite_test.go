@@ -21,11 +21,9 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/events"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/state/nodepoolhealth"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
@@ -48,14 +46,11 @@ var (
 )
 
 func TestGang(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "karpenter-gpu gang (ProvisioningRequest) envtest")
+	controlplane.RunSuite(t, &ctx, "karpenter-gpu gang (ProvisioningRequest) envtest")
 }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(test.WithCRDs(provisioningrequest.CRD()), controlplane.FieldIndexers(ctx))
-	ctx = options.ToContext(ctx, test.Options())
+	env, ctx = controlplane.NewCoreEnvironment(ctx, test.WithCRDs(provisioningrequest.CRD()))
 	// Gang members' launches are gathered into one all-or-nothing group
 	// launch, as on AWS: lifecycle reconciles run concurrently (launchAll).
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1, GangWait: 10 * time.Second})

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gpustartup"
@@ -31,11 +30,7 @@ var (
 	ctrl *gpustartup.Controller
 )
 
-func TestGPUStartup(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "gpustartup")
-}
+func TestGPUStartup(t *testing.T) { controlplane.RunSuite(t, &ctx, "gpustartup") }
 
 var _ = BeforeSuite(func() {
 	env = controlplane.NewEnvironment()

@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/gputaint"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
@@ -24,11 +23,7 @@ var (
 	ctrl *gputaint.Controller
 )
 
-func TestGPUTaint(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "gputaint")
-}
+func TestGPUTaint(t *testing.T) { controlplane.RunSuite(t, &ctx, "gputaint") }
 
 var _ = BeforeSuite(func() {
 	env = controlplane.NewEnvironment()

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/nodeclass"
@@ -38,11 +37,7 @@ var (
 	_ nodeclass.Validator         = &awsbackend.Backend{}
 )
 
-func TestNodeClass(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "nodeclass")
-}
+func TestNodeClass(t *testing.T) { controlplane.RunSuite(t, &ctx, "nodeclass") }
 
 var _ = BeforeSuite(func() { env = controlplane.NewEnvironment() })
 

@@ -14,9 +14,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
@@ -39,14 +37,11 @@ var (
 )
 
 func TestAWSEnvtest(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "karpenter-gpu envtest (AWS backend)")
+	controlplane.RunSuite(t, &ctx, "karpenter-gpu envtest (AWS backend)")
 }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
-	ctx = options.ToContext(ctx, test.Options())
+	env, ctx = controlplane.NewCoreEnvironment(ctx)
 	srv = fakeaws.New(inventory())
 	srv.SetClock(env.Clock.Now)
 	var err error
@@ -60,9 +55,7 @@ var _ = BeforeSuite(func() {
 })
 
 var _ = AfterSuite(func() {
-	if srv != nil {
-		srv.Close()
-	}
+	srv.Close()
 	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 

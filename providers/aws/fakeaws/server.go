@@ -256,8 +256,13 @@ func New(inv Inventory) *Server {
 	return s
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.srv.Close() }
+// Close stops the server; a nil server (a suite that failed before starting
+// it) is left as is.
+func (s *Server) Close() {
+	if s != nil {
+		s.srv.Close()
+	}
+}
 
 // SetClock replaces the server's clock (launch times, spot price stamps).
 func (s *Server) SetClock(now func() time.Time) {

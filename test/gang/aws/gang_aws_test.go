@@ -24,10 +24,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
@@ -53,14 +51,11 @@ var (
 )
 
 func TestGangAWS(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "karpenter-gpu gang on the AWS backend (envtest, in-process EC2)")
+	controlplane.RunSuite(t, &ctx, "karpenter-gpu gang on the AWS backend (envtest, in-process EC2)")
 }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(test.WithCRDs(pr.CRD()), controlplane.FieldIndexers(ctx))
-	ctx = options.ToContext(ctx, test.Options())
+	env, ctx = controlplane.NewCoreEnvironment(ctx, test.WithCRDs(pr.CRD()))
 	srv = fakeaws.New(inventory())
 	var err error
 	backend, err = awsenv.NewBackend(ctx, srv, awsbackend.Options{
@@ -74,9 +69,7 @@ var _ = BeforeSuite(func() {
 })
 
 var _ = AfterSuite(func() {
-	if srv != nil {
-		srv.Close()
-	}
+	srv.Close()
 	Expect(controlplane.StopEnvironment(env)).To(Succeed())
 })
 

@@ -53,9 +53,7 @@ var _ = Describe("Drain by attrition (soft cordon)", func() {
 		return c, n
 	}
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{DrainByAttrition: ptr.To(true), Repack: ptr.To(false), BreakEvenPercent: ptr.To(int32(1000))}
-		np = gpuNodePool(nc)
+		nc, np = disruptingPool(v1alpha1.GPUDisruption{DrainByAttrition: ptr.To(true), Repack: ptr.To(false), BreakEvenPercent: ptr.To(int32(1000))})
 		claim, node = bigNode("attrition")
 		pods = []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
 		recorder := events.NewRecorder(&record.FakeRecorder{})

@@ -8,14 +8,11 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
@@ -36,9 +33,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		pods   []*corev1.Pod
 	)
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)}
-		np = gpuNodePool(nc)
+		nc, np = disruptingPool(v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)})
 		claims, nodes, pods = nil, nil, nil
 		for range 8 {
 			claim, node := controlplane.RunningGPUNode(nc, np, "g3.4xlarge", 1, 16)
@@ -83,8 +78,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		nc.Spec.GPU.Disruption.Repack = ptr.To(true)
 		np.Spec.Disruption.Budgets = []karpv1.Budget{{Nodes: "100%"}}
 		apply(8)
-		ctrl := idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
-			CloudProvider: cloudProvider, Provisioner: prov})
+		ctrl := repackingController()
 		ExpectSingletonReconciled(ctx, ctrl)
 		env.Clock.Step(time.Hour)
 		ExpectSingletonReconciled(ctx, ctrl)

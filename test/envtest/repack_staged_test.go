@@ -7,10 +7,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -32,9 +30,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 		ctrl   *idlegpu.Controller
 	)
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)}
-		np = gpuNodePool(nc)
+		nc, np = disruptingPool(v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)})
 		np.Spec.Disruption.Budgets = []karpv1.Budget{{Nodes: "1"}}
 		ExpectApplied(ctx, env.Client, nc, np)
 		claims = nil
@@ -48,8 +44,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 			ExpectApplied(ctx, env.Client, claim)
 			claims = append(claims, claim)
 		}
-		ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
-			CloudProvider: cloudProvider, Provisioner: prov})
+		ctrl = repackingController()
 	})
 	// launchReady launches the replacements (core's lifecycle controller)
 	// and marks them Initialized.

@@ -10,10 +10,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/events"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
@@ -38,9 +36,7 @@ var _ = Describe("GPU repacking move", func() {
 		podLabel = map[string]string{"app": "repack-me"}
 	)
 	BeforeEach(func() {
-		nc = gpuNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)}
-		np = gpuNodePool(nc)
+		nc, np = disruptingPool(v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(0)), Repack: ptr.To(true)})
 		claim, node = controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 		pods = nil
 		for range 2 {
@@ -48,8 +44,7 @@ var _ = Describe("GPU repacking move", func() {
 			p.Labels = podLabel
 			pods = append(pods, p)
 		}
-		ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
-			CloudProvider: cloudProvider, Provisioner: prov})
+		ctrl = repackingController()
 	})
 	apply := func() {
 		GinkgoHelper()

@@ -9,11 +9,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/record"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
 	"sigs.k8s.io/karpenter/pkg/controllers/provisioning"
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
 	"sigs.k8s.io/karpenter/pkg/test"
 
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
@@ -46,3 +50,20 @@ var _ = BeforeSuite(func() {
 var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
 var _ = AfterEach(func() { core.Reset(ctx) })
+
+// disruptingPool is a GPUNodeClass whose GPU nodes are disrupted as d says
+// and a gpuNodePool on it: the setting of the break-even, repacking and
+// attrition specs.
+func disruptingPool(d v1alpha1.GPUDisruption) (*v1alpha1.GPUNodeClass, *karpv1.NodePool) {
+	nc := gpuNodeClass()
+	nc.Spec.GPU.Disruption = &d
+	return nc, gpuNodePool(nc)
+}
+
+// repackingController is a new idle-GPU controller (its timers and
+// break-even accounts start empty) that launches repacking moves' nodes
+// through core's provisioner.
+func repackingController() *idlegpu.Controller {
+	return idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{}),
+		CloudProvider: cloudProvider, Provisioner: prov})
+}

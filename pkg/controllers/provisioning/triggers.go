@@ -7,6 +7,7 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	controllerruntime "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -14,6 +15,20 @@ import (
 	"sigs.k8s.io/karpenter/pkg/controllers/state"
 	"sigs.k8s.io/karpenter/pkg/utils/pod"
 )
+
+// triggerRequeue is how often a trigger looks again at a pod or node that
+// may still need capacity.
+const triggerRequeue = 10 * time.Second
+
+// registerTrigger wires the trigger r of objects like obj into m under
+// name, with ten concurrent reconciles (as core's triggers).
+func registerTrigger[T client.Object](m manager.Manager, name string, obj T, r reconcile.ObjectReconciler[T]) error {
+	return controllerruntime.NewControllerManagedBy(m).
+		Named(name).
+		For(obj).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 10}).
+		Complete(reconcile.AsReconciler(m.GetClient(), r))
+}
 
 // PodTrigger adds pending pods to the provisioning batch. It does what core's
 // provisioner.trigger.pod does, for this controller's batcher (core's
@@ -48,16 +63,12 @@ func (c *PodTrigger) Reconcile(_ context.Context, p *corev1.Pod) (reconcile.Resu
 	}
 	c.provisioner.Trigger(p.UID)
 	c.cluster.AckPods(p)
-	return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+	return reconcile.Result{RequeueAfter: triggerRequeue}, nil
 }
 
 // Register wires the controller into a manager.
 func (c *PodTrigger) Register(_ context.Context, m manager.Manager) error {
-	return controllerruntime.NewControllerManagedBy(m).
-		Named(c.Name()).
-		For(&corev1.Pod{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 10}).
-		Complete(reconcile.AsReconciler(m.GetClient(), c))
+	return registerTrigger(m, c.Name(), &corev1.Pod{}, c)
 }
 
 // NodeTrigger re-provisions for pods of nodes being disrupted.
@@ -77,14 +88,10 @@ func (c *NodeTrigger) Reconcile(_ context.Context, n *corev1.Node) (reconcile.Re
 		return reconcile.Result{}, nil
 	}
 	c.provisioner.Trigger(n.UID)
-	return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+	return reconcile.Result{RequeueAfter: triggerRequeue}, nil
 }
 
 // Register wires the controller into a manager.
 func (c *NodeTrigger) Register(_ context.Context, m manager.Manager) error {
-	return controllerruntime.NewControllerManagedBy(m).
-		Named(c.Name()).
-		For(&corev1.Node{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 10}).
-		Complete(reconcile.AsReconciler(m.GetClient(), c))
+	return registerTrigger(m, c.Name(), &corev1.Node{}, c)
 }

@@ -3,12 +3,14 @@ package controlplane
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/awslabs/operatorpkg/option"
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
 	"sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -73,6 +75,19 @@ func FieldIndexers(ctx context.Context) option.Function[test.EnvironmentOptions]
 	return test.WithFieldIndexers(
 		test.NodeClaimProviderIDFieldIndexer(ctx), test.NodeProviderIDFieldIndexer(ctx),
 		test.NodeClaimNodeClassRefFieldIndexer(ctx), test.NodePoolNodeClassRefFieldIndexer(ctx))
+}
+
+// RunManager runs mgr until the spec ends, for a Ginkgo spec that drives
+// controllers through a controller-runtime manager: the spec's cleanup
+// stops it and expects it to return without error within stop.
+func RunManager(ctx context.Context, mgr manager.Manager, stop time.Duration) {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(runCtx) }()
+	ginkgo.DeferCleanup(func() {
+		cancel()
+		gomega.Eventually(done, stop).Should(gomega.Receive(gomega.BeNil()))
+	})
 }
 
 // DeletionRequested reports whether obj is being deleted or gone from the

@@ -1,7 +1,6 @@
 package envtest_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/sqs"
 	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // The interruption handler end to end: EventBridge events in an SQS queue
@@ -161,13 +161,7 @@ var _ = Describe("Interruption handling (SQS, fake endpoint)", func() {
 		})
 		Expect(err).ToNot(HaveOccurred())
 		Expect(managed.Register(ctx, mgr)).To(Succeed())
-		mgrCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- mgr.Start(mgrCtx) }()
-		DeferCleanup(func() {
-			stop()
-			Eventually(done, 10*time.Second).Should(Receive(BeNil()))
-		})
+		controlplane.RunManager(ctx, mgr, 10*time.Second)
 
 		// The first poll is waiting on the empty queue; the message ends it.
 		Eventually(func() int { return len(srv.Requests("ReceiveMessage")) }, 5*time.Second).Should(BeNumerically(">", 0))

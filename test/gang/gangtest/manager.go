@@ -22,6 +22,7 @@ import (
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	pr "github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Hook registers more controllers in StartManager's manager; o is the
@@ -56,11 +57,5 @@ func StartManager(ctx context.Context, cfg *rest.Config, cp *gpucp.CloudProvider
 	for _, h := range hooks {
 		Expect(h(ctx, mgr, o)).To(Succeed())
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(runCtx) }()
-	DeferCleanup(func() {
-		cancel()
-		Eventually(done, 30*time.Second).Should(Receive(BeNil()))
-	})
+	controlplane.RunManager(ctx, mgr, 30*time.Second)
 }

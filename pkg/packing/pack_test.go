@@ -10,19 +10,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/packingtest"
 )
 
-func req(cpu, memGi, gpus int64) corev1.ResourceList {
-	r := corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewQuantity(cpu, resource.DecimalSI),
-		corev1.ResourceMemory: *resource.NewQuantity(memGi<<30, resource.BinarySI),
-		corev1.ResourcePods:   *resource.NewQuantity(1, resource.DecimalSI),
-	}
-	if gpus > 0 {
-		r[gpu] = *resource.NewQuantity(gpus, resource.DecimalSI)
-	}
-	return r
-}
+// req is a pod's requests: cpu CPUs, memGi GiB, one pod, gpus NVIDIA GPUs.
+var req = packingtest.Resources
 
 func alloc(cpu, memGi, gpus, pods int64) corev1.ResourceList {
 	r := req(cpu, memGi, gpus)

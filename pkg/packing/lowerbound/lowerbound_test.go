@@ -6,20 +6,13 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/packingtest"
 )
 
-func rl(cpu, memGi, gpu int64) corev1.ResourceList {
-	r := corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewQuantity(cpu, resource.DecimalSI),
-		corev1.ResourceMemory: *resource.NewQuantity(memGi<<30, resource.BinarySI),
-		corev1.ResourcePods:   *resource.NewQuantity(1, resource.DecimalSI),
-	}
-	if gpu > 0 {
-		r["nvidia.com/gpu"] = *resource.NewQuantity(gpu, resource.DecimalSI)
-	}
-	return r
-}
+// rl is a shape's requests or a type's allocatable: cpu CPUs, memGi GiB,
+// one pod, gpu NVIDIA GPUs.
+var rl = packingtest.Resources
 
 func TestBound(t *testing.T) {
 	small := Type{Name: "small", Allocatable: rl(4, 16, 1), Price: 1}

@@ -121,6 +121,14 @@ func tracePods(pods []trace.Pod) []*corev1.Pod {
 	return out
 }
 
+// gpuFleet is the setting of the whole-batch tests: a test context, the
+// embedded catalog's types, the GPU NodePool "gpu" and one 200m/256Mi
+// daemonset pod.
+func gpuFleet(t testing.TB) (context.Context, []*cloudprovider.InstanceType, *karpv1.NodePool, []*corev1.Pod) {
+	t.Helper()
+	return testContext(), catalogTypes(t), gpuNodePool("gpu"), []*corev1.Pod{daemonPod(200, 256)}
+}
+
 func daemonPod(cpuMilli, memMiB int64) *corev1.Pod {
 	p := gpuPod(cpuMilli, memMiB, 0)
 	p.Name = "daemon-" + p.Name

@@ -81,10 +81,7 @@ func checkFleet(t *testing.T, r run, daemons []*corev1.Pod) {
 // (b) the fleet never costs more than core's, (c) it never costs less than
 // the LP lower bound.
 func TestRefineProperties(t *testing.T) {
-	ctx := testContext()
-	its := catalogTypes(t)
-	np := gpuNodePool("gpu")
-	daemons := []*corev1.Pod{daemonPod(200, 256)}
+	ctx, its, np, daemons := gpuFleet(t)
 	r := rand.New(rand.NewSource(42))
 	for i := 0; i < 12; i++ {
 		n := 1 + r.Intn(60)
@@ -337,10 +334,7 @@ var metav1LabelSelector = metav1.LabelSelector{MatchLabels: map[string]string{"a
 // NodeClaims that pass the same checks, at no more than core's cost, and
 // hands unmodelled pods back.
 func TestPackPods(t *testing.T) {
-	ctx := testContext()
-	its := catalogTypes(t)
-	np := gpuNodePool("gpu")
-	daemons := []*corev1.Pod{daemonPod(200, 256)}
+	ctx, its, np, daemons := gpuFleet(t)
 	pods := randomBatch(rand.New(rand.NewSource(5)), 40)
 	spread := gpuPod(1000, 1024, 1, func(p *corev1.Pod) {
 		p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelHostname,
@@ -371,10 +365,7 @@ func TestPackPods(t *testing.T) {
 // pods that are not exactly theirs, and keeps core's when they are as
 // cheap as it gets.
 func TestPackPodsProposed(t *testing.T) {
-	ctx := testContext()
-	its := catalogTypes(t)
-	np := gpuNodePool("gpu")
-	daemons := []*corev1.Pod{daemonPod(200, 256)}
+	ctx, its, np, daemons := gpuFleet(t)
 	pods := randomBatch(rand.New(rand.NewSource(7)), 30)
 	run := solveAndRefine(t, ctx, nps(np), its, pods, daemons)
 	if run.decision.PodsRepacked != len(pods) {

@@ -24,10 +24,6 @@ import (
 const (
 	k8sVersion = "1.33"
 	cluster    = "unit"
-	alNVx86    = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
-	alNVarm    = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"
-	alNeuron   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/neuron/recommended/image_id"
-	alStdx86   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id"
 	brNVx86    = "/aws/service/bottlerocket/aws-k8s-1.33-nvidia/x86_64/latest/image_id"
 )
 
@@ -85,7 +81,7 @@ func inventory() fakeaws.Inventory {
 			{ID: "cr-odcr", InstanceType: "g6.xlarge", Zone: "us-east-1b", Total: 2, Available: 1},
 			{ID: "cr-block", InstanceType: "p5.48xlarge", Zone: "us-east-1a", Total: 1, Available: 1, CapacityBlock: true},
 		},
-		SSMParameters: map[string]string{alNVx86: "ami-nvx86", alNVarm: "ami-nvarm", alNeuron: "ami-neuron", alStdx86: "ami-stdx86", brNVx86: "ami-brnv"},
+		SSMParameters: map[string]string{awsenv.SSMNVIDIAx86: "ami-nvx86", awsenv.SSMNVIDIAArm: "ami-nvarm", awsenv.SSMNeuron: "ami-neuron", awsenv.SSMStandardx86: "ami-stdx86", brNVx86: "ami-brnv"},
 		Roles:         []string{"KarpenterNodeRole"},
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 )
 
 func od(it, zone string) fakeaws.Offering {
@@ -281,7 +282,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 			if tc.action == "GetParameter" {
 				// Image parameters are cached; use a fresh backend cache by
 				// asking for another family.
-				e.srv.SetSSMParameter(alNVx86, "ami-nvx86")
+				e.srv.SetSSMParameter(awsenv.SSMNVIDIAx86, "ami-nvx86")
 			}
 			e.srv.Throttle(tc.action, tc.throttles)
 			if tc.action == "GetParameter" {

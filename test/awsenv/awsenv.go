@@ -56,9 +56,14 @@ func NewBackend(ctx context.Context, srv *fakeaws.Server, o awsbackend.Options) 
 	return awsbackend.NewBackend(ctx, o)
 }
 
-// SSMNVIDIAx86 is the SSM parameter of the EKS AL2023 NVIDIA x86_64 image
-// for Kubernetes 1.33.
-const SSMNVIDIAx86 = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
+// SSM parameters of the EKS AL2023 images for Kubernetes 1.33, which the
+// backend resolves a GPUNodeClass's default image alias through.
+const (
+	SSMNVIDIAx86   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
+	SSMNVIDIAArm   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"
+	SSMNeuron      = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/neuron/recommended/image_id"
+	SSMStandardx86 = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id"
+)
 
 // Inventory is a us-east-1 that controlplane.DiscoveryGPUNodeClass(_,
 // cluster) resolves in: a subnet in each of us-east-1a, b and c and a

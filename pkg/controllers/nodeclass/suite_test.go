@@ -57,7 +57,7 @@ func inventory() fakeaws.Inventory {
 		InstanceTypes: []fakeaws.InstanceType{{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4",
 			GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10}},
 		OnDemandPrices: map[string]float64{"g4dn.xlarge": 0.526},
-		SSMParameters:  map[string]string{"/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id": "ami-nvx86"},
+		SSMParameters:  map[string]string{awsenv.SSMNVIDIAx86: "ami-nvx86"},
 		Roles:          []string{"KarpenterNodeRole-envtest"},
 	}
 }

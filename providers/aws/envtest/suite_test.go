@@ -72,6 +72,6 @@ func inventory() fakeaws.Inventory {
 		{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
 	}, map[string]float64{"g4dn.xlarge": 0.526, "g6.xlarge": 0.8048, "g6e.xlarge": 1.861, "p5.48xlarge": 55.04, "g5g.xlarge": 0.42})
 	inv.Images = append(inv.Images, fakeaws.Image{ID: "ami-nvarm", Name: "al2023-nvidia-arm64", Arch: "arm64", Owner: "amazon", Created: time.Unix(1_700_000_000, 0)})
-	inv.SSMParameters["/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"] = "ami-nvarm"
+	inv.SSMParameters[awsenv.SSMNVIDIAArm] = "ami-nvarm"
 	return inv
 }

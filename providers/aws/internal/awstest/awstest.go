@@ -26,14 +26,6 @@ const Cluster = "unit"
 // Epoch is the inventory's "now".
 var Epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// SSM parameters of the EKS AL2023 images for Kubernetes 1.33.
-const (
-	SSMNVIDIAx86   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
-	SSMNVIDIAArm   = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/arm64/nvidia/recommended/image_id"
-	SSMNeuron      = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/neuron/recommended/image_id"
-	SSMStandardx86 = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id"
-)
-
 // Server starts a fakeaws server on inv, closed when the test ends.
 func Server(t testing.TB, inv fakeaws.Inventory) *fakeaws.Server {
 	t.Helper()
@@ -128,7 +120,7 @@ func Inventory() fakeaws.Inventory {
 			{ID: "cr-block", InstanceType: "g4dn.xlarge", Zone: "us-east-1a", Total: 1, Available: 1, CapacityBlock: true},
 			{ID: "cr-expired", InstanceType: "g6.xlarge", Zone: "us-east-1a", Total: 1, Available: 1, State: "expired"},
 		},
-		SSMParameters: map[string]string{SSMNVIDIAx86: "ami-nvx86", SSMNVIDIAArm: "ami-nvarm", SSMNeuron: "ami-neuron", SSMStandardx86: "ami-stdx86"},
+		SSMParameters: map[string]string{awsenv.SSMNVIDIAx86: "ami-nvx86", awsenv.SSMNVIDIAArm: "ami-nvarm", awsenv.SSMNeuron: "ami-neuron", awsenv.SSMStandardx86: "ami-stdx86"},
 		Roles:         []string{"KarpenterNodeRole", "OtherRole"},
 	}
 }

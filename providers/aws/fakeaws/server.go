@@ -306,11 +306,7 @@ func (s *Server) Throttle(action string, n int) {
 
 // Fail makes the next n calls of action fail with an error code.
 func (s *Server) Fail(action, code, message string, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.failures[action] = append(s.failures[action], apiError{code: code, message: message, status: http.StatusBadRequest})
-	}
+	s.FailStatus(action, code, message, http.StatusBadRequest, n)
 }
 
 // FailStatus makes the next n calls of action fail with an error code and

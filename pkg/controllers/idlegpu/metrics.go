@@ -4,34 +4,23 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/events"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 var (
 	// RemovalsTotal counts idle GPU nodes removed.
-	RemovalsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Subsystem: "idle", Name: "removals_total",
-		Help: "Idle GPU nodes removed by the idle-GPU controller, by NodePool and instance type.",
-	}, []string{"nodepool", "instance_type"})
+	RemovalsTotal = gpumetrics.NewCounterVec("idle", "removals_total", "Idle GPU nodes removed by the idle-GPU controller, by NodePool and instance type.", "nodepool", "instance_type")
 	// IdleGPUHoursReclaimed sums GPUs × idle time of removed nodes: the
 	// GPU-hours each node had already wasted when it was removed, a lower
 	// bound on what removal saves (the node would have billed at least
 	// that much again had it stayed as long once more).
-	IdleGPUHoursReclaimed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Subsystem: "idle", Name: "gpu_hours_reclaimed_total",
-		Help: "GPUs × idle hours of GPU nodes at the time the idle-GPU controller removed them.",
-	}, []string{"nodepool"})
+	IdleGPUHoursReclaimed = gpumetrics.NewCounterVec("idle", "gpu_hours_reclaimed_total", "GPUs × idle hours of GPU nodes at the time the idle-GPU controller removed them.", "nodepool")
 )
-
-func init() {
-	crmetrics.Registry.MustRegister(RemovalsTotal, IdleGPUHoursReclaimed)
-}
 
 func removedEvent(nc *karpv1.NodeClaim, gpus int64, idle time.Duration) events.Event {
 	return events.Event{
@@ -53,27 +42,14 @@ func blockedEvent(nc *karpv1.NodeClaim, reason string) events.Event {
 var (
 	// NodeWastedUSD is the money a GPU node protected by the break-even
 	// rule has wasted since it became reclaimable.
-	NodeWastedUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "karpenter_gpu", Name: "node_wasted_usd",
-		Help: "Dollars a GPU node has billed beyond a right-sized set of nodes for its pods since it became reclaimable (break-even protection).",
-	}, []string{"nodepool", "nodeclaim"})
+	NodeWastedUSD = gpumetrics.NewGaugeVec("", "node_wasted_usd", "Dollars a GPU node has billed beyond a right-sized set of nodes for its pods since it became reclaimable (break-even protection).", "nodepool", "nodeclaim")
 	// NodeEvictionCostUSD is what evicting the node's GPU pods would cost
 	// now (lost work since checkpoints, replica restarts).
-	NodeEvictionCostUSD = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "karpenter_gpu", Name: "eviction_cost_usd",
-		Help: "Dollars of GPU work that evicting a node's GPU pods would lose now (batch: work since the last checkpoint; service: restart time).",
-	}, []string{"nodepool", "nodeclaim"})
+	NodeEvictionCostUSD = gpumetrics.NewGaugeVec("", "eviction_cost_usd", "Dollars of GPU work that evicting a node's GPU pods would lose now (batch: work since the last checkpoint; service: restart time).", "nodepool", "nodeclaim")
 	// ProtectionsTotal counts protection changes by outcome (protected,
 	// released past break-even, unprotected when the GPU work ended).
-	ProtectionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "karpenter_gpu", Name: "protection_changes_total",
-		Help: "Changes of GPU-work protection (do-not-disrupt) on GPU nodes, by NodePool and outcome: protected, released (past break-even), unprotected (GPU work ended or protection off).",
-	}, []string{"nodepool", "outcome"})
+	ProtectionsTotal = gpumetrics.NewCounterVec("", "protection_changes_total", "Changes of GPU-work protection (do-not-disrupt) on GPU nodes, by NodePool and outcome: protected, released (past break-even), unprotected (GPU work ended or protection off).", "nodepool", "outcome")
 )
-
-func init() {
-	crmetrics.Registry.MustRegister(NodeWastedUSD, NodeEvictionCostUSD, ProtectionsTotal)
-}
 
 func releasedEvent(nc *karpv1.NodeClaim, wasted float64, e economics) events.Event {
 	return events.Event{

@@ -10,10 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
-	. "sigs.k8s.io/karpenter/pkg/utils/testing"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	gpucp "github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
@@ -34,15 +32,10 @@ var (
 	ctrl          *idlegpu.Controller
 )
 
-func TestIdleGPU(t *testing.T) {
-	ctx = TestContextWithLogger(t)
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "idlegpu")
-}
+func TestIdleGPU(t *testing.T) { controlplane.RunSuite(t, &ctx, "idlegpu") }
 
 var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment(controlplane.FieldIndexers(ctx))
-	ctx = options.ToContext(ctx, test.Options())
+	env, ctx = controlplane.NewCoreEnvironment(ctx)
 	var err error
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1}),
 		Clock: env.Clock, ClusterName: "idlegpu"})

@@ -232,27 +232,25 @@ func TestSchedule(t *testing.T) {
 		}
 	})
 	t.Run("reserve updates the node", func(t *testing.T) {
-		ns := []*ks.NodeInfo{ks.NewNodeInfo(node("a", "4", "16Gi", 0)), ks.NewNodeInfo(node("b", "4", "16Gi", 0))}
-		var got []string
-		for range 4 {
-			p := ks.NewPod(pod("1", "1Gi", 0))
-			res := ks.Schedule(ks.ProfileDefault, p, ns)
-			p.Reserve(res.Node)
-			got = append(got, res.Node.Node.Name)
-		}
-		if want := []string{"a", "b", "a", "b"}; !equal(got, want) {
-			t.Errorf("spread placed %v, want %v", got, want)
-		}
-		ns = []*ks.NodeInfo{ks.NewNodeInfo(node("a", "4", "16Gi", 0)), ks.NewNodeInfo(node("b", "4", "16Gi", 0))}
-		got = nil
-		for range 4 {
-			p := ks.NewPod(pod("1", "1Gi", 0))
-			res := ks.Schedule(ks.ProfileBinPacking, p, ns)
-			p.Reserve(res.Node)
-			got = append(got, res.Node.Node.Name)
-		}
-		if want := []string{"a", "a", "a", "a"}; !equal(got, want) {
-			t.Errorf("bin-packing placed %v, want %v", got, want)
+		for _, tc := range []struct {
+			name    string
+			profile ks.Profile
+			want    []string
+		}{
+			{"spread", ks.ProfileDefault, []string{"a", "b", "a", "b"}},
+			{"bin-packing", ks.ProfileBinPacking, []string{"a", "a", "a", "a"}},
+		} {
+			ns := []*ks.NodeInfo{ks.NewNodeInfo(node("a", "4", "16Gi", 0)), ks.NewNodeInfo(node("b", "4", "16Gi", 0))}
+			var got []string
+			for range 4 {
+				p := ks.NewPod(pod("1", "1Gi", 0))
+				res := ks.Schedule(tc.profile, p, ns)
+				p.Reserve(res.Node)
+				got = append(got, res.Node.Node.Name)
+			}
+			if !equal(got, tc.want) {
+				t.Errorf("%s placed %v, want %v", tc.name, got, tc.want)
+			}
 		}
 	})
 	t.Run("bad preferred affinity fails the cycle", func(t *testing.T) {

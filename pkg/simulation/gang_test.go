@@ -86,16 +86,7 @@ func TestGangScenario(t *testing.T) {
 // third gets a request of its own when it arrives (the gang is running, so
 // it is never partial).
 func TestGangMinMembers(t *testing.T) {
-	w := scenario(t, "elastic.yaml", `nodePools:
-  - metadata: {name: gpu}
-    spec:
-      template:
-        spec:
-          requirements:
-            - {key: karpenter-gpu.io/instance-family, operator: In, values: [g6]}
-            - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
-          expireAfter: Never
-podGroups:
+	w := scenario(t, "elastic.yaml", onDemandPool("{key: karpenter-gpu.io/instance-family, operator: In, values: [g6]}")+`podGroups:
   - name: elastic
     gang: true
     count: 3
@@ -144,16 +135,7 @@ podGroups:
 // of every attempt's 4 started before the 4th was refused and the
 // controller rolled them back.)
 func TestGangRefusedWhole(t *testing.T) {
-	w := scenario(t, "scarce.yaml", `nodePools:
-  - metadata: {name: gpu}
-    spec:
-      template:
-        spec:
-          requirements:
-            - {key: node.kubernetes.io/instance-type, operator: In, values: [g6.48xlarge]}
-            - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
-          expireAfter: Never
-podGroups:
+	w := scenario(t, "scarce.yaml", onDemandPool("{key: node.kubernetes.io/instance-type, operator: In, values: [g6.48xlarge]}")+`podGroups:
   - name: train
     gang: true
     count: 4
@@ -184,6 +166,22 @@ podGroups:
 		t.Errorf("%d pods never started, want the gang's 4", r.PodsNeverStarted)
 	}
 	t.Logf("%d group launches refused whole, %d instances launched, partial-gang GPU-hours %.1f", r.Gangs.GroupsRefused, len(r.Instances), r.Gangs.PartialGPUHours)
+}
+
+// onDemandPool is a scenario's nodePools: one on-demand GPU NodePool "gpu"
+// that never expires, narrowed to the instances the requirement given (a
+// YAML flow mapping) allows.
+func onDemandPool(requirement string) string {
+	return `nodePools:
+  - metadata: {name: gpu}
+    spec:
+      template:
+        spec:
+          requirements:
+            - ` + requirement + `
+            - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+          expireAfter: Never
+`
 }
 
 // A negative capacity is refused with the offering named.

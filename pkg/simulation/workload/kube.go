@@ -75,6 +75,24 @@ func (d kubeDoc) at(source string) string {
 	return source
 }
 
+// eachItem reads each of a typed list's items, as the document's item i,
+// in order, and stops at the first error.
+func eachItem[T any](d kubeDoc, items []T, read func(kubeDoc, *T) error) error {
+	for i := range items {
+		if err := read(d.item(i), &items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// item is the document's i-th list item, named "items[i]" after the
+// document's own path; it keeps the document's bytes and line.
+func (d kubeDoc) item(i int) kubeDoc {
+	d.path = strings.TrimSpace(d.path + fmt.Sprintf(" items[%d]", i))
+	return d
+}
+
 // IsKubeInput reports whether b holds Kubernetes objects (a document with
 // apiVersion and kind), as opposed to a scenario or a CSV trace.
 func IsKubeInput(b []byte) bool {
@@ -302,35 +320,20 @@ func (k *kubeReader) object(d kubeDoc) error {
 	switch o := obj.(type) {
 	case *corev1.List:
 		for i, item := range o.Items {
-			sub := d
-			sub.raw, sub.line = item.Raw, d.line
-			sub.path = strings.TrimSpace(d.path + fmt.Sprintf(" items[%d]", i))
-			if sub.line > 0 {
-				// A YAML list's items have no line of their own here.
-				sub.line = d.line
-			}
+			// A YAML list's items have no line of their own here: they keep
+			// the list's.
+			sub := d.item(i)
+			sub.raw = item.Raw
 			if err := k.object(sub); err != nil {
 				return err
 			}
 		}
 	case *corev1.PodList:
-		for i := range o.Items {
-			sub := d
-			sub.path = strings.TrimSpace(d.path + fmt.Sprintf(" items[%d]", i))
-			if err := k.pod(sub, &o.Items[i]); err != nil {
-				return err
-			}
-		}
+		return eachItem(d, o.Items, k.pod)
 	case *corev1.Pod:
 		return k.pod(d, o)
 	case *corev1.NodeList:
-		for i := range o.Items {
-			sub := d
-			sub.path = strings.TrimSpace(d.path + fmt.Sprintf(" items[%d]", i))
-			if err := k.node(sub, &o.Items[i]); err != nil {
-				return err
-			}
-		}
+		return eachItem(d, o.Items, k.node)
 	case *corev1.Node:
 		return k.node(d, o)
 	case *appsv1.Deployment:

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/test"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog/catalogtest"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 )
 
@@ -19,14 +20,9 @@ import (
 // capacity in place, a new instance-type slice or objects, the NodePool's
 // spec or UID.
 func TestCatalogKeyMemoIsExact(t *testing.T) {
-	entries, _, err := catalog.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
 	build := func() []*karpcp.InstanceType {
-		its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b"},
+		return catalogtest.InstanceTypes(t, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b"},
 			CapacityTypes: []string{karpv1.CapacityTypeOnDemand, karpv1.CapacityTypeSpot}})
-		return its
 	}
 	its := build()
 	np := test.NodePool(karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu", UID: "u"}})

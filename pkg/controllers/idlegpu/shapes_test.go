@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/karpenter/pkg/test"
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog/catalogtest"
 )
 
 func shapePod(name, cpu string) *corev1.Pod {
@@ -78,11 +79,7 @@ func TestShapeMemoFollowsThePod(t *testing.T) {
 // between polls prices the same pods again (it used to return the first
 // answer for as long as the NodePool's generation held).
 func TestRightSizedFollowsPrices(t *testing.T) {
-	entries, _, err := catalog.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
+	its := catalogtest.InstanceTypes(t, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
 	np := test.NodePool(karpv1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu", UID: "u"}})
 	pod := shapePod("p", "1")
 	pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")}

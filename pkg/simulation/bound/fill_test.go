@@ -14,17 +14,14 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog/catalogtest"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/packing/lowerbound"
 )
 
 // The solve-free bounds never exceed the LP they stand in for: random
 // alive sets around a random solved neighbour, over the embedded catalog.
 func TestSolveFreeBoundsAreLowerBounds(t *testing.T) {
-	entries, _, err := catalog.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	its, _ := catalog.NewInstanceTypes(entries, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
+	its := catalogtest.InstanceTypes(t, catalog.Options{Region: "us-east-1", Zones: []string{"us-east-1a"}, CapacityTypes: []string{karpv1.CapacityTypeOnDemand}})
 	bp := &Problem{Solve: solve}
 	for _, it := range its {
 		bp.Types = append(bp.Types, lowerbound.Type{Name: it.Name, Allocatable: it.Allocatable(), Price: it.Offerings.Cheapest().Price})

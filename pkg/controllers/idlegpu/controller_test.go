@@ -131,11 +131,8 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 		pods  []*corev1.Pod
 	)
 	BeforeEach(func() {
-		nc = controlplane.GPUNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)}
-		np = gpuNodePool(nc)
-		claim, node = controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
-		pods = []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
+		nc, np = breakEvenPool()
+		claim, node, pods = oversizedNode(nc, np)
 	})
 	apply := func() {
 		GinkgoHelper()

@@ -16,7 +16,6 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
-	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Repeat evictions (evictioncost.Repeat, window 24h, multiplier 3): a
@@ -36,17 +35,14 @@ var _ = Describe("Repeat evictions", func() {
 	BeforeEach(func() {
 		ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider,
 			Eviction: evictioncost.Model{Repeat: evictioncost.Repeat{Window: window, Multiplier: 3}}})
-		nc = controlplane.GPUNodeClass()
-		nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)}
-		np = gpuNodePool(nc)
+		nc, np = breakEvenPool()
 		ExpectApplied(ctx, env.Client, nc, np)
 	})
-	// nodeOf starts a g6.48xlarge running two 1-GPU pods with owner (none
+	// nodeOf starts an oversizedNode whose two 1-GPU pods have owner (none
 	// when nil).
 	nodeOf := func(owner *metav1.OwnerReference) (*karpv1.NodeClaim, *corev1.Node, []*corev1.Pod) {
 		GinkgoHelper()
-		claim, node := controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
-		pods := []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
+		claim, node, pods := oversizedNode(nc, np)
 		applyInitialized(claim, node)
 		for _, p := range pods {
 			if owner != nil {

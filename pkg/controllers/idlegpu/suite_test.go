@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
@@ -60,6 +61,25 @@ var _ = AfterEach(func() {
 // replacements break-even prices are the x86 types the specs name.
 func gpuNodePool(nc *v1alpha1.GPUNodeClass) *karpv1.NodePool {
 	return controlplane.NodePool(nc, karpv1.NodeSelectorRequirementWithMinValues{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}})
+}
+
+// breakEvenPool is the setting of the break-even specs: a GPUNodeClass
+// whose nodes running GPU work are protected until break-even at
+// breakEvenPercent 100, with repacking off, and a gpuNodePool on it.
+func breakEvenPool() (*v1alpha1.GPUNodeClass, *karpv1.NodePool) {
+	nc := controlplane.GPUNodeClass()
+	nc.Spec.GPU.Disruption = &v1alpha1.GPUDisruption{BreakEvenPercent: ptr.To(int32(100)), Repack: ptr.To(false)}
+	return nc, gpuNodePool(nc)
+}
+
+// oversizedNode is a g6.48xlarge ($13.35/h, 8 GPUs) of np running two 1-GPU
+// pods, each costing $20 to evict (the eviction-cost annotation): two
+// g6.xlarge ($1.61/h) would hold them, so it wastes $11.7-13.35/h, and at
+// breakEvenPercent 100 it is released once it has wasted $40. Nothing is
+// applied.
+func oversizedNode(nc *v1alpha1.GPUNodeClass, np *karpv1.NodePool) (*karpv1.NodeClaim, *corev1.Node, []*corev1.Pod) {
+	claim, node := controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
+	return claim, node, []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
 }
 
 // applyInitialized applies the objects, then marks claim Initialized (its

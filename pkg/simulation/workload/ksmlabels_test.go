@@ -41,10 +41,7 @@ func TestKSMLabelName(t *testing.T) {
 // metrics emitted label_team_conflict1 and label_team_conflict2, gets no
 // team: which one was "team" is unknown.
 func TestMapKSMLabel(t *testing.T) {
-	w, err := LoadInput(filepath.Join(examples, "ksm-range.json"), TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loadExample(t, "ksm-range.json")
 	if !w.KSMLabels {
 		t.Fatal("a kube-state-metrics workload does not say its labels are kube-state-metrics names")
 	}
@@ -99,10 +96,7 @@ func TestMapKSMLabel(t *testing.T) {
 	}
 
 	// Not a kube-state-metrics input: labels are Kubernetes keys already.
-	k, err := LoadInput(filepath.Join(examples, "cluster-pods.json"), TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := loadExample(t, "cluster-pods.json")
 	if k.KSMLabels || k.MapKSMLabel("app.kubernetes.io/part-of") != nil {
 		t.Error("a pod list's labels were treated as kube-state-metrics names")
 	}

@@ -16,6 +16,17 @@ import (
 
 const examples = "../../../examples/finops"
 
+// loadExample reads the example input name (under examples) with the
+// default trace options.
+func loadExample(t *testing.T, name string) *Workload {
+	t.Helper()
+	w, err := LoadInput(filepath.Join(examples, name), TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func q(s string) resource.Quantity { return resource.MustParse(s) }
 
 func podsByKey(w *Workload) map[string]PodSpec {
@@ -114,10 +125,7 @@ func TestKubectlPodList(t *testing.T) {
 // (services), a Job's parallelism (not its completions) and a JobSet's
 // replicated jobs × their parallelism (batch); the Service is ignored.
 func TestManifests(t *testing.T) {
-	w, err := LoadInput(filepath.Join(examples, "manifests.yaml"), TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loadExample(t, "manifests.yaml")
 	count := map[string]int{}
 	gpus := map[string]int64{}
 	for _, p := range w.Pods {

@@ -69,10 +69,7 @@ func checkKSMWorkload(t *testing.T, w *Workload) {
 }
 
 func TestPrometheusSavedResponse(t *testing.T) {
-	w, err := LoadInput(filepath.Join(examples, "ksm-range.json"), TraceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loadExample(t, "ksm-range.json")
 	checkKSMWorkload(t, w)
 }
 

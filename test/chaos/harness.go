@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -203,51 +205,39 @@ func (ci *ConflictInjector) conflict(obj client.Object) error {
 		errors.New("the object has been modified; please apply your changes to the latest version and try again (injected)"))
 }
 
-// Wrap returns c with conflicts injected.
+// Wrap returns c with conflicts injected (controller-runtime's interceptor
+// over c; c's watches are not used).
 func (ci *ConflictInjector) Wrap(c client.Client) client.Client {
-	return &conflictClient{Client: c, ci: ci}
+	return interceptor.NewClient(unwatched{c}, interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			return ci.write(obj, func() error { return c.Update(ctx, obj, opts...) })
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			return ci.write(obj, func() error { return c.Patch(ctx, obj, patch, opts...) })
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			return ci.write(obj, func() error { return c.SubResource(sub).Update(ctx, obj, opts...) })
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			return ci.write(obj, func() error { return c.SubResource(sub).Patch(ctx, obj, patch, opts...) })
+		},
+	})
 }
 
-type conflictClient struct {
-	client.Client
-	ci *ConflictInjector
-}
-
-func (c *conflictClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
-	if err := c.ci.conflict(obj); err != nil {
+// write makes the write, or fails it with a conflict when one is due.
+func (ci *ConflictInjector) write(obj client.Object, do func() error) error {
+	if err := ci.conflict(obj); err != nil {
 		return err
 	}
-	return c.Client.Update(ctx, obj, opts...)
+	return do()
 }
 
-func (c *conflictClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-	if err := c.ci.conflict(obj); err != nil {
-		return err
-	}
-	return c.Client.Patch(ctx, obj, patch, opts...)
-}
+// unwatched is a client as the interceptor takes one; the manager's client
+// does not watch.
+type unwatched struct{ client.Client }
 
-func (c *conflictClient) Status() client.SubResourceWriter {
-	return &conflictStatus{SubResourceWriter: c.Client.Status(), ci: c.ci}
-}
-
-type conflictStatus struct {
-	client.SubResourceWriter
-	ci *ConflictInjector
-}
-
-func (s *conflictStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-	if err := s.ci.conflict(obj); err != nil {
-		return err
-	}
-	return s.SubResourceWriter.Update(ctx, obj, opts...)
-}
-
-func (s *conflictStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	if err := s.ci.conflict(obj); err != nil {
-		return err
-	}
-	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+func (unwatched) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, errors.New("the conflict-injecting client does not watch")
 }
 
 // ControllerOptions assemble one controller instance (one "process").

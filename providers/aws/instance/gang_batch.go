@@ -165,26 +165,17 @@ func (gc *gangCollector) execute(gk string, common *ec2.CreateFleetInput, member
 // setGangOptions makes a fleet of n all-or-nothing: MinTargetCapacity n in
 // one zone (and of one type when single).
 func setGangOptions(in *ec2.CreateFleetInput, n int, single bool) {
-	minCount := aws.Int32(int32(n))
+	minCount, oneZone, oneType := aws.Int32(int32(n)), lo.ToPtr(true), lo.ToPtr(single)
+	// A copy of the options (new ones when unset): in may share them.
 	if in.TargetCapacitySpecification.DefaultTargetCapacityType == ec2types.DefaultTargetCapacityTypeSpot {
-		if in.SpotOptions == nil {
-			in.SpotOptions = &ec2types.SpotOptionsRequest{}
-		} else {
-			in.SpotOptions = lo.ToPtr(*in.SpotOptions)
-		}
-		in.SpotOptions.MinTargetCapacity = minCount
-		in.SpotOptions.SingleAvailabilityZone = lo.ToPtr(true)
-		in.SpotOptions.SingleInstanceType = lo.ToPtr(single)
+		o := lo.FromPtr(in.SpotOptions)
+		o.MinTargetCapacity, o.SingleAvailabilityZone, o.SingleInstanceType = minCount, oneZone, oneType
+		in.SpotOptions = &o
 		return
 	}
-	if in.OnDemandOptions == nil {
-		in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{}
-	} else {
-		in.OnDemandOptions = lo.ToPtr(*in.OnDemandOptions)
-	}
-	in.OnDemandOptions.MinTargetCapacity = minCount
-	in.OnDemandOptions.SingleAvailabilityZone = lo.ToPtr(true)
-	in.OnDemandOptions.SingleInstanceType = lo.ToPtr(single)
+	o := lo.FromPtr(in.OnDemandOptions)
+	o.MinTargetCapacity, o.SingleAvailabilityZone, o.SingleInstanceType = minCount, oneZone, oneType
+	in.OnDemandOptions = &o
 }
 
 // Placement groups: a gang whose instance types all support EFA (the

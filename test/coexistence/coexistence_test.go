@@ -108,49 +108,40 @@ func ec2NodeClass() *unstructured.Unstructured {
 
 var ec2Ref = &karpv1.NodeClassReference{Group: v1alpha1.AWSGroup, Kind: "EC2NodeClass", Name: "default"}
 
+// nodePool is the NodePool name whose nodes come from the node class ref,
+// with the requirements reqs.
+func nodePool(name string, ref *karpv1.NodeClassReference, reqs ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
+	return &karpv1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{NodeClassRef: ref, Requirements: reqs}}},
+	}
+}
+
+// in is the requirement that the label key have one of values.
+func in(key string, values ...string) karpv1.NodeSelectorRequirementWithMinValues {
+	return karpv1.NodeSelectorRequirementWithMinValues{Key: key, Operator: corev1.NodeSelectorOpIn, Values: values}
+}
+
 // cpuNodePool is a Karpenter-AWS NodePool as its getting-started guide
 // writes it, kept off GPU instances.
 func cpuNodePool() *karpv1.NodePool {
-	return &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-			NodeClassRef: ec2Ref,
-			Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: v1alpha1.AWSLabelInstanceCategory, Operator: corev1.NodeSelectorOpIn, Values: []string{"c", "m", "r"}},
-				{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"on-demand"}},
-			},
-		}}},
-	}
+	return nodePool("default", ec2Ref, in(v1alpha1.AWSLabelInstanceCategory, "c", "m", "r"), in(karpv1.CapacityTypeLabelKey, "on-demand"))
 }
 
 // awsGPUNodePool is the GPU NodePool Karpenter-AWS ran before the move.
 func awsGPUNodePool() *karpv1.NodePool {
-	return &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
-		Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-			NodeClassRef: ec2Ref,
-			Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: v1alpha1.AWSLabelInstanceGPUManufacture, Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia"}},
-			},
-			Taints: []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}},
-		}}},
-	}
+	np := nodePool("gpu", ec2Ref, in(v1alpha1.AWSLabelInstanceGPUManufacture, "nvidia"))
+	np.Spec.Template.Spec.Taints = []corev1.Taint{{Key: v1alpha1.ResourceNVIDIAGPU, Effect: corev1.TaintEffectNoSchedule}}
+	return np
 }
 
 // gpuNodePool selects GPU types with Karpenter-AWS's labels, as a NodePool
 // moved from an EC2NodeClass keeps its requirements.
 func gpuNodePool(name string, extra ...karpv1.NodeSelectorRequirementWithMinValues) *karpv1.NodePool {
-	return &karpv1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: karpv1.NodePoolSpec{Template: karpv1.NodeClaimTemplate{Spec: karpv1.NodeClaimTemplateSpec{
-			NodeClassRef: &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
-			Requirements: append([]karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: v1alpha1.AWSLabelInstanceCategory, Operator: corev1.NodeSelectorOpIn, Values: []string{"g"}},
-				{Key: v1alpha1.AWSLabelInstanceGPUManufacture, Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia"}},
-				{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}},
-			}, extra...),
-		}}},
-	}
+	return nodePool(name, &karpv1.NodeClassReference{Group: v1alpha1.Group, Kind: "GPUNodeClass", Name: "gpu"},
+		append([]karpv1.NodeSelectorRequirementWithMinValues{
+			in(v1alpha1.AWSLabelInstanceCategory, "g"), in(v1alpha1.AWSLabelInstanceGPUManufacture, "nvidia"), in(corev1.LabelArchStable, "amd64"),
+		}, extra...)...)
 }
 
 // cpuPod can only be served by the Karpenter-AWS NodePool.
@@ -177,8 +168,7 @@ func awsNodeClaim() *karpv1.NodeClaim {
 		Spec: karpv1.NodeClaimSpec{
 			NodeClassRef: ec2Ref,
 			Requirements: []karpv1.NodeSelectorRequirementWithMinValues{
-				{Key: v1alpha1.AWSLabelInstanceCategory, Operator: corev1.NodeSelectorOpIn, Values: []string{"c", "m", "r"}},
-				{Key: karpv1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"default"}},
+				in(v1alpha1.AWSLabelInstanceCategory, "c", "m", "r"), in(karpv1.NodePoolLabelKey, "default"),
 			},
 		},
 	}

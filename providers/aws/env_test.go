@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -17,73 +16,54 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
+	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/internal/awstest"
 	"github.com/karpenter-gpu/karpenter-gpu/test/awsenv"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 const (
 	k8sVersion = "1.33"
-	cluster    = "unit"
+	cluster    = awstest.Cluster
 	brNVx86    = "/aws/service/bottlerocket/aws-k8s-1.33-nvidia/x86_64/latest/image_id"
 )
 
-var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+var epoch = awstest.Epoch
 
-// inventory is a small us-east-1: four tagged subnets in three zones (two
-// in 1a), GPU types from the catalog plus one only EC2 knows (g7e.xlarge),
-// an ODCR for g6.xlarge in 1b and a capacity block for p5.48xlarge in 1a.
+// inventory is awstest's small us-east-1 grown for the whole provider: a
+// third zone (subnet-c in 1c, g4dn.xlarge spot there), g5.xlarge in 1b too,
+// p5.48xlarge with a capacity block in 1a (and no other reservation but
+// the ODCR for g6.xlarge in 1b), the EKS images under their published
+// names plus a Bottlerocket and two custom ones, the embedded catalog's
+// on-demand prices and only the role KarpenterNodeRole.
 func inventory() fakeaws.Inventory {
+	inv := awstest.Inventory()
 	disc := map[string]string{"karpenter.sh/discovery": cluster}
-	return fakeaws.Inventory{
-		Region: "us-east-1",
-		Subnets: []fakeaws.Subnet{
-			{ID: "subnet-a1", Zone: "us-east-1a", ZoneID: "use1-az1", VPC: "vpc-1", FreeIPs: 100, Tags: disc},
-			{ID: "subnet-a2", Zone: "us-east-1a", ZoneID: "use1-az1", VPC: "vpc-1", FreeIPs: 500, Tags: disc},
-			{ID: "subnet-b", Zone: "us-east-1b", ZoneID: "use1-az2", VPC: "vpc-1", FreeIPs: 300, Tags: disc},
-			{ID: "subnet-c", Zone: "us-east-1c", ZoneID: "use1-az3", VPC: "vpc-1", FreeIPs: 300, Tags: disc},
-			{ID: "subnet-public", Zone: "us-east-1c", ZoneID: "use1-az3", VPC: "vpc-1", FreeIPs: 900, Tags: map[string]string{"tier": "public"}},
-		},
-		SecurityGroups: []fakeaws.SecurityGroup{
-			{ID: "sg-nodes", Name: "nodes", VPC: "vpc-1", Tags: disc},
-			{ID: "sg-extra", Name: "extra", VPC: "vpc-1", Tags: map[string]string{"team": "ml"}},
-		},
-		Images: []fakeaws.Image{
-			{ID: "ami-nvx86", Name: "amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
-			{ID: "ami-nvarm", Name: "amazon-eks-node-al2023-arm64-nvidia-1.33-v20260301", Arch: "arm64", Owner: "amazon", Created: epoch},
-			{ID: "ami-neuron", Name: "amazon-eks-node-al2023-x86_64-neuron-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
-			{ID: "ami-stdx86", Name: "amazon-eks-node-al2023-x86_64-standard-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
-			{ID: "ami-brnv", Name: "bottlerocket-aws-k8s-1.33-nvidia-x86_64-v1.40.0", Arch: "x86_64", Owner: "amazon", Created: epoch},
-			{ID: "ami-custom-old", Name: "team-gpu-2025", Arch: "x86_64", Created: epoch.Add(-48 * time.Hour), Tags: map[string]string{"team": "ml"}},
-			{ID: "ami-custom-new", Name: "team-gpu-2026", Arch: "x86_64", Created: epoch.Add(-time.Hour), Tags: map[string]string{"team": "ml"}},
-		},
-		InstanceTypes: []fakeaws.InstanceType{
-			{Name: "g4dn.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "T4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 3, IPsPerENI: 10},
-			{Name: "g5.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "A10G", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
-			{Name: "g6.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, GPUName: "L4", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 22888, ENIs: 4, IPsPerENI: 15},
-			{Name: "g5g.xlarge", Arch: "arm64", VCPU: 4, MemoryMiB: 8192, GPUName: "T4g", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 16384, ENIs: 4, IPsPerENI: 15},
-			{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152, GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50},
-			{Name: "inf2.xlarge", Arch: "x86_64", VCPU: 4, MemoryMiB: 16384, NeuronName: "Inferentia2", NeuronCount: 1, ENIs: 4, IPsPerENI: 15},
-			{Name: "g7e.xlarge", Arch: "x86_64", VCPU: 8, MemoryMiB: 65536, GPUName: "RTX PRO 6000", GPUManufacturer: "NVIDIA", GPUCount: 1, GPUMemoryMiB: 98304, ENIs: 4, IPsPerENI: 15},
-			{Name: "m5.large", Arch: "x86_64", VCPU: 2, MemoryMiB: 8192, ENIs: 3, IPsPerENI: 10},
-		},
-		TypeZones: map[string][]string{"g5.xlarge": {"us-east-1a", "us-east-1b"}},
-		OnDemandPrices: map[string]float64{
-			"g4dn.xlarge": 0.526, "g5.xlarge": 1.006, "g6.xlarge": 0.8048, "g5g.xlarge": 0.42, "p5.48xlarge": 55.04,
-			"inf2.xlarge": 0.7582, "g7e.xlarge": 1.5,
-		},
-		SpotPrices: map[fakeaws.Offering]float64{
-			{InstanceType: "g4dn.xlarge", Zone: "us-east-1a", CapacityType: fakeaws.Spot}: 0.20,
-			{InstanceType: "g4dn.xlarge", Zone: "us-east-1b", CapacityType: fakeaws.Spot}: 0.25,
-			{InstanceType: "g4dn.xlarge", Zone: "us-east-1c", CapacityType: fakeaws.Spot}: 0.30,
-			{InstanceType: "g6.xlarge", Zone: "us-east-1a", CapacityType: fakeaws.Spot}:   0.35,
-		},
-		Reservations: []fakeaws.Reservation{
-			{ID: "cr-odcr", InstanceType: "g6.xlarge", Zone: "us-east-1b", Total: 2, Available: 1},
-			{ID: "cr-block", InstanceType: "p5.48xlarge", Zone: "us-east-1a", Total: 1, Available: 1, CapacityBlock: true},
-		},
-		SSMParameters: map[string]string{awsenv.SSMNVIDIAx86: "ami-nvx86", awsenv.SSMNVIDIAArm: "ami-nvarm", awsenv.SSMNeuron: "ami-neuron", awsenv.SSMStandardx86: "ami-stdx86", brNVx86: "ami-brnv"},
-		Roles:         []string{"KarpenterNodeRole"},
+	inv.Subnets = append(inv.Subnets, fakeaws.Subnet{ID: "subnet-c", Zone: "us-east-1c", ZoneID: "use1-az3", VPC: "vpc-1", FreeIPs: 300, Tags: disc})
+	inv.Images = []fakeaws.Image{
+		{ID: "ami-nvx86", Name: "amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+		{ID: "ami-nvarm", Name: "amazon-eks-node-al2023-arm64-nvidia-1.33-v20260301", Arch: "arm64", Owner: "amazon", Created: epoch},
+		{ID: "ami-neuron", Name: "amazon-eks-node-al2023-x86_64-neuron-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+		{ID: "ami-stdx86", Name: "amazon-eks-node-al2023-x86_64-standard-1.33-v20260301", Arch: "x86_64", Owner: "amazon", Created: epoch},
+		{ID: "ami-brnv", Name: "bottlerocket-aws-k8s-1.33-nvidia-x86_64-v1.40.0", Arch: "x86_64", Owner: "amazon", Created: epoch},
+		{ID: "ami-custom-old", Name: "team-gpu-2025", Arch: "x86_64", Created: epoch.Add(-48 * time.Hour), Tags: map[string]string{"team": "ml"}},
+		{ID: "ami-custom-new", Name: "team-gpu-2026", Arch: "x86_64", Created: epoch.Add(-time.Hour), Tags: map[string]string{"team": "ml"}},
 	}
+	inv.InstanceTypes = append(inv.InstanceTypes, fakeaws.InstanceType{Name: "p5.48xlarge", Arch: "x86_64", VCPU: 192, MemoryMiB: 2097152,
+		GPUName: "H100", GPUManufacturer: "NVIDIA", GPUCount: 8, GPUMemoryMiB: 81920, EFA: 32, ENIs: 64, IPsPerENI: 50})
+	inv.TypeZones["g5.xlarge"] = []string{"us-east-1a", "us-east-1b"}
+	inv.OnDemandPrices = map[string]float64{
+		"g4dn.xlarge": 0.526, "g5.xlarge": 1.006, "g6.xlarge": 0.8048, "g5g.xlarge": 0.42, "p5.48xlarge": 55.04,
+		"inf2.xlarge": 0.7582, "g7e.xlarge": 1.5,
+	}
+	inv.SpotPrices[fakeaws.Offering{InstanceType: "g4dn.xlarge", Zone: "us-east-1c", CapacityType: fakeaws.Spot}] = 0.30
+	inv.SpotPrices[fakeaws.Offering{InstanceType: "g6.xlarge", Zone: "us-east-1a", CapacityType: fakeaws.Spot}] = 0.35
+	inv.Reservations = []fakeaws.Reservation{
+		{ID: "cr-odcr", InstanceType: "g6.xlarge", Zone: "us-east-1b", Total: 2, Available: 1},
+		{ID: "cr-block", InstanceType: "p5.48xlarge", Zone: "us-east-1a", Total: 1, Available: 1, CapacityBlock: true},
+	}
+	inv.SSMParameters[brNVx86] = "ami-brnv"
+	inv.Roles = []string{"KarpenterNodeRole"}
+	return inv
 }
 
 type env struct {
@@ -133,17 +113,11 @@ func newEnv(t *testing.T, inv fakeaws.Inventory, opts ...envOption) *env {
 	return &env{t: t, ctx: ctx, clock: clk, srv: srv, backend: backend, kube: kube, cp: cp}
 }
 
-// nodeClass is a node class selecting the tagged subnets and groups.
+// nodeClass is awstest's node class (the tagged subnets and groups,
+// KarpenterNodeRole) tagging its resources team=ml.
 func nodeClass(mods ...func(*v1alpha1.GPUNodeClass)) *v1alpha1.GPUNodeClass {
-	nc := &v1alpha1.GPUNodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu", UID: "nc-uid", Generation: 1},
-		Spec: v1alpha1.GPUNodeClassSpec{
-			SubnetSelectorTerms:        []v1alpha1.SubnetSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
-			SecurityGroupSelectorTerms: []v1alpha1.SecurityGroupSelectorTerm{{Tags: map[string]string{"karpenter.sh/discovery": cluster}}},
-			Role:                       "KarpenterNodeRole",
-			Tags:                       map[string]string{"team": "ml"},
-		},
-	}
+	nc := awstest.NodeClass()
+	nc.Spec.Tags = map[string]string{"team": "ml"}
 	for _, m := range mods {
 		m(nc)
 	}

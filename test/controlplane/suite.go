@@ -60,13 +60,15 @@ func StopEnvironment(env *test.Environment) error {
 	return env.Stop()
 }
 
-// Cleanup, for a Ginkgo AfterEach, removes what a spec left on env: core's
+// Cleanup, for a Ginkgo AfterEach, removes what a spec left on env (core's
 // objects (ExpectCleanedUp) and the GPUNodeClasses core's cleanup does not
-// know.
+// know) and starts the next spec from the wall clock: specs step env's
+// fake clock, and the API server stamps creation times with the wall clock.
 func Cleanup(ctx context.Context, env *test.Environment) {
 	ginkgo.GinkgoHelper()
 	expectations.ExpectCleanedUp(ctx, env.Client)
 	gomega.Expect(env.Client.DeleteAllOf(ctx, &v1alpha1.GPUNodeClass{})).To(gomega.Succeed())
+	env.Clock.SetTime(time.Now())
 }
 
 // FieldIndexers are the field indexes core's controllers look NodeClaims,

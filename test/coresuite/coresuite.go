@@ -8,7 +8,6 @@ package coresuite
 
 import (
 	"context"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive
 	. "github.com/onsi/gomega"    //nolint:revive
@@ -94,14 +93,12 @@ func (c *Core) ProvisionAndLaunch(ctx context.Context, pods ...*corev1.Pod) []*k
 	return out
 }
 
-// Reset, for a Ginkgo AfterEach, removes what a spec left (core's cleanup,
-// and the GPUNodeClasses it does not know) and starts the next spec from
-// the wall clock (specs step it; the API server stamps creation times with
-// the wall clock), an empty capacity-refusal cache and empty cluster state.
+// Reset, for a Ginkgo AfterEach, removes what a spec left and starts the
+// next spec from the wall clock (controlplane.Cleanup), an empty
+// capacity-refusal cache and empty cluster state.
 func (c *Core) Reset(ctx context.Context) {
 	GinkgoHelper()
 	controlplane.Cleanup(ctx, c.Env)
-	c.Env.Clock.SetTime(time.Now())
 	c.CloudProvider.Unavailable().Flush()
 	c.Cluster.Reset()
 }

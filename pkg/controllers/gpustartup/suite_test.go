@@ -39,10 +39,7 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
 
-var _ = AfterEach(func() {
-	controlplane.Cleanup(ctx, env)
-	env.Clock.SetTime(time.Now())
-})
+var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 var _ = Describe("Stuck GPU nodes", func() {
 	var (

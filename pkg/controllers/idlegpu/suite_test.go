@@ -3,7 +3,6 @@ package idlegpu_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -52,10 +51,7 @@ var _ = BeforeEach(func() {
 	ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
 })
 
-var _ = AfterEach(func() {
-	controlplane.Cleanup(ctx, env)
-	env.Clock.SetTime(time.Now())
-})
+var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 // gpuNodePool is a NodePool on nc limited to amd64, so the right-sized
 // replacements break-even prices are the x86 types the specs name.

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/operator/options"
 	"sigs.k8s.io/karpenter/pkg/test"
 	"sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -90,6 +91,17 @@ func RunManager(ctx context.Context, mgr manager.Manager, stop time.Duration) {
 		cancel()
 		gomega.Eventually(done, stop).Should(gomega.Receive(gomega.BeNil()))
 	})
+}
+
+// ApplyInitialized applies objects and claim and then marks claim
+// Initialized, as core's lifecycle controller leaves a running node (its
+// status is a subresource: applied after the NodeClaim is created).
+func ApplyInitialized(ctx context.Context, c client.Client, claim *karpv1.NodeClaim, objects ...client.Object) {
+	ginkgo.GinkgoHelper()
+	expectations.ExpectApplied(ctx, c, objects...)
+	expectations.ExpectApplied(ctx, c, claim)
+	claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
+	expectations.ExpectApplied(ctx, c, claim)
 }
 
 // DeletionRequested reports whether obj is being deleted or gone from the

@@ -45,9 +45,7 @@ var _ = Describe("Break-even protection counts the fleet's waste", func() {
 		GinkgoHelper()
 		ExpectApplied(ctx, env.Client, nc, np)
 		for i := range n {
-			ExpectApplied(ctx, env.Client, claims[i], nodes[i], pods[i])
-			claims[i].StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-			ExpectApplied(ctx, env.Client, claims[i])
+			controlplane.ApplyInitialized(ctx, env.Client, claims[i], nodes[i], pods[i])
 		}
 	}
 	protected := func(n int) int {

@@ -39,9 +39,7 @@ var _ = Describe("GPU repacking move, staged within the disruption budget", func
 			// As core's lifecycle controller adds it: a deleted NodeClaim
 			// stays (disrupting) until termination drained its node.
 			claim.Finalizers = append(claim.Finalizers, karpv1.TerminationFinalizer)
-			ExpectApplied(ctx, env.Client, claim, node, controlplane.GPUWorkPod(node, "2", "8Gi", 1, "1"))
-			claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-			ExpectApplied(ctx, env.Client, claim)
+			controlplane.ApplyInitialized(ctx, env.Client, claim, node, controlplane.GPUWorkPod(node, "2", "8Gi", 1, "1"))
 			claims = append(claims, claim)
 		}
 		ctrl = repackingController()

@@ -48,12 +48,11 @@ var _ = Describe("GPU repacking move", func() {
 	})
 	apply := func() {
 		GinkgoHelper()
-		ExpectApplied(ctx, env.Client, nc, np, claim, node)
+		ExpectApplied(ctx, env.Client, nc, np, node)
 		for _, p := range pods {
 			ExpectApplied(ctx, env.Client, p)
 		}
-		claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-		ExpectApplied(ctx, env.Client, claim)
+		controlplane.ApplyInitialized(ctx, env.Client, claim)
 	}
 	poolClaims := func() []*karpv1.NodeClaim {
 		GinkgoHelper()

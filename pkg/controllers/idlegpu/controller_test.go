@@ -41,7 +41,7 @@ var _ = Describe("Idle-GPU removal", func() {
 	})
 	apply := func() {
 		GinkgoHelper()
-		applyInitialized(claim, nc, np, node, cpuPod)
+		controlplane.ApplyInitialized(ctx, env.Client, claim, nc, np, node, cpuPod)
 	}
 	// idleAfterPassed applies the node, reconciles, steps the clock past
 	// idleAfter and reconciles again.
@@ -136,7 +136,7 @@ var _ = Describe("Break-even protection of running GPU work", func() {
 	})
 	apply := func() {
 		GinkgoHelper()
-		applyInitialized(claim, nc, np, node)
+		controlplane.ApplyInitialized(ctx, env.Client, claim, nc, np, node)
 		for _, p := range pods {
 			ExpectApplied(ctx, env.Client, p)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
 )
 
 // Repeat evictions (evictioncost.Repeat, window 24h, multiplier 3): a
@@ -43,7 +44,7 @@ var _ = Describe("Repeat evictions", func() {
 	nodeOf := func(owner *metav1.OwnerReference) (*karpv1.NodeClaim, *corev1.Node, []*corev1.Pod) {
 		GinkgoHelper()
 		claim, node, pods := oversizedNode(nc, np)
-		applyInitialized(claim, node)
+		controlplane.ApplyInitialized(ctx, env.Client, claim, node)
 		for _, p := range pods {
 			if owner != nil {
 				p.OwnerReferences = []metav1.OwnerReference{*owner}

@@ -8,7 +8,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/test"
 	. "sigs.k8s.io/karpenter/pkg/test/expectations"
@@ -76,16 +75,6 @@ func breakEvenPool() (*v1alpha1.GPUNodeClass, *karpv1.NodePool) {
 func oversizedNode(nc *v1alpha1.GPUNodeClass, np *karpv1.NodePool) (*karpv1.NodeClaim, *corev1.Node, []*corev1.Pod) {
 	claim, node := controlplane.RunningGPUNode(nc, np, "g6.48xlarge", 8, 192)
 	return claim, node, []*corev1.Pod{controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20"), controlplane.GPUWorkPod(node, "2", "8Gi", 1, "20")}
-}
-
-// applyInitialized applies the objects, then marks claim Initialized (its
-// status is a subresource: applied after create).
-func applyInitialized(claim *karpv1.NodeClaim, objects ...client.Object) {
-	GinkgoHelper()
-	ExpectApplied(ctx, env.Client, objects...)
-	ExpectApplied(ctx, env.Client, claim)
-	claim.StatusConditions().SetTrue(karpv1.ConditionTypeInitialized)
-	ExpectApplied(ctx, env.Client, claim)
 }
 
 // removalRequested reports whether the controller deleted claim.

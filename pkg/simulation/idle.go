@@ -5,9 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
-	podutils "sigs.k8s.io/karpenter/pkg/utils/pod"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 )
 
@@ -16,13 +14,16 @@ import (
 // three things: it protects or unprotects nodes whose GPU work started or
 // ended, records t as the last GPU work of every busy node, and removes
 // nodes idle for longer than idleAfter. When, since the previous poll,
-// nothing was written and that poll wrote nothing and saw no idle GPU node
-// (and no budget schedule or do-not-disrupt duration makes time itself an
-// input), the next ticks can only repeat the second effect. Those ticks are
+// nothing was written and that poll wrote nothing (and no budget schedule
+// or do-not-disrupt duration makes time itself an input), the next ticks
+// can only repeat the second effect until the controller's NextCheck: the
+// first tick at or after it runs (a GPU node without GPU work reaching
+// idleAfter, a break-even release, a repack step). The other ticks are
 // skipped, except the last one before the cluster changes again, which is
 // run (on the clock of that tick) so that a node losing its GPU work
-// afterwards has exactly the last-work time it would have had. While any
-// GPU node is idle, or after any change, every tick runs.
+// afterwards has exactly the last-work time it would have had. After any
+// change, or while an idle GPU node is due but kept (a PDB, a budget), every
+// tick runs.
 // Config.FaithfulPolling disables the skipping (used by a test that checks
 // the equivalence).
 type idleDriver struct {
@@ -89,19 +90,15 @@ func (e *engine) idleTick(at time.Time) error {
 }
 
 // timeSensitiveIdle reports whether the idle-GPU controller's next poll
-// could act without any change: a GPU node without GPU work (it may reach
-// idleAfter), a NodePool budget with a schedule, or a pod whose
-// do-not-disrupt is a duration. GPU nodes are the ones the controller tracks
-// (idlegpu.TrackedGPUNode, its snapshot's choice), with idleAfter enabled.
+// could act without any change at a time its NextCheck does not give: a
+// NodePool budget with a schedule, or a pod whose do-not-disrupt is a
+// duration. (A GPU node without GPU work reaches idleAfter at a time
+// NextCheck gives.)
 func (e *engine) timeSensitiveIdle() bool {
-	var ncs karpv1.NodeClaimList
-	var nodes corev1.NodeList
 	var pods corev1.PodList
 	var pools karpv1.NodePoolList
-	var classes v1alpha1.GPUNodeClassList
 	ro := e.readOnly() // read only
-	if e.kube.List(e.ctx, &ncs, ro...) != nil || e.kube.List(e.ctx, &nodes, ro...) != nil || e.kube.List(e.ctx, &pods, ro...) != nil ||
-		e.kube.List(e.ctx, &pools, ro...) != nil || e.kube.List(e.ctx, &classes, ro...) != nil {
+	if e.kube.List(e.ctx, &pods, ro...) != nil || e.kube.List(e.ctx, &pools, ro...) != nil {
 		return true
 	}
 	for i := range pools.Items {
@@ -111,35 +108,8 @@ func (e *engine) timeSensitiveIdle() bool {
 			}
 		}
 	}
-	busy := map[string]bool{}
 	for i := range pods.Items {
-		p := &pods.Items[i]
-		if v, ok := p.Annotations[karpv1.DoNotDisruptAnnotationKey]; ok && v != "true" {
-			return true
-		}
-		if p.Spec.NodeName != "" && podutils.IsActive(p) && v1alpha1.UsesAccelerator(p) {
-			busy[p.Spec.NodeName] = true
-		}
-	}
-	nodeByPID := map[string]*corev1.Node{}
-	for i := range nodes.Items {
-		nodeByPID[nodes.Items[i].Spec.ProviderID] = &nodes.Items[i]
-	}
-	classByName := map[string]*v1alpha1.GPUNodeClass{}
-	for i := range classes.Items {
-		classByName[classes.Items[i].Name] = &classes.Items[i]
-	}
-	for i := range ncs.Items {
-		nc := &ncs.Items[i]
-		node := nodeByPID[nc.Status.ProviderID]
-		class, _, _, ok := idlegpu.TrackedGPUNode(nc, node, classByName)
-		if !ok {
-			continue
-		}
-		if _, enabled := class.IdleAfter(); !enabled {
-			continue
-		}
-		if !busy[node.Name] {
+		if v, ok := pods.Items[i].Annotations[karpv1.DoNotDisruptAnnotationKey]; ok && v != "true" {
 			return true
 		}
 	}

@@ -294,6 +294,7 @@ func (c *Controller) newPoll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.catalogKeys = map[string]string{}
+	c.idleDue = map[string]time.Time{}
 	c.lastPodShapes, c.podShapes = c.podShapes, map[types.UID]podShape{}
 }
 
@@ -419,13 +420,21 @@ func nextCrossing(now time.Time, wasted, rate, threshold, slope float64, drop ti
 	return at
 }
 
-// NextCheck is the earliest time a node protected by the break-even rule
-// could be released if the cluster does not change (false when none is
-// pending). The simulator uses it to skip polls that cannot act.
+// NextCheck is the earliest time a poll could act if the cluster does not
+// change (false when nothing is pending): a node protected by the
+// break-even rule could be released, a GPU node without GPU work reaches
+// its idleAfter (a past time while such a node is due but was not
+// removed), or the repacker has a step due. The simulator uses it to skip
+// polls that cannot act.
 func (c *Controller) NextCheck() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var at time.Time
+	for _, due := range c.idleDue {
+		if at.IsZero() || due.Before(at) {
+			at = due
+		}
+	}
 	for _, l := range lo.Flatten([][]*ledger{lo.Values(c.ledgers), lo.Values(c.fleetLedgers)}) {
 		if !l.nextCheck.IsZero() && (at.IsZero() || l.nextCheck.Before(at)) {
 			at = l.nextCheck

@@ -57,6 +57,9 @@ type Controller struct {
 	// is in memory on purpose: after a restart every node's timer restarts,
 	// which can only delay a removal, never hasten it.
 	lastGPUWork map[string]time.Time
+	// idleDue is when each GPU node without GPU work at the last poll
+	// reaches its node class's idleAfter (NextCheck).
+	idleDue map[string]time.Time
 	// ledgers are the break-even accounts of protected nodes, by
 	// NodeClaim (in memory: a restart starts them again, which can only
 	// delay a release); rightSizedCache memoises the packer by catalog
@@ -102,7 +105,7 @@ type Options struct {
 // NewController returns the idle-GPU controller.
 func NewController(o Options) *Controller {
 	c := &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder, cloudProvider: o.CloudProvider, eviction: o.Eviction,
-		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, ledgers: map[string]*ledger{}, fleetLedgers: map[string]*ledger{}, rightSizedCache: map[string]float64{},
+		started: o.Clock.Now(), lastGPUWork: map[string]time.Time{}, idleDue: map[string]time.Time{}, ledgers: map[string]*ledger{}, fleetLedgers: map[string]*ledger{}, rightSizedCache: map[string]float64{},
 		work: map[string]nodeWork{}, displaced: map[string]time.Time{}}
 	if o.Provisioner != nil {
 		c.repacker = repack.New(repack.Options{Clock: o.Clock, KubeClient: o.KubeClient, Recorder: o.Recorder, CloudProvider: o.CloudProvider, Provisioner: o.Provisioner})
@@ -220,6 +223,9 @@ func (c *Controller) idleFor(gn gpuNode) (time.Duration, bool) {
 		c.lastGPUWork[gn.nodeClaim.Name] = last
 	}
 	idleAfter, enabled := gn.nodeClass.IdleAfter()
+	if enabled {
+		c.idleDue[gn.nodeClaim.Name] = last.Add(idleAfter)
+	}
 	return now.Sub(last), enabled && now.Sub(last) >= idleAfter
 }
 

@@ -78,7 +78,7 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 			s.poolDisrupting[pool]++
 			continue
 		}
-		class, gpus, initialized, ok := TrackedGPUNode(nc, node, classByName)
+		class, gpus, initialized, ok := trackedGPUNode(nc, node, classByName)
 		if !ok {
 			continue
 		}
@@ -100,14 +100,14 @@ func Disrupting(nc *karpv1.NodeClaim, node *corev1.Node) bool {
 	return !nc.DeletionTimestamp.IsZero() || (node != nil && lo.ContainsBy(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&karpv1.DisruptedNoScheduleTaint) }))
 }
 
-// TrackedGPUNode is the controller's choice of the GPU nodes it tracks (its
-// snapshot's, and the simulator's idle-tick predicate's): a NodeClaim not
-// Disrupting, with a Node (node, nil if none), whose node class is a
-// GPUNodeClass found in classes (by name), Initialized, with accelerators
-// allocatable on the Node or, if it reports none, on the NodeClaim. It
+// trackedGPUNode is the controller's choice of the GPU nodes it tracks: a
+// NodeClaim not Disrupting, with a Node (node, nil if none), whose node
+// class is a GPUNodeClass found in classes (by name), Initialized, with
+// accelerators allocatable on the Node or, if it reports none, on the
+// NodeClaim. It
 // returns the node class, the GPU count and when the NodeClaim became
 // initialized; ok is false for a node the controller does not track.
-func TrackedGPUNode(nc *karpv1.NodeClaim, node *corev1.Node, classes map[string]*v1alpha1.GPUNodeClass) (class *v1alpha1.GPUNodeClass, gpus int64, initialized time.Time, ok bool) {
+func trackedGPUNode(nc *karpv1.NodeClaim, node *corev1.Node, classes map[string]*v1alpha1.GPUNodeClass) (class *v1alpha1.GPUNodeClass, gpus int64, initialized time.Time, ok bool) {
 	if Disrupting(nc, node) || nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Group != v1alpha1.Group || node == nil {
 		return nil, 0, time.Time{}, false
 	}

@@ -30,11 +30,12 @@ const (
 var epoch = awstest.Epoch
 
 // inventory is awstest's small us-east-1 grown for the whole provider: a
-// third zone (subnet-c in 1c, g4dn.xlarge spot there), g5.xlarge in 1b too,
-// p5.48xlarge with a capacity block in 1a (and no other reservation but
-// the ODCR for g6.xlarge in 1b), the EKS images under their published
-// names plus a Bottlerocket and two custom ones, the embedded catalog's
-// on-demand prices and only the role KarpenterNodeRole.
+// third zone (subnet-c in 1c, g4dn.xlarge spot there), g6.xlarge spot in 1a,
+// g5.xlarge in 1b too, p5.48xlarge with a capacity block in 1a (and no
+// other reservation but the untagged ODCR for g6.xlarge in 1b), the EKS
+// images under their published names plus a Bottlerocket and two custom
+// ones, the embedded catalog's on-demand prices and only the role
+// KarpenterNodeRole.
 func inventory() fakeaws.Inventory {
 	inv := awstest.Inventory()
 	disc := map[string]string{"karpenter.sh/discovery": cluster}

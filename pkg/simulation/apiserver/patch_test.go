@@ -29,9 +29,11 @@ func init() {
 // controllers make (merge patches of metadata and spec, with and without
 // optimistic locking, status patches, a JSON patch, a dry run, the patch
 // that removes the last finalizer of a deleting object, a conflicting
-// patch), the cache, which keeps a patch's result without reading it back,
-// serves exactly what a cache reading every write back from the fake
-// client serves (reference reads).
+// patch, a patch of a missing object), the simulator's client (merge
+// patches applied once, mergePatch; a cache that keeps a patch's result
+// without reading it back) returns the same errors and serves exactly what
+// the fake client's own Patch with every write read back serves
+// (reference reads).
 func TestPatchesReadBackAsStored(t *testing.T) {
 	ctx := context.Background()
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC))
@@ -117,6 +119,34 @@ func TestPatchesReadBackAsStored(t *testing.T) {
 		stored := n.DeepCopy()
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Time{Time: clk.Now()}}}
 		return c.Status().Patch(ctx, n, client.MergeFrom(stored))
+	})
+	both("merge patch of the resource that also changes status (ignored: a subresource)", func(c client.Client) error {
+		p := get(c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}).(*corev1.Pod)
+		stored := p.DeepCopy()
+		p.Labels = map[string]string{"kept": "by a resource patch"}
+		p.Status.Phase = corev1.PodFailed
+		return c.Patch(ctx, p, client.MergeFrom(stored))
+	})
+	both("NodeClaim create and status patch of conditions", func(c client.Client) error {
+		nc := &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}
+		if err := c.Create(ctx, nc); err != nil {
+			return err
+		}
+		nc = get(c, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}).(*karpv1.NodeClaim)
+		stored := nc.DeepCopy()
+		nc.StatusConditions().SetTrue(karpv1.ConditionTypeLaunched)
+		nc.Status.ProviderID = "p://nc"
+		return c.Status().Patch(ctx, nc, client.MergeFrom(stored))
+	})
+	both("patch of an object that is not there", func(c client.Client) error {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "missing"}}
+		stored := n.DeepCopy()
+		n.Labels = map[string]string{"x": "y"}
+		err := c.Patch(ctx, n, client.MergeFrom(stored))
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("a patch of a missing object: %v", err)
+		}
+		return err
 	})
 	both("JSON patch", func(c client.Client) error {
 		return c.Patch(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}},

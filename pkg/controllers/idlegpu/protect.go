@@ -87,8 +87,7 @@ func (c *Controller) protect(ctx context.Context, gn gpuNode, np *karpv1.NodePoo
 		if want {
 			gn.node.Annotations = lo.Assign(gn.node.Annotations, map[string]string{karpv1.DoNotDisruptAnnotationKey: "true", AnnotationProtected: "true"})
 		} else {
-			delete(gn.node.Annotations, karpv1.DoNotDisruptAnnotationKey)
-			delete(gn.node.Annotations, AnnotationProtected)
+			gn.node.Annotations = lo.OmitByKeys(gn.node.Annotations, []string{karpv1.DoNotDisruptAnnotationKey, AnnotationProtected})
 		}
 	}
 	patch := client.MergeFrom(stored)

@@ -48,10 +48,14 @@ func (c *Controller) snapshot(ctx context.Context) (*snapshot, error) {
 	var classes v1alpha1.GPUNodeClassList
 	for _, l := range []client.ObjectList{&ncs, &nodes, &pods, &pools, &classes} {
 		var opts []client.ListOption
-		if l == client.ObjectList(&pods) {
-			// Pods are only read here and by the packer (which copies
-			// them), break-even and repack's candidates, never written: a
-			// cache may hand out its own objects.
+		if l != client.ObjectList(&pools) && l != client.ObjectList(&classes) {
+			// The lists of the cluster's many objects may hand out a
+			// cache's own: nothing in a poll changes one in place. Pods
+			// are only read (the packer copies them); a Node or NodeClaim
+			// written (protection, repack) gets new maps and slices, and a
+			// patch fills the list's copy of the struct. (NodePools and
+			// node classes, few, go on to the cloud provider and the
+			// packer: copies.)
 			opts = append(opts, client.UnsafeDisableDeepCopy)
 		}
 		if err := c.kubeClient.List(ctx, l, opts...); err != nil {

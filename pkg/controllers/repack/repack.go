@@ -323,16 +323,19 @@ func IsReplacement(obj client.Object) bool {
 // pool has budget left. Every old node's deletion takes one of its pool's
 // budget (budgets is decremented); a Ready move waits for budget.
 func (r *Repacker) Reconcile(ctx context.Context, candidates []Candidate, budgets map[string]int) error {
+	// The lists may hand out a cache's own objects: nothing here changes
+	// one in place (a write replaces its maps and slices, and a patch fills
+	// the list's copy of the struct).
 	var ncs karpv1.NodeClaimList
-	if err := r.kube.List(ctx, &ncs); err != nil {
+	if err := r.kube.List(ctx, &ncs, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing NodeClaims, %w", err)
 	}
 	var pods corev1.PodList
-	if err := r.kube.List(ctx, &pods); err != nil {
+	if err := r.kube.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing pods, %w", err)
 	}
 	var nodes corev1.NodeList
-	if err := r.kube.List(ctx, &nodes); err != nil {
+	if err := r.kube.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing nodes, %w", err)
 	}
 	byName := lo.SliceToMap(ncs.Items, func(nc karpv1.NodeClaim) (string, *karpv1.NodeClaim) { return nc.Name, &nc })
@@ -577,9 +580,7 @@ func (r *Repacker) abort(ctx context.Context, old *karpv1.NodeClaim, names []str
 		why += "; replacements deleted"
 	}
 	stored := old.DeepCopy()
-	for _, k := range []string{v1alpha1.AnnotationRepackReplacements, v1alpha1.AnnotationRepackStartedAt, v1alpha1.AnnotationRepackPods} {
-		delete(old.Annotations, k)
-	}
+	old.Annotations = lo.OmitByKeys(old.Annotations, []string{v1alpha1.AnnotationRepackReplacements, v1alpha1.AnnotationRepackStartedAt, v1alpha1.AnnotationRepackPods})
 	if err := r.kube.Patch(ctx, old, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("clearing the repack of %s, %w", old.Name, err)
 	}
@@ -609,11 +610,7 @@ func (r *Repacker) releaseReplacement(ctx context.Context, nc *karpv1.NodeClaim,
 	}
 	strip := func(obj client.Object) error {
 		stored := obj.DeepCopyObject().(client.Object)
-		a := obj.GetAnnotations()
-		for _, k := range []string{karpv1.DoNotDisruptAnnotationKey, v1alpha1.AnnotationRepackOf, v1alpha1.AnnotationRepackCompletedAt} {
-			delete(a, k)
-		}
-		obj.SetAnnotations(a)
+		obj.SetAnnotations(lo.OmitByKeys(obj.GetAnnotations(), []string{karpv1.DoNotDisruptAnnotationKey, v1alpha1.AnnotationRepackOf, v1alpha1.AnnotationRepackCompletedAt}))
 		return client.IgnoreNotFound(r.kube.Patch(ctx, obj, client.MergeFrom(stored)))
 	}
 	if node != nil && IsReplacement(node) {

@@ -231,9 +231,7 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 	// object a patch leaves with a deletion timestamp and no finalizers.
 	// With reference reads, the cache reads it back.
 	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, epoch uint64, err error) error {
-		_, unstructured := obj.(runtime.Unstructured)
-		_, partial := obj.(*metav1.PartialObjectMetadata)
-		if err != nil || !filled || rc.reference || unstructured || partial || patch.Type() == types.ApplyPatchType {
+		if err != nil || !filled || rc.reference || !typed(obj) || patch.Type() == types.ApplyPatchType {
 			return written(ctx, c, obj, err)
 		}
 		kept, err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0, func() bool { return begun.Load() == epoch })
@@ -251,9 +249,7 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 	// subresource bodies), and not with reference reads (whose client is
 	// the fake client as it is, which the tests compare against).
 	fast := func(obj client.Object, n int) bool {
-		_, unstructured := obj.(runtime.Unstructured)
-		_, partial := obj.(*metav1.PartialObjectMetadata)
-		return n == 0 && !rc.reference && !unstructured && !partial
+		return n == 0 && !rc.reference && typed(obj)
 	}
 	// evictee returns the pod about to be deleted by someone other than the
 	// engine, for the workload controller to recreate.
@@ -408,6 +404,14 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 				c.SubResource(sub).Patch(ctx, obj, patch, opts...))
 		},
 	}).Build()
+}
+
+// typed reports whether obj is a Go type of its kind (not unstructured or
+// partial metadata): what the cache keeps and mergePatch decodes.
+func typed(obj client.Object) bool {
+	_, unstructured := obj.(runtime.Unstructured)
+	_, partial := obj.(*metav1.PartialObjectMetadata)
+	return !unstructured && !partial
 }
 
 // contentHash is a stable hash of an object's labels, annotations and spec.

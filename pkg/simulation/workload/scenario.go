@@ -137,30 +137,21 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 			}
 			s.NodeClass = nc
 		case "nodePools":
-			items, err := f.sequence(v, "nodePools")
-			if err != nil {
-				return nil, err
-			}
 			names := map[string]bool{}
-			for i, item := range items {
-				field := fmt.Sprintf("nodePools[%d]", i)
-				np := &karpv1.NodePool{}
-				if err := f.decodeStrict(item, field, np); err != nil {
-					return nil, err
-				}
+			if _, err := decodeList(f, v, "nodePools", func(item *yaml.Node, field string, np *karpv1.NodePool) error {
 				if err := checkTypeMeta(f, item, field, np.APIVersion, np.Kind, "karpenter.sh/v1", "NodePool"); err != nil {
-					return nil, err
+					return err
 				}
 				np.TypeMeta = metav1.TypeMeta{}
 				if np.Name == "" {
-					return nil, f.errorf(item, field+".metadata.name", "required")
+					return f.errorf(item, field+".metadata.name", "required")
 				}
 				if names[np.Name] {
-					return nil, f.errorf(item, field+".metadata.name", "duplicate NodePool %q", np.Name)
+					return f.errorf(item, field+".metadata.name", "duplicate NodePool %q", np.Name)
 				}
 				names[np.Name] = true
 				if np.Spec.Template.Spec.TerminationGracePeriod != nil {
-					return nil, f.errorf(findPath(item, "spec.template.spec.terminationGracePeriod"), field+".spec.template.spec.terminationGracePeriod",
+					return f.errorf(findPath(item, "spec.template.spec.terminationGracePeriod"), field+".spec.template.spec.terminationGracePeriod",
 						"not supported by the simulator (the in-memory API server stamps deletions with wall-clock time)")
 				}
 				expire := findPath(item, "spec.template.spec.expireAfter") != findPath(item, "spec.template.spec")
@@ -169,6 +160,9 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 					return map[string]bool{"expireAfter": expire, "consolidateAfter": consolidate}[field]
 				})
 				s.NodePools = append(s.NodePools, np)
+				return nil
+			}); err != nil {
+				return nil, err
 			}
 		case "podGroups":
 			podGroupsNode = v
@@ -183,27 +177,22 @@ func ParseScenario(r io.Reader, source string) (*Scenario, error) {
 		return nil, fmt.Errorf("%s:%d: field %q: required (or trace)", source, root.Line, "podGroups")
 	}
 	if podGroupsNode != nil {
-		items, err := f.sequence(podGroupsNode, "podGroups")
-		if err != nil {
-			return nil, err
-		}
 		names := map[string]bool{}
-		for i, item := range items {
-			field := fmt.Sprintf("podGroups[%d]", i)
-			var g PodGroup
-			if err := f.decodeStrict(item, field, &g); err != nil {
-				return nil, err
-			}
+		items, err := decodeList(f, podGroupsNode, "podGroups", func(item *yaml.Node, field string, g *PodGroup) error {
 			g.line = item.Line
 			g.modelLine = findPath(item, "gpuModels").Line
-			if err := validatePodGroup(f, item, field, &g); err != nil {
-				return nil, err
+			if err := validatePodGroup(f, item, field, g); err != nil {
+				return err
 			}
 			if names[g.Name] {
-				return nil, f.errorf(findPath(item, "name"), field+".name", "duplicate pod group %q", g.Name)
+				return f.errorf(findPath(item, "name"), field+".name", "duplicate pod group %q", g.Name)
 			}
 			names[g.Name] = true
-			s.PodGroups = append(s.PodGroups, g)
+			s.PodGroups = append(s.PodGroups, *g)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if len(s.PodGroups) == 0 {
 			return nil, f.errorf(podGroupsNode, "podGroups", "empty")

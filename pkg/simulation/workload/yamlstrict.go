@@ -124,6 +124,27 @@ func join(path, field string) string {
 	return path + "." + field
 }
 
+// decodeList decodes each item of the list n, the document's field name,
+// strictly (decodeStrict) into a new T and hands it to use with its node and
+// its field, name[i]; it returns the items.
+func decodeList[T any](f yamlFile, n *yaml.Node, name string, use func(item *yaml.Node, field string, v *T) error) ([]*yaml.Node, error) {
+	items, err := f.sequence(n, name)
+	if err != nil {
+		return nil, err
+	}
+	for i, item := range items {
+		field := fmt.Sprintf("%s[%d]", name, i)
+		v := new(T)
+		if err := f.decodeStrict(item, field, v); err != nil {
+			return nil, err
+		}
+		if err := use(item, field, v); err != nil {
+			return nil, err
+		}
+	}
+	return items, nil
+}
+
 // decodeStrict decodes node n into out (a type with JSON tags) through JSON
 // with unknown fields disallowed. Errors name the line of the offending key
 // when it can be found, else the line of n.
@@ -162,25 +183,22 @@ func (f yamlFile) decodeStrict(n *yaml.Node, field string, out any) error {
 // jsonCompatible turns yaml.v3's generic values into ones encoding/json
 // accepts (it already uses map[string]any for string-keyed mappings).
 func jsonCompatible(v any) (any, error) {
+	var err error
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
-			c, err := jsonCompatible(e)
-			if err != nil {
+			if t[k], err = jsonCompatible(e); err != nil {
 				return nil, err
 			}
-			t[k] = c
 		}
 		return t, nil
 	case map[any]any:
 		return nil, fmt.Errorf("mapping keys must be strings")
 	case []any:
 		for i, e := range t {
-			c, err := jsonCompatible(e)
-			if err != nil {
+			if t[i], err = jsonCompatible(e); err != nil {
 				return nil, err
 			}
-			t[i] = c
 		}
 		return t, nil
 	}

@@ -184,31 +184,60 @@ func (f *Fleet) launch(req *cloudprovider.LaunchRequest) (*cloudprovider.LaunchR
 	return res, nil, nil
 }
 
-// hasCapacity consumes an injected refusal or checks the capacity limit.
+// hasCapacity reports whether an offering takes one more instance now
+// (room); a limit reached outside a reservation counts as a capacity-limit
+// fault.
 func (f *Fleet) hasCapacity(off Offering, reservationID string) bool {
-	if n, ok := f.refuse[off]; ok && n != 0 {
-		if n > 0 {
-			f.refuse[off] = n - 1
-		}
-		f.faults.injected[FaultCapacityRefused]++
+	if f.refused(off) {
 		return false
 	}
+	free := f.free(off, reservationID)
+	if free == 0 && reservationID == "" {
+		f.faults.injected[FaultCapacityLimit]++
+	}
+	return free != 0
+}
+
+// room is how many more instances an offering takes now: -1 unlimited, 0
+// when full or when an injected refusal is pending (which it consumes).
+func (f *Fleet) room(off Offering, reservationID string) int {
+	if f.refused(off) {
+		return 0
+	}
+	return f.free(off, reservationID)
+}
+
+// refused consumes an injected refusal of the offering (RefuseCapacity),
+// reporting whether one was pending.
+func (f *Fleet) refused(off Offering) bool {
+	n, ok := f.refuse[off]
+	if !ok || n == 0 {
+		return false
+	}
+	if n > 0 {
+		f.refuse[off] = n - 1
+	}
+	f.faults.injected[FaultCapacityRefused]++
+	return true
+}
+
+// free is how many more instances an offering's limit (SetCapacity,
+// Options.Capacity; a reservation's count for a reserved launch) admits
+// now: -1 unlimited.
+func (f *Fleet) free(off Offering, reservationID string) int {
 	limit, limited := f.opts.Capacity[off]
 	if reservationID != "" {
 		r, ok := lo.Find(f.opts.Reservations, func(r catalog.Reservation) bool { return r.ID == reservationID })
 		limit, limited = lo.Ternary(ok, r.Count, 0), true
 	}
 	if !limited {
-		return true
+		return -1
 	}
 	running := lo.CountBy(lo.Values(f.instances), func(i *cloudprovider.Instance) bool {
 		return i.State != cloudprovider.InstanceStateTerminated && i.InstanceType == off.InstanceType && i.Zone == off.Zone &&
 			i.CapacityType == off.CapacityType && i.ReservationID == reservationID
 	})
-	if running >= limit && reservationID == "" {
-		f.faults.injected[FaultCapacityLimit]++
-	}
-	return running < limit
+	return max(0, limit-running)
 }
 
 // Get implements Backend.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/samber/lo"
 
-	"github.com/karpenter-gpu/karpenter-gpu/pkg/catalog"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/cloudprovider"
 )
 
@@ -216,31 +215,6 @@ func (f *Fleet) LaunchGroup(ctx context.Context, req GroupRequest) (*GroupResult
 	g.groupsRefused++
 	f.faults.injected[FaultCapacityLimit]++
 	return res, &GroupCapacityError{Target: req.TargetCapacity, Min: minCount, Best: best, Reason: bestReason}
-}
-
-// room is how many more instances an offering takes now: -1 unlimited, 0
-// when full or when an injected refusal is pending (which it consumes).
-func (f *Fleet) room(off Offering, reservationID string) int {
-	if n, ok := f.refuse[off]; ok && n != 0 {
-		if n > 0 {
-			f.refuse[off] = n - 1
-		}
-		f.faults.injected[FaultCapacityRefused]++
-		return 0
-	}
-	limit, limited := f.opts.Capacity[off]
-	if reservationID != "" {
-		r, ok := lo.Find(f.opts.Reservations, func(r catalog.Reservation) bool { return r.ID == reservationID })
-		limit, limited = lo.Ternary(ok, r.Count, 0), true
-	}
-	if !limited {
-		return -1
-	}
-	running := lo.CountBy(lo.Values(f.instances), func(i *cloudprovider.Instance) bool {
-		return i.State != cloudprovider.InstanceStateTerminated && i.InstanceType == off.InstanceType && i.Zone == off.Zone &&
-			i.CapacityType == off.CapacityType && i.ReservationID == reservationID
-	})
-	return max(0, limit-running)
 }
 
 // newInstance records one launched instance (of a single launch or a

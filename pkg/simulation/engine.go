@@ -116,6 +116,10 @@ type Config struct {
 	// FaithfulPolling polls the idle-GPU controller on every tick instead
 	// of skipping ticks that provably change nothing (for tests).
 	FaithfulPolling bool
+	// DecideEveryWindow has the provisioning controller decide in every
+	// batching window instead of recording again a decision that provably
+	// still holds (provisionMemo) (for tests).
+	DecideEveryWindow bool
 	// ReferenceReads serves the in-memory API's reads the straightforward
 	// way: every list scans, sorts and deep-copies its whole kind, the
 	// simulator's own read-only lists included, with no index (cache.go),
@@ -184,6 +188,7 @@ type engine struct {
 	rec       recorder
 	registrar *fake.Registrar
 	prov      *provisioning.Controller
+	provMemo  provisionMemo
 	coreProv  *coreprov.Provisioner
 	refiner   *provisioning.Packer
 
@@ -689,9 +694,8 @@ func (e *engine) provision() error {
 	}
 	e.changes.TakeCreatedClaims()
 	e.batch.provisions++
-	defer e.timed("provisioning", time.Now())
 	e.as("provisioning")
-	names, err := e.prov.Provision(e.ctx)
+	names, err := e.decide()
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
 	e.debugf("provision created %v", sorted)
@@ -706,6 +710,58 @@ func (e *engine) provision() error {
 	e.push(simEvent{at: e.clk.Now().Add(max(2*e.cfg.BatchMax, 10*time.Second) + time.Nanosecond), kind: evDirty})
 	e.markDisruptionDirty()
 	return nil
+}
+
+// decide makes the provisioning decision of a batching window: the
+// provisioning controller decides, or, when its last decision still holds
+// (provisionMemo), that decision is recorded again.
+func (e *engine) decide() ([]string, error) {
+	m := &e.provMemo
+	unavailable := e.provider.Provider.Unavailable().Version()
+	deleting := e.anyNodeDeleting()
+	if m.valid && !e.cfg.DecideEveryWindow && !deleting && m.writes == e.changes.Writes() && m.unavailable == unavailable {
+		defer e.timed("provisioning.recorded", time.Now())
+		e.prov.Record(e.ctx, m.results)
+		return nil, nil
+	}
+	defer e.timed("provisioning", time.Now())
+	d, err := e.prov.Decide(e.ctx)
+	*m = provisionMemo{
+		valid:       err == nil && len(d.Results.NewNodeClaims) == 0 && !deleting,
+		writes:      e.changes.Writes(),
+		unavailable: unavailable,
+		results:     d.Results,
+	}
+	return d.Created, err
+}
+
+// provisionMemo is the last provisioning decision, valid when it created
+// no NodeClaim. Core's pod controller requeues a pending pod every 10s, so
+// while pods wait for a launching node every batching window decides
+// again, mostly on the same cluster. The decision reads the API's objects,
+// offering availability, the cluster state's nodes (built from the
+// objects, but for nodes marked for deletion, whose pods' reschedulability
+// also depends on the clock) and nothing else that changes with time; so
+// while nothing has been written to the API, availability is the same and
+// no node is being deleted, it is the same decision, and recording it
+// again (Controller.Record: the pods' decisions, the nominations of the
+// nodes they wait for) is all deciding again would do.
+type provisionMemo struct {
+	valid       bool
+	writes      uint64
+	unavailable string
+	results     scheduling.Results
+}
+
+// anyNodeDeleting reports whether cluster state has a node marked for
+// deletion or deleting.
+func (e *engine) anyNodeDeleting() bool {
+	for n := range e.cluster.Nodes() {
+		if n.MarkedForDeletion() {
+			return true
+		}
+	}
+	return false
 }
 
 // updateNominations settles which of several identical NodeClaims created

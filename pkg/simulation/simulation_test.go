@@ -197,6 +197,40 @@ func TestIdlePollingEquivalence(t *testing.T) {
 	}
 }
 
+// TestRecordedDecisionsEquivalence checks that recording a provisioning
+// decision again while it provably still holds (provisionMemo) changes
+// nothing: the report is the same as deciding in every batching window,
+// under both policies, on workloads where pods wait for launching nodes,
+// nodes are consolidated and drained, and pods are evicted. Each case
+// must record some decisions again, or it would check nothing.
+func TestRecordedDecisionsEquivalence(t *testing.T) {
+	for _, tc := range []struct {
+		input  string
+		policy Policy
+	}{
+		{"churn.yaml", PolicyStock},
+		{"churn.yaml", PolicyKarpenterGPU},
+		{"eviction.yaml", PolicyStock},
+		{"repack.yaml", PolicyKarpenterGPU},
+	} {
+		t.Run(tc.input+"/"+string(tc.policy), func(t *testing.T) {
+			w := load(t, tc.input, workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+			recording := run(t, w, func(c *Config) { c.Policy = tc.policy })
+			deciding := run(t, w, func(c *Config) { c.Policy, c.DecideEveryWindow = tc.policy, true })
+			if n := recording.Profile["provisioning.recorded"].Calls; n == 0 {
+				t.Fatalf("no decision was recorded again (provisioning %d calls)", recording.Profile["provisioning"].Calls)
+			}
+			if n := deciding.Profile["provisioning.recorded"].Calls; n != 0 {
+				t.Fatalf("DecideEveryWindow recorded %d decisions again", n)
+			}
+			recording.Reconciles, deciding.Reconciles = 0, 0
+			if a, b := normalized(t, recording), normalized(t, deciding); a != b {
+				t.Errorf("recording decisions again changed the simulation:\n%s", firstDiff(a, b))
+			}
+		})
+	}
+}
+
 // TestStockMatchesCore checks that the stock policy's first provisioning
 // decision for a batch (the busiest moment of the default trace) is Karpenter
 // core's: the NodeClaims of core's Provisioner.Schedule on the same pending

@@ -99,17 +99,41 @@ func (c *Controller) Reconcile(ctx context.Context) (reconciler.Result, error) {
 // and creates the NodeClaims. The simulator calls it directly at the end of
 // each simulated batching window.
 func (c *Controller) Provision(ctx context.Context) ([]string, error) {
+	d, err := c.Decide(ctx)
+	return d.Created, err
+}
+
+// Provisioned is one provisioning decision: where Schedule put the
+// pending pods, and the NodeClaims created for them.
+type Provisioned struct {
+	Results scheduling.Results
+	Created []string
+}
+
+// Decide is Provision, returning the decision's results as well.
+func (c *Controller) Decide(ctx context.Context) (Provisioned, error) {
 	start := time.Now()
 	results, err := c.Schedule(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("scheduling pending pods, %w", err)
+		return Provisioned{}, fmt.Errorf("scheduling pending pods, %w", err)
 	}
 	if len(results.NewNodeClaims) == 0 {
-		return nil, nil
+		return Provisioned{Results: results}, nil
 	}
 	names, err := c.provisioner.CreateNodeClaims(ctx, results.NewNodeClaims, coreprov.WithReason(metrics.ProvisionedReason), coreprov.RecordPodNomination)
 	log.FromContext(ctx).V(1).Info("provisioned", "nodeclaims", len(names), "duration", time.Since(start))
-	return names, err
+	return Provisioned{Results: results, Created: names}, err
+}
+
+// Record marks in cluster state what a decision on results marks there
+// after solving, as core's Schedule does: each pod's scheduling decision
+// (its error, or the node it was placed on) and a nomination of every
+// existing node that took pods. A decision that creates no NodeClaim
+// leaves nothing else behind, so recording it again is deciding again on
+// inputs that have not changed (the simulator relies on this).
+func (c *Controller) Record(ctx context.Context, results scheduling.Results) {
+	c.cluster.MarkPodSchedulingDecisions(ctx, realPodErrors(results.PodErrors), realPods(results.NodePoolToPodMapping()), realPods(results.ExistingNodeToPodMapping()))
+	results.Record(ctx, c.recorder, c.cluster)
 }
 
 // Schedule decides where the pending pods go without creating anything: a

@@ -128,8 +128,7 @@ func (c *Controller) scheduleDirect(ctx context.Context, packer DirectPacker) (s
 		results.DRAClaimAllocationMetadata = core.DRAClaimAllocationMetadata
 	}
 	results = results.TruncateInstanceTypes(ctx, scheduling.MaxInstanceTypes)
-	c.cluster.MarkPodSchedulingDecisions(ctx, realPodErrors(results.PodErrors), realPods(results.NodePoolToPodMapping()), realPods(results.ExistingNodeToPodMapping()))
-	results.Record(ctx, c.recorder, c.cluster)
+	c.Record(ctx, results)
 	log.FromContext(ctx).WithValues("pods", len(pods), "direct", len(direct), "on-existing", len(direct)-len(unplaced),
 		"nodeclaims", len(results.NewNodeClaims), "duration", time.Since(start)).Info("decided pending GPU pods on the direct path")
 	return results, nil

@@ -204,6 +204,9 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Po
 		var types []TypeOption
 		var meta []option
 		anyReserved := false
+		// The class's types with a launchable offering that is not reserved,
+		// at that price, in poolTypes' order (the fallbacks' candidates).
+		var priced []pricedType
 		for _, it := range poolTypes {
 			if it.Requirements.Intersects(c.reqs) != nil {
 				continue
@@ -217,6 +220,7 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Po
 			if price, _, ok := launchPrice(it, c.reqs, false); ok {
 				types = append(types, TypeOption{Name: it.Name, Allocatable: alloc, Capacity: it.Capacity, Price: price})
 				meta = append(meta, option{it: it})
+				priced = append(priced, pricedType{it, price})
 			}
 		}
 		popts := PackOptions{}
@@ -246,7 +250,7 @@ func (pp *poolPacker) pack(base *scheduling.NodeClaimTemplate, pods []*corev1.Po
 					reqs.Add(kscheduling.NewRequirement(karpv1.CapacityTypeLabelKey, corev1.NodeSelectorOpNotIn, karpv1.CapacityTypeReserved))
 				}
 				podReq := resources.Merge(requestsOf(c.items, g.Pods)...)
-				launch = fallbackTypes(chosen.it, price, podReq, reqs, poolTypes, overhead, tolerance, maxOptions, limited)
+				launch = fallbackTypes(chosen.it, price, podReq, priced, overhead, tolerance, maxOptions, limited)
 			}
 			for n := 0; n < g.Count; n++ {
 				var pods []*corev1.Pod
@@ -291,23 +295,26 @@ func requestsOf(items []Item, pods []int) []corev1.ResourceList {
 	return out
 }
 
+// pricedType is an instance type at its launch price (launchPrice).
+type pricedType struct {
+	it    *cloudprovider.InstanceType
+	price float64
+}
+
 // fallbackTypes lists chosen and the other types that hold the node's pods
-// (with their own daemon overhead), have a launchable offering under reqs
-// and cost at most price × (1+tolerance), cheapest first with chosen first
-// among equals. Under a limit, a fallback may not exceed chosen's capacity.
-func fallbackTypes(chosen *cloudprovider.InstanceType, price float64, podReq corev1.ResourceList, reqs kscheduling.Requirements,
-	poolTypes []*cloudprovider.InstanceType, overhead map[*cloudprovider.InstanceType]corev1.ResourceList, tolerance float64, maxOptions int, limited bool) []*cloudprovider.InstanceType {
-	type cand struct {
-		it    *cloudprovider.InstanceType
-		price float64
-	}
-	cands := []cand{{chosen, price}}
-	for _, it := range poolTypes {
-		if it == chosen || it.Requirements.Intersects(reqs) != nil {
-			continue
-		}
-		p, _, ok := launchPrice(it, reqs, false)
-		if !ok || p < price-priceEps || p > price*(1+tolerance)+priceEps {
+// (with their own daemon overhead) and cost at most price × (1+tolerance),
+// cheapest first with chosen first among equals. The candidates are the
+// class's types with a launchable offering that is not reserved, at its
+// launch price under the class's requirements; the node's requirements add
+// at most "not reserved" to those, which changes neither which types
+// intersect them nor any such price. Under a limit, a fallback may not
+// exceed chosen's capacity.
+func fallbackTypes(chosen *cloudprovider.InstanceType, price float64, podReq corev1.ResourceList,
+	candidates []pricedType, overhead map[*cloudprovider.InstanceType]corev1.ResourceList, tolerance float64, maxOptions int, limited bool) []*cloudprovider.InstanceType {
+	cands := []pricedType{{chosen, price}}
+	for _, c := range candidates {
+		it, p := c.it, c.price
+		if it == chosen || p < price-priceEps || p > price*(1+tolerance)+priceEps {
 			continue
 		}
 		if !resources.Fits(resources.Merge(podReq, overhead[it]), it.Allocatable()) {
@@ -316,7 +323,7 @@ func fallbackTypes(chosen *cloudprovider.InstanceType, price float64, podReq cor
 		if limited && !resources.Fits(it.Capacity, chosen.Capacity) {
 			continue
 		}
-		cands = append(cands, cand{it, p})
+		cands = append(cands, c)
 	}
 	sort.SliceStable(cands[1:], func(i, j int) bool {
 		a, b := cands[1+i], cands[1+j]

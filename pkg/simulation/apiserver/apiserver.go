@@ -215,11 +215,16 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 	// Writes may overlap (core parallelises some): track counts those in
 	// flight and begun, so that a patch can tell whether another write
 	// overlapped it.
+	// Writes are also serialised (writeMu), as the fake client serialises
+	// its own, so that the typed writer's read, check and write of an
+	// object cannot interleave with another write.
 	var inFlight atomic.Int64
 	var begun atomic.Uint64
+	var writeMu sync.Mutex
 	track := func() (epoch uint64, alone bool, done func()) {
+		writeMu.Lock()
 		alone = inFlight.Add(1) == 1
-		return begun.Add(1), alone, func() { inFlight.Add(-1) }
+		return begun.Add(1), alone, func() { inFlight.Add(-1); writeMu.Unlock() }
 	}
 	// patched is written for a patch. The fake client fills obj from the
 	// stored result of a patch (a JSON round trip of the object it stores,
@@ -264,13 +269,16 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 		}
 		return pod
 	}
+	// A plain object tracker: the default one manages fields for
+	// server-side apply, which nothing here uses and which builds a REST
+	// mapper on every patch.
+	tracker := clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())
+	withStatus := []client.Object{&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}, &autoscalingv1.ProvisioningRequest{}}
+	w := newTypedWriter(scheme.Scheme, tracker, withStatus)
 	b := fake.NewClientBuilder().
 		WithScheme(scheme.Scheme).
-		// A plain object tracker: the default one manages fields for
-		// server-side apply, which nothing here uses and which builds a REST
-		// mapper on every patch.
-		WithObjectTracker(clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())).
-		WithStatusSubresource(&karpv1.NodeClaim{}, &karpv1.NodePool{}, &v1alpha1.GPUNodeClass{}, &corev1.Pod{}, &corev1.Node{}, &autoscalingv1.ProvisioningRequest{})
+		WithObjectTracker(tracker).
+		WithStatusSubresource(withStatus...)
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.f)
 		rc.addIndex(ix.obj, ix.field, ix.f)
@@ -325,7 +333,7 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			po := client.PatchOptions{}
 			po.ApplyOptions(opts)
 			if fast(obj, len(opts)) {
-				if handled, err := mergePatch(ctx, c, rc, obj, patch, false); handled {
+				if handled, err := mergePatch(ctx, c, rc, w, obj, patch, false); handled {
 					return patched(ctx, c, obj, patch, alone, epoch, err)
 				}
 			}
@@ -396,7 +404,7 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			po := client.SubResourcePatchOptions{}
 			po.ApplyOptions(opts)
 			if sub == "status" && fast(obj, len(opts)) {
-				if handled, err := mergePatch(ctx, c, rc, obj, patch, true); handled {
+				if handled, err := mergePatch(ctx, c, rc, w, obj, patch, true); handled {
 					return patched(ctx, c, obj, patch, alone, epoch, err)
 				}
 			}

@@ -40,11 +40,19 @@ func TestPatchesReadBackAsStored(t *testing.T) {
 	fast := NewClient(clk, NewChangeLog(), &atomic.Bool{}, false)
 	ref := NewClient(clk, NewChangeLog(), &atomic.Bool{}, true)
 
+	// patched holds the objects a step's writes filled in (if the step
+	// says which), the simulator's client's first: both must hand back the
+	// same object.
+	var patched []client.Object
 	both := func(step string, write func(c client.Client) error) {
 		t.Helper()
+		patched = nil
 		errF, errR := write(fast), write(ref)
 		if (errF == nil) != (errR == nil) || (errF != nil && errF.Error() != errR.Error()) {
 			t.Fatalf("%s: errors differ: %v / %v", step, errF, errR)
+		}
+		if len(patched) == 2 && !equality.Semantic.DeepEqual(patched[0], patched[1]) {
+			t.Fatalf("%s: the written objects differ:\nfast %+v\nreference %+v", step, patched[0], patched[1])
 		}
 		for _, l := range []client.ObjectList{&corev1.NodeList{}, &corev1.PodList{}, &karpv1.NodeClaimList{}} {
 			lf, lr := l.DeepCopyObject().(client.ObjectList), l.DeepCopyObject().(client.ObjectList)
@@ -158,6 +166,55 @@ func TestPatchesReadBackAsStored(t *testing.T) {
 		n.Labels = map[string]string{"dry": "run"}
 		return c.Patch(ctx, n, client.MergeFrom(stored), client.DryRunAll)
 	})
+	both("merge patch from a base the caller changed before copying it (not the stored object)", func(c client.Client) error {
+		n := get(c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}).(*corev1.Node)
+		n.Labels = map[string]string{"unsent": "the base has it too"}
+		stored := n.DeepCopy()
+		n.Annotations = map[string]string{"sent": "yes"}
+		n.Spec.Unschedulable = true
+		patched = append(patched, n)
+		return c.Patch(ctx, n, client.MergeFrom(stored))
+	})
+	both("status patch from a stale base", func(c client.Client) error {
+		p := get(c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}).(*corev1.Pod)
+		stale := p.DeepCopy()
+		p.Labels = map[string]string{"written": "in between"}
+		if err := c.Update(ctx, p); err != nil {
+			return err
+		}
+		p = stale.DeepCopy()
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Time{Time: clk.Now()}}}
+		patched = append(patched, p)
+		return c.Status().Patch(ctx, p, client.MergeFrom(stale))
+	})
+	both("merge patch with optimistic lock from the current version, returned object", func(c client.Client) error {
+		nc := get(c, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}).(*karpv1.NodeClaim)
+		stored := nc.DeepCopy()
+		nc.Annotations = map[string]string{"karpenter.sh/nodeclaim-min-values-relaxed": "false"}
+		nc.Finalizers = []string{"karpenter.sh/termination"}
+		patched = append(patched, nc)
+		return c.Patch(ctx, nc, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
+	})
+	both("merge patch that sets a deletionTimestamp (immutable)", func(c client.Client) error {
+		nc := get(c, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}).(*karpv1.NodeClaim)
+		stored := nc.DeepCopy()
+		nc.DeletionTimestamp = &metav1.Time{Time: clk.Now()}
+		err := c.Patch(ctx, nc, client.MergeFrom(stored))
+		if err == nil {
+			t.Fatalf("a patch set a deletionTimestamp")
+		}
+		return err
+	})
+	both("delete of a NodeClaim with a finalizer, then its status patch", func(c client.Client) error {
+		if err := c.Delete(ctx, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}); err != nil {
+			return err
+		}
+		nc := get(c, &karpv1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "nc"}}).(*karpv1.NodeClaim)
+		stored := nc.DeepCopy()
+		nc.StatusConditions().SetTrue(karpv1.ConditionTypeInstanceTerminating)
+		patched = append(patched, nc)
+		return c.Status().Patch(ctx, nc, client.MergeFrom(stored))
+	})
 	both("delete (held by its finalizer)", func(c client.Client) error {
 		return c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}})
 	})
@@ -172,5 +229,31 @@ func TestPatchesReadBackAsStored(t *testing.T) {
 	})
 	if err := fast.Get(ctx, client.ObjectKey{Name: "n"}, &corev1.Node{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the node outlived its last finalizer: %v", err)
+	}
+	both("create again under the name of the object deleted by its last finalizer's removal", func(c client.Client) error {
+		return c.Create(ctx, node())
+	})
+}
+
+// TestMergeFromBase: the base and the optimistic lock of client.MergeFrom's
+// patches are found (a controller-runtime that renamed its fields would
+// silently lose mergePatch's shortcut), and other patches have none.
+func TestMergeFromBase(t *testing.T) {
+	base := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", ResourceVersion: "7"}}
+	for _, tc := range []struct {
+		name       string
+		patch      client.Patch
+		ok, locked bool
+	}{
+		{"MergeFrom", client.MergeFrom(base), true, false},
+		{"MergeFrom with an optimistic lock", client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), true, true},
+		{"StrategicMergeFrom", client.StrategicMergeFrom(base), true, false},
+		{"raw merge patch", client.RawPatch(types.MergePatchType, []byte(`{}`)), false, false},
+		{"JSON patch", client.RawPatch(types.JSONPatchType, []byte(`[]`)), false, false},
+	} {
+		from, locked, ok := mergeFromBase(tc.patch)
+		if ok != tc.ok || locked != tc.locked || (ok && from != client.Object(base)) {
+			t.Errorf("%s: base %v, locked %v, found %v; want base %v, locked %v, found %v", tc.name, from, locked, ok, tc.ok, tc.locked, tc.ok)
+		}
 	}
 }

@@ -86,7 +86,7 @@ func (c *Controller) economicsOf(ctx context.Context, gn gpuNode, np *karpv1.Nod
 	if np == nil {
 		return economics{reason: "its NodePool is gone"}
 	}
-	its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
+	its, err := c.instanceTypes(ctx, np)
 	if err != nil {
 		return economics{reason: fmt.Sprintf("listing instance types, %v", err)}
 	}
@@ -195,6 +195,33 @@ func (c *Controller) rightSized(np *karpv1.NodePool, its []*karpcp.InstanceType,
 	return v, !math.IsNaN(v)
 }
 
+// polledInstanceTypes is a NodePool's answer from the cloud provider in
+// this poll.
+type polledInstanceTypes struct {
+	its []*karpcp.InstanceType
+	err error
+}
+
+// instanceTypes is the cloud provider's GetInstanceTypes for the NodePool,
+// asked once per poll (newPoll) like catalogKey: prices and availability
+// change between polls, not within one, and the provider's decorators
+// (overlays, metrics) copy the catalog on every call.
+func (c *Controller) instanceTypes(ctx context.Context, np *karpv1.NodePool) ([]*karpcp.InstanceType, error) {
+	c.mu.Lock()
+	got, ok := c.pollInstanceTypes[np.Name]
+	c.mu.Unlock()
+	if ok {
+		return got.its, got.err
+	}
+	its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
+	c.mu.Lock()
+	if c.pollInstanceTypes != nil {
+		c.pollInstanceTypes[np.Name] = polledInstanceTypes{its: its, err: err}
+	}
+	c.mu.Unlock()
+	return its, err
+}
+
 // catalogKey is repack.CatalogKey of the NodePool, looked up once per poll
 // (newPoll) for each NodePool: prices and availability change between
 // polls (a price refresh, an offering marked unavailable), not within one.
@@ -288,12 +315,14 @@ func (m *catalogMemo) sameCatalog(its []*karpcp.InstanceType) bool {
 	return true
 }
 
-// newPoll starts a poll's memos: the catalog keys are recomputed, and the
-// pod shapes of the last poll are kept for pods whose object is unchanged.
+// newPoll starts a poll's memos: the instance types and catalog keys are
+// asked for again, and the pod shapes of the last poll are kept for pods
+// whose object is unchanged.
 func (c *Controller) newPoll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.catalogKeys = map[string]string{}
+	c.pollInstanceTypes = map[string]polledInstanceTypes{}
 	c.idleDue = map[string]time.Time{}
 	c.lastPodShapes, c.podShapes = c.podShapes, map[types.UID]podShape{}
 }

@@ -69,6 +69,7 @@ type Controller struct {
 	ledgers                  map[string]*ledger
 	rightSizedCache          map[string]float64
 	catalogKeys              map[string]string
+	pollInstanceTypes        map[string]polledInstanceTypes
 	catalogMemo              map[string]*catalogMemo
 	podShapes, lastPodShapes map[types.UID]podShape
 	// repacker runs repacking moves on released nodes (nil: none).

@@ -56,7 +56,7 @@ func (c *Controller) fleetFactors(ctx context.Context, snap *snapshot) map[strin
 			pools[name] = a
 		}
 		if a.its == nil {
-			its, err := c.cloudProvider.GetInstanceTypes(ctx, np)
+			its, err := c.instanceTypes(ctx, np)
 			if err != nil {
 				a.ok = false
 				continue

@@ -1,7 +1,9 @@
 // Package apiserver is the simulator's in-memory API server:
 // controller-runtime's fake client with the field indexes of Karpenter's
 // operator and status subresources, read through a cache of typed copies
-// (like a controller's informer cache) sorted by name, deterministic names,
+// (like a controller's informer cache) sorted by name, merge patches
+// written as typed objects with the fake client's update semantics
+// (typedWriter), deterministic names,
 // UIDs and creation timestamps in simulated time, and a change log of every
 // write: what the engine turns into watch events (pkg/simulation's
 // dispatch), the pods evicted (with why their node was going) and the

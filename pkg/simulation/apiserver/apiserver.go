@@ -214,39 +214,30 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 		log.record(obj)
 		return nil
 	}
-	// Writes may overlap (core parallelises some): track counts those in
-	// flight and begun, so that a patch can tell whether another write
-	// overlapped it.
-	// Writes are also serialised (writeMu), as the fake client serialises
-	// its own, so that the typed writer's read, check and write of an
-	// object cannot interleave with another write.
-	var inFlight atomic.Int64
-	var begun atomic.Uint64
+	// Writes are serialised (writeMu), as the fake client serialises its
+	// own, so that the typed writer's read, check and write of an object,
+	// and the cache's copy of what a patch stored, cannot interleave with
+	// another write. track takes the lock; the returned func releases it.
 	var writeMu sync.Mutex
-	track := func() (epoch uint64, alone bool, done func()) {
+	track := func() (done func()) {
 		writeMu.Lock()
-		alone = inFlight.Add(1) == 1
-		return begun.Add(1), alone, func() { inFlight.Add(-1); writeMu.Unlock() }
+		return writeMu.Unlock
 	}
 	// patched is written for a patch. The fake client fills obj from the
 	// stored result of a patch (a JSON round trip of the object it stores,
 	// as Get makes), so the cache takes a copy of obj instead of reading it
 	// back, when obj is the patched object (filled: not a dry run, not a
-	// subresource body, no other write in flight when it began), the patch
-	// is not server-side apply, obj is typed, and no other write has begun
-	// since (checked under the cache's lock). The fake client deletes an
-	// object a patch leaves with a deletion timestamp and no finalizers.
-	// With reference reads, the cache reads it back.
-	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, epoch uint64, err error) error {
+	// subresource body), the patch is not server-side apply and obj is
+	// typed. No other write can begin before patched returns: the caller
+	// holds writeMu. The fake client deletes an object a patch leaves with
+	// a deletion timestamp and no finalizers. With reference reads, the
+	// cache reads it back.
+	patched := func(ctx context.Context, c client.Client, obj client.Object, patch client.Patch, filled bool, err error) error {
 		if err != nil || !filled || rc.reference || !typed(obj) || patch.Type() == types.ApplyPatchType {
 			return written(ctx, c, obj, err)
 		}
-		kept, err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0, func() bool { return begun.Load() == epoch })
-		if err != nil {
+		if err := rc.keep(ctx, c, obj, !obj.GetDeletionTimestamp().IsZero() && len(obj.GetFinalizers()) == 0); err != nil {
 			return fmt.Errorf("refreshing the read cache, %w", err)
-		}
-		if !kept {
-			return written(ctx, c, obj, nil)
 		}
 		log.record(obj)
 		return nil
@@ -293,7 +284,7 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return rc.list(ctx, c, list, opts...)
 		},
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			var hash string
 			if obj.GetName() == "" && obj.GetGenerateName() != "" {
@@ -325,24 +316,24 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			return written(ctx, c, obj, c.Update(ctx, obj, opts...))
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			epoch, alone, done := track()
+			done := track()
 			defer done()
 			po := client.PatchOptions{}
 			po.ApplyOptions(opts)
 			if fast(obj, len(opts)) {
 				if handled, err := mergePatch(ctx, c, rc, w, obj, patch, false); handled {
-					return patched(ctx, c, obj, patch, alone, epoch, err)
+					return patched(ctx, c, obj, patch, true, err)
 				}
 			}
-			return patched(ctx, c, obj, patch, alone && len(po.DryRun) == 0, epoch, c.Patch(ctx, obj, patch, opts...))
+			return patched(ctx, c, obj, patch, len(po.DryRun) == 0, c.Patch(ctx, obj, patch, opts...))
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			pod := evictee(ctx, c, obj)
 			_, isClaim := obj.(*karpv1.NodeClaim)
@@ -370,14 +361,14 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			err := c.DeleteAllOf(ctx, obj, opts...)
 			rc.reload(obj)
 			return err
 		},
 		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subResource client.Object, opts ...client.SubResourceCreateOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			var pod *corev1.Pod
 			cause := ""
@@ -396,21 +387,21 @@ func NewClient(clk clock.PassiveClock, log *ChangeLog, engineDeleting *atomic.Bo
 			return written(ctx, c, obj, err)
 		},
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-			_, _, done := track()
+			done := track()
 			defer done()
 			return written(ctx, c, obj, c.SubResource(sub).Update(ctx, obj, opts...))
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-			epoch, alone, done := track()
+			done := track()
 			defer done()
 			po := client.SubResourcePatchOptions{}
 			po.ApplyOptions(opts)
 			if sub == "status" && fast(obj, len(opts)) {
 				if handled, err := mergePatch(ctx, c, rc, w, obj, patch, true); handled {
-					return patched(ctx, c, obj, patch, alone, epoch, err)
+					return patched(ctx, c, obj, patch, true, err)
 				}
 			}
-			return patched(ctx, c, obj, patch, alone && sub == "status" && po.SubResourceBody == nil && len(po.DryRun) == 0, epoch,
+			return patched(ctx, c, obj, patch, sub == "status" && po.SubResourceBody == nil && len(po.DryRun) == 0,
 				c.SubResource(sub).Patch(ctx, obj, patch, opts...))
 		},
 	}).Build()

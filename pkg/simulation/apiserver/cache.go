@@ -240,26 +240,22 @@ func (rc *readCache) refresh(ctx context.Context, c client.Client, obj client.Ob
 }
 
 // keep puts a copy of obj, the stored version the fake client has just
-// returned from a write, into the cache (drops it when gone), if alone
-// (called under the cache's lock) says no other write has begun since;
-// otherwise it does nothing and reports false.
-func (rc *readCache) keep(ctx context.Context, c client.Client, obj client.Object, gone bool, alone func() bool) (bool, error) {
+// returned from a write, into the cache (drops it when gone). The caller
+// holds the write lock, so obj is still the stored version.
+func (rc *readCache) keep(ctx context.Context, c client.Client, obj client.Object, gone bool) error {
 	gvk, ks, err := rc.storeFor(ctx, c, obj)
 	if err != nil {
-		return false, err
+		return err
 	}
 	key := client.ObjectKeyFromObject(obj)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if !alone() {
-		return false, nil
-	}
 	if gone {
 		rc.remove(gvk, ks, key)
 	} else {
 		rc.put(gvk, ks, key, obj.DeepCopyObject().(client.Object))
 	}
-	return true, nil
+	return nil
 }
 
 // reload re-reads a whole kind (after DeleteAllOf).

@@ -30,6 +30,7 @@ import (
 
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/apis/v1alpha1"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/orphans"
+	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
 	awsbackend "github.com/karpenter-gpu/karpenter-gpu/providers/aws"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/aws/fakeaws"
 	"github.com/karpenter-gpu/karpenter-gpu/test/chaos"
@@ -90,7 +91,15 @@ func TestChartRBACCoversAWSBackendAndConsolidation(t *testing.T) {
 	np := nodePool()
 	np.Spec.Template.Spec.Requirements = append(np.Spec.Template.Spec.Requirements,
 		karpv1.NodeSelectorRequirementWithMinValues{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}})
-	for _, o := range []client.Object{nc, np, gpuPodN("big", 3), gpuPodN("small", 1)} {
+	// The small pod's eviction cost is fixed: break-even releases the node
+	// once its waste ($3.80/h against a g6.xlarge) passes 300 % of it, in
+	// about 30 s. Estimated from its run time instead, the wait grows
+	// with how long the pod has run when the big one goes (about ten times
+	// that: its lost work grows nearly as fast as the waste), which under
+	// the whole suite's load has outlasted the budget below.
+	small := gpuPodN("small", 1)
+	small.Annotations = map[string]string{evictioncost.AnnotationEvictionCost: "0.01"}
+	for _, o := range []client.Object{nc, np, gpuPodN("big", 3), small} {
 		if err := cp.Kube.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -117,6 +126,7 @@ func TestChartRBACCoversAWSBackendAndConsolidation(t *testing.T) {
 	if err := cp.Kube.Delete(ctx, gpuPodN("big", 3), client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
+	deleted := time.Now()
 	eventually(t, ctx, 240*time.Second, "consolidation replacing the g6.12xlarge with a g6.xlarge", rec, func() (bool, error) {
 		var claims karpv1.NodeClaimList
 		if err := cp.Kube.List(ctx, &claims); err != nil {
@@ -134,6 +144,7 @@ func TestChartRBACCoversAWSBackendAndConsolidation(t *testing.T) {
 				}))
 		}))
 	})
+	t.Logf("consolidation replaced the g6.12xlarge %s after the 3-GPU pod was deleted", time.Since(deleted).Round(time.Second))
 	// The evicted pod has no controller to recreate it: the replacement is
 	// empty and goes too.
 	eventually(t, ctx, 90*time.Second, "the empty replacement consolidated away", rec, func() (bool, error) {

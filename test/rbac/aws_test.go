@@ -91,12 +91,14 @@ func TestChartRBACCoversAWSBackendAndConsolidation(t *testing.T) {
 	np := nodePool()
 	np.Spec.Template.Spec.Requirements = append(np.Spec.Template.Spec.Requirements,
 		karpv1.NodeSelectorRequirementWithMinValues{Key: karpv1.CapacityTypeLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{karpv1.CapacityTypeOnDemand}})
-	// The small pod's eviction cost is fixed: break-even releases the node
-	// once its waste ($3.80/h against a g6.xlarge) passes 300 % of it, in
-	// about 30 s. Estimated from its run time instead, the wait grows
-	// with how long the pod has run when the big one goes (about ten times
-	// that: its lost work grows nearly as fast as the waste), which under
-	// the whole suite's load has outlasted the budget below.
+	// The small pod's eviction cost is fixed ($0.01), so break-even
+	// releases the node within seconds of its waste starting (the
+	// g6.12xlarge's price less a g6.xlarge's, a few dollars an hour),
+	// however slowly the test reaches the deletion below. Estimated from
+	// the pod's run time instead, the wait would grow with how long the
+	// pod had run by then (about ten times that, as its lost work grows
+	// nearly as fast as the waste), a load-dependent wait this test does
+	// not need.
 	small := gpuPodN("small", 1)
 	small.Annotations = map[string]string{evictioncost.AnnotationEvictionCost: "0.01"}
 	for _, o := range []client.Object{nc, np, gpuPodN("big", 3), small} {

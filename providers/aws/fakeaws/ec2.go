@@ -118,9 +118,25 @@ func (s *Server) pagedSet(form url.Values, name string, items []node) []node {
 	return append([]node{set(name, items[b[0]:b[1]]...)}, next...)
 }
 
-// selected reports whether id is among the requested ids; no ids selects
-// every id.
-func selected(ids []string, id string) bool { return len(ids) == 0 || contains(ids, id) }
+// selection is the objects a Describe* request asks for: those whose ID is
+// among the values of its ID parameter (every ID when it has none) and
+// that match its filters.
+type selection struct {
+	ids []string
+	fs  []filter
+}
+
+// selectionOf is the request's selection, its IDs listed as idParam.1,
+// idParam.2, ...
+func selectionOf(form url.Values, idParam string) selection {
+	return selection{ids: indexed(form, idParam), fs: filters(form)}
+}
+
+// has reports whether the selection holds the object with id, filter
+// attributes attrs and tags.
+func (q selection) has(id string, attrs, tags map[string]string) bool {
+	return (len(q.ids) == 0 || contains(q.ids, id)) && matchFilters(q.fs, attrs, tags)
+}
 
 func notFound(code, msg string) *apiError {
 	return &apiError{code: code, message: msg, status: http.StatusBadRequest}
@@ -169,11 +185,10 @@ func (s *Server) deleteLaunchTemplate(form url.Values) ([]node, *apiError) {
 }
 
 func (s *Server) describeSubnets(form url.Values) ([]node, *apiError) {
-	ids := indexed(form, "SubnetId")
-	fs := filters(form)
+	q := selectionOf(form, "SubnetId")
 	var items []node
 	for _, sn := range s.subnets {
-		if !selected(ids, sn.ID) || !matchFilters(fs, map[string]string{"subnet-id": sn.ID, "availability-zone": sn.Zone, "vpc-id": sn.VPC}, sn.Tags) {
+		if !q.has(sn.ID, map[string]string{"subnet-id": sn.ID, "availability-zone": sn.Zone, "vpc-id": sn.VPC}, sn.Tags) {
 			continue
 		}
 		items = append(items, item(txt("subnetId", sn.ID), txt("availabilityZone", sn.Zone), txt("availabilityZoneId", sn.ZoneID),
@@ -183,11 +198,10 @@ func (s *Server) describeSubnets(form url.Values) ([]node, *apiError) {
 }
 
 func (s *Server) describeSecurityGroups(form url.Values) ([]node, *apiError) {
-	ids := indexed(form, "GroupId")
-	fs := filters(form)
+	q := selectionOf(form, "GroupId")
 	var items []node
 	for _, g := range s.sgs {
-		if !selected(ids, g.ID) || !matchFilters(fs, map[string]string{"group-id": g.ID, "group-name": g.Name, "vpc-id": g.VPC}, g.Tags) {
+		if !q.has(g.ID, map[string]string{"group-id": g.ID, "group-name": g.Name, "vpc-id": g.VPC}, g.Tags) {
 			continue
 		}
 		items = append(items, item(txt("groupId", g.ID), txt("groupName", g.Name), txt("vpcId", g.VPC), tagSet(g.Tags)))
@@ -196,11 +210,10 @@ func (s *Server) describeSecurityGroups(form url.Values) ([]node, *apiError) {
 }
 
 func (s *Server) describeImages(form url.Values) ([]node, *apiError) {
-	ids := indexed(form, "ImageId")
+	q := selectionOf(form, "ImageId")
 	owners := indexed(form, "Owner")
-	fs := filters(form)
 	var items []node
-	for _, id := range ids {
+	for _, id := range q.ids {
 		found := false
 		for _, img := range s.images {
 			found = found || img.ID == id
@@ -210,17 +223,12 @@ func (s *Server) describeImages(form url.Values) ([]node, *apiError) {
 		}
 	}
 	for _, img := range s.images {
-		if !selected(ids, img.ID) {
-			continue
-		}
 		owner := img.Owner
 		if owner == "" {
 			owner = "self"
 		}
-		if len(owners) > 0 && !contains(owners, owner) {
-			continue
-		}
-		if !matchFilters(fs, map[string]string{"image-id": img.ID, "name": img.Name, "architecture": img.Arch}, img.Tags) {
+		if !q.has(img.ID, map[string]string{"image-id": img.ID, "name": img.Name, "architecture": img.Arch}, img.Tags) ||
+			len(owners) > 0 && !contains(owners, owner) {
 			continue
 		}
 		state := img.State
@@ -321,19 +329,15 @@ func (s *Server) describeSpotPriceHistory(form url.Values) ([]node, *apiError) {
 }
 
 func (s *Server) describeCapacityReservations(form url.Values) ([]node, *apiError) {
-	ids := indexed(form, "CapacityReservationId")
-	fs := filters(form)
+	q := selectionOf(form, "CapacityReservationId")
 	var items []node
 	for _, r := range s.reservations {
-		if !selected(ids, r.ID) {
+		if !q.has(r.ID, map[string]string{"state": r.State, "instance-platform": "Linux/UNIX", "instance-type": r.InstanceType, "availability-zone": r.Zone}, r.Tags) {
 			continue
 		}
 		rtype := "default"
 		if r.CapacityBlock {
 			rtype = "capacity-block"
-		}
-		if !matchFilters(fs, map[string]string{"state": r.State, "instance-platform": "Linux/UNIX", "instance-type": r.InstanceType, "availability-zone": r.Zone}, r.Tags) {
-			continue
 		}
 		items = append(items, item(txt("capacityReservationId", r.ID), txt("instanceType", r.InstanceType), txt("availabilityZone", r.Zone),
 			num("totalInstanceCount", r.Total), num("availableInstanceCount", r.Available), txt("state", r.State),
@@ -412,25 +416,20 @@ func instanceNode(inst *Instance) node {
 }
 
 func (s *Server) describeInstances(form url.Values) ([]node, *apiError) {
-	ids := indexed(form, "InstanceId")
-	if len(ids) > 0 && form.Get("MaxResults") != "" {
+	q := selectionOf(form, "InstanceId")
+	if len(q.ids) > 0 && form.Get("MaxResults") != "" {
 		return nil, &apiError{code: "InvalidParameterCombination", message: "The parameter instancesSet cannot be used with the parameter maxResults", status: http.StatusBadRequest}
 	}
-	for _, id := range ids {
+	for _, id := range q.ids {
 		if s.instance(id) == nil {
 			return nil, notFound("InvalidInstanceID.NotFound", "The instance ID '"+id+"' does not exist")
 		}
 	}
-	fs := filters(form)
 	var matched []*Instance
 	for _, inst := range s.instances {
-		if !selected(ids, inst.ID) {
-			continue
+		if q.has(inst.ID, map[string]string{"instance-id": inst.ID, "instance-state-name": inst.State, "instance-type": inst.InstanceType, "availability-zone": inst.Zone}, inst.Tags) {
+			matched = append(matched, inst)
 		}
-		if !matchFilters(fs, map[string]string{"instance-id": inst.ID, "instance-state-name": inst.State, "instance-type": inst.InstanceType, "availability-zone": inst.Zone}, inst.Tags) {
-			continue
-		}
-		matched = append(matched, inst)
 	}
 	b, next := s.page(form, len(matched))
 	var items []node

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -116,6 +117,11 @@ type Config struct {
 	// FaithfulPolling polls the idle-GPU controller on every tick instead
 	// of skipping ticks that provably change nothing (for tests).
 	FaithfulPolling bool
+	// PollAfterEveryProvisioning polls core's disruption controller after
+	// every provisioning pass and at the end of its nomination window, as
+	// if every pass changed the nominations, instead of only when the
+	// nominations core's candidate filter looks at changed (for tests).
+	PollAfterEveryProvisioning bool
 	// DecideEveryWindow has the provisioning controller decide in every
 	// batching window instead of recording again a decision that provably
 	// still holds (provisionMemo) (for tests).
@@ -558,7 +564,9 @@ func (e *engine) handle(ev simEvent) error {
 			return e.provision()
 		}
 	case evDirty:
-		e.markDisruptionDirty()
+		if e.nominationsChanged() {
+			e.markDisruptionDirty()
+		}
 	case evPoll:
 		return e.poll()
 	case evWake:
@@ -708,7 +716,9 @@ func (e *engine) provision() error {
 	// window (StateNode.Nominated): disruption may decide differently when
 	// it ends.
 	e.push(simEvent{at: e.clk.Now().Add(max(2*e.cfg.BatchMax, 10*time.Second) + time.Nanosecond), kind: evDirty})
-	e.markDisruptionDirty()
+	if e.nominationsChanged() {
+		e.markDisruptionDirty()
+	}
 	return nil
 }
 
@@ -828,11 +838,14 @@ type disruptionDriver struct {
 	writes   uint64 // change-log write count when last looked
 	polled   bool   // a poll is scheduled
 	nextPoll time.Time
-	active   bool
-	done     chan disruptionResult
-	seen     map[string]bool
-	commands []commandRecord
-	started  time.Time
+	// nominated are the nodes that were nominated for pending pods when
+	// the last poll began (its candidates exclude them).
+	nominated []string
+	active    bool
+	done      chan disruptionResult
+	seen      map[string]bool
+	commands  []commandRecord
+	started   time.Time
 }
 
 type disruptionResult struct {
@@ -880,6 +893,32 @@ func (e *engine) schedulePoll() {
 	e.push(simEvent{at: at, kind: evPoll})
 }
 
+// nominationsChanged says whether the nodes nominated for pending pods
+// differ from those nominated when the last poll began. Nomination is the
+// one time-based input of core's candidate filter
+// (StateNode.ValidateNodeDisruptable) that provisioning changes without a
+// write; a provisioning pass or a window's end that leaves the set as the
+// last poll saw it cannot change its candidates, so it is no reason to poll.
+func (e *engine) nominationsChanged() bool {
+	if e.cfg.PollAfterEveryProvisioning {
+		return true
+	}
+	return !slices.Equal(e.nominatedNodes(nil), e.disrupt.nominated)
+}
+
+// nominatedNodes appends the provider IDs of the initialized nodes
+// nominated now to ids, sorted. Core's filter rejects an uninitialized node
+// before it looks at nomination, and a node's initialization is a write.
+func (e *engine) nominatedNodes(ids []string) []string {
+	for n := range e.cluster.Nodes() {
+		if n.Initialized() && n.Nominated(e.clk) {
+			ids = append(ids, n.ProviderID())
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
 func (e *engine) poll() error {
 	d := &e.disrupt
 	d.polled = false
@@ -888,6 +927,7 @@ func (e *engine) poll() error {
 	}
 	d.dirty = false
 	d.writes = e.changes.Writes()
+	d.nominated = e.nominatedNodes(d.nominated[:0])
 	d.active = true
 	d.started = time.Now()
 	e.as("disruption")

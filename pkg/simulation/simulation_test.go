@@ -197,6 +197,54 @@ func TestIdlePollingEquivalence(t *testing.T) {
 	}
 }
 
+// TestNominationPollingEquivalence checks that polling core's disruption
+// controller only when the nominations its candidate filter looks at
+// changed (engine.nominationsChanged) changes nothing: the report is the
+// same as polling after every provisioning pass and at the end of every
+// nomination window, under both policies, on workloads where pods wait for
+// launching nodes, nodes are consolidated and drained, and pods are
+// evicted. Each case must skip some polls, or it would check nothing.
+func TestNominationPollingEquivalence(t *testing.T) {
+	full, err := workload.DefaultInput(workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A day of the bundled trace on which a nomination window's end does
+	// change stock's decisions: never polling on it changes the report.
+	day, err := full.Slice(2700*time.Hour, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		input   string
+		policy  Policy
+		horizon time.Duration
+	}{
+		{"churn.yaml", PolicyStock, 0},
+		{"churn.yaml", PolicyKarpenterGPU, 0},
+		{"eviction.yaml", PolicyStock, 0},
+		{"repack.yaml", PolicyKarpenterGPU, 0},
+		{"trace-2700h+24h", PolicyStock, 24 * time.Hour},
+		{"trace-2700h+24h", PolicyKarpenterGPU, 24 * time.Hour},
+	} {
+		t.Run(tc.input+"/"+string(tc.policy), func(t *testing.T) {
+			w := day
+			if tc.horizon == 0 {
+				w = load(t, tc.input, workload.TraceOptions{GPUMap: workload.DefaultGPUMap()})
+			}
+			skipping := run(t, w, func(c *Config) { c.Policy, c.Horizon = tc.policy, tc.horizon })
+			every := run(t, w, func(c *Config) { c.Policy, c.Horizon, c.PollAfterEveryProvisioning = tc.policy, tc.horizon, true })
+			if s, e := skipping.Profile["disruption"].Calls, every.Profile["disruption"].Calls; s >= e {
+				t.Fatalf("no disruption poll skipped: %d polls, %d when polling after every provisioning pass", s, e)
+			}
+			skipping.Reconciles, every.Reconciles = 0, 0
+			if a, b := normalized(t, skipping), normalized(t, every); a != b {
+				t.Errorf("skipping polls on unchanged nominations changed the simulation:\n%s", firstDiff(a, b))
+			}
+		})
+	}
+}
+
 // TestRecordedDecisionsEquivalence checks that recording a provisioning
 // decision again while it provably still holds (provisionMemo) changes
 // nothing: the report is the same as deciding in every batching window,

@@ -30,9 +30,7 @@ const PollInterval = 30 * time.Second
 // instance types. It is a singleton, so only the leader exports them and a
 // sum over replicas counts the fleet once.
 type Controller struct {
-	clk           clock.Clock
-	kubeClient    client.Client
-	cloudProvider karpcp.CloudProvider
+	opts Options
 }
 
 // Options are NewController's inputs.
@@ -47,10 +45,8 @@ type Options struct {
 
 // NewController returns the metrics controller.
 func NewController(o Options) *Controller {
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
-	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, cloudProvider: o.CloudProvider}
+	o.Clock = lo.Ternary[clock.Clock](o.Clock == nil, clock.RealClock{}, o.Clock)
+	return &Controller{opts: o}
 }
 
 // Name is the controller's name.
@@ -90,7 +86,7 @@ func (c *Controller) compute(ctx context.Context) (*fleet, error) {
 	var pods corev1.PodList
 	var pools karpv1.NodePoolList
 	for _, l := range []client.ObjectList{&ncs, &nodes, &pods, &pools} {
-		if err := c.kubeClient.List(ctx, l); err != nil {
+		if err := c.opts.KubeClient.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("listing %T, %w", l, err)
 		}
 	}
@@ -107,7 +103,7 @@ func (c *Controller) compute(ctx context.Context) (*fleet, error) {
 			podsByNode[p.Spec.NodeName] = append(podsByNode[p.Spec.NodeName], p)
 		}
 	}
-	prices := &pricer{ctx: ctx, cloudProvider: c.cloudProvider, pools: lo.SliceToMap(pools.Items, func(np karpv1.NodePool) (string, *karpv1.NodePool) { return np.Name, &np }), byPool: map[string]map[string]*karpcp.InstanceType{}, failed: map[string]bool{}}
+	prices := &pricer{ctx: ctx, cloudProvider: c.opts.CloudProvider, pools: lo.SliceToMap(pools.Items, func(np karpv1.NodePool) (string, *karpv1.NodePool) { return np.Name, &np }), byPool: map[string]map[string]*karpcp.InstanceType{}, failed: map[string]bool{}}
 
 	f := &fleet{
 		cost: map[fleetKey]float64{}, nodes: map[fleetKey]float64{}, paid: map[fleetKey]float64{}, requested: map[fleetKey]float64{},

@@ -36,9 +36,7 @@ var TimeoutsTotal = metrics.NewCounterVec("startup", "timeouts_total", "GPU node
 
 // Controller watches NodeClaims.
 type Controller struct {
-	clk        clock.Clock
-	kubeClient client.Client
-	recorder   events.Recorder
+	opts Options
 }
 
 // Options are NewController's inputs.
@@ -50,10 +48,8 @@ type Options struct {
 
 // NewController returns the startup-timeout controller.
 func NewController(o Options) *Controller {
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
-	return &Controller{clk: o.Clock, kubeClient: o.KubeClient, recorder: o.Recorder}
+	o.Clock = lo.Ternary[clock.Clock](o.Clock == nil, clock.RealClock{}, o.Clock)
+	return &Controller{opts: o}
 }
 
 // Name is the controller's name.
@@ -78,21 +74,21 @@ func (c *Controller) Reconcile(ctx context.Context, nc *karpv1.NodeClaim) (recon
 		return reconcile.Result{}, nil
 	}
 	class := &v1alpha1.GPUNodeClass{}
-	if err := c.kubeClient.Get(ctx, client.ObjectKey{Name: nc.Spec.NodeClassRef.Name}, class); err != nil {
+	if err := c.opts.KubeClient.Get(ctx, client.ObjectKey{Name: nc.Spec.NodeClassRef.Name}, class); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	waited := c.clk.Since(registered.LastTransitionTime.Time)
+	waited := c.opts.Clock.Since(registered.LastTransitionTime.Time)
 	if remaining := class.StartupTimeout() - waited; remaining > 0 {
 		return reconcile.Result{RequeueAfter: remaining}, nil
 	}
 	reason := fmt.Sprintf("node registered %s ago but never advertised %s (device plugin or driver not ready)", waited.Round(time.Second), strings.Join(missing, ", "))
 	stored := nc.DeepCopy()
 	nc.Annotations = lo.Assign(nc.Annotations, map[string]string{AnnotationStartupFailure: reason})
-	if err := c.kubeClient.Patch(ctx, nc, client.MergeFrom(stored)); err != nil {
+	if err := c.opts.KubeClient.Patch(ctx, nc, client.MergeFrom(stored)); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	c.recorder.Publish(events.Event{InvolvedObject: nc, Type: corev1.EventTypeWarning, Reason: "GPUStartupTimeout", Message: "Replacing node: " + reason, DedupeValues: []string{string(nc.UID)}})
-	if err := c.kubeClient.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
+	c.opts.Recorder.Publish(events.Event{InvolvedObject: nc, Type: corev1.EventTypeWarning, Reason: "GPUStartupTimeout", Message: "Replacing node: " + reason, DedupeValues: []string{string(nc.UID)}})
+	if err := c.opts.KubeClient.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, err
 	}
 	TimeoutsTotal.WithLabelValues(nc.Labels[karpv1.NodePoolLabelKey], nc.Labels[corev1.LabelInstanceTypeStable]).Inc()
@@ -104,7 +100,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *karpv1.NodeClaim) (recon
 // (from its launch capacity) that the Node does not advertise.
 func (c *Controller) missingAccelerators(ctx context.Context, nc *karpv1.NodeClaim) []string {
 	node := &corev1.Node{}
-	if nc.Status.NodeName == "" || c.kubeClient.Get(ctx, client.ObjectKey{Name: nc.Status.NodeName}, node) != nil {
+	if nc.Status.NodeName == "" || c.opts.KubeClient.Get(ctx, client.ObjectKey{Name: nc.Status.NodeName}, node) != nil {
 		return nil
 	}
 	var missing []string

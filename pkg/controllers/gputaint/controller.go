@@ -29,8 +29,7 @@ var Taint = corev1.Taint{Key: v1alpha1.ResourceNVIDIAGPU, Value: "true", Effect:
 
 // Controller reconciles NodePools.
 type Controller struct {
-	kubeClient client.Client
-	recorder   events.Recorder
+	opts Options
 }
 
 // Options are NewController's inputs.
@@ -41,7 +40,7 @@ type Options struct {
 
 // NewController returns the GPU-taint controller.
 func NewController(o Options) *Controller {
-	return &Controller{kubeClient: o.KubeClient, recorder: o.Recorder}
+	return &Controller{opts: o}
 }
 
 // Name is the controller's name.
@@ -55,7 +54,7 @@ func (c *Controller) Reconcile(ctx context.Context, np *karpv1.NodePool) (reconc
 		return reconcile.Result{}, nil
 	}
 	class := &v1alpha1.GPUNodeClass{}
-	if err := c.kubeClient.Get(ctx, client.ObjectKey{Name: ref.Name}, class); err != nil {
+	if err := c.opts.KubeClient.Get(ctx, client.ObjectKey{Name: ref.Name}, class); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !class.GPUTaintEnabled() || lo.ContainsBy(np.Spec.Template.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&Taint) }) {
@@ -63,10 +62,10 @@ func (c *Controller) Reconcile(ctx context.Context, np *karpv1.NodePool) (reconc
 	}
 	stored := np.DeepCopy()
 	np.Spec.Template.Spec.Taints = append(np.Spec.Template.Spec.Taints, Taint)
-	if err := c.kubeClient.Patch(ctx, np, client.MergeFrom(stored)); err != nil {
+	if err := c.opts.KubeClient.Patch(ctx, np, client.MergeFrom(stored)); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	c.recorder.Publish(events.Event{InvolvedObject: np, Type: corev1.EventTypeNormal, Reason: "GPUTaintAdded",
+	c.opts.Recorder.Publish(events.Event{InvolvedObject: np, Type: corev1.EventTypeNormal, Reason: "GPUTaintAdded",
 		Message: "Added nvidia.com/gpu=true:NoSchedule so CPU-only pods stay off GPU nodes (set gpu.taint: false on the GPUNodeClass to opt out)", DedupeValues: []string{string(np.UID)}})
 	return reconcile.Result{}, nil
 }
@@ -78,7 +77,7 @@ func (c *Controller) Register(_ context.Context, m manager.Manager) error {
 		Named(c.Name()).
 		For(&karpv1.NodePool{}).
 		Watches(&v1alpha1.GPUNodeClass{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return NodePoolsForNodeClass(ctx, c.kubeClient, o.GetName())
+			return NodePoolsForNodeClass(ctx, c.opts.KubeClient, o.GetName())
 		})).
 		Complete(reconcile.AsReconciler(m.GetClient(), c))
 }

@@ -101,9 +101,7 @@ type Controller struct {
 
 // NewController returns the interruption handler.
 func NewController(o Options) *Controller {
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.Clock = lo.Ternary[clock.Clock](o.Clock == nil, clock.RealClock{}, o.Clock)
 	if o.IdleInterval <= 0 {
 		o.IdleInterval = DefaultIdleInterval
 	}

@@ -67,13 +67,12 @@ type Options struct {
 
 // Controller sets GPUNodeClass status.
 type Controller struct {
-	kubeClient client.Client
-	backend    cloudprovider.Backend
+	opts Options
 }
 
 // NewController returns the GPUNodeClass status controller.
 func NewController(o Options) *Controller {
-	return &Controller{kubeClient: o.KubeClient, backend: o.Backend}
+	return &Controller{opts: o}
 }
 
 // Name is the controller's name.
@@ -84,14 +83,14 @@ func (c *Controller) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) (
 	stored := nc.DeepCopy()
 	conds := nc.StatusConditions()
 	var validateErr error
-	if r, ok := c.backend.(Resolver); ok {
+	if r, ok := c.opts.Backend.(Resolver); ok {
 		if err := r.Resolve(ctx, nc); err != nil {
 			return reconcile.Result{}, err
 		}
-		if v, ok := c.backend.(Validator); ok {
+		if v, ok := c.opts.Backend.(Validator); ok {
 			validateErr = c.validate(ctx, v, nc)
 		}
-	} else if _, err := c.backend.Offerings(ctx, nc); err != nil {
+	} else if _, err := c.opts.Backend.Offerings(ctx, nc); err != nil {
 		// Backends without cloud-side resources (the fake fleet) are ready
 		// as soon as they can describe offerings.
 		conds.SetFalse(v1alpha1.ConditionTypeSubnetsReady, "OfferingsUnavailable", err.Error())
@@ -101,7 +100,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *v1alpha1.GPUNodeClass) (
 		}
 	}
 	if !equality.Semantic.DeepEqual(stored.Status, nc.Status) {
-		if err := c.kubeClient.Status().Patch(ctx, nc, client.MergeFrom(stored)); err != nil {
+		if err := c.opts.KubeClient.Status().Patch(ctx, nc, client.MergeFrom(stored)); err != nil {
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}

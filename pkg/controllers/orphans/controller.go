@@ -14,6 +14,7 @@ import (
 
 	"github.com/awslabs/operatorpkg/reconciler"
 	"github.com/awslabs/operatorpkg/singleton"
+	"github.com/samber/lo"
 	"k8s.io/utils/clock"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,9 +71,7 @@ type Controller struct {
 
 // NewController returns the orphan collector.
 func NewController(o Options) *Controller {
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.Clock = lo.Ternary[clock.Clock](o.Clock == nil, clock.RealClock{}, o.Clock)
 	if o.GracePeriod <= 0 {
 		o.GracePeriod = cloudprovider.DefaultOrphanGracePeriod
 	}

@@ -36,17 +36,12 @@ var (
 
 func TestMetricsSuite(t *testing.T) { controlplane.RunSuite(t, &ctx, "metrics") }
 
-var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment()
+var _ = controlplane.EnvironmentSuite(&ctx, &env, func() {
 	var err error
 	cp, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fakefleet.NewFleet(fakefleet.Options{Clock: env.Clock, Seed: 1}), Clock: env.Clock, ClusterName: "envtest"})
 	Expect(err).ToNot(HaveOccurred())
 	ctrl = metrics.NewController(metrics.Options{Clock: env.Clock, KubeClient: env.Client, CloudProvider: cp})
 })
-
-var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
-
-var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 // node is a launched GPU node: its NodeClaim and, when registered, its Node.
 type node struct {

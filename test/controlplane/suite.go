@@ -31,6 +31,36 @@ func RunSuite(t *testing.T, ctx *context.Context, description string) {
 	ginkgo.RunSpecs(t, description)
 }
 
+// EnvironmentSuite registers the environment of a controller's own suite,
+// for a package-level `var _ =`: a BeforeSuite that sets *env to
+// NewEnvironment and then runs setup (nil: nothing), an AfterSuite that
+// stops it and an AfterEach that runs Cleanup with *ctx (RunSuite's).
+func EnvironmentSuite(ctx *context.Context, env **test.Environment, setup func()) bool {
+	return registerSuite(func() { *env = NewEnvironment() }, setup, env, func() { Cleanup(*ctx, *env) })
+}
+
+// CoreSuite is EnvironmentSuite for a suite that runs core's controllers:
+// its BeforeSuite sets *env and *ctx by NewCoreEnvironment(*ctx) before
+// setup, and its AfterEach runs reset (nil: Cleanup).
+func CoreSuite(ctx *context.Context, env **test.Environment, setup, reset func()) bool {
+	if reset == nil {
+		reset = func() { Cleanup(*ctx, *env) }
+	}
+	return registerSuite(func() { *env, *ctx = NewCoreEnvironment(*ctx) }, setup, env, reset)
+}
+
+func registerSuite(start, setup func(), env **test.Environment, afterEach func()) bool {
+	ginkgo.BeforeSuite(func() {
+		start()
+		if setup != nil {
+			setup()
+		}
+	})
+	ginkgo.AfterSuite(func() { gomega.Expect(StopEnvironment(*env)).To(gomega.Succeed()) })
+	ginkgo.AfterEach(afterEach)
+	return true
+}
+
 // NewEnvironment is Karpenter core's test environment (a real kube-apiserver
 // and etcd from Assets) with karpenter-gpu's CRDs, for a Ginkgo BeforeSuite:
 // missing binaries fail the suite naming `make envtest-bin`.

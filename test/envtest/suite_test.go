@@ -7,8 +7,6 @@ import (
 	"context"
 	"testing"
 
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 	"k8s.io/client-go/tools/record"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
 	"sigs.k8s.io/karpenter/pkg/controllers/nodeclaim/lifecycle"
@@ -39,17 +37,12 @@ var (
 
 func TestEnvtest(t *testing.T) { controlplane.RunSuite(t, &ctx, "karpenter-gpu envtest") }
 
-var _ = BeforeSuite(func() {
-	env, ctx = controlplane.NewCoreEnvironment(ctx)
+var _ = controlplane.CoreSuite(&ctx, &env, func() {
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1})
 	core = coresuite.New(env, fleet, "envtest")
 	cloudProvider, cluster, prov, lifecycleCtrl = core.CloudProvider, core.Cluster, core.Provisioner, core.Lifecycle
 	idleCtrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: core.Recorder, CloudProvider: cloudProvider})
-})
-
-var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
-
-var _ = AfterEach(func() { core.Reset(ctx) })
+}, func() { core.Reset(ctx) })
 
 // disruptingPool is a GPUNodeClass whose GPU nodes are disrupted as d says
 // and a gpuNodePool on it: the setting of the break-even, repacking and

@@ -32,14 +32,9 @@ var (
 
 func TestGPUStartup(t *testing.T) { controlplane.RunSuite(t, &ctx, "gpustartup") }
 
-var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment()
+var _ = controlplane.EnvironmentSuite(&ctx, &env, func() {
 	ctrl = gpustartup.NewController(gpustartup.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{})})
 })
-
-var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
-
-var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 var _ = Describe("Stuck GPU nodes", func() {
 	var (

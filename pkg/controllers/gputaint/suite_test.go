@@ -25,14 +25,9 @@ var (
 
 func TestGPUTaint(t *testing.T) { controlplane.RunSuite(t, &ctx, "gputaint") }
 
-var _ = BeforeSuite(func() {
-	env = controlplane.NewEnvironment()
+var _ = controlplane.EnvironmentSuite(&ctx, &env, func() {
 	ctrl = gputaint.NewController(gputaint.Options{KubeClient: env.Client, Recorder: events.NewRecorder(&record.FakeRecorder{})})
 })
-
-var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
-
-var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 var _ = Describe("GPU taint on NodePools", func() {
 	It("adds nvidia.com/gpu:NoSchedule to NodePools of a tainting GPUNodeClass", func() {

@@ -33,15 +33,12 @@ var (
 
 func TestIdleGPU(t *testing.T) { controlplane.RunSuite(t, &ctx, "idlegpu") }
 
-var _ = BeforeSuite(func() {
-	env, ctx = controlplane.NewCoreEnvironment(ctx)
+var _ = controlplane.CoreSuite(&ctx, &env, func() {
 	var err error
 	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1}),
 		Clock: env.Clock, ClusterName: "idlegpu"})
 	Expect(err).ToNot(HaveOccurred())
-})
-
-var _ = AfterSuite(func() { Expect(controlplane.StopEnvironment(env)).To(Succeed()) })
+}, nil)
 
 // Each spec starts a new controller: its idle timers and break-even
 // accounts are in memory, and it counts idle time from its start.
@@ -49,8 +46,6 @@ var _ = BeforeEach(func() {
 	recorder = test.NewEventRecorder()
 	ctrl = idlegpu.NewController(idlegpu.Options{Clock: env.Clock, KubeClient: env.Client, Recorder: recorder, CloudProvider: cloudProvider})
 })
-
-var _ = AfterEach(func() { controlplane.Cleanup(ctx, env) })
 
 // gpuNodePool is a NodePool on nc limited to amd64, so the right-sized
 // replacements break-even prices are the x86 types the specs name.

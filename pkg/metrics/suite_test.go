@@ -21,6 +21,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 	fakefleet "github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
 )
 
 // The fleet metrics controller's own suite, against Karpenter core's test
@@ -37,9 +38,7 @@ var (
 func TestMetricsSuite(t *testing.T) { controlplane.RunSuite(t, &ctx, "metrics") }
 
 var _ = controlplane.EnvironmentSuite(&ctx, &env, func() {
-	var err error
-	cp, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fakefleet.NewFleet(fakefleet.Options{Clock: env.Clock, Seed: 1}), Clock: env.Clock, ClusterName: "envtest"})
-	Expect(err).ToNot(HaveOccurred())
+	cp = coresuite.CloudProvider(env, fakefleet.NewFleet(fakefleet.Options{Clock: env.Clock, Seed: 1}), "envtest")
 	ctrl = metrics.NewController(metrics.Options{Clock: env.Clock, KubeClient: env.Client, CloudProvider: cp})
 })
 

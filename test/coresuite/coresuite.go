@@ -44,13 +44,22 @@ type Core struct {
 	NodeClass     *nodeclass.Controller
 }
 
+// CloudProvider is karpenter-gpu's cloud provider over backend on env
+// (whose clock it shares), tagging instances with clusterName, for a Ginkgo
+// BeforeSuite.
+func CloudProvider(env *test.Environment, backend gpucp.Backend, clusterName string) *gpucp.CloudProvider {
+	GinkgoHelper()
+	cp, err := gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: env.Clock, ClusterName: clusterName})
+	Expect(err).ToNot(HaveOccurred())
+	return cp
+}
+
 // New wires Core over backend on env (whose clock every part shares), for a
 // Ginkgo BeforeSuite; instances are tagged with clusterName. Events go to a
 // fake recorder.
 func New(env *test.Environment, backend gpucp.Backend, clusterName string) *Core {
 	GinkgoHelper()
-	cp, err := gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: backend, Clock: env.Clock, ClusterName: clusterName})
-	Expect(err).ToNot(HaveOccurred())
+	cp := CloudProvider(env, backend, clusterName)
 	c := &Core{Env: env, CloudProvider: cp, Recorder: events.NewRecorder(&record.FakeRecorder{})}
 	c.Cluster = state.NewCluster(env.Clock, env.Client, cp)
 	c.Provisioner = provisioning.NewProvisioner(env.Client, c.Recorder, cp, c.Cluster, env.Clock,

@@ -31,6 +31,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/provisioningrequest"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
 )
 
 var (
@@ -54,9 +55,7 @@ var _ = BeforeSuite(func() {
 	// Gang members' launches are gathered into one all-or-nothing group
 	// launch, as on AWS: lifecycle reconciles run concurrently (launchAll).
 	fleet = fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1, GangWait: 10 * time.Second})
-	var err error
-	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fleet, Clock: env.Clock, ClusterName: "envtest"})
-	Expect(err).ToNot(HaveOccurred())
+	cloudProvider = coresuite.CloudProvider(env, fleet, "envtest")
 	recorder = events.NewRecorder(&record.FakeRecorder{})
 	cluster = state.NewCluster(env.Clock, env.Client, cloudProvider)
 	lifecycleCtrl = lifecycle.NewController(env.Clock, env.Client, cloudProvider, recorder, cluster, nodepoolhealth.NewState(), nil)

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	karpv1 "sigs.k8s.io/karpenter/pkg/apis/v1"
@@ -17,6 +16,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/idlegpu"
 	"github.com/karpenter-gpu/karpenter-gpu/providers/fake"
 	"github.com/karpenter-gpu/karpenter-gpu/test/controlplane"
+	"github.com/karpenter-gpu/karpenter-gpu/test/coresuite"
 )
 
 // The controller's own suite, against Karpenter core's test environment (a
@@ -34,10 +34,7 @@ var (
 func TestIdleGPU(t *testing.T) { controlplane.RunSuite(t, &ctx, "idlegpu") }
 
 var _ = controlplane.CoreSuite(&ctx, &env, func() {
-	var err error
-	cloudProvider, err = gpucp.New(gpucp.Options{KubeClient: env.Client, Backend: fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1}),
-		Clock: env.Clock, ClusterName: "idlegpu"})
-	Expect(err).ToNot(HaveOccurred())
+	cloudProvider = coresuite.CloudProvider(env, fake.NewFleet(fake.Options{Clock: env.Clock, Seed: 1}), "idlegpu")
 }, nil)
 
 // Each spec starts a new controller: its idle timers and break-even

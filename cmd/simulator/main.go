@@ -109,7 +109,7 @@ Flags:
 	fs.BoolVar(&f.noCache, "no-cache", false, "always replay stock Karpenter (by default a stock result is reused from the user's cache directory when everything that decides it is unchanged: binary, input, settings)")
 	fs.StringVar(&f.protection, "protection", "", "override the GPUNodeClass's gpu.disruption.protection for this run: BreakEven, Always (the old protectRunningGPUPods: true) or Never (karpenter-gpu policy; stock has no GPU-work protection)")
 	fs.StringVar(&f.attrition, "drain-by-attrition", "", "override the GPUNodeClass's gpu.disruption.drainByAttrition (true or false): soft-cordon nodes the break-even rule finds reclaimable")
-	fs.StringVar(&f.evictionCostPerPod, "eviction-cost-per-pod", "", "override the GPUNodeClass's gpu.disruption.evictionCostPerPod (dollars added to every GPU pod's eviction-cost estimate, e.g. 0.2)")
+	fs.StringVar(&f.evictionCostPerPod, "eviction-cost-per-pod", "", "override the GPUNodeClass's gpu.disruption.evictionCostPerPod (dollars added to every GPU pod's eviction-cost estimate; default 0.3, 0 turns it off)")
 	fs.StringVar(&f.repack, "repack", "", "override the GPUNodeClass's gpu.disruption.repack (true or false): split nodes released by the break-even rule into the packer's cheaper set of new nodes")
 	fs.IntVar(&f.breakEvenPercent, "break-even-percent", -1, "override the GPUNodeClass's gpu.disruption.breakEvenPercent (100 = release a node once it has wasted what evicting its GPU pods costs)")
 	fs.StringVar(&f.consolidationPolicy, "consolidation-policy", "", "override every NodePool's spec.disruption.consolidationPolicy: WhenEmptyOrUnderutilized, Balanced or WhenEmpty (both policies)")

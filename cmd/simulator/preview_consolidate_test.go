@@ -83,9 +83,12 @@ func oneGPUPod(name, node string) *corev1.Pod {
 //   - oversized: a g4dn.12xlarge ($3.912/h, 4 T4s) runs one 1-GPU pod. Kept
 //     as it is, the new pod fits on a free T4: $3.912/h before and after.
 //     Consolidated, both policies replace it by a g4dn.xlarge ($0.526/h,
-//     the cheapest g4dn with a GPU) within the 30 minutes before the
-//     manifest, which then needs a second g4dn.xlarge: $0.526 → $1.052/h.
-//     Consolidation changes the answer.
+//     the cheapest g4dn with a GPU) within the 90 minutes before the
+//     manifest (--at 90m), which then needs a second g4dn.xlarge: $0.526 →
+//     $1.052/h. Consolidation changes the answer. karpenter-gpu releases the
+//     node at its batch pod's first checkpoint, an hour in: before that
+//     the pod's lost work plus the default $0.3 per evicted pod, at 300 %,
+//     outweighs what the node has wasted.
 //   - full: a g4dn.xlarge runs one 1-GPU pod: nothing cheaper holds it,
 //     the new pod launches a g4dn.xlarge either way: $0.526 → $1.052/h.
 //   - a Karpenter node the simulated NodePool cannot launch: a g4ad.xlarge
@@ -125,12 +128,14 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name               string
 		cluster, nodes     string
+		args               []string // more preview flags
 		consolidated, kept want
 		text               []string
 	}{
 		{name: "oversized",
 			cluster:      writeList(t, filepath.Join(dir, "pods-big.json"), oneGPUPod("train-0", "gpu-big")),
 			nodes:        writeList(t, filepath.Join(dir, "nodes-big.json"), g4dnNode("gpu-big", "g4dn.12xlarge", "47", "180Gi", 4)),
+			args:         []string{"--at", "90m"},
 			consolidated: want{before: 0.526, after: 1.052, incremental: 0.526, retired: []string{"g4dn.12xlarge"}, launchedBefore: []string{"g4dn.xlarge"}, launched: []string{"g4dn.xlarge"}},
 			kept:         want{before: 3.912, after: 3.912, fits: true},
 			text: []string{"Cluster nodes as they are: $3.912/h, of which Karpenter's (gpu-big) $3.912/h",
@@ -201,7 +206,7 @@ func TestPreviewConsolidatesKarpenterNodes(t *testing.T) {
 			for _, consolidate := range []bool{true, false} {
 				jsonOut := filepath.Join(t.TempDir(), "preview.json")
 				var out, errOut bytes.Buffer
-				args := []string{"preview", "--json", jsonOut, "--cluster", tc.cluster, "--nodes", tc.nodes, "--add", add}
+				args := append([]string{"preview", "--json", jsonOut, "--cluster", tc.cluster, "--nodes", tc.nodes, "--add", add}, tc.args...)
 				if !consolidate {
 					args = append(args, "--consolidate=false")
 				}

@@ -15,8 +15,10 @@ import (
 // A cluster's existing nodes as the starting fleet: an initial node is
 // launched at t=0 as its pinned type, zone and capacity type, and the
 // policies' disruption may consolidate it (a g4dn.12xlarge running one
-// 1-GPU pod becomes a g4dn.xlarge); one the NodePool cannot launch is an
-// InitialNodeError naming the node.
+// 1-GPU pod becomes a g4dn.xlarge; karpenter-gpu releases it at the batch
+// pod's first checkpoint, an hour in, when its eviction cost is the default
+// $0.3 per pod alone); one the NodePool cannot launch is an InitialNodeError
+// naming the node.
 func TestInitialNodes(t *testing.T) {
 	w, err := workload.FromKube([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: train, namespace: ml}\nspec:\n  nodeSelector: {karpenter-gpu.io/instance-family: g4dn}\n  containers: [{name: c, image: i, resources: {requests: {cpu: '1', memory: 4Gi}, limits: {nvidia.com/gpu: 1}}}]\n"), "pod.yaml", workload.TraceOptions{})
 	if err != nil {
@@ -37,7 +39,7 @@ func TestInitialNodes(t *testing.T) {
 		for _, policy := range []Policy{PolicyKarpenterGPU, PolicyStock} {
 			t.Run(tc.name+"/"+string(policy), func(t *testing.T) {
 				cfg := DefaultConfig()
-				cfg.Policy, cfg.Horizon, cfg.InitialNodes = policy, 30*time.Minute, []InitialNode{tc.node}
+				cfg.Policy, cfg.Horizon, cfg.InitialNodes = policy, 90*time.Minute, []InitialNode{tc.node}
 				r, err := Run(context.Background(), w, cfg)
 				if tc.wantErr != "" {
 					var ine *InitialNodeError

@@ -38,6 +38,34 @@ def lost(d):
     return sum(v.values()) if isinstance(v, dict) else v
 
 
+# What each setting of whole-cadence.sh is, for the chart's legend.
+LABELS = {
+    "stock-default": "stock Karpenter",
+    "stock-binpack": "stock Karpenter",
+    "kg-ecpp0": "karpenter-gpu, $0 per pod (the defaults before this round)",
+    "kg-binpack": "karpenter-gpu, $0 per pod (the defaults before this round)",
+    "kg-always": "karpenter-gpu protect-all (the old default)",
+    "kg-norepack": "karpenter-gpu, no repack, $0 per pod",
+    "kg-attrition": "karpenter-gpu + drain by attrition, $0 per pod",
+    "kg-balanced": "karpenter-gpu, core Balanced, $0 per pod",
+    "kg-defaults": "karpenter-gpu, the defaults",
+}
+
+
+def label(name):
+    if name in LABELS:
+        return LABELS[name]
+    parts = []
+    for tok in name.split("-")[1:]:
+        if tok.startswith("be"):
+            parts.append(f"break-even {tok[2:]} %")
+        elif tok.startswith("ecpp"):
+            parts.append(f"${tok[4:]} per pod")
+    if not any(p.startswith("$") for p in parts):
+        parts.append("$0 per pod")
+    return "karpenter-gpu, " + ", ".join(parts)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -56,8 +84,8 @@ def main():
         s = stock.get(profile(name))
         ratio = lambda a, b: f"{a / b:.3f}" if s and b else "-"
         print("\t".join([
-            name, profile(name), f"{d['cost_usd']:.2f}", str(d["gpu_pod_evictions"]), f"{lost(d):.1f}", commit,
-            f"tools/online/whole-cadence.sh {name}",
+            label(name), profile(name), f"{d['cost_usd']:.2f}", str(d["gpu_pod_evictions"]), f"{lost(d):.1f}", commit,
+            f"tools/online/whole-cadence.sh {name}",  # the setting's flags are in the script
             ratio(d["cost_usd"], s["cost_usd"] if s else 0),
             ratio(d["gpu_pod_evictions"], s["gpu_pod_evictions"] if s else 0),
             ratio(lost(d), lost(s) if s else 0),

@@ -8,7 +8,7 @@ gpu_pod_evictions, lost_gpu_hours, commit, command. Each row is one replay's
 report (cost_usd, gpu_pod_evictions and the batch and service lost GPU-hours
 summed); the command reproduces it at that commit.
 
-usage: plot_whole.py whole-trace.tsv OUT.svg
+usage: plot_whole.py whole-trace.tsv OUT.svg [TITLE]
 """
 import csv
 import sys
@@ -20,6 +20,7 @@ L, R, T, B = 80, 250, 30, 60
 def main():
     global H
     src, out = sys.argv[1], sys.argv[2]
+    title = sys.argv[3] if len(sys.argv) > 3 else "Whole default trace: fleet cost vs GPU-pod evictions (eviction model on)"
     with open(src) as f:
         rows = [r for r in csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")]
     if not rows:
@@ -44,7 +45,7 @@ def main():
 
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{L}" y="18" font-size="13">Whole default trace: fleet cost vs GPU-pod evictions (eviction model on)</text>',
+           f'<text x="{L}" y="18" font-size="13">{title}</text>',
            f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
            f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
            f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">GPU-pod evictions over 149 days</text>',

@@ -29,16 +29,20 @@ const (
 // the accessor methods below apply them again for objects that never went
 // through the API server (unit tests, objects built in code).
 const (
-	DefaultAMIFamily               = AMIFamilyAL2023
-	DefaultIdleAfter               = 10 * time.Minute
-	DefaultStartupTimeout          = 15 * time.Minute
-	DefaultGPUTaint                = true
-	DefaultTimeSlicingReplicas     = int32(1)
-	DefaultMIGStrategy             = MIGStrategyNone
-	DefaultProtection              = ProtectionBreakEven
-	DefaultBreakEvenPercent        = int32(300)
-	DefaultDrainByAttrition        = false
-	DefaultRepack                  = true
+	DefaultAMIFamily           = AMIFamilyAL2023
+	DefaultIdleAfter           = 10 * time.Minute
+	DefaultStartupTimeout      = 15 * time.Minute
+	DefaultGPUTaint            = true
+	DefaultTimeSlicingReplicas = int32(1)
+	DefaultMIGStrategy         = MIGStrategyNone
+	DefaultProtection          = ProtectionBreakEven
+	DefaultBreakEvenPercent    = int32(300)
+	DefaultDrainByAttrition    = false
+	DefaultRepack              = true
+	// DefaultEvictionCostPerPod is the dollars added to every GPU pod's
+	// eviction-cost estimate when gpu.disruption.evictionCostPerPod is
+	// unset (designs/online.md, "Whole-trace sweep at Karpenter's cadence").
+	DefaultEvictionCostPerPod      = 0.3
 	DefaultHTTPTokens              = HTTPTokensRequired
 	DefaultHTTPPutResponseHopLimit = int64(1)
 	// DefaultRootVolumeType is the type of the root volume used when
@@ -145,12 +149,13 @@ func (in *GPUNodeClass) DrainByAttrition() bool {
 }
 
 // EvictionCostPerPod returns spec.gpu.disruption.evictionCostPerPod in
-// dollars (0 when unset), or an error naming the field when it is not a
-// non-negative decimal (the CRD refuses such a value at admission).
+// dollars (DefaultEvictionCostPerPod when unset), or an error naming the
+// field when it is not a non-negative decimal (the CRD refuses such a value
+// at admission).
 func (in *GPUNodeClass) EvictionCostPerPod() (float64, error) {
 	d := in.Spec.GPU.Disruption
 	if d == nil || d.EvictionCostPerPod == nil {
-		return 0, nil
+		return DefaultEvictionCostPerPod, nil
 	}
 	f, err := strconv.ParseFloat(*d.EvictionCostPerPod, 64)
 	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {

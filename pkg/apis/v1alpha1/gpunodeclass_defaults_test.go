@@ -164,9 +164,10 @@ func TestEvictionCostPerPod(t *testing.T) {
 		want    float64
 		wantErr bool
 	}{
-		{"unset: 0", nil, 0, false},
-		{"empty: 0", &v1alpha1.GPUDisruption{}, 0, false},
+		{"unset: the default", nil, v1alpha1.DefaultEvictionCostPerPod, false},
+		{"empty: the default", &v1alpha1.GPUDisruption{}, v1alpha1.DefaultEvictionCostPerPod, false},
 		{"set", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("0.25")}, 0.25, false},
+		{"zero turns it off", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("0")}, 0, false},
 		{"negative", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("-1")}, 0, true},
 		{"not a number", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("a dollar")}, 0, true},
 		{"NaN", &v1alpha1.GPUDisruption{EvictionCostPerPod: ptr("NaN")}, 0, true},

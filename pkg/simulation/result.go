@@ -43,6 +43,13 @@ func (e *engine) result() (*report.Result, error) {
 	for _, np := range e.w.NodePools {
 		r.Settings.NodePools = append(r.Settings.NodePools, np.Name)
 	}
+	r.Settings.SchedulerProfile = string(e.cfg.SchedulerProfile)
+	if e.cfg.Policy == PolicyKarpenterGPU && e.w.NodeClass != nil {
+		mode, percent := e.w.NodeClass.GPUWorkProtection()
+		perPod, _ := e.w.NodeClass.EvictionCostPerPod() // an invalid value counts 0, as in the controller (breakeven.go)
+		r.Settings.GPUDisruption = &report.GPUDisruption{Protection: mode, BreakEvenPercent: percent, EvictionCostPerPod: perPod,
+			Repack: e.w.NodeClass.RepackEnabled(), DrainByAttrition: e.w.NodeClass.DrainByAttrition()}
+	}
 	if len(r.ControllerErrors) == 0 {
 		r.ControllerErrors = nil
 	}

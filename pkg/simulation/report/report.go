@@ -183,6 +183,22 @@ type Settings struct {
 	// --disruption-interval approximated it.
 	DisruptionIntervalSeconds float64  `json:"disruption_interval_seconds"`
 	NodePools                 []string `json:"nodepools"`
+	// SchedulerProfile is the kube-scheduler profile the binder scored
+	// nodes with (default or bin-packing).
+	SchedulerProfile string `json:"scheduler_profile"`
+	// GPUDisruption is the GPUNodeClass's effective voluntary-disruption
+	// settings, defaults applied (karpenter-gpu policy only).
+	GPUDisruption *GPUDisruption `json:"gpu_disruption,omitempty"`
+}
+
+// GPUDisruption echoes the settings of karpenter-gpu's break-even rule a
+// replay ran with.
+type GPUDisruption struct {
+	Protection         string  `json:"protection"`
+	BreakEvenPercent   int32   `json:"break_even_percent"`
+	EvictionCostPerPod float64 `json:"eviction_cost_per_pod_usd"`
+	Repack             bool    `json:"repack"`
+	DrainByAttrition   bool    `json:"drain_by_attrition"`
 }
 
 // PhaseTime is the wall-clock time spent in one phase.

@@ -45,6 +45,7 @@ LABELS = {
     "kg-ecpp0": "karpenter-gpu, $0 per pod (the defaults before this round)",
     "kg-binpack": "karpenter-gpu, $0 per pod (the defaults before this round)",
     "kg-always": "karpenter-gpu protect-all (the old default)",
+    "kg-never": "karpenter-gpu, no GPU-work protection, $0 per pod",
     "kg-norepack": "karpenter-gpu, no repack, $0 per pod",
     "kg-attrition": "karpenter-gpu + drain by attrition, $0 per pod",
     "kg-balanced": "karpenter-gpu, core Balanced, $0 per pod",

@@ -32,6 +32,8 @@ settings=(
   "kg-binpack-ecpp0.2:--policy karpenter-gpu --scheduler-profile bin-packing --eviction-cost-per-pod 0.2"
   "kg-binpack-ecpp0.3:--policy karpenter-gpu --scheduler-profile bin-packing --eviction-cost-per-pod 0.3"
   "kg-be100-ecpp0.5:--policy karpenter-gpu --break-even-percent 100 --eviction-cost-per-pod 0.5"
+  "kg-never:--policy karpenter-gpu --protection Never --eviction-cost-per-pod 0"
+  "kg-be30:--policy karpenter-gpu --break-even-percent 30 --eviction-cost-per-pod 0"
   "kg-be100:--policy karpenter-gpu --break-even-percent 100 --eviction-cost-per-pod 0"
   "kg-be1000:--policy karpenter-gpu --break-even-percent 1000 --eviction-cost-per-pod 0"
   "kg-be3000:--policy karpenter-gpu --break-even-percent 3000 --eviction-cost-per-pod 0"

@@ -9,15 +9,10 @@
 #   tools/online/floor.sh [TRACE]     # default: the bundled default trace
 # Samples: every $SPARSE h before $DENSE_FROM h, every $EVERY h after, up to
 # $UNTIL h. Then: python3 tools/online/floor.py $OUT
-set -euo pipefail
-export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="${OUT:-$root/bin/online-floor}"
+. "$(dirname "$0")/common.sh" online-floor
 SPARSE="${SPARSE:-48}" DENSE_FROM="${DENSE_FROM:-2700}" EVERY="${EVERY:-4}" UNTIL="${UNTIL:-3584}"
 trace=()
 [ $# -gt 0 ] && trace=(--trace "$1")
-mkdir -p "$OUT"
-(cd "$root" && go build -o "$OUT/simulator" ./cmd/simulator)
 for h in $(seq 0 "$SPARSE" "$((DENSE_FROM - 1))") $(seq "$DENSE_FROM" "$EVERY" "$UNTIL"); do
   [ -f "$OUT/$h.json" ] && continue
   "$OUT/simulator" --quiet --policy karpenter-gpu "${trace[@]}" --snapshot "${h}h" --duration 2m --json "$OUT/$h.json" > "$OUT/$h.txt"

@@ -4,26 +4,23 @@
 #   simulator --compare --start W --duration 24h <setting>
 # with its JSON report in $OUT/W<window>-<setting>.json; stock is replayed
 # once per window and kube-scheduler profile and reused from the simulator's
-# cache. Then: python3 tools/online/plot.py $OUT designs/online-sweep.svg
-set -euo pipefail
-export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="${OUT:-$root/bin/online-sweep}"
+# cache. Every setting says "--eviction-cost-per-pod 0", the default when
+# online-sweep.svg was measured ($0.3 since the seventeenth round).
+# Then: python3 tools/online/plot.py $OUT designs/online-sweep.svg
+. "$(dirname "$0")/common.sh" online-sweep
 WINDOWS="${WINDOWS:-2784h 3100h 3400h}"
-mkdir -p "$OUT"
-(cd "$root" && go build -o "$OUT/simulator" ./cmd/simulator)
 settings=(
-  "be100:--break-even-percent 100"
-  "be300:--break-even-percent 300"
-  "be1000:--break-even-percent 1000"
-  "be3000:--break-even-percent 3000"
+  "be100:--break-even-percent 100 --eviction-cost-per-pod 0"
+  "be300:--break-even-percent 300 --eviction-cost-per-pod 0"
+  "be1000:--break-even-percent 1000 --eviction-cost-per-pod 0"
+  "be3000:--break-even-percent 3000 --eviction-cost-per-pod 0"
   "always:--protection Always"
-  "binpack:--break-even-percent 1000 --scheduler-profile bin-packing"
-  "binpack100:--break-even-percent 100 --scheduler-profile bin-packing"
-  "balanced:--break-even-percent 1000 --consolidation-policy Balanced"
-  "repackbp:--break-even-percent 1000 --scheduler-profile bin-packing --repack true"
-  "repack:--break-even-percent 1000 --repack true"
-  "attrition:--break-even-percent 1000 --drain-by-attrition true"
+  "binpack:--break-even-percent 1000 --scheduler-profile bin-packing --eviction-cost-per-pod 0"
+  "binpack100:--break-even-percent 100 --scheduler-profile bin-packing --eviction-cost-per-pod 0"
+  "balanced:--break-even-percent 1000 --consolidation-policy Balanced --eviction-cost-per-pod 0"
+  "repackbp:--break-even-percent 1000 --scheduler-profile bin-packing --repack true --eviction-cost-per-pod 0"
+  "repack:--break-even-percent 1000 --repack true --eviction-cost-per-pod 0"
+  "attrition:--break-even-percent 1000 --drain-by-attrition true --eviction-cost-per-pod 0"
 )
 for w in $WINDOWS; do
   for s in "${settings[@]}"; do

@@ -10,13 +10,7 @@
 # report exists are skipped. Then:
 #   python3 tools/online/cadence_table.py $OUT
 # prints the TSV rows of tools/online/whole-cadence.tsv.
-set -euo pipefail
-export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="${OUT:-$root/bin/whole-cadence}"
-JOBS="${JOBS:-2}"
-mkdir -p "$OUT"
-(cd "$root" && go build -o "$OUT/simulator" ./cmd/simulator)
+. "$(dirname "$0")/common.sh" whole-cadence
 # Settings measured before the default per-pod eviction cost became $0.3
 # (the round that ran this sweep) say "--eviction-cost-per-pod 0", so each
 # reproduces at any commit; "kg-defaults" is whatever the defaults are.
@@ -48,13 +42,4 @@ if [ "$#" -gt 0 ]; then # run only the named settings
   for s in "${settings[@]}"; do for n in "$@"; do [ "${s%%:*}" = "$n" ] && keep+=("$s"); done; done
   settings=("${keep[@]}")
 fi
-run() {
-  local name="${1%%:*}" args="${1#*:}"
-  [ -f "$OUT/$name.json" ] && return 0
-  # shellcheck disable=SC2086
-  /usr/bin/time -o "$OUT/$name.time" "$OUT/simulator" --quiet $args --json "$OUT/$name.json.tmp" > "$OUT/$name.txt" 2> "$OUT/$name.err" \
-    && mv "$OUT/$name.json.tmp" "$OUT/$name.json" && echo "$name done"
-}
-export -f run
-export OUT
-printf '%s\n' "${settings[@]}" | xargs -P "$JOBS" -I{} bash -c 'run "$@"' _ {}
+printf '%s\n' "${settings[@]}" | run_reports

@@ -7,19 +7,13 @@
 #   simulator --quiet --policy P [--trace T] --start W --duration D <setting> --json $OUT/<window>-<setting>.json
 # two at a time (JOBS). Reports that exist are skipped. Then:
 #   python3 tools/online/windows_table.py $OUT
-set -euo pipefail
-export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="${OUT:-$root/bin/windows-cadence}"
-JOBS="${JOBS:-2}"
+. "$(dirname "$0")/common.sh" windows-cadence
 shared="${SHARED:-$root/../shared/traces}"
-mkdir -p "$OUT"
 for seed in 1 2; do
   v="$root/bin/variant-multigpu-s$seed.csv"
   [ -f "$v" ] || python3 "$root/tools/online/variant.py" "$shared/alibaba-v2023-openb_pod_list_default.csv" \
     "$shared/alibaba-v2023-openb_pod_list_multigpu50.csv" "$v" "$seed"
 done
-(cd "$root" && go build -o "$OUT/simulator" ./cmd/simulator)
 windows=(
   "day116:--start 2784h --duration 24h"
   "week2700:--start 2700h --duration 168h"
@@ -33,13 +27,4 @@ kg-ecpp0:--policy karpenter-gpu --eviction-cost-per-pod 0
 kg-ecpp0.3:--policy karpenter-gpu --eviction-cost-per-pod 0.3}"
 jobs=()
 for w in "${windows[@]}"; do for s in "${settings[@]}"; do jobs+=("${w%%:*}-${s%%:*}:${w#*:} ${s#*:}"); done; done
-run() {
-  local name="${1%%:*}" args="${1#*:}"
-  [ -f "$OUT/$name.json" ] && return 0
-  # shellcheck disable=SC2086
-  "$OUT/simulator" --quiet $args --json "$OUT/$name.json.tmp" > "$OUT/$name.txt" 2> "$OUT/$name.err" \
-    && mv "$OUT/$name.json.tmp" "$OUT/$name.json" && echo "$name done"
-}
-export -f run
-export OUT
-printf '%s\n' "${jobs[@]}" | xargs -P "$JOBS" -I{} bash -c 'run "$@"' _ {}
+printf '%s\n' "${jobs[@]}" | run_reports

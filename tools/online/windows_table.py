@@ -5,9 +5,10 @@ of stock's, and GPU-hours of work lost.
 
 usage: windows_table.py DIR"""
 import glob
-import json
 import os
 import sys
+
+from cadence_table import load, lost
 
 
 def main():
@@ -16,12 +17,8 @@ def main():
     runs = {}
     for p in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
         window, setting = os.path.basename(p)[:-5].split("-", 1)
-        with open(p) as f:
-            d = json.load(f)
-        if not d.get("cost_usd", 0) > 0:
-            sys.exit(f"{p}: cost_usd {d.get('cost_usd')}: not a run")
-        lost = d["lost_gpu_hours"]
-        runs.setdefault(window, {})[setting] = (d["cost_usd"], d["gpu_pod_evictions"], sum(lost.values()) if isinstance(lost, dict) else lost)
+        d = load(p)
+        runs.setdefault(window, {})[setting] = (d["cost_usd"], d["gpu_pod_evictions"], lost(d))
     if not runs:
         sys.exit(f"{sys.argv[1]}: no reports")
     print("| window | setting | cost | / stock | GPU-pod evictions (/ stock's) | GPU-h lost |")

@@ -25,10 +25,10 @@ def main():
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for window, settings in runs.items():
         stock = settings.get("stock")
-        for setting, (cost, ev, lost) in sorted(settings.items(), key=lambda kv: kv[0] != "stock"):
+        for setting, (cost, ev, lost_h) in sorted(settings.items(), key=lambda kv: kv[0] != "stock"):
             ratio = f"{cost / stock[0]:.3f}" if stock else "-"
             share = f" ({ev / stock[1]:.0%})" if stock and stock[1] and setting != "stock" else ""
-            print(f"| {window} | {setting} | ${cost:,.2f} | {ratio} | {ev}{share} | {lost:.1f} |")
+            print(f"| {window} | {setting} | ${cost:,.2f} | {ratio} | {ev}{share} | {lost_h:.1f} |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 (integrated from its time series, fleet $/h held until the next sample)
 beside the fluid LP bound's, and the ratio.
 
-usage: weekly.py REPORT.json [REPORT.json ...]   (reports of one input; the
-first one's bound is used; e.g. bin/whole-cadence/*.json)"""
+usage: weekly.py [--floor DIR] REPORT.json [REPORT.json ...]   (reports of
+one input; the first one's bound is used; e.g. bin/whole-cadence/*.json).
+--floor DIR adds the discrete repacking floor of tools/online/floor.sh
+(its snapshot reports in DIR, each held until the next) as a column."""
 import json
 import os
 import sys
@@ -23,11 +25,31 @@ def integrate(steps, edges):
     return out
 
 
+def floor_steps(out):
+    """(hour, packed fleet $/h) of each snapshot report floor.sh wrote."""
+    steps = []
+    for name in os.listdir(out):
+        if name.endswith(".json") and name[:-5].isdigit():
+            with open(os.path.join(out, name)) as f:
+                r = json.load(f)
+            r = r["results"][0] if "results" in r else r
+            steps.append((float(name[:-5]), r["final_fleet_usd_per_hour"]))
+    if not steps:
+        sys.exit(f"{out}: no snapshot reports (tools/online/floor.sh writes them)")
+    return sorted(steps)
+
+
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    floor = None
+    if args[:1] == ["--floor"]:
+        if len(args) < 2:
+            sys.exit(__doc__)
+        floor, args = floor_steps(args[1]), args[2:]
+    if not args:
         sys.exit(__doc__)
     reports = []
-    for p in sys.argv[1:]:
+    for p in args:
         with open(p) as f:
             d = json.load(f)
         ts = d.get("time_series") or {}
@@ -38,6 +60,9 @@ def main():
     edges = [k * WEEK for k in range(int(hours // WEEK) + 1)] + ([hours] if hours % WEEK else [])
     bound = integrate(reports[0][1]["time_series"]["lower_bound_usd_per_hour"], edges)
     cols = {n: integrate(d["time_series"]["fleet_usd_per_hour"], edges) for n, d in reports}
+    if floor:
+        cols = {"floor": integrate(floor, edges), **cols}
+        reports = [("floor", None)] + reports
     print("| from hour | LP bound | " + " | ".join(n for n, _ in reports) + " |")
     print("| ---: | ---: | " + " | ".join("---:" for _ in reports) + " |")
     for k in range(len(edges) - 1):

@@ -408,13 +408,11 @@ type GPUDisruption struct {
 	Protection *string `json:"protection,omitempty"`
 	// BreakEvenPercent scales the break-even rule: a node is released once
 	// its wasted money reaches this percentage of its GPU pods' eviction
-	// cost (100 = the ski-rental break-even point). Default 300: measured
-	// with repack on, it costs less than 1000 % on every workload tried
-	// (the bundled trace's 149 days: 0.958x stock Karpenter with 65 % of its
-	// GPU-pod evictions, against 0.964x with 43 %; busy days and a variant
-	// with more multi-GPU pods: 1-3 % less), because a node mis-sized for
-	// its pods is released within minutes rather than an hour; 1000 %
-	// evicts about a third less (designs/online.md).
+	// cost (100 = the ski-rental break-even point). Default 300. Measured
+	// over the bundled trace's 149 days at Karpenter's cadence with no
+	// per-pod cost (designs/online.md), 300 % costs 0.966x stock Karpenter
+	// with 30 % of its GPU-pod evictions; 1000 % costs 0.972x with 18 %,
+	// and 30 % costs 0.959x with 1.5 times its evictions.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100000
 	// +optional

@@ -24,6 +24,10 @@ const (
 	LabelInstanceType = "instance_type"
 	LabelZone         = "zone"
 	LabelResult       = "result"
+	LabelNodeClaim    = "nodeclaim"
+	LabelOutcome      = "outcome"
+	LabelAction       = "action"
+	LabelMessageType  = "message_type"
 )
 
 // Values of the packing decision result label.

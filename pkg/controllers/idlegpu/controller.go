@@ -34,6 +34,7 @@ import (
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/guard"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/controllers/repack"
 	"github.com/karpenter-gpu/karpenter-gpu/pkg/evictioncost"
+	gpumetrics "github.com/karpenter-gpu/karpenter-gpu/pkg/metrics"
 )
 
 // PollInterval is how often GPU nodes are checked.
@@ -200,8 +201,8 @@ func (c *Controller) forgetGone(snap *snapshot) {
 	for name := range c.ledgers {
 		if _, ok := live[name]; !ok {
 			delete(c.ledgers, name)
-			NodeWastedUSD.DeletePartialMatch(map[string]string{"nodeclaim": name})
-			NodeEvictionCostUSD.DeletePartialMatch(map[string]string{"nodeclaim": name})
+			NodeWastedUSD.DeletePartialMatch(map[string]string{gpumetrics.LabelNodeClaim: name})
+			NodeEvictionCostUSD.DeletePartialMatch(map[string]string{gpumetrics.LabelNodeClaim: name})
 		}
 	}
 }

@@ -14,12 +14,12 @@ import (
 
 var (
 	// RemovalsTotal counts idle GPU nodes removed.
-	RemovalsTotal = gpumetrics.NewCounterVec("idle", "removals_total", "Idle GPU nodes removed by the idle-GPU controller, by NodePool and instance type.", "nodepool", "instance_type")
+	RemovalsTotal = gpumetrics.NewCounterVec("idle", "removals_total", "Idle GPU nodes removed by the idle-GPU controller, by NodePool and instance type.", gpumetrics.LabelNodePool, gpumetrics.LabelInstanceType)
 	// IdleGPUHoursReclaimed sums GPUs × idle time of removed nodes: the
 	// GPU-hours each node had already wasted when it was removed, a lower
 	// bound on what removal saves (the node would have billed at least
 	// that much again had it stayed as long once more).
-	IdleGPUHoursReclaimed = gpumetrics.NewCounterVec("idle", "gpu_hours_reclaimed_total", "GPUs × idle hours of GPU nodes at the time the idle-GPU controller removed them.", "nodepool")
+	IdleGPUHoursReclaimed = gpumetrics.NewCounterVec("idle", "gpu_hours_reclaimed_total", "GPUs × idle hours of GPU nodes at the time the idle-GPU controller removed them.", gpumetrics.LabelNodePool)
 )
 
 func removedEvent(nc *karpv1.NodeClaim, gpus int64, idle time.Duration) events.Event {
@@ -42,13 +42,13 @@ func blockedEvent(nc *karpv1.NodeClaim, reason string) events.Event {
 var (
 	// NodeWastedUSD is the money a GPU node protected by the break-even
 	// rule has wasted since it became reclaimable.
-	NodeWastedUSD = gpumetrics.NewGaugeVec("", "node_wasted_usd", "Dollars a GPU node has billed beyond a right-sized set of nodes for its pods since it became reclaimable (break-even protection).", "nodepool", "nodeclaim")
+	NodeWastedUSD = gpumetrics.NewGaugeVec("", "node_wasted_usd", "Dollars a GPU node has billed beyond a right-sized set of nodes for its pods since it became reclaimable (break-even protection).", gpumetrics.LabelNodePool, gpumetrics.LabelNodeClaim)
 	// NodeEvictionCostUSD is what evicting the node's GPU pods would cost
 	// now (lost work since checkpoints, replica restarts).
-	NodeEvictionCostUSD = gpumetrics.NewGaugeVec("", "eviction_cost_usd", "Dollars of GPU work that evicting a node's GPU pods would lose now (batch: work since the last checkpoint; service: restart time).", "nodepool", "nodeclaim")
+	NodeEvictionCostUSD = gpumetrics.NewGaugeVec("", "eviction_cost_usd", "Dollars of GPU work that evicting a node's GPU pods would lose now (batch: work since the last checkpoint; service: restart time).", gpumetrics.LabelNodePool, gpumetrics.LabelNodeClaim)
 	// ProtectionsTotal counts protection changes by outcome (protected,
 	// released past break-even, unprotected when the GPU work ended).
-	ProtectionsTotal = gpumetrics.NewCounterVec("", "protection_changes_total", "Changes of GPU-work protection (do-not-disrupt) on GPU nodes, by NodePool and outcome: protected, released (past break-even), unprotected (GPU work ended or protection off).", "nodepool", "outcome")
+	ProtectionsTotal = gpumetrics.NewCounterVec("", "protection_changes_total", "Changes of GPU-work protection (do-not-disrupt) on GPU nodes, by NodePool and outcome: protected, released (past break-even), unprotected (GPU work ended or protection off).", gpumetrics.LabelNodePool, gpumetrics.LabelOutcome)
 )
 
 func releasedEvent(nc *karpv1.NodeClaim, wasted float64, e economics) events.Event {

@@ -54,11 +54,11 @@ const (
 
 var (
 	// ReceivedMessages counts queue messages by kind.
-	ReceivedMessages = metrics.NewCounterVec("interruption", "received_messages_total", "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, capacity_reservation_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).", "message_type")
+	ReceivedMessages = metrics.NewCounterVec("interruption", "received_messages_total", "Messages received from karpenter-gpu's interruption queue, by message_type (spot_interrupted, capacity_reservation_interrupted, rebalance_recommendation, scheduled_change, state_change, no_op, unknown, malformed).", metrics.LabelMessageType)
 	// DeletedMessages counts messages deleted from the queue.
 	DeletedMessages = metrics.NewCounter("interruption", "deleted_messages_total", "Messages deleted from karpenter-gpu's interruption queue after they were handled (or found unusable).")
 	// Actions counts what was done to karpenter-gpu NodeClaims.
-	Actions = metrics.NewCounterVec("interruption", "actions_total", "Actions taken on karpenter-gpu NodeClaims for interruption messages: cordon_and_drain (the NodeClaim was deleted) or no_action (an event only).", "action")
+	Actions = metrics.NewCounterVec("interruption", "actions_total", "Actions taken on karpenter-gpu NodeClaims for interruption messages: cordon_and_drain (the NodeClaim was deleted) or no_action (an event only).", metrics.LabelAction)
 	// MessageLatency is the time from an event to its handling.
 	MessageLatency = metrics.NewHistogram("interruption", "message_queue_duration_seconds", "Time from an interruption event (its EventBridge time) to the end of its handling.",
 		[]float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300})

@@ -48,7 +48,7 @@ import (
 
 // NominationsTotal counts the nominatedNodeName writes, by action (set,
 // cleared).
-var NominationsTotal = metrics.NewCounterVec("nomination", "writes_total", "status.nominatedNodeName writes on pending pods: set to the node Karpenter planned the pod on, or cleared when that plan is gone.", "action")
+var NominationsTotal = metrics.NewCounterVec("nomination", "writes_total", "status.nominatedNodeName writes on pending pods: set to the node Karpenter planned the pod on, or cleared when that plan is gone.", metrics.LabelAction)
 
 // Options are NewController's inputs.
 type Options struct {

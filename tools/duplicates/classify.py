@@ -91,7 +91,7 @@ def main():
             stmts.append([(i, lines[i - 1].strip()) for i in range(a, b + 1) if kinds.get(i) == 'statement'])
         if generated:
             cat = 'generated'
-        elif min(len(s) for s in stmts) <= 1:
+        elif max(len(s) for s in stmts) <= 1:
             cat = 'import'
             for kind in ('declaration', 'table'):
                 if any(kinds_of(cache, p, a, b, kind) for p, a, b in sides):
